@@ -1,0 +1,1 @@
+"""Pure domain core: teeth numbering, finding taxonomy, geometry and records. No Dagster here."""

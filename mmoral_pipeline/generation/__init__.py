@@ -1,0 +1,1 @@
+"""LLM clients (OpenAI-compatible and offline), response cache, prompts, builders and validators."""

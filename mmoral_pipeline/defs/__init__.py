@@ -1,0 +1,1 @@
+"""The thin Dagster shell: assets, checks, resources, IO manager, partitions, jobs, schedules."""

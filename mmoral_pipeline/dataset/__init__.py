@@ -1,0 +1,1 @@
+"""Instruction dataset: assembly, de-duplication, split, exports and per-sample lineage."""

@@ -1,0 +1,69 @@
+"""The `mmoral` command: materialise, generate synthetic data, trace a sample, benchmark a model."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _cmd_materialize(args: argparse.Namespace) -> int:
+    from mmoral_pipeline.materialize import format_checks, materialize
+    from mmoral_pipeline.summary import print_summary
+
+    report = materialize(selection=args.select, sources_path=args.sources)
+    print(format_checks(report))
+    if not args.quiet:
+        print_summary()
+    if report.failed:
+        print(f"Failed partitions: {', '.join(report.failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_partitions(args: argparse.Namespace) -> int:
+    import dagster as dg
+
+    from mmoral_pipeline.materialize import ensure_dagster_home, register_partitions
+
+    ensure_dagster_home()
+    for key in register_partitions(dg.DagsterInstance.get(), args.sources):
+        print(key)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mmoral", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("materialize", help="register partitions and materialise assets on the persistent instance")
+    p.add_argument("--select", default=None, help="Dagster asset selection, e.g. 'group:ingest' or 'key:raw_images+' (default: everything)")
+    p.add_argument("--sources", default=None, help="sources YAML (default: $MMORAL_SOURCES or assets/sources.yaml)")
+    p.add_argument("--quiet", action="store_true", help="no summary at the end")
+    p.set_defaults(func=_cmd_materialize)
+
+    p = sub.add_parser("partitions", help="register and list the batch partitions of the sources file")
+    p.add_argument("--sources", default=None)
+    p.set_defaults(func=_cmd_partitions)
+
+    _optional(sub, "synth", "write procedural panoramic X-rays with annotations", "mmoral_pipeline.synth.cli", "add_synth_arguments", "run_synth")
+    _optional(sub, "lineage", "trace one instruction sample back to its image, annotations and prompt", "mmoral_pipeline.dataset.cli", "add_lineage_arguments", "run_lineage")
+    _optional(sub, "bench", "score a model on MMOral-OPG-Bench-style TSVs", "mmoral_pipeline.evaluation.cli", "add_bench_arguments", "run_bench")
+    return parser
+
+
+def _optional(sub, name: str, help_text: str, module: str, add: str, run: str) -> None:
+    import importlib
+
+    p = sub.add_parser(name, help=help_text)
+    mod = importlib.import_module(module)
+    getattr(mod, add)(p)
+    p.set_defaults(func=getattr(mod, run))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,367 @@
+"""Open-ended judges: an offline fact-comparing judge and an LLM judge on any ChatBackend.
+
+Both score on the paper's grid {0.0, 0.1, ..., 1.0}. The offline judge deducts from 1.0 per
+fact of the ground truth the prediction gets wrong, with deductions chosen to mirror the
+paper's worked examples:
+
+- counting question: exact count 1.0, anything else 0.0 (binary, like "off by one = 0.0");
+- a (tooth, finding) fact with the right finding on the wrong tooth: -0.5 ("wrong tooth number = 0.5");
+- the right tooth with another status/finding: -0.3 ("one wrong wisdom-tooth status = 0.7");
+- a ground-truth clause missing altogether: -0.5 ("missing bone-loss clause = 0.5");
+- a box matched by IoU: >= 0.9 free, >= 0.75 -0.1, >= 0.5 -0.2 ("slightly shifted box = 0.8-0.9"), else -0.5;
+- each extra finding the ground truth does not have: -0.2.
+
+Text without any extractable fact falls back to token F1, snapped to the grid. Pure and
+deterministic: the same inputs always give the same score.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from mmoral_pipeline.config import PROMPTS_DIR
+from mmoral_pipeline.domain.fdi import ALL_TEETH
+from mmoral_pipeline.domain.geometry import iou
+from mmoral_pipeline.domain.taxonomy import SYNONYMS, Category
+from mmoral_pipeline.generation.types import ChatBackend, ChatRequest
+
+GRID: tuple[float, ...] = tuple(round(i / 10, 1) for i in range(11))
+OFFLINE_JUDGE_VERSION = "offline-facts-v1"
+
+
+def snap(score: float) -> float:
+    """Clip to [0, 1] and round to the 0.1 grid."""
+    return round(min(1.0, max(0.0, float(score))) * 10) / 10
+
+
+class JudgeScore(BaseModel):
+    score: float
+    judge: str  # "offline" or "<backend>:<model>"
+    prompt_version: str
+    cache_hit: bool = False
+    parse_failed: bool = False
+    rationale: str = ""
+    repeat: int = 0
+
+
+# ---------------------------------------------------------------- fact extraction (offline judge)
+
+_NUM = r"-?\d+(?:\.\d+)?"
+_BOX = re.compile(rf"\[\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*\]")
+_POINT = re.compile(rf"\[\s*({_NUM})\s*,\s*({_NUM})\s*\]")
+_COUNT_Q = re.compile(r"\bhow many\b|\bnumber of\b|\bcount\b", re.IGNORECASE)
+_NUMBER_WORDS = {w: i for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+    "sixteen seventeen eighteen nineteen twenty".split())}
+_NUMBER_WORDS["no"] = 0
+_NEGATION = re.compile(r"\b(no|not|without|absent|free of|none|neither|nor|unremarkable)\b")
+_EXTRA_FINDINGS = {"erupted": "erupted", "fully erupted": "erupted", "healthy": "normal", "normal": "normal",
+                   "intact": "normal", "endodontically treated": Category.ROOT_CANAL_TREATMENT.value}
+_FINDINGS: list[tuple[str, str]] = sorted(
+    [(k, c.value) for k, (c, _t) in SYNONYMS.items() if c != Category.TOOTH] + list(_EXTRA_FINDINGS.items()),
+    key=lambda kv: -len(kv[0]),
+)
+_FINDING_RE = [(re.compile(rf"\b{re.escape(k)}\b"), v) for k, v in _FINDINGS]
+_TOOTH = re.compile(r"(?<![\d.\[])#?\b([1-8][1-8])\b(?!\s*(?:teeth|natural|%|mm|years|\.\d))")
+_SPLIT = re.compile(r",|;|\band\b|\bwhile\b|\bbut\b|\bwith\b")
+
+
+class Facts(BaseModel):
+    pairs: list[tuple[int | None, str | None]]
+    boxes: list[list[float]]
+    points: list[list[float]]
+    tokens: list[str]
+
+
+def _findings(text: str) -> list[str]:
+    found: list[str] = []
+    for rx, canon in _FINDING_RE:
+        if rx.search(text):
+            found.append(canon)
+            text = rx.sub(" ", text)
+    return sorted(set(found))
+
+
+def _teeth(text: str) -> list[int]:
+    return sorted({int(m) for m in _TOOTH.findall(text) if int(m) in ALL_TEETH})
+
+
+def extract_facts(text: str) -> Facts:
+    """Free text -> (tooth, finding) pairs, boxes, points and tokens."""
+    t = str(text or "")
+    boxes = [[float(x) for x in m] for m in _BOX.findall(t)]
+    t = _BOX.sub(" ", t)
+    points = [[float(x) for x in m] for m in _POINT.findall(t)]
+    t = _POINT.sub(" ", t).lower()
+    t = re.sub(r"[{}\"']|box_2d|point_2d|label", " ", t)
+    pairs: set[tuple[int | None, str | None]] = set()
+    for sentence in re.split(r"[.\n:]+(?!\d)", t):
+        # Pieces split on commas/"and"; a piece without a finding joins the next one that has one
+        # ("teeth 18, 28 and 38 are impacted"), a trailing one joins the previous piece.
+        pieces: list[str] = []
+        pending = ""
+        for piece in _SPLIT.split(sentence):
+            pending = f"{pending} {piece}"
+            if _findings(piece):
+                pieces.append(pending)
+                pending = ""
+        if pending.strip():
+            if pieces:
+                pieces[-1] = f"{pieces[-1]} {pending}"
+            else:
+                pieces.append(pending)
+        negated_sentence = bool(_NEGATION.search(sentence))
+        for piece in pieces:
+            finds = _findings(piece)
+            negated = bool(_NEGATION.search(piece)) or (negated_sentence and len(pieces) == 1)
+            finds = [f"no_{f}" if negated else f for f in finds]
+            teeth = _teeth(piece)
+            if finds and teeth:
+                pairs |= {(tooth, f) for tooth in teeth for f in finds}
+            elif finds:
+                pairs |= {(None, f) for f in finds}
+            else:
+                pairs |= {(tooth, None) for tooth in teeth}
+    tokens = re.findall(r"[a-z0-9]+", t)
+    return Facts(pairs=sorted(pairs, key=lambda p: (p[0] or 0, p[1] or "")), boxes=boxes, points=points, tokens=tokens)
+
+
+def _first_number(text: str) -> int | None:
+    t = _POINT.sub(" ", _BOX.sub(" ", str(text or ""))).lower()
+    m = re.search(r"\b(\d+)\b|\b(" + "|".join(_NUMBER_WORDS) + r")\b", t)
+    if not m:
+        return None
+    return int(m.group(1)) if m.group(1) else _NUMBER_WORDS[m.group(2)]
+
+
+def _box_deduction(best_iou: float) -> float:
+    if best_iou >= 0.9:
+        return 0.0
+    if best_iou >= 0.75:
+        return 0.1
+    if best_iou >= 0.5:
+        return 0.2
+    return 0.5
+
+
+def _point_deduction(dist: float) -> float:
+    if dist <= 10:
+        return 0.0
+    if dist <= 30:
+        return 0.1
+    if dist <= 60:
+        return 0.2
+    return 0.5
+
+
+def _token_f1(a: list[str], b: list[str]) -> float:
+    if not a or not b:
+        return 0.0
+    from collections import Counter
+
+    common = sum((Counter(a) & Counter(b)).values())
+    if not common:
+        return 0.0
+    p, r = common / len(b), common / len(a)
+    return 2 * p * r / (p + r)
+
+
+def offline_score(question: str, ground_truth: str, prediction: str) -> tuple[float, str]:
+    """One open-ended answer -> (grid score, rationale). See the module docstring for the rules."""
+    if not str(prediction or "").strip():
+        return 0.0, "empty prediction"
+    if _COUNT_Q.search(question or ""):
+        gt_n = _first_number(ground_truth)
+        if gt_n is not None:
+            pred_n = _first_number(prediction)
+            ok = pred_n == gt_n
+            return (1.0 if ok else 0.0), f"count gt={gt_n} pred={pred_n}"
+    gt, pr = extract_facts(ground_truth), extract_facts(prediction)
+    if not gt.pairs and not gt.boxes and not gt.points:
+        f1 = _token_f1(gt.tokens, pr.tokens)
+        return snap(f1), f"no facts; token F1 {f1:.2f}"
+    deduction, notes = 0.0, []
+    unused = list(pr.pairs)
+    for t, f in gt.pairs:
+        if (t, f) in unused:
+            unused.remove((t, f))
+            continue
+        if t is None:  # finding without a tooth: any mention of the finding counts
+            hit = next((p for p in pr.pairs if p[1] == f), None)
+            if hit:
+                if hit in unused:
+                    unused.remove(hit)
+                continue
+            deduction += 0.5
+            notes.append(f"missing {f}")
+            continue
+        if f is None:  # bare tooth mention
+            if any(p[0] == t for p in pr.pairs):
+                unused = [p for p in unused if p[0] != t]
+                continue
+            deduction += 0.5
+            wrong = next((p for p in unused if p[1] is None), None)
+            if wrong:
+                unused.remove(wrong)
+            notes.append(f"wrong/missing tooth {t}")
+            continue
+        same_tooth = next((p for p in unused if p[0] == t and p[1] != f), None)
+        if same_tooth:
+            unused.remove(same_tooth)
+            deduction += 0.3
+            notes.append(f"tooth {t}: {same_tooth[1]} instead of {f}")
+            continue
+        same_finding = next((p for p in unused if p[1] == f and p[0] != t), None)
+        if same_finding:
+            unused.remove(same_finding)
+            deduction += 0.5
+            notes.append(f"{f} on {same_finding[0]} instead of {t}")
+            continue
+        deduction += 0.5
+        notes.append(f"missing {f} on {t}")
+    gt_findings = {f for _, f in gt.pairs}
+    for t, f in unused:
+        if f is not None and f not in gt_findings and not any(p[0] == t and p[1] == f for p in gt.pairs):
+            deduction += 0.2
+            notes.append(f"extra {f}" + (f" on {t}" if t else ""))
+    for box in gt.boxes:
+        best = max((iou(box, b) for b in pr.boxes), default=0.0)
+        d = _box_deduction(best)
+        deduction += d
+        if d:
+            notes.append(f"box IoU {best:.2f}")
+    for pt in gt.points:
+        dist = min((((pt[0] - q[0]) ** 2 + (pt[1] - q[1]) ** 2) ** 0.5 for q in pr.points), default=1e9)
+        d = _point_deduction(dist)
+        deduction += d
+        if d:
+            notes.append(f"point off by {dist:.0f}px")
+    return snap(1.0 - deduction), "; ".join(notes) or "all facts match"
+
+
+class OfflineJudge:
+    """Deterministic judge: no model, no network; see `offline_score`."""
+
+    name = "offline"
+    prompt_version = OFFLINE_JUDGE_VERSION
+
+    def score(self, questions: Sequence[str], ground_truths: Sequence[str], predictions: Sequence[str], repeat: int = 0) -> list[JudgeScore]:
+        out = []
+        for q, g, p in zip(questions, ground_truths, predictions, strict=True):
+            s, why = offline_score(q, g, p)
+            out.append(JudgeScore(score=s, judge="offline", prompt_version=OFFLINE_JUDGE_VERSION, rationale=why, repeat=repeat))
+        return out
+
+
+# ---------------------------------------------------------------- LLM judge
+
+JUDGE_TEMPLATE = "judge_open.j2"
+_SCORE_RE = re.compile(r"(?:score|rating)\s*[:=]?\s*\**\s*([01](?:\.\d+)?)", re.IGNORECASE)
+_ANY_SCORE_RE = re.compile(r"(?<![\d.])(0(?:\.\d+)?|1(?:\.0+)?)(?![\d.])")
+
+
+def load_judge_template(prompts_dir: Path | None = None) -> tuple[str, str]:
+    """(template text, prompt version = first 12 hex of its sha256)."""
+    text = ((prompts_dir or PROMPTS_DIR) / JUDGE_TEMPLATE).read_text(encoding="utf-8")
+    return text, "judge_open@" + hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def parse_judge_score(text: str) -> float | None:
+    """Judge reply -> grid score; the last "Score: x" wins, else the last bare 0..1 number."""
+    hits = _SCORE_RE.findall(text or "") or _ANY_SCORE_RE.findall(text or "")
+    if not hits:
+        return None
+    v = float(hits[-1])
+    return snap(v) if 0.0 <= v <= 1.0 else None
+
+
+class ScoreCache:
+    """Append-only JSONL of judge scores keyed by judge, prompt version and the scored triple."""
+
+    def __init__(self, path: str | Path | None):
+        self.path = Path(path) if path else None
+        self._lock = threading.Lock()
+        self._data: dict[str, dict[str, Any]] = {}
+        if self.path and self.path.exists():
+            for line in self.path.read_text(encoding="utf-8").splitlines():
+                if line.strip():
+                    row = json.loads(line)
+                    self._data[row["key"]] = row
+
+    @staticmethod
+    def key(judge: str, prompt_version: str, question: str, gt: str, pred: str, repeat: int) -> str:
+        blob = json.dumps([judge, prompt_version, question, gt, pred, repeat], separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        return self._data.get(key)
+
+    def put(self, key: str, row: dict[str, Any]) -> None:
+        with self._lock:
+            row = {"key": key, **row}
+            self._data[key] = row
+            if self.path:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                with open(self.path, "a", encoding="utf-8") as fh:
+                    fh.write(json.dumps(row) + "\n")
+
+
+class LLMJudge:
+    """Scores with the rubric in prompts/judge_open.j2 on any ChatBackend; scores are cached.
+
+    Repeat k > 0 is a re-scoring (own cache key, `seed` = k, `temperature`), used to report the
+    spread of the LLM judge. An unparseable judge reply scores 0.0 and is flagged.
+    """
+
+    def __init__(self, backend: ChatBackend, cache_path: str | Path | None = None, temperature: float = 0.0,
+                 max_tokens: int = 256, prompts_dir: Path | None = None):
+        import jinja2
+
+        self.backend = backend
+        self.template_text, self.prompt_version = load_judge_template(prompts_dir)
+        self._template = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True).from_string(self.template_text)
+        self.name = f"{getattr(backend, 'name', 'backend')}:{getattr(backend, 'model', '?')}"
+        self.cache = ScoreCache(cache_path)
+        self.temperature = temperature
+        self.max_tokens = max_tokens
+        self.requests_sent = 0
+
+    def render(self, question: str, ground_truth: str, prediction: str) -> str:
+        return self._template.render(question=question, ground_truth=ground_truth, prediction=prediction)
+
+    def score(self, questions: Sequence[str], ground_truths: Sequence[str], predictions: Sequence[str], repeat: int = 0) -> list[JudgeScore]:
+        keys = [ScoreCache.key(self.name, self.prompt_version, q, g, p, repeat) for q, g, p in zip(questions, ground_truths, predictions, strict=True)]
+        results: list[JudgeScore | None] = []
+        todo: list[int] = []
+        for i, k in enumerate(keys):
+            row = self.cache.get(k)
+            if row is not None:
+                results.append(JudgeScore(score=row["score"], judge=self.name, prompt_version=self.prompt_version, cache_hit=True,
+                                          parse_failed=row.get("parse_failed", False), rationale=row.get("reply", ""), repeat=repeat))
+            else:
+                results.append(None)
+                todo.append(i)
+        if todo:
+            params: dict[str, Any] = {"temperature": self.temperature, "max_tokens": self.max_tokens}
+            if repeat:
+                params["seed"] = repeat
+            reqs = [ChatRequest(messages=[{"role": "user", "content": self.render(questions[i], ground_truths[i], predictions[i])}],
+                                params=params, tag="judge_open") for i in todo]
+            self.requests_sent += len(reqs)
+            for i, resp in zip(todo, self.backend.complete(reqs), strict=True):
+                value = parse_judge_score(resp.text) if not resp.error else None
+                js = JudgeScore(score=value if value is not None else 0.0, judge=self.name, prompt_version=self.prompt_version,
+                                parse_failed=value is None, rationale=resp.text or (resp.error or ""), repeat=repeat)
+                results[i] = js
+                if not resp.error:  # never cache a transport failure
+                    self.cache.put(keys[i], {"score": js.score, "parse_failed": js.parse_failed, "reply": resp.text,
+                                             "judge": self.name, "prompt_version": self.prompt_version, "repeat": repeat})
+        return [r for r in results if r is not None]

@@ -1,13 +1,36 @@
-"""One reader per on-disk format. `get_reader(format)` is the only lookup the pipeline uses."""
+"""One reader per on-disk format. `get_reader(format)` is the only lookup the pipeline uses.
+
+Entry points for the orchestration layer:
+
+- `list_source_items(spec, sources)`: the stable, sorted item keys a source is sharded by. Keys
+  are opaque to callers (usually image paths relative to the source root; paired formats use
+  stems; single-document formats may add one `<file>#document` key for document-level
+  problems). Pass slices of this list back to `read_source`.
+- `read_source(spec, sources, items=None)`: an `IngestBatch` for those items (all when None).
+  Every input ends up either accepted or as a `Rejection`; `counts_balance()` holds.
+"""
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 
+from mmoral_pipeline.config import SourceSpec, SourcesFile
+from mmoral_pipeline.domain.records import IngestBatch
 from mmoral_pipeline.sources.base import SourceReader
 
 # format name -> "module:ReaderClass"
-READERS: dict[str, str] = {}
+READERS: dict[str, str] = {
+    "coco": "mmoral_pipeline.sources.coco:CocoReader",
+    "dentex": "mmoral_pipeline.sources.dentex:DentexReader",
+    "labelme": "mmoral_pipeline.sources.labelme:LabelmeReader",
+    "yolo": "mmoral_pipeline.sources.yolo:YoloReader",
+    "ufba_masks": "mmoral_pipeline.sources.masks:UfbaMasksReader",
+    "dc1000_masks": "mmoral_pipeline.sources.masks:Dc1000MasksReader",
+    "tufts": "mmoral_pipeline.sources.tufts:TuftsReader",
+    "mmoral_json": "mmoral_pipeline.sources.mmoral_json:MmoralJsonReader",
+    "manifest": "mmoral_pipeline.sources.manifest:ManifestReader",
+}
 
 
 def get_reader(fmt: str) -> SourceReader:
@@ -15,3 +38,13 @@ def get_reader(fmt: str) -> SourceReader:
         raise ValueError(f"unknown source format {fmt!r}; supported: {sorted(READERS)}")
     module, cls = READERS[fmt].split(":")
     return getattr(importlib.import_module(module), cls)()
+
+
+def list_source_items(spec: SourceSpec, sources: SourcesFile) -> list[str]:
+    """Stable sorted item keys of one source (what shards are cut from)."""
+    return get_reader(spec.format).list_items(spec, sources)
+
+
+def read_source(spec: SourceSpec, sources: SourcesFile, items: Sequence[str] | None = None) -> IngestBatch:
+    """Read one source (or the given items of it) through its format's reader."""
+    return get_reader(spec.format).read(spec, sources, items)

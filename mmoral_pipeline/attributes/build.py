@@ -1,0 +1,300 @@
+"""raw_images + raw_annotations -> one `ImageAttributes` document per image, with full accounting.
+
+Every raw annotation ends in exactly one outcome (see `Outcome`), so "no finding lost" is a sum.
+The rules themselves live in `rules.py`; this module only chains them and shapes the tables.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+
+from mmoral_pipeline.attributes import rules
+from mmoral_pipeline.attributes.rules import Finding, ToothCandidate
+from mmoral_pipeline.attributes.settings import AttributeSettings
+from mmoral_pipeline.domain import fdi as fdi_rules
+from mmoral_pipeline.domain.attributes import Condition, ImageAttributes, JawAttributes, ToothAttributes
+from mmoral_pipeline.domain.geometry import center
+from mmoral_pipeline.domain.taxonomy import JAW_LEVEL, LESION_TYPES, TOOTH_LEVEL, Category
+
+# Outcomes of a raw annotation. "dropped:<threshold name>" carries the failing threshold's name.
+OUTCOME_TOOTH = "tooth"
+OUTCOME_CONDITION = "condition"
+OUTCOME_JAW = "jaw"
+OUTCOME_MISSING = "missing_region"
+OUTCOME_UNKNOWN = "unknown_tooth"
+OUTCOME_MERGED = "merged_duplicate"
+OUTCOME_SUPPRESSED = "suppressed:crown_filling_overlap"
+OUTCOME_NO_FDI = "dropped:tooth_without_fdi"
+OUTCOME_NO_IMAGE = "dropped:image_not_found"
+OUTCOME_UNKNOWN_CATEGORY = "dropped:unknown_category"
+# Outcomes whose annotation id appears in a document (lineage reaches it).
+KEPT_OUTCOMES = frozenset({OUTCOME_TOOTH, OUTCOME_CONDITION, OUTCOME_JAW, OUTCOME_MISSING, OUTCOME_UNKNOWN, OUTCOME_MERGED})
+
+OUTCOMES_SCHEMA = {
+    "annotation_id": pl.String,
+    "image_id": pl.String,
+    "category": pl.String,
+    "outcome": pl.String,
+    "tooth_id": pl.Int64,  # the tooth it ended on (tooth, condition, merged duplicate)
+}
+
+
+@dataclass
+class AttributesResult:
+    """The documents plus, for every raw annotation, what became of it."""
+
+    documents: list[ImageAttributes]
+    outcomes: dict[str, str]  # annotation_id -> outcome
+    outcome_rows: list[tuple[str, str, str, str, int | None]] = field(default_factory=list)
+
+    def outcome_counts(self) -> Counter[str]:
+        return Counter(self.outcomes.values())
+
+    def outcomes_frame(self) -> pl.DataFrame:
+        """One row per raw annotation: annotation_id, image_id, category, outcome, tooth_id."""
+        if not self.outcome_rows:
+            return pl.DataFrame(schema=OUTCOMES_SCHEMA)
+        return pl.DataFrame(self.outcome_rows, schema=OUTCOMES_SCHEMA, orient="row")
+
+
+def _parse_extra(extra: str | None) -> dict[str, Any]:
+    if not extra:
+        return {}
+    try:
+        value = json.loads(extra)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _int_list(value: Any) -> tuple[int, ...]:
+    if not isinstance(value, (list, tuple)):
+        return ()
+    out = []
+    for v in value:
+        try:
+            n = int(v)
+        except (TypeError, ValueError):
+            continue
+        if fdi_rules.is_valid_fdi(n):
+            out.append(n)
+    return tuple(out)
+
+
+def _condition(f: Finding, **kw: Any) -> Condition:
+    return Condition(
+        category=f.category,
+        bbox=list(f.box),
+        score=f.score,
+        type=f.lesion_type if f.category == Category.PERIAPICAL_LESION else None,
+        annotation_ids=[f.annotation_id],
+        **kw,
+    )
+
+
+_CATEGORY_ORDER = {c: i for i, c in enumerate(Category)}
+
+
+def _finding_key(f: Finding) -> tuple[int, float, float, str]:
+    return (_CATEGORY_ORDER[f.category], f.box[0], f.box[1], f.annotation_id)
+
+
+@dataclass(slots=True)
+class _Row:
+    annotation_id: str
+    category: str
+    lesion_type: str | None
+    fdi: int | None
+    box: list[float]
+    score: float | None
+    extra: str | None
+
+
+def build_document(
+    image_id: str,
+    file_name: str,
+    width: int,
+    height: int,
+    rows: Iterable[_Row],
+    settings: AttributeSettings,
+    outcomes: list[tuple[str, str, str, str, int | None]],
+    acquisition_time: str | None = None,
+) -> ImageAttributes:
+    """Apply every rule to one image's annotations; append one outcome per annotation."""
+    teeth_in: list[ToothCandidate] = []
+    tooth_level: list[Finding] = []
+    jaw: list[Finding] = []
+    missing: list[Finding] = []
+    category_of: dict[str, str] = {}
+
+    def record(aid: str, outcome: str, tooth: int | None = None) -> None:
+        outcomes.append((aid, image_id, category_of.get(aid, ""), outcome, tooth))
+
+    for r in rows:
+        category_of[r.annotation_id] = r.category
+        cat = rules.canonical_category(r.category)
+        if cat is None:
+            record(r.annotation_id, OUTCOME_UNKNOWN_CATEGORY)
+            continue
+        category_of[r.annotation_id] = cat.value
+        score = rules.effective_score(r.score, settings)
+        failed = rules.failed_threshold(cat, score, settings)
+        if failed is not None:
+            record(r.annotation_id, f"dropped:{failed}")
+            continue
+        box = (float(r.box[0]), float(r.box[1]), float(r.box[2]), float(r.box[3]))
+        fdi = int(r.fdi) if r.fdi is not None and fdi_rules.is_valid_fdi(r.fdi) else None
+        if cat == Category.TOOTH:
+            if fdi is None:
+                record(r.annotation_id, OUTCOME_NO_FDI)
+                continue
+            teeth_in.append(ToothCandidate(fdi=fdi, box=box, score=score, annotation_ids=[r.annotation_id]))
+            continue
+        extra = _parse_extra(r.extra)
+        lesion = r.lesion_type if r.lesion_type in LESION_TYPES else None
+        side = extra.get("side") or extra.get("site")
+        f = Finding(
+            annotation_id=r.annotation_id,
+            category=cat,
+            box=box,
+            score=score,
+            fdi=fdi,
+            lesion_type=lesion,
+            region=extra.get("region") if isinstance(extra.get("region"), str) else None,
+            side=side if isinstance(side, str) else None,
+            teeth=_int_list(extra.get("teeth")),
+        )
+        if cat in TOOTH_LEVEL:
+            tooth_level.append(f)
+        elif cat in JAW_LEVEL:
+            jaw.append(f)
+        else:  # missing-tooth regions: the only image-level category
+            missing.append(f)
+
+    teeth, merged_same_id = rules.best_box_per_tooth(teeth_in)
+    teeth, merged_overlap = rules.merge_duplicate_teeth(teeth, settings.duplicate_tooth_iou)
+    merged = {**merged_same_id, **merged_overlap}
+
+    kept_findings, suppressed = rules.suppress_crown_filling(tooth_level, settings.crown_filling_iou)
+    for aid in suppressed:
+        record(aid, OUTCOME_SUPPRESSED)
+
+    unknown: list[Finding] = []
+    for f in kept_findings:
+        index, _how = rules.assign_finding(f, teeth, settings.reassign_iou)
+        if index is None:
+            unknown.append(f)
+        else:
+            teeth[index].conditions.append(f)
+
+    tooth_docs = []
+    for t in teeth:
+        own = t.annotation_ids[0]
+        record(own, OUTCOME_TOOTH, t.fdi)
+        conditions = sorted(t.conditions, key=_finding_key)
+        for c in conditions:
+            record(c.annotation_id, OUTCOME_CONDITION, t.fdi)
+        for aid in t.annotation_ids[1:]:
+            if aid in merged:
+                record(aid, OUTCOME_MERGED, t.fdi)
+        tooth_docs.append(
+            ToothAttributes(
+                tooth_id=t.fdi,
+                quadrant=fdi_rules.quadrant(t.fdi),
+                is_wisdom=fdi_rules.is_wisdom(t.fdi),
+                side=fdi_rules.side_label(t.fdi),
+                bbox=list(t.box),
+                center=list(center(t.box)),
+                score=t.score,
+                wisdom_status=rules.wisdom_status(t.fdi, conditions),
+                conditions=[_condition(c) for c in conditions],
+                annotation_ids=list(t.annotation_ids),
+            )
+        )
+
+    jaw_doc = JawAttributes()
+    for f in sorted(jaw, key=_finding_key):
+        record(f.annotation_id, OUTCOME_JAW)
+        region = rules.jaw_region(f, height)
+        side = rules.patient_side(f, width)
+        cond = _condition(f, region=region, side=f"{region} {side}" if f.category == Category.BONE_LOSS else side)
+        getattr(jaw_doc, f.category.value).append(cond)
+
+    missing_docs = []
+    for f in sorted(missing, key=_finding_key):
+        record(f.annotation_id, OUTCOME_MISSING)
+        spans = f.teeth or ((f.fdi,) if f.fdi is not None else ())
+        missing_docs.append(_condition(f, side=rules.side_of(f.fdi, f.box, width, height), teeth=list(spans)))
+
+    unknown_docs = []
+    for f in sorted(unknown, key=_finding_key):
+        record(f.annotation_id, OUTCOME_UNKNOWN)
+        named = f.teeth or ((f.fdi,) if f.fdi is not None else ())
+        unknown_docs.append(_condition(f, side=rules.side_of(f.fdi, f.box, width, height), teeth=list(named)))
+
+    return ImageAttributes(
+        image_id=image_id,
+        file_name=file_name,
+        width=width,
+        height=height,
+        acquisition_time=acquisition_time,
+        teeth=tooth_docs,
+        jaw=jaw_doc,
+        missing_teeth=missing_docs,
+        unknown_tooth_findings=unknown_docs,
+        recommendations=rules.extraction_recommendations([t.tooth_id for t in tooth_docs]),
+    )
+
+
+_ANN_COLUMNS = ("annotation_id", "image_id", "category", "lesion_type", "fdi", "box", "score", "extra")
+
+
+def build_image_attributes(
+    images: pl.DataFrame, annotations: pl.DataFrame, settings: AttributeSettings | None = None
+) -> AttributesResult:
+    """One `ImageAttributes` per row of `images` (sorted by image_id) and an outcome per annotation.
+
+    `images` / `annotations` are `raw_images` / `raw_annotations` frames (tables.py); extra
+    columns are ignored, missing optional ones (lesion_type, fdi, score, extra) read as null.
+    """
+    settings = settings or AttributeSettings()
+    for col in ("lesion_type", "extra"):
+        if col not in annotations.columns:
+            annotations = annotations.with_columns(pl.lit(None, dtype=pl.String).alias(col))
+    if "fdi" not in annotations.columns:
+        annotations = annotations.with_columns(pl.lit(None, dtype=pl.Int64).alias("fdi"))
+    if "score" not in annotations.columns:
+        annotations = annotations.with_columns(pl.lit(None, dtype=pl.Float64).alias("score"))
+
+    by_image: dict[str, list[_Row]] = {}
+    if annotations.height:
+        cols = [annotations[c].to_list() for c in _ANN_COLUMNS]
+        for aid, iid, cat, lesion, fdi, box, score, extra in zip(*cols, strict=True):
+            by_image.setdefault(iid, []).append(_Row(aid, cat, lesion, fdi, box, score, extra))
+
+    images = images.unique("image_id", keep="first").sort("image_id")
+    acq = images["acquisition_time"].to_list() if "acquisition_time" in images.columns else [None] * images.height
+    outcome_rows: list[tuple[str, str, str, str, int | None]] = []
+    documents = []
+    for (image_id, file_name, width, height), when in zip(
+        images.select("image_id", "file_name", "width", "height").iter_rows(), acq, strict=True
+    ):
+        rows = by_image.pop(image_id, [])
+        rows.sort(key=lambda r: r.annotation_id)
+        documents.append(
+            build_document(image_id, file_name or "", int(width), int(height), rows, settings, outcome_rows, when)
+        )
+    for image_id, rows in sorted(by_image.items()):  # annotations of images we were not given
+        for r in rows:
+            outcome_rows.append((r.annotation_id, image_id, r.category, OUTCOME_NO_IMAGE, None))
+    return AttributesResult(
+        documents=documents,
+        outcomes={r[0]: r[3] for r in outcome_rows},
+        outcome_rows=outcome_rows,
+    )

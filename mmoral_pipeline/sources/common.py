@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from mmoral_pipeline.config import SourceSpec, SourcesFile
 from mmoral_pipeline.domain import fdi as fdi_rules
 from mmoral_pipeline.domain.records import AnnotationRecord, ImageRecord, IngestBatch, RejectReason, Rejection, stable_id
@@ -231,9 +233,7 @@ def emit_annotation(
     tooth = parse_fdi(fdi) if fdi is not None else label.fdi
     if isinstance(tooth, RejectReason):
         return _reject(tooth, f"not an FDI tooth: {fdi!r}")
-    if label.category == Category.TOOTH and tooth is None:
-        # A tooth without a number is still a tooth; later stages may number it. Keep it.
-        pass
+    # A tooth without a number is still accepted: the attribute stage decides what to do with it.
     s = as_score(score)
     if isinstance(s, RejectReason):
         return _reject(s, f"score is not a number: {score!r}")
@@ -246,21 +246,24 @@ def emit_annotation(
         batch.reject(problem)
         return problem
     lesion = parse_lesion_type(lesion_type) if lesion_type else label.lesion_type
-    ann = AnnotationRecord(
-        annotation_id=annotation_id or stable_id(source, source_file, record),
-        image_id=image.image_id,
-        source=source,
-        source_file=source_file,
-        record=record,
-        source_category=str(source_category),
-        category=label.category,
-        lesion_type=lesion,
-        fdi=tooth,
-        box=values,
-        polygon=list(polygon) if polygon else None,
-        score=s,
-        extra=AnnotationRecord.dump_extra(extra),
-    )
+    try:
+        ann = AnnotationRecord(
+            annotation_id=annotation_id or stable_id(source, source_file, record),
+            image_id=image.image_id,
+            source=source,
+            source_file=source_file,
+            record=record,
+            source_category=str(source_category),
+            category=label.category,
+            lesion_type=lesion,
+            fdi=tooth,
+            box=values,
+            polygon=list(polygon) if polygon else None,
+            score=s,
+            extra=AnnotationRecord.dump_extra(extra),
+        )
+    except (ValidationError, TypeError, ValueError) as exc:  # last safety net: never abort a batch
+        return _reject(RejectReason.MALFORMED_RECORD, f"invalid record: {exc}")
     batch.annotations_seen += 1
     batch.annotations.append(ann)
     return ann

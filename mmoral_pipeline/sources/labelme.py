@@ -14,7 +14,11 @@
 - Labels: taxonomy names/synonyms (`options.class_map` extra synonyms) or FDI tooth labels,
   AKUDENTAL style: `'11 - Central Incisor'` -> tooth 11, `'Filling - Filling'` -> filling,
   `'Bridge - Bridge'` -> bridge. A shape-level score key (`options.score_field`, default
-  `score`) is the score; `group_id`, `description`, `flags`, non-polygon `shape_type` go to extra.
+  `score`) is the score; a shape-level `fdi` key is the tooth, and with
+  `options.group_id_is_fdi: true` (our synthetic labelme writer) a `group_id` that is an FDI
+  number too. A `description` naming a lesion type (granuloma/cyst/abscess), a jaw region
+  ('upper'/'lower') or a side ('upper left') sets lesion_type / extra.region / extra.side;
+  `group_id`, `description`, `flags`, non-polygon `shape_type` also go to extra.
 - Box from the points (polygon, rectangle; circle = centre + rim point); polygon shapes also keep
   the flat polygon.
 - Duplicates: within a batch, a second JSON whose image is the same file (or the same embedded
@@ -30,6 +34,7 @@ import io
 import json
 import math
 import os
+import re
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,7 +43,9 @@ from typing import Any
 from PIL import Image, UnidentifiedImageError
 
 from mmoral_pipeline.config import SourceSpec, SourcesFile, mmoral_home
+from mmoral_pipeline.domain import fdi as fdi_rules
 from mmoral_pipeline.domain.records import ImageRecord, IngestBatch, RejectReason, Rejection
+from mmoral_pipeline.domain.taxonomy import normalise_name, parse_lesion_type
 from mmoral_pipeline.sources.base import make_image_id, resolve_inside
 from mmoral_pipeline.sources.common import (
     add_image,
@@ -111,6 +118,30 @@ def shape_box(shape_type: str, points: Any) -> list[float] | None:
     return [min(xs), min(ys), max(xs), max(ys)]
 
 
+def _int_or_none(v: Any) -> int | None:
+    try:
+        return int(v) if v is not None and not isinstance(v, bool) else None
+    except (TypeError, ValueError):
+        return None
+
+
+_SIDE = re.compile(r"^(upper|lower)?\s*(left|right)?$")
+
+
+def description_attrs(description: Any) -> tuple[str | None, dict[str, str]]:
+    """Lesion type / jaw region / side named by a shape description ('cyst', 'lower', 'upper left')."""
+    if not isinstance(description, str) or not description.strip():
+        return None, {}
+    lesion = parse_lesion_type(description)
+    text = normalise_name(description)
+    m = _SIDE.match(text)
+    if lesion or not m or not text:
+        return lesion, {}
+    if m.group(1) and not m.group(2):
+        return None, {"region": text}
+    return None, {"side": text}
+
+
 class LabelmeReader:
     """labelme per-image JSON (see module docstring)."""
 
@@ -160,6 +191,7 @@ class LabelmeReader:
             return
         sf = score_field(spec)
         nmap = name_map(spec)
+        group_fdi = bool(spec.options.get("group_id_is_fdi", False))
         for i, shape in enumerate(shapes):
             record = records[i]
             if not isinstance(shape, dict):
@@ -172,10 +204,15 @@ class LabelmeReader:
             extra = {k: v for k, v in shape.items() if k not in _CONSUMED_SHAPE_KEYS and k != sf}
             if shape_type != "polygon":
                 extra["shape_type"] = shape_type
+            fdi = shape.get("fdi")
+            if fdi is None and group_fdi and fdi_rules.is_valid_fdi(_int_or_none(shape.get("group_id"))):
+                fdi = shape.get("group_id")
+            lesion, described = description_attrs(shape.get("description"))
+            extra.update({k: v for k, v in described.items() if k not in extra})
             emit_annotation(
                 batch, image=image, source_file=key, path=str(json_path), record=record,
                 source_category=str(shape.get("label")), box=box, name_map=nmap, polygon=polygon,
-                score=shape.get(sf), extra=clean_extra(extra),
+                score=shape.get(sf), fdi=fdi, lesion_type=lesion, extra=clean_extra(extra),
             )
 
     def _image(

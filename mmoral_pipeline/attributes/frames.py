@@ -8,6 +8,7 @@ import json
 from collections.abc import Sequence
 
 import polars as pl
+import pyarrow as pa
 
 from mmoral_pipeline.domain.attributes import ImageAttributes
 
@@ -111,7 +112,12 @@ def attribute_frames(
             )
             tooth_cols["annotation_ids"].append(t.annotation_ids)
     image_frame = pl.DataFrame(img_rows, schema=IMAGE_ATTRIBUTES, orient="row") if img_rows else pl.DataFrame(schema=IMAGE_ATTRIBUTES)
-    tooth_frame = pl.DataFrame(tooth_cols, schema=TOOTH_ATTRIBUTES)
+    # pyarrow builds nested list/struct columns ~20x faster than polars does from Python objects.
+    arrow_schema = pl.DataFrame(schema=TOOTH_ATTRIBUTES).to_arrow().schema
+    table = pa.table({name: pa.array(tooth_cols[name], type=arrow_schema.field(name).type) for name in TOOTH_ATTRIBUTES})
+    tooth_frame = pl.from_arrow(table)
+    assert isinstance(tooth_frame, pl.DataFrame)
+    tooth_frame = tooth_frame.cast(TOOTH_ATTRIBUTES)  # type: ignore[arg-type]
     return image_frame, tooth_frame
 
 

@@ -18,6 +18,10 @@ class ChatRequest(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)  # temperature, max_tokens, seed, ...
     json_schema: str | None = None  # name of a pydantic schema the reply must validate against
     tag: str = ""  # free label for metrics (e.g. the prompt template id)
+    # Side data a non-LLM backend may read (the offline backend reads the attribute document and
+    # the report it is asked about). Not sent to any endpoint, not part of the request hash (the
+    # messages already carry everything an LLM sees), never serialised.
+    context: dict[str, Any] = Field(default_factory=dict, exclude=True, repr=False)
 
     def request_hash(self, backend: str, model: str) -> str:
         blob = json.dumps(

@@ -244,6 +244,6 @@ class LabelmeReader:
         if path is None:
             return reject_image(batch, source=src, path=image_path, record="imagePath", reason=RejectReason.PATH_ESCAPES_SOURCE, message=f"imagePath {image_path!r} escapes the source folder")
         if str(path) in seen_images:
-            return reject_image(batch, source=src, path=str(path), record="imagePath", reason=RejectReason.DUPLICATE_IMAGE, message=f"image already used by {seen_images[str(path)]}")
+            return reject_image(batch, source=src, path=str(json_path), record="imagePath", reason=RejectReason.DUPLICATE_IMAGE, message=f"image {image_path!r} already used by {seen_images[str(path)]}")
         seen_images[str(path)] = key
         return add_image(batch, path, source=src, root=root, max_pixels=max_pixels, image_id=image_id)

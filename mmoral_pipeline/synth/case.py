@@ -153,7 +153,7 @@ class _Arch:
 
     def __init__(self, rng: np.random.Generator, width: int, height: int) -> None:
         self.W, self.H = width, height
-        self.cx = 0.5 + rng.normal(0.0, 0.006)
+        self.cx = 0.5 + float(np.clip(rng.normal(0.0, 0.004), -0.006, 0.006))
         self.occ0 = 0.575 + rng.uniform(-0.02, 0.02)
         self.curve = 0.06 + rng.uniform(-0.02, 0.02)
         self.half = 0.235 * rng.uniform(0.95, 1.04)
@@ -249,8 +249,8 @@ def _jaw(arch: _Arch, rng: np.random.Generator) -> JawShape:
     palate = [P(cx - 0.29, py + 0.02), P(cx - 0.18, py), P(cx, py - 0.005), P(cx + 0.18, py), P(cx + 0.29, py + 0.02)]
     nasal = [P(cx - 0.07, top + 0.02), P(cx - 0.05, 0.1), P(cx, 0.06), P(cx + 0.05, 0.1), P(cx + 0.07, top + 0.02)]
     ay = py + 0.04
-    airway = ([P(cx - 0.3 + 0.6 * i / 12, ay + 0.02 * ((i - 6) / 6) ** 2) for i in range(13)]
-              + [P(cx + 0.3 - 0.6 * i / 12, ay + 0.035 + 0.03 * ((i - 6) / 6) ** 2) for i in range(13)])
+    airway = ([P(cx - 0.3 + 0.6 * i / 12, ay - 0.02 + 0.02 * ((i - 6) / 6) ** 2) for i in range(13)]
+              + [P(cx + 0.3 - 0.6 * i / 12, ay + 0.005 + 0.025 * ((i - 6) / 6) ** 2) for i in range(13)])
     return JawShape(
         mandible=mandible, maxilla=maxilla, lower_crest=lower_crest, upper_crest=upper_crest, palate=palate,
         nasal=nasal, airway=airway, brightness=float(rng.uniform(-12, 12)), contrast=float(rng.uniform(0.9, 1.12)),
@@ -413,13 +413,13 @@ def make_case(rng: np.random.Generator, index: int, width: int = 1400, height: i
             f_.parts = []  # nothing to draw: the gap is the absence of a tooth
             findings.append(f_)
         elif kind == "implant":
-            sw, top_v, bot_v = 0.3 * hw * 2 * 0.5, ch + 0.05 * rl, ch + 0.95 * rl
+            sw, top_v, bot_v = 0.55 * hw, ch + 0.05 * rl, ch + 0.9 * rl
             pts: list[tuple[float, float]] = []
-            n_threads = 7
+            n_threads = 9
             for i in range(n_threads + 1):
                 v = top_v + (bot_v - top_v) * i / n_threads
                 taper = 1.0 - 0.35 * (i / n_threads) ** 2
-                pts.append((-sw * taper * (1.15 if i % 2 else 1.0), v))
+                pts.append((-sw * taper * (1.12 if i % 2 else 0.94), v))
             right = [(-u, v) for u, v in reversed(pts)]
             screw = pts + [(-0.5 * sw, bot_v + 0.03 * rl), (0.5 * sw, bot_v + 0.03 * rl)] + right
             abut = [(-0.55 * sw, 0.55 * ch), (0.55 * sw, 0.55 * ch), (0.75 * sw, top_v), (-0.75 * sw, top_v)]

@@ -92,7 +92,7 @@ def render(case: SynthCase) -> Image.Image:
         c.paint([zyg], 105.0, blur=10 * s, alpha=0.6, tex=trab)
 
     # Maxilla, nasal cavity, sinuses, hard palate, airway.
-    c.paint([jaw.maxilla], 104.0, blur=9 * s, tex=trab)
+    c.paint([jaw.maxilla], 118.0, blur=9 * s, tex=trab)
     c.paint([jaw.nasal], 34.0, blur=14 * s)
     c.paint([], 90.0, lines=[[(cx, 0.08 * H), (cx, jaw.nasal[0][1])]], width=5 * s, blur=3 * s)
     for f in case.findings:
@@ -100,7 +100,9 @@ def render(case: SynthCase) -> Image.Image:
             c.paint(f.parts, 48.0, blur=7 * s, alpha=0.85)
             c.paint(f.parts, 125.0, outline=3 * s, blur=2 * s, alpha=0.55)
     c.paint([], 145.0, lines=[jaw.palate], width=0.014 * H, blur=3.5 * s)
-    c.paint([jaw.airway], 20.0, blur=7 * s, alpha=0.5)
+    c.paint([jaw.airway], 25.0, blur=6 * s, alpha=0.32)
+    # Tongue and lips between the jaws: mid-grey soft tissue, not air.
+    c.paint([jaw.upper_crest + list(reversed(jaw.lower_crest))], 70.0, blur=12 * s, alpha=0.8, tex=broad)
 
     # Mandible with cortical outline, canals, bone-level defects and periapical radiolucencies.
     c.paint([jaw.mandible], 158.0, outline=0.014 * H, blur=3 * s, tex=trab)

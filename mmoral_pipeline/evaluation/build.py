@@ -406,6 +406,15 @@ def validate_open_item(it: OpenItem) -> list[str]:
     return problems
 
 
+def holdout_attributes(attrs: Sequence[ImageAttributes], fraction: float | None = None,
+                       explicit: set[str] | frozenset[str] | None = None) -> list[ImageAttributes]:
+    """Only the benchmark hold-out, by the dataset stage's one rule (`dataset.split.is_holdout`)."""
+    from mmoral_pipeline.dataset.split import DEFAULT_HOLDOUT_FRACTION, is_holdout
+
+    frac = DEFAULT_HOLDOUT_FRACTION if fraction is None else fraction
+    return [a for a in attrs if is_holdout(a.image_id, frac, explicit)]
+
+
 def build_benchmark(attrs: Sequence[ImageAttributes], reports: Mapping[str, str] | None = None,
                     images_b64: Mapping[str, str] | None = None) -> tuple[list[ClosedItem], list[OpenItem], list[dict]]:
     """Held-out images' attributes -> (closed, open, rejected rows with reasons); validated."""

@@ -1,0 +1,388 @@
+"""Generated rows (reports, VQA, dialogues, attribute tasks) -> one `instruction_samples` table.
+
+Every instance kind ends up in one schema (`SAMPLE_SCHEMA`): a content-hash `sample_id`, the
+conversation as `messages` (JSON; the image is a reference `{"type": "image", "image_id": ...}` in
+the first user turn, never pixels), the image id and path, dimension labels, the provenance of the
+generation request and the validator verdicts. Then:
+
+1. exact de-duplication: same image, task and conversation -> same `sample_id`, the first kept;
+2. near-duplicate de-duplication: same image and the same *normalised* conversation text
+   (case, punctuation and whitespace folded) -> the first kept;
+3. the split by image (`split.split_images`): train / val / bench, grouped by source.
+
+The generation contributor's rows follow `InstructionItem` (mmoral_pipeline/generation/rows.py);
+the normalisers below accept the loose forms a field may take in Parquet (JSON strings or
+native lists/dicts) so the assembly does not break on a representation choice upstream.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+
+from mmoral_pipeline.dataset.split import split_images
+from mmoral_pipeline.domain.records import stable_id
+
+TASK_TYPES: tuple[str, ...] = (
+    "report", "vqa_closed", "vqa_open", "loc_closed", "loc_open", "count_closed", "dialogue", "attribute",
+)
+CLOSED_TASKS: frozenset[str] = frozenset({"vqa_closed", "loc_closed", "count_closed"})
+OPEN_BENCH_TASKS: frozenset[str] = frozenset({"vqa_open", "loc_open", "report"})
+# The generation tables instruction_samples reads, in this order (the order decides which duplicate is kept).
+GENERATION_TABLES: tuple[str, ...] = ("reports", "vqa_items", "dialogues", "attribute_tasks")
+DEFAULT_REPORT_QUESTION = "Please write a structured radiology report for this panoramic X-ray."
+ASSEMBLY_VERSION = "assemble-v1"  # bump when messages, ids or de-dup rules change
+
+SAMPLE_SCHEMA: dict[str, pl.DataType] = {
+    "sample_id": pl.String,
+    "item_id": pl.String,
+    "task_type": pl.String,
+    "messages": pl.String,  # JSON list of {"role", "content": [parts]}; image as {"type":"image","image_id"}
+    "question": pl.String,  # first user text as shown to the model (closed: with options)
+    "answer": pl.String,  # first assistant text (closed: the letter)
+    "options": pl.List(pl.String),
+    "answer_letter": pl.String,
+    "question_stem": pl.String,  # the item's own question, without the option block
+    "n_turns": pl.Int64,
+    "image_id": pl.String,
+    "image_path": pl.String,
+    "image_sha256": pl.String,
+    "file_name": pl.String,
+    "source": pl.String,
+    "partition": pl.String,
+    "dimensions": pl.List(pl.String),
+    "category": pl.String,  # comma-joined dimensions, the benchmark's column
+    "generation_table": pl.String,
+    "attribute_row_hash": pl.String,
+    "prompt_template_id": pl.String,
+    "prompt_version": pl.String,
+    "backend": pl.String,
+    "model": pl.String,
+    "params": pl.String,  # JSON
+    "request_hash": pl.String,
+    "cache_hit": pl.Boolean,
+    "run_id": pl.String,
+    "validators_passed": pl.String,  # JSON: the verdicts as generation recorded them
+    "validated": pl.Boolean,
+    "near_dup_key": pl.String,
+    "split": pl.String,
+}
+
+
+@dataclass
+class AssemblyStats:
+    """Counts the asset shows in its metadata (what went in, what each step removed)."""
+
+    input_rows: dict[str, int] = field(default_factory=dict)
+    invalid: int = 0
+    missing_image: int = 0
+    failed_validation: int = 0
+    exact_duplicates: int = 0
+    near_duplicates: int = 0
+    output_rows: int = 0
+    dropped_examples: list[dict[str, str]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "input_rows": dict(self.input_rows),
+            "invalid": self.invalid,
+            "missing_image": self.missing_image,
+            "failed_validation": self.failed_validation,
+            "exact_duplicates": self.exact_duplicates,
+            "near_duplicates": self.near_duplicates,
+            "output_rows": self.output_rows,
+        }
+
+
+# ---------------------------------------------------------------- normalisers
+
+
+def _json_value(v: Any) -> Any:
+    """A JSON string decoded, anything else as is (Parquet columns may hold either)."""
+    if isinstance(v, str):
+        s = v.strip()
+        if s[:1] in ("[", "{"):
+            try:
+                return json.loads(s)
+            except json.JSONDecodeError:
+                return v
+    return v
+
+
+def as_str_list(v: Any) -> list[str]:
+    """None / 'A,B' / '["A","B"]' / ['A','B'] -> ['A', 'B']."""
+    v = _json_value(v)
+    if v is None:
+        return []
+    if isinstance(v, str):
+        return [p.strip() for p in v.split(",") if p.strip()]
+    if isinstance(v, Sequence) or hasattr(v, "__iter__"):
+        return [str(x).strip() for x in v if x is not None and str(x).strip()]
+    return [str(v)]
+
+
+def _as_json_text(v: Any) -> str:
+    v = _json_value(v)
+    if v is None:
+        return "{}"
+    if isinstance(v, str):
+        return json.dumps(v)
+    return json.dumps(v, sort_keys=True, default=str)
+
+
+def _verdict(v: Any) -> bool:
+    """validators_passed: a bool, a list of passed validator names, or a {name: bool} map."""
+    v = _json_value(v)
+    if v is None:
+        return True  # the table only holds rows that passed; absence of detail is not failure
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, str) and v.strip().lower() in ("false", "failed", "no", "0"):
+        return False
+    if isinstance(v, Mapping):
+        return all(bool(x) if not isinstance(x, Mapping) else bool(x.get("passed", True)) for x in v.values())
+    return True
+
+
+_USER_ROLES = {"user", "human", "patient", "question"}
+_ASSISTANT_ROLES = {"assistant", "gpt", "radiologist", "doctor", "dentist", "model", "answer"}
+
+
+def _turn_role(raw: Any) -> str:
+    r = str(raw or "").strip().lower()
+    if r in _USER_ROLES:
+        return "user"
+    if r in _ASSISTANT_ROLES:
+        return "assistant"
+    raise ValueError(f"unknown dialogue role {raw!r}")
+
+
+def dialogue_turns(turns: Any) -> list[tuple[str, str]]:
+    """Dialogue turns in any of the usual shapes -> alternating (role, text), user first, assistant last."""
+    turns = _json_value(turns)
+    out: list[tuple[str, str]] = []
+    for t in turns or []:
+        if isinstance(t, Mapping):
+            role = t.get("role") or t.get("from") or t.get("speaker")
+            text = t.get("content") if t.get("content") is not None else t.get("value", t.get("text"))
+        else:
+            role, text = t[0], t[1]
+        role = _turn_role(role)
+        text = str(text or "").strip()
+        if not text:
+            continue
+        if out and out[-1][0] == role:  # two turns of one speaker in a row: one turn
+            out[-1] = (role, out[-1][1] + "\n" + text)
+        else:
+            out.append((role, text))
+    while out and out[0][0] != "user":
+        out.pop(0)
+    while out and out[-1][0] != "assistant":
+        out.pop()
+    return out
+
+
+def closed_user_text(stem: str, options: Sequence[str]) -> str:
+    """The benchmark's own closed prompt, so training sees what evaluation will ask."""
+    from mmoral_pipeline.evaluation.items import ClosedItem
+    from mmoral_pipeline.evaluation.runners import closed_prompt
+
+    item = ClosedItem(index="0", question=stem, options=list(options), answer="A", category="")
+    return closed_prompt(item)
+
+
+def build_messages(item: Mapping[str, Any]) -> tuple[list[dict[str, Any]], str, str]:
+    """One generation row -> (messages with the image as a reference, first user text, first answer)."""
+    task = item["task_type"]
+    image_ref = {"type": "image", "image_id": item["image_id"]}
+    if task == "dialogue":
+        turns = dialogue_turns(item.get("turns"))
+        if not turns:
+            raise ValueError("dialogue without a user and an assistant turn")
+    elif task in CLOSED_TASKS:
+        options = as_str_list(item.get("options"))
+        letter = str(item.get("answer_letter") or "").strip().upper()[:1]
+        if len(options) != 4 or letter not in ("A", "B", "C", "D"):
+            raise ValueError(f"closed item needs 4 options and a letter A-D, got {len(options)} options, letter {letter!r}")
+        turns = [("user", closed_user_text(str(item.get("question") or "").strip(), options)), ("assistant", letter)]
+    else:
+        question = str(item.get("question") or "").strip()
+        if not question and task == "report":
+            question = DEFAULT_REPORT_QUESTION
+        answer = str(item.get("answer") or "").strip()
+        if not question or not answer:
+            raise ValueError("empty question or answer")
+        turns = [("user", question), ("assistant", answer)]
+    messages: list[dict[str, Any]] = []
+    for i, (role, text) in enumerate(turns):
+        parts: list[dict[str, Any]] = [{"type": "text", "text": text}]
+        if i == 0:
+            parts.insert(0, image_ref)
+        messages.append({"role": role, "content": parts})
+    return messages, turns[0][1], turns[1][1]
+
+
+def message_texts(messages: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """(role, text) per turn, image parts left out."""
+    out = []
+    for m in messages:
+        content = m["content"]
+        if isinstance(content, str):
+            out.append((m["role"], content))
+        else:
+            out.append((m["role"], "".join(p.get("text") or "" for p in content if p.get("type") == "text")))
+    return out
+
+
+def normalise_text(text: str) -> str:
+    """Case, accents, punctuation and whitespace folded: the near-duplicate key's text."""
+    t = unicodedata.normalize("NFKC", text).lower()
+    t = re.sub(r"[^\w\s]", " ", t)
+    return re.sub(r"\s+", " ", t).strip()
+
+
+def compute_sample_id(image_id: str, task_type: str, messages: Sequence[Mapping[str, Any]]) -> str:
+    """Content hash: what the model is trained on (image, task, conversation), nothing run-specific."""
+    blob = json.dumps(messages, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return stable_id("sample", image_id, task_type, blob)
+
+
+def near_dup_key(image_id: str, messages: Sequence[Mapping[str, Any]]) -> str:
+    text = " | ".join(f"{r}: {normalise_text(t)}" for r, t in message_texts(messages))
+    return stable_id("near", image_id, text)
+
+
+# ---------------------------------------------------------------- assembly
+
+
+def _rows(frame: pl.DataFrame | None) -> list[dict[str, Any]]:
+    return [] if frame is None or frame.height == 0 else frame.to_dicts()
+
+
+def assemble_samples(
+    generated: Mapping[str, pl.DataFrame | None],
+    raw_images: pl.DataFrame,
+    *,
+    val_fraction: float,
+    holdout_fraction: float,
+    explicit_holdout: set[str] | None = None,
+    require_validated: bool = True,
+) -> tuple[pl.DataFrame, AssemblyStats]:
+    """All generation tables + raw_images -> (instruction_samples, stats). Pure and deterministic."""
+    stats = AssemblyStats()
+    images = {r["image_id"]: r for r in _rows(raw_images)}
+    candidates: list[dict[str, Any]] = []
+    for table in sorted(generated, key=lambda t: (GENERATION_TABLES.index(t) if t in GENERATION_TABLES else 99, t)):
+        rows = _rows(generated[table])
+        stats.input_rows[table] = len(rows)
+        rows.sort(key=lambda r: (str(r.get("image_id")), str(r.get("item_id"))))  # arrival order never matters
+        for item in rows:
+            reason = None
+            task = item.get("task_type")
+            try:
+                if task not in TASK_TYPES:
+                    raise ValueError(f"unknown task_type {task!r}")
+                messages, question, answer = build_messages(item)
+            except (ValueError, TypeError, KeyError, IndexError) as exc:
+                stats.invalid += 1
+                reason = f"invalid: {exc}"
+            if reason is None and item.get("image_id") not in images:
+                stats.missing_image += 1
+                reason = "image_id not in raw_images"
+            validated = _verdict(item.get("validators_passed"))
+            if reason is None and require_validated and not validated:
+                stats.failed_validation += 1
+                reason = "validators failed"
+            if reason is not None:
+                if len(stats.dropped_examples) < 10:
+                    stats.dropped_examples.append({"table": table, "item_id": str(item.get("item_id")), "reason": reason[:200]})
+                continue
+            img = images[item["image_id"]]
+            dims = as_str_list(item.get("dimensions"))
+            candidates.append(
+                {
+                    "sample_id": compute_sample_id(item["image_id"], task, messages),
+                    "item_id": str(item.get("item_id") or ""),
+                    "task_type": task,
+                    "messages": json.dumps(messages, ensure_ascii=False),
+                    "question": question,
+                    "answer": answer,
+                    "options": as_str_list(item.get("options")) if task in CLOSED_TASKS else [],
+                    "answer_letter": (str(item.get("answer_letter") or "").strip().upper()[:1] or None) if task in CLOSED_TASKS else None,
+                    "question_stem": str(item.get("question") or "").strip() or (question if task == "report" else ""),
+                    "n_turns": len(messages),
+                    "image_id": item["image_id"],
+                    "image_path": img.get("path"),
+                    "image_sha256": img.get("sha256"),
+                    "file_name": img.get("file_name"),
+                    "source": img.get("source"),
+                    "partition": item.get("partition") or img.get("partition"),
+                    "dimensions": dims,
+                    "category": ",".join(dims),
+                    "generation_table": table,
+                    "attribute_row_hash": item.get("attribute_row_hash"),
+                    "prompt_template_id": item.get("prompt_template_id"),
+                    "prompt_version": None if item.get("prompt_version") is None else str(item.get("prompt_version")),
+                    "backend": item.get("backend"),
+                    "model": item.get("model"),
+                    "params": _as_json_text(item.get("params")),
+                    "request_hash": item.get("request_hash"),
+                    "cache_hit": None if item.get("cache_hit") is None else bool(item.get("cache_hit")),
+                    "run_id": item.get("run_id"),
+                    "validators_passed": _as_json_text(item.get("validators_passed")),
+                    "validated": validated,
+                    "near_dup_key": near_dup_key(item["image_id"], messages),
+                    "split": None,
+                }
+            )
+    seen_ids: set[str] = set()
+    seen_near: set[str] = set()
+    kept: list[dict[str, Any]] = []
+    for row in candidates:
+        if row["sample_id"] in seen_ids:
+            stats.exact_duplicates += 1
+            continue
+        seen_ids.add(row["sample_id"])
+        if row["near_dup_key"] in seen_near:
+            stats.near_duplicates += 1
+            continue
+        seen_near.add(row["near_dup_key"])
+        kept.append(row)
+    splits = split_images(
+        [(r["image_id"], str(r["source"])) for r in kept],
+        val_fraction=val_fraction,
+        holdout_fraction=holdout_fraction,
+        explicit_holdout=explicit_holdout,
+    )
+    for row in kept:
+        row["split"] = splits[row["image_id"]]
+    kept.sort(key=lambda r: (r["split"], r["image_id"], TASK_TYPES.index(r["task_type"]), r["sample_id"]))
+    stats.output_rows = len(kept)
+    frame = pl.DataFrame(kept, schema=SAMPLE_SCHEMA) if kept else pl.DataFrame(schema=SAMPLE_SCHEMA)
+    return frame, stats
+
+
+def split_overlap(samples: pl.DataFrame) -> dict[str, list[str]]:
+    """Images that appear in more than one split (must be empty), keyed by the pair of splits."""
+    if samples.height == 0:
+        return {}
+    per_image = samples.group_by("image_id").agg(pl.col("split").unique().sort().alias("splits"))
+    bad = per_image.filter(pl.col("splits").list.len() > 1)
+    out: dict[str, list[str]] = {}
+    for r in bad.iter_rows(named=True):
+        out.setdefault("+".join(r["splits"]), []).append(r["image_id"])
+    return out
+
+
+def holdout_leaks(samples: pl.DataFrame, holdout_fraction: float, explicit: set[str] | None) -> list[str]:
+    """Train/val images that the hold-out rule says belong to the benchmark (must be empty)."""
+    from mmoral_pipeline.dataset.split import is_holdout
+
+    trainval = samples.filter(pl.col("split") != "bench")["image_id"].unique().to_list()
+    return sorted(i for i in trainval if is_holdout(i, holdout_fraction, explicit))

@@ -1,0 +1,248 @@
+"""instruction_samples -> files other tools read: LLaMA-Factory sharegpt, TRL JSONL / HF dataset, bench TSVs.
+
+All three are built from the same `messages` column, so they agree sample by sample (tested).
+
+- LLaMA-Factory: a JSON list of `{"sample_id", "messages": [{"role", "content": str}], "images": [path]}`
+  with one `<image>` placeholder at the start of the first user turn, plus `dataset_info.json`
+  (`formatting: sharegpt`, `columns: {messages, images}`, role/content tags).
+- TRL conversational: `{"sample_id", "task_type", "images": [abs path], "messages": [{"role", "content":
+  [{"type": "image"}, {"type": "text", "text"}]}]}` per line; the same rows as a `datasets` DatasetDict.
+- Benchmark: the held-out images' closed and open questions as MMOral-OPG-Bench TSVs, written with
+  the evaluation package's writer (one TSV format in the project).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from mmoral_pipeline.dataset.assemble import CLOSED_TASKS, OPEN_BENCH_TASKS
+
+IMAGE_PLACEHOLDER = "<image>"
+LLAMAFACTORY_NAMES = {"train": "mmoral_train", "val": "mmoral_val"}
+EXPORT_VERSION = "export-v1"
+
+
+def _messages(row: Mapping[str, Any]) -> list[dict[str, Any]]:
+    m = row["messages"]
+    return json.loads(m) if isinstance(m, str) else list(m)
+
+
+def _image_path(row: Mapping[str, Any]) -> str:
+    return str(Path(row["image_path"]).resolve())
+
+
+# ---------------------------------------------------------------- LLaMA-Factory
+
+
+def to_sharegpt(row: Mapping[str, Any]) -> dict[str, Any]:
+    """One sample -> a LLaMA-Factory sharegpt record (text content, `<image>` in the first user turn)."""
+    out = []
+    for i, m in enumerate(_messages(row)):
+        parts = m["content"]
+        text = "".join(p.get("text") or "" for p in parts if p.get("type") == "text")
+        if i == 0:
+            text = IMAGE_PLACEHOLDER + text
+        out.append({"role": m["role"], "content": text})
+    return {"sample_id": row["sample_id"], "messages": out, "images": [_image_path(row)]}
+
+
+def dataset_info(files: Mapping[str, str]) -> dict[str, Any]:
+    """dataset_info.json entries for the given {dataset name: file name}."""
+    return {
+        name: {
+            "file_name": file_name,
+            "formatting": "sharegpt",
+            "columns": {"messages": "messages", "images": "images"},
+            "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"},
+        }
+        for name, file_name in files.items()
+    }
+
+
+def write_llamafactory(samples: pl.DataFrame, out_dir: str | Path) -> dict[str, Any]:
+    """Train and val JSON lists + dataset_info.json; returns {files, counts}."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files: dict[str, str] = {}
+    counts: dict[str, int] = {}
+    for split, name in LLAMAFACTORY_NAMES.items():
+        records = [to_sharegpt(r) for r in samples.filter(pl.col("split") == split).iter_rows(named=True)]
+        fname = f"{name}.json"
+        _write_text(out / fname, json.dumps(records, ensure_ascii=False, indent=1))
+        files[name] = fname
+        counts[split] = len(records)
+    _write_text(out / "dataset_info.json", json.dumps(dataset_info(files), indent=2))
+    return {"files": [str(out / f) for f in [*files.values(), "dataset_info.json"]], "counts": counts}
+
+
+# ---------------------------------------------------------------- TRL
+
+
+def to_trl(row: Mapping[str, Any]) -> dict[str, Any]:
+    """One sample -> the TRL conversational row the training package reads (image as a typed part)."""
+    messages = []
+    for m in _messages(row):
+        content: list[dict[str, Any]] = []
+        for p in m["content"]:
+            if p.get("type") == "image":
+                content.append({"type": "image"})
+            else:
+                content.append({"type": "text", "text": p.get("text") or ""})
+        messages.append({"role": m["role"], "content": content})
+    return {"sample_id": row["sample_id"], "task_type": row["task_type"], "images": [_image_path(row)], "messages": messages}
+
+
+def write_trl(samples: pl.DataFrame, out_dir: str | Path, *, hf_dataset: bool = True) -> dict[str, Any]:
+    """train.jsonl / val.jsonl and (optionally) the same rows as a `datasets` DatasetDict on disk."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    by_split: dict[str, list[dict[str, Any]]] = {}
+    files = []
+    for split in ("train", "val"):
+        rows = [to_trl(r) for r in samples.filter(pl.col("split") == split).iter_rows(named=True)]
+        by_split[split] = rows
+        path = out / f"{split}.jsonl"
+        _write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        files.append(str(path))
+    if hf_dataset:
+        files.append(str(save_hf_dataset(by_split, out / "hf_dataset")))
+    return {"files": files, "counts": {k: len(v) for k, v in by_split.items()}}
+
+
+def save_hf_dataset(by_split: Mapping[str, list[dict[str, Any]]], path: str | Path) -> Path:
+    """The TRL rows as a DatasetDict saved with `save_to_disk` (datasets imported only here)."""
+    import shutil
+
+    import datasets
+
+    features = datasets.Features(
+        {
+            "sample_id": datasets.Value("string"),
+            "task_type": datasets.Value("string"),
+            "images": datasets.Sequence(datasets.Value("string")),
+            "messages": [
+                {
+                    "role": datasets.Value("string"),
+                    "content": [{"type": datasets.Value("string"), "text": datasets.Value("string")}],
+                }
+            ],
+        }
+    )
+    dd = datasets.DatasetDict(
+        {split: datasets.Dataset.from_list(list(rows), features=features) for split, rows in by_split.items()}
+    )
+    path = Path(path)
+    if path.exists():
+        shutil.rmtree(path)
+    dd.save_to_disk(str(path))
+    return path
+
+
+# ---------------------------------------------------------------- benchmark TSVs
+
+
+def bench_items(samples: pl.DataFrame, *, image_max_side: int | None = None) -> tuple[list[Any], list[Any], dict[str, int]]:
+    """Held-out samples -> (ClosedItem list, OpenItem list, skipped counts by task).
+
+    Closed: the 4-option tasks; open: open VQA, open location questions and reports ("Report" when
+    unlabelled). Dialogues and attribute tasks have no benchmark form and are counted as skipped.
+    """
+    from mmoral_pipeline.evaluation.items import ClosedItem, OpenItem
+    from mmoral_pipeline.evaluation.tsv import encode_image_jpeg
+
+    bench = samples.filter(pl.col("split") == "bench").sort("image_id", "task_type", "sample_id")
+    encoded: dict[str, str] = {}
+
+    def image_b64(row: Mapping[str, Any]) -> str:
+        if row["image_id"] not in encoded:
+            encoded[row["image_id"]] = encode_image_jpeg(row["image_path"], max_side=image_max_side)
+        return encoded[row["image_id"]]
+
+    closed: list[Any] = []
+    opened: list[Any] = []
+    skipped: Counter[str] = Counter()
+    for row in bench.iter_rows(named=True):
+        task = row["task_type"]
+        if task in CLOSED_TASKS:
+            closed.append(
+                ClosedItem(
+                    index=str(len(closed)),
+                    image=image_b64(row),
+                    question=row["question_stem"],
+                    options=list(row["options"]),
+                    answer=row["answer_letter"],
+                    category=row["category"] or "",
+                    image_id=row["image_id"],
+                    file_name=row["file_name"] or "",
+                    type=task,
+                    source=f"sample:{row['sample_id']}",
+                )
+            )
+        elif task in OPEN_BENCH_TASKS:
+            category = row["category"] or ("Report" if task == "report" else "")
+            opened.append(
+                OpenItem(
+                    index=str(len(opened)),
+                    image=image_b64(row),
+                    question=row["question_stem"] or row["question"],
+                    answer=row["answer"],
+                    category=category,
+                    image_id=row["image_id"],
+                    file_name=row["file_name"] or "",
+                    kind=task,
+                    source=f"sample:{row['sample_id']}",
+                )
+            )
+        else:
+            skipped[task] += 1
+    return closed, opened, dict(skipped)
+
+
+def write_bench_tsvs(samples: pl.DataFrame, out_dir: str | Path, *, image_max_side: int | None = None) -> dict[str, Any]:
+    from mmoral_pipeline.evaluation.tsv import write_closed_tsv, write_open_tsv
+
+    out = Path(out_dir)
+    closed, opened, skipped = bench_items(samples, image_max_side=image_max_side)
+    closed_path = write_closed_tsv(closed, out / "closed_ended.tsv")
+    open_path = write_open_tsv(opened, out / "open_ended.tsv")
+    return {
+        "files": [str(closed_path), str(open_path)],
+        "counts": {"closed": len(closed), "open": len(opened)},
+        "skipped": skipped,
+        "images": len({i.image_id for i in [*closed, *opened]}),
+    }
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write via a temporary file and rename, so a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def conversation_of(record: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(role, text) per turn of a sharegpt or TRL record, `<image>` removed: the comparable content."""
+    out = []
+    for m in record["messages"]:
+        c = m["content"]
+        text = c if isinstance(c, str) else "".join((p.get("text") or "") for p in c if p.get("type") == "text")
+        out.append((m["role"], text.replace(IMAGE_PLACEHOLDER, "")))
+    return out
+
+
+def exported_ids(records: Iterable[Mapping[str, Any]]) -> list[str]:
+    return [r["sample_id"] for r in records]

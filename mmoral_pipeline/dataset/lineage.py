@@ -1,0 +1,475 @@
+"""Row-level lineage: one instruction sample walked back to the pixels it came from.
+
+sample -> the generation request (template id and version, backend, model, parameters, raw
+response, cache hit) -> the location caption -> the attribute rows -> the annotations (source
+file, record, original and unified category) -> the raw image (path, sha256, re-hashed now).
+
+Dagster's lineage stops at asset/partition level; this module follows the ids every row carries.
+It reads tables through a `TableReader` (name -> frame or None), so the CLI, the Dagster job and
+the tests use the same code. Rendering: plain text (CLI), Markdown (Dagster metadata), a
+self-contained HTML page with the X-ray and the boxes the sample depends on.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import json
+import re
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from pydantic import BaseModel, Field
+
+from mmoral_pipeline.dataset.assemble import GENERATION_TABLES, message_texts, normalise_text
+
+TableReader = Callable[[str], "pl.DataFrame | None"]
+
+
+class UnknownSampleError(LookupError):
+    """The id is not in instruction_samples; the message says how to find ids."""
+
+
+class LineageChain(BaseModel):
+    sample: dict[str, Any]
+    messages: list[dict[str, Any]] = Field(default_factory=list)
+    request: dict[str, Any] | None = None
+    caption: dict[str, Any] | None = None
+    attributes: dict[str, Any] | None = None
+    teeth: list[dict[str, Any]] = Field(default_factory=list)
+    dependency_rule: str = ""
+    annotations: list[dict[str, Any]] = Field(default_factory=list)
+    image: dict[str, Any] | None = None
+    problems: list[str] = Field(default_factory=list)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, str):
+        s = v.strip()
+        if s[:1] in ("{", "["):
+            try:
+                return json.loads(s)
+            except json.JSONDecodeError:
+                return v
+    return v
+
+
+def _safe_read(read: TableReader, name: str) -> pl.DataFrame | None:
+    try:
+        return read(name)
+    except FileNotFoundError:
+        return None
+
+
+_BRACKETS = re.compile(r"\[[^\]]*\]")
+_TOOTH = re.compile(r"(?<![\d.])([1-4][1-8])(?![\d.])")
+_CATEGORY_WORDS: dict[str, tuple[str, ...]] = {
+    "caries": ("caries", "cavity", "cavities", "decay"),
+    "deep_caries": ("deep caries",),
+    "periapical_lesion": ("periapical", "lesion", "granuloma", "cyst", "abscess"),
+    "impacted_tooth": ("impacted", "impaction"),
+    "missing_tooth": ("missing", "absent", "edentulous"),
+    "retained_root": ("retained root", "residual root", "root remnant"),
+    "bone_loss": ("bone loss",),
+    "filling": ("filling", "fillings", "restoration", "restored"),
+    "crown": ("crown", "crowns"),
+    "root_canal_treatment": ("root canal", "endodontic"),
+    "implant": ("implant", "implants"),
+    "bridge": ("bridge",),
+    "mandibular_canal": ("mandibular canal",),
+    "maxillary_sinus": ("maxillary sinus", "sinus"),
+}
+_WHOLE_IMAGE_TASKS = frozenset({"report", "attribute", "dialogue"})
+
+
+def mentioned(texts: Iterable[str]) -> tuple[set[int], set[str], bool]:
+    """(FDI numbers, categories, 'teeth' as a whole) named in the texts; bracketed coordinates skipped."""
+    blob = " ".join(texts)
+    teeth = {int(m) for m in _TOOTH.findall(_BRACKETS.sub(" ", blob))}
+    norm = " " + normalise_text(blob) + " "
+    cats = {c for c, words in _CATEGORY_WORDS.items() if any(f" {w} " in norm for w in words)}
+    if "deep_caries" in cats and not re.search(r"(?<!deep )caries", norm):
+        cats.discard("caries")
+    whole_teeth = bool(re.search(r"\b(teeth|tooth count|how many)\b", norm))
+    return teeth, cats, whole_teeth
+
+
+def _all_ids(doc: dict[str, Any]) -> list[str]:
+    ids: list[str] = []
+    for t in doc.get("teeth", []):
+        ids += t.get("annotation_ids") or []
+        for c in t.get("conditions") or []:
+            ids += c.get("annotation_ids") or []
+    for group in (doc.get("jaw") or {}).values():
+        for c in group or []:
+            ids += c.get("annotation_ids") or []
+    for key in ("missing_teeth", "unknown_tooth_findings"):
+        for c in doc.get(key) or []:
+            ids += c.get("annotation_ids") or []
+    return list(dict.fromkeys(ids))
+
+
+def dependent_annotations(doc: dict[str, Any], task_type: str, texts: list[str]) -> tuple[list[str], set[int], str]:
+    """Annotation ids the sample depends on, the teeth involved, and the rule that chose them.
+
+    Reports, attribute tasks and dialogues describe the whole image. Other tasks depend on the
+    teeth they name (with those teeth's findings, narrowed to the named categories if any), on the
+    findings of a named category anywhere, or on every tooth box for counting questions; when
+    nothing is named, on the whole image.
+    """
+    if task_type in _WHOLE_IMAGE_TASKS:
+        return _all_ids(doc), {t["tooth_id"] for t in doc.get("teeth", [])}, f"whole image ({task_type})"
+    teeth_named, cats, whole_teeth = mentioned(texts)
+    doc_teeth = {t["tooth_id"]: t for t in doc.get("teeth", [])}
+    teeth_named &= set(doc_teeth) | {t for c in doc.get("missing_teeth") or [] for t in c.get("teeth") or []}
+    ids: list[str] = []
+    rules = []
+    for tid in sorted(teeth_named):
+        t = doc_teeth.get(tid)
+        if t is None:
+            continue
+        ids += t.get("annotation_ids") or []
+        for c in t.get("conditions") or []:
+            if not cats or c.get("category") in cats:
+                ids += c.get("annotation_ids") or []
+    for c in doc.get("missing_teeth") or []:
+        if set(c.get("teeth") or []) & teeth_named:
+            ids += c.get("annotation_ids") or []
+    if teeth_named:
+        rules.append(f"teeth named {sorted(teeth_named)}")
+    if cats and not teeth_named:
+        for t in doc_teeth.values():
+            for c in t.get("conditions") or []:
+                if c.get("category") in cats:
+                    ids += c.get("annotation_ids") or []
+        for group in (doc.get("jaw") or {}).values():
+            for c in group or []:
+                if c.get("category") in cats:
+                    ids += c.get("annotation_ids") or []
+        for key in ("missing_teeth", "unknown_tooth_findings"):
+            for c in doc.get(key) or []:
+                if c.get("category") in cats:
+                    ids += c.get("annotation_ids") or []
+        rules.append(f"categories named {sorted(cats)}")
+    if whole_teeth and not teeth_named and not cats:
+        for t in doc_teeth.values():
+            ids += t.get("annotation_ids") or []
+        teeth_named = set(doc_teeth)
+        rules.append("all tooth boxes (counting / whole dentition)")
+    if not ids:
+        return _all_ids(doc), set(doc_teeth), "whole image (nothing specific named)"
+    return list(dict.fromkeys(ids)), teeth_named, "; ".join(rules)
+
+
+# ---------------------------------------------------------------- resolution
+
+
+def find_sample(samples: pl.DataFrame, sample_id: str) -> dict[str, Any]:
+    """The row of the id (a unique prefix of 6+ characters also works), or UnknownSampleError."""
+    sample_id = sample_id.strip()
+    hit = samples.filter(pl.col("sample_id") == sample_id)
+    if hit.height == 0 and len(sample_id) >= 6:
+        hit = samples.filter(pl.col("sample_id").str.starts_with(sample_id))
+        if hit.height > 1:
+            raise UnknownSampleError(f"{sample_id!r} is a prefix of {hit.height} sample ids: give more characters")
+    if hit.height == 0:
+        examples = ", ".join(samples["sample_id"].head(3).to_list()) if samples.height else "none"
+        raise UnknownSampleError(
+            f"no sample {sample_id!r} among the {samples.height} rows of instruction_samples. "
+            "Sample ids are in the 'sample_id' field of $MMORAL_HOME/exports/trl/train.jsonl (or val.jsonl, "
+            "and mmoral_train.json for LLaMA-Factory), or list them with: python -c \"from mmoral_pipeline.defs.io_manager "
+            "import read_table; print(read_table('instruction_samples').select('sample_id','task_type','image_id'))\". "
+            f"Examples: {examples}"
+        )
+    return hit.row(0, named=True)
+
+
+def resolve_lineage(sample_id: str, read: TableReader, *, verify_sha256: bool = True) -> LineageChain:
+    """Walk the chain for one sample; missing links are recorded in `problems`, not raised."""
+    samples = _safe_read(read, "instruction_samples")
+    if samples is None:
+        raise UnknownSampleError(
+            "instruction_samples has not been materialised yet: run `mmoral materialize --select instruction_samples` first"
+        )
+    row = find_sample(samples, sample_id)
+    messages = json.loads(row["messages"]) if isinstance(row["messages"], str) else row["messages"]
+    sample = {k: v for k, v in row.items() if k != "messages"}
+    chain = LineageChain(sample=sample, messages=messages)
+    image_id = row["image_id"]
+
+    # the request
+    table = row.get("generation_table")
+    gen = _safe_read(read, table) if table else None
+    request = {
+        k: row.get(k)
+        for k in ("generation_table", "item_id", "prompt_template_id", "prompt_version", "backend", "model", "params",
+                  "request_hash", "cache_hit", "run_id", "validators_passed")
+    }
+    request["params"] = _jsonable(request["params"])
+    request["validators_passed"] = _jsonable(request["validators_passed"])
+    if gen is None:
+        chain.problems.append(f"generation table {table!r} not found")
+    else:
+        g = gen.filter(pl.col("item_id") == row["item_id"]) if "item_id" in gen.columns else gen.clear()
+        if g.height == 0:
+            chain.problems.append(f"item {row['item_id']!r} not in {table}")
+        else:
+            grow = g.row(0, named=True)
+            request["raw_response"] = grow.get("raw_response")
+            request["partition"] = grow.get("partition")
+    chain.request = request
+
+    # the caption
+    attr_hash = row.get("attribute_row_hash")
+    captions = _safe_read(read, "location_captions")
+    if captions is not None and captions.height:
+        c = captions.filter(pl.col("image_id") == image_id)
+        if attr_hash and "attribute_row_hash" in c.columns and c.filter(pl.col("attribute_row_hash") == attr_hash).height:
+            c = c.filter(pl.col("attribute_row_hash") == attr_hash)
+        if c.height:
+            crow = c.row(0, named=True)
+            chain.caption = {k: crow.get(k) for k in ("image_id", "partition", "attribute_row_hash", "caption_version", "caption")}
+    if chain.caption is None:
+        chain.problems.append(f"no location caption for image {image_id}")
+
+    # the attribute rows and the annotations the sample depends on
+    attrs = _safe_read(read, "image_attributes")
+    doc: dict[str, Any] | None = None
+    if attrs is not None and attrs.height:
+        a = attrs.filter(pl.col("image_id") == image_id)
+        if attr_hash:
+            exact = a.filter(pl.col("attribute_row_hash") == attr_hash)
+            if exact.height == 0 and a.height:
+                chain.problems.append(f"attribute row {attr_hash} not found (image has {a['attribute_row_hash'].to_list()})")
+            a = exact if exact.height else a
+        if a.height:
+            arow = a.row(0, named=True)
+            doc = json.loads(arow["document"]) if isinstance(arow.get("document"), str) else arow.get("document")
+            chain.attributes = {k: v for k, v in arow.items() if k != "document"}
+    if doc is None:
+        chain.problems.append(f"no image_attributes row for image {image_id}")
+    texts = [t for _, t in message_texts(messages)]
+    anns = _safe_read(read, "raw_annotations")
+    if doc is not None:
+        ids, teeth, rule = dependent_annotations(doc, row["task_type"], texts)
+        chain.dependency_rule = rule
+        teeth_tab = _safe_read(read, "tooth_attributes")
+        if teeth_tab is not None and teeth_tab.height and "tooth_id" in teeth_tab.columns:
+            t = teeth_tab.filter((pl.col("image_id") == image_id) & pl.col("tooth_id").is_in(sorted(teeth)))
+            if attr_hash and "attribute_row_hash" in t.columns:
+                t = t.filter(pl.col("attribute_row_hash") == attr_hash)
+            keep = [c for c in ("tooth_id", "side", "is_wisdom", "wisdom_status", "bbox", "n_conditions", "annotation_ids") if c in t.columns]
+            chain.teeth = t.select(keep).sort("tooth_id").to_dicts()
+    else:
+        ids, rule = [], "all annotations of the image (no attribute document)"
+        chain.dependency_rule = rule
+    if anns is None:
+        chain.problems.append("raw_annotations not found")
+    else:
+        of_image = anns.filter(pl.col("image_id") == image_id)
+        chosen = of_image.filter(pl.col("annotation_id").is_in(ids)) if ids else of_image
+        missing = sorted(set(ids) - set(chosen["annotation_id"].to_list()))
+        if missing:
+            chain.problems.append(f"{len(missing)} annotation id(s) missing from raw_annotations, e.g. {missing[:3]}")
+        keep = [c for c in ("annotation_id", "source_file", "record", "source_category", "category", "fdi", "box", "score", "lesion_type") if c in chosen.columns]
+        chain.annotations = chosen.select(keep).sort("annotation_id").to_dicts()
+
+    # the raw image
+    images = _safe_read(read, "raw_images")
+    img = images.filter(pl.col("image_id") == image_id) if images is not None else None
+    if img is None or img.height == 0:
+        chain.problems.append(f"image {image_id} not in raw_images")
+        chain.image = {"image_id": image_id, "path": row.get("image_path"), "sha256": row.get("image_sha256")}
+    else:
+        irow = img.row(0, named=True)
+        chain.image = {k: irow.get(k) for k in ("image_id", "source", "partition", "path", "file_name", "sha256", "width", "height")}
+    path = chain.image.get("path")
+    exists = bool(path) and Path(path).exists()
+    chain.image["exists"] = exists
+    if not exists:
+        chain.problems.append(f"image file missing: {path}")
+    elif verify_sha256:
+        now = sha256_file(path)
+        chain.image["sha256_now"] = now
+        chain.image["sha256_matches"] = now == chain.image.get("sha256")
+        if not chain.image["sha256_matches"]:
+            chain.problems.append(f"image changed on disk since ingest: sha256 {now[:12]} != {str(chain.image.get('sha256'))[:12]}")
+    return chain
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def _short(v: Any, n: int = 400) -> str:
+    s = v if isinstance(v, str) else json.dumps(v, default=str, ensure_ascii=False)
+    return s if len(s) <= n else s[: n - 1] + "…"
+
+
+def _conversation_lines(chain: LineageChain) -> list[tuple[str, str]]:
+    return message_texts(chain.messages)
+
+
+def render_text(chain: LineageChain, *, full: bool = False) -> str:
+    """The chain as indented plain text (CLI)."""
+    s, n = chain.sample, (10**9 if full else 300)
+    out = [f"sample {s['sample_id']}  task={s['task_type']}  split={s['split']}  dimensions={s.get('category') or '-'}"]
+    for role, text in _conversation_lines(chain):
+        out.append(f"    {role:>9}: {_short(text, n)}")
+    r = chain.request or {}
+    out.append(f"  <- request  table={r.get('generation_table')} item={r.get('item_id')} template={r.get('prompt_template_id')} "
+               f"v={r.get('prompt_version')} backend={r.get('backend')} model={r.get('model')} cache_hit={r.get('cache_hit')}")
+    out.append(f"       params={_short(r.get('params'), 200)} request_hash={r.get('request_hash')} run_id={r.get('run_id')}")
+    out.append(f"       validators={_short(r.get('validators_passed'), 200)}")
+    out.append(f"       raw_response: {_short(r.get('raw_response'), n)}")
+    c = chain.caption
+    out.append(f"  <- caption  version={c.get('caption_version')} attribute_row_hash={c.get('attribute_row_hash')}: {_short(c.get('caption'), n)}" if c else "  <- caption  (none)")
+    a = chain.attributes
+    if a:
+        out.append(f"  <- attributes  image_attributes row {a.get('attribute_row_hash')} ({a.get('n_teeth')} teeth, rules {a.get('rules_version')})")
+    else:
+        out.append("  <- attributes  (none)")
+    for t in chain.teeth:
+        out.append(f"       tooth {t.get('tooth_id')} {t.get('side')} box={_short(t.get('bbox'), 80)} annotations={t.get('annotation_ids')}")
+    out.append(f"  <- annotations ({len(chain.annotations)}; {chain.dependency_rule})")
+    for x in chain.annotations:
+        out.append(f"       {x['annotation_id']} {x.get('source_category')!s} -> {x.get('category')} fdi={x.get('fdi')} "
+                   f"box={_short(x.get('box'), 60)} file={x.get('source_file')} record={x.get('record')}")
+    i = chain.image or {}
+    out.append(f"  <- image  {i.get('image_id')} source={i.get('source')} path={i.get('path')}")
+    out.append(f"       sha256={i.get('sha256')} exists={i.get('exists')} matches_now={i.get('sha256_matches')}")
+    if chain.problems:
+        out.append("problems:")
+        out += [f"  - {p}" for p in chain.problems]
+    return "\n".join(out)
+
+
+def _md_escape(s: Any) -> str:
+    return str(s).replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(chain: LineageChain) -> str:
+    """The chain as Markdown (Dagster metadata)."""
+    s, r, c, a, i = chain.sample, chain.request or {}, chain.caption, chain.attributes, chain.image or {}
+    md = [f"## Sample `{s['sample_id']}`", "",
+          f"task **{s['task_type']}**, split **{s['split']}**, dimensions `{s.get('category') or '-'}`, image `{s['image_id']}`", ""]
+    md += ["| turn | text |", "|---|---|"] + [f"| {role} | {_md_escape(_short(t, 600))} |" for role, t in _conversation_lines(chain)]
+    md += ["", "### Request", "", "| field | value |", "|---|---|"]
+    for k in ("generation_table", "item_id", "prompt_template_id", "prompt_version", "backend", "model", "params",
+              "request_hash", "cache_hit", "run_id", "validators_passed"):
+        md.append(f"| {k} | {_md_escape(_short(r.get(k), 300))} |")
+    md += ["", "Raw response:", "", "```", str(r.get("raw_response") or "")[:4000], "```"]
+    md += ["", "### Caption", ""]
+    md += [f"version `{c.get('caption_version')}`, attribute row `{c.get('attribute_row_hash')}`", "", "> " + _md_escape(c.get("caption") or "")] if c else ["_none_"]
+    md += ["", "### Attribute rows", ""]
+    if a:
+        md.append(f"image_attributes row `{a.get('attribute_row_hash')}` ({a.get('n_teeth')} teeth, rules `{a.get('rules_version')}`)")
+    md += ["", "| tooth | side | box | annotation ids |", "|---|---|---|---|"]
+    md += [f"| {t.get('tooth_id')} | {t.get('side')} | {_short(t.get('bbox'), 60)} | {', '.join(t.get('annotation_ids') or [])} |" for t in chain.teeth]
+    md += ["", f"### Annotations ({len(chain.annotations)}; {chain.dependency_rule})", "",
+           "| annotation_id | source file | record | original category | category | fdi | box |", "|---|---|---|---|---|---|---|"]
+    md += [f"| {x['annotation_id']} | {_md_escape(x.get('source_file'))} | {_md_escape(x.get('record'))} | {_md_escape(x.get('source_category'))} | "
+           f"{x.get('category')} | {x.get('fdi')} | {_short(x.get('box'), 60)} |" for x in chain.annotations]
+    md += ["", "### Raw image", "", "| field | value |", "|---|---|"]
+    md += [f"| {k} | {_md_escape(i.get(k))} |" for k in ("image_id", "source", "partition", "path", "sha256", "exists", "sha256_matches")]
+    if chain.problems:
+        md += ["", "### Problems", ""] + [f"- {p}" for p in chain.problems]
+    return "\n".join(md)
+
+
+def overlay_jpeg(chain: LineageChain, max_width: int = 1400) -> bytes | None:
+    """The X-ray with the boxes the sample depends on (annotation boxes, labelled by tooth / category)."""
+    from PIL import Image
+
+    from mmoral_pipeline.viz import DrawnBox, draw_boxes, to_jpeg
+
+    path = (chain.image or {}).get("path")
+    if not path or not Path(path).exists():
+        return None
+    with Image.open(path) as im:
+        img = im.convert("L")
+    scale = min(1.0, max_width / img.width)
+    if scale < 1.0:
+        img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))))
+    boxes = []
+    for x in chain.annotations:
+        box = x.get("box")
+        if box is None or len(box) != 4:
+            continue
+        label = str(x.get("fdi")) if x.get("category") == "tooth" and x.get("fdi") else str(x.get("category"))
+        boxes.append(DrawnBox([float(v) * scale for v in box], str(x.get("category")), label))
+    return to_jpeg(draw_boxes(img, boxes, width=2), 80)
+
+
+def render_html(chain: LineageChain) -> str:
+    """A self-contained page: the X-ray with the sample's boxes, the conversation and the chain."""
+    e = html.escape
+    s, r, c, a, i = chain.sample, chain.request or {}, chain.caption, chain.attributes, chain.image or {}
+    jpeg = overlay_jpeg(chain)
+    img_tag = (f'<img alt="X-ray {e(s["image_id"])}" src="data:image/jpeg;base64,{base64.b64encode(jpeg).decode()}">'
+               if jpeg else f"<p class=problem>image file not found: {e(str(i.get('path')))}</p>")
+
+    def table(rows: list[tuple[str, Any]]) -> str:
+        return "<table>" + "".join(f"<tr><th>{e(k)}</th><td>{e(_short(v, 2000))}</td></tr>" for k, v in rows) + "</table>"
+
+    def grid(cols: list[str], rows: list[dict[str, Any]]) -> str:
+        head = "".join(f"<th>{e(k)}</th>" for k in cols)
+        body = "".join("<tr>" + "".join(f"<td>{e(_short(row.get(k), 200))}</td>" for k in cols) + "</tr>" for row in rows)
+        return f"<table><tr>{head}</tr>{body}</table>"
+
+    convo = "".join(f'<div class="turn {e(role)}"><b>{e(role)}</b><pre>{e(t)}</pre></div>' for role, t in _conversation_lines(chain))
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>lineage {e(s['sample_id'])}</title>",
+        "<style>body{font-family:sans-serif;margin:1.5em;max-width:1500px}img{max-width:100%;border:1px solid #444}"
+        "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 6px;text-align:left;vertical-align:top;font-size:13px}"
+        "pre{white-space:pre-wrap;margin:.2em 0}.turn{margin:.3em 0;padding:.3em;border-left:4px solid #4c72b0}.assistant{border-color:#55a868}"
+        ".problem{color:#b00}h2{margin-top:1.2em}</style></head><body>",
+        f"<h1>Sample {e(s['sample_id'])}</h1>",
+        table([("task", s["task_type"]), ("split", s["split"]), ("dimensions", s.get("category")), ("image", s["image_id"]), ("source", s.get("source"))]),
+        f"<h2>X-ray with the {len(chain.annotations)} boxes this sample depends on</h2><p>{e(chain.dependency_rule)}</p>{img_tag}",
+        f"<h2>Conversation</h2>{convo}",
+        "<h2>&larr; Request</h2>",
+        table([(k, r.get(k)) for k in ("generation_table", "item_id", "prompt_template_id", "prompt_version", "backend", "model",
+                                          "params", "request_hash", "cache_hit", "run_id", "validators_passed")]),
+        f"<h3>Raw response</h3><pre>{e(str(r.get('raw_response') or ''))}</pre>",
+        "<h2>&larr; Caption</h2>",
+        (table([("caption_version", c.get("caption_version")), ("attribute_row_hash", c.get("attribute_row_hash"))]) + f"<pre>{e(str(c.get('caption') or ''))}</pre>") if c else "<p>none</p>",
+        "<h2>&larr; Attribute rows</h2>",
+        table(list(a.items())) if a else "<p>none</p>",
+        grid(["tooth_id", "side", "is_wisdom", "wisdom_status", "bbox", "n_conditions", "annotation_ids"], chain.teeth) if chain.teeth else "",
+        "<h2>&larr; Annotations</h2>",
+        grid(["annotation_id", "source_file", "record", "source_category", "category", "fdi", "box", "score"], chain.annotations),
+        "<h2>&larr; Raw image</h2>",
+        table([(k, i.get(k)) for k in ("image_id", "source", "partition", "path", "file_name", "width", "height", "sha256", "sha256_now", "sha256_matches")]),
+    ]
+    if chain.problems:
+        parts.append("<h2 class=problem>Problems</h2><ul>" + "".join(f"<li class=problem>{e(p)}</li>" for p in chain.problems) + "</ul>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_html(chain: LineageChain, path: str | Path) -> Path:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(render_html(chain), encoding="utf-8")
+    return p
+
+
+__all__ = [
+    "GENERATION_TABLES", "LineageChain", "TableReader", "UnknownSampleError", "dependent_annotations", "find_sample",
+    "mentioned", "render_html", "render_markdown", "render_text", "resolve_lineage", "sha256_file", "write_html",
+]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -317,8 +318,6 @@ def sumrec_answer(a: ImageAttributes) -> str:
 
 def report_sections(report: str) -> dict[str, str]:
     """Split a three-section report on its numbered headings (1), 2), 3) or '1.' ...)."""
-    import re
-
     parts = re.split(r"(?m)^\s*(?:\*\*)?\(?([123])[).]", report or "")
     out: dict[str, str] = {}
     for i in range(1, len(parts) - 1, 2):
@@ -415,17 +414,53 @@ def holdout_attributes(attrs: Sequence[ImageAttributes], fraction: float | None 
     return [a for a in attrs if is_holdout(a.image_id, frac, explicit)]
 
 
+_COORDS = re.compile(r"\[[\d\s.,\-]+\]")
+
+
+def _without_coordinates(text: str) -> str:
+    """Boxes/points are not tooth numbers (the grounding validator would read '650' as tooth 65)."""
+    return _COORDS.sub(" ", text)
+
+
+def generation_verdicts_closed(it: ClosedItem, attrs: ImageAttributes | None) -> list[str]:
+    """The generation stage's validators on a closed item: MCQ form, question text, grounded answer teeth."""
+    from mmoral_pipeline.generation import validators as gv
+    from mmoral_pipeline.generation.facts import facts_of
+
+    verdicts = [gv.mcq_form(it.options, it.answer, it.answer_text), gv.question_text(it.question)]
+    if attrs is not None:  # a count answer ("28") is no tooth number: only the question is checked then
+        text = it.question if it.source.startswith("rule:count") else f"{it.question} {it.answer_text}"
+        verdicts.append(gv.grounded_teeth(_without_coordinates(text), facts_of(attrs)))
+    return [f"{v.validator}: {v.reason}" for v in verdicts if not v.passed]
+
+
+def generation_verdicts_open(it: OpenItem, attrs: ImageAttributes | None) -> list[str]:
+    from mmoral_pipeline.generation import validators as gv
+    from mmoral_pipeline.generation.facts import facts_of
+
+    limit = gv.JSON_ANSWER_MAX_CHARS if it.kind in ("write_report", "location") else gv.OPEN_ANSWER_MAX_CHARS
+    verdicts = [gv.open_answer(it.answer, max_chars=limit), gv.question_text(it.question)]
+    if attrs is not None:
+        verdicts.append(gv.grounded_teeth(_without_coordinates(it.answer), facts_of(attrs)))
+    return [f"{v.validator}: {v.reason}" for v in verdicts if not v.passed]
+
+
 def build_benchmark(attrs: Sequence[ImageAttributes], reports: Mapping[str, str] | None = None,
                     images_b64: Mapping[str, str] | None = None) -> tuple[list[ClosedItem], list[OpenItem], list[dict]]:
-    """Held-out images' attributes -> (closed, open, rejected rows with reasons); validated."""
+    """Held-out images' attributes -> (closed, open, rejected rows with reasons).
+
+    Every item passes our benchmark rules (`validate_*_item`) and the generation stage's validators
+    (MCQ form, question text, open-answer length, tooth numbers grounded in the attributes).
+    """
+    by_id = {a.image_id: a for a in attrs}
     closed = build_closed(attrs, images_b64)
     open_ = build_open(attrs, reports, images_b64)
     rejected: list[dict] = []
     keep_c, keep_o = [], []
     for it in closed:
-        p = validate_closed_item(it)
-        (rejected.append({"index": it.index, "kind": "closed", "problems": p}) if p else keep_c.append(it))
+        p = validate_closed_item(it) + generation_verdicts_closed(it, by_id.get(it.image_id))
+        (rejected.append({"index": it.index, "image_id": it.image_id, "kind": "closed", "problems": p}) if p else keep_c.append(it))
     for it in open_:
-        p = validate_open_item(it)
-        (rejected.append({"index": it.index, "kind": "open", "problems": p}) if p else keep_o.append(it))
+        p = validate_open_item(it) + generation_verdicts_open(it, by_id.get(it.image_id))
+        (rejected.append({"index": it.index, "image_id": it.image_id, "kind": "open", "problems": p}) if p else keep_o.append(it))
     return keep_c, keep_o, rejected

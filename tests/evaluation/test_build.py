@@ -77,3 +77,20 @@ def test_assign_letters_exact_balance():
     letters = assign_letters([f"k{i}" for i in range(103)])
     c = Counter(letters)
     assert max(c.values()) - min(c.values()) <= 1
+
+
+def test_generation_validators_reject_ungrounded_and_malformed_items():
+    from mmoral_pipeline.evaluation.build import generation_verdicts_closed, generation_verdicts_open
+    from mmoral_pipeline.evaluation.items import OpenItem
+
+    a = make_attributes(5)
+    absent = next(t for t in (11, 12, 13, 14, 15, 16, 17, 21, 22, 23, 24, 25, 26, 27, 31, 32, 33, 34, 35, 36, 37, 41, 42, 43, 44, 45, 46, 47)
+                  if t not in {x.tooth_id for x in a.teeth} and t not in {m for c in a.missing_teeth for m in c.teeth})
+    bad = ClosedItem(index="x", question="Which tooth shows caries?", options=[f"#{absent}", "#11", "#12", "#13"], answer="A",
+                     category="Teeth", image_id=a.image_id, source="rule:caries_tooth")
+    assert any(p.startswith("grounded_teeth") for p in generation_verdicts_closed(bad, a))
+    dup = bad.model_copy(update={"options": ["#11", "#11", "#12", "#13"]})
+    assert any(p.startswith("mcq_form") for p in generation_verdicts_closed(dup, a))
+    boxed = OpenItem(index="y", question="Where is the crown?", answer='[{"box_2d": [340, 590, 400, 650]}]', category="Teeth", kind="location")
+    assert generation_verdicts_open(boxed, a) == []  # coordinates are no tooth numbers
+    assert any(p.startswith("open_answer") for p in generation_verdicts_open(boxed.model_copy(update={"answer": " "}), a))

@@ -84,8 +84,7 @@ def test_generation_validators_reject_ungrounded_and_malformed_items():
     from mmoral_pipeline.evaluation.items import OpenItem
 
     a = make_attributes(5)
-    absent = next(t for t in (11, 12, 13, 14, 15, 16, 17, 21, 22, 23, 24, 25, 26, 27, 31, 32, 33, 34, 35, 36, 37, 41, 42, 43, 44, 45, 46, 47)
-                  if t not in {x.tooth_id for x in a.teeth} and t not in {m for c in a.missing_teeth for m in c.teeth})
+    absent = 55  # a primary molar: valid FDI, never in these adult attributes
     bad = ClosedItem(index="x", question="Which tooth shows caries?", options=[f"#{absent}", "#11", "#12", "#13"], answer="A",
                      category="Teeth", image_id=a.image_id, source="rule:caries_tooth")
     assert any(p.startswith("grounded_teeth") for p in generation_verdicts_closed(bad, a))

@@ -229,11 +229,12 @@ def _jaw(arch: _Arch, rng: np.random.Generator) -> JawShape:
         """Ramus from the gonial angle up to the condyle, notch, coronoid and down the front."""
         r = 0.37 * spread
         return [
-            P(cx + sg * (r - 0.01), lb0 - 0.135), P(cx + sg * (r + 0.004), lb0 - 0.175), P(cx + sg * (r + 0.012), 0.62), P(cx + sg * (r + 0.02), 0.46),
-            P(cx + sg * (r + 0.015), 0.34), P(cx + sg * (r + 0.025), 0.3), P(cx + sg * (r + 0.012), 0.265),
-            P(cx + sg * (r - 0.012), 0.285), P(cx + sg * (r - 0.018), 0.33), P(cx + sg * (r - 0.045), 0.4),
-            P(cx + sg * (r - 0.075), 0.355), P(cx + sg * (r - 0.09), 0.335), P(cx + sg * (r - 0.095), 0.38),
-            P(cx + sg * (r - 0.1), 0.47), P(cx + sg * (r - 0.105), 0.55), P(cx + sg * (end + 0.005), crest(cx + sg * end, False) - 0.01),
+            P(cx + sg * (r - 0.01), lb0 - 0.135), P(cx + sg * (r + 0.004), lb0 - 0.175), P(cx + sg * (r + 0.01), 0.62),
+            P(cx + sg * (r + 0.012), 0.46), P(cx + sg * (r + 0.006), 0.36), P(cx + sg * (r + 0.016), 0.31),
+            P(cx + sg * (r + 0.004), 0.275), P(cx + sg * (r - 0.016), 0.29), P(cx + sg * (r - 0.02), 0.34),
+            P(cx + sg * (r - 0.045), 0.42), P(cx + sg * (r - 0.065), 0.37), P(cx + sg * (r - 0.078), 0.345),
+            P(cx + sg * (r - 0.085), 0.39), P(cx + sg * (r - 0.09), 0.47), P(cx + sg * (r - 0.1), 0.56),
+            P(cx + sg * (end + 0.005), crest(cx + sg * end, False) - 0.01),
         ]
 
     left = side(-1)
@@ -323,8 +324,8 @@ def make_case(rng: np.random.Generator, index: int, width: int = 1400, height: i
             if st == "impacted":
                 # Mesially tilted, sunk into the bone, pushed distally.
                 ang = rng.uniform(20.0, 65.0) if not upper else rng.uniform(10.0, 35.0)
-                # Positive tilt rotates the axis clockwise on screen; crown must face the midline.
-                tilt = ang * (sign if not upper else sign)
+                # Crown faces the midline (mesio-angular), the commonest impaction.
+                tilt = ang * (sign if upper else -sign)
                 drop = rng.uniform(0.5, 1.1) if not upper else rng.uniform(0.4, 0.9)
                 shift = sign * sw * rng.uniform(0.05, 0.2)
             elif st == "erupted" and pos == 8:

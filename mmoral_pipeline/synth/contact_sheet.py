@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from mmoral_pipeline.domain.taxonomy import Category
@@ -44,7 +45,11 @@ def _font(size: int) -> ImageFont.ImageFont:
 
 
 def contact_sheet(coco_dir: Path, out_png: Path, *, n: int = 6, cols: int = 3, tile_width: int = 620) -> Path:
-    """Draw the first `n` images of a COCO folder with boxes and a legend; save a compact PNG."""
+    """Draw the first `n` images of a COCO folder with boxes and a legend; save a compact PNG.
+
+    A palette image: 240 grey levels for the X-rays plus one exact colour per category, so the
+    colours stay true and the file stays small.
+    """
     doc = json.loads((coco_dir / "annotations.json").read_text())
     names = {c["id"]: c["name"] for c in doc["categories"]}
     images = doc["images"][:n]
@@ -55,30 +60,44 @@ def contact_sheet(coco_dir: Path, out_png: Path, *, n: int = 6, cols: int = 3, t
     scale = tile_width / first["width"]
     tile_h = int(round(first["height"] * scale))
     rows = (len(images) + cols - 1) // cols
-    legend_h = 70
-    gap = 6
-    sheet = Image.new("RGB", (cols * tile_width + (cols + 1) * gap, rows * tile_h + (rows + 1) * gap + legend_h), (24, 24, 24))
+    legend_h, gap, greys = 64, 6, 240
+    palette = [v for g in range(greys) for v in (g * 255 // (greys - 1),) * 3]
+    colour_index: dict[str, int] = {}
+    for name, rgb in COLOURS.items():
+        colour_index[name] = len(palette) // 3
+        palette += list(rgb)
+    white, background = len(palette) // 3, 12
+    palette += [255, 255, 255]
+    width = cols * tile_width + (cols + 1) * gap
+    arr = np.full((rows * tile_h + (rows + 1) * gap + legend_h, width), background, dtype=np.uint8)
+    for k, im in enumerate(images):
+        with Image.open(coco_dir / "images" / im["file_name"]) as src:
+            tile = np.asarray(src.convert("L").resize((tile_width, tile_h), Image.LANCZOS), dtype=np.uint16)
+        r, c = divmod(k, cols)
+        x0, y0 = gap + c * (tile_width + gap), gap + r * (tile_h + gap)
+        arr[y0 : y0 + tile_h, x0 : x0 + tile_width] = (tile * (greys - 1) // 255).astype(np.uint8)
+    sheet = Image.fromarray(arr, mode="L").convert("P")
+    sheet.putpalette(palette)
+    sheet.putdata(arr.ravel())  # keep exact indices (convert() may remap)
+    d = ImageDraw.Draw(sheet)
     font = _font(13)
     for k, im in enumerate(images):
-        tile = Image.open(coco_dir / "images" / im["file_name"]).convert("RGB").resize((tile_width, tile_h), Image.LANCZOS)
-        d = ImageDraw.Draw(tile)
+        r, c = divmod(k, cols)
+        x0, y0 = gap + c * (tile_width + gap), gap + r * (tile_h + gap)
         anns = sorted(by_image.get(im["id"], []), key=lambda a: names[a["category_id"]] != CATEGORY_NAMES[Category.TOOTH])
         for a in anns:
             name = names[a["category_id"]]
             x, y, w, h = (v * scale for v in a["bbox"])
-            d.rectangle([x, y, x + w, y + h], outline=COLOURS.get(name, (255, 255, 255)), width=1 if name == "tooth" else 2)
-        d.text((6, 4), im["file_name"], fill=(255, 255, 255), font=font)
-        r, c = divmod(k, cols)
-        sheet.paste(tile, (gap + c * (tile_width + gap), gap + r * (tile_h + gap)))
-    d = ImageDraw.Draw(sheet)
+            d.rectangle([x0 + x, y0 + y, x0 + x + w, y0 + y + h], outline=colour_index.get(name, white), width=1 if name == "tooth" else 2)
+        d.text((x0 + 6, y0 + 4), im["file_name"], fill=white, font=font)
     y0 = rows * (tile_h + gap) + gap + 8
     per_row = 8
-    col_w = (sheet.width - 2 * gap) // per_row
-    for i, (name, rgb) in enumerate(COLOURS.items()):
+    col_w = (width - 2 * gap) // per_row
+    for i, name in enumerate(COLOURS):
         r, c = divmod(i, per_row)
-        x, y = gap + 4 + c * col_w, y0 + r * 28
-        d.rectangle([x, y + 2, x + 16, y + 16], outline=rgb, width=3)
-        d.text((x + 22, y + 2), name, fill=(235, 235, 235), font=font)
+        x, y = gap + 4 + c * col_w, y0 + r * 26
+        d.rectangle([x, y + 2, x + 16, y + 16], outline=colour_index[name], width=3)
+        d.text((x + 22, y + 2), name, fill=white, font=font)
     out_png.parent.mkdir(parents=True, exist_ok=True)
-    sheet.quantize(colors=192, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(out_png, optimize=True)
+    sheet.save(out_png, optimize=True)
     return out_png

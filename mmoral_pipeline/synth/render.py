@@ -97,8 +97,8 @@ def render(case: SynthCase) -> Image.Image:
     c.paint([], 90.0, lines=[[(cx, 0.08 * H), (cx, jaw.nasal[0][1])]], width=5 * s, blur=3 * s)
     for f in case.findings:
         if f.category == Category.MAXILLARY_SINUS:
-            c.paint(f.parts, 48.0, blur=7 * s, alpha=0.85)
-            c.paint(f.parts, 125.0, outline=3 * s, blur=2 * s, alpha=0.55)
+            c.paint(f.parts, 50.0, blur=10 * s, alpha=0.8, tex=broad)
+            c.paint(f.parts, 130.0, outline=3 * s, blur=2.5 * s, alpha=0.45)
     c.paint([], 145.0, lines=[jaw.palate], width=0.014 * H, blur=3.5 * s)
     c.paint([jaw.airway], 25.0, blur=6 * s, alpha=0.32)
     # Tongue and lips between the jaws: mid-grey soft tissue, not air.
@@ -106,7 +106,7 @@ def render(case: SynthCase) -> Image.Image:
 
     # Mandible with cortical outline, canals, bone-level defects and periapical radiolucencies.
     c.paint([jaw.mandible], 158.0, outline=0.014 * H, blur=3 * s, tex=trab)
-    c.paint([jaw.mandible], 122.0, blur=4 * s, tex=trab)
+    c.paint([jaw.mandible], lambda xx, yy: 108.0 + 34.0 * np.clip((yy - 0.55 * H) / (0.35 * H), 0.0, 1.0), blur=4 * s, tex=trab)
     c.paint([], 170.0, lines=[jaw.mandible[15:36]], width=0.022 * H, blur=3 * s)  # thick lower border cortex
     for f in case.findings:
         if f.category == Category.MANDIBULAR_CANAL:

@@ -75,6 +75,11 @@ def load_class_names(spec: SourceSpec, sources: SourcesFile) -> dict[int, str]:
     )
 
 
+def _px(v: float) -> float:
+    """Pixel coordinate from normalised * size, rounded to 1e-4 px (no float noise like 110.00000000000001)."""
+    return round(v, 4)
+
+
 def parse_yolo_line(line: str) -> tuple[int, list[float], float | None, bool] | str:
     """(class id, normalised values, score, is_polygon) or a message saying what is wrong."""
     parts = line.split()
@@ -167,10 +172,10 @@ class YoloReader:
                 cid, values, score, is_polygon = parsed
                 polygon = None
                 if is_polygon:
-                    polygon = [v * (image.width if k % 2 == 0 else image.height) for k, v in enumerate(values)]
+                    polygon = [_px(v * (image.width if k % 2 == 0 else image.height)) for k, v in enumerate(values)]
                     box = polygon_box(polygon)
                 else:
-                    box = list(yolo_to_xyxy(*values, image.width, image.height))
+                    box = [_px(v) for v in yolo_to_xyxy(*values, image.width, image.height)]
                 if cid not in names:
                     reject_annotation(batch, source=src, path=str(label_path), record=record, reason=RejectReason.UNKNOWN_CLASS, message=f"class id {cid} not in the class map")
                     continue

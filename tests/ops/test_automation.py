@@ -1,0 +1,240 @@
+"""Jobs, schedule, raw-data sensor and derived-asset automation, evaluated in process on temporary instances."""
+
+import datetime as dt
+import json
+import os
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+
+from mmoral_pipeline.defs import automation
+from mmoral_pipeline.defs.automation import (
+    batch_fingerprints,
+    derived_assets_automation,
+    raw_data_sensor,
+    weekly_regeneration,
+)
+from mmoral_pipeline.defs.partitions import BATCHES, batch_partitions
+from mmoral_pipeline.defs.resources import SourcesResource
+from mmoral_pipeline.config import load_sources
+from mmoral_pipeline.synth import generate
+
+from .helpers import full_definitions
+
+SMALL = {"width": 400, "height": 200}
+
+
+@pytest.fixture()
+def sources_file(tmp_path: Path) -> Path:
+    generate(n=3, seed=1, out=tmp_path / "alpha", fmt="coco", **SMALL)
+    generate(n=4, seed=2, out=tmp_path / "beta", fmt="coco", **SMALL)
+    doc = {
+        "sources": [
+            {"name": "alpha", "format": "coco", "root": "alpha"},
+            {"name": "beta", "format": "coco", "root": "beta", "shard_size": 2},
+        ]
+    }
+    path = tmp_path / "sources.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def _tick(instance, sources_file: Path, cursor: str | None):
+    """One sensor evaluation; applies the partition requests the way the daemon would."""
+    ctx = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"sources": SourcesResource(path=str(sources_file))})
+    result = raw_data_sensor(ctx)
+    assert isinstance(result, dg.SensorResult)
+    added = []
+    for req in result.dynamic_partitions_requests or []:
+        assert isinstance(req, dg.AddDynamicPartitionsRequest) and req.partitions_def_name == BATCHES
+        instance.add_dynamic_partitions(BATCHES, list(req.partition_keys))
+        added += list(req.partition_keys)
+    requested = {r.partition_key: r.tags["mmoral/change"] for r in result.run_requests}
+    return result.cursor, requested, added
+
+
+def _bump_mtime(path: Path, seconds: int = 10) -> None:
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + seconds * 1_000_000_000))
+
+
+def test_sensor_registers_new_batches_and_requests_only_changed_ones(sources_file: Path, tmp_path: Path):
+    with dg.instance_for_test() as instance:
+        cursor, requested, added = _tick(instance, sources_file, None)
+        assert added == ["alpha", "beta__0000", "beta__0001"]
+        assert requested == {"alpha": "new", "beta__0000": "new", "beta__0001": "new"}
+
+        cursor, requested, added = _tick(instance, sources_file, cursor)
+        assert (requested, added) == ({}, [])
+
+        # two more images in alpha (the generator is deterministic: the first three are the same)
+        generate(n=5, seed=1, out=tmp_path / "alpha", fmt="coco", **SMALL)
+        cursor, requested, added = _tick(instance, sources_file, cursor)
+        assert (requested, added) == ({"alpha": "changed"}, [])
+
+        # one image of the second shard of beta touched: that shard only
+        img = sorted((tmp_path / "beta" / "images").glob("*.jpg"))[3]
+        _bump_mtime(img)
+        cursor, requested, added = _tick(instance, sources_file, cursor)
+        assert (requested, added) == ({"beta__0001": "changed"}, [])
+
+        # a new source in the sources file: registered and run, nothing else
+        generate(n=2, seed=3, out=tmp_path / "gamma", fmt="coco", **SMALL)
+        doc = yaml.safe_load(sources_file.read_text())
+        doc["sources"].append({"name": "gamma", "format": "coco", "root": "gamma"})
+        sources_file.write_text(yaml.safe_dump(doc))
+        cursor, requested, added = _tick(instance, sources_file, cursor)
+        assert (requested, added) == ({"gamma": "new"}, ["gamma"])
+        assert instance.get_dynamic_partitions(BATCHES) == ["alpha", "beta__0000", "beta__0001", "gamma"]
+        assert set(json.loads(cursor)["fingerprints"]) == {"alpha", "beta__0000", "beta__0001", "gamma"}
+
+
+def test_sensor_switched_on_over_ingested_data_runs_only_what_is_missing(sources_file: Path):
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(BATCHES, ["alpha", "beta__0000"])
+        instance.report_runless_asset_event(dg.AssetMaterialization("raw_images", partition="alpha"))
+        _, requested, added = _tick(instance, sources_file, None)
+        # beta__0000 is registered but never ingested; beta__0001 is not even registered
+        assert requested == {"beta__0000": "new", "beta__0001": "new"}
+        assert added == ["beta__0001"]
+
+
+def test_shard_fingerprints_follow_their_items(sources_file: Path, tmp_path: Path):
+    sf = load_sources(sources_file)
+    before = batch_fingerprints(sf)
+    _bump_mtime(sorted((tmp_path / "beta" / "images").glob("*.jpg"))[0])
+    after = batch_fingerprints(sf)
+    assert before["alpha"] == after["alpha"]
+    assert before["beta__0000"] != after["beta__0000"]
+    assert before["beta__0001"] == after["beta__0001"]
+    # the shared annotation file belongs to every shard of its source
+    _bump_mtime(tmp_path / "beta" / "annotations.json")
+    again = batch_fingerprints(sf)
+    assert again["beta__0000"] != after["beta__0000"] and again["beta__0001"] != after["beta__0001"]
+    assert again["alpha"] == after["alpha"]
+    # a setting of the source (its class map) changes its batches too
+    doc = yaml.safe_load(sources_file.read_text())
+    doc["sources"][0]["options"] = {"class_map": {"caries": "caries"}}
+    sources_file.write_text(yaml.safe_dump(doc))
+    assert batch_fingerprints(load_sources(sources_file))["alpha"] != again["alpha"]
+
+
+def test_jobs_cover_the_data_assets_and_never_training():
+    defs = full_definitions()
+    repo = defs.get_repository_def()
+    graph = repo.asset_graph
+    groups = {k: graph.get(k).group_name for k in graph.get_all_asset_keys()}
+    training = {k for k, g in groups.items() if g == "training"}
+    assert dg.AssetKey("sft_model") in training
+    downstream_of_training = dg.AssetSelection.groups("training").downstream().resolve(graph)
+
+    regenerate = set(repo.get_job("regenerate_dataset").asset_layer.selected_asset_keys)
+    per_batch = set(repo.get_job("process_batches").asset_layer.selected_asset_keys)
+    expected_data = {k for k, g in groups.items() if g in automation.DATA_GROUPS} - downstream_of_training
+    assert regenerate == expected_data
+    assert {dg.AssetKey("raw_images"), dg.AssetKey("raw_annotations"), dg.AssetKey("rejected_inputs")} <= per_batch
+    assert per_batch <= regenerate
+    assert all(graph.get(k).partitions_def == batch_partitions for k in per_batch)
+    assert repo.get_job("process_batches").partitions_def == batch_partitions
+
+    # no job, schedule or sensor of the repository can start training
+    for job in repo.get_all_jobs():
+        if job.name.startswith("__ASSET_JOB"):
+            continue
+        assert not (set(job.asset_layer.selected_asset_keys) & downstream_of_training), job.name
+    assert not (automation.derived_assets.resolve(graph) & downstream_of_training)
+    for node in graph.asset_nodes:
+        if node.key in downstream_of_training:
+            assert node.automation_condition is None, node.key
+    sensor_names = {s.name for s in repo.sensor_defs}
+    assert {"raw_data_sensor", "derived_assets_automation"} <= sensor_names
+    assert {s.name for s in repo.schedule_defs} >= {"weekly_regeneration"}
+
+
+def test_weekly_schedule_requests_every_registered_batch(sources_file: Path):
+    defs = full_definitions()
+    repo = defs.get_repository_def()
+    per_batch = set(repo.get_job("process_batches").asset_layer.selected_asset_keys)
+    with dg.instance_for_test() as instance:
+        ctx = dg.build_schedule_context(
+            instance=instance,
+            scheduled_execution_time=dt.datetime(2026, 11, 30, 3, 0, tzinfo=dt.timezone.utc),
+            repository_def=repo,
+            resources={"sources": SourcesResource(path=str(sources_file))},
+        )
+        skipped = weekly_regeneration(ctx)
+        assert isinstance(skipped, dg.SkipReason)
+
+        # "old" is registered but no longer in the sources file: not requested (it would fail)
+        instance.add_dynamic_partitions(BATCHES, ["alpha", "beta__0000", "beta__0001", "old"])
+        requests = weekly_regeneration(ctx)
+        assert [r.partition_key for r in requests] == ["alpha", "beta__0000", "beta__0001"]
+        for r in requests:
+            assert set(r.asset_selection) == per_batch
+            assert r.run_key.startswith("weekly:2026-11-30T03:00:")
+    assert weekly_regeneration.job_name == "regenerate_dataset"
+    assert weekly_regeneration.cron_schedule == automation.WEEKLY_CRON
+
+
+# --------------------------------------------------------------------------- derived-asset automation
+
+
+def _tiny_graph(card_version: str):
+    @dg.asset(partitions_def=batch_partitions, group_name="ingest")
+    def raw_images():
+        return 1
+
+    @dg.asset(group_name="export", deps=[raw_images], code_version=card_version)
+    def dataset_card():
+        return 1
+
+    @dg.asset(group_name="training", deps=[dataset_card])
+    def sft_model():
+        return 1
+
+    @dg.asset(group_name="evaluation", deps=[sft_model])
+    def benchmark_results():
+        return 1
+
+    return dg.Definitions(assets=[raw_images, dataset_card, sft_model, benchmark_results], sensors=[derived_assets_automation])
+
+
+class _AutomationTicks:
+    def __init__(self, instance):
+        self.instance = instance
+        self.cursor = None
+
+    def __call__(self, defs: dg.Definitions) -> set[str]:
+        ctx = dg.build_sensor_context(instance=self.instance, repository_def=defs.get_repository_def(), cursor=self.cursor)
+        data = derived_assets_automation.evaluate_tick(ctx)
+        self.cursor = data.cursor
+        return {k.to_user_string() for r in data.run_requests for k in (r.asset_selection or [])}
+
+
+def test_derived_assets_follow_their_upstream_and_code_version():
+    v1 = _tiny_graph("card-v1")
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(BATCHES, ["x", "y"])
+        tick = _AutomationTicks(instance)
+        assert tick(v1) == set()  # upstream missing: wait
+
+        instance.report_runless_asset_event(dg.AssetMaterialization("raw_images", partition="x"))
+        assert tick(v1) == set()  # one batch still missing
+
+        instance.report_runless_asset_event(dg.AssetMaterialization("raw_images", partition="y"))
+        assert tick(v1) == {"dataset_card"}
+        instance.report_runless_asset_event(dg.AssetMaterialization("dataset_card", tags={"dagster/code_version": "card-v1"}))
+        assert tick(v1) == set()  # up to date
+
+        instance.report_runless_asset_event(dg.AssetMaterialization("raw_images", partition="x"))
+        assert tick(v1) == {"dataset_card"}  # a batch was regenerated
+        instance.report_runless_asset_event(dg.AssetMaterialization("dataset_card", tags={"dagster/code_version": "card-v1"}))
+        assert tick(v1) == set()
+
+        v2 = _tiny_graph("card-v2")  # a deploy changed the card's template
+        assert tick(v2) == {"dataset_card"}
+        # training and what needs a trained model are never requested, whatever happened upstream
+        assert not ({"sft_model", "benchmark_results"} & (tick(v2) | tick(v1)))
+

@@ -146,6 +146,9 @@ def build_document(
 
     for r in rows:
         category_of[r.annotation_id] = r.category
+        if acquisition_time is None and r.extra and '"acquisition_time"' in r.extra:
+            when = _parse_extra(r.extra).get("acquisition_time")  # MMOral JSON carries it per annotation
+            acquisition_time = str(when) if when else None
         cat = rules.canonical_category(r.category)
         if cat is None:
             record(r.annotation_id, OUTCOME_UNKNOWN_CATEGORY)

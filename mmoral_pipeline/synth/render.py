@@ -36,20 +36,25 @@ class _Canvas:
         y1 = min(self.H, int(max(p[1] for p in pts)) + pad + 1)
         if x1 <= x0 or y1 <= y0:
             return
-        mask = Image.new("L", (x1 - x0, y1 - y0), 0)
+        # Wide feathering is drawn at reduced scale and upsampled: same look, a fraction of the blur cost.
+        k = max(1, int(blur / 3)) if blur >= 6 else 1
+        cw, chh = x1 - x0, y1 - y0
+        mask = Image.new("L", (max(1, -(-cw // k)), max(1, -(-chh // k))), 0)
         d = ImageDraw.Draw(mask)
         for poly in polys:
             if len(poly) < 3:
                 continue
-            shifted = [(x - x0, y - y0) for x, y in poly]
+            shifted = [((x - x0) / k, (y - y0) / k) for x, y in poly]
             if outline:
-                d.polygon(shifted, outline=255, width=max(1, int(round(outline))))
+                d.polygon(shifted, outline=255, width=max(1, int(round(outline / k))))
             else:
                 d.polygon(shifted, fill=255)
         for ln in lines:
-            d.line([(x - x0, y - y0) for x, y in ln], fill=255, width=max(1, int(round(width))), joint="curve")
+            d.line([((x - x0) / k, (y - y0) / k) for x, y in ln], fill=255, width=max(1, int(round(width / k))), joint="curve")
         if blur > 0:
-            mask = mask.filter(ImageFilter.GaussianBlur(blur))
+            mask = mask.filter(ImageFilter.GaussianBlur(blur / k))
+        if k > 1:
+            mask = mask.resize((cw, chh), Image.BILINEAR)
         m = np.asarray(mask, dtype=np.float32) * (alpha / 255.0)
         region = self.a[y0:y1, x0:x1]
         if callable(value):

@@ -32,6 +32,7 @@ class ModelSpec(BaseModel):
     seed: int = 0
     batch_size: int = 4
     max_pixels: int | None = 401_408
+    max_new_tokens_open: int = 256
 
 
 class ModelRun(BaseModel):
@@ -69,7 +70,8 @@ def make_runner(spec: ModelSpec, cache_dir: str | None = None) -> Runner:
     if spec.kind == "most_frequent":
         return MostFrequentRunner(name=spec.name)
     if spec.kind == "hf":
-        return HFRunner(spec.path, name=spec.name, use_images=spec.use_images, batch_size=spec.batch_size, max_pixels=spec.max_pixels)
+        return HFRunner(spec.path, name=spec.name, use_images=spec.use_images, batch_size=spec.batch_size, max_pixels=spec.max_pixels,
+                        max_new_tokens_open=spec.max_new_tokens_open)
     from mmoral_pipeline.evaluation.backends import openai_backend
 
     backend = openai_backend(spec.base_url, spec.model, spec.api_key_env, cache_dir=cache_dir)

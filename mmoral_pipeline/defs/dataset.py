@@ -263,7 +263,7 @@ class SampleLineageConfig(dg.Config):
     sample_id: str  # a sample_id from instruction_samples / the exports (a unique prefix of 6+ characters works)
 
 
-@dg.op(out={})
+@dg.op
 def trace_sample(context: dg.OpExecutionContext, config: SampleLineageConfig) -> None:
     """Walk one sample back to its request, caption, attribute rows, annotations and raw image.
 

@@ -1,0 +1,123 @@
+"""Lineage: every task type resolves to the right request, caption, attribute row, annotations and image."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import re
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from mmoral_pipeline.dataset.assemble import TASK_TYPES, assemble_samples
+from mmoral_pipeline.dataset.cli import add_lineage_arguments, run_lineage
+from mmoral_pipeline.dataset.lineage import (
+    UnknownSampleError,
+    render_html,
+    render_markdown,
+    render_text,
+    resolve_lineage,
+)
+
+from .world import TEETH, World, build_world, generated
+
+
+@pytest.fixture(scope="module")
+def traced(world: World) -> World:
+    frame, _ = assemble_samples(generated(world), world.tables["raw_images"], val_fraction=0.2, holdout_fraction=0.25)
+    world.tables["instruction_samples"] = frame
+    return world
+
+
+def _sample(world: World, task: str, image_id: str = "srcB-img03") -> dict:
+    frame = world.tables["instruction_samples"]
+    return frame.filter((pl.col("task_type") == task) & (pl.col("image_id") == image_id)).row(0, named=True)
+
+
+@pytest.mark.parametrize("task", TASK_TYPES)
+def test_each_task_resolves_to_its_image_and_annotations(traced: World, task: str) -> None:
+    s = _sample(traced, task)
+    chain = resolve_lineage(s["sample_id"], traced.read)
+    assert chain.problems == []
+    raw = traced.tables["raw_images"].filter(pl.col("image_id") == s["image_id"]).row(0, named=True)
+    assert chain.image["path"] == raw["path"] and chain.image["sha256"] == raw["sha256"] and chain.image["sha256_matches"]
+    gen = traced.tables[s["generation_table"]].filter(pl.col("item_id") == s["item_id"]).row(0, named=True)
+    assert chain.request["raw_response"] == gen["raw_response"]
+    assert chain.request["prompt_template_id"] == gen["prompt_template_id"] and chain.request["cache_hit"] == gen["cache_hit"]
+    assert chain.caption["attribute_row_hash"] == s["attribute_row_hash"] and s["image_id"] in chain.caption["caption"]
+    assert chain.attributes["attribute_row_hash"] == s["attribute_row_hash"]
+    assert chain.annotations, "every sample depends on at least one annotation"
+    own = set(traced.tables["raw_annotations"].filter(pl.col("image_id") == s["image_id"])["annotation_id"])
+    assert {a["annotation_id"] for a in chain.annotations} <= own
+    assert all(a["source_file"] and a["source_category"] and a["category"] for a in chain.annotations)
+
+
+def _ids(traced: World, task: str) -> set[str]:
+    s = _sample(traced, task)
+    return {a["annotation_id"] for a in resolve_lineage(s["sample_id"], traced.read, verify_sha256=False).annotations}
+
+
+def test_dependencies_follow_what_the_sample_names(traced: World) -> None:
+    img = "srcB-img03"
+    everything = set(traced.tables["raw_annotations"].filter(pl.col("image_id") == img)["annotation_id"])
+    teeth = {f"{img}-t{t}" for t in TEETH}
+    assert _ids(traced, "report") == everything  # a report describes the whole image
+    assert _ids(traced, "loc_open") == {f"{img}-t11"}  # "where is tooth 11"
+    assert _ids(traced, "count_closed") == teeth  # counting depends on every tooth box
+    # "which tooth has caries" with options naming teeth 36/11/48: those teeth, narrowed to caries findings
+    assert _ids(traced, "vqa_closed") == teeth | {f"{img}-caries36"}
+    assert _ids(traced, "vqa_open") == {f"{img}-boneloss"}  # "bone level" answer names bone loss only
+
+
+def test_renderings_show_the_chain(traced: World) -> None:
+    s = _sample(traced, "vqa_open")
+    chain = resolve_lineage(s["sample_id"], traced.read)
+    text = render_text(chain)
+    md = render_markdown(chain)
+    for out in (text, md):
+        assert s["sample_id"] in out and chain.image["path"] in out and chain.request["raw_response"] in out
+        assert "Bone Loss" in out  # the original category of the annotation
+    page = render_html(chain)
+    m = re.search(r'src="data:image/jpeg;base64,([^"]+)"', page)
+    assert m, "the X-ray is embedded in the page"
+    assert base64.b64decode(m.group(1))[:2] == b"\xff\xd8"
+    assert "http://" not in page and "https://" not in page  # self-contained
+
+
+def test_unknown_and_prefix_ids(traced: World) -> None:
+    with pytest.raises(UnknownSampleError, match="sample_id.*train.jsonl"):
+        resolve_lineage("does-not-exist", traced.read)
+    s = _sample(traced, "dialogue")
+    assert resolve_lineage(s["sample_id"][:10], traced.read, verify_sha256=False).sample["sample_id"] == s["sample_id"]
+
+
+def test_changed_image_is_reported(tmp_path: Path) -> None:
+    w = build_world(tmp_path)
+    frame, _ = assemble_samples(generated(w), w.tables["raw_images"], val_fraction=0.2, holdout_fraction=0.25)
+    w.tables["instruction_samples"] = frame
+    s = frame.filter(pl.col("task_type") == "report").row(0, named=True)
+    Path(s["image_path"]).write_bytes(Path(s["image_path"]).read_bytes() + b"tamper")
+    chain = resolve_lineage(s["sample_id"], w.read)
+    assert chain.image["sha256_matches"] is False and any("changed on disk" in p for p in chain.problems)
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_lineage_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def test_cli_prints_and_writes_html(traced: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    home = tmp_path / "home"
+    World(home=home, tables={k: v for k, v in traced.tables.items() if k != "instruction_samples"}).write()
+    # instruction_samples is unpartitioned: the IO manager writes <home>/instruction_samples.parquet
+    traced.tables["instruction_samples"].write_parquet(home / "instruction_samples.parquet")
+    s = _sample(traced, "loc_closed")
+    html = tmp_path / "out" / "lineage.html"
+    assert run_lineage(_args(s["sample_id"], "--home", str(home), "--html", str(html))) == 0
+    printed = capsys.readouterr().out
+    assert s["sample_id"] in printed and "sha256" in printed and "<- annotations" in printed
+    assert html.exists() and s["sample_id"] in html.read_text()
+    assert run_lineage(_args("nope", "--home", str(home))) == 2
+    assert "sample_id" in capsys.readouterr().err

@@ -224,27 +224,40 @@ def _treatment_on_tooth_open(facts: Facts, idx: int) -> RuleItem | None:
                     fact={"kind": "finding_box", "tooth": f.tooth_id, "category": f.category.value, "box": box})
 
 
+def _take(candidates, limit: int) -> list[RuleItem]:
+    """The first `limit` non-None items of a lazy sequence of builders (builds no more than needed)."""
+    out: list[RuleItem] = []
+    for make in candidates:
+        if len(out) >= limit:
+            break
+        item = make()
+        if item is not None:
+            out.append(item)
+    return out
+
+
 def build_rule_items(facts: Facts, rng: random.Random, max_loc_closed: int = 10, max_loc_open: int = 10, max_count: int = 8) -> list[RuleItem]:
     teeth = sorted(facts.teeth)
     rng.shuffle(teeth)
-    closed: list[RuleItem | None] = []
-    opened: list[RuleItem | None] = []
-    for i, t in enumerate(teeth):
-        closed.append(_tooth_at_point(facts, t, rng) if i % 2 == 0 else _tooth_box_closed(facts, t, rng))
-        opened.append(_locate_tooth_open(facts, t, rng) if i % 2 == 0 else _point_to_tooth_open(facts, t, rng))
     finding_idx = list(range(len(facts.findings)))
     rng.shuffle(finding_idx)
-    f_closed = [_finding_in_box(facts, i, rng) for i in finding_idx]
-    f_open = [_treatment_on_tooth_open(facts, i) for i in finding_idx]
     cats = sorted({f.category for f in facts.findings}, key=lambda c: c.value)
-    cat_open = [_locate_category_open(facts, c) for c in cats]
-    # findings first (rarer, more informative), then teeth
-    closed_items = [c for c in f_closed + closed if c][:max_loc_closed]
-    open_items = [o for o in cat_open + f_open + opened if o][:max_loc_open]
+    # findings first (rarer, more informative), then teeth; alternate the tooth question forms
+    closed = _take(
+        [lambda i=i: _finding_in_box(facts, i, rng) for i in finding_idx]
+        + [(lambda t=t: _tooth_at_point(facts, t, rng)) if k % 2 == 0 else (lambda t=t: _tooth_box_closed(facts, t, rng)) for k, t in enumerate(teeth)],
+        max_loc_closed,
+    )
+    opened = _take(
+        [lambda c=c: _locate_category_open(facts, c) for c in cats]
+        + [lambda i=i: _treatment_on_tooth_open(facts, i) for i in finding_idx]
+        + [(lambda t=t: _locate_tooth_open(facts, t, rng)) if k % 2 == 0 else (lambda t=t: _point_to_tooth_open(facts, t, rng)) for k, t in enumerate(teeth)],
+        max_loc_open,
+    )
     counts = count_items(facts, rng)
     rng.shuffle(counts)
     counts.sort(key=lambda i: i.fact["n"] == 0)  # non-zero counts first: more informative
-    return closed_items + open_items + counts[:max_count]
+    return closed + opened + counts[:max_count]
 
 
 # --- verification ----------------------------------------------------------------------------

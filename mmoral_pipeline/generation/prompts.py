@@ -43,7 +43,18 @@ def combined_version(*parts: str) -> str:
 
 
 def render(template_id: str, root: Path | None = None, **variables: Any) -> str:
-    env = _environment(str(root or PROMPTS_DIR))
+    if all(isinstance(v, (int, float, type(None))) or (isinstance(v, str) and len(v) < 200) for v in variables.values()):
+        return _render_cached(template_id, str(root or PROMPTS_DIR), tuple(sorted(variables.items())))
+    return _render(template_id, str(root or PROMPTS_DIR), variables)
+
+
+@lru_cache(maxsize=65536)
+def _render_cached(template_id: str, root: str, items: tuple) -> str:
+    return _render(template_id, root, dict(items))
+
+
+def _render(template_id: str, root: str, variables: dict[str, Any]) -> str:
+    env = _environment(root)
     return env.get_template(f"{template_id}.j2").render(hedge_threshold=f"{HEDGE_THRESHOLD:.2f}", **variables).strip()
 
 

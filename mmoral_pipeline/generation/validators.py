@@ -81,6 +81,15 @@ IDENTITY = re.compile(
     r"|\bmedical\s+record\s+(?:number|no)\b|\bage\s*:|\bsex\s*:|\bgender\s*:|\b(?:Mr|Mrs|Ms|Miss)\.?\s+[A-Z]",
 )
 
+# Cheap screen: every SCORES / IDENTITY match contains one of these.
+_SCREEN_WORDS = ("%", "confiden", "score", "probab", "patient", "name", "birth", "dob", "mrn", "record", "age", "sex", "gender")
+_SCREEN_RE = re.compile(r"\.\d|\bM(?:r|rs|s|iss)\b")
+
+
+def _might_have_score_or_identity(text: str) -> bool:
+    low = text.lower()
+    return any(w in low for w in _SCREEN_WORDS) or _SCREEN_RE.search(text) is not None
+
 SECTION_KEYWORDS = (
     re.compile(r"teeth|tooth|dental", re.I),
     re.compile(r"jaw|bone|maxill|mandib", re.I),
@@ -102,8 +111,13 @@ def mentioned_teeth(text: str) -> list[int]:
     return out
 
 
+_ANY_TERM = re.compile("|".join(f"(?:{p.pattern})" for _, p in TERMS), re.I)
+
+
 def categories_in(text: str) -> list[Category]:
     found: list[Category] = []
+    if not _ANY_TERM.search(text):
+        return found
     rest = text
     for cat, pattern in TERMS:
         if pattern.search(rest):
@@ -245,6 +259,8 @@ def report_placement(text: str) -> Verdict:
 def no_scores_or_identity(text: str) -> Verdict:
     """No confidence scores, percentages or patient identity in any generated text."""
     name = "no_scores_or_identity"
+    if not _might_have_score_or_identity(text):  # fast path: nothing that could be a score or an identity field
+        return ok(name)
     m = SCORES.search(text)
     if m:
         return fail(name, f"score-like text {m.group(0)!r}")

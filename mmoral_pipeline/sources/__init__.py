@@ -8,6 +8,22 @@ Entry points for the orchestration layer:
   problems). Pass slices of this list back to `read_source`.
 - `read_source(spec, sources, items=None)`: an `IngestBatch` for those items (all when None).
   Every input ends up either accepted or as a `Rejection`; `counts_balance()` holds.
+
+Formats and their layout / options (details in each module's docstring):
+
+| format        | annotations (default)                 | images (default) | options                                        |
+|---------------|---------------------------------------|------------------|------------------------------------------------|
+| coco          | `annotations.json`                    | `images`         | class_map (name -> name), score_field          |
+| dentex        | `train_quadrant_enumeration_disease.json` | `images`     | (tooth + diagnosis annotation per box)         |
+| labelme       | `*.json` under the root               | embedded / imagePath | class_map, score_field, group_id_is_fdi, extract_dir |
+| yolo          | options.labels (`labels`)             | `images`         | class_map (id -> name) or dataset_yaml: REQUIRED |
+| ufba_masks    | options.masks (`masks`)               | root             |                                                |
+| dc1000_masks  | options.labels (`labels`), colors     | `images`         | min_area, connectivity, category               |
+| tufts         | `teeth_bbox.json`                     | `images`         | box_order (`xyxy` / `yxyx`; Tufts data: yxyx)  |
+| mmoral_json   | `*.json` under the root               | root             |                                                |
+| manifest      | `manifest.parquet` / `manifest.jsonl` | root             | class_map, score_field                         |
+
+Shared building blocks (accounting helpers, label parsing) live in `sources/common.py`.
 """
 
 from __future__ import annotations

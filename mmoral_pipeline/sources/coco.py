@@ -120,7 +120,7 @@ def index_coco(doc: Any) -> CocoIndex:
 
 
 @functools.lru_cache(maxsize=8)
-def _index_cached(path: str, mtime_ns: int, size: int) -> CocoIndex | str:
+def _index_cached(path: str, mtime_ns: int, ctime_ns: int, size: int) -> CocoIndex | str:
     try:
         doc = load_json(Path(path))
     except (OSError, ValueError) as exc:
@@ -192,7 +192,7 @@ class CocoReader:
             st = os.stat(ann_path)
         except OSError:
             return f"annotation file not found: {ann_path}"
-        return _index_cached(str(ann_path), st.st_mtime_ns, st.st_size)
+        return _index_cached(str(ann_path), st.st_mtime_ns, st.st_ctime_ns, st.st_size)
 
     def list_items(self, spec: SourceSpec, sources: SourcesFile) -> list[str]:
         _, ann_path, _, ann_rel = self._paths(spec, sources)

@@ -286,23 +286,19 @@ def rel_to(path: Path, root: Path) -> str:
         return path.as_posix()
 
 
-def wanted(items: Sequence[str] | None) -> set[str] | None:
-    return None if items is None else set(items)
-
-
 @functools.lru_cache(maxsize=8)
-def _load_json_cached(path: str, mtime_ns: int, size: int) -> Any:
+def _load_json_cached(path: str, mtime_ns: int, ctime_ns: int, size: int) -> Any:
     with open(path, "rb") as fh:
         return json.loads(fh.read())
 
 
 def load_json(path: Path) -> Any:
-    """Parse a JSON file, cached by (path, mtime, size): shard reads re-use one parse.
+    """Parse a JSON file, cached by (path, mtime, ctime, size): shard reads re-use one parse.
 
     Callers must not mutate the result. Raises OSError / ValueError like json.load.
     """
     st = os.stat(path)
-    return _load_json_cached(str(path), st.st_mtime_ns, st.st_size)
+    return _load_json_cached(str(path), st.st_mtime_ns, st.st_ctime_ns, st.st_size)
 
 
 def score_field(spec: SourceSpec) -> str:

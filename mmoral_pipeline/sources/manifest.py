@@ -87,7 +87,7 @@ def _read_rows(path: Path) -> list[tuple[str, dict[str, Any] | str]]:
 
 
 @functools.lru_cache(maxsize=4)
-def _index_cached(path: str, mtime_ns: int, size: int) -> ManifestIndex:
+def _index_cached(path: str, mtime_ns: int, ctime_ns: int, size: int) -> ManifestIndex:
     idx = ManifestIndex()
     try:
         rows = _read_rows(Path(path))
@@ -130,7 +130,7 @@ class ManifestReader:
             st = os.stat(ann)
         except OSError:
             return ManifestIndex(error=f"manifest not found: {ann}")
-        return _index_cached(str(ann), st.st_mtime_ns, st.st_size)
+        return _index_cached(str(ann), st.st_mtime_ns, st.st_ctime_ns, st.st_size)
 
     def list_items(self, spec: SourceSpec, sources: SourcesFile) -> list[str]:
         _, ann, _, ann_rel = self._paths(spec, sources)

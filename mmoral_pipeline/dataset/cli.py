@@ -28,8 +28,14 @@ def run_lineage(args: argparse.Namespace) -> int:
         except FileNotFoundError:
             return None
 
+    from pathlib import Path
+
+    from mmoral_pipeline.config import mmoral_home
+
+    home = args.home or mmoral_home()
+    cache = Path(home) / "llm_cache.sqlite" if "://" not in home else None
     try:
-        chain = resolve_lineage(args.sample_id, read, verify_sha256=not getattr(args, "no_verify", False))
+        chain = resolve_lineage(args.sample_id, read, verify_sha256=not getattr(args, "no_verify", False), cache_path=cache)
     except UnknownSampleError as exc:
         print(f"mmoral lineage: {exc}", file=sys.stderr)
         return 2

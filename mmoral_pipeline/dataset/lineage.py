@@ -198,8 +198,35 @@ def find_sample(samples: pl.DataFrame, sample_id: str) -> dict[str, Any]:
     return hit.row(0, named=True)
 
 
-def resolve_lineage(sample_id: str, read: TableReader, *, verify_sha256: bool = True) -> LineageChain:
-    """Walk the chain for one sample; missing links are recorded in `problems`, not raised."""
+def cached_response(cache_path: str | Path | None, request_hash: str | None) -> dict[str, Any] | None:
+    """The response cache's entry for a request (read-only SQLite), or None when absent."""
+    if not cache_path or not request_hash or not Path(cache_path).exists():
+        return None
+    import sqlite3
+
+    try:
+        conn = sqlite3.connect(f"file:{Path(cache_path)}?mode=ro", uri=True, timeout=5)
+        try:
+            row = conn.execute(
+                "SELECT backend, model, response_json, created_at FROM responses WHERE request_hash = ?", (request_hash,)
+            ).fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return None
+    if row is None:
+        return None
+    resp = json.loads(row[2])
+    return {"backend": row[0], "model": row[1], "created_at": row[3], "text": resp.get("text"), "usage": resp.get("usage")}
+
+
+def resolve_lineage(
+    sample_id: str, read: TableReader, *, verify_sha256: bool = True, cache_path: str | Path | None = None
+) -> LineageChain:
+    """Walk the chain for one sample; missing links are recorded in `problems`, not raised.
+
+    `cache_path`: the generation response cache (SQLite); when given, the request's cached entry is shown too.
+    """
     samples = _safe_read(read, "instruction_samples")
     if samples is None:
         raise UnknownSampleError(
@@ -231,6 +258,10 @@ def resolve_lineage(sample_id: str, read: TableReader, *, verify_sha256: bool = 
             grow = g.row(0, named=True)
             request["raw_response"] = grow.get("raw_response")
             request["partition"] = grow.get("partition")
+            request["extra"] = _jsonable(grow.get("extra"))
+    cached = cached_response(cache_path, row.get("request_hash"))
+    if cached is not None:
+        request["cache_entry"] = cached
     chain.request = request
 
     # the caption
@@ -335,6 +366,10 @@ def render_text(chain: LineageChain, *, full: bool = False) -> str:
     out.append(f"       params={_short(r.get('params'), 200)} request_hash={r.get('request_hash')} run_id={r.get('run_id')}")
     out.append(f"       validators={_short(r.get('validators_passed'), 200)}")
     out.append(f"       raw_response: {_short(r.get('raw_response'), n)}")
+    if r.get("extra"):
+        out.append(f"       extra: {_short(r.get('extra'), 200)}")
+    if r.get("cache_entry"):
+        out.append(f"       response cache: stored {r['cache_entry'].get('created_at')} ({r['cache_entry'].get('backend')}/{r['cache_entry'].get('model')})")
     c = chain.caption
     out.append(f"  <- caption  version={c.get('caption_version')} attribute_row_hash={c.get('attribute_row_hash')}: {_short(c.get('caption'), n)}" if c else "  <- caption  (none)")
     a = chain.attributes
@@ -369,8 +404,10 @@ def render_markdown(chain: LineageChain) -> str:
     md += ["| turn | text |", "|---|---|"] + [f"| {role} | {_md_escape(_short(t, 600))} |" for role, t in _conversation_lines(chain)]
     md += ["", "### Request", "", "| field | value |", "|---|---|"]
     for k in ("generation_table", "item_id", "prompt_template_id", "prompt_version", "backend", "model", "params",
-              "request_hash", "cache_hit", "run_id", "validators_passed"):
+              "request_hash", "cache_hit", "run_id", "validators_passed", "extra"):
         md.append(f"| {k} | {_md_escape(_short(r.get(k), 300))} |")
+    if r.get("cache_entry"):
+        md.append(f"| response cache | stored {r['cache_entry'].get('created_at')} |")
     md += ["", "Raw response:", "", "```", str(r.get("raw_response") or "")[:4000], "```"]
     md += ["", "### Caption", ""]
     md += [f"version `{c.get('caption_version')}`, attribute row `{c.get('attribute_row_hash')}`", "", "> " + _md_escape(c.get("caption") or "")] if c else ["_none_"]
@@ -444,7 +481,7 @@ def render_html(chain: LineageChain) -> str:
         f"<h2>Conversation</h2>{convo}",
         "<h2>&larr; Request</h2>",
         table([(k, r.get(k)) for k in ("generation_table", "item_id", "prompt_template_id", "prompt_version", "backend", "model",
-                                          "params", "request_hash", "cache_hit", "run_id", "validators_passed")]),
+                                          "params", "request_hash", "cache_hit", "run_id", "validators_passed", "extra", "cache_entry")]),
         f"<h3>Raw response</h3><pre>{e(str(r.get('raw_response') or ''))}</pre>",
         "<h2>&larr; Caption</h2>",
         (table([("caption_version", c.get("caption_version")), ("attribute_row_hash", c.get("attribute_row_hash"))]) + f"<pre>{e(str(c.get('caption') or ''))}</pre>") if c else "<p>none</p>",

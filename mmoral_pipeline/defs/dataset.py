@@ -271,7 +271,9 @@ def trace_sample(context: dg.OpExecutionContext, config: SampleLineageConfig) ->
     in this run's event log and on the asset's page.
     """
     try:
-        chain = lineage.resolve_lineage(config.sample_id, _table_reader)
+        from mmoral_pipeline.generation.cache import default_cache_path
+
+        chain = lineage.resolve_lineage(config.sample_id, _table_reader, cache_path=default_cache_path())
     except lineage.UnknownSampleError as exc:
         raise dg.Failure(description=str(exc)) from exc
     md = lineage.render_markdown(chain)

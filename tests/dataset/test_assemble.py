@@ -19,6 +19,8 @@ from mmoral_pipeline.dataset.assemble import (
 )
 from mmoral_pipeline.dataset.split import is_holdout
 
+from mmoral_pipeline.generation.rows import to_frame
+
 from .world import SOURCES, generated, item
 
 SPLIT = {"val_fraction": 0.2, "holdout_fraction": 0.25}
@@ -91,13 +93,16 @@ def test_explicit_holdout_is_honoured(world) -> None:
 
 def test_rows_without_image_or_failing_validation_are_dropped(world) -> None:
     rows = [
-        item("ghost", "srcA", "vqa_open", 1, question="q?", answer="a.", validators_passed='["schema"]'),
-        item("srcA-img00", "srcA", "vqa_open", 2, question="fails?", answer="yes.", validators_passed=json.dumps({"schema": True, "fdi": False})),
-        item("srcA-img00", "srcA", "vqa_open", 3, question="passes?", answer="yes.", validators_passed="true"),
+        item("ghost", "srcA", "vqa_open", 1, question="q?", answer="a."),
+        item("srcA-img00", "srcA", "vqa_open", 2, question="fails?", answer="yes."),
+        item("srcA-img00", "srcA", "vqa_open", 3, question="passes?", answer="yes."),
     ]
-    frame, stats = assemble_samples({"vqa_items": pl.DataFrame(rows)}, world.tables["raw_images"], **SPLIT)
+    # other representations of the verdicts: a {validator: passed} map (JSON) or a bool
+    verdicts = ['true', '{"schema": true, "fdi": false}', 'true']
+    rows = pl.DataFrame(rows).with_columns(validators_passed=pl.Series(verdicts))
+    frame, stats = assemble_samples({"vqa_items": rows}, world.tables["raw_images"], **SPLIT)
     assert (stats.missing_image, stats.failed_validation, frame.height) == (1, 1, 1)
-    kept, _ = assemble_samples({"vqa_items": pl.DataFrame(rows)}, world.tables["raw_images"], require_validated=False, **SPLIT)
+    kept, _ = assemble_samples({"vqa_items": rows}, world.tables["raw_images"], require_validated=False, **SPLIT)
     assert kept.height == 2
 
 
@@ -124,5 +129,5 @@ def test_near_duplicates_only_within_an_image(world) -> None:
     c = item("srcA-img00", "srcA", "vqa_open", 2, question="how many TEETH", answer="three")
     rows = [a, b, c]
     random.Random(1).shuffle(rows)
-    frame, stats = assemble_samples({"vqa_items": pl.DataFrame(rows)}, world.tables["raw_images"], **SPLIT)
+    frame, stats = assemble_samples({"vqa_items": to_frame(rows)}, world.tables["raw_images"], **SPLIT)
     assert frame.height == 2 and stats.near_duplicates == 1 and stats.exact_duplicates == 0

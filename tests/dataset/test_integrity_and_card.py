@@ -65,7 +65,7 @@ def test_card_counts_and_figure(world, tmp_path: Path) -> None:
     md = card_markdown(samples, config={"dataset": {"holdout_fraction": 0.25}}, code_versions={"exports": "export-v1", "git_commit": "abc"},
                        assembly_stats={"exact_duplicates": 1}, figure="dataset_card.png")
     assert f"**{samples.height} samples**" in md and "holdout_fraction" in md and "export-v1" in md
-    assert "| vqa_closed |" in md and "| report.j2 | v-abc123 | offline |" in md
-    assert "| (rule-based) |" in md  # loc_closed rows carry no template
+    assert "| vqa_closed |" in md and "| report | v-abc123 | offline |" in md
+    assert "| rule:tooth_at_point | rules-v1 | rules |" in md
     written = write_card(tmp_path, md, png)
     assert (tmp_path / "DATASET_CARD.md").read_text() == md and (tmp_path / "dataset_card.png") in written

@@ -121,3 +121,19 @@ def test_cli_prints_and_writes_html(traced: World, tmp_path: Path, capsys: pytes
     assert html.exists() and s["sample_id"] in html.read_text()
     assert run_lineage(_args("nope", "--home", str(home))) == 2
     assert "sample_id" in capsys.readouterr().err
+
+
+def test_response_cache_entry_is_shown(traced: World, tmp_path: Path) -> None:
+    from mmoral_pipeline.generation.cache import ResponseCache
+    from mmoral_pipeline.generation.types import ChatResponse
+
+    s = _sample(traced, "report")
+    cache = ResponseCache(tmp_path / "llm_cache.sqlite")
+    cache.put(ChatResponse(text="cached report text", request_hash=s["request_hash"], backend="offline", model="m"))
+    cache.close()
+    chain = resolve_lineage(s["sample_id"], traced.read, verify_sha256=False, cache_path=tmp_path / "llm_cache.sqlite")
+    assert chain.request["cache_entry"]["text"] == "cached report text"
+    assert chain.request["extra"] == {"usage": {"prompt_tokens": 10}}
+    assert "response cache" in render_text(chain)
+    other = _sample(traced, "vqa_open")
+    assert "cache_entry" not in resolve_lineage(other["sample_id"], traced.read, verify_sha256=False, cache_path=tmp_path / "llm_cache.sqlite").request

@@ -18,6 +18,7 @@ from PIL import Image
 
 from mmoral_pipeline.attributes.frames import attribute_frames
 from mmoral_pipeline.domain.attributes import Condition, ImageAttributes, JawAttributes, ToothAttributes
+from mmoral_pipeline.generation.rows import InstructionItem, to_frame
 from mmoral_pipeline.tables import RAW_ANNOTATIONS, RAW_IMAGES
 
 SOURCES = {"srcA": 8, "srcB": 6}
@@ -62,18 +63,21 @@ def _ann(aid: str, image_id: str, src: str, category: str, source_category: str,
 
 
 def item(image_id: str, src: str, task: str, n: int, **kw) -> dict:
-    """One InstructionItem-shaped generation row."""
+    """One generation row, validated by the generation package's own `InstructionItem`."""
     row = {
         "item_id": f"{task}-{image_id}-{n}", "image_id": image_id, "partition": src, "task_type": task,
-        "question": None, "answer": None, "turns": None, "options": None, "answer_letter": None,
-        "dimensions": ["Teeth"], "attribute_row_hash": None, "prompt_template_id": f"{task}.j2",
+        "question": "", "answer": "", "dimensions": ["Teeth"], "attribute_row_hash": "none", "prompt_template_id": task,
         "prompt_version": "v-abc123", "backend": "offline", "model": "offline-rules-v1",
         "params": json.dumps({"temperature": 0.7, "seed": n}), "request_hash": f"req-{task}-{image_id}-{n}",
         "cache_hit": n % 2 == 0, "raw_response": f"RAW<{task} {image_id} {n}>", "run_id": "run-1",
-        "validators_passed": ["schema", "fdi"],
+        "validators_passed": ["schema", "fdi"], "extra": json.dumps({"usage": {"prompt_tokens": 10 + n}}),
     }
     row.update(kw)
-    return row
+    return InstructionItem.model_validate(row).model_dump()
+
+
+def frame(rows: list[dict]) -> pl.DataFrame:
+    return to_frame(rows)
 
 
 def build_world(tmp: Path) -> World:
@@ -115,29 +119,30 @@ def build_world(tmp: Path) -> World:
                                    dimensions=["Report"], **common))
         gen["vqa_items"] += [
             item(image_id, src, "vqa_closed", 1, question=f"Which tooth has caries? ({image_id})", options=["Tooth 36", "Tooth 11", "Tooth 48", "None of the above"],
-                 answer_letter="A", answer="A", dimensions=["Teeth", "Patho"], **common),
+                 answer_letter="A", answer="Tooth 36", dimensions=["Teeth", "Patho"], **common),
             item(image_id, src, "vqa_open", 2, question=f"Describe the bone level. ({image_id})", answer="There is bone loss in the lower jaw.",
                  dimensions=["Jaw"], **common),
             item(image_id, src, "loc_closed", 3, question=f"Which tooth is at point [109, 57]? ({image_id})",
-                 options=["36", "11", "48", "21"], answer_letter="A", dimensions=["Teeth"], prompt_template_id=None, prompt_version=None,
-                 backend=None, model=None, raw_response=None, request_hash=None, **common),
+                 options=["36", "11", "48", "21"], answer="36", answer_letter="A", dimensions=["Teeth"], prompt_template_id="rule:tooth_at_point",
+                 prompt_version="rules-v1", backend="rules", model="rules-v1", raw_response="", request_hash="", params="{}", **common),
             item(image_id, src, "loc_open", 4, question=f"Where is tooth 11? ({image_id})", answer='[{"box_2d": [70, 10, 80, 35], "tooth_id": "11"}]',
-                 dimensions=["Teeth"], prompt_template_id=None, backend=None, model=None, **common),
+                 dimensions=["Teeth"], prompt_template_id="rule:locate_tooth", backend="rules", model="rules-v1", **common),
             item(image_id, src, "count_closed", 5, question=f"How many teeth are visible? ({image_id})", options=["2", "3", "4", "32"],
-                 answer_letter="B", dimensions=["Teeth", "SumRec"], **common),
+                 answer="3", answer_letter="B", dimensions=["Teeth", "SumRec"], **common),
         ]
-        gen["dialogues"].append(item(image_id, src, "dialogue", 6, turns=json.dumps([
-            {"role": "patient", "content": f"Is something wrong with my teeth? ({image_id})"},
-            {"role": "radiologist", "content": "There is a small cavity on a lower left molar."},
-            {"role": "patient", "content": "Is it serious?"},
-            {"role": "radiologist", "content": "It is small; your dentist can treat it."},
-        ]), dimensions=["Patho"], **common))
+        gen["dialogues"].append(item(image_id, src, "dialogue", 6, question=f"Is something wrong with my teeth? ({image_id})",
+            answer="There is a small cavity on a lower left molar.", turns=[
+            {"role": "user", "content": f"Is something wrong with my teeth? ({image_id})"},
+            {"role": "assistant", "content": "There is a small cavity on a lower left molar."},
+            {"role": "user", "content": "Is it serious?"},
+            {"role": "assistant", "content": "It is small; your dentist can treat it."},
+        ], dimensions=["SumRec", "Patho"], **common))
         gen["attribute_tasks"].append(item(image_id, src, "attribute", 7, question="List the teeth as JSON.",
                                            answer=json.dumps({"teeth": sorted(TEETH)}), dimensions=[], **common))
     # an exact duplicate (other item id, same content), a near duplicate (case/punctuation) and an invalid row
     dup_src = gen["vqa_items"][1]
     gen["vqa_items"].append({**dup_src, "item_id": "dup-exact", "run_id": "run-2"})
-    gen["vqa_items"].append({**dup_src, "item_id": "dup-near", "question": dup_src["question"].upper() + "  ", "answer": dup_src["answer"].rstrip(".") + " !"})
+    gen["vqa_items"].append({**dup_src, "item_id": "dup-near", "question": dup_src["question"].upper() + "  "})
     gen["vqa_items"].append(item(images[0]["image_id"], images[0]["source"], "vqa_closed", 9, question="Broken?", options=["a", "b"], answer_letter="A"))
     world.tables["raw_images"] = pl.DataFrame(images, schema=RAW_IMAGES)
     world.tables["raw_annotations"] = pl.DataFrame(anns, schema=RAW_ANNOTATIONS)
@@ -146,7 +151,7 @@ def build_world(tmp: Path) -> World:
     world.tables["tooth_attributes"] = tooth_attr
     world.tables["location_captions"] = pl.DataFrame(captions)
     for name, rows in gen.items():
-        world.tables[name] = pl.DataFrame(rows, infer_schema_length=None)
+        world.tables[name] = to_frame(rows)
     return world
 
 

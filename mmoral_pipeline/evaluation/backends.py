@@ -1,14 +1,16 @@
 """OpenAI-compatible chat backends for the benchmark runners and the LLM judge.
 
-`openai_backend()` prefers the generation package's backend (concurrency, retries, response
+`openai_backend()` builds the generation package's backend (concurrency, retries, response
 cache); `MinimalOpenAIBackend` is a small stand-in with a thread pool and retries, used only when
-that backend cannot be imported (or constructed).
+that package cannot be imported, and in tests that need a backend with no cache at all.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -49,26 +51,31 @@ class MinimalOpenAIBackend:
         return ChatResponse(text="", request_hash=h, backend=self.name, model=self.model, attempts=self.max_retries + 1,
                             latency_s=time.perf_counter() - start, error=err)
 
-    def complete(self, requests: list[ChatRequest]) -> list[ChatResponse]:
+    def complete(self, requests: list[ChatRequest], on_result: Callable[[int, ChatResponse], None] | None = None) -> list[ChatResponse]:
         if not requests:
             return []
         with ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(requests))) as pool:
-            return list(pool.map(self._one, requests))
+            out = list(pool.map(self._one, requests))
+        if on_result is not None:  # the CachedBackend stores each response through this hook
+            for i, r in enumerate(out):
+                on_result(i, r)
+        return out
 
 
 def openai_backend(base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY", cache_dir: str | None = None,
-                   max_concurrency: int = 8):
-    """The generation package's OpenAI-compatible backend when available, else `MinimalOpenAIBackend`."""
+                   max_concurrency: int = 8, use_cache: bool = True):
+    """The generation package's OpenAIBackend (AIMD concurrency, retries with Retry-After) behind its
+    CachedBackend (SQLite response cache); `MinimalOpenAIBackend` only if that package is unavailable."""
     api_key = os.environ.get(api_key_env) or "EMPTY"
     try:
-        from mmoral_pipeline.generation import openai_backend as gen  # type: ignore[attr-defined]
-
-        factory = getattr(gen, "make_backend", None) or getattr(gen, "OpenAIBackend", None)
-        if factory is not None:
-            try:
-                return factory(base_url=base_url, model=model, api_key=api_key, cache_dir=cache_dir, max_concurrency=max_concurrency)
-            except TypeError:
-                pass
+        from mmoral_pipeline.generation.backends import CachedBackend
+        from mmoral_pipeline.generation.cache import ResponseCache
+        from mmoral_pipeline.generation.openai_backend import OpenAIBackend
     except ImportError:
-        pass
-    return MinimalOpenAIBackend(base_url=base_url, model=model, api_key=api_key, max_concurrency=max_concurrency)
+        return MinimalOpenAIBackend(base_url=base_url, model=model, api_key=api_key, max_concurrency=max_concurrency)
+    if importlib.util.find_spec("httpx") is not None:
+        inner = OpenAIBackend(model=model, base_url=base_url, api_key=api_key, max_concurrency=max_concurrency)
+    else:  # OpenAIBackend builds an httpx client; openai 3.x ships httpx2 instead, so keep its cache, swap the transport
+        inner = MinimalOpenAIBackend(base_url=base_url, model=model, api_key=api_key, max_concurrency=max_concurrency)
+    cache = ResponseCache(os.path.join(cache_dir, "llm_cache.sqlite") if cache_dir else None) if use_cache else None
+    return CachedBackend(inner, cache)

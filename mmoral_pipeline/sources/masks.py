@@ -227,7 +227,8 @@ class UfbaMasksReader:
     def read(self, spec: SourceSpec, sources: SourcesFile, items: Sequence[str] | None = None) -> IngestBatch:
         root, images_dir, masks_dir = self._dirs(spec, sources)
         images, masks = self._maps(spec, sources)
-        keys = sorted(set(images) | set(masks)) if items is None else sorted(items)
+        known = set(images) | set(masks)
+        keys = sorted(known) if items is None else sorted(k for k in items if k in known)
         batch = IngestBatch()
         src = spec.name
         for key in keys:
@@ -310,7 +311,8 @@ class Dc1000MasksReader:
     def read(self, spec: SourceSpec, sources: SourcesFile, items: Sequence[str] | None = None) -> IngestBatch:
         root, images_dir, labels_dir, colors_dir = self._dirs(spec, sources)
         images, labels, colors = (_images_by_stem(d) for d in (images_dir, labels_dir, colors_dir))
-        keys = sorted(set(images) | set(labels)) if items is None else sorted(items)
+        known = set(images) | set(labels)
+        keys = sorted(known) if items is None else sorted(k for k in items if k in known)
         category = str(spec.options.get("category", "caries"))
         min_area = int(spec.options.get("min_area", 1))
         connectivity = int(spec.options.get("connectivity", 8))

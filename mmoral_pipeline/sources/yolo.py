@@ -134,7 +134,8 @@ class YoloReader:
         names = load_class_names(spec, sources)
         root, _, images_dir = self._dirs(spec, sources)
         labels, images = self._maps(spec, sources)
-        keys = sorted(set(labels) | set(images)) if items is None else sorted(items)
+        known = set(labels) | set(images)
+        keys = sorted(known) if items is None else sorted(k for k in items if k in known)
         batch = IngestBatch()
         src = spec.name
         labels_resolved: dict[int, Label | Any] = {cid: parse_label(n) for cid, n in names.items()}

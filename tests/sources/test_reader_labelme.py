@@ -100,3 +100,13 @@ def test_unknown_and_invalid_labels(tmp_path: Path, write_image, ingest):
     batch = ingest(root, "labelme")
     assert [a.fdi for a in batch.annotations] == [48]
     assert reasons(batch) == {"invalid_tooth": 1, "unknown_class": 1, "malformed_record": 1}
+
+
+def test_extract_dir_option(tmp_path: Path, ingest):
+    root = tmp_path / "lm"
+    root.mkdir()
+    data, raw = embedded_jpeg((20, 20))
+    (root / "e.json").write_text(json.dumps({"shapes": [], "imageData": data}))
+    batch = ingest(root, "labelme", name="emb", options={"extract_dir": str(tmp_path / "cache")})
+    (img,) = batch.images
+    assert Path(img.path).parent == tmp_path / "cache" / "emb" and Path(img.path).read_bytes() == raw

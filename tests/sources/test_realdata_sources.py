@@ -104,8 +104,11 @@ def test_akudental_yolo_with_the_labelme_images_matches_labelme(akudental_labelm
         yolo_teeth, lm_teeth = teeth_of(batch, im.image_id), teeth_of(akudental_labelme, f"aku_lm-{stem}")
         assert set(yolo_teeth) == set(lm_teeth)
         assert min(iou(yolo_teeth[k], lm_teeth[k]) for k in yolo_teeth) > 0.95
+        # YOLO class 33 is named 'Filling - Crown' (-> crown) for the objects labelme calls 'Filling - Filling'
+        crowns = [a.box for a in batch.annotations if a.image_id == im.image_id and a.category == Category.CROWN]
+        fillings = [a.box for a in akudental_labelme.annotations if a.image_id == f"aku_lm-{stem}" and a.category == Category.FILLING]
+        assert len(crowns) == len(fillings) and all(max(iou(c, f) for f in fillings) > 0.9 for c in crowns)
     yolo_cats = Counter(a.category for a in batch.annotations if a.category != Category.TOOTH)
-    # YOLO class 33 is named 'Filling - Crown' (-> crown) for the objects labelme calls 'Filling - Filling'
     assert yolo_cats == {Category.CROWN: 22, Category.BRIDGE: 3}
 
 

@@ -75,6 +75,10 @@ def parse_fdi(value: Any) -> int | None | RejectReason:
     """An FDI number from a source attribute; None when absent, INVALID_TOOTH when not a tooth."""
     if value is None or value == "":
         return None
+    if isinstance(value, float):  # e.g. a Float64 manifest column: 36.0 is tooth 36
+        if not value.is_integer():
+            return RejectReason.INVALID_TOOTH
+        value = int(value)
     try:
         number = int(str(value).strip())
     except ValueError:

@@ -48,7 +48,8 @@ class Frame:
         return (self.ox + u * self.px + v * self.ax, self.oy + u * self.py + v * self.ay)
 
     def poly(self, pts: list[tuple[float, float]]) -> Polygon:
-        return [self.pt(u, v) for u, v in pts]
+        ox, oy, px, py, ax, ay = self.ox, self.oy, self.px, self.py, self.ax, self.ay
+        return [(ox + u * px + v * ax, oy + u * py + v * ay) for u, v in pts]
 
 
 def bounds(polys: list[Polygon], pad: float = 0.0) -> BoxXYXY:
@@ -281,14 +282,16 @@ def make_case(rng: np.random.Generator, index: int, width: int = 1400, height: i
         findings.append(f)
         return f
 
-    # 1. Dentition status per FDI.
+    # 1. Dentition status per FDI. Per-patient factors: some mouths lose many teeth, some have much work.
+    loss = 3.0 if rng.random() < 0.12 else float(rng.uniform(0.5, 1.5))
+    risk = float(np.clip(rng.lognormal(0.0, 0.5), 0.3, 2.5))
     status: dict[int, str] = {}
     for q in (1, 2, 3, 4):
         for pos in range(1, 9):
             fdi = q * 10 + pos
             if pos == 8:
-                status[fdi] = str(rng.choice(["absent", "erupted", "impacted"], p=[0.3, 0.38, 0.32]))
-            elif rng.random() < MISSING_P[pos] * rng.uniform(0.5, 2.0):
+                status[fdi] = str(rng.choice(["absent", "erupted", "impacted"], p=[0.35, 0.43, 0.22]))
+            elif rng.random() < MISSING_P[pos] * loss:
                 status[fdi] = "missing"
             else:
                 status[fdi] = "normal"
@@ -362,14 +365,14 @@ def make_case(rng: np.random.Generator, index: int, width: int = 1400, height: i
             lesion_p = 0.4
         elif st in ("normal", "erupted"):
             restored = False
-            if rng.random() < (0.05 if f.pos >= 4 else 0.02):
+            if rng.random() < (0.035 if f.pos >= 4 else 0.012) * risk:
                 # Prosthetic crown: a bright cap slightly larger than the natural crown.
                 cap = f.poly([(u * 1.06, v * 1.04 - 0.03 * ch) for u, v in _crown_sides(f)[0]]
                              + [(-0.84 * hw, 1.04 * ch), (0.84 * hw, 1.04 * ch)]
                              + [(-u * 1.06, v * 1.04 - 0.03 * ch) for u, v in reversed(_crown_sides(f)[0])])
                 F(Category.CROWN, [cap], fdi=fdi)
                 restored = True
-            elif rng.random() < (0.14 if f.pos >= 4 else 0.05):
+            elif rng.random() < (0.09 if f.pos >= 4 else 0.025) * risk:
                 cu = rng.uniform(-0.2, 0.2) * hw
                 fw = rng.uniform(0.3, 0.6) * hw
                 depth = rng.uniform(0.25, 0.55) * ch
@@ -378,19 +381,19 @@ def make_case(rng: np.random.Generator, index: int, width: int = 1400, height: i
                                (cu, rng.uniform(0.0, 0.06) * ch)])
                 F(Category.FILLING, [blob], fdi=fdi)
                 restored = True
-            u = rng.random()
-            if u < 0.05:
+            u = rng.random() / risk
+            if u < 0.03:
                 side = rng.choice([-1.0, 1.0])
                 ccx, ccy = side * rng.uniform(0.45, 0.65) * hw, rng.uniform(0.25, 0.55) * ch
                 rx, ry = rng.uniform(0.13, 0.2) * f.w, rng.uniform(0.12, 0.2) * ch
                 F(Category.CARIES, [f.poly([(ccx + rx * math.cos(t), ccy + ry * math.sin(t)) for t in np.linspace(0, 2 * math.pi, 12, endpoint=False)])], fdi=fdi)
-            elif u < 0.08:
+            elif u < 0.045:
                 side = rng.choice([-1.0, 1.0])
                 ccx, ccy = side * rng.uniform(0.3, 0.45) * hw, rng.uniform(0.4, 0.55) * ch
                 rx, ry = rng.uniform(0.22, 0.3) * f.w, rng.uniform(0.3, 0.4) * ch
                 F(Category.DEEP_CARIES, [f.poly([(ccx + rx * math.cos(t), ccy + ry * math.sin(t)) for t in np.linspace(0, 2 * math.pi, 14, endpoint=False)])], fdi=fdi)
                 lesion_p = 0.3
-            if rng.random() < 0.05:
+            if rng.random() < 0.03 * risk:
                 F(Category.ROOT_CANAL_TREATMENT, [], fdi=fdi, lines=tooth.root_lines, line_width=max(2.0, 0.004 * H))
                 lesion_p = max(lesion_p, 0.2)
                 if not restored:

@@ -42,8 +42,10 @@ def test_same_seed_gives_identical_bytes_and_other_seed_differs(tmp_path: Path) 
 
 
 def test_an_image_does_not_depend_on_n_or_start_index(tmp_path: Path) -> None:
-    whole = json.loads((generate(3, 9, tmp_path / "w", write_images=False).out and (tmp_path / "w/annotations.json")).read_text())
-    shard = json.loads((generate(1, 9, tmp_path / "s", start_index=2, write_images=False).out and (tmp_path / "s/annotations.json")).read_text())
+    generate(3, 9, tmp_path / "w", write_images=False)
+    generate(1, 9, tmp_path / "s", start_index=2, write_images=False)
+    whole = json.loads((tmp_path / "w/annotations.json").read_text())
+    shard = json.loads((tmp_path / "s/annotations.json").read_text())
     assert shard["images"] == [whole["images"][2]]
     assert shard["annotations"] == [a for a in whole["annotations"] if a["image_id"] == whole["images"][2]["id"]]
 
@@ -88,7 +90,7 @@ def test_findings_sit_on_their_tooth() -> None:
 
 def test_variable_dentition_and_every_category_appears() -> None:
     tooth_counts = [len(c.teeth) for c in CASES]
-    assert min(tooth_counts) >= 20 and max(tooth_counts) <= 32
+    assert min(tooth_counts) >= 14 and max(tooth_counts) <= 32
     assert 24 <= sum(tooth_counts) / len(tooth_counts) <= 31
     assert len(set(tooth_counts)) >= 4
     seen = {f.category for c in CASES for f in c.findings}
@@ -97,7 +99,7 @@ def test_variable_dentition_and_every_category_appears() -> None:
     assert {"normal", "impacted"} <= wisdom_states
     assert any(not any(t.fdi == 48 for t in c.teeth) for c in CASES)  # sometimes absent
     per_case = [len([f for f in c.findings if f.category not in (Category.MANDIBULAR_CANAL, Category.MAXILLARY_SINUS)]) for c in CASES]
-    assert 2 <= sum(per_case) / len(per_case) <= 15
+    assert 2 <= sum(per_case) / len(per_case) <= 12
     for c in CASES:
         assert sum(f.category == Category.MANDIBULAR_CANAL for f in c.findings) == 2
         assert {f.side for f in c.findings if f.category == Category.MAXILLARY_SINUS} == {"left", "right"}
@@ -166,7 +168,7 @@ def test_labelme_layout(tmp_path: Path) -> None:
         assert (tmp_path / doc["imagePath"]).is_file() and Path(doc["imagePath"]).parent == Path(".")
         assert (doc["imageWidth"], doc["imageHeight"]) == (1400, 700)
         teeth = [s for s in doc["shapes"] if s["shape_type"] == "polygon"]
-        assert 20 <= len(teeth) <= 32
+        assert 14 <= len(teeth) <= 32
         for s in doc["shapes"]:
             assert set(s) >= {"label", "points", "group_id", "description", "shape_type", "flags"} and "score" not in s
             if s["shape_type"] == "polygon":

@@ -15,6 +15,7 @@ from typing import Any
 import polars as pl
 
 from mmoral_pipeline.attributes import rules
+from mmoral_pipeline.attributes.gcpause import paused_gc
 from mmoral_pipeline.attributes.rules import Finding, ToothCandidate
 from mmoral_pipeline.attributes.settings import AttributeSettings
 from mmoral_pipeline.domain import fdi as fdi_rules
@@ -278,7 +279,11 @@ def build_image_attributes(
     `images` / `annotations` are `raw_images` / `raw_annotations` frames (tables.py); extra
     columns are ignored, missing optional ones (lesion_type, fdi, score, extra) read as null.
     """
-    settings = settings or AttributeSettings()
+    with paused_gc():
+        return _build(images, annotations, settings or AttributeSettings())
+
+
+def _build(images: pl.DataFrame, annotations: pl.DataFrame, settings: AttributeSettings) -> AttributesResult:
     for col in ("lesion_type", "extra"):
         if col not in annotations.columns:
             annotations = annotations.with_columns(pl.lit(None, dtype=pl.String).alias(col))

@@ -13,6 +13,7 @@ from typing import Any
 
 import jinja2
 
+from mmoral_pipeline.attributes.gcpause import paused_gc
 from mmoral_pipeline.attributes.versions import CAPTION_FILES, CAPTION_TEMPLATE, files_hash
 from mmoral_pipeline.domain import fdi as fdi_rules
 from mmoral_pipeline.domain.attributes import Condition, ImageAttributes
@@ -147,3 +148,9 @@ def caption_context(doc: ImageAttributes) -> dict[str, Any]:
 def render_caption(doc: ImageAttributes) -> str:
     """The location caption of one image (deterministic)."""
     return _template().render(**caption_context(doc)).strip() + "\n"
+
+
+def render_captions(documents_json: Sequence[str]) -> list[str]:
+    """Captions for many documents given as JSON strings (the `document` column), GC paused."""
+    with paused_gc():
+        return [render_caption(ImageAttributes.model_validate_json(blob)) for blob in documents_json]

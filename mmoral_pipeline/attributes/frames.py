@@ -8,8 +8,8 @@ import json
 from collections.abc import Sequence
 
 import polars as pl
-import pyarrow as pa
 
+from mmoral_pipeline.attributes.gcpause import paused_gc
 from mmoral_pipeline.domain.attributes import ImageAttributes
 
 CONDITION_STRUCT = pl.Struct(
@@ -59,8 +59,12 @@ IMAGE_ATTRIBUTES = {
 
 
 def document_json(doc: ImageAttributes) -> tuple[str, str]:
-    """(document JSON string, content hash): the hash equals `doc.content_hash()`, computed once."""
-    blob = json.dumps(doc.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    """(document JSON string, content hash): the hash equals `doc.content_hash()`, computed once.
+
+    Same bytes as `content_hash` hashes (sorted keys, compact), but through pydantic's Rust
+    serialiser, which is ~10x faster than `model_dump(mode="json")`; tests pin the equality.
+    """
+    blob = json.dumps(json.loads(doc.model_dump_json()), sort_keys=True, separators=(",", ":"))
     return blob, hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -75,49 +79,50 @@ def attribute_frames(
     documents: Sequence[ImageAttributes], images: pl.DataFrame, *, rules_version: str, settings_hash: str
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(`image_attributes`, `tooth_attributes`) for the documents; `images` supplies source/partition/path."""
+    with paused_gc():
+        return _frames(documents, images, rules_version, settings_hash)
+
+
+_TOOTH_FIELDS = {k: v for k, v in TOOTH_ATTRIBUTES.items() if k not in ("image_id", "partition", "attribute_row_hash", "n_conditions")}
+# The part of the document JSON the tooth table is cut from (other keys are ignored when decoding).
+_DOCUMENT_TEETH = pl.Struct({"teeth": pl.List(pl.Struct(_TOOTH_FIELDS))})
+
+
+def _frames(
+    documents: Sequence[ImageAttributes], images: pl.DataFrame, rules_version: str, settings_hash: str
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     lookup = _image_lookup(images)
     img_rows: list[tuple] = []
-    tooth_cols: dict[str, list] = {k: [] for k in TOOTH_ATTRIBUTES}
     for doc in documents:
         blob, row_hash = document_json(doc)
         source, partition, path = lookup.get(doc.image_id, (None, None, None))
-        n_cond = sum(len(t.conditions) for t in doc.teeth)
         jaw = doc.jaw
         img_rows.append(
             (
                 doc.image_id, source, partition, doc.file_name, path, doc.width, doc.height, row_hash, blob,
-                len(doc.teeth), n_cond, len(jaw.bone_loss) + len(jaw.mandibular_canal) + len(jaw.maxillary_sinus),
+                len(doc.teeth), sum(len(t.conditions) for t in doc.teeth),
+                len(jaw.bone_loss) + len(jaw.mandibular_canal) + len(jaw.maxillary_sinus),
                 len(doc.missing_teeth), len(doc.unknown_tooth_findings), len(doc.recommendations),
                 rules_version, settings_hash,
             )
         )
-        for t in doc.teeth:
-            tooth_cols["image_id"].append(doc.image_id)
-            tooth_cols["partition"].append(partition)
-            tooth_cols["attribute_row_hash"].append(row_hash)
-            tooth_cols["tooth_id"].append(t.tooth_id)
-            tooth_cols["quadrant"].append(t.quadrant)
-            tooth_cols["is_wisdom"].append(t.is_wisdom)
-            tooth_cols["side"].append(t.side)
-            tooth_cols["wisdom_status"].append(t.wisdom_status)
-            tooth_cols["bbox"].append(t.bbox)
-            tooth_cols["center"].append(t.center)
-            tooth_cols["score"].append(t.score)
-            tooth_cols["n_conditions"].append(len(t.conditions))
-            tooth_cols["conditions"].append(
-                [
-                    {"category": c.category.value, "bbox": c.bbox, "score": c.score, "type": c.type, "annotation_ids": c.annotation_ids}
-                    for c in t.conditions
-                ]
-            )
-            tooth_cols["annotation_ids"].append(t.annotation_ids)
-    image_frame = pl.DataFrame(img_rows, schema=IMAGE_ATTRIBUTES, orient="row") if img_rows else pl.DataFrame(schema=IMAGE_ATTRIBUTES)
-    # pyarrow builds nested list/struct columns ~20x faster than polars does from Python objects.
-    arrow_schema = pl.DataFrame(schema=TOOTH_ATTRIBUTES).to_arrow().schema
-    table = pa.table({name: pa.array(tooth_cols[name], type=arrow_schema.field(name).type) for name in TOOTH_ATTRIBUTES})
-    tooth_frame = pl.from_arrow(table)
-    assert isinstance(tooth_frame, pl.DataFrame)
-    tooth_frame = tooth_frame.cast(TOOTH_ATTRIBUTES)  # type: ignore[arg-type]
+    if not img_rows:
+        return pl.DataFrame(schema=IMAGE_ATTRIBUTES), pl.DataFrame(schema=TOOTH_ATTRIBUTES)
+    image_frame = pl.DataFrame(img_rows, schema=IMAGE_ATTRIBUTES, orient="row")
+    # The tooth table is decoded from the document JSON by polars (Rust): one source of truth,
+    # and ~10x faster than building nested struct columns from Python objects.
+    tooth_frame = (
+        image_frame.select(
+            "image_id", "partition", "attribute_row_hash",
+            pl.col("document").str.json_decode(_DOCUMENT_TEETH).struct.field("teeth").alias("tooth"),
+        )
+        .explode("tooth")
+        .drop_nulls("tooth")
+        .unnest("tooth")
+        .with_columns(pl.col("conditions").list.len().cast(pl.Int64).alias("n_conditions"))
+        .select(list(TOOTH_ATTRIBUTES))
+        .cast(TOOTH_ATTRIBUTES)  # type: ignore[arg-type]
+    )
     return image_frame, tooth_frame
 
 

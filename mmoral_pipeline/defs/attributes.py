@@ -11,13 +11,12 @@ import polars as pl
 
 from mmoral_pipeline.attributes import checks as attr_checks
 from mmoral_pipeline.attributes.build import KEPT_OUTCOMES, build_image_attributes
-from mmoral_pipeline.attributes.caption import CAPTION_VERSION, render_caption
+from mmoral_pipeline.attributes.caption import CAPTION_VERSION, render_captions
 from mmoral_pipeline.attributes.frames import attribute_frames
 from mmoral_pipeline.attributes.settings import AttributeSettings
 from mmoral_pipeline.attributes.versions import RULES_VERSION
 from mmoral_pipeline.defs.metadata import bar_chart_png, counts_markdown, png_markdown, table_metadata
 from mmoral_pipeline.defs.partitions import batch_partitions
-from mmoral_pipeline.domain.attributes import ImageAttributes
 
 CAPTIONS_SCHEMA = {
     "image_id": pl.String,
@@ -132,13 +131,12 @@ def attributes_batch(
 )
 def location_captions(context: dg.AssetExecutionContext, image_attributes: pl.DataFrame) -> dg.Output:
     """One location caption per image (prompts/location_caption.j2): the text the report LLM reads."""
-    rows = []
-    for image_id, partition, row_hash, blob in image_attributes.select(
-        "image_id", "partition", "attribute_row_hash", "document"
-    ).iter_rows():
-        caption = render_caption(ImageAttributes.model_validate_json(blob))
-        rows.append((image_id, partition, row_hash, caption, CAPTION_VERSION, len(caption)))
-    frame = pl.DataFrame(rows, schema=CAPTIONS_SCHEMA, orient="row") if rows else pl.DataFrame(schema=CAPTIONS_SCHEMA)
+    captions = render_captions(image_attributes["document"].to_list())
+    frame = image_attributes.select("image_id", "partition", "attribute_row_hash").with_columns(
+        pl.Series("caption", captions, dtype=pl.String),
+        pl.lit(CAPTION_VERSION, dtype=pl.String).alias("caption_version"),
+        pl.Series("n_chars", [len(c) for c in captions], dtype=pl.Int64),
+    ).cast(CAPTIONS_SCHEMA)
     example = frame["caption"][0] if frame.height else ""
     return dg.Output(
         frame,

@@ -121,6 +121,7 @@ def save_hf_dataset(by_split: Mapping[str, list[dict[str, Any]]], path: str | Pa
 
     import datasets
 
+    datasets.disable_progress_bars()  # a progress bar per save is noise in Dagster logs
     features = datasets.Features(
         {
             "sample_id": datasets.Value("string"),

@@ -123,56 +123,100 @@ def _all_ids(doc: dict[str, Any]) -> list[str]:
     return list(dict.fromkeys(ids))
 
 
-def dependent_annotations(doc: dict[str, Any], task_type: str, texts: list[str]) -> tuple[list[str], set[int], str]:
-    """Annotation ids the sample depends on, the teeth involved, and the rule that chose them.
+_NUMS = r"\s*(-?\d+(?:\.\d+)?)\s*"
+_BOX = re.compile(r"\[" + ",".join([_NUMS] * 4) + r"\]")
+_POINT = re.compile(r"\[" + ",".join([_NUMS] * 2) + r"\]")
 
-    Reports, attribute tasks and dialogues describe the whole image. Other tasks depend on the
-    teeth they name (with those teeth's findings, narrowed to the named categories if any), on the
-    findings of a named category anywhere, or on every tooth box for counting questions; when
-    nothing is named, on the whole image.
-    """
-    if task_type in _WHOLE_IMAGE_TASKS:
-        return _all_ids(doc), {t["tooth_id"] for t in doc.get("teeth", [])}, f"whole image ({task_type})"
-    teeth_named, cats, whole_teeth = mentioned(texts)
-    doc_teeth = {t["tooth_id"]: t for t in doc.get("teeth", [])}
-    teeth_named &= set(doc_teeth) | {t for c in doc.get("missing_teeth") or [] for t in c.get("teeth") or []}
-    ids: list[str] = []
-    rules = []
-    for tid in sorted(teeth_named):
-        t = doc_teeth.get(tid)
-        if t is None:
-            continue
-        ids += t.get("annotation_ids") or []
+
+def named_geometry(texts: Iterable[str]) -> tuple[list[list[float]], list[tuple[float, float]]]:
+    """Boxes `[x1, y1, x2, y2]` and points `[x, y]` written in the texts (box_2d / point_2d answers)."""
+    blob = " ".join(texts)
+    boxes = [[float(v) for v in m.groups()] for m in _BOX.finditer(blob)]
+    points = [(float(m.group(1)), float(m.group(2))) for m in _POINT.finditer(blob)]
+    return boxes, points
+
+
+def _entries(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every boxed thing of the document: teeth and findings, with their annotation ids."""
+    out: list[dict[str, Any]] = []
+    for t in doc.get("teeth", []):
+        out.append({"kind": "tooth", "tooth_id": t["tooth_id"], "category": "tooth", "bbox": t.get("bbox"), "ids": t.get("annotation_ids") or []})
         for c in t.get("conditions") or []:
-            if not cats or c.get("category") in cats:
-                ids += c.get("annotation_ids") or []
-    for c in doc.get("missing_teeth") or []:
-        if set(c.get("teeth") or []) & teeth_named:
-            ids += c.get("annotation_ids") or []
+            out.append({"kind": "condition", "tooth_id": t["tooth_id"], "category": c.get("category"), "bbox": c.get("bbox"), "ids": c.get("annotation_ids") or []})
+    for group in (doc.get("jaw") or {}).values():
+        for c in group or []:
+            out.append({"kind": "condition", "tooth_id": None, "category": c.get("category"), "bbox": c.get("bbox"), "ids": c.get("annotation_ids") or []})
+    for key in ("missing_teeth", "unknown_tooth_findings"):
+        for c in doc.get(key) or []:
+            out.append({"kind": "condition", "tooth_id": None, "teeth": c.get("teeth") or [], "category": c.get("category"),
+                        "bbox": c.get("bbox"), "ids": c.get("annotation_ids") or []})
+    return out
+
+
+def _contains(box: list[float] | None, p: tuple[float, float]) -> bool:
+    return bool(box) and box[0] <= p[0] <= box[2] and box[1] <= p[1] <= box[3]
+
+
+def dependent_annotations(doc: dict[str, Any], task_type: str, texts: list[str]) -> tuple[list[str], set[int], str]:
+    """Annotation ids the sample depends on, the teeth involved, and the rules that chose them.
+
+    Reports, attribute tasks and dialogues describe the whole image. Other tasks depend on what
+    their question and answer name (for closed questions: the stem and the correct option, never
+    the distractors): boxes (annotations overlapping them, IoU >= 0.5), points (the tooth boxes
+    containing them), FDI tooth numbers (those tooth boxes, plus their findings of the named
+    categories), categories alone (their findings anywhere), or "teeth" for counting questions
+    (every tooth box). When nothing is named, the whole image.
+    """
+    from mmoral_pipeline.domain.geometry import iou
+
+    entries = _entries(doc)
+    every = {t["tooth_id"] for t in doc.get("teeth", [])}
+    if task_type in _WHOLE_IMAGE_TASKS:
+        return _all_ids(doc), every, f"whole image ({task_type})"
+    boxes, points = named_geometry(texts)
+    teeth_named, cats, whole_teeth = mentioned(texts)
+    teeth_named &= every | {t for e in entries for t in e.get("teeth", [])}
+    chosen: list[dict[str, Any]] = []
+    rules = []
+    for b in boxes:
+        hits = [e for e in entries if e["bbox"] and iou(e["bbox"], b) >= 0.5]
+        chosen += hits
+    if boxes:
+        rules.append(f"{len(boxes)} box(es) named")
+    for p in points:
+        hits = [e for e in entries if e["kind"] == "tooth" and _contains(e["bbox"], p)]
+        chosen += hits or [e for e in entries if _contains(e["bbox"], p)]
+    if points:
+        rules.append(f"{len(points)} point(s) named")
+    for e in entries:
+        on_named_tooth = e["tooth_id"] in teeth_named or bool(set(e.get("teeth", [])) & teeth_named)
+        if e["kind"] == "tooth" and on_named_tooth:
+            chosen.append(e)
+        elif e["kind"] == "condition" and on_named_tooth and e["category"] in cats:
+            chosen.append(e)
+        elif e["kind"] == "condition" and cats and not teeth_named and e["category"] in cats:
+            chosen.append(e)
     if teeth_named:
         rules.append(f"teeth named {sorted(teeth_named)}")
-    if cats and not teeth_named:
-        for t in doc_teeth.values():
-            for c in t.get("conditions") or []:
-                if c.get("category") in cats:
-                    ids += c.get("annotation_ids") or []
-        for group in (doc.get("jaw") or {}).values():
-            for c in group or []:
-                if c.get("category") in cats:
-                    ids += c.get("annotation_ids") or []
-        for key in ("missing_teeth", "unknown_tooth_findings"):
-            for c in doc.get(key) or []:
-                if c.get("category") in cats:
-                    ids += c.get("annotation_ids") or []
+    if cats:
         rules.append(f"categories named {sorted(cats)}")
-    if whole_teeth and not teeth_named and not cats:
-        for t in doc_teeth.values():
-            ids += t.get("annotation_ids") or []
-        teeth_named = set(doc_teeth)
+    if whole_teeth and not teeth_named and not cats and not boxes and not points:
+        chosen += [e for e in entries if e["kind"] == "tooth"]
         rules.append("all tooth boxes (counting / whole dentition)")
+    ids = list(dict.fromkeys(i for e in chosen for i in e["ids"]))
     if not ids:
-        return _all_ids(doc), set(doc_teeth), "whole image (nothing specific named)"
-    return list(dict.fromkeys(ids)), teeth_named, "; ".join(rules)
+        return _all_ids(doc), every, "whole image (nothing specific named)"
+    teeth = {e["tooth_id"] for e in chosen if e["tooth_id"] is not None}
+    return ids, teeth, "; ".join(rules)
+
+
+def dependency_texts(row: dict[str, Any], messages: list[dict[str, Any]]) -> list[str]:
+    """What a sample asserts: the conversation, or for a closed question its stem and correct option."""
+    options = row.get("options") or []
+    letter = row.get("answer_letter")
+    if row.get("task_type") in ("vqa_closed", "loc_closed", "count_closed") and letter and len(options) == 4:
+        return [row.get("question_stem") or "", options["ABCD".index(letter)]]
+    return [t for _, t in message_texts(messages)]
 
 
 # ---------------------------------------------------------------- resolution
@@ -293,7 +337,7 @@ def resolve_lineage(
             chain.attributes = {k: v for k, v in arow.items() if k != "document"}
     if doc is None:
         chain.problems.append(f"no image_attributes row for image {image_id}")
-    texts = [t for _, t in message_texts(messages)]
+    texts = dependency_texts(row, messages)
     anns = _safe_read(read, "raw_annotations")
     if doc is not None:
         ids, teeth, rule = dependent_annotations(doc, row["task_type"], texts)
@@ -369,7 +413,7 @@ def render_text(chain: LineageChain, *, full: bool = False) -> str:
     if r.get("extra"):
         out.append(f"       extra: {_short(r.get('extra'), 200)}")
     if r.get("cache_entry"):
-        out.append(f"       response cache: stored {r['cache_entry'].get('created_at')} ({r['cache_entry'].get('backend')}/{r['cache_entry'].get('model')})")
+        out.append(f"       response cache: stored {_when(r['cache_entry'].get('created_at'))} ({r['cache_entry'].get('backend')}/{r['cache_entry'].get('model')})")
     c = chain.caption
     out.append(f"  <- caption  version={c.get('caption_version')} attribute_row_hash={c.get('attribute_row_hash')}: {_short(c.get('caption'), n)}" if c else "  <- caption  (none)")
     a = chain.attributes
@@ -392,6 +436,15 @@ def render_text(chain: LineageChain, *, full: bool = False) -> str:
     return "\n".join(out)
 
 
+def _when(ts: Any) -> str:
+    import datetime as dt
+
+    try:
+        return dt.datetime.fromtimestamp(float(ts), dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (TypeError, ValueError, OverflowError):
+        return str(ts)
+
+
 def _md_escape(s: Any) -> str:
     return str(s).replace("|", "\\|").replace("\n", " ")
 
@@ -407,7 +460,7 @@ def render_markdown(chain: LineageChain) -> str:
               "request_hash", "cache_hit", "run_id", "validators_passed", "extra"):
         md.append(f"| {k} | {_md_escape(_short(r.get(k), 300))} |")
     if r.get("cache_entry"):
-        md.append(f"| response cache | stored {r['cache_entry'].get('created_at')} |")
+        md.append(f"| response cache | stored {_when(r['cache_entry'].get('created_at'))} |")
     md += ["", "Raw response:", "", "```", str(r.get("raw_response") or "")[:4000], "```"]
     md += ["", "### Caption", ""]
     md += [f"version `{c.get('caption_version')}`, attribute row `{c.get('attribute_row_hash')}`", "", "> " + _md_escape(c.get("caption") or "")] if c else ["_none_"]

@@ -13,6 +13,8 @@ import pytest
 from mmoral_pipeline.dataset.assemble import TASK_TYPES, assemble_samples
 from mmoral_pipeline.dataset.cli import add_lineage_arguments, run_lineage
 from mmoral_pipeline.dataset.lineage import (
+    dependent_annotations,
+    named_geometry,
     UnknownSampleError,
     render_html,
     render_markdown,
@@ -65,8 +67,9 @@ def test_dependencies_follow_what_the_sample_names(traced: World) -> None:
     assert _ids(traced, "report") == everything  # a report describes the whole image
     assert _ids(traced, "loc_open") == {f"{img}-t11"}  # "where is tooth 11"
     assert _ids(traced, "count_closed") == teeth  # counting depends on every tooth box
-    # "which tooth has caries" with options naming teeth 36/11/48: those teeth, narrowed to caries findings
-    assert _ids(traced, "vqa_closed") == teeth | {f"{img}-caries36"}
+    # "which tooth has caries?" -> "Tooth 36": the correct option counts, the distractors (11, 48) do not
+    assert _ids(traced, "vqa_closed") == {f"{img}-t36", f"{img}-caries36"}
+    assert _ids(traced, "loc_closed") == {f"{img}-t36"}  # "which tooth is at point [109, 57]": the tooth box holding it
     assert _ids(traced, "vqa_open") == {f"{img}-boneloss"}  # "bone level" answer names bone loss only
 
 
@@ -137,3 +140,15 @@ def test_response_cache_entry_is_shown(traced: World, tmp_path: Path) -> None:
     assert "response cache" in render_text(chain)
     other = _sample(traced, "vqa_open")
     assert "cache_entry" not in resolve_lineage(other["sample_id"], traced.read, verify_sha256=False, cache_path=tmp_path / "llm_cache.sqlite").request
+
+
+def test_named_geometry_and_box_overlap() -> None:
+    boxes, points = named_geometry(['What is inside box_2d [104, 46, 112, 54]?', '[{"point_2d": [71, 20], "label": "11"}]'])
+    assert boxes == [[104.0, 46.0, 112.0, 54.0]] and points == [(71.0, 20.0)]
+    doc = {"teeth": [{"tooth_id": 36, "bbox": [100, 45, 118, 70], "annotation_ids": ["t36"],
+                      "conditions": [{"category": "caries", "bbox": [104, 46, 112, 54], "annotation_ids": ["c36"]}]},
+                     {"tooth_id": 11, "bbox": [70, 10, 80, 35], "annotation_ids": ["t11"], "conditions": []}]}
+    assert dependent_annotations(doc, "loc_closed", ["What is the finding inside box_2d [104, 46, 112, 54]?", "Caries"])[0] == ["c36"]
+    assert dependent_annotations(doc, "loc_open", ["Which tooth is at point_2d [71, 20]?", "11"])[0] == ["t11"]
+    ids, _, rule = dependent_annotations(doc, "vqa_open", ["Anything?", "Nothing specific."])
+    assert sorted(ids) == ["c36", "t11", "t36"] and rule.startswith("whole image")

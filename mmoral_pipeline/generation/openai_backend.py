@@ -159,13 +159,15 @@ class OpenAIBackend:
         return box["out"]
 
     async def acomplete(self, requests: list[ChatRequest], on_result: Callable[[int, ChatResponse], None] | None = None) -> list[ChatResponse]:
-        import httpx
         import openai
 
-        self.limiter = AIMDLimiter(self.max_concurrency)
-        limits = httpx.Limits(max_connections=self.max_concurrency + 4, max_keepalive_connections=self.max_concurrency + 4)
-        http = httpx.AsyncClient(limits=limits, timeout=self.timeout_s)
-        client = openai.AsyncOpenAI(base_url=self.base_url, api_key=self._api_key, max_retries=0, timeout=self.timeout_s, http_client=http)
+        if self.limiter is None:
+            self.limiter = AIMDLimiter(self.max_concurrency)
+        else:  # keep the learned window across batches; asyncio primitives belong to this new loop
+            self.limiter._cond = None
+            self.limiter.in_flight = 0
+        # the client's own retries are off: ours honour Retry-After and drive the AIMD window
+        client = openai.AsyncOpenAI(base_url=self.base_url, api_key=self._api_key, max_retries=0, timeout=self.timeout_s)
         try:
             return list(await asyncio.gather(*(self._one(client, i, r, on_result) for i, r in enumerate(requests))))
         finally:

@@ -105,9 +105,11 @@ def render(case: SynthCase) -> Image.Image:
             c.paint(f.parts, 50.0, blur=10 * s, alpha=0.8, tex=broad)
             c.paint(f.parts, 130.0, outline=3 * s, blur=2.5 * s, alpha=0.45)
     c.paint([], 145.0, lines=[jaw.palate], width=0.014 * H, blur=3.5 * s)
-    c.paint([jaw.airway], 25.0, blur=6 * s, alpha=0.32)
+    c.paint([jaw.airway], 25.0, blur=6 * s, alpha=0.2)
+    # Alveolar process of the maxilla around the upper roots, up to the palate.
+    c.paint([jaw.upper_crest + [(p[0], p[1] - 0.02 * H) for p in reversed(jaw.palate)]], 124.0, blur=8 * s, alpha=0.8, tex=trab)
     # Tongue and lips between the jaws: mid-grey soft tissue, not air.
-    c.paint([jaw.upper_crest + list(reversed(jaw.lower_crest))], 70.0, blur=12 * s, alpha=0.8, tex=broad)
+    c.paint([jaw.upper_crest + list(reversed(jaw.lower_crest))], 76.0, blur=12 * s, alpha=0.8, tex=broad)
 
     # Mandible with cortical outline, canals, bone-level defects and periapical radiolucencies.
     c.paint([jaw.mandible], 158.0, outline=0.014 * H, blur=3 * s, tex=trab)

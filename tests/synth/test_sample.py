@@ -65,3 +65,33 @@ def test_quarantine_holds_each_bad_input() -> None:
     boxes = [(a["bbox"], sizes[a["image_id"]]) for a in doc["annotations"]]
     assert any(x + w > W for (x, y, w, h), (W, H) in boxes)  # out of bounds
     assert any(w == 0 or h == 0 for (x, y, w, h), _ in boxes)  # zero area
+
+
+def test_quarantine_inputs_trip_the_shared_checks() -> None:
+    """Each bad input is rejected by the core's own checks with the reason the README promises."""
+    from mmoral_pipeline.domain.geometry import xywh_to_xyxy
+    from mmoral_pipeline.sources.base import check_box, inspect_image, resolve_inside
+
+    q = SAMPLE / "quarantine"
+    root = q / "images"
+    doc = json.loads((q / "annotations.json").read_text())
+    reasons = {}
+    for im in doc["images"]:
+        path = resolve_inside(root, im["file_name"])
+        if path is None:
+            reasons[im["file_name"]] = "path_escapes_source"
+            continue
+        result = inspect_image(path, source="quarantine", root=root, max_pixels=10**8)
+        reasons[im["file_name"]] = str(getattr(result, "reason", "ok"))
+    assert reasons == {
+        "synth_99_000000.jpg": "ok", "synth_99_000001.jpg": "ok", "synth_99_000002.jpg": "ok",
+        "truncated.jpg": "image_corrupt", "empty.png": "empty_file", "not_an_image.jpg": "not_an_image",
+        "missing.jpg": "image_missing", "../../etc/passwd": "path_escapes_source",
+    }
+    sizes = {im["id"]: (im["width"], im["height"]) for im in doc["images"]}
+    box_reasons = {}
+    for a in doc["annotations"]:
+        r = check_box(xywh_to_xyxy(*a["bbox"]), *sizes[a["image_id"]], source="quarantine", path="", record=str(a["id"]))
+        if r is not None:
+            box_reasons[a["id"]] = str(r.reason)
+    assert box_reasons == {900001: "box_out_of_bounds", 900002: "box_zero_area"}

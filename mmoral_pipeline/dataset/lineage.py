@@ -214,7 +214,9 @@ def dependency_texts(row: dict[str, Any], messages: list[dict[str, Any]]) -> lis
     """What a sample asserts: the conversation, or for a closed question its stem and correct option."""
     options = row.get("options") or []
     letter = row.get("answer_letter")
-    if row.get("task_type") in ("vqa_closed", "loc_closed", "count_closed") and letter and len(options) == 4:
+    if row.get("task_type") == "count_closed":
+        return [row.get("question_stem") or ""]  # the options are counts, not tooth numbers
+    if row.get("task_type") in ("vqa_closed", "loc_closed") and letter and len(options) == 4:
         return [row.get("question_stem") or "", options["ABCD".index(letter)]]
     return [t for _, t in message_texts(messages)]
 

@@ -129,8 +129,9 @@ class HFRunner:
 
     def __init__(self, checkpoint: str, name: str | None = None, use_images: bool = True, batch_size: int = 4,
                  max_new_tokens_closed: int = 16, max_new_tokens_open: int = 256, max_pixels: int | None = 401_408,
-                 device: str | None = None):
+                 device: str | None = None, use_training_infer: bool = True):
         self.checkpoint = str(checkpoint)
+        self.use_training_infer = use_training_infer
         self.use_images = use_images
         self.name = name or (self.checkpoint.rstrip("/").split("/")[-1] + ("" if use_images else "-text-only"))
         self.batch_size = batch_size
@@ -148,13 +149,19 @@ class HFRunner:
         return self.generate([open_prompt(it) for it in items], [it.image for it in items], self.max_new_tokens_open)
 
     def generate(self, prompts: list[str], images_b64: list[str], max_new_tokens: int) -> list[str]:
-        try:
-            from mmoral_pipeline.training.infer import generate_answers  # the training contributor's entry point
-        except ImportError:
-            generate_answers = None
+        generate_answers = None
+        if self.use_training_infer:
+            try:
+                from mmoral_pipeline.training.infer import generate_answers  # the training stage's entry point
+            except ImportError:
+                generate_answers = None
         if generate_answers is not None:
-            items = [{"prompt": p, "image": b} for p, b in zip(prompts, images_b64, strict=True)]
-            return list(generate_answers(self.checkpoint, items, use_images=self.use_images, max_new_tokens=max_new_tokens))
+            from mmoral_pipeline.evaluation.tsv import decode_image
+
+            items = [{"prompt": p, "image": self._fit(decode_image(b)) if (b and self.use_images) else None}
+                     for p, b in zip(prompts, images_b64, strict=True)]
+            return list(generate_answers(self.checkpoint, items, use_images=self.use_images, max_new_tokens=max_new_tokens,
+                                         batch_size=self.batch_size, device=self.device))
         return self._generate_own(prompts, images_b64, max_new_tokens)
 
     def _load(self):

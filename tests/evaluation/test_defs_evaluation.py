@@ -58,7 +58,7 @@ def test_defs_import_without_torch():
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
 
 
-def test_benchmark_items_and_results_end_to_end(home, closed_sample_tsv):
+def test_benchmark_items_and_results_end_to_end(home):
     from mmoral_pipeline.defs.evaluation import benchmark_items, benchmark_results, sft_not_worse_than_base
 
     tmp, bench = home
@@ -76,8 +76,10 @@ def test_benchmark_items_and_results_end_to_end(home, closed_sample_tsv):
 
     # tiny "sft" and "base" checkpoints where the trainer would leave them
     texts = [closed_prompt(it) for it in closed] + ["A", "B", "C", "D"] * 5
+    import shutil
+
     build_tiny_vlm(texts, tmp / "sft_model" / "latest")
-    build_tiny_vlm(texts, tmp / "sft_model" / "latest_base")
+    shutil.copytree(tmp / "sft_model" / "latest", tmp / "sft_model" / "latest_base")  # same weights: sft == base
     cfg = {"ops": {"benchmark_results": {"config": {
         "models": ["random", "most_frequent", "sft", "base"], "limit": 4, "max_new_tokens_open": 8, "max_pixels": 64 * 28 * 28}}}}
     res = _materialize([benchmark_results], [sft_not_worse_than_base], cfg)
@@ -90,14 +92,21 @@ def test_benchmark_items_and_results_end_to_end(home, closed_sample_tsv):
     assert "| sft |" in table and "| base |" in table and "Extract-fail %" in table
     [check] = res.get_asset_check_evaluations()
     assert check.check_name == "sft_not_worse_than_base" and check.severity == dg.AssetCheckSeverity.WARN
+    assert check.passed  # identical weights score identically, so "not worse" holds
     assert {"sft", "base"} <= set(check.metadata)
     lines = (tmp / "benchmark_results" / "predictions_closed.jsonl").read_text().splitlines()
     assert len(lines) == 16 and all("method" in json.loads(x) for x in lines)
     assert (tmp / "benchmark_results" / "dimensions.png").read_bytes()[:4] == b"\x89PNG"
 
-    # the official sample through the same asset
-    cfg = {"ops": {"benchmark_results": {"config": {"models": ["most_frequent"], "tsv_paths": [str(closed_sample_tsv)]}}}}
-    _materialize([benchmark_results], [], cfg)
+
+def test_benchmark_results_on_official_sample(home, closed_sample_tsv):
+    from mmoral_pipeline.defs.evaluation import benchmark_results
+
+    tmp, _ = home
+    cfg = {"ops": {"benchmark_results": {"config": {"models": ["most_frequent", "sft"], "tsv_paths": [str(closed_sample_tsv)]}}}}
+    res = _materialize([benchmark_results], [], cfg)
+    [mat] = res.asset_materializations_for_node("benchmark_results")
+    assert mat.metadata["skipped_models"].value == {"sft": f"no checkpoint at {tmp / 'sft_model' / 'latest'}"}
     df = pl.read_parquet(tmp / "benchmark_results.parquet")
     assert df["n_closed"].to_list() == [4] and df["closed_overall"][0] == pytest.approx(50.0)  # answers B, B, C, A
 

@@ -22,11 +22,13 @@ def tiny_checkpoint(tmp_path_factory, sample_items):
     return build_tiny_vlm(texts, tmp_path_factory.mktemp("tiny_vlm"))
 
 
-def test_hf_runner_end_to_end_on_real_sample(tiny_checkpoint, sample_items):
-    runner = HFRunner(str(tiny_checkpoint), batch_size=3, max_new_tokens_closed=6, max_pixels=64 * 28 * 28)
+@pytest.mark.parametrize("use_training_infer", [True, False], ids=["training-infer", "own-generation"])
+def test_hf_runner_end_to_end_on_real_sample(tiny_checkpoint, sample_items, use_training_infer):
+    kw = {"max_new_tokens_closed": 6, "max_pixels": 64 * 28 * 28, "use_training_infer": use_training_infer}
+    runner = HFRunner(str(tiny_checkpoint), batch_size=3, **kw)
     outputs = runner.answer_closed(sample_items)
     assert len(outputs) == 4 and all(isinstance(o, str) for o in outputs)
-    again = HFRunner(str(tiny_checkpoint), batch_size=4, max_new_tokens_closed=6, max_pixels=64 * 28 * 28).answer_closed(sample_items)
+    again = HFRunner(str(tiny_checkpoint), batch_size=4, **kw).answer_closed(sample_items)
     assert again == outputs  # greedy decoding; batching (and its left padding) does not change answers
     res = score_run(ModelRun(model=runner.name, closed_outputs=outputs), sample_items, [])
     s = res.scores
@@ -37,7 +39,7 @@ def test_hf_runner_end_to_end_on_real_sample(tiny_checkpoint, sample_items):
 
 
 def test_hf_runner_text_only_sends_no_image(tiny_checkpoint, sample_items):
-    runner = HFRunner(str(tiny_checkpoint), use_images=False, max_new_tokens_closed=4)
+    runner = HFRunner(str(tiny_checkpoint), use_images=False, max_new_tokens_closed=4, use_training_infer=False)
     assert runner.name.endswith("-text-only")
     assert len(runner.answer_closed(sample_items[:2])) == 2
 

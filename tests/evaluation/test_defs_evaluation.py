@@ -122,3 +122,14 @@ def test_holdout_falls_back_to_split_rule(home):
     want = [f"img{s:03d}" for s in range(12) if is_holdout(f"img{s:03d}", 0.5)]
     assert mat.metadata["held_out_images"].value == len(want) > 0
     assert set(pl.read_parquet(tmp / "benchmark_items.parquet")["image_id"]) == set(want)
+
+
+def test_sft_worse_than_base_warns():
+    from mmoral_pipeline.defs.evaluation import sft_not_worse_than_base
+
+    df = pl.DataFrame({"model": ["sft", "base", "random"], "avg": [None, None, None], "closed_overall": [30.0, 40.0, 25.0]})
+    r = sft_not_worse_than_base(df)
+    assert not r.passed and r.severity == dg.AssetCheckSeverity.WARN and r.metadata["delta"].value == pytest.approx(-10.0)
+    df2 = df.with_columns(pl.Series("avg", [45.0, 41.0, None]))
+    assert sft_not_worse_than_base(df2).passed  # Avg is preferred over closed accuracy when present
+    assert "not both" in sft_not_worse_than_base(df.filter(pl.col("model") != "base")).description

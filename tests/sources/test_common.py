@@ -14,7 +14,7 @@ def test_parse_label():
     assert parse_label("Tooth_36") == Label(Category.TOOTH, None, 36)
     assert parse_label("48") == Label(Category.TOOTH, None, 48)
     assert parse_label("85") == Label(Category.TOOTH, None, 85)  # primary tooth
-    assert parse_label("Filling - Crown") == Label(Category.CROWN)
+    assert parse_label("Filling - Crown") == Label(Category.FILLING)
     assert parse_label("Filling - Filling") == Label(Category.FILLING)
     assert parse_label("periapical abscess") == Label(Category.PERIAPICAL_LESION, "abscess")
     assert parse_label("19 - Extra") == RejectReason.INVALID_TOOTH

@@ -50,7 +50,7 @@ def test_dataset_yaml_list_names(tmp_path, write_image, ingest):
     (root / "labels" / "a.txt").write_text("0 0.5 0.5 0.1 0.1\n1 0.5 0.5 0.1 0.1\n")
     (root / "data.yaml").write_text("names: ['Filling - Crown', '21 - Central Incisor']\n")
     batch = ingest(root, "yolo", options={"dataset_yaml": "data.yaml"})
-    assert [(a.category, a.fdi) for a in batch.annotations] == [(Category.CROWN, None), (Category.TOOTH, 21)]
+    assert [(a.category, a.fdi) for a in batch.annotations] == [(Category.FILLING, None), (Category.TOOTH, 21)]
 
 
 def test_missing_class_map_names_the_source(tmp_path):

@@ -186,7 +186,7 @@ class _Arch:
         px, py = (-ay, ax) if -ay > 0 else (ay, -ax)
         ox = (slot_x + shift) * self.W
         oy = (self.y_occ(slot_x) + d * self.gap / 2) * self.H + d * drop * crown
-        w = slot_w * self.W * 1.0 * rng.uniform(0.96, 1.04)
+        w = slot_w * self.W * 0.97 * rng.uniform(0.96, 1.03)
         return Frame(ox, oy, px, py, ax, ay, w, crown, root, 2 if pos >= 6 else 1, pos)
 
     def slots(self, quadrant: int) -> dict[int, tuple[float, float]]:
@@ -465,7 +465,7 @@ def make_case(rng: np.random.Generator, index: int, width: int = 1400, height: i
             x = x1 + (x2 - x1) * i / 8
             xn = x / W
             crest = (arch.y_occ(xn) + d * (arch.gap / 2 + 0.072 * arch.height_scale + 0.004)) * H
-            depth = rng.uniform(0.022, 0.05) * H * (0.6 if i in (0, 8) else 1.0)
+            depth = rng.uniform(0.035, 0.07) * H * (0.55 if i in (0, 8) else 1.0)
             pts_top.append((x, crest))
             pts_bot.append((x, crest + d * depth))
         poly = pts_top + list(reversed(pts_bot))

@@ -144,6 +144,9 @@ def render(case: SynthCase) -> Image.Image:
     c.paint([t.pulp for t in case.teeth], 128.0, blur=2.0 * s, alpha=0.8)
     c.paint([], 128.0, lines=[ln for t in case.teeth for ln in t.root_lines], width=1.8 * s, blur=1.2 * s, alpha=0.6)
 
+    # Missing bone also thins the image over the roots it no longer covers.
+    c.paint([p for f in case.findings if f.category == Category.BONE_LOSS for p in f.parts], 50.0, blur=3 * s, alpha=0.35)
+
     # Caries, then radiopaque work on top.
     for f in case.findings:
         if f.category == Category.CARIES:

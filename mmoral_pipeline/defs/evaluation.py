@@ -124,9 +124,10 @@ def benchmark_items(context: dg.AssetExecutionContext, config: BenchmarkItemsCon
     df = items_frame(closed, open_, paths)
     letters = {k: sum(1 for it in closed if it.answer == k) for k in "ABCD"}
     labels: dict[str, int] = {}
-    for it in [*closed, *open_]:
-        for lab in it.labels:
-            labels[f"{'closed' if isinstance(it, ClosedItem) else 'open'}:{lab}"] = labels.get(f"{'closed' if isinstance(it, ClosedItem) else 'open'}:{lab}", 0) + 1
+    for kind, group in (("closed", closed), ("open", open_)):
+        for it in group:
+            for lab in it.labels:
+                labels[f"{kind}:{lab}"] = labels.get(f"{kind}:{lab}", 0) + 1
     context.log.info(f"{len(held)} held-out images -> {len(closed)} closed, {len(open_)} open, {len(rejected)} rejected")
     return dg.MaterializeResult(
         value=df,

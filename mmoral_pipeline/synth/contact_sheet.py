@@ -44,15 +44,31 @@ def _font(size: int) -> ImageFont.ImageFont:
         return ImageFont.load_default()
 
 
-def contact_sheet(coco_dir: Path, out_png: Path, *, n: int = 6, cols: int = 3, tile_width: int = 620) -> Path:
-    """Draw the first `n` images of a COCO folder with boxes and a legend; save a compact PNG.
+def covering_images(doc: dict, n: int) -> list[dict]:
+    """Greedy pick of `n` images that together show as many categories as possible (stable order)."""
+    cats: dict[int, set[int]] = {}
+    for a in doc["annotations"]:
+        cats.setdefault(a["image_id"], set()).add(a["category_id"])
+    chosen: list[dict] = []
+    seen: set[int] = set()
+    pool = list(doc["images"])
+    while pool and len(chosen) < n:
+        best = max(pool, key=lambda im: (len(cats.get(im["id"], set()) - seen), -im["id"]))
+        chosen.append(best)
+        seen |= cats.get(best["id"], set())
+        pool.remove(best)
+    return sorted(chosen, key=lambda im: im["id"])
+
+
+def contact_sheet(coco_dir: Path, out_png: Path, *, n: int = 6, cols: int = 3, tile_width: int = 620, cover: bool = False) -> Path:
+    """Draw `n` images of a COCO folder (the first, or with `cover` a set showing most categories) with boxes and a legend; save a compact PNG.
 
     A palette image: 240 grey levels for the X-rays plus one exact colour per category, so the
     colours stay true and the file stays small.
     """
     doc = json.loads((coco_dir / "annotations.json").read_text())
     names = {c["id"]: c["name"] for c in doc["categories"]}
-    images = doc["images"][:n]
+    images = covering_images(doc, n) if cover else doc["images"][:n]
     by_image: dict[int, list[dict]] = {}
     for a in doc["annotations"]:
         by_image.setdefault(a["image_id"], []).append(a)

@@ -83,7 +83,7 @@ def rebuild_sample(root: Path | None = None, sheet: Path | None = None) -> dict[
     labelme = generate(LABELME_N, LABELME_SEED, root / "labelme", "labelme", scores=False, quality=SAMPLE_QUALITY)
     build_quarantine(root / "quarantine")
     if sheet is not None:
-        contact_sheet(root / "coco", sheet)
+        contact_sheet(root / "coco", sheet, cover=True)
     return {"coco": coco.model_dump(), "labelme": labelme.model_dump()}
 
 

@@ -1,0 +1,94 @@
+"""A few training steps: through the entry point directly, then through Dagster Pipes; inference after."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import math
+import subprocess
+import sys
+
+import dagster as dg
+from PIL import Image
+
+from mmoral_pipeline.training.run import CHECK_NAME, main
+TINY_TEST_SIZES = {"tiny_vocab_size": 400, "tiny_hidden_size": 64, "tiny_layers": 2}  # as in conftest.py
+
+EXPECTED_METADATA = {
+    "checkpoint_path", "weights_sha256", "params_total", "params_trainable", "samples_per_s", "tokens_per_s",
+    "wall_time_s", "device", "loss_start", "loss_end", "loss_plot", "loss_curve", "steps",
+}
+
+
+def _sets(d):
+    return [a for k, v in d.items() for a in ("--set", f"{k}={json.dumps(v)}")]
+
+
+def test_entry_point_trains_and_saves(toy_export, tmp_path, capsys):
+    out = tmp_path / "ckpt"
+    rc = main(_sets({"train_jsonl": toy_export["train"], "output_dir": str(out), "max_steps": 3,
+                     "per_device_train_batch_size": 4, "logging_steps": 1, **TINY_TEST_SIZES}))
+    assert rc == 0
+    report = json.loads((out / "train_report.json").read_text())
+    assert report["steps"] == 3 and len(report["losses"]) == 3
+    assert all(math.isfinite(x) for x in report["losses"])
+    weights = out / "model.safetensors"
+    assert hashlib.sha256(weights.read_bytes()).hexdigest() == report["weights_sha256"]
+    assert (out / "loss_curve.png").stat().st_size < 60_000
+    from transformers import AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(out, local_files_only=True)  # saved beside the weights
+    assert "{%- generation -%}" in processor.chat_template
+    assert report["tokens_per_s"] > 0 and report["samples_per_s"] > 0
+    assert report["params_trainable"] == report["params_total"]  # full fine-tuning
+
+
+def test_sft_model_asset_via_pipes(toy_export, tmp_path):
+    from mmoral_pipeline.defs.training import sft_model, training_resources
+
+    out = tmp_path / "asset_ckpt"
+    config = {"train_jsonl": toy_export["train"], "output_dir": str(out), "max_steps": 4,
+              "per_device_train_batch_size": 4, "logging_steps": 1, "learning_rate": 5e-3}
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [sft_model], resources=training_resources, instance=instance,
+            run_config={"ops": {"sft_model": {"config": config}}},
+        )
+    assert result.success
+    (mat,) = result.asset_materializations_for_node("sft_model")
+    assert EXPECTED_METADATA <= set(mat.metadata)
+    assert mat.metadata["loss_plot"].value.startswith("![training loss](data:image/png;base64,")
+    assert math.isfinite(mat.metadata["loss_end"].value)
+    digest = hashlib.sha256((out / "model.safetensors").read_bytes()).hexdigest()
+    assert mat.metadata["weights_sha256"].value == digest
+    (check,) = result.get_asset_check_evaluations()
+    assert check.check_name == CHECK_NAME
+    assert check.passed == (mat.metadata["loss_end"].value < mat.metadata["loss_start"].value)
+
+
+def test_generate_answers_accepts_paths_pil_and_base64(tiny_checkpoint, toy_export):
+    from mmoral_pipeline.training.infer import generate_answers
+
+    row = json.loads(open(toy_export["val"]).readline())
+    path = row["images"][0]
+    b64 = base64.b64encode(open(path, "rb").read()).decode()
+    items = [
+        {"image": path, "messages": row["messages"]},
+        {"image": Image.open(path), "prompt": "Where is the lesion?"},
+        {"image": b64, "prompt": "Where is the lesion?"},
+        {"image": "", "prompt": "Is a tooth missing?"},
+    ]
+    answers = generate_answers(tiny_checkpoint, items, max_new_tokens=5, batch_size=3)
+    assert len(answers) == 4 and all(isinstance(a, str) for a in answers)
+    # the same picture given as PIL and as base64 gives the same greedy answer
+    assert answers[1] == answers[2]
+    assert generate_answers(tiny_checkpoint, items[:2], use_images=False, max_new_tokens=5)[1] == \
+        generate_answers(tiny_checkpoint, [{"prompt": "Where is the lesion?"}], max_new_tokens=5)[0]
+
+
+def test_defs_module_does_not_import_heavy_libraries():
+    code = ("import sys, mmoral_pipeline.defs.training as t; "
+            "heavy = [m for m in ('torch', 'transformers', 'trl', 'peft', 'datasets') if m in sys.modules]; "
+            "assert not heavy, heavy; assert t.training_defs is not None")
+    subprocess.run([sys.executable, "-c", code], check=True)

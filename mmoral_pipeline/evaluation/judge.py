@@ -11,6 +11,9 @@ paper's worked examples:
 - a box matched by IoU: >= 0.9 free, >= 0.75 -0.1, >= 0.5 -0.2 ("slightly shifted box = 0.8-0.9"), else -0.5;
 - each extra finding the ground truth does not have: -0.2.
 
+Deductions count in full for answers with up to 4 facts (the worked examples); for longer answers
+(reports) they are scaled by 4 / number of facts, so one slip in a 20-fact report costs 0.1, not 0.5.
+
 Text without any extractable fact falls back to token F1, snapped to the grid. Pure and
 deterministic: the same inputs always give the same score.
 """
@@ -34,7 +37,8 @@ from mmoral_pipeline.domain.taxonomy import SYNONYMS, Category
 from mmoral_pipeline.generation.types import ChatBackend, ChatRequest
 
 GRID: tuple[float, ...] = tuple(round(i / 10, 1) for i in range(11))
-OFFLINE_JUDGE_VERSION = "offline-facts-v1"
+OFFLINE_JUDGE_VERSION = "offline-facts-v2"
+FULL_WEIGHT_FACTS = 4  # up to this many ground-truth facts each deduction counts in full
 
 
 def snap(score: float) -> float:
@@ -244,7 +248,11 @@ def offline_score(question: str, ground_truth: str, prediction: str) -> tuple[fl
         deduction += d
         if d:
             notes.append(f"point off by {dist:.0f}px")
-    return snap(1.0 - deduction), "; ".join(notes) or "all facts match"
+    n_facts = len(gt.pairs) + len(gt.boxes) + len(gt.points)
+    scale = min(1.0, FULL_WEIGHT_FACTS / n_facts)  # long answers (reports): each fact weighs less
+    if scale < 1.0:
+        notes.append(f"deductions x{scale:.2f} ({n_facts} facts)")
+    return snap(1.0 - deduction * scale), "; ".join(notes) or "all facts match"
 
 
 class OfflineJudge:

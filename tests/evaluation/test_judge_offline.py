@@ -62,3 +62,23 @@ def test_offline_judge_is_deterministic():
     qs, gts = ["Which tooth has caries?"] * 3, ["Caries on tooth 36.", "Caries on 11.", "No caries."]
     preds = ["tooth 37 caries", "Caries on 11", "caries on 12"]
     assert j.score(qs, gts, preds) == OfflineJudge().score(qs, gts, preds)
+
+
+def test_long_reports_are_scored_in_proportion():
+    from mmoral_pipeline.evaluation.build import attribute_report
+
+    from .factories import make_attributes
+
+    a, b = make_attributes(1), make_attributes(2)
+    report = attribute_report(a)
+    n = len(extract_facts(report).pairs)
+    assert n > 8
+    assert offline_score("Write the report.", report, report)[0] == 1.0
+    # drop one sentence that carries a finding: a small deduction, not half the score
+    sentences = report.split(". ")
+    idx = next(i for i, x in enumerate(sentences) if extract_facts(x).pairs and i > 0)
+    one_missing = ". ".join(sentences[:idx] + sentences[idx + 1:])
+    s_one, _ = offline_score("Write the report.", report, one_missing)
+    assert 0.6 <= s_one < 1.0
+    s_other, _ = offline_score("Write the report.", report, attribute_report(b))  # another patient's report
+    assert s_other < s_one

@@ -253,9 +253,25 @@ def compute_sample_id(image_id: str, task_type: str, messages: Sequence[Mapping[
     return stable_id("sample", image_id, task_type, blob)
 
 
+def conversation_text(messages: Sequence[Mapping[str, Any]]) -> str:
+    """Role-tagged text of the conversation; turns separated by a newline-free marker (normalised away)."""
+    return " \u241e ".join(f"{r} {t}" for r, t in message_texts(messages))
+
+
 def near_dup_key(image_id: str, messages: Sequence[Mapping[str, Any]]) -> str:
-    text = " | ".join(f"{r}: {normalise_text(t)}" for r, t in message_texts(messages))
-    return stable_id("near", image_id, text)
+    """Same image + same normalised conversation -> same key (one row; see `near_dup_keys` for frames)."""
+    return stable_id("near", image_id, normalise_text(conversation_text(messages)))
+
+
+def normalise_texts(texts: pl.Series) -> pl.Series:
+    """`normalise_text` for a whole column, in polars (the per-row Python regex is the slow path)."""
+    return (
+        texts.str.normalize("NFKC")
+        .str.to_lowercase()
+        .str.replace_all(r"[^\w\s]", " ")
+        .str.replace_all(r"\s+", " ")
+        .str.strip_chars()
+    )
 
 
 # ---------------------------------------------------------------- assembly
@@ -337,10 +353,14 @@ def assemble_samples(
                     "run_id": item.get("run_id"),
                     "validators_passed": _as_json_text(item.get("validators_passed")),
                     "validated": validated,
-                    "near_dup_key": near_dup_key(item["image_id"], messages),
+                    "near_dup_key": conversation_text(messages),  # replaced by its normalised hash below
                     "split": None,
                 }
             )
+    if candidates:
+        normalised = normalise_texts(pl.Series([c["near_dup_key"] for c in candidates], dtype=pl.String)).to_list()
+        for c, text in zip(candidates, normalised, strict=True):
+            c["near_dup_key"] = stable_id("near", c["image_id"], text)
     seen_ids: set[str] = set()
     seen_near: set[str] = set()
     kept: list[dict[str, Any]] = []

@@ -13,6 +13,7 @@ All three are built from the same `messages` column, so they agree sample by sam
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -33,8 +34,14 @@ def _messages(row: Mapping[str, Any]) -> list[dict[str, Any]]:
     return json.loads(m) if isinstance(m, str) else list(m)
 
 
+@functools.lru_cache(maxsize=65536)
+def _resolved(path: str) -> str:
+    return str(Path(path).resolve())
+
+
 def _image_path(row: Mapping[str, Any]) -> str:
-    return str(Path(row["image_path"]).resolve())
+    """Absolute image path (resolved once per image: many samples share one X-ray)."""
+    return _resolved(str(row["image_path"]))
 
 
 # ---------------------------------------------------------------- LLaMA-Factory
@@ -74,7 +81,7 @@ def write_llamafactory(samples: pl.DataFrame, out_dir: str | Path) -> dict[str, 
     for split, name in LLAMAFACTORY_NAMES.items():
         records = [to_sharegpt(r) for r in samples.filter(pl.col("split") == split).iter_rows(named=True)]
         fname = f"{name}.json"
-        _write_text(out / fname, json.dumps(records, ensure_ascii=False, indent=1))
+        _write_text(out / fname, "[\n" + ",\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n]\n")
         files[name] = fname
         counts[split] = len(records)
     _write_text(out / "dataset_info.json", json.dumps(dataset_info(files), indent=2))
@@ -120,23 +127,22 @@ def save_hf_dataset(by_split: Mapping[str, list[dict[str, Any]]], path: str | Pa
     import shutil
 
     import datasets
+    import pyarrow as pa
 
     datasets.disable_progress_bars()  # a progress bar per save is noise in Dagster logs
-    features = datasets.Features(
-        {
-            "sample_id": datasets.Value("string"),
-            "task_type": datasets.Value("string"),
-            "images": datasets.Sequence(datasets.Value("string")),
-            "messages": [
-                {
-                    "role": datasets.Value("string"),
-                    "content": [{"type": datasets.Value("string"), "text": datasets.Value("string")}],
-                }
-            ],
-        }
+
+    part = pa.struct([("type", pa.string()), ("text", pa.string())])
+    schema = pa.schema(
+        [
+            ("sample_id", pa.string()),
+            ("task_type", pa.string()),
+            ("images", pa.list_(pa.string())),
+            ("messages", pa.list_(pa.struct([("role", pa.string()), ("content", pa.list_(part))]))),
+        ]
     )
+    # built as Arrow directly: datasets' per-example encoding is the slow path for nested rows
     dd = datasets.DatasetDict(
-        {split: datasets.Dataset.from_list(list(rows), features=features) for split, rows in by_split.items()}
+        {split: datasets.Dataset(pa.Table.from_pylist(list(rows), schema=schema)) for split, rows in by_split.items()}
     )
     path = Path(path)
     if path.exists():

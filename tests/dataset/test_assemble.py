@@ -131,3 +131,10 @@ def test_near_duplicates_only_within_an_image(world) -> None:
     random.Random(1).shuffle(rows)
     frame, stats = assemble_samples({"vqa_items": to_frame(rows)}, world.tables["raw_images"], **SPLIT)
     assert frame.height == 2 and stats.near_duplicates == 1 and stats.exact_duplicates == 0
+
+
+def test_column_normalisation_matches_the_row_rule() -> None:
+    from mmoral_pipeline.dataset.assemble import normalise_texts
+
+    texts = ["  Tooth  36:\tCaries!! ", "ＦＵＬＬ width Ｔｅｅｔｈ", "Zähne — Karies?", "box_2d [1, 2, 3, 4]", "a\u241eb", ""]
+    assert normalise_texts(pl.Series(texts)).to_list() == [normalise_text(t) for t in texts]

@@ -10,11 +10,14 @@ import sys
 
 
 def add_lineage_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("sample_id", help="sample_id of a row of instruction_samples (see 'sample_id' in exports/trl/train.jsonl)")
+    parser.add_argument("sample_id", nargs="?", default=None,
+                        help="sample_id of a row of instruction_samples (a unique prefix of 6+ characters works); see --list")
     parser.add_argument("--html", default=None, metavar="OUT.html", help="also write a self-contained HTML page (X-ray with boxes + chain)")
     parser.add_argument("--home", default=None, help="MMORAL_HOME to read tables from (default: $MMORAL_HOME)")
     parser.add_argument("--full", action="store_true", help="print texts and the raw response without shortening")
     parser.add_argument("--no-verify", action="store_true", help="skip re-hashing the raw image")
+    parser.add_argument("--list", type=int, nargs="?", const=1, default=None, metavar="N",
+                        help="list N sample ids per task type (default 1) instead of tracing one")
 
 
 def run_lineage(args: argparse.Namespace) -> int:
@@ -34,6 +37,8 @@ def run_lineage(args: argparse.Namespace) -> int:
 
     home = args.home or mmoral_home()
     cache = Path(home) / "llm_cache.sqlite" if "://" not in home else None
+    if args.list is not None or not args.sample_id:
+        return _list_ids(read, args.list or 1)
     try:
         chain = resolve_lineage(args.sample_id, read, verify_sha256=not getattr(args, "no_verify", False), cache_path=cache)
     except UnknownSampleError as exc:
@@ -44,3 +49,17 @@ def run_lineage(args: argparse.Namespace) -> int:
         path = write_html(chain, args.html)
         print(f"wrote {path}")
     return 1 if chain.problems else 0
+
+
+def _list_ids(read, per_task: int) -> int:
+    """A few sample ids per task type, to pick one to trace."""
+    samples = read("instruction_samples")
+    if samples is None:
+        print("mmoral lineage: instruction_samples has not been materialised yet "
+              "(mmoral materialize --select instruction_samples)", file=sys.stderr)
+        return 2
+    rows = samples.sort("task_type", "sample_id").group_by("task_type", maintain_order=True).head(per_task)
+    for r in rows.select("sample_id", "task_type", "split", "image_id").iter_rows(named=True):
+        print(f"{r['sample_id']}  {r['task_type']:<13} {r['split']:<6} {r['image_id']}")
+    print(f"({samples.height} samples; trace one with: mmoral lineage SAMPLE_ID [--html out.html])")
+    return 0

@@ -236,7 +236,7 @@ def find_sample(samples: pl.DataFrame, sample_id: str) -> dict[str, Any]:
         examples = ", ".join(samples["sample_id"].head(3).to_list()) if samples.height else "none"
         raise UnknownSampleError(
             f"no sample {sample_id!r} among the {samples.height} rows of instruction_samples. "
-            "Sample ids are in the 'sample_id' field of $MMORAL_HOME/exports/trl/train.jsonl (or val.jsonl, "
+            "List some with `mmoral lineage --list 3`; sample ids are also in the 'sample_id' field of $MMORAL_HOME/exports/trl/train.jsonl (or val.jsonl, "
             "and mmoral_train.json for LLaMA-Factory), or list them with: python -c \"from mmoral_pipeline.defs.io_manager "
             "import read_table; print(read_table('instruction_samples').select('sample_id','task_type','image_id'))\". "
             f"Examples: {examples}"

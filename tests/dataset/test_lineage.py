@@ -152,3 +152,15 @@ def test_named_geometry_and_box_overlap() -> None:
     assert dependent_annotations(doc, "loc_open", ["Which tooth is at point_2d [71, 20]?", "11"])[0] == ["t11"]
     ids, _, rule = dependent_annotations(doc, "vqa_open", ["Anything?", "Nothing specific."])
     assert sorted(ids) == ["c36", "t11", "t36"] and rule.startswith("whole image")
+
+
+def test_cli_lists_ids_per_task(traced: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    traced.tables["instruction_samples"].write_parquet(home / "instruction_samples.parquet")
+    assert run_lineage(_args("--list", "2", "--home", str(home))) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln and not ln.startswith("(")]
+    assert len(lines) == 2 * len(TASK_TYPES)
+    ids = set(traced.tables["instruction_samples"]["sample_id"])
+    assert all(ln.split()[0] in ids for ln in lines)
+    assert run_lineage(_args("--home", str(tmp_path / "empty"))) == 2

@@ -236,9 +236,8 @@ def find_sample(samples: pl.DataFrame, sample_id: str) -> dict[str, Any]:
         examples = ", ".join(samples["sample_id"].head(3).to_list()) if samples.height else "none"
         raise UnknownSampleError(
             f"no sample {sample_id!r} among the {samples.height} rows of instruction_samples. "
-            "List some with `mmoral lineage --list 3`; sample ids are also in the 'sample_id' field of $MMORAL_HOME/exports/trl/train.jsonl (or val.jsonl, "
-            "and mmoral_train.json for LLaMA-Factory), or list them with: python -c \"from mmoral_pipeline.defs.io_manager "
-            "import read_table; print(read_table('instruction_samples').select('sample_id','task_type','image_id'))\". "
+            "List some with `mmoral lineage --list 3`; every exported row also carries its id in the 'sample_id' field "
+            "of $MMORAL_HOME/exports/trl/train.jsonl (val.jsonl, llamafactory/mmoral_train.json). "
             f"Examples: {examples}"
         )
     return hit.row(0, named=True)
@@ -307,6 +306,7 @@ def resolve_lineage(
             request["extra"] = _jsonable(grow.get("extra"))
     cached = cached_response(cache_path, row.get("request_hash"))
     if cached is not None:
+        cached["matches_raw_response"] = cached.get("text") == request.get("raw_response")
         request["cache_entry"] = cached
     chain.request = request
 
@@ -415,7 +415,7 @@ def render_text(chain: LineageChain, *, full: bool = False) -> str:
     if r.get("extra"):
         out.append(f"       extra: {_short(r.get('extra'), 200)}")
     if r.get("cache_entry"):
-        out.append(f"       response cache: stored {_when(r['cache_entry'].get('created_at'))} ({r['cache_entry'].get('backend')}/{r['cache_entry'].get('model')})")
+        out.append(f"       response cache: {_cache_summary(r['cache_entry'])}")
     c = chain.caption
     out.append(f"  <- caption  version={c.get('caption_version')} attribute_row_hash={c.get('attribute_row_hash')}: {_short(c.get('caption'), n)}" if c else "  <- caption  (none)")
     a = chain.attributes
@@ -447,6 +447,13 @@ def _when(ts: Any) -> str:
         return str(ts)
 
 
+def _cache_summary(entry: dict[str, Any] | None) -> str | None:
+    if not entry:
+        return None
+    same = "same text as the raw response" if entry.get("matches_raw_response") else "text differs from the raw response"
+    return f"stored {_when(entry.get('created_at'))} by {entry.get('backend')}/{entry.get('model')}; {same}"
+
+
 def _md_escape(s: Any) -> str:
     return str(s).replace("|", "\\|").replace("\n", " ")
 
@@ -462,7 +469,7 @@ def render_markdown(chain: LineageChain) -> str:
               "request_hash", "cache_hit", "run_id", "validators_passed", "extra"):
         md.append(f"| {k} | {_md_escape(_short(r.get(k), 300))} |")
     if r.get("cache_entry"):
-        md.append(f"| response cache | stored {_when(r['cache_entry'].get('created_at'))} |")
+        md.append(f"| response cache | {_md_escape(_cache_summary(r['cache_entry']))} |")
     md += ["", "Raw response:", "", "```", str(r.get("raw_response") or "")[:4000], "```"]
     md += ["", "### Caption", ""]
     md += [f"version `{c.get('caption_version')}`, attribute row `{c.get('attribute_row_hash')}`", "", "> " + _md_escape(c.get("caption") or "")] if c else ["_none_"]
@@ -536,7 +543,8 @@ def render_html(chain: LineageChain) -> str:
         f"<h2>Conversation</h2>{convo}",
         "<h2>&larr; Request</h2>",
         table([(k, r.get(k)) for k in ("generation_table", "item_id", "prompt_template_id", "prompt_version", "backend", "model",
-                                          "params", "request_hash", "cache_hit", "run_id", "validators_passed", "extra", "cache_entry")]),
+                                          "params", "request_hash", "cache_hit", "run_id", "validators_passed", "extra")]
+              + [("response cache", _cache_summary(r.get("cache_entry")) or "not in the cache (or no cache given)")]),
         f"<h3>Raw response</h3><pre>{e(str(r.get('raw_response') or ''))}</pre>",
         "<h2>&larr; Caption</h2>",
         (table([("caption_version", c.get("caption_version")), ("attribute_row_hash", c.get("attribute_row_hash"))]) + f"<pre>{e(str(c.get('caption') or ''))}</pre>") if c else "<p>none</p>",

@@ -137,7 +137,8 @@ def test_response_cache_entry_is_shown(traced: World, tmp_path: Path) -> None:
     chain = resolve_lineage(s["sample_id"], traced.read, verify_sha256=False, cache_path=tmp_path / "llm_cache.sqlite")
     assert chain.request["cache_entry"]["text"] == "cached report text"
     assert chain.request["extra"] == {"usage": {"prompt_tokens": 10}}
-    assert "response cache" in render_text(chain)
+    assert chain.request["cache_entry"]["matches_raw_response"] is False  # the row's raw_response is another text
+    assert "response cache: stored" in render_text(chain) and "text differs" in render_html(chain)
     other = _sample(traced, "vqa_open")
     assert "cache_entry" not in resolve_lineage(other["sample_id"], traced.read, verify_sha256=False, cache_path=tmp_path / "llm_cache.sqlite").request
 

@@ -44,8 +44,22 @@ def test_hf_runner_text_only_sends_no_image(tiny_checkpoint, sample_items):
     assert len(runner.answer_closed(sample_items[:2])) == 2
 
 
-def test_own_tiny_builder_also_loads(tmp_path, sample_items):
-    # the fallback recipe (used when the training factory is absent) gives a checkpoint the runner can use
-    ck = _own([closed_prompt(it) for it in sample_items] * 2, tmp_path / "own")
-    out = HFRunner(str(ck), max_new_tokens_closed=3, max_pixels=32 * 28 * 28).answer_closed(sample_items[:1])
-    assert len(out) == 1
+def test_own_tiny_builder_and_generation_without_realdata(tmp_path):
+    # the fallback recipe (used when the training factory is absent) gives a checkpoint the runner can use;
+    # synthetic items with images, so this runs where the realdata folder is absent too
+    from PIL import Image
+
+    from mmoral_pipeline.evaluation.build import build_benchmark
+    from mmoral_pipeline.evaluation.tsv import encode_image_jpeg
+
+    from .factories import make_attributes
+
+    a = make_attributes(4)
+    closed, open_, _ = build_benchmark([a], images_b64={a.image_id: encode_image_jpeg(Image.new("RGB", (300, 150), (90, 90, 90)))})
+    ck = _own([closed_prompt(it) for it in closed] * 2, tmp_path / "own")
+    runner = HFRunner(str(ck), batch_size=2, max_new_tokens_closed=3, max_new_tokens_open=4, max_pixels=32 * 28 * 28,
+                      use_training_infer=False)
+    res = score_run(ModelRun(model="own", closed_outputs=runner.answer_closed(closed), open_outputs=runner.answer_open(open_[:2])),
+                    closed, open_[:2])
+    assert res.scores.closed_counts["Overall"] == 5 and res.scores.open_counts["Overall"] == 2
+    assert res.scores.extraction_failure_rate is not None

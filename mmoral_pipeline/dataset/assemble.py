@@ -228,6 +228,13 @@ def build_messages(item: Mapping[str, Any]) -> tuple[list[dict[str, Any]], str, 
     return messages, turns[0][1], turns[1][1]
 
 
+def messages_version() -> str:
+    """Version of how samples are worded: the assembly rules plus the closed-question prompt (shared with
+    evaluation), so a changed prompt marks instruction_samples stale (sample ids change with it)."""
+    probe = closed_user_text("Q", ["a", "b", "c", "d"])
+    return f"{ASSEMBLY_VERSION}-{stable_id(probe, DEFAULT_REPORT_QUESTION, length=8)}"
+
+
 def message_texts(messages: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
     """(role, text) per turn, image parts left out."""
     out = []

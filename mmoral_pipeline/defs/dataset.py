@@ -17,7 +17,7 @@ from mmoral_pipeline.dataset.settings import DatasetSettings, exports_dir
 from mmoral_pipeline.defs.io_manager import read_table
 from mmoral_pipeline.defs.metadata import counts_markdown, png_markdown, table_metadata
 
-DATASET_CODE_VERSION = f"{assemble.ASSEMBLY_VERSION}+{split.SPLIT_VERSION}"
+DATASET_CODE_VERSION = f"{assemble.messages_version()}+{split.SPLIT_VERSION}"
 EXPORT_CODE_VERSION = exports.EXPORT_VERSION
 
 

@@ -58,3 +58,20 @@ def test_small_source_still_gets_a_val_image() -> None:
     out = split_images(pairs, val_fraction=0.01, holdout_fraction=0.0)
     assert list(out.values()).count("val") == 1
     assert split_images(pairs, val_fraction=0.0, holdout_fraction=0.0) == {i: "train" for i, _ in pairs}
+
+
+def test_split_is_the_same_in_another_process() -> None:
+    """Two runs = two interpreters with different hash seeds; the split must not move."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    pairs = [(f"img{i}", f"src{i % 4}") for i in range(200)]
+    code = (
+        "import json, sys; from mmoral_pipeline.dataset.split import split_images; "
+        "print(json.dumps(split_images([tuple(p) for p in json.load(sys.stdin)], val_fraction=0.15, holdout_fraction=0.2)))"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    out = subprocess.run([sys.executable, "-c", code], input=json.dumps(pairs), capture_output=True, text=True, check=True, env=env)
+    assert json.loads(out.stdout) == split_images(pairs, val_fraction=0.15, holdout_fraction=0.2)

@@ -88,9 +88,9 @@ class GenerationConfig(dg.Config):
 
     n_vqa_closed: int = 8
     n_vqa_open: int = 6
-    max_loc_closed: int = 10
-    max_loc_open: int = 10
-    max_count: int = 8
+    max_loc_closed: int = 14
+    max_loc_open: int = 14
+    max_count: int = 10
     dialogue_turns: int = 10
     seed: int = 0
     max_rejection_rate: float = 0.2

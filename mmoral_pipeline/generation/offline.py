@@ -387,6 +387,8 @@ def write_dialogue(facts: Facts, rng: random.Random, n_turns: int) -> dict:
 # --- the backend -----------------------------------------------------------------------------
 
 def _facts_from_context(req: ChatRequest) -> Facts:
+    if isinstance(req.context.get("facts"), Facts):  # the pipeline passes them along: no re-derivation
+        return req.context["facts"]
     doc = req.context.get("attributes")
     if doc is None:
         raise ValueError("the offline backend needs ChatRequest.context['attributes'] (the attribute document)")

@@ -74,7 +74,11 @@ class AIMDLimiter:
                     self.min_seen = min(self.min_seen, self.limit)
                 if retry_after:
                     self.blocked_until = max(self.blocked_until, now + retry_after)
-            self.cond.notify_all()
+            # wake only as many waiters as there are free slots (notify_all would wake every queued
+            # request on every release: quadratic with thousands of queued requests)
+            free = max(1, int(self.limit)) - self.in_flight
+            if free > 0:
+                self.cond.notify(free)
 
 
 def parse_retry_after(headers: Any) -> float | None:
@@ -166,12 +170,16 @@ class OpenAIBackend:
         else:  # keep the learned window across batches; asyncio primitives belong to this new loop
             self.limiter._cond = None
             self.limiter.in_flight = 0
-        # the client's own retries are off: ours honour Retry-After and drive the AIMD window
-        client = openai.AsyncOpenAI(base_url=self.base_url, api_key=self._api_key, max_retries=0, timeout=self.timeout_s)
+        # The client's own retries are off: ours honour Retry-After and drive the AIMD window.
+        # Several clients of <= 16 connections each: the HTTP pool scans all its connections for
+        # every request, which costs more than the request itself at 64 connections in one pool.
+        n_clients = max(1, -(-self.max_concurrency // 16))
+        clients = [openai.AsyncOpenAI(base_url=self.base_url, api_key=self._api_key, max_retries=0, timeout=self.timeout_s) for _ in range(n_clients)]
         try:
-            return list(await asyncio.gather(*(self._one(client, i, r, on_result) for i, r in enumerate(requests))))
+            return list(await asyncio.gather(*(self._one(clients[i % n_clients], i, r, on_result) for i, r in enumerate(requests))))
         finally:
-            await client.close()
+            for client in clients:
+                await client.close()
             self.stats["limiter_min"] = self.limiter.min_seen
             self.stats["limiter_final"] = self.limiter.limit
             self.stats["limiter_decreases"] = self.limiter.decreases

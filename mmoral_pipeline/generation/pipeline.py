@@ -54,9 +54,9 @@ class GenerationSettings(BaseModel):
 
     n_vqa_closed: int = Field(default=8, ge=0)
     n_vqa_open: int = Field(default=6, ge=0)
-    max_loc_closed: int = Field(default=10, ge=0)
-    max_loc_open: int = Field(default=10, ge=0)
-    max_count: int = Field(default=8, ge=0)
+    max_loc_closed: int = Field(default=14, ge=0)
+    max_loc_open: int = Field(default=14, ge=0)
+    max_count: int = Field(default=10, ge=0)
     dialogue_turns: int = Field(default=10, ge=8, le=12)
     attribute_scopes: list[str] = Field(default_factory=lambda: ["full", "teeth", "findings", "treatments", "jaw", "quadrant"])
     seed: int = 0
@@ -162,13 +162,14 @@ def _place(out: GenerationOutput, table: str, row: InstructionItem) -> None:
     (out.rejected if row.rejected_by else getattr(out, table)).append(row)
 
 
-def _request(template: str, img: ImageInput, settings: GenerationSettings, schema: str | None = None, **extra: Any) -> ChatRequest:
+def _request(template: str, img: ImageInput, settings: GenerationSettings, schema: str | None = None,
+             facts: Facts | None = None, **extra: Any) -> ChatRequest:
     return ChatRequest(
-        messages=chat_messages(template, caption=img.caption, **{k: v for k, v in extra.items() if k != "report_obj"}),
+        messages=chat_messages(template, caption=img.caption, **extra),
         params=dict(settings.params),
         json_schema=schema,
         tag=template,
-        context={"attributes": img.attributes, **extra},
+        context={"attributes": img.attributes, "facts": facts, **extra},
     )
 
 
@@ -199,7 +200,7 @@ def generate(images: list[ImageInput], backend: ChatBackend, settings: Generatio
     facts = {img.image_id: facts_of(img.attributes) for img in images}
 
     # 1. reports
-    report_reqs = [_request("report", img, settings) for img in images]
+    report_reqs = [_request("report", img, settings, facts=facts[img.image_id]) for img in images]
     report_resps = backend.complete(report_reqs)
     _usage(out, report_resps)
     drafted: list[tuple[ImageInput, ChatResponse]] = []
@@ -210,7 +211,7 @@ def generate(images: list[ImageInput], backend: ChatBackend, settings: Generatio
             drafted.append((img, resp))
 
     # 2. audit, revise when asked
-    audit_reqs = [_request("audit", img, settings, "audit", report=resp.text) for img, resp in drafted]
+    audit_reqs = [_request("audit", img, settings, "audit", facts=facts[img.image_id], report=resp.text) for img, resp in drafted]
     audit_resps = backend.complete(audit_reqs) if audit_reqs else []
     _usage(out, audit_resps)
     accepted: list[tuple[ImageInput, str]] = []
@@ -229,7 +230,7 @@ def generate(images: list[ImageInput], backend: ChatBackend, settings: Generatio
             except ValueError as exc:
                 audit_info["audit_error"] = f"invalid_json: {exc}"
         verdicts = V.validate_report(final, facts[img.image_id])
-        question = render("report_request", variant=_rng(img, settings, "report").randrange(1000))
+        question = render("report_request", variant=_rng(img, settings, "report").randrange(60))
         row = _row(ctx, img, task_type="report", question=question, answer=final, dimensions=["Report"], template="report",
                    version=ctx.versions["report"], backend=resp.backend, model=resp.model, resp=resp, verdicts=verdicts,
                    extra={**audit_info, "audit_template_version": ctx.versions["audit"], "usage": resp.usage.model_dump()})
@@ -240,8 +241,9 @@ def generate(images: list[ImageInput], backend: ChatBackend, settings: Generatio
     # 3. report-based VQA and dialogues from accepted reports (one batch: more concurrency)
     reqs: list[ChatRequest] = []
     for img, report in accepted:
-        reqs.append(_request("vqa_report", img, settings, "vqa", report=report, n_closed=settings.n_vqa_closed, n_open=settings.n_vqa_open))
-        reqs.append(_request("dialogue", img, settings, "dialogue", report=report, n_turns=settings.dialogue_turns))
+        f = facts[img.image_id]
+        reqs.append(_request("vqa_report", img, settings, "vqa", facts=f, report=report, n_closed=settings.n_vqa_closed, n_open=settings.n_vqa_open))
+        reqs.append(_request("dialogue", img, settings, "dialogue", facts=f, report=report, n_turns=settings.dialogue_turns))
     resps = backend.complete(reqs) if reqs else []
     _usage(out, resps)
     for k, (img, _report) in enumerate(accepted):
@@ -383,7 +385,7 @@ def _attribute_rows(ctx: _Ctx, out: GenerationOutput, img: ImageInput, f: Facts)
     for scope in ctx.settings.attribute_scopes:
         quadrants = sorted({t.quadrant for t in img.attributes.teeth}) if scope == "quadrant" else [None]
         for q in quadrants:
-            variant = rng.randrange(1000)
+            variant = rng.randrange(60)  # the template picks phrasing `variant % its number of phrasings`
             question = render("attribute_extraction", scope=scope, variant=variant, quadrant=q)
             answer = json.dumps(attribute_answer(f, img.attributes, scope, q), separators=(",", ":"))
             verdicts = [V.open_answer(answer, ATTRIBUTE_MAX_CHARS), V.no_scores_or_identity(answer)]

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
+from typing import NamedTuple
 
 from pydantic import BaseModel
 
@@ -82,13 +84,14 @@ IDENTITY = re.compile(
 )
 
 # Cheap screen: every SCORES / IDENTITY match contains one of these.
-_SCREEN_WORDS = ("%", "confiden", "score", "probab", "patient", "name", "birth", "dob", "mrn", "record", "age", "sex", "gender")
+_SCREEN_WORDS = ("%", "confiden", "score", "probab", "patient", "name", "birth", "dob", "mrn", "record", "sex", "gender")
 _SCREEN_RE = re.compile(r"\.\d|\bM(?:r|rs|s|iss)\b")
 
 
 def _might_have_score_or_identity(text: str) -> bool:
     low = text.lower()
-    return any(w in low for w in _SCREEN_WORDS) or _SCREEN_RE.search(text) is not None
+    return (any(w in low for w in _SCREEN_WORDS) or ("age" in low and ":" in low)
+            or _SCREEN_RE.search(text) is not None)
 
 SECTION_KEYWORDS = (
     re.compile(r"teeth|tooth|dental", re.I),
@@ -131,6 +134,27 @@ def clauses(text: str) -> list[str]:
     return [p.strip() for p in parts if p and p.strip()]
 
 
+class ClauseInfo(NamedTuple):
+    negated: bool
+    recommends: bool
+    hedged: bool
+    teeth: tuple[int, ...]
+    categories: tuple[Category, ...]
+
+
+@lru_cache(maxsize=16384)
+def clause_info(clause: str) -> ClauseInfo:
+    """What one clause says (memoised: the three report validators and the offline auditor share it)."""
+    return ClauseInfo(
+        negated=NEGATION.search(clause) is not None,
+        recommends=RECOMMEND.search(clause) is not None,
+        hedged=HEDGE.search(clause) is not None,
+        teeth=tuple(mentioned_teeth(clause)),
+        categories=tuple(categories_in(clause)),
+    )
+
+
+@lru_cache(maxsize=1024)
 def sections(text: str) -> list[tuple[int, str, str]]:
     """Top-level numbered sections whose heading names teeth / jaw / summary: (number, heading, body)."""
     heads: list[tuple[int, int, int, str]] = []  # (line index, number, kind, heading)
@@ -201,10 +225,11 @@ def report_grounding(text: str, facts: Facts) -> Verdict:
     if Category.DEEP_CARIES in present:
         present.add(Category.CARIES)
     for clause in clauses(observation_text(text)):
-        if NEGATION.search(clause) or RECOMMEND.search(clause):
+        info = clause_info(clause)
+        if info.negated or info.recommends:
             continue
-        teeth = mentioned_teeth(clause)
-        for cat in categories_in(clause):
+        teeth = info.teeth
+        for cat in info.categories:
             if cat not in present:
                 return fail(name, f"{cat.value} is not in the attributes: {clause!r}")
             if teeth and cat not in JAW_LEVEL and not any(_has(by_tooth, t, cat) is not None for t in teeth):
@@ -217,11 +242,11 @@ def report_hedging(text: str, facts: Facts, threshold: float = 0.80) -> Verdict:
     name = "report_hedging"
     by_tooth = facts.categories_by_tooth()
     for clause in clauses(observation_text(text)):
-        if NEGATION.search(clause):
+        info = clause_info(clause)
+        if info.negated:
             continue
-        hedged = HEDGE.search(clause) is not None
-        teeth = mentioned_teeth(clause)
-        for cat in categories_in(clause):
+        hedged, teeth = info.hedged, info.teeth
+        for cat in info.categories:
             if cat in ANATOMY or cat == Category.MISSING_TOOTH:
                 continue
             if teeth and cat not in JAW_LEVEL:
@@ -245,13 +270,15 @@ def report_placement(text: str) -> Verdict:
     teeth_body = secs.get(1, "")
     patho = _subsection(teeth_body, re.compile(r"patholog", re.I))
     for clause in clauses(patho):
-        if NEGATION.search(clause):
+        info = clause_info(clause)
+        if info.negated:
             continue
-        treat = [c.value for c in categories_in(clause) if c in TREATMENTS]
+        treat = [c.value for c in info.categories if c in TREATMENTS]
         if treat:
             return fail(name, f"treatment {treat} under Pathological Findings: {clause!r}")
     for clause in clauses(teeth_body):
-        if not NEGATION.search(clause) and Category.BONE_LOSS in categories_in(clause):
+        info = clause_info(clause)
+        if not info.negated and Category.BONE_LOSS in info.categories:
             return fail(name, f"bone loss outside the jaw section: {clause!r}")
     return ok(name)
 

@@ -16,7 +16,7 @@ from typing import Any
 import polars as pl
 from pydantic import BaseModel, Field
 
-from mmoral_pipeline.dataset.lineage import TableReader, _all_ids, sha256_file
+from mmoral_pipeline.dataset.lineage import TableReader, all_annotation_ids, sha256_file
 
 
 class IntegrityReport(BaseModel):
@@ -108,7 +108,7 @@ def check_integrity(
                 checked_docs.add(key)
                 doc = docs[key]
                 doc = json.loads(doc) if isinstance(doc, str) else doc
-                for aid in _all_ids(doc):
+                for aid in all_annotation_ids(doc):
                     if aid not in ann_ids:
                         report.add("orphan_annotation", f"{image_id}: {aid}")
     return report

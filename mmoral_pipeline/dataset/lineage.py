@@ -24,7 +24,7 @@ from typing import Any
 import polars as pl
 from pydantic import BaseModel, Field
 
-from mmoral_pipeline.dataset.assemble import GENERATION_TABLES, message_texts, normalise_text
+from mmoral_pipeline.dataset.assemble import message_texts, normalise_text
 
 TableReader = Callable[[str], "pl.DataFrame | None"]
 
@@ -108,7 +108,8 @@ def mentioned(texts: Iterable[str]) -> tuple[set[int], set[str], bool]:
     return teeth, cats, whole_teeth
 
 
-def _all_ids(doc: dict[str, Any]) -> list[str]:
+def all_annotation_ids(doc: dict[str, Any]) -> list[str]:
+    """Every annotation id the attribute document cites (teeth, their findings, jaw, missing, unknown)."""
     ids: list[str] = []
     for t in doc.get("teeth", []):
         ids += t.get("annotation_ids") or []
@@ -172,7 +173,7 @@ def dependent_annotations(doc: dict[str, Any], task_type: str, texts: list[str])
     entries = _entries(doc)
     every = {t["tooth_id"] for t in doc.get("teeth", [])}
     if task_type in _WHOLE_IMAGE_TASKS:
-        return _all_ids(doc), every, f"whole image ({task_type})"
+        return all_annotation_ids(doc), every, f"whole image ({task_type})"
     boxes, points = named_geometry(texts)
     teeth_named, cats, whole_teeth = mentioned(texts)
     teeth_named &= every | {t for e in entries for t in e.get("teeth", [])}
@@ -205,7 +206,7 @@ def dependent_annotations(doc: dict[str, Any], task_type: str, texts: list[str])
         rules.append("all tooth boxes (counting / whole dentition)")
     ids = list(dict.fromkeys(i for e in chosen for i in e["ids"]))
     if not ids:
-        return _all_ids(doc), every, "whole image (nothing specific named)"
+        return all_annotation_ids(doc), every, "whole image (nothing specific named)"
     teeth = {e["tooth_id"] for e in chosen if e["tooth_id"] is not None}
     return ids, teeth, "; ".join(rules)
 
@@ -570,6 +571,6 @@ def write_html(chain: LineageChain, path: str | Path) -> Path:
 
 
 __all__ = [
-    "GENERATION_TABLES", "LineageChain", "TableReader", "UnknownSampleError", "dependent_annotations", "find_sample",
+    "LineageChain", "all_annotation_ids", "TableReader", "UnknownSampleError", "dependent_annotations", "find_sample",
     "mentioned", "render_html", "render_markdown", "render_text", "resolve_lineage", "sha256_file", "write_html",
 ]

@@ -82,7 +82,7 @@ def instruction_samples(
     return dg.MaterializeResult(
         value=frame,
         metadata={
-            **table_metadata(frame.drop("messages"), max_cell=60),
+            **table_metadata(frame, max_cell=60),
             "exact_duplicates_removed": dg.MetadataValue.int(stats.exact_duplicates),
             "near_duplicates_removed": dg.MetadataValue.int(stats.near_duplicates),
             "invalid_rows": dg.MetadataValue.int(stats.invalid),

@@ -12,6 +12,7 @@ from functools import lru_cache
 from typing import Any
 
 import jinja2
+import polars as pl
 
 from mmoral_pipeline.attributes.gcpause import paused_gc
 from mmoral_pipeline.attributes.versions import CAPTION_FILES, CAPTION_TEMPLATE, files_hash
@@ -20,6 +21,15 @@ from mmoral_pipeline.domain.attributes import Condition, ImageAttributes
 from mmoral_pipeline.domain.taxonomy import DISPLAY_NAMES, Category
 
 CAPTION_VERSION = f"caption-{files_hash(CAPTION_FILES)}"
+
+CAPTIONS_SCHEMA = {
+    "image_id": pl.String,
+    "partition": pl.String,
+    "attribute_row_hash": pl.String,
+    "caption": pl.String,
+    "caption_version": pl.String,
+    "n_chars": pl.Int64,
+}
 
 CARIES = (Category.CARIES, Category.DEEP_CARIES)
 TREATMENTS = (Category.FILLING, Category.CROWN, Category.ROOT_CANAL_TREATMENT, Category.IMPLANT, Category.BRIDGE)
@@ -154,3 +164,20 @@ def render_captions(documents_json: Sequence[str]) -> list[str]:
     """Captions for many documents given as JSON strings (the `document` column), GC paused."""
     with paused_gc():
         return [render_caption(ImageAttributes.model_validate_json(blob)) for blob in documents_json]
+
+
+def captions_frame(image_attributes: pl.DataFrame, *, chunk_images: int = 2000) -> pl.DataFrame:
+    """The `location_captions` table for an `image_attributes` table (one caption per row)."""
+    captions: list[str] = []
+    documents = image_attributes["document"]
+    for start in range(0, documents.len(), chunk_images):
+        captions.extend(render_captions(documents.slice(start, chunk_images).to_list()))
+    return (
+        image_attributes.select("image_id", "partition", "attribute_row_hash")
+        .with_columns(
+            pl.Series("caption", captions, dtype=pl.String),
+            pl.lit(CAPTION_VERSION, dtype=pl.String).alias("caption_version"),
+            pl.Series("n_chars", [len(c) for c in captions], dtype=pl.Int64),
+        )
+        .cast(CAPTIONS_SCHEMA)  # type: ignore[arg-type]
+    )

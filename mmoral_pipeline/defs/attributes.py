@@ -10,23 +10,13 @@ import dagster as dg
 import polars as pl
 
 from mmoral_pipeline.attributes import checks as attr_checks
-from mmoral_pipeline.attributes.build import KEPT_OUTCOMES, build_image_attributes
-from mmoral_pipeline.attributes.caption import CAPTION_VERSION, render_captions
-from mmoral_pipeline.attributes.frames import attribute_frames
+from mmoral_pipeline.attributes.build import KEPT_OUTCOMES
+from mmoral_pipeline.attributes.caption import CAPTION_VERSION, captions_frame
 from mmoral_pipeline.attributes.settings import AttributeSettings
+from mmoral_pipeline.attributes.stage import build_attribute_tables
 from mmoral_pipeline.attributes.versions import RULES_VERSION
 from mmoral_pipeline.defs.metadata import bar_chart_png, counts_markdown, png_markdown, table_metadata
 from mmoral_pipeline.defs.partitions import batch_partitions
-
-CAPTIONS_SCHEMA = {
-    "image_id": pl.String,
-    "partition": pl.String,
-    "attribute_row_hash": pl.String,
-    "caption": pl.String,
-    "caption_version": pl.String,
-    "n_chars": pl.Int64,
-}
-
 
 class AttributesConfig(dg.Config, AttributeSettings):
     """Thresholds and overlap limits of the attribute rules (MMOral defaults; change them in the launchpad)."""
@@ -68,13 +58,11 @@ def attributes_batch(
     """Apply the MMOral post-processing rules to one batch (best box per tooth, duplicate merge,
     thresholds, crown/filling suppression, finding -> tooth assignment, unknown-tooth bucket)."""
     settings = AttributeSettings.model_validate(config.model_dump())
-    result = build_image_attributes(raw_images, raw_annotations, settings)
-    images_frame, teeth_frame = attribute_frames(
-        result.documents, raw_images, rules_version=RULES_VERSION, settings_hash=settings.settings_hash()
-    )
-    outcomes = result.outcomes_frame().with_columns(pl.lit(context.partition_key).alias("partition"))
+    built = build_attribute_tables(raw_images, raw_annotations, settings)
+    images_frame, teeth_frame = built.image_attributes, built.tooth_attributes
+    outcomes = built.annotation_outcomes.with_columns(pl.lit(context.partition_key).alias("partition"))
 
-    per_outcome = result.outcome_counts()
+    per_outcome = built.outcome_counts()
     distribution = attr_checks.outcome_distribution(outcomes)
     kept_per_class = Counter(
         c for c, o in zip(outcomes["category"].to_list(), outcomes["outcome"].to_list(), strict=True) if o in KEPT_OUTCOMES
@@ -131,12 +119,7 @@ def attributes_batch(
 )
 def location_captions(context: dg.AssetExecutionContext, image_attributes: pl.DataFrame) -> dg.Output:
     """One location caption per image (prompts/location_caption.j2): the text the report LLM reads."""
-    captions = render_captions(image_attributes["document"].to_list())
-    frame = image_attributes.select("image_id", "partition", "attribute_row_hash").with_columns(
-        pl.Series("caption", captions, dtype=pl.String),
-        pl.lit(CAPTION_VERSION, dtype=pl.String).alias("caption_version"),
-        pl.Series("n_chars", [len(c) for c in captions], dtype=pl.Int64),
-    ).cast(CAPTIONS_SCHEMA)
+    frame = captions_frame(image_attributes)
     example = frame["caption"][0] if frame.height else ""
     return dg.Output(
         frame,

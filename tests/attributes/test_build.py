@@ -8,6 +8,7 @@ import polars as pl
 
 from mmoral_pipeline.attributes import checks
 from mmoral_pipeline.attributes.build import build_image_attributes
+from mmoral_pipeline.attributes.settings import AttributeSettings
 from mmoral_pipeline.attributes.frames import IMAGE_ATTRIBUTES, TOOTH_ATTRIBUTES, attribute_frames, documents_from_frame
 from mmoral_pipeline.domain.attributes import ImageAttributes
 
@@ -83,3 +84,22 @@ def test_table_layouts_and_hashes():
     assert row["conditions"][0]["category"] == "caries" and row["conditions"][0]["annotation_ids"] == ["c1"]
     empty_images, empty_teeth = attribute_frames([], imgs, rules_version="v", settings_hash="s")
     assert empty_images.height == 0 and empty_teeth.schema == pl.Schema(TOOTH_ATTRIBUTES)
+
+
+def test_chunked_stage_equals_whole_batch():
+    from mmoral_pipeline.attributes.stage import build_attribute_tables
+    from mmoral_pipeline.attributes.synth_tables import cases_to_tables
+    from mmoral_pipeline.attributes.versions import RULES_VERSION
+    from mmoral_pipeline.synth import case_for
+
+    images, anns = cases_to_tables([case_for(3, i, 700, 350) for i in range(5)], scores=True)
+    ghost = anns.head(2).with_columns(pl.lit("ghost").alias("image_id"), pl.Series("annotation_id", ["g1", "g2"]))
+    anns = pl.concat([anns, ghost])
+    whole = build_image_attributes(images, anns)
+    image_frame, teeth = attribute_frames(whole.documents, images, rules_version=RULES_VERSION,
+                                          settings_hash=AttributeSettings().settings_hash())
+    chunked = build_attribute_tables(images, anns, chunk_images=2)
+    assert chunked.image_attributes.equals(image_frame)
+    assert chunked.tooth_attributes.equals(teeth)
+    assert sorted(chunked.annotation_outcomes.rows()) == sorted(whole.outcomes_frame().rows())
+    assert chunked.outcome_counts()["dropped:image_not_found"] == 2

@@ -154,6 +154,8 @@ def load_model_and_processor(source: str, settings: SftSettings, bf16: bool, use
     if settings.finetune == "lora":
         from peft import LoraConfig, get_peft_model
 
+        if settings.gradient_checkpointing:  # frozen embeddings: checkpointed blocks need inputs that want grads
+            model.enable_input_require_grads()
         lora = LoraConfig(
             r=settings.lora_r,
             lora_alpha=settings.lora_alpha,

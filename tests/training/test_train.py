@@ -92,3 +92,20 @@ def test_defs_module_does_not_import_heavy_libraries():
             "heavy = [m for m in ('torch', 'transformers', 'trl', 'peft', 'datasets') if m in sys.modules]; "
             "assert not heavy, heavy; assert t.training_defs is not None")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_lora_run_saves_an_adapter_that_inference_loads(toy_export, tmp_path):
+    from mmoral_pipeline.training.infer import generate_answers
+    from mmoral_pipeline.training.settings import SftSettings
+    from mmoral_pipeline.training.trainer import train
+
+    out = tmp_path / "lora"
+    report = train(SftSettings(train_jsonl=toy_export["train"], output_dir=str(out), finetune="lora", lora_r=4,
+                               max_steps=2, per_device_train_batch_size=4, logging_steps=1, **TINY_TEST_SIZES),
+                   log=lambda _m: None)
+    assert 0 < report.params_trainable < report.params_total / 2
+    assert report.weights_files == ["adapter_model.safetensors"]
+    assert (out / "base_model.txt").read_text().strip() == str(out.with_name("lora_base"))
+    row = json.loads(open(toy_export["val"]).readline())
+    (answer,) = generate_answers(out, [{"image": row["images"][0], "messages": row["messages"]}], max_new_tokens=3)
+    assert isinstance(answer, str)

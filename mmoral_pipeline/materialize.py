@@ -72,10 +72,13 @@ def materialize(selection: str | None = None, sources_path: str | None = None, i
     if LLM_POOL not in instance.event_log_storage.get_concurrency_keys():
         instance.event_log_storage.set_concurrency_slots(LLM_POOL, int(os.environ.get("MMORAL_LLM_POOL_LIMIT", "2")))
 
+    if run_config is None:
+        # The run logs are in the UI; on the terminal only warnings and our own progress lines.
+        level = os.environ.get("MMORAL_LOG_LEVEL", "WARNING").upper()
+        run_config = {"loggers": {"console": {"config": {"log_level": level}}}}
     report = MaterializeReport(partitions=register_partitions(instance, sources_path))
     repo = defs.get_repository_def()
     graph = repo.asset_graph
-    all_keys = graph.get_all_asset_keys()
     sel = dg.AssetSelection.from_string(selection) if selection else dg.AssetSelection.all()
     chosen = sel.resolve(graph)
     partitioned = {k for k in chosen if graph.get(k).is_partitioned}
@@ -120,7 +123,6 @@ def materialize(selection: str | None = None, sources_path: str | None = None, i
     if unpartitioned:
         log(f"Materialising {len(unpartitioned)} unpartitioned asset(s)")
         _run(unpartitioned, None)
-    _ = all_keys
     return report
 
 

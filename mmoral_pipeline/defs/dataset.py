@@ -192,8 +192,13 @@ class BenchExportConfig(dg.Config):
 
 @dg.asset(group_name="export", kinds={"tsv"}, code_version=EXPORT_CODE_VERSION)
 def bench_tsv_export(context: dg.AssetExecutionContext, config: BenchExportConfig, instruction_samples: pl.DataFrame) -> dg.MaterializeResult:
-    """The benchmark hold-out as MMOral-OPG-Bench TSVs (closed_ended.tsv, open_ended.tsv, base64 JPEG images), under exports/bench/."""
-    out = exports_dir() / "bench"
+    """Every generated question on the benchmark hold-out images as MMOral-OPG-Bench TSVs
+    (closed_ended.tsv, open_ended.tsv, base64 JPEG images), under exports/holdout/.
+
+    The curated benchmark (5 closed + 6 open per image, as MMOral-Bench) is `benchmark_items`,
+    which writes exports/bench/; this export is the full hold-out pool for other tools.
+    """
+    out = exports_dir() / "holdout"
     info = exports.write_bench_tsvs(instruction_samples, out, image_max_side=config.image_max_side)
     return dg.MaterializeResult(
         metadata={
@@ -233,7 +238,7 @@ def dataset_card(context: dg.AssetExecutionContext, instruction_samples: pl.Data
         "git_commit": card.git_commit() or "unknown",
         "dagster_run_id": context.run_id,
     }
-    files = {name: {"files": sorted(str(p) for p in (out / name).glob("*"))} for name in ("llamafactory", "trl", "bench") if (out / name).exists()}
+    files = {name: {"files": sorted(str(p) for p in (out / name).glob("*"))} for name in ("llamafactory", "trl", "holdout", "bench") if (out / name).exists()}
     png = card.distribution_png(instruction_samples)
     settings = upstream.get("settings") or {}
     md = card.card_markdown(

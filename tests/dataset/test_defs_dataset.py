@@ -60,8 +60,8 @@ def test_assets_and_checks_materialise(run) -> None:
     assert meta["dagster/row_count"].value == samples.height
     exports = world.home / "exports"
     for rel in ("llamafactory/mmoral_train.json", "llamafactory/mmoral_val.json", "llamafactory/dataset_info.json",
-                "trl/train.jsonl", "trl/val.jsonl", "trl/hf_dataset/dataset_dict.json", "bench/closed_ended.tsv",
-                "bench/open_ended.tsv", "DATASET_CARD.md", "dataset_card.png"):
+                "trl/train.jsonl", "trl/val.jsonl", "trl/hf_dataset/dataset_dict.json", "holdout/closed_ended.tsv",
+                "holdout/open_ended.tsv", "DATASET_CARD.md", "dataset_card.png"):
         assert (exports / rel).exists(), rel
     n_train = samples.filter(pl.col("split") == "train").height
     assert sum(1 for _ in open(exports / "trl" / "train.jsonl")) == n_train

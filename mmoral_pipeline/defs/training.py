@@ -29,7 +29,11 @@ class SftRunConfig(dg.Config):
     finetune: Literal["full", "lora"] = "full"
     lora_r: int = 16
     lora_alpha: int = 32
+    lora_dropout: float = 0.05
     learning_rate: float | None = Field(default=None, description="None: 2e-3 tiny, 2e-4 LoRA, 1e-5 full")
+    lr_scheduler_type: str = "cosine"
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.0
     num_train_epochs: float = 1.0
     max_steps: int = Field(default=-1, description="> 0 overrides num_train_epochs")
     per_device_train_batch_size: int = 8
@@ -44,6 +48,10 @@ class SftRunConfig(dg.Config):
     max_samples: int | None = Field(default=None, description="cap on training samples")
     use_cpu: bool | None = Field(default=None, description="None: CPU when no CUDA device is visible")
     logging_steps: int = 5
+    dataloader_num_workers: int = 0
+    tiny_vocab_size: int = Field(default=2048, description="tiny model only: BPE vocabulary trained on the corpus")
+    tiny_hidden_size: int = Field(default=128, description="tiny model only: text hidden size")
+    tiny_layers: int = Field(default=4, description="tiny model only: text decoder layers")
     launcher: str = Field(
         default="",
         description="command prefix for several processes, e.g. 'accelerate launch --num_processes 8' or "

@@ -272,8 +272,8 @@ def train(settings: SftSettings, log: Callable[[str], None] = print) -> TrainRep
     trainer.save_model(str(out_dir))
     if is_main_process():
         processor.save_pretrained(str(out_dir))
-        if settings.finetune == "lora":
-            (out_dir / "base_model.txt").write_text(source + "\n")
+        # where this run started from: LoRA inference loads the adapter over it; evaluation scores it as "base"
+        (out_dir / "base_model.txt").write_text(source + "\n")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     files, digest = weights_digest(out_dir) if is_main_process() else ([], "")
     plot = loss_plot_png(steps, losses, out_dir / "loss_curve.png") if is_main_process() else None

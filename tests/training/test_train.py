@@ -109,3 +109,16 @@ def test_lora_run_saves_an_adapter_that_inference_loads(toy_export, tmp_path):
     row = json.loads(open(toy_export["val"]).readline())
     (answer,) = generate_answers(out, [{"image": row["images"][0], "messages": row["messages"]}], max_new_tokens=3)
     assert isinstance(answer, str)
+
+
+def test_launchpad_config_mirrors_the_trainer_settings():
+    from mmoral_pipeline.defs.training import SftRunConfig
+    from mmoral_pipeline.training.settings import SftSettings
+
+    config_fields = set(SftRunConfig.model_fields) - {"launcher"}
+    assert config_fields == set(SftSettings.model_fields)
+    settings = SftRunConfig().to_settings()
+    for name in config_fields - {"train_jsonl", "output_dir"}:  # same defaults on both sides
+        assert getattr(settings, name) == SftSettings.model_fields[name].default, name
+    assert settings.train_jsonl.endswith("exports/trl/train.jsonl")
+    assert SftRunConfig(launcher="torchrun --nproc_per_node 2").command()[:2] == ["torchrun", "--nproc_per_node"]

@@ -27,7 +27,8 @@ def synth_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
-def _run(instance: dg.DagsterInstance, home: Path, sources: Path, run_config: dict | None = None) -> dg.ExecuteInProcessResult:
+def _run(instance: dg.DagsterInstance, home: Path, sources: Path, run_config: dict | None = None,
+         groups: tuple[str, ...] = ("ingest", "attributes")) -> dg.ExecuteInProcessResult:
     resources = {"io_manager": ParquetIOManager(str(home)), "sources": SourcesResource(path=str(sources))}
     return dg.materialize(
         [*ingest_assets, *attributes_assets, *attributes_checks],
@@ -35,11 +36,11 @@ def _run(instance: dg.DagsterInstance, home: Path, sources: Path, run_config: di
         instance=instance,
         resources=resources,
         run_config=run_config,
-        selection=dg.AssetSelection.groups("ingest", "attributes"),
+        selection=dg.AssetSelection.groups(*groups),
     )
 
 
-def test_attributes_materialise_with_checks(synth_sources: Path, tmp_path: Path):
+def test_attributes_materialise_with_checks_and_config(synth_sources: Path, tmp_path: Path):
     home = tmp_path / "home"
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(BATCHES, ["synth"])
@@ -48,6 +49,11 @@ def test_attributes_materialise_with_checks(synth_sources: Path, tmp_path: Path)
         evaluations = {ev.check_name: ev.passed for ev in result.get_asset_check_evaluations()}
         mats = {m.asset_key.to_user_string(): m for m in result.get_asset_materialization_events()}
         outcomes_meta = result.asset_materializations_for_node("attributes_batch")
+        default = read_table("annotation_outcomes", base_dir=str(home))
+        # thresholds are run config (launchpad): a stricter one drops more, under its own name
+        strict_config = {"ops": {"attributes_batch": {"config": {"finding_threshold": 0.95}}}}
+        assert _run(instance, home, synth_sources, strict_config, groups=("attributes",)).success
+        strict = read_table("annotation_outcomes", base_dir=str(home))
 
     assert {"no_finding_lost", "fdi_ids_valid", "no_tooth_twice", "captions_match_attributes"} <= set(evaluations)
     assert all(evaluations[k] for k in ("no_finding_lost", "fdi_ids_valid", "no_tooth_twice", "captions_match_attributes"))
@@ -72,18 +78,6 @@ def test_attributes_materialise_with_checks(synth_sources: Path, tmp_path: Path)
     assert set(captions["caption_version"]) == {CAPTION_VERSION}
     assert captions["attribute_row_hash"].to_list() == images["attribute_row_hash"].to_list()
 
-
-def test_thresholds_change_from_run_config(synth_sources: Path, tmp_path: Path):
-    """A stricter finding threshold set in run config drops more annotations, by that name."""
-    home = tmp_path / "home"
-    with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions(BATCHES, ["synth"])
-        assert _run(instance, home, synth_sources).success
-        default = read_table("annotation_outcomes", base_dir=str(home))
-        config = {"ops": {"attributes_batch": {"config": {"finding_threshold": 0.95}}}}
-        assert _run(instance, home, synth_sources, config).success
-        strict = read_table("annotation_outcomes", base_dir=str(home))
     n_default = default.filter(pl.col("outcome") == "dropped:finding_threshold").height
     n_strict = strict.filter(pl.col("outcome") == "dropped:finding_threshold").height
-    assert n_strict > n_default
-    assert strict.height == default.height
+    assert n_strict > n_default and strict.height == default.height

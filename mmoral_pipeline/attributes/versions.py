@@ -19,6 +19,7 @@ RULE_FILES = (
     _HERE / "build.py",
     _HERE / "settings.py",
     _HERE / "frames.py",
+    _HERE / "stage.py",
     _DOMAIN / "attributes.py",
     _DOMAIN / "fdi.py",
     _DOMAIN / "taxonomy.py",

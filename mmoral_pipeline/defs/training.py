@@ -7,7 +7,9 @@ its own process (or processes, under `accelerate launch` / `torchrun`), and repo
 
 import os
 import shlex
+import shutil
 import sys
+from pathlib import Path
 from typing import Literal
 
 import dagster as dg
@@ -65,7 +67,12 @@ class SftRunConfig(dg.Config):
         return SftSettings.model_validate(fields)
 
     def command(self) -> list[str]:
-        prefix = shlex.split(self.launcher) if self.launcher.strip() else [sys.executable]
+        if not self.launcher.strip():
+            return [sys.executable, "-m", TRAINER_MODULE]
+        prefix = shlex.split(self.launcher)
+        beside_python = Path(sys.executable).parent / prefix[0]  # torchrun / accelerate of this venv, off PATH
+        if shutil.which(prefix[0]) is None and beside_python.exists():
+            prefix[0] = str(beside_python)
         return [*prefix, "-m", TRAINER_MODULE]
 
 

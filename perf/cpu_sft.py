@@ -24,7 +24,7 @@ from pathlib import Path
 
 def closed_items(val_jsonl: str) -> tuple[list[dict], list[str]]:
     rows = [json.loads(line) for line in open(val_jsonl, encoding="utf-8") if line.strip()]
-    closed = [r for r in rows if r.get("task_type") in ("vqa_closed", "loc_closed")]
+    closed = [r for r in rows if str(r.get("task_type", "")).endswith("_closed")]
     items, gold = [], []
     for r in closed:
         answer = "".join(p.get("text") or "" for p in r["messages"][1]["content"] if p.get("type") == "text")

@@ -16,7 +16,7 @@ from mmoral_pipeline.defs.io_manager import read_table
 from mmoral_pipeline.defs.metadata import counts_markdown, table_metadata
 from mmoral_pipeline.defs.partitions import batch_partitions
 from mmoral_pipeline.defs.resources import SourcesResource
-from mmoral_pipeline.sources import get_reader
+from mmoral_pipeline.sources import read_source
 from mmoral_pipeline.viz import DrawnBox, draw_boxes, thumbnail_grid, to_jpeg
 
 INGEST_CODE_VERSION = "ingest-v1"
@@ -77,7 +77,7 @@ def ingest_batch(context: dg.AssetExecutionContext, sources: SourcesResource):
     """Read one source batch through its format's reader; nothing is dropped without a rejection row."""
     sources_file = sources.load()
     batch = batch_for_partition(sources_file, context.partition_key)
-    result = get_reader(batch.source.format).read(batch.source, sources_file, batch.items)
+    result = read_source(batch.source, sources_file, batch.items)
     ok, counts = result.counts_balance()
     key = context.partition_key
     images = tables.records_to_frame(result.images, tables.RAW_IMAGES, partition=key)

@@ -62,5 +62,26 @@ def list_source_items(spec: SourceSpec, sources: SourcesFile) -> list[str]:
 
 
 def read_source(spec: SourceSpec, sources: SourcesFile, items: Sequence[str] | None = None) -> IngestBatch:
-    """Read one source (or the given items of it) through its format's reader."""
-    return get_reader(spec.format).read(spec, sources, items)
+    """Read one source (or the given items of it) through its format's reader.
+
+    `options.quadrant_map` (e.g. `{3: 4, 4: 3}`) corrects a source whose labels use another
+    side convention (AKUDENTAL's lower jaw is mirrored): every FDI number in the batch moves to
+    the mapped quadrant, and the number as labelled is kept in `extra.source_fdi`.
+    """
+    batch = get_reader(spec.format).read(spec, sources, items)
+    qmap = spec.options.get("quadrant_map")
+    if qmap:
+        remap_quadrants(batch, {int(k): int(v) for k, v in qmap.items()})
+    return batch
+
+
+def remap_quadrants(batch: IngestBatch, quadrant_map: dict[int, int]) -> None:
+    import json
+
+    for ann in batch.annotations:
+        if ann.fdi is None or ann.fdi // 10 not in quadrant_map:
+            continue
+        extra = json.loads(ann.extra) if ann.extra else {}
+        extra["source_fdi"] = ann.fdi
+        ann.fdi = quadrant_map[ann.fdi // 10] * 10 + ann.fdi % 10
+        ann.extra = json.dumps(extra, sort_keys=True)

@@ -88,23 +88,15 @@ def _int_list(value: Any) -> tuple[int, ...]:
     return tuple(out)
 
 
-_CONDITION_DEFAULTS: dict[str, Any] = {"region": None, "side": None, "teeth": []}
-
-
 def _condition(f: Finding, **kw: Any) -> Condition:
-    # model_construct: every field is built here from already-checked values, and a full
-    # MMOral-size run makes ~300k of these (validation would be a third of the stage's time).
-    fields = {
-        **_CONDITION_DEFAULTS,
-        "category": f.category,
-        "bbox": list(f.box),
-        "score": f.score,
-        "type": f.lesion_type if f.category == Category.PERIAPICAL_LESION else None,
-        "annotation_ids": [f.annotation_id],
+    return Condition(
+        category=f.category,
+        bbox=list(f.box),
+        score=f.score,
+        type=f.lesion_type if f.category == Category.PERIAPICAL_LESION else None,
+        annotation_ids=[f.annotation_id],
         **kw,
-    }
-    fields["teeth"] = list(fields["teeth"])
-    return Condition.model_construct(**fields)
+    )
 
 
 _CATEGORY_ORDER = {c: i for i, c in enumerate(Category)}
@@ -219,7 +211,7 @@ def build_document(
             if aid in merged:
                 record(aid, OUTCOME_MERGED, t.fdi)
         tooth_docs.append(
-            ToothAttributes.model_construct(  # values checked above; see _condition
+            ToothAttributes(
                 tooth_id=t.fdi,
                 quadrant=fdi_rules.quadrant(t.fdi),
                 is_wisdom=fdi_rules.is_wisdom(t.fdi),

@@ -89,11 +89,6 @@ def _rank(score: float, box: BoxT, annotation_id: str) -> tuple[float, float, st
     return (-score, -((box[2] - box[0]) * (box[3] - box[1])), annotation_id)
 
 
-def _x_overlap(a: BoxT, b: BoxT) -> bool:
-    """Cheap pre-test before `iou` (most pairs of teeth are side by side and do not overlap)."""
-    return a[0] < b[2] and b[0] < a[2]
-
-
 def best_box_per_tooth(teeth: Sequence[ToothCandidate]) -> tuple[list[ToothCandidate], dict[str, str]]:
     """Keep the highest-scoring box per FDI id.
 
@@ -130,7 +125,8 @@ def merge_duplicate_teeth(
     kept: list[ToothCandidate] = []
     merged: dict[str, str] = {}
     for t in order:
-        target = next((k for k in kept if _x_overlap(k.box, t.box) and iou(k.box, t.box) > iou_threshold), None)
+        x1, x2 = t.box[0], t.box[2]
+        target = next((k for k in kept if k.box[0] < x2 and x1 < k.box[2] and iou(k.box, t.box) > iou_threshold), None)
         if target is None:
             kept.append(t)
             continue
@@ -194,8 +190,9 @@ def assign_finding(finding: Finding, teeth: Sequence[ToothCandidate], reassign_i
             if t.fdi == finding.fdi:
                 return i, "label"
     best_i, best_key = None, (0.0, 0.0, 0)
+    fx1, fx2 = finding.box[0], finding.box[2]
     for i, t in enumerate(teeth):
-        if not _x_overlap(finding.box, t.box):
+        if t.box[0] >= fx2 or fx1 >= t.box[2]:  # cheap pre-test: side-by-side boxes do not overlap
             continue
         value = iou(finding.box, t.box)
         if value <= 0.0:

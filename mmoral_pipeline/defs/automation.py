@@ -8,8 +8,8 @@ declarative automation of cheap derived assets.
   through `derived_assets_automation` once no batch is in flight.
 - `raw_data_sensor` watches the folders of every source in the sources file, registers new batches
   as dynamic partitions and requests `process_batches` runs for new or changed batches only.
-- `derived_assets_automation` evaluates `DERIVED_CONDITION` (eager + code-version change) on the
-  unpartitioned dataset-level assets; it is the only automation that is on by default, because
+- `derived_assets_automation` evaluates `DERIVED_CONDITION` (eager) on the unpartitioned
+  dataset-level assets and their checks; it is the only automation that is on by default, because
   those assets are cheap and make no LLM requests.
 - Training (`sft_model`) and anything downstream of it is never triggered automatically: it is in
   no job, schedule or sensor target here.
@@ -51,17 +51,12 @@ derived_assets = (dg.AssetSelection.groups(*DERIVED_GROUPS) - never_automatic) &
     'partitions:"none"'
 )
 
-# Cheap derived assets: materialise when missing or when any upstream updated, but never while an
-# upstream batch is still running (a weekly regeneration finishes all batches first) or missing;
-# and once more after a deploy changed their code version (e.g. the dataset card template).
-_settled = (
-    ~dg.AutomationCondition.any_deps_missing()
-    & ~dg.AutomationCondition.any_deps_in_progress()
-    & ~dg.AutomationCondition.in_progress()
-)
-DERIVED_CONDITION = dg.AutomationCondition.eager() | (
-    dg.AutomationCondition.code_version_changed() & _settled
-).with_label("code_version_changed")
+# Cheap derived assets (and their checks, in the same run): `eager()` = materialise when missing or
+# when any upstream updated, but never while an upstream batch is missing or still running (a weekly
+# regeneration finishes every batch first). A changed prompt reaches them the same way: re-running
+# the stale generation outputs updates their upstream. (`code_version_changed()` cannot be part of
+# it: the sensor's default condition also applies to the checks, which have no code version.)
+DERIVED_CONDITION = dg.AutomationCondition.eager()
 
 regenerate_dataset_job = dg.define_asset_job(
     "regenerate_dataset",
@@ -266,7 +261,7 @@ derived_assets_automation = dg.AutomationConditionSensorDefinition(
     minimum_interval_seconds=30,
     run_tags={TRIGGER_TAG: "derived_assets_automation"},
     description="Keeps the cheap dataset-wide assets (instruction samples, exports, dataset card, benchmark "
-    "items) up to date: eager once upstream batches settle, and after a code-version change. No LLM calls.",
+    "items) and their checks up to date: eager, once no upstream batch is missing or running. No LLM calls.",
 )
 
 automation_jobs = [regenerate_dataset_job, process_batches_job]

@@ -181,14 +181,22 @@ def test_weekly_schedule_requests_every_registered_batch(sources_file: Path):
 # --------------------------------------------------------------------------- derived-asset automation
 
 
-def _tiny_graph(card_version: str):
+def _tiny_graph():
     @dg.asset(partitions_def=batch_partitions, group_name="ingest")
     def raw_images():
         return 1
 
-    @dg.asset(group_name="export", deps=[raw_images], code_version=card_version)
+    @dg.asset(group_name="generation", deps=[raw_images], partitions_def=batch_partitions)
+    def dialogues():
+        return 1
+
+    @dg.asset(group_name="export", deps=[dialogues])
     def dataset_card():
         return 1
+
+    @dg.asset_check(asset=dataset_card, blocking=True)
+    def card_not_empty():
+        return dg.AssetCheckResult(passed=True)
 
     @dg.asset(group_name="training", deps=[dataset_card])
     def sft_model():
@@ -198,43 +206,54 @@ def _tiny_graph(card_version: str):
     def benchmark_results():
         return 1
 
-    return dg.Definitions(assets=[raw_images, dataset_card, sft_model, benchmark_results], sensors=[derived_assets_automation])
+    return dg.Definitions(
+        assets=[raw_images, dialogues, dataset_card, sft_model, benchmark_results],
+        asset_checks=[card_not_empty],
+        sensors=[derived_assets_automation],
+    )
 
 
 class _AutomationTicks:
-    def __init__(self, instance):
+    def __init__(self, instance, defs: dg.Definitions):
         self.instance = instance
+        self.repo = defs.get_repository_def()
         self.cursor = None
 
-    def __call__(self, defs: dg.Definitions) -> set[str]:
-        ctx = dg.build_sensor_context(instance=self.instance, repository_def=defs.get_repository_def(), cursor=self.cursor)
+    def __call__(self) -> set[str]:
+        """Names of the assets and checks requested on this tick (all in one run request)."""
+        ctx = dg.build_sensor_context(instance=self.instance, repository_def=self.repo, cursor=self.cursor)
         data = derived_assets_automation.evaluate_tick(ctx)
         self.cursor = data.cursor
-        return {k.to_user_string() for r in data.run_requests for k in (r.asset_selection or [])}
+        assert len(data.run_requests) <= 1
+        names = set()
+        for r in data.run_requests:
+            names |= {k.to_user_string() for k in r.asset_selection or []}
+            names |= {k.name for k in r.asset_check_keys or []}
+        return names
 
 
-def test_derived_assets_follow_their_upstream_and_code_version():
-    v1 = _tiny_graph("card-v1")
+def _done(instance, asset: str, partition: str | None = None) -> None:
+    instance.report_runless_asset_event(dg.AssetMaterialization(asset, partition=partition))
+
+
+def test_derived_assets_follow_their_upstream_with_their_checks():
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(BATCHES, ["x", "y"])
-        tick = _AutomationTicks(instance)
-        assert tick(v1) == set()  # upstream missing: wait
+        tick = _AutomationTicks(instance, _tiny_graph())
+        assert tick() == set()  # upstream missing: wait
 
-        instance.report_runless_asset_event(dg.AssetMaterialization("raw_images", partition="x"))
-        assert tick(v1) == set()  # one batch still missing
+        _done(instance, "raw_images", "x"), _done(instance, "raw_images", "y"), _done(instance, "dialogues", "x")
+        assert tick() == set()  # one batch of dialogues still missing
 
-        instance.report_runless_asset_event(dg.AssetMaterialization("raw_images", partition="y"))
-        assert tick(v1) == {"dataset_card"}
-        instance.report_runless_asset_event(dg.AssetMaterialization("dataset_card", tags={"dagster/code_version": "card-v1"}))
-        assert tick(v1) == set()  # up to date
+        _done(instance, "dialogues", "y")
+        assert tick() == {"dataset_card", "card_not_empty"}  # the asset and its check, one run
+        _done(instance, "dataset_card")
+        assert tick() == set()  # up to date
 
-        instance.report_runless_asset_event(dg.AssetMaterialization("raw_images", partition="x"))
-        assert tick(v1) == {"dataset_card"}  # a batch was regenerated
-        instance.report_runless_asset_event(dg.AssetMaterialization("dataset_card", tags={"dagster/code_version": "card-v1"}))
-        assert tick(v1) == set()
-
-        v2 = _tiny_graph("card-v2")  # a deploy changed the card's template
-        assert tick(v2) == {"dataset_card"}
+        # a changed prompt made dialogues stale; re-running one batch of them updates the card
+        _done(instance, "dialogues", "x")
+        assert tick() == {"dataset_card", "card_not_empty"}
+        _done(instance, "dataset_card")
         # training and what needs a trained model are never requested, whatever happened upstream
-        assert not ({"sft_model", "benchmark_results"} & (tick(v2) | tick(v1)))
-
+        for _ in range(2):
+            assert not ({"sft_model", "benchmark_results"} & tick())

@@ -18,6 +18,7 @@ from mmoral_pipeline.attributes.versions import RULES_VERSION
 from mmoral_pipeline.defs.metadata import bar_chart_png, counts_markdown, png_markdown, table_metadata
 from mmoral_pipeline.defs.partitions import batch_partitions
 
+
 class AttributesConfig(dg.Config, AttributeSettings):
     """Thresholds and overlap limits of the attribute rules (MMOral defaults; change them in the launchpad)."""
 

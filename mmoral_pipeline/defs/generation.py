@@ -98,17 +98,20 @@ class GenerationConfig(dg.Config):
 
 def images_from_tables(image_attributes: pl.DataFrame, location_captions: Optional[pl.DataFrame]) -> list[ImageInput]:
     """Join attribute documents with their captions (the caption is what an LLM sees)."""
-    captions: dict[str, str] = {}
+    captions: dict[str, tuple[str, Optional[str]]] = {}
     if location_captions is not None and location_captions.height and "caption" in location_captions.columns:
-        captions = dict(zip(location_captions["image_id"].to_list(), location_captions["caption"].to_list()))
+        hashes = location_captions["attribute_row_hash"].to_list() if "attribute_row_hash" in location_captions.columns else [None] * location_captions.height
+        captions = {i: (c, h) for i, c, h in zip(location_captions["image_id"].to_list(), location_captions["caption"].to_list(), hashes)}
     out = []
     for row in image_attributes.iter_rows(named=True):
         doc = row["document"]
         attrs = ImageAttributes.model_validate_json(doc) if isinstance(doc, str) else ImageAttributes.model_validate(doc)
-        out.append(ImageInput(
-            image_id=row["image_id"], partition=row.get("partition") or "", attribute_row_hash=row.get("attribute_row_hash") or attrs.content_hash(),
-            attributes=attrs, caption=captions.get(row["image_id"]) or fallback_caption(attrs),
-        ))
+        row_hash = row.get("attribute_row_hash") or attrs.content_hash()
+        caption, caption_hash = captions.get(row["image_id"], ("", None))
+        if not caption or (caption_hash is not None and caption_hash != row_hash):  # missing or stale: render it now
+            caption = fallback_caption(attrs)
+        out.append(ImageInput(image_id=row["image_id"], partition=row.get("partition") or "", attribute_row_hash=row_hash,
+                              attributes=attrs, caption=caption))
     return out
 
 

@@ -130,7 +130,9 @@ def _row(ctx: _Ctx, img: ImageInput, *, task_type: str, question: str, answer: s
          dimensions: list[str], template: str, version: str, backend: str, model: str, resp: ChatResponse | None = None,
          verdicts: list[V.Verdict], extra: dict | None = None, params: str | None = None) -> InstructionItem:
     failed = V.first_failure(verdicts)
-    return InstructionItem(
+    # model_construct: every field is built right here with its declared type (and `to_frame`
+    # enforces the table schema); validating 1.3M rows again would cost minutes at MMOral scale.
+    return InstructionItem.model_construct(
         item_id=item_id(img.image_id, task_type, question, answer, options, turns),
         image_id=img.image_id,
         partition=img.partition,
@@ -233,7 +235,8 @@ def generate(images: list[ImageInput], backend: ChatBackend, settings: Generatio
         question = render("report_request", variant=_rng(img, settings, "report").randrange(60))
         row = _row(ctx, img, task_type="report", question=question, answer=final, dimensions=["Report"], template="report",
                    version=ctx.versions["report"], backend=resp.backend, model=resp.model, resp=resp, verdicts=verdicts,
-                   extra={**audit_info, "audit_template_version": ctx.versions["audit"], "usage": resp.usage.model_dump()})
+                   extra={**audit_info, "audit_template_version": ctx.versions["audit"], **_response_extra(resp),
+                          "audit_usage": aresp.usage.model_dump()})
         _place(out, "reports", row)
         if not row.rejected_by:
             accepted.append((img, final))
@@ -271,7 +274,8 @@ def _vqa_rows(ctx: _Ctx, out: GenerationOutput, img: ImageInput, f: Facts, resp:
     except ValueError as exc:
         out.rejected.append(_failure_row(ctx, img, "vqa_closed", "vqa_report", resp, "json_schema", str(exc), []))
         return
-    common = dict(template="vqa_report", version=ctx.versions["vqa_report"], backend=resp.backend, model=resp.model, resp=resp)
+    common = dict(template="vqa_report", version=ctx.versions["vqa_report"], backend=resp.backend, model=resp.model, resp=resp,
+                  extra=_response_extra(resp))
     for q in reply.closed:
         letter = q.answer.strip().strip("()").upper()[:1]
         correct = q.options[V.LETTERS.index(letter)] if letter in V.LETTERS and len(q.options) == 4 else q.answer_text
@@ -283,6 +287,11 @@ def _vqa_rows(ctx: _Ctx, out: GenerationOutput, img: ImageInput, f: Facts, resp:
         verdicts = [V.open_answer(q.answer), V.question_text(q.question), *_text_checks(q.question + "\n" + q.answer, f)]
         _place(out, "vqa_items", _row(ctx, img, task_type="vqa_open", question=q.question, answer=q.answer.strip(),
                                       dimensions=_dims(q.dimensions), verdicts=verdicts, **common))  # type: ignore[arg-type]
+
+
+def _response_extra(resp: ChatResponse) -> dict[str, Any]:
+    """Per-request facts every row made from that response carries: token usage, attempts, latency."""
+    return {"usage": resp.usage.model_dump(), "attempts": resp.attempts, "latency_s": round(resp.latency_s, 3)}
 
 
 def _dims(labels: list[str]) -> list[str]:
@@ -308,7 +317,8 @@ def _dialogue_row(ctx: _Ctx, out: GenerationOutput, img: ImageInput, f: Facts, r
     dims = ["SumRec"] + _content_dims(f)
     _place(out, "dialogues", _row(ctx, img, task_type="dialogue", question=turns[0]["content"] if turns else "",
                                   answer=turns[1]["content"] if len(turns) > 1 else "", turns=turns, dimensions=dims, template="dialogue",
-                                  version=ctx.versions["dialogue"], backend=resp.backend, model=resp.model, resp=resp, verdicts=verdicts))
+                                  version=ctx.versions["dialogue"], backend=resp.backend, model=resp.model, resp=resp, verdicts=verdicts,
+                                  extra=_response_extra(resp)))
 
 
 def _content_dims(f: Facts) -> list[str]:

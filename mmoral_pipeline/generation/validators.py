@@ -31,8 +31,15 @@ class Verdict(BaseModel):
     reason: str = ""
 
 
+_OK: dict[str, Verdict] = {}
+
+
 def ok(name: str) -> Verdict:
-    return Verdict(validator=name, passed=True)
+    """A passing verdict (shared instances: verdicts are never mutated, and millions are made at scale)."""
+    v = _OK.get(name)
+    if v is None:
+        v = _OK[name] = Verdict(validator=name, passed=True)
+    return v
 
 
 def fail(name: str, reason: str) -> Verdict:

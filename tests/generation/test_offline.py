@@ -5,7 +5,7 @@ from mmoral_pipeline.generation import validators as V
 from mmoral_pipeline.generation.backends import CachedBackend
 from mmoral_pipeline.generation.offline import OFFLINE_MODEL, OfflineBackend
 from mmoral_pipeline.generation.pipeline import GenerationSettings, generate, rejection_stats
-from mmoral_pipeline.generation.rows import TASK_TYPES, to_frame
+from mmoral_pipeline.generation.rows import TASK_TYPES, InstructionItem, to_frame
 from mmoral_pipeline.generation.schemas import parse_reply
 
 
@@ -16,7 +16,10 @@ def test_offline_generation_is_valid_and_labelled(make_images):
     stats = rejection_stats(out)
     assert stats["rejected"] == 0, [(r.rejected_by, r.reject_reason) for r in out.rejected[:5]]
     assert len(out.reports) == len(out.dialogues) == 25
-    df = to_frame(out.reports + out.vqa_items + out.dialogues + out.attribute_tasks)
+    rows = out.reports + out.vqa_items + out.dialogues + out.attribute_tasks
+    for row in rows:  # rows are built without validation for speed: they must still validate
+        InstructionItem.model_validate(row.model_dump())
+    df = to_frame(rows)
     assert set(df["task_type"].unique().to_list()) == set(TASK_TYPES)
     llm_rows = df.filter(df["backend"] != "rules")
     assert set(llm_rows["backend"].unique().to_list()) == {"offline"}

@@ -175,3 +175,27 @@ def test_killed_run_resumes_without_resending(tmp_path):
     assert resent == list(range(6, 12))
     assert [r.text for r in out] == [f"answer {i}" for i in range(12)]
     assert [r.cache_hit for r in out] == [True] * 6 + [False] * 6
+
+
+def test_aimd_limiter_halves_on_429_and_grows_back():
+    import asyncio
+
+    from mmoral_pipeline.generation.openai_backend import AIMDLimiter
+
+    async def scenario():
+        lim = AIMDLimiter(16, refractory_s=0.0)
+        for _ in range(3):
+            await lim.acquire()
+        await lim.release("rate_limited", retry_after=0.2)
+        assert lim.limit == 8 and lim.blocked_until > time.monotonic()
+        await lim.release("rate_limited")
+        assert lim.limit == 4 and lim.decreases == 2
+        t0 = time.monotonic()
+        await lim.acquire()  # waits out the Retry-After pause
+        assert time.monotonic() - t0 >= 0.15
+        for _ in range(40):
+            await lim.release("ok")
+            await lim.acquire()
+        assert 8 < lim.limit <= 16  # additive increase: about +1 per window of successes
+
+    asyncio.run(scenario())

@@ -15,6 +15,7 @@ from mmoral_pipeline.defs.metadata import bar_chart_png, counts_markdown, png_ma
 from mmoral_pipeline.defs.partitions import batch_partitions
 from mmoral_pipeline.domain.attributes import ImageAttributes
 from mmoral_pipeline.generation.pipeline import (
+    TEMPLATES,
     GenerationOutput,
     GenerationSettings,
     ImageInput,
@@ -23,6 +24,7 @@ from mmoral_pipeline.generation.pipeline import (
     output_code_version,
     rejection_stats,
 )
+from mmoral_pipeline.generation.prompts import combined_version
 from mmoral_pipeline.generation.rows import to_frame
 
 OUTPUTS = ("reports", "vqa_items", "dialogues", "attribute_tasks", "rejected_generations")
@@ -182,8 +184,7 @@ def _table_outputs(result: GenerationOutput, backend, llm: LLMResource, config: 
                                        kinds={"parquet", "polars"}, code_version=output_code_version("attribute_tasks")),
         "rejected_generations": dg.AssetOut(description="Every generated candidate a validator refused, with the validator and reason.",
                                             kinds={"parquet", "polars"},
-                                            code_version=output_code_version("reports") + output_code_version("vqa_items")[:4]
-                                            + output_code_version("dialogues")[:4] + output_code_version("attribute_tasks")[:4]),
+                                            code_version=combined_version(*(output_code_version(o) for o in TEMPLATES))),
     },
     ins={"image_attributes": dg.AssetIn("image_attributes"), "location_captions": dg.AssetIn("location_captions")},
     check_specs=[dg.AssetCheckSpec("rejection_rate", asset="rejected_generations", blocking=True,

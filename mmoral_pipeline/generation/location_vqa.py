@@ -201,7 +201,7 @@ def _point_to_tooth_open(facts: Facts, tooth: int, rng: random.Random) -> RuleIt
 def _locate_category_open(facts: Facts, cat: Category) -> RuleItem:
     entries = []
     for f in facts.of(cat):
-        label = f"{DISPLAY_NAMES[cat]} on tooth {f.tooth_id}" if f.tooth_id is not None else (f"{DISPLAY_NAMES[cat]} ({f.region})" if f.region else DISPLAY_NAMES[cat])
+        label = (f"impacted tooth {f.tooth_id}" if cat == Category.IMPACTED_TOOTH else f"{DISPLAY_NAMES[cat]} on tooth {f.tooth_id}") if f.tooth_id is not None else (f"{DISPLAY_NAMES[cat]} ({f.region})" if f.region else DISPLAY_NAMES[cat])
         entries.append({"box_2d": _ibox(f.bbox), "label": label})
     entries.sort(key=lambda e: (e["box_2d"][0], e["box_2d"][1]))
     name = DISPLAY_NAMES[cat]

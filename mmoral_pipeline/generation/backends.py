@@ -7,6 +7,7 @@ nothing changed sends zero requests" is observable.
 
 from __future__ import annotations
 
+import inspect
 from collections import defaultdict
 from collections.abc import Callable
 
@@ -46,7 +47,14 @@ class CachedBackend:
                 if on_result is not None:
                     on_result(todo[j], resp)
 
-            results = self.inner.complete([requests[i] for i in todo], on_result=store)  # type: ignore[call-arg]
+            batch = [requests[i] for i in todo]
+            if "on_result" in inspect.signature(self.inner.complete).parameters:
+                results = self.inner.complete(batch, on_result=store)  # type: ignore[call-arg]
+            else:  # a backend that only speaks the bare contract: store when the batch returns
+                results = self.inner.complete(batch)
+                for j, r in enumerate(results):
+                    if r.error is None:
+                        store(j, r)
             for i, r in zip(todo, results):
                 out[i] = r
         for i, h in enumerate(hashes):

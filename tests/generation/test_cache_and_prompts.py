@@ -68,3 +68,26 @@ def test_attribute_phrasings_vary():
     texts = {render("attribute_extraction", scope="full", variant=v, quadrant=None) for v in range(5)}
     assert len(texts) == 5
     assert "quadrant 3" in render("attribute_extraction", scope="quadrant", variant=0, quadrant=3)
+
+
+def test_cached_backend_wraps_a_bare_contract_backend(tmp_path):
+    """Any ChatBackend (complete(requests) only) gets the cache: the second call sends nothing."""
+    from mmoral_pipeline.generation.backends import CachedBackend
+
+    class Echo:
+        name, model = "echo", "echo-1"
+
+        def __init__(self):
+            self.seen = 0
+
+        def complete(self, requests):
+            self.seen += len(requests)
+            return [ChatResponse(text=r.messages[-1]["content"].upper(), request_hash=r.request_hash(self.name, self.model),
+                                 backend=self.name, model=self.model) for r in requests]
+
+    inner = Echo()
+    reqs = [ChatRequest(messages=[{"role": "user", "content": c}]) for c in ("a", "b", "a")]
+    first = CachedBackend(inner, ResponseCache(tmp_path / "c.sqlite")).complete(reqs)
+    assert [r.text for r in first] == ["A", "B", "A"] and inner.seen == 2  # duplicate sent once
+    second = CachedBackend(inner, ResponseCache(tmp_path / "c.sqlite")).complete(reqs)
+    assert inner.seen == 2 and all(r.cache_hit for r in second)

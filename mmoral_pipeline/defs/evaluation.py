@@ -245,8 +245,7 @@ def benchmark_results(context: dg.AssetExecutionContext, config: BenchmarkResult
                                use_images=not e.text_only, **common))
     if not specs:
         raise dg.Failure(f"no model to run; skipped: {skipped}")
-    judge = make_judge(config.judge_base_url, config.judge_model, config.judge_api_key_env,
-                       str(Path(mmoral_home()) / "judge_cache" / "scores.jsonl"))
+    judge = make_judge(config.judge_base_url, config.judge_model, config.judge_api_key_env)  # cache: $MMORAL_HOME/llm_cache.sqlite
     results = []
     for spec in specs:
         context.log.info(f"running {spec.name} ({spec.kind}) on {len(closed)} closed / {len(open_)} open items")

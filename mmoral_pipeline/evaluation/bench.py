@@ -6,7 +6,6 @@ are separate steps, so saved outputs can be re-scored and compared.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -105,11 +104,11 @@ def score_run(run: ModelRun, closed: Sequence[ClosedItem], open_: Sequence[OpenI
 
 def make_judge(base_url: str | None = None, model: str | None = None, api_key_env: str = "OPENAI_API_KEY",
                cache_path: str | None = None, temperature: float = 0.0) -> OfflineJudge | LLMJudge:
-    """An LLM judge when an endpoint is configured, else the offline fact judge."""
+    """An LLM judge when an endpoint is configured, else the offline fact judge.
+
+    `cache_path`: the SQLite response cache (default: the project's `$MMORAL_HOME/llm_cache.sqlite`)."""
     if not base_url or not model:
         return OfflineJudge()
     from mmoral_pipeline.evaluation.backends import openai_backend
 
-    backend = openai_backend(base_url, model, api_key_env)
-    cache = cache_path or os.path.join(os.environ.get("MMORAL_HOME", ".mmoral"), "judge_cache", "scores.jsonl")
-    return LLMJudge(backend, cache_path=cache, temperature=temperature)
+    return LLMJudge(openai_backend(base_url, model, api_key_env, cache_path=cache_path), temperature=temperature)

@@ -16,7 +16,7 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--judge-base-url", default=None, help="OpenAI-compatible judge endpoint; none = offline judge")
     parser.add_argument("--judge-model", default=None)
     parser.add_argument("--judge-api-key-env", default="OPENAI_API_KEY")
-    parser.add_argument("--judge-cache", default=None, help="JSONL score cache (default $MMORAL_HOME/judge_cache/scores.jsonl)")
+    parser.add_argument("--judge-cache", default=None, help="SQLite response cache of the judge (default $MMORAL_HOME/llm_cache.sqlite, shared with generation)")
     parser.add_argument("--judge-repeats", type=int, default=1, help="> 1: re-score open answers and report the spread")
     parser.add_argument("--judge-temperature", type=float, default=0.0)
     parser.add_argument("--limit", type=int, default=None, help="first N rows of each TSV")

@@ -21,9 +21,7 @@ deterministic: the same inputs always give the same score.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -291,85 +289,62 @@ def parse_judge_score(text: str) -> float | None:
     return snap(v) if 0.0 <= v <= 1.0 else None
 
 
-class ScoreCache:
-    """Append-only JSONL of judge scores keyed by judge, prompt version and the scored triple."""
-
-    def __init__(self, path: str | Path | None):
-        self.path = Path(path) if path else None
-        self._lock = threading.Lock()
-        self._data: dict[str, dict[str, Any]] = {}
-        if self.path and self.path.exists():
-            for line in self.path.read_text(encoding="utf-8").splitlines():
-                if line.strip():
-                    row = json.loads(line)
-                    self._data[row["key"]] = row
-
-    @staticmethod
-    def key(judge: str, prompt_version: str, question: str, gt: str, pred: str, repeat: int) -> str:
-        blob = json.dumps([judge, prompt_version, question, gt, pred, repeat], separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()
-
-    def get(self, key: str) -> dict[str, Any] | None:
-        return self._data.get(key)
-
-    def put(self, key: str, row: dict[str, Any]) -> None:
-        with self._lock:
-            row = {"key": key, **row}
-            self._data[key] = row
-            if self.path:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                with open(self.path, "a", encoding="utf-8") as fh:
-                    fh.write(json.dumps(row) + "\n")
-
-
 class LLMJudge:
-    """Scores with the rubric in prompts/judge_open.j2 on any ChatBackend; scores are cached.
+    """Scores with the rubric in prompts/judge_open.j2 on any ChatBackend.
 
-    Repeat k > 0 is a re-scoring (own cache key, `seed` = k, `temperature`), used to report the
-    spread of the LLM judge. An unparseable judge reply scores 0.0 and is flagged.
+    Scores are cached by the generation package's SQLite `ResponseCache` (via `CachedBackend`):
+    the request hash covers the judge model, the rendered rubric (so the prompt version, question,
+    ground truth and prediction) and the parameters, so re-scoring sends nothing. A backend that is
+    already a `CachedBackend` (e.g. from `evaluation.backends.openai_backend`) is used as it is;
+    any other backend is wrapped in one with `ResponseCache(cache_path)` (None: the project default
+    `$MMORAL_HOME/llm_cache.sqlite`).
+
+    Repeat k > 0 is a re-scoring: `seed` = k makes it a distinct request (its own cache entry, never
+    served repeat 0's answer), used to report the spread of the LLM judge. An unparseable judge
+    reply scores 0.0 and is flagged; a transport failure is flagged too and never cached.
     """
 
     def __init__(self, backend: ChatBackend, cache_path: str | Path | None = None, temperature: float = 0.0,
                  max_tokens: int = 256, prompts_dir: Path | None = None):
         import jinja2
 
-        self.backend = backend
+        from mmoral_pipeline.generation.backends import CachedBackend
+        from mmoral_pipeline.generation.cache import ResponseCache
+
+        if isinstance(backend, CachedBackend):
+            if cache_path is not None and (backend.cache is None or Path(cache_path) != backend.cache.path):
+                raise ValueError("backend already has its cache; do not pass cache_path as well")
+            self.backend = backend
+        else:
+            self.backend = CachedBackend(backend, ResponseCache(cache_path))
         self.template_text, self.prompt_version = load_judge_template(prompts_dir)
         self._template = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True).from_string(self.template_text)
-        self.name = f"{getattr(backend, 'name', 'backend')}:{getattr(backend, 'model', '?')}"
-        self.cache = ScoreCache(cache_path)
+        self.name = f"{self.backend.name}:{self.backend.model}"
         self.temperature = temperature
         self.max_tokens = max_tokens
-        self.requests_sent = 0
+        self.requests_sent = 0  # requests that missed the cache and went to the backend
 
     def render(self, question: str, ground_truth: str, prediction: str) -> str:
         return self._template.render(question=question, ground_truth=ground_truth, prediction=prediction)
 
+    def requests(self, questions: Sequence[str], ground_truths: Sequence[str], predictions: Sequence[str],
+                 repeat: int = 0) -> list[ChatRequest]:
+        """The judge requests for one scoring pass; repeat k > 0 carries seed k (a distinct cache key)."""
+        params: dict[str, Any] = {"temperature": self.temperature, "max_tokens": self.max_tokens}
+        if repeat:
+            params["seed"] = repeat
+        return [ChatRequest(messages=[{"role": "user", "content": self.render(q, g, p)}], params=params, tag="judge_open")
+                for q, g, p in zip(questions, ground_truths, predictions, strict=True)]
+
     def score(self, questions: Sequence[str], ground_truths: Sequence[str], predictions: Sequence[str], repeat: int = 0) -> list[JudgeScore]:
-        keys = [ScoreCache.key(self.name, self.prompt_version, q, g, p, repeat) for q, g, p in zip(questions, ground_truths, predictions, strict=True)]
-        results: list[JudgeScore | None] = []
-        todo: list[int] = []
-        for i, k in enumerate(keys):
-            row = self.cache.get(k)
-            if row is not None:
-                results.append(JudgeScore(score=row["score"], judge=self.name, prompt_version=self.prompt_version, cache_hit=True,
-                                          parse_failed=row.get("parse_failed", False), rationale=row.get("reply", ""), repeat=repeat))
-            else:
-                results.append(None)
-                todo.append(i)
-        if todo:
-            params: dict[str, Any] = {"temperature": self.temperature, "max_tokens": self.max_tokens}
-            if repeat:
-                params["seed"] = repeat
-            reqs = [ChatRequest(messages=[{"role": "user", "content": self.render(questions[i], ground_truths[i], predictions[i])}],
-                                params=params, tag="judge_open") for i in todo]
-            self.requests_sent += len(reqs)
-            for i, resp in zip(todo, self.backend.complete(reqs), strict=True):
-                value = parse_judge_score(resp.text) if not resp.error else None
-                js = JudgeScore(score=value if value is not None else 0.0, judge=self.name, prompt_version=self.prompt_version,
-                                parse_failed=value is None, rationale=resp.text or (resp.error or ""), repeat=repeat)
-                results[i] = js
-                if not resp.error:  # never cache a transport failure
-                    self.cache.put(keys[i], {"score": js.score, "parse_failed": js.parse_failed, "reply": resp.text,
-                                             "judge": self.name, "prompt_version": self.prompt_version, "repeat": repeat})
-        return [r for r in results if r is not None]
+        reqs = self.requests(questions, ground_truths, predictions, repeat)
+        sent_before = self.backend.stats["sent"]
+        responses = self.backend.complete(reqs)
+        self.requests_sent += int(self.backend.stats["sent"] - sent_before)
+        out = []
+        for resp in responses:
+            value = parse_judge_score(resp.text) if not resp.error else None
+            out.append(JudgeScore(score=value if value is not None else 0.0, judge=self.name, prompt_version=self.prompt_version,
+                                  cache_hit=resp.cache_hit, parse_failed=value is None, rationale=resp.text or (resp.error or ""),
+                                  repeat=repeat))
+        return out

@@ -1,12 +1,11 @@
 from __future__ import annotations
 
-import json
 import os
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+
+from mmoral_pipeline.generation.local_server import LocalChatServer, Reply
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -31,46 +30,27 @@ def official_questions_json() -> Path:
     return p
 
 
-class _Handler(BaseHTTPRequestHandler):
-    def log_message(self, *args):  # keep pytest output clean
-        pass
+def scripted_reply(body: dict, n: int) -> Reply:
+    """Replies of a fake benchmark model / judge, decided by the request alone (order-independent)."""
+    msg = body["messages"][-1]["content"]
+    if isinstance(msg, list):  # a benchmark question with an image
+        return Reply(text="(B)")
+    if "Ground truth:" in msg:  # the judge: 1.0 when prediction == ground truth, else 0.4, +0.1 on re-scorings
+        gt = msg.rsplit("Ground truth: ", 1)[1].split("\nPrediction:")[0]
+        pred = msg.rsplit("Prediction: ", 1)[1].strip()
+        seed = body.get("seed") or 0
+        return Reply(text=f"Compared the facts.\nScore: {1.0 if gt == pred else min(1.0, 0.4 + 0.1 * seed):.1f}")
+    return Reply(text="I cannot see the image, maybe C" if "Options:" in msg else "no image")  # text-only question
 
-    def do_POST(self):  # noqa: N802
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        server = self.server
-        with server.lock:
-            server.requests.append(body)
-        msg = body["messages"][-1]["content"]
-        if isinstance(msg, list):  # a benchmark question with an image
-            text = next(p["text"] for p in msg if p["type"] == "text")
-            reply = "(B)"
-        elif "Ground truth:" in msg:  # the judge: 1.0 when prediction == ground truth, else 0.4, +0.1 on re-scorings
-            gt = msg.rsplit("Ground truth: ", 1)[1].split("\nPrediction:")[0]
-            pred = msg.rsplit("Prediction: ", 1)[1].strip()
-            seed = body.get("seed") or 0
-            reply = f"Compared the facts.\nScore: {1.0 if gt == pred else min(1.0, 0.4 + 0.1 * seed):.1f}"
-        else:  # text-only benchmark question
-            text = msg
-            reply = "I cannot see the image, maybe C" if "Options:" in text else "no image"
-        out = {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
-               "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}],
-               "usage": {"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13}}
-        data = json.dumps(out).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+
+def bodies(server: LocalChatServer) -> list[dict]:
+    """The JSON bodies the server received, in arrival order."""
+    with server._lock:
+        return [r.body for r in server.received]
 
 
 @pytest.fixture()
 def endpoint():
-    """A local OpenAI-compatible server: (server with .requests, base_url)."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    server.requests = []
-    server.lock = threading.Lock()
-    t = threading.Thread(target=server.serve_forever, daemon=True)
-    t.start()
-    yield server, f"http://127.0.0.1:{server.server_address[1]}/v1"
-    server.shutdown()
-    server.server_close()
+    """The generation package's local OpenAI-compatible server with `scripted_reply`: (server, base_url)."""
+    with LocalChatServer(scripted_reply) as server:
+        yield server, server.url

@@ -31,15 +31,15 @@ def test_bench_cli_endpoint_model_with_llm_judge(endpoint, closed_sample_tsv, tm
                                for i, (q, a, c) in enumerate([("Which tooth has caries?", "Caries on tooth 36.", "Teeth,Patho"),
                                                               ("Describe the jaw.", "No bone loss.", "Jaw")])], tmp_path / "open.tsv")
     args = ["--model", f"{url}#vlm", "--text-only", "--tsv", str(closed_sample_tsv), "--tsv", str(open_tsv),
-            "--judge-base-url", url, "--judge-model", "judge", "--judge-repeats", "2", "--judge-cache", str(tmp_path / "j.jsonl")]
+            "--judge-base-url", url, "--judge-model", "judge", "--judge-repeats", "2", "--judge-cache", str(tmp_path / "judge.sqlite")]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "judge: openai:judge (judge_open@" in out
     assert "| vlm |" in out and "| vlm-text-only |" in out
     assert "open score over 2 scorings" in out
-    sent = len(server.requests)
+    sent = server.count()
     # 4 closed + 2 open per model (x2 models) + 2 open x 2 repeats x 2 models judged
     assert sent == 2 * (4 + 2) + 2 * 2 * 2
     assert main(args) == 0  # everything cached now: the model answers and the judge scores
-    assert len(server.requests) == sent
+    assert server.count() == sent
     assert capsys.readouterr().out.splitlines()[2:5] == out.splitlines()[2:5]

@@ -51,6 +51,7 @@ class SftRunConfig(dg.Config):
     use_cpu: bool | None = Field(default=None, description="None: CPU when no CUDA device is visible")
     logging_steps: int = 5
     dataloader_num_workers: int = 0
+    group_by_length: bool = Field(default=True, description="batch samples of similar length (less padding)")
     tiny_vocab_size: int = Field(default=2048, description="tiny model only: BPE vocabulary trained on the corpus")
     tiny_hidden_size: int = Field(default=128, description="tiny model only: text hidden size")
     tiny_layers: int = Field(default=4, description="tiny model only: text decoder layers")

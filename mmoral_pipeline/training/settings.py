@@ -62,6 +62,9 @@ class SftSettings(BaseModel):
     use_cpu: bool | None = Field(default=None, description="None: CPU when no CUDA device is visible")
     logging_steps: int = Field(default=5, ge=1)
     dataloader_num_workers: int = Field(default=0, ge=0)
+    group_by_length: bool = Field(
+        default=True, description="batch samples of similar length (less padding: reports and attribute JSON are long)"
+    )
     tiny_vocab_size: int = Field(default=2048, ge=300, description="BPE vocabulary of the tiny model's tokenizer")
     tiny_hidden_size: int = Field(default=128, ge=32)
     tiny_layers: int = Field(default=4, ge=1)

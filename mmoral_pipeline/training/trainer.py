@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 import shutil
@@ -111,6 +112,12 @@ def prepare_base_model(settings: SftSettings, rows: list[dict[str, Any]], log: C
 
     min_px, max_px = settings.resolved_pixels()
     base_dir = Path(settings.output_dir).with_name(Path(settings.output_dir).name + "_base")
+    # Same corpus + same sizes -> same token on every rank; other ranks wait for rank 0 to write it.
+    token = hashlib.sha256(
+        json.dumps([settings.tiny_vocab_size, settings.tiny_hidden_size, settings.tiny_layers, min_px, max_px,
+                    settings.seed, [r.get("sample_id") for r in rows], settings.train_jsonl]).encode()
+    ).hexdigest()
+    ready = base_dir / "BUILT_FOR"
     if is_main_process():
         if base_dir.exists():
             shutil.rmtree(base_dir)
@@ -124,14 +131,14 @@ def prepare_base_model(settings: SftSettings, rows: list[dict[str, Any]], log: C
             max_pixels=max_px,
             seed=settings.seed,
         )
+        ready.write_text(token)
         log(f"built tiny base checkpoint at {base_dir}")
-    else:  # other ranks wait for rank 0's checkpoint
+    else:
         deadline = time.time() + 600
-        while not (base_dir / "config.json").exists() or not list(base_dir.glob("*.safetensors")):
+        while not (ready.exists() and ready.read_text() == token):
             if time.time() > deadline:
                 raise TimeoutError(f"rank 0 did not build {base_dir}")
-            time.sleep(1)
-        time.sleep(2)
+            time.sleep(0.5)
     return str(base_dir)
 
 
@@ -188,6 +195,27 @@ def loss_plot_png(steps: list[int], losses: list[float], path: Path) -> Path | N
     return path
 
 
+def approx_length(row: dict[str, Any]) -> int:
+    """A cheap length proxy for length-grouped batching: characters of text plus a share per image."""
+    chars = 0
+    for m in row["messages"]:
+        content = m["content"]
+        chars += len(content) if isinstance(content, str) else sum(len(p.get("text") or "") for p in content)
+    return chars + 200 * len(row.get("images") or [])
+
+
+def length_grouping_args(config_cls, enabled: bool) -> dict[str, Any]:
+    """transformers >= 5.x names it train_sampling_strategy; older versions group_by_length."""
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(config_cls)}
+    if not enabled:
+        return {}
+    if "train_sampling_strategy" in names:
+        return {"train_sampling_strategy": "group_by_length", "length_column_name": "length"}
+    return {"group_by_length": True, "length_column_name": "length"}
+
+
 def train(settings: SftSettings, log: Callable[[str], None] = print) -> TrainReport:
     """Run one SFT run end to end; writes the checkpoint (+ processor, loss plot, train_report.json)."""
     t_start = time.perf_counter()
@@ -210,7 +238,9 @@ def train(settings: SftSettings, log: Callable[[str], None] = print) -> TrainRep
     log(f"model from {source}: {total:,} parameters, {trainable:,} trainable; device {device}; bf16={bf16}")
 
     # Only what the collator needs; images stay paths until a batch is built.
-    dataset = Dataset.from_list([{"messages": r["messages"], "images": r["images"]} for r in rows])
+    dataset = Dataset.from_list(
+        [{"messages": r["messages"], "images": r["images"], "length": approx_length(r)} for r in rows]
+    )
     collator = AssistantOnlyCollator(processor=processor, max_length=settings.max_length)
     out_dir = Path(settings.output_dir)
     lr = settings.resolved_learning_rate()
@@ -240,6 +270,7 @@ def train(settings: SftSettings, log: Callable[[str], None] = print) -> TrainRep
         dataloader_num_workers=settings.dataloader_num_workers,
         dataloader_pin_memory=not use_cpu,
         include_num_input_tokens_seen="non_padding",  # counted over all ranks, also with dataloader workers
+        **length_grouping_args(SFTConfig, settings.group_by_length),
     )
 
     steps: list[int] = []

@@ -43,8 +43,10 @@ def sources_file(tmp_path: Path) -> Path:
 
 def _tick(instance, sources_file: Path, cursor: str | None):
     """One sensor evaluation; applies the partition requests the way the daemon would."""
-    ctx = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"sources": SourcesResource(path=str(sources_file))})
-    result = raw_data_sensor(ctx)
+    # as a context manager: the context enters an instance for its resources, and only its exit
+    # resets Dagster's current defs-state storage (left dangling, it breaks later tests)
+    with dg.build_sensor_context(instance=instance, cursor=cursor, resources={"sources": SourcesResource(path=str(sources_file))}) as ctx:
+        result = raw_data_sensor(ctx)
     assert isinstance(result, dg.SensorResult)
     added = []
     for req in result.dynamic_partitions_requests or []:
@@ -158,18 +160,18 @@ def test_weekly_schedule_requests_every_registered_batch(sources_file: Path):
     repo = defs.get_repository_def()
     per_batch = set(repo.get_job("process_batches").asset_layer.selected_asset_keys)
     with dg.instance_for_test() as instance:
-        ctx = dg.build_schedule_context(
+        with dg.build_schedule_context(
             instance=instance,
             scheduled_execution_time=dt.datetime(2026, 11, 30, 3, 0, tzinfo=dt.timezone.utc),
             repository_def=repo,
             resources={"sources": SourcesResource(path=str(sources_file))},
-        )
-        skipped = weekly_regeneration(ctx)
-        assert isinstance(skipped, dg.SkipReason)
+        ) as ctx:
+            skipped = weekly_regeneration(ctx)
+            assert isinstance(skipped, dg.SkipReason)
 
-        # "old" is registered but no longer in the sources file: not requested (it would fail)
-        instance.add_dynamic_partitions(BATCHES, ["alpha", "beta__0000", "beta__0001", "old"])
-        requests = weekly_regeneration(ctx)
+            # "old" is registered but no longer in the sources file: not requested (it would fail)
+            instance.add_dynamic_partitions(BATCHES, ["alpha", "beta__0000", "beta__0001", "old"])
+            requests = weekly_regeneration(ctx)
         assert [r.partition_key for r in requests] == ["alpha", "beta__0000", "beta__0001"]
         for r in requests:
             assert set(r.asset_selection) == per_batch
@@ -221,8 +223,8 @@ class _AutomationTicks:
 
     def __call__(self) -> set[str]:
         """Names of the assets and checks requested on this tick (all in one run request)."""
-        ctx = dg.build_sensor_context(instance=self.instance, repository_def=self.repo, cursor=self.cursor)
-        data = derived_assets_automation.evaluate_tick(ctx)
+        with dg.build_sensor_context(instance=self.instance, repository_def=self.repo, cursor=self.cursor) as ctx:
+            data = derived_assets_automation.evaluate_tick(ctx)
         self.cursor = data.cursor
         assert len(data.run_requests) <= 1
         names = set()

@@ -121,7 +121,12 @@ def code_versions(defs: dg.Definitions) -> dict[str, str | None]:
 def world(tmp_path: Path):
     from mmoral_pipeline.defs import generation
 
-    with dg.instance_for_test() as instance:
+    # instance_for_test does not make its instance the current defs-state storage, and a context
+    # leaked by any earlier test (an evaluation context left open) would leave a dead one there,
+    # which breaks resolving new Definitions: set ours for the test (Dagster internal API).
+    from dagster._core.storage.defs_state.base import set_defs_state_storage
+
+    with dg.instance_for_test() as instance, set_defs_state_storage(instance.defs_state_storage):
         yield World(tmp_path, instance, generation)
 
 

@@ -112,6 +112,7 @@ def test_lora_run_saves_an_adapter_that_inference_loads(toy_export, tmp_path):
 
 
 def test_launchpad_config_mirrors_the_trainer_settings():
+    from mmoral_pipeline.defs.training import TRAINER_MODULE as TRAINER
     from mmoral_pipeline.defs.training import SftRunConfig
     from mmoral_pipeline.training.settings import SftSettings
 
@@ -121,4 +122,6 @@ def test_launchpad_config_mirrors_the_trainer_settings():
     for name in config_fields - {"train_jsonl", "output_dir"}:  # same defaults on both sides
         assert getattr(settings, name) == SftSettings.model_fields[name].default, name
     assert settings.train_jsonl.endswith("exports/trl/train.jsonl")
-    assert SftRunConfig(launcher="torchrun --nproc_per_node 2").command()[:2] == ["torchrun", "--nproc_per_node"]
+    command = SftRunConfig(launcher="torchrun --nproc_per_node 2").command()
+    assert command[0].endswith("torchrun") and command[1:] == ["--nproc_per_node", "2", "-m", TRAINER]
+    assert SftRunConfig().command()[1:] == ["-m", TRAINER]

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# SFT throughput on the GPU machine, in ONE call of the device tool (about 3-5 minutes of a 10-minute limit):
+# SFT throughput on the GPU machine, in ONE call of the device tool (4 configurations, each capped at 120 s,
+# expected 3-5 minutes in all; give the call timeout_s 540):
 # a Qwen2.5-VL-7B-shaped model with random weights (no weights exist there, nothing can be downloaded),
 # LoRA and full fine-tuning, each at max_pixels 262,144 and 1,003,520; tokens/s, MFU, peak memory.
 #
@@ -29,7 +30,7 @@ rm -f "$OUT/gpu_sft.jsonl"
 rc=0
 for mode in lora full; do
   for mp in 262144 1003520; do
-    timeout 200 $PY perf/gpu_sft.py --modes "$mode" --max-pixels "$mp" --batch 4 --warmup 2 --steps 5 \
+    timeout 120 $PY perf/gpu_sft.py --modes "$mode" --max-pixels "$mp" --batch 4 --warmup 2 --steps 5 \
       --out "$OUT/gpu_sft.jsonl" "$@" 2>&1 | grep -v -i "warn" | tee -a "$OUT/log.txt" || rc=1
   done
 done

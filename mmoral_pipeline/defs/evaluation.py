@@ -14,7 +14,7 @@ from pydantic import Field
 
 from mmoral_pipeline.config import mmoral_home
 from mmoral_pipeline.defs.metadata import markdown_preview, png_markdown, table_metadata
-from mmoral_pipeline.evaluation.build import BUILD_VERSION, build_benchmark, holdout_attributes
+from mmoral_pipeline.evaluation.build import BUILD_VERSION, build_benchmark, holdout_attributes, rejection_counts
 from mmoral_pipeline.evaluation.items import ClosedItem, OpenItem
 from mmoral_pipeline.evaluation.judge import OFFLINE_JUDGE_VERSION, load_judge_template
 
@@ -139,6 +139,7 @@ def benchmark_items(context: dg.AssetExecutionContext, config: BenchmarkItemsCon
             "closed_items": dg.MetadataValue.int(len(closed)),
             "open_items": dg.MetadataValue.int(len(open_)),
             "rejected_items": dg.MetadataValue.json(rejected[:50]),
+            "rejected_by_validator": dg.MetadataValue.json(rejection_counts(rejected)),
             "answer_letters": dg.MetadataValue.json(letters),
             "dimension_labels": dg.MetadataValue.json(dict(sorted(labels.items()))),
             "closed_tsv": dg.MetadataValue.path(str(closed_tsv)),

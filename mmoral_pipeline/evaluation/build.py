@@ -1,23 +1,30 @@
 """Benchmark items from held-out images: 5 closed-ended and 6 open-ended questions per image.
 
-Pure functions over `ImageAttributes` (+ the report text when there is one). Closed-ended
-questions are rule-based (counts, locations, findings, treatments, jaw, recommendations) with
-distractors in the authors' style (neighbouring teeth, related findings, counts +-1..5, 0, 32,
-half, double, "None of the above" when too few distinct options exist). Open-ended: 4
-report-based (from the report's facts: teeth, pathology, treatments, jaw or summary), 1
-location-based (box of a finding or the tooth at a point), 1 "write the report" from a set of
-phrasings. These builders are our own (the generation package had no rule-based builders when
-this was written).
+Pure functions over `ImageAttributes` (+ the report text when there is one). Counting and location
+questions come from the generation package's rules (`generation.location_vqa`: `count_options`,
+`true_count`, `build_rule_items`), so the benchmark and the training data share one definition and
+each such item carries a `RuleItem` that `verify_rule_item` re-checks against the attributes. The
+benchmark's own closed builders cover what the generation rules do not (caries / treatment tooth,
+impacted wisdom teeth, bone level, recommendations), with distractors in the authors' style
+(neighbouring teeth, related findings, "None of the above" when too few distinct options exist).
+Open-ended: 4 report-based (teeth, pathology, treatments, jaw or summary), 1 location-based (a
+generation `loc_open` rule item: box_2d / point_2d JSON), 1 "write the report" from a set of phrasings.
 
 Answer letters are balanced exactly across A-D: all closed items are ranked by a content hash
 and the i-th gets letter "ABCD"[i % 4] (deterministic, independent of input order).
+
+Every item passes the benchmark's own rules (dimension labels, no follow-up scheduling) and the
+generation validators (`generation.validators`: MCQ form, question text, open answer non-empty and
+bounded, no scores or identity, tooth numbers grounded; `verify_rule_item` for rule items);
+`build_benchmark` returns the failures, and `rejection_counts` counts them per validator.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
+import random
 import re
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -25,9 +32,21 @@ from mmoral_pipeline.domain.attributes import Condition, ImageAttributes, ToothA
 from mmoral_pipeline.domain.fdi import WISDOM_TEETH
 from mmoral_pipeline.domain.taxonomy import DISPLAY_NAMES, Category
 from mmoral_pipeline.evaluation.items import CLOSED_DIMENSIONS, LETTERS, OPEN_DIMENSIONS, ClosedItem, OpenItem
+from mmoral_pipeline.generation import validators as gv
+from mmoral_pipeline.generation.facts import Facts, facts_of
+from mmoral_pipeline.generation.location_vqa import (
+    COUNT_TARGETS,
+    NONE_OF_THE_ABOVE,
+    RULES_VERSION,
+    RuleItem,
+    build_rule_items,
+    count_options,
+    true_count,
+    verify_rule_item,
+)
 
-BUILD_VERSION = "bench-build-v1"
-NONE_OF_ABOVE = "None of the above"
+BUILD_VERSION = f"bench-build-v2+{RULES_VERSION}"
+NONE_OF_ABOVE = NONE_OF_THE_ABOVE
 CLOSED_PER_IMAGE = 5
 REPORT_PHRASINGS: tuple[str, ...] = (
     "Write a complete radiology report for this panoramic dental X-ray.",
@@ -57,19 +76,6 @@ def _join_teeth(ids: Sequence[int], hash_sign: bool = True) -> str:
     return s[0] if len(s) == 1 else ", ".join(s[:-1]) + " and " + s[-1]
 
 
-def count_distractors(n: int, key: str) -> list[str]:
-    """Authors' counting distractors: +-1..5, 0, 32, half, double; three distinct, deterministic."""
-    cands = [n + 1, n - 1, n + 2, n - 2, 0, 32, n // 2, n * 2, n + 3, n - 3, n + 4, n + 5]
-    seen: list[int] = []
-    for c in cands:
-        if c >= 0 and c != n and c not in seen:
-            seen.append(c)
-    pool = seen[:6]
-    rot = _h(key) % len(pool)
-    picked = (pool[rot:] + pool[:rot])[:3]
-    return [str(c) for c in sorted(picked)]
-
-
 def _neighbours(tooth: int, exclude: set[int]) -> list[int]:
     q, p = divmod(tooth, 10)
     cands = [q * 10 + p + d for d in (1, -1, 2, -2, 3)] + [((q % 4) + 1) * 10 + p, ((q + 1) % 4 + 1) * 10 + p]
@@ -83,18 +89,34 @@ class _Candidate:
     distractors: list[str]
     category: str
     builder: str
+    rule: RuleItem | None = None  # generation rule item behind it: re-checked by verify_rule_item
+
+
+def _count(a: ImageAttributes, facts: Facts, target: str) -> _Candidate | None:
+    """A generation counting question (`COUNT_TARGETS`, `true_count`, `count_options`), seeded by the image."""
+    question, cap, dims = COUNT_TARGETS[target]
+    n = true_count(target, facts)
+    if n > cap:
+        return None
+    opts = count_options(n, random.Random(_h(a.image_id, "count", target)), cap)
+    rule = RuleItem(task_type="count_closed", builder="count", question=question, answer=opts[0], options=opts,
+                    answer_letter="A", dimensions=dims, fact={"kind": "count", "target": target, "n": n})
+    return _Candidate(question, opts[0], opts[1:], ",".join(dims), f"count_{target}", rule)
+
+
+def _rule_items(a: ImageAttributes, facts: Facts, purpose: str, closed: int = 0, open_: int = 0) -> list[RuleItem]:
+    """Generation location rule items for one image, from an rng seeded by the image and purpose."""
+    return build_rule_items(facts, random.Random(_h(a.image_id, purpose)), max_loc_closed=closed, max_loc_open=open_, max_count=0)
 
 
 # ---------------------------------------------------------------- closed-ended builders
 # Each returns None when it does not apply to the image.
 
-def _q_count_teeth(a: ImageAttributes) -> _Candidate:
-    n = len(a.teeth)
-    return _Candidate("How many teeth are visualized in this panoramic radiograph?", str(n),
-                      count_distractors(n, a.image_id + "teeth"), "Teeth", "count_teeth")
+def _q_count_teeth(a: ImageAttributes, facts: Facts) -> _Candidate | None:
+    return _count(a, facts, "teeth")
 
 
-def _q_caries_tooth(a: ImageAttributes) -> _Candidate | None:
+def _q_caries_tooth(a: ImageAttributes, facts: Facts) -> _Candidate | None:
     hit = _teeth_with(a, CARIES_CATEGORIES)
     if not hit:
         return None
@@ -107,13 +129,11 @@ def _q_caries_tooth(a: ImageAttributes) -> _Candidate | None:
                       "Teeth,Patho", "caries_tooth")
 
 
-def _q_count_periapical(a: ImageAttributes) -> _Candidate:
-    n = len(_teeth_with(a, (Category.PERIAPICAL_LESION,)))
-    return _Candidate("How many teeth show periapical lesions in this panoramic X-ray?", str(n),
-                      count_distractors(n, a.image_id + "pa"), "Patho", "count_periapical")
+def _q_count_periapical(a: ImageAttributes, facts: Facts) -> _Candidate | None:
+    return _count(a, facts, "periapical_lesion")
 
 
-def _q_impacted_wisdom(a: ImageAttributes) -> _Candidate | None:
+def _q_impacted_wisdom(a: ImageAttributes, facts: Facts) -> _Candidate | None:
     wisdom = [t for t in a.teeth if t.tooth_id in WISDOM_TEETH]
     if not wisdom:
         return None
@@ -127,33 +147,20 @@ def _q_impacted_wisdom(a: ImageAttributes) -> _Candidate | None:
     return _Candidate("Which of the following wisdom teeth are impacted?", correct, distract, "Teeth", "impacted_wisdom")
 
 
-def _tooth_findings(a: ImageAttributes) -> list[tuple[ToothAttributes, Condition]]:
-    return [(t, c) for t in a.teeth for c in t.conditions if c.category != Category.IMPACTED_TOOTH]
-
-
-def _q_region_finding(a: ImageAttributes) -> _Candidate | None:
-    found = _tooth_findings(a)
-    if not found:
+def _q_location(a: ImageAttributes, facts: Facts) -> _Candidate | None:
+    """A generation `loc_closed` item: finding inside a box_2d, tooth at a point_2d, or a tooth's box."""
+    items = _rule_items(a, facts, "loc-closed", closed=1)
+    if not items:
         return None
-    t, c = found[_h(a.image_id, "region") % len(found)]
-    box = [round(v) for v in c.bbox]
-    correct = f"{_name(c.category).capitalize()} on tooth {t.tooth_id}"
-    other = [x for x in (Category.PERIAPICAL_LESION, Category.CARIES, Category.BONE_LOSS, Category.FILLING,
-                         Category.CROWN, Category.RETAINED_ROOT) if x != c.category]
-    nb = _neighbours(t.tooth_id, {t.tooth_id})
-    distract = [f"{_name(other[0]).capitalize()} on tooth {t.tooth_id}",
-                f"{_name(c.category).capitalize()} on tooth {nb[0]}",
-                f"{_name(other[1]).capitalize()} on tooth {nb[1]}"]
-    dims = "HisT" if c.category in TREATMENT_CATEGORIES else "Patho"
-    return _Candidate(f"What finding is present in this region {box}?", correct, distract, dims, "region_finding")
+    r = items[0]
+    return _Candidate(r.question, r.answer, [o for o in r.options or [] if o != r.answer], ",".join(r.dimensions),
+                      f"loc_{r.builder}", r)
 
 
-def _q_treatment(a: ImageAttributes) -> _Candidate:
+def _q_treatment(a: ImageAttributes, facts: Facts) -> _Candidate | None:
     treated = _teeth_with(a, TREATMENT_CATEGORIES)
-    if not treated:
-        n = 0
-        return _Candidate("How many teeth show historical dental treatments (fillings, crowns, root canal treatment, implants)?",
-                          str(n), count_distractors(n, a.image_id + "hist"), "HisT", "count_treatments")
+    if not treated:  # no treatment at all: the generation counting rule ("How many teeth have fillings?" -> 0)
+        return _count(a, facts, "filling")
     t = treated[_h(a.image_id, "hist") % len(treated)]
     cat = next(c.category for c in t.conditions if c.category in TREATMENT_CATEGORIES)
     same = {x.tooth_id for x in treated if any(c.category == cat for c in x.conditions)}
@@ -163,7 +170,7 @@ def _q_treatment(a: ImageAttributes) -> _Candidate:
     return _Candidate(f"Which of the following teeth has a {_name(cat)}?", f"#{t.tooth_id}", distract, "Teeth,HisT", "treatment_tooth")
 
 
-def _q_bone_loss(a: ImageAttributes) -> _Candidate:
+def _q_bone_loss(a: ImageAttributes, facts: Facts) -> _Candidate:
     regions = {(c.region or "").lower() for c in a.jaw.bone_loss}
     if {"upper", "lower"} <= regions:
         correct = "Bone loss in both the upper and lower jaws"
@@ -178,7 +185,7 @@ def _q_bone_loss(a: ImageAttributes) -> _Candidate:
                       [o for o in opts if o != correct], "Jaw", "bone_loss")
 
 
-def _q_recommendation(a: ImageAttributes) -> _Candidate | None:
+def _q_recommendation(a: ImageAttributes, facts: Facts) -> _Candidate | None:
     if a.recommendations:
         r = a.recommendations[0]
         nb = [w for w in WISDOM_TEETH if w != r.tooth_id] if r.tooth_id in WISDOM_TEETH else _neighbours(r.tooth_id, {r.tooth_id})
@@ -196,14 +203,12 @@ def _q_recommendation(a: ImageAttributes) -> _Candidate | None:
     return None
 
 
-def _q_count_missing(a: ImageAttributes) -> _Candidate:
-    n = len({tid for m in a.missing_teeth for tid in m.teeth}) or len(a.missing_teeth)
-    return _Candidate("How many missing teeth are identified in this panoramic X-ray?", str(n),
-                      count_distractors(n, a.image_id + "missing"), "Teeth", "count_missing")
+def _q_count_missing(a: ImageAttributes, facts: Facts) -> _Candidate | None:
+    return _count(a, facts, "missing")
 
 
-CLOSED_BUILDERS: tuple[Callable[[ImageAttributes], _Candidate | None], ...] = (
-    _q_caries_tooth, _q_region_finding, _q_impacted_wisdom, _q_treatment, _q_bone_loss, _q_recommendation,
+CLOSED_BUILDERS: tuple[Callable[[ImageAttributes, Facts], _Candidate | None], ...] = (
+    _q_caries_tooth, _q_location, _q_impacted_wisdom, _q_treatment, _q_bone_loss, _q_recommendation,
     _q_count_teeth, _q_count_periapical, _q_count_missing,
 )
 
@@ -219,10 +224,11 @@ def _pad_distractors(c: _Candidate) -> list[str]:
     return out[:3]
 
 
-def closed_candidates(a: ImageAttributes) -> list[_Candidate]:
+def closed_candidates(a: ImageAttributes, facts: Facts | None = None) -> list[_Candidate]:
     """Five of the applicable builders: a window of the builder list starting at an image-hash
     offset, so the question mix (and dimension coverage) varies across images deterministically."""
-    applicable = [c for c in (b(a) for b in CLOSED_BUILDERS) if c is not None]
+    facts = facts or facts_of(a)
+    applicable = [c for c in (b(a, facts) for b in CLOSED_BUILDERS) if c is not None]
     start = _h(a.image_id, "closed-mix") % len(applicable)
     rotated = applicable[start:] + applicable[:start]
     return rotated[:CLOSED_PER_IMAGE]
@@ -237,19 +243,26 @@ def assign_letters(keys: Sequence[str]) -> list[str]:
     return letters
 
 
-def build_closed(attrs: Sequence[ImageAttributes], images_b64: Mapping[str, str] | None = None) -> list[ClosedItem]:
+def _build_closed(attrs: Sequence[ImageAttributes], images_b64: Mapping[str, str] | None = None) -> list[tuple[ClosedItem, RuleItem | None]]:
+    """Closed items, each with its generation rule item (options and letter as in the item) or None."""
     cands = [(a, c) for a in sorted(attrs, key=lambda x: x.image_id) for c in closed_candidates(a)]
     keys = [f"{a.image_id}|{c.builder}|{c.question}" for a, c in cands]
     letters = assign_letters(keys)
-    items = []
+    out = []
     for (a, c), key, letter in zip(cands, keys, letters, strict=True):
         distract = _pad_distractors(c)
         pos = LETTERS.index(letter)
         options = distract[:pos] + [c.correct] + distract[pos:]
-        items.append(ClosedItem(index=hashlib.sha256(key.encode()).hexdigest()[:12], question=c.question, options=options,
-                                answer=letter, category=c.category, image_id=a.image_id, file_name=a.file_name,
-                                image=(images_b64 or {}).get(a.image_id, ""), source=f"rule:{c.builder}"))
-    return items
+        item = ClosedItem(index=hashlib.sha256(key.encode()).hexdigest()[:12], question=c.question, options=options,
+                          answer=letter, category=c.category, image_id=a.image_id, file_name=a.file_name,
+                          image=(images_b64 or {}).get(a.image_id, ""), source=f"rule:{c.builder}")
+        rule = c.rule.model_copy(update={"options": options, "answer_letter": letter}) if c.rule is not None else None
+        out.append((item, rule))
+    return out
+
+
+def build_closed(attrs: Sequence[ImageAttributes], images_b64: Mapping[str, str] | None = None) -> list[ClosedItem]:
+    return [it for it, _ in _build_closed(attrs, images_b64)]
 
 
 # ---------------------------------------------------------------- open-ended builders
@@ -332,77 +345,52 @@ def attribute_report(a: ImageAttributes) -> str:
             f"3) Clinical summary and recommendations: {sumrec_answer(a)}")
 
 
-def location_item(a: ImageAttributes) -> tuple[str, str, str]:
-    found = _tooth_findings(a)
-    if found:
-        t, c = found[_h(a.image_id, "loc") % len(found)]
-        box = [round(v) for v in c.bbox]
-        ans = json.dumps([{"box_2d": box, "label": _name(c.category)}])
-        dims = "HisT" if c.category in TREATMENT_CATEGORIES else "Patho"
-        return f"Where is the {_name(c.category)} on tooth {t.tooth_id}? Answer with a JSON list of box_2d.", ans, f"Teeth,{dims}"
-    if a.teeth:
-        t = a.teeth[_h(a.image_id, "loc") % len(a.teeth)]
-        pt = [round(v) for v in t.center]
-        return f"Which tooth is located at point {pt}? Answer with the FDI tooth number.", f"Tooth {t.tooth_id}", "Teeth"
-    return "How many teeth are visible in this panoramic X-ray?", "0 teeth are visible.", "Teeth"
+def location_item(a: ImageAttributes, facts: Facts | None = None) -> tuple[str, str, str, RuleItem | None]:
+    """(question, JSON answer, labels, rule item): one generation `loc_open` item picked by the image hash."""
+    facts = facts or facts_of(a)
+    items = _rule_items(a, facts, "loc-open", open_=10)
+    if items:
+        r = items[_h(a.image_id, "loc") % len(items)]
+        return r.question, r.answer, ",".join(r.dimensions), r
+    question, _cap, dims = COUNT_TARGETS["teeth"]  # no tooth and no finding: nothing to locate
+    n = true_count("teeth", facts)
+    return question, f"{n} teeth are visible.", ",".join(dims), RuleItem(
+        task_type="count_closed", builder="count", question=question, answer=str(n), dimensions=dims,
+        fact={"kind": "count", "target": "teeth", "n": n})
 
 
-def build_open(attrs: Sequence[ImageAttributes], reports: Mapping[str, str] | None = None,
-               images_b64: Mapping[str, str] | None = None) -> list[OpenItem]:
+def _build_open(attrs: Sequence[ImageAttributes], reports: Mapping[str, str] | None = None,
+                images_b64: Mapping[str, str] | None = None) -> list[tuple[OpenItem, RuleItem | None]]:
     reports = reports or {}
-    items: list[OpenItem] = []
+    out: list[tuple[OpenItem, RuleItem | None]] = []
     for a in sorted(attrs, key=lambda x: x.image_id):
         report = reports.get(a.image_id) or ""
         sections = report_sections(report)
         fourth = ("Describe the jaw-specific observations (bone level, mandibular canal, maxillary sinus).", jaw_answer(a), "Jaw") \
             if _h(a.image_id, "fourth") % 2 == 0 else \
             ("What is the clinical summary and what treatment is recommended?", sections.get("3") or sumrec_answer(a), "SumRec")
+        loc_q, loc_a, loc_cat, loc_rule = location_item(a)
         rows = [
-            ("report", "Describe the general condition of the teeth, including wisdom teeth and missing teeth.", teeth_answer(a), "Teeth"),
-            ("report", "What pathological findings are present in the teeth?", patho_answer(a), "Teeth,Patho"),
-            ("report", "What historical dental treatments are visible?", hist_answer(a), "HisT"),
-            ("report", *fourth),
-            ("location", *location_item(a)),
+            ("report", "Describe the general condition of the teeth, including wisdom teeth and missing teeth.", teeth_answer(a), "Teeth", None),
+            ("report", "What pathological findings are present in the teeth?", patho_answer(a), "Teeth,Patho", None),
+            ("report", "What historical dental treatments are visible?", hist_answer(a), "HisT", None),
+            ("report", *fourth, None),
+            ("location", loc_q, loc_a, loc_cat, loc_rule),
             ("write_report", REPORT_PHRASINGS[_h(a.image_id, "phrase") % len(REPORT_PHRASINGS)],
-             report or attribute_report(a), "Report"),
+             report or attribute_report(a), "Report", None),
         ]
-        for kind, q, ans, cat in rows:
+        for kind, q, ans, cat, rule in rows:
             key = f"{a.image_id}|{kind}|{q}"
-            items.append(OpenItem(index=hashlib.sha256(key.encode()).hexdigest()[:12], question=q, answer=ans, category=cat,
-                                  image_id=a.image_id, file_name=a.file_name, image=(images_b64 or {}).get(a.image_id, ""),
-                                  kind=kind, source="report" if (kind == "write_report" and report) else f"rule:{kind}"))
-    return items
+            item = OpenItem(index=hashlib.sha256(key.encode()).hexdigest()[:12], question=q, answer=ans, category=cat,
+                            image_id=a.image_id, file_name=a.file_name, image=(images_b64 or {}).get(a.image_id, ""),
+                            kind=kind, source="report" if (kind == "write_report" and report) else f"rule:{kind}")
+            out.append((item, rule))
+    return out
 
 
-# ---------------------------------------------------------------- validation
-
-FORBIDDEN = ("follow-up", "follow up", "schedule", "next visit")
-
-
-def validate_closed_item(it: ClosedItem) -> list[str]:
-    problems = []
-    if len(set(it.options)) != 4:
-        problems.append("options not distinct")
-    if it.answer not in LETTERS:
-        problems.append("answer not A-D")
-    if not it.labels or any(label not in CLOSED_DIMENSIONS for label in it.labels):
-        problems.append(f"bad labels {it.category!r}")
-    if any(w in it.question.lower() for w in FORBIDDEN):
-        problems.append("asks about follow-up scheduling")
-    if not it.question.strip():
-        problems.append("empty question")
-    return problems
-
-
-def validate_open_item(it: OpenItem) -> list[str]:
-    problems = []
-    if not it.answer.strip():
-        problems.append("empty answer")
-    if not it.labels or any(label not in OPEN_DIMENSIONS for label in it.labels):
-        problems.append(f"bad labels {it.category!r}")
-    if any(w in it.question.lower() for w in FORBIDDEN):
-        problems.append("asks about follow-up scheduling")
-    return problems
+def build_open(attrs: Sequence[ImageAttributes], reports: Mapping[str, str] | None = None,
+               images_b64: Mapping[str, str] | None = None) -> list[OpenItem]:
+    return [it for it, _ in _build_open(attrs, reports, images_b64)]
 
 
 def holdout_attributes(attrs: Sequence[ImageAttributes], fraction: float | None = None,
@@ -414,6 +402,9 @@ def holdout_attributes(attrs: Sequence[ImageAttributes], fraction: float | None 
     return [a for a in attrs if is_holdout(a.image_id, frac, explicit)]
 
 
+# ---------------------------------------------------------------- validation
+
+FORBIDDEN = ("follow-up", "follow up", "schedule", "next visit")
 _COORDS = re.compile(r"\[[\d\s.,\-]+\]")
 
 
@@ -422,45 +413,84 @@ def _without_coordinates(text: str) -> str:
     return _COORDS.sub(" ", text)
 
 
-def generation_verdicts_closed(it: ClosedItem, attrs: ImageAttributes | None) -> list[str]:
-    """The generation stage's validators on a closed item: MCQ form, question text, grounded answer teeth."""
-    from mmoral_pipeline.generation import validators as gv
-    from mmoral_pipeline.generation.facts import facts_of
-
-    verdicts = [gv.mcq_form(it.options, it.answer, it.answer_text), gv.question_text(it.question)]
-    if attrs is not None:  # a count answer ("28") is no tooth number: only the question is checked then
-        text = it.question if it.source.startswith("rule:count") else f"{it.question} {it.answer_text}"
-        verdicts.append(gv.grounded_teeth(_without_coordinates(text), facts_of(attrs)))
+def _failures(verdicts: Sequence[gv.Verdict]) -> list[str]:
     return [f"{v.validator}: {v.reason}" for v in verdicts if not v.passed]
 
 
-def generation_verdicts_open(it: OpenItem, attrs: ImageAttributes | None) -> list[str]:
-    from mmoral_pipeline.generation import validators as gv
-    from mmoral_pipeline.generation.facts import facts_of
+def benchmark_rules(it: ClosedItem | OpenItem) -> list[str]:
+    """The benchmark's own rules (beyond the generation validators): MMOral-Bench dimension labels, no scheduling questions."""
+    dims = CLOSED_DIMENSIONS if isinstance(it, ClosedItem) else OPEN_DIMENSIONS
+    problems = []
+    if not it.labels or any(label not in dims for label in it.labels):
+        problems.append(f"benchmark_labels: bad labels {it.category!r}")
+    if any(w in it.question.lower() for w in FORBIDDEN):
+        problems.append("benchmark_no_followup: asks about follow-up scheduling")
+    return problems
 
-    limit = gv.JSON_ANSWER_MAX_CHARS if it.kind in ("write_report", "location") else gv.OPEN_ANSWER_MAX_CHARS
-    verdicts = [gv.open_answer(it.answer, max_chars=limit), gv.question_text(it.question)]
+
+def generation_verdicts_closed(it: ClosedItem, attrs: ImageAttributes | None, rule: RuleItem | None = None) -> list[str]:
+    """The generation validators on a closed item: MCQ form, question text, no scores/identity,
+    grounded tooth numbers and, for a rule item, the answer recomputed from the attributes."""
+    text = " ".join([it.question, *it.options])
+    verdicts = [gv.mcq_form(it.options, it.answer, it.answer_text), gv.question_text(it.question), gv.no_scores_or_identity(text)]
     if attrs is not None:
-        verdicts.append(gv.grounded_teeth(_without_coordinates(it.answer), facts_of(attrs)))
-    return [f"{v.validator}: {v.reason}" for v in verdicts if not v.passed]
+        facts = facts_of(attrs)
+        # a count answer ("28") is no tooth number: only the question is checked then
+        grounded = it.question if it.source.startswith("rule:count") else f"{it.question} {it.answer_text}"
+        verdicts.append(gv.grounded_teeth(_without_coordinates(grounded), facts))
+        if rule is not None:
+            verdicts.append(verify_rule_item(rule, facts))
+    elif rule is not None:
+        verdicts.append(gv.fail("rule_truth", "no attributes to check the rule item against"))
+    return _failures(verdicts)
+
+
+def generation_verdicts_open(it: OpenItem, attrs: ImageAttributes | None, rule: RuleItem | None = None) -> list[str]:
+    """The generation validators on an open item: answer non-empty and bounded, question text, no
+    scores/identity, grounded tooth numbers and, for a rule item, the answer recomputed from the attributes."""
+    limit = gv.JSON_ANSWER_MAX_CHARS if it.kind in ("write_report", "location") else gv.OPEN_ANSWER_MAX_CHARS
+    verdicts = [gv.open_answer(it.answer, max_chars=limit), gv.question_text(it.question),
+                gv.no_scores_or_identity(f"{it.question} {it.answer}")]
+    if attrs is not None:
+        facts = facts_of(attrs)
+        verdicts.append(gv.grounded_teeth(_without_coordinates(it.answer), facts))
+        if rule is not None:
+            verdicts.append(verify_rule_item(rule, facts))
+    elif rule is not None:
+        verdicts.append(gv.fail("rule_truth", "no attributes to check the rule item against"))
+    return _failures(verdicts)
+
+
+def validate_closed_item(it: ClosedItem, attrs: ImageAttributes | None = None, rule: RuleItem | None = None) -> list[str]:
+    """Every problem of a closed item ("validator: reason"): benchmark rules + generation validators."""
+    return benchmark_rules(it) + generation_verdicts_closed(it, attrs, rule)
+
+
+def validate_open_item(it: OpenItem, attrs: ImageAttributes | None = None, rule: RuleItem | None = None) -> list[str]:
+    return benchmark_rules(it) + generation_verdicts_open(it, attrs, rule)
+
+
+def rejection_counts(rejected: Sequence[Mapping]) -> dict[str, int]:
+    """Failed checks per validator name over `build_benchmark`'s rejected rows (an item can fail several)."""
+    counts = Counter(p.split(":", 1)[0] for row in rejected for p in row["problems"])
+    return dict(sorted(counts.items()))
 
 
 def build_benchmark(attrs: Sequence[ImageAttributes], reports: Mapping[str, str] | None = None,
                     images_b64: Mapping[str, str] | None = None) -> tuple[list[ClosedItem], list[OpenItem], list[dict]]:
     """Held-out images' attributes -> (closed, open, rejected rows with reasons).
 
-    Every item passes our benchmark rules (`validate_*_item`) and the generation stage's validators
-    (MCQ form, question text, open-answer length, tooth numbers grounded in the attributes).
+    Every item goes through `validate_closed_item` / `validate_open_item` (benchmark rules and the
+    generation validators, rule items re-verified against the attributes); failures are rejected
+    rows {index, image_id, kind, problems}, counted per validator by `rejection_counts`.
     """
     by_id = {a.image_id: a for a in attrs}
-    closed = build_closed(attrs, images_b64)
-    open_ = build_open(attrs, reports, images_b64)
     rejected: list[dict] = []
     keep_c, keep_o = [], []
-    for it in closed:
-        p = validate_closed_item(it) + generation_verdicts_closed(it, by_id.get(it.image_id))
+    for it, rule in _build_closed(attrs, images_b64):
+        p = validate_closed_item(it, by_id.get(it.image_id), rule)
         (rejected.append({"index": it.index, "image_id": it.image_id, "kind": "closed", "problems": p}) if p else keep_c.append(it))
-    for it in open_:
-        p = validate_open_item(it) + generation_verdicts_open(it, by_id.get(it.image_id))
+    for it, rule in _build_open(attrs, reports, images_b64):
+        p = validate_open_item(it, by_id.get(it.image_id), rule)
         (rejected.append({"index": it.index, "image_id": it.image_id, "kind": "open", "problems": p}) if p else keep_o.append(it))
     return keep_c, keep_o, rejected

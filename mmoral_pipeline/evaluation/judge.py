@@ -32,6 +32,8 @@ from mmoral_pipeline.config import PROMPTS_DIR
 from mmoral_pipeline.domain.fdi import ALL_TEETH
 from mmoral_pipeline.domain.geometry import iou
 from mmoral_pipeline.domain.taxonomy import SYNONYMS, Category
+from mmoral_pipeline.generation.backends import CachedBackend
+from mmoral_pipeline.generation.cache import ResponseCache
 from mmoral_pipeline.generation.types import ChatBackend, ChatRequest
 
 GRID: tuple[float, ...] = tuple(round(i / 10, 1) for i in range(11))
@@ -307,9 +309,6 @@ class LLMJudge:
     def __init__(self, backend: ChatBackend, cache_path: str | Path | None = None, temperature: float = 0.0,
                  max_tokens: int = 256, prompts_dir: Path | None = None):
         import jinja2
-
-        from mmoral_pipeline.generation.backends import CachedBackend
-        from mmoral_pipeline.generation.cache import ResponseCache
 
         if isinstance(backend, CachedBackend):
             if cache_path is not None and (backend.cache is None or Path(cache_path) != backend.cache.path):

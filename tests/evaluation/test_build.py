@@ -7,12 +7,14 @@ from mmoral_pipeline.evaluation.build import (
     REPORT_PHRASINGS,
     assign_letters,
     build_benchmark,
-    count_distractors,
     holdout_attributes,
+    rejection_counts,
     validate_closed_item,
 )
 from mmoral_pipeline.evaluation.extraction import extract_choice
-from mmoral_pipeline.evaluation.items import CLOSED_DIMENSIONS, ClosedItem
+from mmoral_pipeline.evaluation.items import CLOSED_DIMENSIONS, ClosedItem, OpenItem
+from mmoral_pipeline.generation.facts import facts_of
+from mmoral_pipeline.generation.location_vqa import COUNT_TARGETS, RuleItem, true_count
 
 from .factories import make_attributes
 
@@ -30,8 +32,9 @@ def test_five_closed_six_open_per_image_with_balanced_letters():
     assert {it.question for it in open_ if it.kind == "write_report"} <= set(REPORT_PHRASINGS)
     labels = Counter(label for it in closed for label in it.labels)
     assert set(labels) == set(CLOSED_DIMENSIONS)
+    by_id = {a.image_id: a for a in attrs}
     for it in closed:
-        assert validate_closed_item(it) == []
+        assert validate_closed_item(it, by_id[it.image_id]) == []
         # the right answer's text is what extraction finds when a model answers with it
         assert extract_choice(it.answer_text, it.options).letter == it.answer or it.answer_text in ("None",)
 
@@ -63,14 +66,65 @@ def test_holdout_selection_uses_dataset_rule():
 def test_validator_rejects_bad_items():
     bad = ClosedItem(index="x", question="When is the next follow-up visit?", options=["1", "1", "2", "3"], answer="A", category="Teeth,Foo")
     problems = validate_closed_item(bad)
-    assert any("distinct" in p for p in problems) and any("labels" in p for p in problems) and any("follow-up" in p for p in problems)
+    assert any(p.startswith("mcq_form") and "distinct" in p for p in problems)  # the generation validator
+    assert any("labels" in p for p in problems) and any("follow-up" in p for p in problems)  # the benchmark's own rules
 
 
-def test_count_distractors_follow_authors_rules():
-    d = count_distractors(28, "k")
-    assert len(set(d)) == 3 and "28" not in d
-    assert set(d) <= {"29", "27", "30", "26", "0", "32", "14", "56"}
-    assert count_distractors(0, "k") and "0" not in count_distractors(0, "k")
+def test_count_questions_are_the_generation_rule():
+    attrs = [make_attributes(s) for s in range(40)]
+    closed, _, _ = build_benchmark(attrs)
+    by_id = {a.image_id: a for a in attrs}
+    questions = {q: target for target, (q, _cap, _dims) in COUNT_TARGETS.items()}
+    counts = [it for it in closed if it.source.startswith("rule:count_")]
+    assert len({it.source for it in counts}) >= 3  # teeth, missing, periapical (and filling = 0) all occur
+    for it in counts:
+        target = questions[it.question]  # generation's wording
+        n = true_count(target, facts_of(by_id[it.image_id]))
+        assert it.answer_text == str(n)
+        # the authors' distractors: +-1..5, 0, 32, half, double (generation.count_options)
+        allowed = {str(n + d) for d in range(-5, 6) if d and n + d >= 0} | {"0", "32", str(n // 2), str(n * 2)}
+        assert set(it.options) - {str(n)} <= allowed and len(set(it.options)) == 4
+
+
+def test_location_items_come_from_generation_rules_and_are_verified():
+    attrs = [make_attributes(s) for s in range(20)]
+    closed, open_, rejected = build_benchmark(attrs)
+    assert rejected == []
+    loc_closed = [it for it in closed if it.source.startswith("rule:loc_")]
+    assert loc_closed and {it.source for it in loc_closed} <= {"rule:loc_finding_in_box", "rule:loc_tooth_at_point", "rule:loc_tooth_box"}
+    loc_open = [it for it in open_ if it.kind == "location"]
+    assert len(loc_open) == 20
+    assert all(it.answer.startswith("[{") and ("box_2d" in it.answer or "point_2d" in it.answer) for it in loc_open)
+
+
+def test_rule_truth_rejects_an_answer_the_attributes_disagree_with():
+    a = make_attributes(7)
+    n = true_count("teeth", facts_of(a))
+    q = COUNT_TARGETS["teeth"][0]
+    options = [str(n + 1), str(n), str(n - 1), "0"]
+    wrong = ClosedItem(index="w", question=q, options=options, answer="A", category="Teeth", image_id=a.image_id, source="rule:count_teeth")
+    rule = RuleItem(task_type="count_closed", builder="count", question=q, answer=str(n + 1), options=options, answer_letter="A",
+                    dimensions=["Teeth"], fact={"kind": "count", "target": "teeth", "n": n + 1})
+    assert any(p.startswith("rule_truth") for p in validate_closed_item(wrong, a, rule))
+    right = wrong.model_copy(update={"answer": "B"})
+    good_rule = rule.model_copy(update={"answer": str(n), "answer_letter": "B", "fact": {"kind": "count", "target": "teeth", "n": n}})
+    assert validate_closed_item(right, a, good_rule) == []
+    # the letter must point at the rule's answer
+    assert any(p.startswith("rule_truth") for p in validate_closed_item(right, a, good_rule.model_copy(update={"answer_letter": "C"})))
+
+
+def test_failures_are_counted_per_validator():
+    attrs = [make_attributes(s) for s in range(3)]
+    scored_report = "1) Teeth: caries on tooth 36 (confidence 0.62).\n2) Jaw: no bone loss.\n3) Summary: restore."
+    closed, open_, rejected = build_benchmark(attrs, reports={attrs[0].image_id: scored_report})
+    assert len(closed) == 15 and len(open_) == 17
+    [row] = rejected
+    assert row["kind"] == "open" and row["image_id"] == attrs[0].image_id
+    assert rejection_counts(rejected)["no_scores_or_identity"] == 1
+    empty = OpenItem(index="e", question="Describe the jaw.", answer="", category="Jaw")
+    from mmoral_pipeline.evaluation.build import validate_open_item
+
+    assert rejection_counts([{"problems": validate_open_item(empty)}]) == {"open_answer": 1}
 
 
 def test_assign_letters_exact_balance():
@@ -81,7 +135,6 @@ def test_assign_letters_exact_balance():
 
 def test_generation_validators_reject_ungrounded_and_malformed_items():
     from mmoral_pipeline.evaluation.build import generation_verdicts_closed, generation_verdicts_open
-    from mmoral_pipeline.evaluation.items import OpenItem
 
     a = make_attributes(5)
     absent = 55  # a primary molar: valid FDI, never in these adult attributes

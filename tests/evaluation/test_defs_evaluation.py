@@ -66,6 +66,7 @@ def test_benchmark_items_and_results_end_to_end(home):
     [mat] = res.asset_materializations_for_node("benchmark_items")
     assert mat.metadata["held_out_images"].value == 3
     assert mat.metadata["holdout_rule"].value == "instruction_samples.split == 'bench'"
+    assert mat.metadata["rejected_by_validator"].value == {}  # every item passed the generation validators
     closed = read_closed_tsv(tmp / "exports" / "bench" / "closed_ended.tsv")
     open_ = read_open_tsv(tmp / "exports" / "bench" / "open_ended.tsv")
     assert len(closed) == 15 and len(open_) == 18

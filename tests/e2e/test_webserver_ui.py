@@ -13,6 +13,8 @@ Runs use the in-process executor (run config) so a run is one process, not one p
 same webserver/daemon/run-worker path, minutes faster on two cores.
 """
 
+import os
+import tempfile
 import time
 import urllib.parse
 from pathlib import Path
@@ -49,7 +51,9 @@ CHROMIUM_ARGS = [
 BATCHES = ["alpha", "beta"]
 IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
 DONE = {"SUCCESS", "FAILURE", "CANCELED"}
-SCREENSHOTS = REPO / "docs"
+# The README's screenshots are refreshed only on request (MMORAL_UPDATE_SCREENSHOTS=1), so a
+# test run leaves the working tree clean; otherwise they go to a temporary folder.
+SCREENSHOTS = REPO / "docs" if os.environ.get("MMORAL_UPDATE_SCREENSHOTS") == "1" else Path(tempfile.mkdtemp(prefix="mmoral-ui-"))
 
 
 def _wait_runs(dev: DagsterDev, run_ids: list[str], timeout: float) -> dict[str, str]:

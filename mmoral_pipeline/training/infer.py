@@ -65,9 +65,18 @@ def _item_messages(item: dict[str, Any], n_images: int, use_images: bool) -> lis
     return messages
 
 
-@lru_cache(maxsize=2)
+def _weights_stamp(checkpoint_dir: str) -> float:
+    """Newest weight-file time: a checkpoint rewritten in place is not served from the cache."""
+    return max((p.stat().st_mtime for p in Path(checkpoint_dir).glob("*.safetensors")), default=0.0)
+
+
 def load_for_inference(checkpoint_dir: str, device: str | None = None):
-    """(model, processor) in eval mode; LoRA adapters are loaded over their recorded base model."""
+    """(model, processor) in eval mode, cached; LoRA adapters are loaded over their recorded base model."""
+    return _load_cached(checkpoint_dir, device, _weights_stamp(checkpoint_dir))
+
+
+@lru_cache(maxsize=2)
+def _load_cached(checkpoint_dir: str, device: str | None, _stamp: float):
     import torch
     from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 

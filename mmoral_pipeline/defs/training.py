@@ -15,6 +15,7 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field
 
+from mmoral_pipeline.defs.metadata import png_markdown
 from mmoral_pipeline.training.run import CHECK_NAME, EXTRA_KEY
 from mmoral_pipeline.training.settings import SftSettings, default_output_dir, default_train_jsonl
 
@@ -106,12 +107,29 @@ def sft_model(
     if os.environ.get("MMORAL_HOME"):
         env["MMORAL_HOME"] = os.environ["MMORAL_HOME"]
     context.log.info(f"launching {config.command()} -> {settings.output_dir}")
-    return sft_pipes_client.run(
+    result = sft_pipes_client.run(
         command=config.command(),
         context=context,
         extras={EXTRA_KEY: settings.model_dump()},
         env=env,
     ).get_materialize_result()
+    return _with_inline_loss_plot(result)
+
+
+def _with_inline_loss_plot(result: dg.MaterializeResult) -> dg.MaterializeResult:
+    """Inline the trainer's loss plot (the file it reported) as a picture in the asset's metadata."""
+    entry = (result.metadata or {}).get("loss_plot_path")
+    path = getattr(entry, "value", entry)
+    if not path or not os.path.exists(str(path)):
+        return result
+    with open(str(path), "rb") as fh:
+        plot = png_markdown(fh.read(), "training loss")
+    return dg.MaterializeResult(
+        asset_key=result.asset_key,
+        metadata={**result.metadata, "loss_plot": plot},
+        check_results=result.check_results,
+        data_version=result.data_version,
+    )
 
 
 training_resources = {PIPES_CLIENT_KEY: dg.PipesSubprocessClient()}

@@ -5,9 +5,13 @@ answers to the held-out closed questions against the untrained base, the text-on
 most-frequent-letter baseline. Without `--train-jsonl` it writes the made-up learnable toy export
 (mmoral_pipeline.training.toy_data) of `--images` pictures first.
 
+With `--bench-items` (the evaluation stage's `benchmark_items` table, built from the held-out images only) the
+closed questions are those of the benchmark, prompted with its `closed_prompt` and scored with its
+`score_closed` (letter extraction), beside its random and most-frequent-letter runners.
+
     .venv/bin/python perf/cpu_sft.py --images 400 --epochs 1
     .venv/bin/python perf/cpu_sft.py --train-jsonl $MMORAL_HOME/exports/trl/train.jsonl \
-        --val-jsonl $MMORAL_HOME/exports/trl/val.jsonl
+        --val-jsonl $MMORAL_HOME/exports/trl/val.jsonl --bench-items $MMORAL_HOME/benchmark_items.parquet
 """
 
 from __future__ import annotations
@@ -37,6 +41,37 @@ def accuracy(answers: list[str], gold: list[str]) -> float:
     return sum(a.strip()[:1].upper() == g for a, g in zip(answers, gold, strict=True)) / max(1, len(gold))
 
 
+def bench_closed_figures(bench_items: str, checkpoint_dir: str, base_dir: str) -> dict:
+    """Closed accuracy on the benchmark's held-out questions: trained, trained text-only, untrained base, baselines."""
+    import polars as pl
+
+    from mmoral_pipeline.defs.evaluation import items_from_frame
+    from mmoral_pipeline.evaluation.runners import HFRunner, MostFrequentRunner, RandomRunner
+    from mmoral_pipeline.evaluation.scoring import score_closed
+
+    closed, _ = items_from_frame(pl.read_parquet(bench_items).filter(pl.col("kind") == "closed"))
+    runners = {
+        "trained": HFRunner(checkpoint_dir, name="trained", max_new_tokens_closed=4),
+        "trained_text_only": HFRunner(checkpoint_dir, name="trained-text-only", use_images=False, max_new_tokens_closed=4),
+        "untrained_base": HFRunner(base_dir, name="base", max_new_tokens_closed=4),
+        "most_frequent_letter": MostFrequentRunner(),
+        "random": RandomRunner(seed=0),
+    }
+    t0 = time.perf_counter()
+    out: dict = {"bench_closed_items": len(closed), "bench_images": len({it.image_id for it in closed})}
+    for key, runner in runners.items():
+        preds = score_closed(runner.name, closed, runner.answer_closed(closed))
+        out[f"bench_acc_{key}"] = round(sum(p.correct for p in preds) / max(1, len(preds)), 3)
+        if key == "trained":
+            out["bench_trained_letters"] = dict(Counter(p.letter or "?" for p in preds))
+            by_cat: dict[str, list[bool]] = {}
+            for p in preds:
+                by_cat.setdefault(p.category, []).append(p.correct)
+            out["bench_trained_by_category"] = {c: f"{sum(v)}/{len(v)}" for c, v in sorted(by_cat.items())}
+    out["bench_eval_s"] = round(time.perf_counter() - t0, 1)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--train-jsonl")
@@ -46,6 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-samples", type=int)
     ap.add_argument("--lr", type=float)
     ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--task-types", help="comma-separated task types to train on (SftSettings.task_types)")
+    ap.add_argument("--max-pixels", type=int)
+    ap.add_argument("--hidden", type=int, help="tiny_hidden_size")
+    ap.add_argument("--layers", type=int, help="tiny_layers")
+    ap.add_argument("--bench-items", help="benchmark_items parquet (held-out images) to score closed questions on")
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--out", help="write the figures as JSON here")
     args = ap.parse_args(argv)
@@ -62,9 +102,12 @@ def main(argv: list[str] | None = None) -> int:
 
         paths = make_toy_export(work / "toy", n_images=args.images)
         train_jsonl, val_jsonl = paths["train"], paths["val"]
+    overrides = {k: v for k, v in {
+        "task_types": args.task_types.split(",") if args.task_types else None, "max_pixels": args.max_pixels,
+        "tiny_hidden_size": args.hidden, "tiny_layers": args.layers}.items() if v is not None}
     settings = SftSettings(train_jsonl=train_jsonl, output_dir=str(work / "ckpt"), num_train_epochs=args.epochs,
                            max_samples=args.max_samples, learning_rate=args.lr,
-                           per_device_train_batch_size=args.batch, logging_steps=10)
+                           per_device_train_batch_size=args.batch, logging_steps=10, **overrides)
     cpu0 = resource.getrusage(resource.RUSAGE_SELF).ru_utime
     report = train(settings)
     cpu_train = resource.getrusage(resource.RUSAGE_SELF).ru_utime - cpu0
@@ -92,6 +135,10 @@ def main(argv: list[str] | None = None) -> int:
                 "answer_letters": dict(Counter(a.strip()[:1] for a in trained)),
                 "eval_s": round(time.perf_counter() - t0, 1),
             })
+    if args.bench_items:
+        figures.update(bench_closed_figures(args.bench_items, report.checkpoint_dir,
+                                            str(Path(report.checkpoint_dir).with_name("ckpt_base"))))
+    figures["settings"] = settings.model_dump(exclude={"train_jsonl", "output_dir"}, exclude_defaults=True)
     print(json.dumps(figures, indent=1))
     if args.out:
         Path(args.out).write_text(json.dumps(figures, indent=1))

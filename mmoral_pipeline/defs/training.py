@@ -49,6 +49,7 @@ class SftRunConfig(dg.Config):
     freeze_vision: bool = False
     seed: int = 0
     max_samples: int | None = Field(default=None, description="cap on training samples")
+    task_types: list[str] | None = Field(default=None, description="train only on these task types; None: all")
     use_cpu: bool | None = Field(default=None, description="None: CPU when no CUDA device is visible")
     logging_steps: int = 5
     dataloader_num_workers: int = 0

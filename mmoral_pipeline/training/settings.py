@@ -58,7 +58,12 @@ class SftSettings(BaseModel):
     gradient_checkpointing: bool = False
     freeze_vision: bool = False
     seed: int = 0
-    max_samples: int | None = Field(default=None, ge=1, description="cap on training samples (first N)")
+    max_samples: int | None = Field(default=None, ge=1, description="cap on training samples (first N, after task_types)")
+    task_types: list[str] | None = Field(
+        default=None,
+        description="train only on samples of these task types (e.g. vqa_closed, loc_closed, count_closed); None: all. "
+        "A small CPU budget goes further on the short closed-ended samples than on reports and attribute JSON",
+    )
     use_cpu: bool | None = Field(default=None, description="None: CPU when no CUDA device is visible")
     logging_steps: int = Field(default=5, ge=1)
     dataloader_num_workers: int = Field(default=0, ge=0)

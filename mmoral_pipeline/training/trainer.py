@@ -216,6 +216,17 @@ def length_grouping_args(config_cls, enabled: bool) -> dict[str, Any]:
     return {"group_by_length": True, "length_column_name": "length"}
 
 
+def select_rows(settings: SftSettings) -> list[dict[str, Any]]:
+    """Training rows: the JSONL filtered to `task_types` (when set), then capped at `max_samples`."""
+    from mmoral_pipeline.training.data import read_jsonl
+
+    if not settings.task_types:
+        return read_jsonl(settings.train_jsonl, max_samples=settings.max_samples)
+    wanted = set(settings.task_types)
+    rows = [r for r in read_jsonl(settings.train_jsonl) if r.get("task_type") in wanted]
+    return rows[: settings.max_samples] if settings.max_samples is not None else rows
+
+
 def train(settings: SftSettings, log: Callable[[str], None] = print) -> TrainReport:
     """Run one SFT run end to end; writes the checkpoint (+ processor, loss plot, train_report.json)."""
     t_start = time.perf_counter()
@@ -224,12 +235,13 @@ def train(settings: SftSettings, log: Callable[[str], None] = print) -> TrainRep
     from transformers import PrinterCallback, TrainerCallback
     from trl import SFTConfig, SFTTrainer
 
-    from mmoral_pipeline.training.data import AssistantOnlyCollator, read_jsonl
+    from mmoral_pipeline.training.data import AssistantOnlyCollator
 
     torch.manual_seed(settings.seed)
-    rows = read_jsonl(settings.train_jsonl, max_samples=settings.max_samples)
+    rows = select_rows(settings)
     if not rows:
-        raise ValueError(f"{settings.train_jsonl} holds no samples")
+        raise ValueError(f"{settings.train_jsonl} holds no samples" + (
+            f" of task types {settings.task_types}" if settings.task_types else ""))
     log(f"{len(rows)} training samples from {settings.train_jsonl}")
     use_cpu, bf16, device = resolve_device(settings)
     source = prepare_base_model(settings, rows, log)

@@ -76,3 +76,20 @@ def test_max_length_truncates_text_but_refuses_to_cut_images(processor, toy_expo
     assert cut["input_ids"].shape[1] == full - 5 and cut["labels"].shape[1] == full - 5
     with pytest.raises(ValueError, match="image tokens"):
         AssistantOnlyCollator(processor, max_length=n_image // 2)([dict(report)])
+
+
+def test_task_types_filter_then_cap(toy_export, tmp_path):
+    from mmoral_pipeline.training.settings import SftSettings
+    from mmoral_pipeline.training.trainer import select_rows
+
+    every = read_jsonl(toy_export["train"])
+    kinds = sorted({r["task_type"] for r in every})
+    assert len(kinds) >= 2, kinds
+    wanted = kinds[-1]
+    rows = select_rows(SftSettings(train_jsonl=toy_export["train"], output_dir=str(tmp_path), task_types=[wanted]))
+    assert rows and {r["task_type"] for r in rows} == {wanted}
+    assert len(rows) == sum(r["task_type"] == wanted for r in every)
+    capped = select_rows(SftSettings(train_jsonl=toy_export["train"], output_dir=str(tmp_path), task_types=[wanted],
+                                     max_samples=1))
+    assert [r["sample_id"] for r in capped] == [rows[0]["sample_id"]]
+    assert len(select_rows(SftSettings(train_jsonl=toy_export["train"], output_dir=str(tmp_path)))) == len(every)

@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--task-types", help="comma-separated task types to train on (SftSettings.task_types)")
     ap.add_argument("--max-pixels", type=int)
+    ap.add_argument("--answer-with-text", action="store_true", help="closed targets 'B. <option text>'")
     ap.add_argument("--hidden", type=int, help="tiny_hidden_size")
     ap.add_argument("--layers", type=int, help="tiny_layers")
     ap.add_argument("--bench-items", help="benchmark_items parquet (held-out images) to score closed questions on")
@@ -104,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         train_jsonl, val_jsonl = paths["train"], paths["val"]
     overrides = {k: v for k, v in {
         "task_types": args.task_types.split(",") if args.task_types else None, "max_pixels": args.max_pixels,
-        "tiny_hidden_size": args.hidden, "tiny_layers": args.layers}.items() if v is not None}
+        "tiny_hidden_size": args.hidden, "tiny_layers": args.layers,
+        "closed_answer_with_text": args.answer_with_text or None}.items() if v is not None}
     settings = SftSettings(train_jsonl=train_jsonl, output_dir=str(work / "ckpt"), num_train_epochs=args.epochs,
                            max_samples=args.max_samples, learning_rate=args.lr,
                            per_device_train_batch_size=args.batch, logging_steps=10, **overrides)

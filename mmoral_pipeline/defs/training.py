@@ -50,6 +50,7 @@ class SftRunConfig(dg.Config):
     seed: int = 0
     max_samples: int | None = Field(default=None, description="cap on training samples")
     task_types: list[str] | None = Field(default=None, description="train only on these task types; None: all")
+    closed_answer_with_text: bool = Field(default=False, description="closed targets 'B' -> 'B. <option text>'")
     use_cpu: bool | None = Field(default=None, description="None: CPU when no CUDA device is visible")
     logging_steps: int = 5
     dataloader_num_workers: int = 0

@@ -64,6 +64,11 @@ class SftSettings(BaseModel):
         description="train only on samples of these task types (e.g. vqa_closed, loc_closed, count_closed); None: all. "
         "A small CPU budget goes further on the short closed-ended samples than on reports and attribute JSON",
     )
+    closed_answer_with_text: bool = Field(
+        default=False,
+        description="closed-ended targets 'B' become 'B. <option text>' (the benchmark still reads the letter first): "
+        "more supervised tokens per sample, and copying the option after its letter teaches the letter-option binding",
+    )
     use_cpu: bool | None = Field(default=None, description="None: CPU when no CUDA device is visible")
     logging_steps: int = Field(default=5, ge=1)
     dataloader_num_workers: int = Field(default=0, ge=0)

@@ -227,6 +227,23 @@ def select_rows(settings: SftSettings) -> list[dict[str, Any]]:
     return rows[: settings.max_samples] if settings.max_samples is not None else rows
 
 
+def with_option_text(row: dict[str, Any]) -> dict[str, Any]:
+    """A closed-ended row whose one-letter answer is followed by that option's text ('B' -> 'B. Lower jaw')."""
+    import re
+
+    if not str(row.get("task_type", "")).endswith("_closed") or len(row["messages"]) != 2:
+        return row
+    user, answer = row["messages"]
+    texts = [user["content"]] if isinstance(user["content"], str) else [p.get("text") or "" for p in user["content"]]
+    options = dict(re.findall(r"^([A-D])\. (.+)$", "\n".join(texts), flags=re.M))
+    content = answer["content"]
+    letter = (content if isinstance(content, str) else "".join(p.get("text") or "" for p in content)).strip()
+    if letter not in options:
+        return row
+    new_answer = {"role": "assistant", "content": [{"type": "text", "text": f"{letter}. {options[letter]}"}]}
+    return {**row, "messages": [user, new_answer]}
+
+
 def train(settings: SftSettings, log: Callable[[str], None] = print) -> TrainReport:
     """Run one SFT run end to end; writes the checkpoint (+ processor, loss plot, train_report.json)."""
     t_start = time.perf_counter()
@@ -239,6 +256,8 @@ def train(settings: SftSettings, log: Callable[[str], None] = print) -> TrainRep
 
     torch.manual_seed(settings.seed)
     rows = select_rows(settings)
+    if settings.closed_answer_with_text:
+        rows = [with_option_text(r) for r in rows]
     if not rows:
         raise ValueError(f"{settings.train_jsonl} holds no samples" + (
             f" of task types {settings.task_types}" if settings.task_types else ""))

@@ -93,3 +93,17 @@ def test_task_types_filter_then_cap(toy_export, tmp_path):
                                      max_samples=1))
     assert [r["sample_id"] for r in capped] == [rows[0]["sample_id"]]
     assert len(select_rows(SftSettings(train_jsonl=toy_export["train"], output_dir=str(tmp_path)))) == len(every)
+
+
+def test_closed_answer_with_option_text():
+    from mmoral_pipeline.training.trainer import with_option_text
+
+    prompt = "Question: Where is bone loss observed?\nOptions:\nA. Upper jaw\nB. Lower jaw\nC. Both jaws\nD. None\nAnswer."
+    row = {"task_type": "vqa_closed", "messages": [
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "B"}]}]}
+    out = with_option_text(row)
+    assert out["messages"][1]["content"] == [{"type": "text", "text": "B. Lower jaw"}]
+    assert out["messages"][0] is row["messages"][0] and row["messages"][1]["content"][0]["text"] == "B"
+    open_row = {**row, "task_type": "vqa_open"}
+    assert with_option_text(open_row) is open_row

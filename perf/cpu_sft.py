@@ -12,6 +12,21 @@ closed questions are those of the benchmark, prompted with its `closed_prompt` a
     .venv/bin/python perf/cpu_sft.py --images 400 --epochs 1
     .venv/bin/python perf/cpu_sft.py --train-jsonl $MMORAL_HOME/exports/trl/train.jsonl \
         --val-jsonl $MMORAL_HOME/exports/trl/val.jsonl --bench-items $MMORAL_HOME/benchmark_items.parquet
+
+Measured 2026-11-28 (2 shared cores, load 3.5-4.7 from other work; OMP_NUM_THREADS=1, which avoided the
+thread oversubscription that slowed a 2-thread run about 10x under that load). Data: assets/sources_demo.yaml
+(sample + `mmoral synth --n 200 --seed 42 --width 700 --height 350 --scores`) materialised offline into a
+temporary MMORAL_HOME; training on the closed types (5,109 samples of 176 images); held-out benchmark:
+130 closed questions on 26 images, letters balanced (A 33, B 33, C 32, D 32).
+
+    config (1 epoch)                         steps  train s  loss start/end  trained  text-only  base  most-freq  random
+    r2 batch 2, lr 1e-3, 1.3M params          2555   551     7.81 / 0.465    0.254    0.254      0.0   0.254      0.231
+    r3 batch 4, lr 2e-3, hidden 256 (4.0M)    1278   797     7.71 / 0.458    0.254    0.254      0.0   0.254      0.231
+    r4 as r2 + closed_answer_with_text        2555   468     7.66 / 0.566    0.254    0.254      0.0   0.254      0.231
+
+Every trained model answers "B" on all 130 questions (= the most-frequent letter); the letter loss stays at
+chance (ln 4 / 3 tokens = 0.462). A first run (batch 8, lr 2e-3, 2 threads) was stopped at step 410/639 with
+the loss at chance. So within the 10-minute CPU budget the tiny model does not learn the closed questions.
 """
 
 from __future__ import annotations

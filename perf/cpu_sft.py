@@ -23,9 +23,11 @@ temporary MMORAL_HOME; training on the closed types (5,109 samples of 176 images
     r2 batch 2, lr 1e-3, 1.3M params          2555   551     7.81 / 0.465    0.254    0.254      0.0   0.254      0.231
     r3 batch 4, lr 2e-3, hidden 256 (4.0M)    1278   797     7.71 / 0.458    0.254    0.254      0.0   0.254      0.231
     r4 as r2 + closed_answer_with_text        2555   468     7.66 / 0.566    0.254    0.254      0.0   0.254      0.231
+    r5 as r4, 2 epochs (load ~1, 1 core)      5110   576     7.66 / 0.467    0.246    0.200      0.0   0.254      0.231
 
-Every trained model answers "B" on all 130 questions (= the most-frequent letter); the letter loss stays at
-chance (ln 4 / 3 tokens = 0.462). A first run (batch 8, lr 2e-3, 2 threads) was stopped at step 410/639 with
+r2-r4 answer "B" on all 130 questions (= a most-frequent letter), r5 "D"; the letter loss stays at chance
+(ln 4 / 3 tokens = 0.462), and with closed_answer_with_text the text after the letter is a generic phrase, not
+the chosen option's text (no letter-option binding learnt). A first run (batch 8, lr 2e-3, 2 threads) was stopped at step 410/639 with
 the loss at chance. So within the 10-minute CPU budget the tiny model does not learn the closed questions.
 """
 

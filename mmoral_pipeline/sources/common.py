@@ -199,6 +199,31 @@ def reject_for_image(
         reject_annotation(batch, source=source, path=path, record=record, reason=reason, message=f"{why}: {image.path}")
 
 
+def add_paired_image(
+    batch: IngestBatch,
+    image_path: Path | None,
+    *,
+    source: str,
+    root: Path,
+    max_pixels: int,
+    expected_path: Path,
+    missing_message: str,
+    annotations_path: str,
+    records: Iterable[str],
+) -> ImageRecord | None:
+    """The image paired with an annotation file (mask formats), or None after rejecting the image
+    (missing or quarantined) together with every annotation record that depended on it."""
+    if image_path is None:
+        rej = reject_image(batch, source=source, path=str(expected_path), reason=RejectReason.IMAGE_MISSING, message=missing_message)
+        reject_for_image(batch, rej, source=source, path=annotations_path, records=records)
+        return None
+    image = add_image(batch, image_path, source=source, root=root, max_pixels=max_pixels)
+    if isinstance(image, Rejection):
+        reject_for_image(batch, image, source=source, path=annotations_path, records=records)
+        return None
+    return image
+
+
 def emit_annotation(
     batch: IngestBatch,
     *,

@@ -32,16 +32,14 @@ import numpy as np
 from PIL import Image
 
 from mmoral_pipeline.config import SourceSpec, SourcesFile
-from mmoral_pipeline.domain.records import IngestBatch, ImageRecord, RejectReason, Rejection
+from mmoral_pipeline.domain.records import IngestBatch, ImageRecord, RejectReason
 from mmoral_pipeline.sources.base import IMAGE_SUFFIXES
 from mmoral_pipeline.sources.common import (
     Label,
-    add_image,
+    add_paired_image,
     emit_annotation,
     folder,
     reject_annotation,
-    reject_for_image,
-    reject_image,
     rel_to,
 )
 from mmoral_pipeline.domain.taxonomy import Category
@@ -245,13 +243,12 @@ class UfbaMasksReader:
                     mask_files.append(p)
             records = [p.name for p in mask_files]
             image_path = images.get(key)
-            if image_path is None:
-                rej = reject_image(batch, source=src, path=str(images_dir / key), reason=RejectReason.IMAGE_MISSING, message=f"no image for mask folder {key}")
-                reject_for_image(batch, rej, source=src, path=str(mask_dir), records=records)
-                continue
-            image = add_image(batch, image_path, source=src, root=root, max_pixels=sources.max_image_pixels)
-            if isinstance(image, Rejection):
-                reject_for_image(batch, image, source=src, path=str(mask_dir or image_path), records=records)
+            image = add_paired_image(
+                batch, image_path, source=src, root=root, max_pixels=sources.max_image_pixels,
+                expected_path=images_dir / key, missing_message=f"no image for mask folder {key}",
+                annotations_path=str(mask_dir or image_path), records=records,
+            )
+            if image is None:
                 continue
             for p in mask_files:
                 self._tooth(batch, image, root, p)
@@ -333,13 +330,12 @@ class Dc1000MasksReader:
             if label_error:
                 records = [label_path.name]
             image_path = images.get(key)
-            if image_path is None:
-                rej = reject_image(batch, source=src, path=str(images_dir / key), reason=RejectReason.IMAGE_MISSING, message=f"no image for mask {key}")
-                reject_for_image(batch, rej, source=src, path=str(label_path), records=records)
-                continue
-            image = add_image(batch, image_path, source=src, root=root, max_pixels=sources.max_image_pixels)
-            if isinstance(image, Rejection):
-                reject_for_image(batch, image, source=src, path=str(label_path or image_path), records=records)
+            image = add_paired_image(
+                batch, image_path, source=src, root=root, max_pixels=sources.max_image_pixels,
+                expected_path=images_dir / key, missing_message=f"no image for mask {key}",
+                annotations_path=str(label_path or image_path), records=records,
+            )
+            if image is None:
                 continue
             if label_path is None:
                 continue  # an image without a mask: no caries

@@ -24,14 +24,22 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
 	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 
-demo: setup $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/mmoral materialize
+# The demo adds 200 generated images to the embedded sample (assets/sources_demo.yaml): the sample's 23 training
+# images are too few for the tiny model to learn the closed-ended questions (perf/cpu_sft.py has the figures).
+SYNTH_TRAIN := $(CURDIR)/.mmoral/synth_train
+DEMO_SOURCES := $(CURDIR)/assets/sources_demo.yaml
+
+$(SYNTH_TRAIN)/annotations.json: | setup
+	$(BIN)/mmoral synth --n 200 --seed 42 --out $(SYNTH_TRAIN) --format coco --scores --width 700 --height 350
+
+demo: setup $(DAGSTER_HOME)/dagster.yaml $(SYNTH_TRAIN)/annotations.json
+	MMORAL_SOURCES=$${MMORAL_SOURCES:-$(DEMO_SOURCES)} $(BIN)/mmoral materialize
 
 test: setup
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 1; fi; exit $$rc
 
-ui: setup $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
+ui: setup $(DAGSTER_HOME)/dagster.yaml $(SYNTH_TRAIN)/annotations.json
+	MMORAL_SOURCES=$${MMORAL_SOURCES:-$(DEMO_SOURCES)} $(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
 
 perf: setup
 	for f in perf/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done

@@ -68,9 +68,9 @@ def bench_closed_figures(bench_items: str, checkpoint_dir: str, base_dir: str) -
 
     closed, _ = items_from_frame(pl.read_parquet(bench_items).filter(pl.col("kind") == "closed"))
     runners = {
-        "trained": HFRunner(checkpoint_dir, name="trained", max_new_tokens_closed=4),
-        "trained_text_only": HFRunner(checkpoint_dir, name="trained-text-only", use_images=False, max_new_tokens_closed=4),
-        "untrained_base": HFRunner(base_dir, name="base", max_new_tokens_closed=4),
+        "trained": HFRunner(checkpoint_dir, name="trained", max_new_tokens_closed=24),
+        "trained_text_only": HFRunner(checkpoint_dir, name="trained-text-only", use_images=False, max_new_tokens_closed=24),
+        "untrained_base": HFRunner(base_dir, name="base", max_new_tokens_closed=24),
         "most_frequent_letter": MostFrequentRunner(),
         "random": RandomRunner(seed=0),
     }
@@ -79,12 +79,13 @@ def bench_closed_figures(bench_items: str, checkpoint_dir: str, base_dir: str) -
     for key, runner in runners.items():
         preds = score_closed(runner.name, closed, runner.answer_closed(closed))
         out[f"bench_acc_{key}"] = round(sum(p.correct for p in preds) / max(1, len(preds)), 3)
-        if key == "trained":
-            out["bench_trained_letters"] = dict(Counter(p.letter or "?" for p in preds))
-            by_cat: dict[str, list[bool]] = {}
-            for p in preds:
-                by_cat.setdefault(p.category, []).append(p.correct)
-            out["bench_trained_by_category"] = {c: f"{sum(v)}/{len(v)}" for c, v in sorted(by_cat.items())}
+        if key in ("trained", "trained_text_only", "untrained_base"):
+            out[f"bench_{key}_letters"] = dict(Counter(p.letter or "?" for p in preds))
+            out[f"bench_{key}_methods"] = dict(Counter(p.method for p in preds))
+            by_source: dict[str, list[bool]] = {}
+            for it, p in zip(closed, preds, strict=True):
+                by_source.setdefault(it.source, []).append(p.correct)
+            out[f"bench_{key}_by_source"] = {c: f"{sum(v)}/{len(v)}" for c, v in sorted(by_source.items())}
     out["bench_eval_s"] = round(time.perf_counter() - t0, 1)
     return out
 
@@ -97,10 +98,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=float, default=1.0)
     ap.add_argument("--max-samples", type=int)
     ap.add_argument("--lr", type=float)
-    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--batch", type=int, help="per-device batch size (None: SftSettings' default)")
     ap.add_argument("--task-types", help="comma-separated task types to train on (SftSettings.task_types)")
     ap.add_argument("--max-pixels", type=int)
-    ap.add_argument("--answer-with-text", action="store_true", help="closed targets 'B. <option text>'")
+    ap.add_argument("--closed-target", choices=["letter", "letter_and_text", "option_text"],
+                    help="SftSettings.closed_target (r4 below is letter_and_text)")
     ap.add_argument("--hidden", type=int, help="tiny_hidden_size")
     ap.add_argument("--layers", type=int, help="tiny_layers")
     ap.add_argument("--bench-items", help="benchmark_items parquet (held-out images) to score closed questions on")
@@ -123,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {k: v for k, v in {
         "task_types": args.task_types.split(",") if args.task_types else None, "max_pixels": args.max_pixels,
         "tiny_hidden_size": args.hidden, "tiny_layers": args.layers,
-        "closed_answer_with_text": args.answer_with_text or None}.items() if v is not None}
+        "closed_target": args.closed_target}.items() if v is not None}
     settings = SftSettings(train_jsonl=train_jsonl, output_dir=str(work / "ckpt"), num_train_epochs=args.epochs,
                            max_samples=args.max_samples, learning_rate=args.lr,
                            per_device_train_batch_size=args.batch, logging_steps=10, **overrides)

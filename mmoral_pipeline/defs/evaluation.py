@@ -14,7 +14,13 @@ from pydantic import Field
 
 from mmoral_pipeline.config import mmoral_home
 from mmoral_pipeline.defs.metadata import markdown_preview, png_markdown, table_metadata
-from mmoral_pipeline.evaluation.build import BUILD_VERSION, build_benchmark, holdout_attributes, rejection_counts
+from mmoral_pipeline.evaluation.build import (
+    BUILD_VERSION,
+    GeneratedClosed,
+    build_benchmark,
+    holdout_attributes,
+    rejection_counts,
+)
 from mmoral_pipeline.evaluation.items import ClosedItem, OpenItem
 from mmoral_pipeline.evaluation.judge import OFFLINE_JUDGE_VERSION, load_judge_template
 
@@ -44,6 +50,21 @@ def _report_texts(reports: pl.DataFrame | None) -> dict[str, str]:
     if col is None:
         return {}
     return {r["image_id"]: r[col] for r in reports.select("image_id", col).iter_rows(named=True) if r[col]}
+
+
+def _generated_closed(vqa_items: pl.DataFrame | None, image_ids: set[str]) -> dict[str, list[GeneratedClosed]]:
+    """The held-out images' accepted generated closed VQA (report-based), by image id: the benchmark draws from them."""
+    if vqa_items is None or vqa_items.height == 0:
+        return {}
+    rows = vqa_items.filter((pl.col("task_type") == "vqa_closed") & pl.col("image_id").is_in(sorted(image_ids)))
+    if "rejected_by" in rows.columns:
+        rows = rows.filter(pl.col("rejected_by").is_null())
+    out: dict[str, list[GeneratedClosed]] = {}
+    for r in rows.iter_rows(named=True):
+        out.setdefault(r["image_id"], []).append(GeneratedClosed(
+            item_id=r["item_id"], question=r["question"], options=list(r["options"] or []), answer_text=r["answer"],
+            dimensions=list(r["dimensions"] or [])))
+    return out
 
 
 def _encode_images(paths: dict[str, str], max_side: int | None) -> dict[str, str]:
@@ -92,7 +113,8 @@ class BenchmarkItemsConfig(dg.Config):
     key="benchmark_items",
     group_name=GROUP,
     kinds={"polars", "parquet"},
-    deps=[dg.AssetKey("image_attributes"), dg.AssetKey("reports"), dg.AssetKey("instruction_samples")],
+    deps=[dg.AssetKey("image_attributes"), dg.AssetKey("reports"), dg.AssetKey("vqa_items"),
+          dg.AssetKey("instruction_samples")],
     code_version=BUILD_VERSION,
 )
 def benchmark_items(context: dg.AssetExecutionContext, config: BenchmarkItemsConfig) -> dg.MaterializeResult:
@@ -116,7 +138,8 @@ def benchmark_items(context: dg.AssetExecutionContext, config: BenchmarkItemsCon
         rule = "dataset.split.is_holdout"
     held = sorted(held, key=lambda a: a.image_id)[: config.max_images]
     paths = dict(zip(attrs_df["image_id"].to_list(), attrs_df["path"].to_list() if "path" in attrs_df.columns else [""] * attrs_df.height, strict=True))
-    closed, open_, rejected = build_benchmark(held, _report_texts(_read_optional("reports")))
+    generated = _generated_closed(_read_optional("vqa_items"), {a.image_id for a in held})
+    closed, open_, rejected = build_benchmark(held, _report_texts(_read_optional("reports")), generated=generated)
     images = _encode_images({a.image_id: paths.get(a.image_id, "") for a in held}, config.image_max_side)
     out_dir = Path(config.export_dir or Path(mmoral_home()) / "exports" / "bench")
     closed_tsv = write_closed_tsv([it.model_copy(update={"image": images.get(it.image_id, "")}) for it in closed], out_dir / "closed_ended.tsv")
@@ -141,6 +164,9 @@ def benchmark_items(context: dg.AssetExecutionContext, config: BenchmarkItemsCon
             "rejected_items": dg.MetadataValue.json(rejected[:50]),
             "rejected_by_validator": dg.MetadataValue.json(rejection_counts(rejected)),
             "answer_letters": dg.MetadataValue.json(letters),
+            "closed_from": dg.MetadataValue.json(
+                {"generated_vqa": sum(it.source.startswith("vqa:") for it in closed),
+                 "rules": sum(it.source.startswith("rule:") for it in closed)}),
             "dimension_labels": dg.MetadataValue.json(dict(sorted(labels.items()))),
             "closed_tsv": dg.MetadataValue.path(str(closed_tsv)),
             "open_tsv": dg.MetadataValue.path(str(open_tsv)),
@@ -159,8 +185,9 @@ class EndpointModel(dg.Config):
 class BenchmarkResultsConfig(dg.Config):
     """Models to run and how to judge them."""
 
-    models: list[str] = Field(default=["random", "most_frequent", "sft", "sft_text_only", "base"],
-                              description="any of random, most_frequent, sft, sft_text_only, base")
+    models: list[str] = Field(default=["random", "most_frequent", "sft", "sft_text_only", "sft_other_image", "base"],
+                              description="any of random, most_frequent, sft, sft_text_only (no image), sft_other_image "
+                              "(each question shown another held-out patient's X-ray: does it read the right one?), base")
     endpoints: list[EndpointModel] = Field(default=[], description="OpenAI-compatible vision endpoints")
     sft_path: str | None = Field(default=None, description="None: $MMORAL_HOME/sft_model/latest")
     base_path: str | None = Field(default=None, description="None: <sft>/base_model.txt, else <sft>_base (the tiny base)")
@@ -229,9 +256,10 @@ def benchmark_results(context: dg.AssetExecutionContext, config: BenchmarkResult
     for m in config.models:
         if m in ("random", "most_frequent"):
             specs.append(ModelSpec(name=m, kind=m, **common))  # type: ignore[arg-type]
-        elif m in ("sft", "sft_text_only"):
+        elif m in ("sft", "sft_text_only", "sft_other_image"):
             if Path(sft, "config.json").exists():
-                specs.append(ModelSpec(name=m.replace("_", "-"), kind="hf", path=sft, use_images=m == "sft", **common))
+                specs.append(ModelSpec(name=m.replace("_", "-"), kind="hf", path=sft, use_images=m != "sft_text_only",
+                                       other_images=m == "sft_other_image", **common))
             else:
                 skipped[m] = f"no checkpoint at {sft}"
         elif m == "base":
@@ -300,6 +328,31 @@ def sft_not_worse_than_base(benchmark_results: pl.DataFrame) -> dg.AssetCheckRes
                                          "delta": dg.MetadataValue.float(sft - base)})
 
 
+def _closed_of(df: pl.DataFrame, model: str) -> float | None:
+    row = df.filter(pl.col("model") == model)
+    return row["closed_overall"][0] if row.height else None
+
+
+@dg.asset_check(asset="benchmark_results", description="Learning is real: the fine-tuned model's closed-ended accuracy beats "
+                "its untrained base and the always-the-most-frequent-letter baseline; reported beside the same model "
+                "without images and with another patient's X-ray (does it read the image?).")
+def sft_beats_baselines_on_closed(benchmark_results: pl.DataFrame) -> dg.AssetCheckResult:
+    figures = {m: _closed_of(benchmark_results, m) for m in ("sft", "base", "most_frequent", "random", "sft-text-only",
+                                                              "sft-other-image")}
+    metadata = {f"closed_{m.replace('-', '_')}": dg.MetadataValue.float(v) for m, v in figures.items() if v is not None}
+    sft, base, most = figures["sft"], figures["base"], figures["most_frequent"]
+    if sft is None or base is None or most is None:
+        return dg.AssetCheckResult(passed=True, severity=dg.AssetCheckSeverity.WARN, metadata=metadata,
+                                   description="sft, base and most_frequent were not all evaluated; nothing to compare")
+    other = figures["sft-other-image"]
+    uses_image = None if other is None else sft > other
+    if uses_image is not None:
+        metadata["uses_image_content"] = dg.MetadataValue.bool(uses_image)
+    return dg.AssetCheckResult(passed=sft > base and sft > most, severity=dg.AssetCheckSeverity.WARN, metadata=metadata,
+                               description=f"closed accuracy: sft {sft:.1f} vs base {base:.1f}, most-frequent {most:.1f}"
+                               + ("" if other is None else f"; shown another patient's X-ray {other:.1f}"))
+
+
 evaluation_assets = [benchmark_items, benchmark_results]
-evaluation_checks = [sft_not_worse_than_base]
+evaluation_checks = [sft_not_worse_than_base, sft_beats_baselines_on_closed]
 

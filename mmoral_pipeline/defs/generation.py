@@ -3,7 +3,6 @@ rejected_generations (one partitioned multi-asset; each output's code_version is
 prompt templates that shape it), plus the `LLMResource`.
 """
 
-import json
 import statistics
 from collections import Counter
 from typing import Optional

@@ -33,13 +33,13 @@ class SftRunConfig(dg.Config):
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.05
-    learning_rate: float | None = Field(default=None, description="None: 2e-3 tiny, 2e-4 LoRA, 1e-5 full")
+    learning_rate: float | None = Field(default=None, description="None: 1e-3 tiny, 2e-4 LoRA, 1e-5 full")
     lr_scheduler_type: str = "cosine"
     warmup_ratio: float = 0.1
     weight_decay: float = 0.0
     num_train_epochs: float = 1.0
     max_steps: int = Field(default=-1, description="> 0 overrides num_train_epochs")
-    per_device_train_batch_size: int = 8
+    per_device_train_batch_size: int | None = Field(default=None, description="None: 2 for the tiny model, 8 else")
     gradient_accumulation_steps: int = 1
     max_length: int = 1024
     max_pixels: int | None = Field(default=None, description="None: 50,176 for the tiny model, model default else")
@@ -49,8 +49,12 @@ class SftRunConfig(dg.Config):
     freeze_vision: bool = False
     seed: int = 0
     max_samples: int | None = Field(default=None, description="cap on training samples")
-    task_types: list[str] | None = Field(default=None, description="train only on these task types; None: all")
-    closed_answer_with_text: bool = Field(default=False, description="closed targets 'B' -> 'B. <option text>'")
+    task_types: list[str] | None = Field(default=None, description="train only on these task types; None: the closed-"
+                                         "ended ones for the tiny model, all for any other model")
+    closed_target: str | None = Field(
+        default=None, description="letter | letter_and_text | option_text: closed-ended answers taught as 'B', "
+        "'B. Lower jaw' or 'Lower jaw'; None: "
+        "'option_text' for the tiny model, 'letter' for any other model")
     use_cpu: bool | None = Field(default=None, description="None: CPU when no CUDA device is visible")
     logging_steps: int = 5
     dataloader_num_workers: int = 0

@@ -28,6 +28,7 @@ class ModelSpec(BaseModel):
     model: str = ""  # openai model name
     api_key_env: str = "OPENAI_API_KEY"
     use_images: bool = True
+    other_images: bool = False  # hf: each question shown another item's X-ray (does it read the right image?)
     seed: int = 0
     batch_size: int = 4
     max_pixels: int | None = 401_408
@@ -70,7 +71,7 @@ def make_runner(spec: ModelSpec, cache_dir: str | None = None) -> Runner:
         return MostFrequentRunner(name=spec.name)
     if spec.kind == "hf":
         return HFRunner(spec.path, name=spec.name, use_images=spec.use_images, batch_size=spec.batch_size, max_pixels=spec.max_pixels,
-                        max_new_tokens_open=spec.max_new_tokens_open)
+                        max_new_tokens_open=spec.max_new_tokens_open, other_images=spec.other_images)
     from mmoral_pipeline.evaluation.backends import openai_backend
 
     backend = openai_backend(spec.base_url, spec.model, spec.api_key_env, cache_dir=cache_dir)

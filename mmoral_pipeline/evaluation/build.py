@@ -3,10 +3,13 @@
 Pure functions over `ImageAttributes` (+ the report text when there is one). Counting and location
 questions come from the generation package's rules (`generation.location_vqa`: `count_options`,
 `true_count`, `build_rule_items`), so the benchmark and the training data share one definition and
-each such item carries a `RuleItem` that `verify_rule_item` re-checks against the attributes. The
-benchmark's own closed builders cover what the generation rules do not (caries / treatment tooth,
-impacted wisdom teeth, bone level, recommendations), with distractors in the authors' style
-(neighbouring teeth, related findings, "None of the above" when too few distinct options exist).
+each such item carries a `RuleItem` that `verify_rule_item` re-checks against the attributes.
+Closed-ended, as in the paper (report-based VQA + location-based rules): when the held-out images'
+generated closed VQA items are given (`vqa_items` rows, already through the generation validators),
+up to 3 per image come from them, in the families and wording the training data uses, and the rest
+from the location / counting rules. Without them, or to fill an image up to 5, the benchmark's own
+builders (caries / treatment tooth, impacted wisdom teeth, bone level, recommendations) apply, with
+distractors in the authors' style (neighbouring teeth, related findings, "None of the above").
 Open-ended: 4 report-based (teeth, pathology, treatments, jaw or summary), 1 location-based (a
 generation `loc_open` rule item: box_2d / point_2d JSON), 1 "write the report" from a set of phrasings.
 
@@ -45,9 +48,10 @@ from mmoral_pipeline.generation.location_vqa import (
     verify_rule_item,
 )
 
-BUILD_VERSION = f"bench-build-v2+{RULES_VERSION}"
+BUILD_VERSION = f"bench-build-v3+{RULES_VERSION}"
 NONE_OF_ABOVE = NONE_OF_THE_ABOVE
 CLOSED_PER_IMAGE = 5
+GENERATED_PER_IMAGE = 3  # report-based (generated) closed VQA per image when there are some; the rest from rules
 REPORT_PHRASINGS: tuple[str, ...] = (
     "Write a complete radiology report for this panoramic dental X-ray.",
     "Please generate a structured diagnostic report for this panoramic radiograph.",
@@ -211,6 +215,44 @@ CLOSED_BUILDERS: tuple[Callable[[ImageAttributes, Facts], _Candidate | None], ..
     _q_caries_tooth, _q_location, _q_impacted_wisdom, _q_treatment, _q_bone_loss, _q_recommendation,
     _q_count_teeth, _q_count_periapical, _q_count_missing,
 )
+# The generation's location / counting rules: the part of the mix that is rule-based in the paper too.
+RULE_BUILDERS = (_q_location, _q_count_teeth, _q_count_periapical, _q_count_missing)
+
+
+@dataclass
+class GeneratedClosed:
+    """One generated closed-ended VQA item of a held-out image (a `vqa_items` row of task type vqa_closed)."""
+
+    item_id: str
+    question: str
+    options: list[str]
+    answer_text: str
+    dimensions: list[str]
+
+
+def _from_generated(g: GeneratedClosed) -> _Candidate:
+    return _Candidate(g.question, g.answer_text, [o for o in g.options if o != g.answer_text], ",".join(g.dimensions),
+                      f"vqa:{g.item_id}")
+
+
+def _generated_picks(a: ImageAttributes, generated: Sequence[GeneratedClosed]) -> list[_Candidate]:
+    """Up to GENERATED_PER_IMAGE generated items, one per question, in an image-seeded hash order."""
+    picks: list[_Candidate] = []
+    seen: set[str] = set()
+    for g in sorted(generated, key=lambda g: (_h(a.image_id, "vqa", g.item_id), g.item_id)):
+        if g.question not in seen and g.answer_text in g.options and len(g.options) == 4:
+            seen.add(g.question)
+            picks.append(_from_generated(g))
+    return picks[:GENERATED_PER_IMAGE]
+
+
+def _rotated(a: ImageAttributes, facts: Facts, builders: Sequence[Callable[[ImageAttributes, Facts], _Candidate | None]],
+             purpose: str) -> list[_Candidate]:
+    applicable = [c for c in (b(a, facts) for b in builders) if c is not None]
+    if not applicable:
+        return []
+    start = _h(a.image_id, purpose) % len(applicable)
+    return applicable[start:] + applicable[:start]
 
 
 def _pad_distractors(c: _Candidate) -> list[str]:
@@ -224,14 +266,23 @@ def _pad_distractors(c: _Candidate) -> list[str]:
     return out[:3]
 
 
-def closed_candidates(a: ImageAttributes, facts: Facts | None = None) -> list[_Candidate]:
-    """Five of the applicable builders: a window of the builder list starting at an image-hash
-    offset, so the question mix (and dimension coverage) varies across images deterministically."""
+def closed_candidates(a: ImageAttributes, facts: Facts | None = None,
+                      generated: Sequence[GeneratedClosed] = ()) -> list[_Candidate]:
+    """Five closed questions for one image. With generated VQA: up to 3 of those, then the location / counting
+    rules, then the benchmark's own builders to fill. Without: a window of all builders starting at an
+    image-hash offset, so the question mix (and dimension coverage) varies across images deterministically."""
     facts = facts or facts_of(a)
-    applicable = [c for c in (b(a, facts) for b in CLOSED_BUILDERS) if c is not None]
-    start = _h(a.image_id, "closed-mix") % len(applicable)
-    rotated = applicable[start:] + applicable[:start]
-    return rotated[:CLOSED_PER_IMAGE]
+    if not generated:
+        return _rotated(a, facts, CLOSED_BUILDERS, "closed-mix")[:CLOSED_PER_IMAGE]
+    picks = _generated_picks(a, generated)
+    fill = _rotated(a, facts, RULE_BUILDERS, "closed-rules") + _rotated(
+        a, facts, [b for b in CLOSED_BUILDERS if b not in RULE_BUILDERS], "closed-mix")
+    for c in fill:
+        if len(picks) >= CLOSED_PER_IMAGE:
+            break
+        if c.question not in {p.question for p in picks}:
+            picks.append(c)
+    return picks
 
 
 def assign_letters(keys: Sequence[str]) -> list[str]:
@@ -243,9 +294,11 @@ def assign_letters(keys: Sequence[str]) -> list[str]:
     return letters
 
 
-def _build_closed(attrs: Sequence[ImageAttributes], images_b64: Mapping[str, str] | None = None) -> list[tuple[ClosedItem, RuleItem | None]]:
+def _build_closed(attrs: Sequence[ImageAttributes], images_b64: Mapping[str, str] | None = None,
+                  generated: Mapping[str, Sequence[GeneratedClosed]] | None = None) -> list[tuple[ClosedItem, RuleItem | None]]:
     """Closed items, each with its generation rule item (options and letter as in the item) or None."""
-    cands = [(a, c) for a in sorted(attrs, key=lambda x: x.image_id) for c in closed_candidates(a)]
+    cands = [(a, c) for a in sorted(attrs, key=lambda x: x.image_id)
+             for c in closed_candidates(a, generated=(generated or {}).get(a.image_id, ()))]
     keys = [f"{a.image_id}|{c.builder}|{c.question}" for a, c in cands]
     letters = assign_letters(keys)
     out = []
@@ -255,14 +308,16 @@ def _build_closed(attrs: Sequence[ImageAttributes], images_b64: Mapping[str, str
         options = distract[:pos] + [c.correct] + distract[pos:]
         item = ClosedItem(index=hashlib.sha256(key.encode()).hexdigest()[:12], question=c.question, options=options,
                           answer=letter, category=c.category, image_id=a.image_id, file_name=a.file_name,
-                          image=(images_b64 or {}).get(a.image_id, ""), source=f"rule:{c.builder}")
+                          image=(images_b64 or {}).get(a.image_id, ""),
+                          source=c.builder if c.builder.startswith("vqa:") else f"rule:{c.builder}")
         rule = c.rule.model_copy(update={"options": options, "answer_letter": letter}) if c.rule is not None else None
         out.append((item, rule))
     return out
 
 
-def build_closed(attrs: Sequence[ImageAttributes], images_b64: Mapping[str, str] | None = None) -> list[ClosedItem]:
-    return [it for it, _ in _build_closed(attrs, images_b64)]
+def build_closed(attrs: Sequence[ImageAttributes], images_b64: Mapping[str, str] | None = None,
+                 generated: Mapping[str, Sequence[GeneratedClosed]] | None = None) -> list[ClosedItem]:
+    return [it for it, _ in _build_closed(attrs, images_b64, generated)]
 
 
 # ---------------------------------------------------------------- open-ended builders
@@ -477,8 +532,11 @@ def rejection_counts(rejected: Sequence[Mapping]) -> dict[str, int]:
 
 
 def build_benchmark(attrs: Sequence[ImageAttributes], reports: Mapping[str, str] | None = None,
-                    images_b64: Mapping[str, str] | None = None) -> tuple[list[ClosedItem], list[OpenItem], list[dict]]:
-    """Held-out images' attributes -> (closed, open, rejected rows with reasons).
+                    images_b64: Mapping[str, str] | None = None,
+                    generated: Mapping[str, Sequence[GeneratedClosed]] | None = None,
+                    ) -> tuple[list[ClosedItem], list[OpenItem], list[dict]]:
+    """Held-out images' attributes (+ their reports and generated closed VQA by image id) -> (closed, open,
+    rejected rows with reasons).
 
     Every item goes through `validate_closed_item` / `validate_open_item` (benchmark rules and the
     generation validators, rule items re-verified against the attributes); failures are rejected
@@ -487,7 +545,7 @@ def build_benchmark(attrs: Sequence[ImageAttributes], reports: Mapping[str, str]
     by_id = {a.image_id: a for a in attrs}
     rejected: list[dict] = []
     keep_c, keep_o = [], []
-    for it, rule in _build_closed(attrs, images_b64):
+    for it, rule in _build_closed(attrs, images_b64, generated):
         p = validate_closed_item(it, by_id.get(it.image_id), rule)
         (rejected.append({"index": it.index, "image_id": it.image_id, "kind": "closed", "problems": p}) if p else keep_c.append(it))
     for it, rule in _build_open(attrs, reports, images_b64):

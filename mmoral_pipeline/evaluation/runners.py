@@ -123,14 +123,19 @@ class ChatRunner:
 
 class HFRunner:
     """A local checkpoint; uses `mmoral_pipeline.training.infer.generate_answers` when present,
-    else its own batched Qwen2.5-VL generation (AutoProcessor + AutoModelForImageTextToText)."""
+    else its own batched Qwen2.5-VL generation (AutoProcessor + AutoModelForImageTextToText).
+
+    `use_images=False` drops the image (text-only); `other_images=True` shows each question another item's X-ray
+    (the next distinct image), so a model always trained with an image gets the input form it knows but not the
+    right patient: the control for "does it read the X-ray, or only the question?"."""
 
     supports_open = True
 
     def __init__(self, checkpoint: str, name: str | None = None, use_images: bool = True, batch_size: int = 4,
                  max_new_tokens_closed: int = 16, max_new_tokens_open: int = 256, max_pixels: int | None = 401_408,
-                 device: str | None = None, use_training_infer: bool = True):
+                 device: str | None = None, use_training_infer: bool = True, other_images: bool = False):
         self.checkpoint = str(checkpoint)
+        self.other_images = other_images
         self.use_training_infer = use_training_infer
         self.use_images = use_images
         self.name = name or (self.checkpoint.rstrip("/").split("/")[-1] + ("" if use_images else "-text-only"))
@@ -143,10 +148,20 @@ class HFRunner:
         self._processor = None
 
     def answer_closed(self, items: Sequence[ClosedItem]) -> list[str]:
-        return self.generate([closed_prompt(it) for it in items], [it.image for it in items], self.max_new_tokens_closed)
+        return self.generate([closed_prompt(it) for it in items], self._images(items), self.max_new_tokens_closed)
 
     def answer_open(self, items: Sequence[OpenItem]) -> list[str]:
-        return self.generate([open_prompt(it) for it in items], [it.image for it in items], self.max_new_tokens_open)
+        return self.generate([open_prompt(it) for it in items], self._images(items), self.max_new_tokens_open)
+
+    def _images(self, items: Sequence[ClosedItem] | Sequence[OpenItem]) -> list[str]:
+        images = [it.image for it in items]
+        if not self.other_images:
+            return images
+        distinct = list(dict.fromkeys(b for b in images if b))
+        if len(distinct) < 2:
+            raise ValueError("other_images needs items of at least two different images")
+        following = {b: distinct[(i + 1) % len(distinct)] for i, b in enumerate(distinct)}
+        return [following.get(b, b) for b in images]
 
     def generate(self, prompts: list[str], images_b64: list[str], max_new_tokens: int) -> list[str]:
         generate_answers = None
@@ -156,9 +171,7 @@ class HFRunner:
             except ImportError:
                 generate_answers = None
         if generate_answers is not None:
-            from mmoral_pipeline.evaluation.tsv import decode_image
-
-            items = [{"prompt": p, "image": self._fit(decode_image(b)) if (b and self.use_images) else None}
+            items = [{"prompt": p, "image": self._image(b) if (b and self.use_images) else None}
                      for p, b in zip(prompts, images_b64, strict=True)]
             return list(generate_answers(self.checkpoint, items, use_images=self.use_images, max_new_tokens=max_new_tokens,
                                          batch_size=self.batch_size, device=self.device))
@@ -176,6 +189,11 @@ class HFRunner:
             self._model = AutoModelForImageTextToText.from_pretrained(self.checkpoint, dtype=dtype).to(device).eval()
         return self._model, self._processor
 
+    def _image(self, b64: str):
+        from mmoral_pipeline.evaluation.tsv import decode_image
+
+        return self._fit(decode_image(b64))
+
     def _fit(self, img):
         if self.max_pixels and img.width * img.height > self.max_pixels:
             scale = (self.max_pixels / (img.width * img.height)) ** 0.5
@@ -184,8 +202,6 @@ class HFRunner:
 
     def _generate_own(self, prompts: list[str], images_b64: list[str], max_new_tokens: int) -> list[str]:
         import torch
-
-        from mmoral_pipeline.evaluation.tsv import decode_image
 
         model, processor = self._load()
         out: list[str] = []
@@ -199,7 +215,7 @@ class HFRunner:
                 texts.append(processor.apply_chat_template([{"role": "user", "content": content}], tokenize=False,
                                                            add_generation_prompt=True))
                 if use:
-                    images.append(self._fit(decode_image(b)))
+                    images.append(self._image(b))
             kwargs: dict[str, Any] = {"text": texts, "padding": True, "return_tensors": "pt"}
             if images:
                 kwargs["images"] = images

@@ -8,7 +8,6 @@ transformers >= 5.18 (the GPU machine has 5.17) nor a template with markers (any
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any

@@ -82,6 +82,8 @@ def materialization_metadata(report) -> dict[str, Any]:  # noqa: ANN001 - TrainR
         "learning_rate": {"raw_value": report.learning_rate, "type": "float"},
         "max_pixels": report.max_pixels,
         "bf16": report.bf16,
+        "task_types": {"raw_value": report.task_types or "all", "type": "json"},
+        "closed_target": report.closed_target,
         "loss_curve": {"raw_value": _thin_curve(report.loss_steps, report.losses), "type": "json"},
     }
     if report.loss_plot_png:

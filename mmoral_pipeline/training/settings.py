@@ -17,6 +17,9 @@ from mmoral_pipeline.config import mmoral_home
 # 22x11 patches of 14 px, 66 image tokens after the 2x2 merge (cheap on CPU, still a picture).
 TINY_MAX_PIXELS = 64 * 28 * 28
 TINY_MIN_PIXELS = 8 * 28 * 28
+# What the tiny model trains on by default: the short closed-ended samples (the benchmark's closed questions are
+# of these families; see evaluation.build).
+TINY_TASK_TYPES = ("vqa_closed", "loc_closed", "count_closed")
 
 
 def default_train_jsonl() -> str:
@@ -42,14 +45,17 @@ class SftSettings(BaseModel):
     lora_alpha: int = Field(default=32, ge=1)
     lora_dropout: float = Field(default=0.05, ge=0.0, lt=1.0)
     learning_rate: float | None = Field(
-        default=None, gt=0, description="None: 2e-3 for the tiny model, 2e-4 for LoRA, 1e-5 for full fine-tuning"
+        default=None, gt=0, description="None: 1e-3 for the tiny model (2e-3 at batch 2 was unstable), 2e-4 for LoRA, "
+        "1e-5 for full fine-tuning"
     )
     lr_scheduler_type: str = "cosine"
     warmup_ratio: float = Field(default=0.1, ge=0.0, le=1.0)
     weight_decay: float = Field(default=0.0, ge=0.0)
     num_train_epochs: float = Field(default=1.0, gt=0)
     max_steps: int = Field(default=-1, description="> 0 overrides num_train_epochs")
-    per_device_train_batch_size: int = Field(default=8, ge=1)
+    per_device_train_batch_size: int | None = Field(
+        default=None, ge=1, description="None: 2 for the tiny model (it learns from the number of steps more than "
+        "from their size: batch 8 did not learn in one epoch, batch 2 did; perf/cpu_sft.py), 8 for any other model")
     gradient_accumulation_steps: int = Field(default=1, ge=1)
     max_length: int = Field(default=1024, ge=16, description="tokens per sample incl. image tokens; longer truncated")
     max_pixels: int | None = Field(default=None, description="None: 50,176 for the tiny model, model default else")
@@ -61,13 +67,16 @@ class SftSettings(BaseModel):
     max_samples: int | None = Field(default=None, ge=1, description="cap on training samples (first N, after task_types)")
     task_types: list[str] | None = Field(
         default=None,
-        description="train only on samples of these task types (e.g. vqa_closed, loc_closed, count_closed); None: all. "
-        "A small CPU budget goes further on the short closed-ended samples than on reports and attribute JSON",
+        description="train only on samples of these task types (e.g. vqa_closed, loc_closed, count_closed); None: the "
+        "closed-ended types for the tiny model (its 10-minute CPU budget goes further on short samples than on reports "
+        "and attribute JSON), all types for any other model",
     )
-    closed_answer_with_text: bool = Field(
-        default=False,
-        description="closed-ended targets 'B' become 'B. <option text>' (the benchmark still reads the letter first): "
-        "more supervised tokens per sample, and copying the option after its letter teaches the letter-option binding",
+    closed_target: Literal["letter", "letter_and_text", "option_text"] | None = Field(
+        default=None,
+        description="what a closed-ended sample teaches to answer: 'letter' ('B', as in the export and the paper), "
+        "'letter_and_text' ('B. Lower jaw') or 'option_text' ('Lower jaw': the benchmark's extraction matches it to its "
+        "option). None: 'option_text' for the tiny model, which cannot learn in minutes which letter holds which "
+        "option (measured: perf/cpu_sft.py) but does learn the content; 'letter' for any other model",
     )
     use_cpu: bool | None = Field(default=None, description="None: CPU when no CUDA device is visible")
     logging_steps: int = Field(default=5, ge=1)
@@ -83,11 +92,27 @@ class SftSettings(BaseModel):
     def is_tiny(self) -> bool:
         return self.base_model == "tiny"
 
+    def resolved_task_types(self) -> list[str] | None:
+        """None means every task type."""
+        if self.task_types is not None:
+            return self.task_types
+        return list(TINY_TASK_TYPES) if self.is_tiny else None
+
+    def resolved_closed_target(self) -> str:
+        if self.closed_target is not None:
+            return self.closed_target
+        return "option_text" if self.is_tiny else "letter"
+
+    def resolved_batch_size(self) -> int:
+        if self.per_device_train_batch_size is not None:
+            return self.per_device_train_batch_size
+        return 2 if self.is_tiny else 8
+
     def resolved_learning_rate(self) -> float:
         if self.learning_rate is not None:
             return self.learning_rate
         if self.is_tiny:
-            return 2e-3
+            return 1e-3
         return 2e-4 if self.finetune == "lora" else 1e-5
 
     def resolved_pixels(self) -> tuple[int | None, int | None]:

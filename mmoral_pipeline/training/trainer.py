@@ -48,6 +48,8 @@ class TrainReport(BaseModel):
     learning_rate: float
     max_pixels: int | None
     bf16: bool
+    task_types: list[str] | None = None  # None: every task type
+    closed_target: str = "letter"
 
     def loss_is_finite(self) -> bool:
         return bool(self.losses) and all(math.isfinite(x) for x in self.losses)
@@ -217,21 +219,23 @@ def length_grouping_args(config_cls, enabled: bool) -> dict[str, Any]:
 
 
 def select_rows(settings: SftSettings) -> list[dict[str, Any]]:
-    """Training rows: the JSONL filtered to `task_types` (when set), then capped at `max_samples`."""
+    """Training rows: the JSONL filtered to the resolved task types (all when None), then capped at `max_samples`."""
     from mmoral_pipeline.training.data import read_jsonl
 
-    if not settings.task_types:
+    task_types = settings.resolved_task_types()
+    if not task_types:
         return read_jsonl(settings.train_jsonl, max_samples=settings.max_samples)
-    wanted = set(settings.task_types)
+    wanted = set(task_types)
     rows = [r for r in read_jsonl(settings.train_jsonl) if r.get("task_type") in wanted]
     return rows[: settings.max_samples] if settings.max_samples is not None else rows
 
 
-def with_option_text(row: dict[str, Any]) -> dict[str, Any]:
-    """A closed-ended row whose one-letter answer is followed by that option's text ('B' -> 'B. Lower jaw')."""
+def closed_target_row(row: dict[str, Any], target: str) -> dict[str, Any]:
+    """A closed-ended row with its one-letter answer rewritten to `target`: 'letter' leaves it, 'letter_and_text'
+    gives 'B. Lower jaw', 'option_text' gives 'Lower jaw'. Other rows, and rows whose letter names no option, pass."""
     import re
 
-    if not str(row.get("task_type", "")).endswith("_closed") or len(row["messages"]) != 2:
+    if target == "letter" or not str(row.get("task_type", "")).endswith("_closed") or len(row["messages"]) != 2:
         return row
     user, answer = row["messages"]
     texts = [user["content"]] if isinstance(user["content"], str) else [p.get("text") or "" for p in user["content"]]
@@ -240,7 +244,8 @@ def with_option_text(row: dict[str, Any]) -> dict[str, Any]:
     letter = (content if isinstance(content, str) else "".join(p.get("text") or "" for p in content)).strip()
     if letter not in options:
         return row
-    new_answer = {"role": "assistant", "content": [{"type": "text", "text": f"{letter}. {options[letter]}"}]}
+    text = f"{letter}. {options[letter]}" if target == "letter_and_text" else options[letter]
+    new_answer = {"role": "assistant", "content": [{"type": "text", "text": text}]}
     return {**row, "messages": [user, new_answer]}
 
 
@@ -256,11 +261,11 @@ def train(settings: SftSettings, log: Callable[[str], None] = print) -> TrainRep
 
     torch.manual_seed(settings.seed)
     rows = select_rows(settings)
-    if settings.closed_answer_with_text:
-        rows = [with_option_text(r) for r in rows]
+    closed_target = settings.resolved_closed_target()
+    rows = [closed_target_row(r, closed_target) for r in rows]
     if not rows:
         raise ValueError(f"{settings.train_jsonl} holds no samples" + (
-            f" of task types {settings.task_types}" if settings.task_types else ""))
+            f" of task types {settings.resolved_task_types()}" if settings.resolved_task_types() else ""))
     log(f"{len(rows)} training samples from {settings.train_jsonl}")
     use_cpu, bf16, device = resolve_device(settings)
     source = prepare_base_model(settings, rows, log)
@@ -277,7 +282,7 @@ def train(settings: SftSettings, log: Callable[[str], None] = print) -> TrainRep
     lr = settings.resolved_learning_rate()
     args = SFTConfig(
         output_dir=str(out_dir),
-        per_device_train_batch_size=settings.per_device_train_batch_size,
+        per_device_train_batch_size=settings.resolved_batch_size(),
         gradient_accumulation_steps=settings.gradient_accumulation_steps,
         learning_rate=lr,
         lr_scheduler_type=settings.lr_scheduler_type,
@@ -368,6 +373,8 @@ def train(settings: SftSettings, log: Callable[[str], None] = print) -> TrainRep
         learning_rate=lr,
         max_pixels=settings.resolved_pixels()[1],
         bf16=bf16,
+        task_types=settings.resolved_task_types(),
+        closed_target=closed_target,
     )
     if is_main_process():
         (out_dir / "train_report.json").write_text(report.model_dump_json(indent=2))

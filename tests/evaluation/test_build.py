@@ -146,3 +146,53 @@ def test_generation_validators_reject_ungrounded_and_malformed_items():
     boxed = OpenItem(index="y", question="Where is the crown?", answer='[{"box_2d": [340, 590, 400, 650]}]', category="Teeth", kind="location")
     assert generation_verdicts_open(boxed, a) == []  # coordinates are no tooth numbers
     assert any(p.startswith("open_answer") for p in generation_verdicts_open(boxed.model_copy(update={"answer": " "}), a))
+
+
+def _generated_for(a, seed: int = 0):
+    """The offline writer's report-based closed VQA for one image, as vqa_items rows would carry them."""
+    import random
+
+    from mmoral_pipeline.evaluation.build import GeneratedClosed
+    from mmoral_pipeline.generation.offline import vqa_candidates
+
+    closed, _ = vqa_candidates(facts_of(a), random.Random(seed))
+    return [GeneratedClosed(item_id=f"{a.image_id}-{i}", question=c["question"], options=c["options"],
+                            answer_text=c["answer_text"], dimensions=c["dimensions"]) for i, c in enumerate(closed)]
+
+
+def test_generated_vqa_feeds_up_to_three_closed_items_per_image_and_rules_the_rest():
+    attrs = [make_attributes(s) for s in range(30)]
+    generated = {a.image_id: _generated_for(a) for a in attrs}
+    closed, _, rejected = build_benchmark(attrs, generated=generated)
+    assert rejected == []
+    assert Counter(it.image_id for it in closed) == {a.image_id: 5 for a in attrs}
+    by_image: dict[str, list[ClosedItem]] = {}
+    for it in closed:
+        by_image.setdefault(it.image_id, []).append(it)
+    for a in attrs:
+        items = by_image[a.image_id]
+        from_vqa = [it for it in items if it.source.startswith("vqa:")]
+        n_distinct = len({g.question for g in generated[a.image_id]})
+        assert len(from_vqa) == min(3, n_distinct)
+        assert all(it.source.startswith("rule:") for it in items if it not in from_vqa)
+        for it in from_vqa:  # the generated question, options and right answer, only re-lettered
+            g = next(g for g in generated[a.image_id] if f"vqa:{g.item_id}" == it.source)
+            assert it.question == g.question and sorted(it.options) == sorted(g.options) and it.answer_text == g.answer_text
+    letters = Counter(it.answer for it in closed)
+    assert max(letters.values()) - min(letters.values()) <= 1
+    assert sum(it.source.startswith("vqa:") for it in closed) > len(closed) / 3
+    # without generated items the benchmark is the rule builders' alone, as before
+    assert all(it.source.startswith("rule:") for it in build_benchmark(attrs)[0])
+
+
+def test_a_generated_item_that_fails_the_validators_is_rejected_with_its_reason():
+    from mmoral_pipeline.evaluation.build import GeneratedClosed
+
+    a = make_attributes(5)
+    # a detector confidence leaked into the question: the generation validators refuse it
+    bad = GeneratedClosed(item_id="bad", question="Which tooth shows caries (confidence 0.93)?", options=["#11", "#12", "#13", "#14"],
+                          answer_text="#11", dimensions=["Teeth", "Patho"])
+    closed, _, rejected = build_benchmark([a], generated={a.image_id: [bad]})
+    assert [r["index"] for r in rejected] and all(r["kind"] == "closed" for r in rejected)
+    assert any(p.startswith("no_scores_or_identity") for r in rejected for p in r["problems"])
+    assert not any(it.source == "vqa:bad" for it in closed)

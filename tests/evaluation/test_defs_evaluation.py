@@ -33,6 +33,19 @@ def home(tmp_path, monkeypatch):
     bench = ["img002", "img005", "img009"]
     pl.DataFrame({"image_id": [a.image_id for a in attrs], "split": ["bench" if a.image_id in bench else "train" for a in attrs]}
                  ).write_parquet(tmp_path / "instruction_samples.parquet")
+    # generated closed VQA (the offline writer's) for held-out img002 and training img003; img005's is a rejected row
+    import random
+
+    from mmoral_pipeline.generation.facts import facts_of
+    from mmoral_pipeline.generation.offline import vqa_candidates
+
+    vqa = []
+    for a, rejected_by in ((attrs[2], None), (attrs[3], None), (attrs[5], "grounded_teeth")):
+        for i, c in enumerate(vqa_candidates(facts_of(a), random.Random(0))[0]):
+            vqa.append({"item_id": f"{a.image_id}-{i}", "image_id": a.image_id, "task_type": "vqa_closed", "question": c["question"],
+                        "answer": c["answer_text"], "options": c["options"], "dimensions": c["dimensions"], "rejected_by": rejected_by})
+    (tmp_path / "vqa_items").mkdir()
+    pl.DataFrame(vqa).write_parquet(tmp_path / "vqa_items" / "demo.parquet")
     return tmp_path, bench
 
 
@@ -47,10 +60,10 @@ def test_defs_import_without_torch():
     import mmoral_pipeline.defs.evaluation as ev
 
     assert [a.key.to_user_string() for a in ev.evaluation_assets] == ["benchmark_items", "benchmark_results"]
-    assert [c.check_key.name for c in ev.evaluation_checks] == ["sft_not_worse_than_base"]
+    assert [c.check_key.name for c in ev.evaluation_checks] == ["sft_not_worse_than_base", "sft_beats_baselines_on_closed"]
     specs = {a.key.to_user_string(): a for a in ev.evaluation_assets}
     deps = {k.to_user_string() for k in specs["benchmark_items"].asset_deps[specs["benchmark_items"].key]}
-    assert deps == {"image_attributes", "reports", "instruction_samples"}
+    assert deps == {"image_attributes", "reports", "vqa_items", "instruction_samples"}
     assert specs["benchmark_items"].group_names_by_key[specs["benchmark_items"].key] == "evaluation"
     import subprocess
 
@@ -67,6 +80,8 @@ def test_benchmark_items_and_results_end_to_end(home):
     assert mat.metadata["held_out_images"].value == 3
     assert mat.metadata["holdout_rule"].value == "instruction_samples.split == 'bench'"
     assert mat.metadata["rejected_by_validator"].value == {}  # every item passed the generation validators
+    from_vqa = pl.read_parquet(tmp / "benchmark_items.parquet").filter(pl.col("source").str.starts_with("vqa:"))
+    assert set(from_vqa["image_id"]) == {"img002"} and from_vqa.height == mat.metadata["closed_from"].value["generated_vqa"] == 3
     closed = read_closed_tsv(tmp / "exports" / "bench" / "closed_ended.tsv")
     open_ = read_open_tsv(tmp / "exports" / "bench" / "open_ended.tsv")
     assert len(closed) == 15 and len(open_) == 18
@@ -134,3 +149,16 @@ def test_sft_worse_than_base_warns():
     df2 = df.with_columns(pl.Series("avg", [45.0, 41.0, None]))
     assert sft_not_worse_than_base(df2).passed  # Avg is preferred over closed accuracy when present
     assert "not both" in sft_not_worse_than_base(df.filter(pl.col("model") != "base")).description
+
+
+def test_sft_beats_baselines_check():
+    from mmoral_pipeline.defs.evaluation import sft_beats_baselines_on_closed
+
+    df = pl.DataFrame({"model": ["random", "most_frequent", "sft", "sft-text-only", "sft-other-image", "base"],
+                       "closed_overall": [24.0, 25.4, 38.0, 10.0, 37.0, 0.0]})
+    r = sft_beats_baselines_on_closed(df)
+    assert r.passed and r.severity == dg.AssetCheckSeverity.WARN
+    assert r.metadata["closed_sft_other_image"].value == pytest.approx(37.0) and r.metadata["uses_image_content"].value is True
+    worse = df.with_columns(pl.when(pl.col("model") == "sft").then(25.0).otherwise(pl.col("closed_overall")).alias("closed_overall"))
+    assert not sft_beats_baselines_on_closed(worse).passed  # not above the most-frequent letter
+    assert "not all evaluated" in sft_beats_baselines_on_closed(df.filter(pl.col("model") != "base")).description

@@ -63,3 +63,18 @@ def test_own_tiny_builder_and_generation_without_realdata(tmp_path):
                     closed, open_[:2])
     assert res.scores.closed_counts["Overall"] == 5 and res.scores.open_counts["Overall"] == 2
     assert res.scores.extraction_failure_rate is not None
+
+
+def test_other_images_shows_each_question_another_items_xray():
+    from mmoral_pipeline.evaluation.items import ClosedItem
+
+    def item(i: int, image: str) -> ClosedItem:
+        return ClosedItem(index=str(i), question="Q?", options=["a", "b", "c", "d"], answer="A", category="Teeth",
+                          image_id=image, image=image)
+
+    items = [item(0, "x"), item(1, "x"), item(2, "y"), item(3, "z")]
+    runner = HFRunner("/nonexistent", other_images=True)
+    assert runner._images(items) == ["y", "y", "z", "x"]  # every question gets a different image than its own
+    assert HFRunner("/nonexistent")._images(items) == ["x", "x", "y", "z"]
+    with pytest.raises(ValueError, match="two different images"):
+        runner._images(items[:2])

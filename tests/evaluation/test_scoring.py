@@ -6,7 +6,7 @@ import pytest
 
 from mmoral_pipeline.evaluation.bench import ModelRun, score_run
 from mmoral_pipeline.evaluation.build import build_benchmark
-from mmoral_pipeline.evaluation.items import ClosedItem, OpenItem
+from mmoral_pipeline.evaluation.items import ClosedItem
 from mmoral_pipeline.evaluation.runners import MostFrequentRunner, RandomRunner
 from mmoral_pipeline.evaluation.scoring import per_dimension, results_table, score_closed, summarise
 

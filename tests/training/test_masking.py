@@ -92,18 +92,30 @@ def test_task_types_filter_then_cap(toy_export, tmp_path):
     capped = select_rows(SftSettings(train_jsonl=toy_export["train"], output_dir=str(tmp_path), task_types=[wanted],
                                      max_samples=1))
     assert [r["sample_id"] for r in capped] == [rows[0]["sample_id"]]
-    assert len(select_rows(SftSettings(train_jsonl=toy_export["train"], output_dir=str(tmp_path)))) == len(every)
+    # defaults: the tiny model trains on the closed-ended types, any other model on everything
+    from mmoral_pipeline.training.settings import TINY_TASK_TYPES
+
+    tiny = select_rows(SftSettings(train_jsonl=toy_export["train"], output_dir=str(tmp_path)))
+    assert len(tiny) == sum(r["task_type"] in TINY_TASK_TYPES for r in every) and len(tiny) < len(every)
+    other = SftSettings(train_jsonl=toy_export["train"], output_dir=str(tmp_path), base_model="/models/qwen")
+    assert len(select_rows(other)) == len(every)
+    assert other.resolved_closed_target() == "letter"
+    assert SftSettings(output_dir=str(tmp_path)).resolved_closed_target() == "option_text"
 
 
-def test_closed_answer_with_option_text():
-    from mmoral_pipeline.training.trainer import with_option_text
+def test_closed_targets_rewrite_only_closed_answers():
+    from mmoral_pipeline.training.trainer import closed_target_row
 
     prompt = "Question: Where is bone loss observed?\nOptions:\nA. Upper jaw\nB. Lower jaw\nC. Both jaws\nD. None\nAnswer."
     row = {"task_type": "vqa_closed", "messages": [
         {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]},
         {"role": "assistant", "content": [{"type": "text", "text": "B"}]}]}
-    out = with_option_text(row)
+    assert closed_target_row(row, "letter") is row
+    out = closed_target_row(row, "letter_and_text")
     assert out["messages"][1]["content"] == [{"type": "text", "text": "B. Lower jaw"}]
     assert out["messages"][0] is row["messages"][0] and row["messages"][1]["content"][0]["text"] == "B"
+    assert closed_target_row(row, "option_text")["messages"][1]["content"] == [{"type": "text", "text": "Lower jaw"}]
     open_row = {**row, "task_type": "vqa_open"}
-    assert with_option_text(open_row) is open_row
+    assert closed_target_row(open_row, "option_text") is open_row
+    no_such_letter = {**row, "messages": [row["messages"][0], {"role": "assistant", "content": "E"}]}
+    assert closed_target_row(no_such_letter, "option_text") is no_such_letter

@@ -1,34 +1,57 @@
 """The default CPU SFT run, measured: wall time, samples/s, tokens/s, loss start/end, and whether it learned.
 
 Trains the tiny default model (defaults of SftSettings unless overridden) on a TRL export, then scores greedy
-answers to the held-out closed questions against the untrained base, the text-only trained model and the
-most-frequent-letter baseline. Without `--train-jsonl` it writes the made-up learnable toy export
-(mmoral_pipeline.training.toy_data) of `--images` pictures first.
+answers to the held-out closed questions against the untrained base, the most-frequent-letter and random
+baselines and two controls: the same model without images, and with each question shown another held-out
+patient's X-ray (does it read the image?). Without `--train-jsonl` it writes the made-up learnable toy export
+(mmoral_pipeline.training.toy_data) of `--images` pictures first. `--checkpoint` scores a trained checkpoint only.
 
 With `--bench-items` (the evaluation stage's `benchmark_items` table, built from the held-out images only) the
 closed questions are those of the benchmark, prompted with its `closed_prompt` and scored with its
-`score_closed` (letter extraction), beside its random and most-frequent-letter runners.
+`score_closed` (deterministic extraction: "(B)", a bare letter, then the option's text).
 
-    .venv/bin/python perf/cpu_sft.py --images 400 --epochs 1
     .venv/bin/python perf/cpu_sft.py --train-jsonl $MMORAL_HOME/exports/trl/train.jsonl \
-        --val-jsonl $MMORAL_HOME/exports/trl/val.jsonl --bench-items $MMORAL_HOME/benchmark_items.parquet
+        --bench-items $MMORAL_HOME/benchmark_items.parquet
+    .venv/bin/python perf/cpu_sft.py --checkpoint $MMORAL_HOME/sft_model/latest --bench-items $MMORAL_HOME/benchmark_items.parquet
 
-Measured 2026-11-28 (2 shared cores, load 3.5-4.7 from other work; OMP_NUM_THREADS=1, which avoided the
-thread oversubscription that slowed a 2-thread run about 10x under that load). Data: assets/sources_demo.yaml
-(sample + `mmoral synth --n 200 --seed 42 --width 700 --height 350 --scores`) materialised offline into a
-temporary MMORAL_HOME; training on the closed types (5,109 samples of 176 images); held-out benchmark:
-130 closed questions on 26 images, letters balanced (A 33, B 33, C 32, D 32).
+Data (both tables): `make demo`'s sources (assets/sources_demo.yaml: the embedded sample + 200 generated images,
+`mmoral synth --n 200 --seed 42 --width 700 --height 350 --scores`) materialised offline; training on the
+closed-ended types of the 176 training images (5,109 samples: vqa_closed 885, loc_closed 2,464, count_closed
+1,760); benchmark: 130 closed questions on the 26 held-out images, letters balanced (A 33, B 33, C 32, D 32).
+
+2026-11-28, first session: the benchmark's own closed templates, letter targets (OMP_NUM_THREADS=1, load 3.5-4.7):
 
     config (1 epoch)                         steps  train s  loss start/end  trained  text-only  base  most-freq  random
     r2 batch 2, lr 1e-3, 1.3M params          2555   551     7.81 / 0.465    0.254    0.254      0.0   0.254      0.231
     r3 batch 4, lr 2e-3, hidden 256 (4.0M)    1278   797     7.71 / 0.458    0.254    0.254      0.0   0.254      0.231
-    r4 as r2 + closed_answer_with_text        2555   468     7.66 / 0.566    0.254    0.254      0.0   0.254      0.231
+    r4 as r2 + targets 'B. <option text>'     2555   468     7.66 / 0.566    0.254    0.254      0.0   0.254      0.231
     r5 as r4, 2 epochs (load ~1, 1 core)      5110   576     7.66 / 0.467    0.246    0.200      0.0   0.254      0.231
 
-r2-r4 answer "B" on all 130 questions (= a most-frequent letter), r5 "D"; the letter loss stays at chance
-(ln 4 / 3 tokens = 0.462), and with closed_answer_with_text the text after the letter is a generic phrase, not
-the chosen option's text (no letter-option binding learnt). A first run (batch 8, lr 2e-3, 2 threads) was stopped at step 410/639 with
-the loss at chance. So within the 10-minute CPU budget the tiny model does not learn the closed questions.
+Every run answered one letter on all questions: the letter loss stayed at chance (ln 4 / 3 tokens = 0.462) and
+the text after the letter was a generic phrase: a model trained from scratch in minutes does not learn which
+letter holds which option. Two changes followed. (1) `closed_target='option_text'`: the model answers with the
+option's content, which the benchmark's extraction matches to its option. (2) The benchmark's closed questions
+come, as in the paper, from the held-out images' generated VQA (3 per image) and the location / counting rules
+(2), i.e. the families the training data has; the first table's benchmark used templates of its own
+("Which of the following teeth shows caries?") that no training sample had. Scored against that old benchmark,
+run A below gets 0.115 and B 0.169 (counting questions only), below the most-frequent letter.
+
+2026-11-28, second session: option-text targets, new benchmark (two runs side by side, 1 thread each):
+
+    run  config (1 epoch unless said)          steps  train s  loss start/end  trained  other X-ray  no image  base
+    C    batch 8, lr 2e-3                        639   241     7.74 / 1.01     0.008    0.008        0.008     0.0
+    D    batch 4, lr 2e-3                       1278   253     7.74 / 0.89     0.031    0.031        0.023     0.0
+    F    batch 2, lr 2e-3                       stopped at step 1060/2555, loss 2.6: unstable
+    A    batch 2, lr 1e-3                       2555   239     7.74 / 0.62     0.346    0.346        0.008     0.0
+    B    as A, vqa+count types only, 2 epochs   2646   184     6.47 / 0.70     0.446    0.446        0.0       0.0
+    E    batch 1, lr 1e-3 (the default now)     5109   310     7.74 / 0.61     0.423    0.423        0.138     0.0
+    baselines: most-frequent letter 0.254, random 0.277 (seed 0)
+
+So the tiny model does learn the closed questions (E: 55 of 130 right, the most-frequent letter 33), but what it
+learns is the answers' priors given the question, not the X-ray: shown another patient's image it scores exactly
+the same. Without any image it mostly fails to answer (it never trained without one). Reading the image is
+beyond a ~1M-parameter model with a 64x2-layer vision tower trained for minutes; that needs the GPU script
+(`perf/gpu_sft.sh`) and a real checkpoint.
 """
 
 from __future__ import annotations
@@ -70,6 +93,7 @@ def bench_closed_figures(bench_items: str, checkpoint_dir: str, base_dir: str) -
     runners = {
         "trained": HFRunner(checkpoint_dir, name="trained", max_new_tokens_closed=24),
         "trained_text_only": HFRunner(checkpoint_dir, name="trained-text-only", use_images=False, max_new_tokens_closed=24),
+        "trained_other_image": HFRunner(checkpoint_dir, name="trained-other-image", other_images=True, max_new_tokens_closed=24),
         "untrained_base": HFRunner(base_dir, name="base", max_new_tokens_closed=24),
         "most_frequent_letter": MostFrequentRunner(),
         "random": RandomRunner(seed=0),
@@ -79,7 +103,7 @@ def bench_closed_figures(bench_items: str, checkpoint_dir: str, base_dir: str) -
     for key, runner in runners.items():
         preds = score_closed(runner.name, closed, runner.answer_closed(closed))
         out[f"bench_acc_{key}"] = round(sum(p.correct for p in preds) / max(1, len(preds)), 3)
-        if key in ("trained", "trained_text_only", "untrained_base"):
+        if key in ("trained", "trained_text_only", "trained_other_image", "untrained_base"):
             out[f"bench_{key}_letters"] = dict(Counter(p.letter or "?" for p in preds))
             out[f"bench_{key}_methods"] = dict(Counter(p.method for p in preds))
             by_source: dict[str, list[bool]] = {}
@@ -106,9 +130,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hidden", type=int, help="tiny_hidden_size")
     ap.add_argument("--layers", type=int, help="tiny_layers")
     ap.add_argument("--bench-items", help="benchmark_items parquet (held-out images) to score closed questions on")
+    ap.add_argument("--checkpoint", help="score this trained checkpoint on --bench-items only (no training); its "
+                    "untrained base is the sibling '<name>_base' folder or the one named in base_model.txt")
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--out", help="write the figures as JSON here")
     args = ap.parse_args(argv)
+
+    if args.checkpoint:
+        ckpt = Path(args.checkpoint)
+        pointer = ckpt / "base_model.txt"
+        base = pointer.read_text().strip() if pointer.exists() else str(ckpt.with_name(ckpt.name + "_base"))
+        base = base if Path(base, "config.json").exists() else str(ckpt.with_name(ckpt.name + "_base"))
+        figures = bench_closed_figures(args.bench_items, str(ckpt), base)
+        print(json.dumps(figures, indent=1))
+        if args.out:
+            Path(args.out).write_text(json.dumps(figures, indent=1))
+        return 0
 
     from mmoral_pipeline.training.infer import generate_answers
     from mmoral_pipeline.training.settings import SftSettings

@@ -39,7 +39,7 @@ class SftRunConfig(dg.Config):
     weight_decay: float = 0.0
     num_train_epochs: float = 1.0
     max_steps: int = Field(default=-1, description="> 0 overrides num_train_epochs")
-    per_device_train_batch_size: int | None = Field(default=None, description="None: 2 for the tiny model, 8 else")
+    per_device_train_batch_size: int | None = Field(default=None, description="None: 1 for the tiny model, 8 else")
     gradient_accumulation_steps: int = 1
     max_length: int = 1024
     max_pixels: int | None = Field(default=None, description="None: 50,176 for the tiny model, model default else")

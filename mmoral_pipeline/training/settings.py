@@ -54,8 +54,9 @@ class SftSettings(BaseModel):
     num_train_epochs: float = Field(default=1.0, gt=0)
     max_steps: int = Field(default=-1, description="> 0 overrides num_train_epochs")
     per_device_train_batch_size: int | None = Field(
-        default=None, ge=1, description="None: 2 for the tiny model (it learns from the number of steps more than "
-        "from their size: batch 8 did not learn in one epoch, batch 2 did; perf/cpu_sft.py), 8 for any other model")
+        default=None, ge=1, description="None: 1 for the tiny model (in one epoch it learns from the number of steps "
+        "more than from their size: batch 8 did not learn, 4 barely, 2 and 1 did, 1 best; perf/cpu_sft.py), 8 for "
+        "any other model")
     gradient_accumulation_steps: int = Field(default=1, ge=1)
     max_length: int = Field(default=1024, ge=16, description="tokens per sample incl. image tokens; longer truncated")
     max_pixels: int | None = Field(default=None, description="None: 50,176 for the tiny model, model default else")
@@ -106,7 +107,7 @@ class SftSettings(BaseModel):
     def resolved_batch_size(self) -> int:
         if self.per_device_train_batch_size is not None:
             return self.per_device_train_batch_size
-        return 2 if self.is_tiny else 8
+        return 1 if self.is_tiny else 8
 
     def resolved_learning_rate(self) -> float:
         if self.learning_rate is not None:

@@ -218,6 +218,15 @@ def length_grouping_args(config_cls, enabled: bool) -> dict[str, Any]:
     return {"group_by_length": True, "length_column_name": "length"}
 
 
+def checkpointing_args(config_cls, enabled: bool) -> dict[str, Any]:
+    """transformers >= 5.2x calls it activation_checkpointing (gradient_checkpointing warns); older versions not."""
+    import dataclasses
+
+    prefix = "activation" if "activation_checkpointing" in {f.name for f in dataclasses.fields(config_cls)} else "gradient"
+    return {f"{prefix}_checkpointing": enabled,
+            f"{prefix}_checkpointing_kwargs": {"use_reentrant": False} if enabled else None}
+
+
 def select_rows(settings: SftSettings) -> list[dict[str, Any]]:
     """Training rows: the JSONL filtered to the resolved task types (all when None), then capped at `max_samples`."""
     from mmoral_pipeline.training.data import read_jsonl
@@ -293,8 +302,7 @@ def train(settings: SftSettings, log: Callable[[str], None] = print) -> TrainRep
         max_length=settings.max_length,
         bf16=bf16,
         use_cpu=use_cpu,
-        gradient_checkpointing=settings.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False} if settings.gradient_checkpointing else None,
+        **checkpointing_args(SFTConfig, settings.gradient_checkpointing),
         seed=settings.seed,
         logging_steps=settings.logging_steps,
         logging_first_step=True,

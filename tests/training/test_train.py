@@ -101,7 +101,8 @@ def test_lora_run_saves_an_adapter_that_inference_loads(toy_export, tmp_path):
 
     out = tmp_path / "lora"
     report = train(SftSettings(train_jsonl=toy_export["train"], output_dir=str(out), finetune="lora", lora_r=4,
-                               max_steps=2, per_device_train_batch_size=4, logging_steps=1, **TINY_TEST_SIZES),
+                               max_steps=2, per_device_train_batch_size=4, logging_steps=1, gradient_checkpointing=True,
+                               **TINY_TEST_SIZES),
                    log=lambda _m: None)
     assert 0 < report.params_trainable < report.params_total / 2
     assert report.weights_files == ["adapter_model.safetensors"]

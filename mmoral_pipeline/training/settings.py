@@ -54,9 +54,9 @@ class SftSettings(BaseModel):
     num_train_epochs: float = Field(default=1.0, gt=0)
     max_steps: int = Field(default=-1, description="> 0 overrides num_train_epochs")
     per_device_train_batch_size: int | None = Field(
-        default=None, ge=1, description="None: 1 for the tiny model (in one epoch it learns from the number of steps "
-        "more than from their size: batch 8 did not learn, 4 barely, 2 and 1 did, 1 best; perf/cpu_sft.py), 8 for "
-        "any other model")
+        default=None, ge=1, description="None: 1 for the tiny model (in one epoch it needs many small steps: batch 8 "
+        "and 4 at lr 2e-3 did not learn, 2 at 2e-3 was unstable, 2 and 1 at 1e-3 did, 1 best; perf/cpu_sft.py), 8 "
+        "for any other model")
     gradient_accumulation_steps: int = Field(default=1, ge=1)
     max_length: int = Field(default=1024, ge=16, description="tokens per sample incl. image tokens; longer truncated")
     max_pixels: int | None = Field(default=None, description="None: 50,176 for the tiny model, model default else")

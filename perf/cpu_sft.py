@@ -45,13 +45,14 @@ run A below gets 0.115 and B 0.169 (counting questions only), below the most-fre
     A    batch 2, lr 1e-3                       2555   239     7.74 / 0.62     0.346    0.346        0.008     0.0
     B    as A, vqa+count types only, 2 epochs   2646   184     6.47 / 0.70     0.446    0.446        0.0       0.0
     E    batch 1, lr 1e-3 (the default now)     5109   310     7.74 / 0.61     0.423    0.423        0.138     0.0
+    G    as E, max_pixels 200,704 (4x, alone)    5109   432     7.69 / 0.66     0.477    0.477        0.023     0.0
     baselines: most-frequent letter 0.254, random 0.277 (seed 0)
 
 So the tiny model does learn the closed questions (E: 55 of 130 right, the most-frequent letter 33), but what it
 learns is the answers' priors given the question, not the X-ray: shown another patient's image it scores exactly
-the same. Without any image it mostly fails to answer (it never trained without one). Reading the image is
-beyond a ~1M-parameter model with a 64x2-layer vision tower trained for minutes; that needs the GPU script
-(`perf/gpu_sft.sh`) and a real checkpoint.
+the same, also with four times the image tokens (G). Without any image it mostly fails to answer (it never
+trained without one). Reading the image is beyond a ~1M-parameter model with a 64-wide, 2-layer vision tower
+trained for minutes; that needs the GPU script (`perf/gpu_sft.sh`) and a real checkpoint.
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ def bench_closed_figures(bench_items: str, checkpoint_dir: str, base_dir: str) -
             out[f"bench_{key}_methods"] = dict(Counter(p.method for p in preds))
             by_source: dict[str, list[bool]] = {}
             for it, p in zip(closed, preds, strict=True):
-                by_source.setdefault(it.source, []).append(p.correct)
+                by_source.setdefault("vqa (generated)" if it.source.startswith("vqa:") else it.source, []).append(p.correct)
             out[f"bench_{key}_by_source"] = {c: f"{sum(v)}/{len(v)}" for c, v in sorted(by_source.items())}
     out["bench_eval_s"] = round(time.perf_counter() - t0, 1)
     return out

@@ -132,17 +132,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--layers", type=int, help="tiny_layers")
     ap.add_argument("--bench-items", help="benchmark_items parquet (held-out images) to score closed questions on")
     ap.add_argument("--checkpoint", help="score this trained checkpoint on --bench-items only (no training); its "
-                    "untrained base is the sibling '<name>_base' folder or the one named in base_model.txt")
+                    "untrained base is the one named in base_model.txt, else the sibling '<name>_base' folder")
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--out", help="write the figures as JSON here")
     args = ap.parse_args(argv)
 
     if args.checkpoint:
-        ckpt = Path(args.checkpoint)
-        pointer = ckpt / "base_model.txt"
-        base = pointer.read_text().strip() if pointer.exists() else str(ckpt.with_name(ckpt.name + "_base"))
-        base = base if Path(base, "config.json").exists() else str(ckpt.with_name(ckpt.name + "_base"))
-        figures = bench_closed_figures(args.bench_items, str(ckpt), base)
+        from mmoral_pipeline.defs.evaluation import base_checkpoint_of
+
+        base = base_checkpoint_of(args.checkpoint)
+        if base is None:
+            ap.error(f"no base checkpoint found for {args.checkpoint}")
+        figures = bench_closed_figures(args.bench_items, args.checkpoint, base)
         print(json.dumps(figures, indent=1))
         if args.out:
             Path(args.out).write_text(json.dumps(figures, indent=1))

@@ -203,15 +203,18 @@ class BenchmarkResultsConfig(dg.Config):
     max_new_tokens_open: int = 256
 
 
-def _sft_paths(config: BenchmarkResultsConfig) -> tuple[str, str | None]:
-    sft = config.sft_path or str(Path(mmoral_home()) / "sft_model" / "latest")
-    if config.base_path:
-        return sft, config.base_path
+def base_checkpoint_of(sft: str) -> str | None:
+    """Where a trained checkpoint started from: its base_model.txt pointer, else the sibling '<name>_base' (tiny)."""
     pointer = Path(sft) / "base_model.txt"
     if pointer.exists():
-        return sft, pointer.read_text().strip()
+        return pointer.read_text().strip()
     tiny_base = Path(sft).with_name(Path(sft).name + "_base")
-    return sft, str(tiny_base) if tiny_base.exists() else None
+    return str(tiny_base) if tiny_base.exists() else None
+
+
+def _sft_paths(config: BenchmarkResultsConfig) -> tuple[str, str | None]:
+    sft = config.sft_path or str(Path(mmoral_home()) / "sft_model" / "latest")
+    return sft, config.base_path or base_checkpoint_of(sft)
 
 
 SCORE_COLUMNS = ["model", "closed_overall", "open_overall", "avg", "extraction_failure_rate", "n_closed", "n_open", "judge",
@@ -307,12 +310,14 @@ def benchmark_results(context: dg.AssetExecutionContext, config: BenchmarkResult
     )
 
 
-def _score_of(df: pl.DataFrame, model: str) -> float | None:
+def _value(df: pl.DataFrame, model: str, column: str) -> float | None:
     row = df.filter(pl.col("model") == model)
-    if row.height == 0:
-        return None
-    avg, closed = row["avg"][0], row["closed_overall"][0]
-    return avg if avg is not None else closed
+    return row[column][0] if row.height and column in row.columns else None
+
+
+def _score_of(df: pl.DataFrame, model: str) -> float | None:
+    avg = _value(df, model, "avg")
+    return avg if avg is not None else _value(df, model, "closed_overall")
 
 
 @dg.asset_check(asset="benchmark_results", description="The fine-tuned model scores at least as well as its base (Avg, "
@@ -328,16 +333,11 @@ def sft_not_worse_than_base(benchmark_results: pl.DataFrame) -> dg.AssetCheckRes
                                          "delta": dg.MetadataValue.float(sft - base)})
 
 
-def _closed_of(df: pl.DataFrame, model: str) -> float | None:
-    row = df.filter(pl.col("model") == model)
-    return row["closed_overall"][0] if row.height else None
-
-
 @dg.asset_check(asset="benchmark_results", description="Learning is real: the fine-tuned model's closed-ended accuracy beats "
                 "its untrained base and the always-the-most-frequent-letter baseline; reported beside the same model "
                 "without images and with another patient's X-ray (does it read the image?).")
 def sft_beats_baselines_on_closed(benchmark_results: pl.DataFrame) -> dg.AssetCheckResult:
-    figures = {m: _closed_of(benchmark_results, m) for m in ("sft", "base", "most_frequent", "random", "sft-text-only",
+    figures = {m: _value(benchmark_results, m, "closed_overall") for m in ("sft", "base", "most_frequent", "random", "sft-text-only",
                                                               "sft-other-image")}
     metadata = {f"closed_{m.replace('-', '_')}": dg.MetadataValue.float(v) for m, v in figures.items() if v is not None}
     sft, base, most = figures["sft"], figures["base"], figures["most_frequent"]

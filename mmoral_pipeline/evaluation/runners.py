@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -29,6 +30,11 @@ def closed_prompt(item: ClosedItem) -> str:
     """The benchmark's closed-ended prompt: Question, Options A-D, one-letter instruction."""
     opts = "\n".join(f"{letter}. {text}" for letter, text in zip(LETTERS, item.options, strict=True))
     return f"Question: {item.question}\nOptions:\n{opts}\n{CLOSED_INSTRUCTION}"
+
+
+def closed_prompt_options(prompt: str) -> dict[str, str]:
+    """Letter -> option text of a prompt laid out as `closed_prompt` does ('B. Lower jaw' lines)."""
+    return dict(re.findall(r"^([A-D])\. (.+)$", prompt, flags=re.M))
 
 
 def open_prompt(item: OpenItem) -> str:

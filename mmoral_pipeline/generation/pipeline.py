@@ -260,20 +260,28 @@ def generate(images: list[ImageInput], backend: ChatBackend, settings: Generatio
     return out
 
 
+def _parsed_reply(ctx: _Ctx, out: GenerationOutput, img: ImageInput, resp: ChatResponse, kind: str, table_task: str,
+                  template: str) -> BaseModel | None:
+    """The response parsed by its JSON schema, or None after a rejected row (backend error or schema failure)."""
+    if resp.error and not resp.text:
+        out.rejected.append(_failure_row(ctx, img, table_task, template, resp, "backend_error", resp.error, []))
+        return None
+    try:
+        return parse_reply(kind, resp.text)
+    except ValueError as exc:
+        out.rejected.append(_failure_row(ctx, img, table_task, template, resp, "json_schema", str(exc), []))
+        return None
+
+
 def _text_checks(text: str, f: Facts) -> list[V.Verdict]:
     return [V.grounded_teeth(text, f), V.no_scores_or_identity(text)]
 
 
 def _vqa_rows(ctx: _Ctx, out: GenerationOutput, img: ImageInput, f: Facts, resp: ChatResponse) -> None:
-    if resp.error and not resp.text:
-        out.rejected.append(_failure_row(ctx, img, "vqa_closed", "vqa_report", resp, "backend_error", resp.error, []))
+    reply = _parsed_reply(ctx, out, img, resp, "vqa", "vqa_closed", "vqa_report")
+    if reply is None:
         return
-    try:
-        reply = parse_reply("vqa", resp.text)
-        assert isinstance(reply, VQAReply)
-    except ValueError as exc:
-        out.rejected.append(_failure_row(ctx, img, "vqa_closed", "vqa_report", resp, "json_schema", str(exc), []))
-        return
+    assert isinstance(reply, VQAReply)
     common = dict(template="vqa_report", version=ctx.versions["vqa_report"], backend=resp.backend, model=resp.model, resp=resp,
                   extra=_response_extra(resp))
     for q in reply.closed:
@@ -300,15 +308,10 @@ def _dims(labels: list[str]) -> list[str]:
 
 
 def _dialogue_row(ctx: _Ctx, out: GenerationOutput, img: ImageInput, f: Facts, resp: ChatResponse) -> None:
-    if resp.error and not resp.text:
-        out.rejected.append(_failure_row(ctx, img, "dialogue", "dialogue", resp, "backend_error", resp.error, []))
+    reply = _parsed_reply(ctx, out, img, resp, "dialogue", "dialogue", "dialogue")
+    if reply is None:
         return
-    try:
-        reply = parse_reply("dialogue", resp.text)
-        assert isinstance(reply, DialogueReply)
-    except ValueError as exc:
-        out.rejected.append(_failure_row(ctx, img, "dialogue", "dialogue", resp, "json_schema", str(exc), []))
-        return
+    assert isinstance(reply, DialogueReply)
     raw_turns = [{"role": t.role, "content": t.content.strip()} for t in reply.turns]
     role_map = {**{r: "user" for r in V.PATIENT_ROLES}, **{r: "assistant" for r in V.DOCTOR_ROLES}}
     turns = [{"role": role_map.get(t["role"].lower(), t["role"]), "content": t["content"]} for t in raw_turns]

@@ -242,13 +242,13 @@ def select_rows(settings: SftSettings) -> list[dict[str, Any]]:
 def closed_target_row(row: dict[str, Any], target: str) -> dict[str, Any]:
     """A closed-ended row with its one-letter answer rewritten to `target`: 'letter' leaves it, 'letter_and_text'
     gives 'B. Lower jaw', 'option_text' gives 'Lower jaw'. Other rows, and rows whose letter names no option, pass."""
-    import re
+    from mmoral_pipeline.evaluation.runners import closed_prompt_options
 
     if target == "letter" or not str(row.get("task_type", "")).endswith("_closed") or len(row["messages"]) != 2:
         return row
     user, answer = row["messages"]
     texts = [user["content"]] if isinstance(user["content"], str) else [p.get("text") or "" for p in user["content"]]
-    options = dict(re.findall(r"^([A-D])\. (.+)$", "\n".join(texts), flags=re.M))
+    options = closed_prompt_options("\n".join(texts))
     content = answer["content"]
     letter = (content if isinstance(content, str) else "".join(p.get("text") or "" for p in content)).strip()
     if letter not in options:

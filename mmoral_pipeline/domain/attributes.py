@@ -16,8 +16,14 @@ layout below and `sources/mmoral_json.py` reads it back (round-trip tested).
               "mandibular_canal": [...], "maxillary_sinus": [...]},
       "missing_teeth": [{"category": "missing_tooth", "bbox": [...], "score": 0.9, "teeth": [36]}],
       "unknown_tooth_findings": [{"category": "caries", "bbox": [...], "score": 0.6, "side": "upper left"}],
-      "recommendations": [{"kind": "extraction", "tooth_id": 18, "reason": "..."}]
+      "recommendations": [{"kind": "extraction", "tooth_id": 18, "reason": "..."}],
+      "assessed": ["tooth", "caries", ...]
     }
+
+`assessed` is the label coverage: the categories that were looked for on this image (the union of
+its sources' `covers`). A category outside it was not assessed: nothing may be said about it,
+neither present nor absent. A document without the key (MMOral's own JSON, whose visual experts
+label every category) assesses everything.
 """
 
 from __future__ import annotations
@@ -80,6 +86,10 @@ class ImageAttributes(BaseModel):
     missing_teeth: list[Condition] = Field(default_factory=list)
     unknown_tooth_findings: list[Condition] = Field(default_factory=list)
     recommendations: list[Recommendation] = Field(default_factory=list)
+    assessed: list[Category] = Field(default_factory=lambda: list(Category))  # label coverage (see module docstring)
+
+    def is_assessed(self, category: Category) -> bool:
+        return category in self.assessed
 
     def to_mmoral_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

@@ -47,6 +47,12 @@ class Facts:
     missing_regions: list[tuple[float, float, float, float]] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)  # pathology + treatments + anatomy
     recommendations: list[tuple[str, int, str]] = field(default_factory=list)
+    # Label coverage: the categories that were looked for. Nothing may be said, present or absent,
+    # about a category outside it (a missing label is not a missing finding).
+    assessed: frozenset[Category] = frozenset(Category)
+
+    def is_assessed(self, category: Category) -> bool:
+        return category in self.assessed
 
     def tooth_findings(self) -> list[Finding]:
         return [f for f in self.findings if f.tooth_id is not None]
@@ -97,7 +103,7 @@ def _box(b: list[float]) -> tuple[float, float, float, float]:
 
 
 def facts_of(attrs: ImageAttributes) -> Facts:
-    f = Facts(image_id=attrs.image_id, width=attrs.width, height=attrs.height)
+    f = Facts(image_id=attrs.image_id, width=attrs.width, height=attrs.height, assessed=frozenset(attrs.assessed))
     for t in attrs.teeth:
         f.teeth[t.tooth_id] = _box(t.bbox)
         f.centers[t.tooth_id] = (float(t.center[0]), float(t.center[1]))

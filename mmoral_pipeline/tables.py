@@ -18,6 +18,7 @@ RAW_IMAGES = {
     "height": pl.Int64,
     "mode": pl.String,
     "bytes": pl.Int64,
+    "patient_key": pl.String,
 }
 RAW_ANNOTATIONS = {
     "annotation_id": pl.String,

@@ -56,6 +56,9 @@ class ImageRecord(BaseModel):
     height: int
     mode: str
     bytes: int
+    # Groups X-rays of one patient (the split never separates them). Declared by a source, or a
+    # salted hash of a DICOM PatientID; never the identifier itself. None: unknown.
+    patient_key: str | None = None
 
 
 class AnnotationRecord(BaseModel):

@@ -19,6 +19,8 @@ RAW_IMAGES = {
     "mode": pl.String,
     "bytes": pl.Int64,
     "patient_key": pl.String,
+    "model_image_path": pl.String,
+    "normalisation": pl.String,
 }
 RAW_ANNOTATIONS = {
     "annotation_id": pl.String,

@@ -42,7 +42,7 @@ IMAGE_ATTRIBUTES = {
     "source": pl.String,
     "partition": pl.String,
     "file_name": pl.String,
-    "path": pl.String,
+    "path": pl.String,  # the image the model sees (raw_images.model_image_path)
     "width": pl.Int64,
     "height": pl.Int64,
     "attribute_row_hash": pl.String,
@@ -69,6 +69,8 @@ def document_json(doc: ImageAttributes) -> tuple[str, str]:
 
 
 def _image_lookup(images: pl.DataFrame) -> dict[str, tuple[str | None, str | None, str | None]]:
+    if "model_image_path" in images.columns:  # the pixels the model sees (the source file when not normalised)
+        images = images.with_columns(pl.coalesce("model_image_path", "path").alias("path"))
     cols = [c if c in images.columns else None for c in ("source", "partition", "path")]
     n = images.height
     values = [images[c].to_list() if c else [None] * n for c in cols]

@@ -51,8 +51,8 @@ SAMPLE_SCHEMA: dict[str, pl.DataType] = {
     "question_stem": pl.String,  # the item's own question, without the option block
     "n_turns": pl.Int64,
     "image_id": pl.String,
-    "image_path": pl.String,
-    "image_sha256": pl.String,
+    "image_path": pl.String,  # the image the model sees (raw_images.model_image_path)
+    "image_sha256": pl.String,  # of the source file (raw_images.sha256)
     "file_name": pl.String,
     "source": pl.String,
     "partition": pl.String,
@@ -341,7 +341,7 @@ def assemble_samples(
                     "question_stem": str(item.get("question") or "").strip() or (question if task == "report" else ""),
                     "n_turns": len(messages),
                     "image_id": item["image_id"],
-                    "image_path": img.get("path"),
+                    "image_path": img.get("model_image_path") or img.get("path"),
                     "image_sha256": img.get("sha256"),
                     "file_name": img.get("file_name"),
                     "source": img.get("source"),

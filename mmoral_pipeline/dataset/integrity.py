@@ -72,7 +72,8 @@ def check_integrity(
     # raw images: exist in the table, file exists, sha256 unchanged
     raw = _read(read, "raw_images", report)
     if raw is not None:
-        recorded: dict[str, dict[str, Any]] = {r["image_id"]: r for r in raw.select("image_id", "path", "sha256").iter_rows(named=True)}
+        cols = [c for c in ("image_id", "path", "sha256", "model_image_path") if c in raw.columns]
+        recorded: dict[str, dict[str, Any]] = {r["image_id"]: r for r in raw.select(cols).iter_rows(named=True)}
         for image_id in sorted(set(samples["image_id"].to_list())):
             rec = recorded.get(image_id)
             if rec is None:
@@ -86,8 +87,11 @@ def check_integrity(
         paths = samples.select("image_id", "image_path").unique()
         for image_id, path in paths.iter_rows():
             rec = recorded.get(image_id)
-            if rec is not None and path != rec["path"]:
-                report.add("sample_path_differs_from_raw_images", f"{image_id}: {path} != {rec['path']}")
+            model_image = (rec or {}).get("model_image_path") or (rec or {}).get("path")
+            if rec is not None and path != model_image:
+                report.add("sample_path_differs_from_raw_images", f"{image_id}: {path} != {model_image}")
+            elif rec is not None and path != rec["path"] and not Path(path).exists():  # a normalised image, gone
+                report.add("model_image_missing", f"{image_id}: {path}")
 
     # attribute rows and the annotations they cite
     with_hash = samples.filter(pl.col("attribute_row_hash").is_not_null())

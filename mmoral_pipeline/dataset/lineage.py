@@ -374,7 +374,8 @@ def resolve_lineage(
         chain.image = {"image_id": image_id, "path": row.get("image_path"), "sha256": row.get("image_sha256")}
     else:
         irow = img.row(0, named=True)
-        chain.image = {k: irow.get(k) for k in ("image_id", "source", "partition", "path", "file_name", "sha256", "width", "height")}
+        keys = ("image_id", "source", "partition", "path", "file_name", "sha256", "width", "height", "model_image_path", "normalisation")
+        chain.image = {k: irow.get(k) for k in keys}
     path = chain.image.get("path")
     exists = bool(path) and Path(path).exists()
     chain.image["exists"] = exists
@@ -484,7 +485,7 @@ def render_markdown(chain: LineageChain) -> str:
     md += [f"| {x['annotation_id']} | {_md_escape(x.get('source_file'))} | {_md_escape(x.get('record'))} | {_md_escape(x.get('source_category'))} | "
            f"{x.get('category')} | {x.get('fdi')} | {_short(x.get('box'), 60)} |" for x in chain.annotations]
     md += ["", "### Raw image", "", "| field | value |", "|---|---|"]
-    md += [f"| {k} | {_md_escape(i.get(k))} |" for k in ("image_id", "source", "partition", "path", "sha256", "exists", "sha256_matches")]
+    md += [f"| {k} | {_md_escape(i.get(k))} |" for k in ("image_id", "source", "partition", "path", "sha256", "exists", "sha256_matches", "model_image_path", "normalisation")]
     if chain.problems:
         md += ["", "### Problems", ""] + [f"- {p}" for p in chain.problems]
     return "\n".join(md)
@@ -496,7 +497,8 @@ def overlay_jpeg(chain: LineageChain, max_width: int = 1400) -> bytes | None:
 
     from mmoral_pipeline.viz import DrawnBox, draw_boxes, to_jpeg
 
-    path = (chain.image or {}).get("path")
+    image = chain.image or {}
+    path = image.get("model_image_path") or image.get("path")  # the pixels the boxes are drawn on
     if not path or not Path(path).exists():
         return None
     with Image.open(path) as im:
@@ -555,7 +557,7 @@ def render_html(chain: LineageChain) -> str:
         "<h2>&larr; Annotations</h2>",
         grid(["annotation_id", "source_file", "record", "source_category", "category", "fdi", "box", "score"], chain.annotations),
         "<h2>&larr; Raw image</h2>",
-        table([(k, i.get(k)) for k in ("image_id", "source", "partition", "path", "file_name", "width", "height", "sha256", "sha256_now", "sha256_matches")]),
+        table([(k, i.get(k)) for k in ("image_id", "source", "partition", "path", "file_name", "width", "height", "sha256", "sha256_now", "sha256_matches", "model_image_path", "normalisation")]),
     ]
     if chain.problems:
         parts.append("<h2 class=problem>Problems</h2><ul>" + "".join(f"<li class=problem>{e(p)}</li>" for p in chain.problems) + "</ul>")

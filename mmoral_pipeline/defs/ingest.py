@@ -4,6 +4,7 @@
 import base64
 import json
 from collections import Counter
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
@@ -17,16 +18,17 @@ from mmoral_pipeline.defs.metadata import counts_markdown, table_metadata
 from mmoral_pipeline.defs.partitions import batch_partitions
 from mmoral_pipeline.defs.resources import SourcesResource
 from mmoral_pipeline.sources import read_source
+from mmoral_pipeline.sources.base import MODEL_IMAGE_MODES, NORMALISE_VERSION
 from mmoral_pipeline.viz import DrawnBox, draw_boxes, thumbnail_grid, to_jpeg
 
-INGEST_CODE_VERSION = "ingest-v1"
+INGEST_CODE_VERSION = f"ingest-v1+{NORMALISE_VERSION}"
 
 
 def _thumbnail_markdown(images: pl.DataFrame, annotations: pl.DataFrame, n: int = 6) -> str:
     pics = []
     for row in images.head(n).iter_rows(named=True):
         try:
-            with Image.open(row["path"]) as im:
+            with Image.open(row["model_image_path"] or row["path"]) as im:
                 im.draft("L", (im.width // 4, im.height // 4))
                 img = im.convert("L")
         except OSError:
@@ -134,12 +136,17 @@ def _other_partitions_images(current: str) -> pl.DataFrame:
 
 @dg.asset_check(asset="raw_images", blocking=True, partitions_def=batch_partitions)
 def images_decode(context: dg.AssetCheckExecutionContext, raw_images: pl.DataFrame) -> dg.AssetCheckResult:
-    """Every accepted image still opens and fully decodes."""
+    """Every accepted image's source file is still there, and the image the model sees opens and fully decodes
+    as 8-bit grey or RGB at the recorded size."""
     failures = []
-    for row in raw_images.select("image_id", "path").iter_rows(named=True):
+    for row in raw_images.select("image_id", "path", "model_image_path", "width", "height").iter_rows(named=True):
         try:
-            with Image.open(row["path"]) as im:
+            if not Path(row["path"]).exists():
+                raise FileNotFoundError(f"source file gone: {row['path']}")
+            with Image.open(row["model_image_path"] or row["path"]) as im:
                 im.load()
+                if im.mode not in MODEL_IMAGE_MODES or im.size != (row["width"], row["height"]):
+                    raise ValueError(f"model image is {im.mode} {im.size[0]}x{im.size[1]}, expected L/RGB {row['width']}x{row['height']}")
         except Exception as exc:  # noqa: BLE001 - any failure to decode is the finding
             failures.append({"image_id": row["image_id"], "error": str(exc)[:200]})
     return dg.AssetCheckResult(

@@ -10,7 +10,7 @@ import json
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from mmoral_pipeline.domain import fdi as fdi_rules
 from mmoral_pipeline.domain.taxonomy import Category
@@ -38,6 +38,9 @@ class RejectReason(StrEnum):
     DUPLICATE_IMAGE = "duplicate_image"
     MISSING_ANNOTATIONS = "missing_annotations"
     IMAGE_REJECTED = "image_rejected"  # an annotation whose image was itself quarantined
+    MULTI_FRAME = "multi_frame"  # a DICOM with several frames (a series, not one X-ray)
+    NOT_PANORAMIC = "not_panoramic"
+    BURNED_IN_TEXT = "burned_in_text"  # DICOM BurnedInAnnotation = YES: patient data may be in the pixels
 
 
 def stable_id(*parts: Any, length: int = 16) -> str:
@@ -49,16 +52,26 @@ def stable_id(*parts: Any, length: int = 16) -> str:
 class ImageRecord(BaseModel):
     image_id: str
     source: str
-    path: str  # absolute (or fsspec) path of the image file
+    path: str  # absolute (or fsspec) path of the source file, as it was read (lineage: sha256 is of this file)
     file_name: str  # path relative to the source root
     sha256: str
-    width: int
+    width: int  # of the image the model sees (EXIF orientation applied): the frame boxes are read in
     height: int
-    mode: str
+    mode: str  # of the source file: a PIL mode, or 'DICOM <photometric interpretation> <bits stored>-bit'
     bytes: int
     # Groups X-rays of one patient (the split never separates them). Declared by a source, or a
     # salted hash of a DICOM PatientID; never the identifier itself. None: unknown.
     patient_key: str | None = None
+    # The 8-bit L/RGB image the model sees: `path` itself when the file needs no normalisation,
+    # else a PNG written once under $MMORAL_HOME/_model_images (sources/base.py).
+    model_image_path: str = ""
+    normalisation: str | None = None  # what was done to get it (window, inversion, rotation, ...); None: nothing
+
+    @model_validator(mode="after")
+    def _model_image_defaults_to_path(self) -> ImageRecord:
+        if not self.model_image_path:
+            self.model_image_path = self.path
+        return self
 
 
 class AnnotationRecord(BaseModel):

@@ -22,6 +22,9 @@ Formats and their layout / options (details in each module's docstring):
 | tufts         | `teeth_bbox.json`                     | `images`         | box_order (`xyxy` / `yxyx`; Tufts data: yxyx)  |
 | mmoral_json   | `*.json` under the root               | root             |                                                |
 | manifest      | `manifest.parquet` / `manifest.jsonl` | root             | class_map, score_field                         |
+| dicom         | options.annotations_format's layout   | root (`.dcm`)    | annotations_format, modalities, accept_burned_in_text |
+
+Any format accepts DICOM images (`sources/dicom.py`), named by file name or SOP Instance UID.
 
 Shared building blocks (accounting helpers, label parsing) live in `sources/common.py`.
 """
@@ -33,7 +36,7 @@ from collections.abc import Sequence
 
 from mmoral_pipeline.config import SourceSpec, SourcesFile
 from mmoral_pipeline.domain.records import IngestBatch
-from mmoral_pipeline.sources.base import SourceReader
+from mmoral_pipeline.sources.base import SourceReader, source_options
 
 # format name -> "module:ReaderClass"
 READERS: dict[str, str] = {
@@ -46,6 +49,7 @@ READERS: dict[str, str] = {
     "tufts": "mmoral_pipeline.sources.tufts:TuftsReader",
     "mmoral_json": "mmoral_pipeline.sources.mmoral_json:MmoralJsonReader",
     "manifest": "mmoral_pipeline.sources.manifest:ManifestReader",
+    "dicom": "mmoral_pipeline.sources.dicom:DicomReader",
 }
 
 
@@ -66,9 +70,11 @@ def read_source(spec: SourceSpec, sources: SourcesFile, items: Sequence[str] | N
 
     `options.quadrant_map` (e.g. `{3: 4, 4: 3}`) corrects a source whose labels use another
     side convention (AKUDENTAL's lower jaw is mirrored): every FDI number in the batch moves to
-    the mapped quadrant, and the number as labelled is kept in `extra.source_fdi`.
+    the mapped quadrant, and the number as labelled is kept in `extra.source_fdi`. The source's
+    options are visible to `inspect_image` while it reads (DICOM modalities, burned-in text).
     """
-    batch = get_reader(spec.format).read(spec, sources, items)
+    with source_options(spec.options):  # DICOM policy knobs for inspect_image
+        batch = get_reader(spec.format).read(spec, sources, items)
     qmap = spec.options.get("quadrant_map")
     if qmap:
         remap_quadrants(batch, {int(k): int(v) for k, v in qmap.items()})

@@ -42,6 +42,7 @@ from mmoral_pipeline.sources.common import (
     reject_annotation,
     rel_to,
 )
+from mmoral_pipeline.sources.dicom import alias_sop_uids
 from mmoral_pipeline.domain.taxonomy import Category
 
 MASK_SUFFIXES = (".ome.tiff", ".ome.tif", ".tiff", ".tif", ".png")
@@ -216,7 +217,7 @@ class UfbaMasksReader:
         _, images_dir, masks_dir = self._dirs(spec, sources)
         images = _images_by_stem(images_dir, exclude=masks_dir)
         masks = {p.name: p for p in sorted(masks_dir.iterdir()) if p.is_dir()} if masks_dir.is_dir() else {}
-        return images, masks
+        return alias_sop_uids(images, masks, images_dir), masks
 
     def list_items(self, spec: SourceSpec, sources: SourcesFile) -> list[str]:
         images, masks = self._maps(spec, sources)
@@ -303,11 +304,13 @@ class Dc1000MasksReader:
 
     def list_items(self, spec: SourceSpec, sources: SourcesFile) -> list[str]:
         _, images_dir, labels_dir, _ = self._dirs(spec, sources)
-        return sorted(set(_images_by_stem(images_dir)) | set(_images_by_stem(labels_dir)))
+        labels = _images_by_stem(labels_dir)
+        return sorted(set(alias_sop_uids(_images_by_stem(images_dir), labels, images_dir)) | set(labels))
 
     def read(self, spec: SourceSpec, sources: SourcesFile, items: Sequence[str] | None = None) -> IngestBatch:
         root, images_dir, labels_dir, colors_dir = self._dirs(spec, sources)
         images, labels, colors = (_images_by_stem(d) for d in (images_dir, labels_dir, colors_dir))
+        images = alias_sop_uids(images, labels, images_dir)
         known = set(images) | set(labels)
         keys = sorted(known) if items is None else sorted(k for k in items if k in known)
         category = str(spec.options.get("category", "caries"))

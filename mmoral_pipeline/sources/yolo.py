@@ -41,6 +41,7 @@ from mmoral_pipeline.sources.common import (
     reject_image,
     rel_to,
 )
+from mmoral_pipeline.sources.dicom import alias_sop_uids
 
 _IGNORED_LABEL_FILES = {"classes.txt"}
 
@@ -122,7 +123,7 @@ class YoloReader:
     def _maps(self, spec: SourceSpec, sources: SourcesFile) -> tuple[dict[str, Path], dict[str, Path]]:
         _, labels_dir, images_dir = self._dirs(spec, sources)
         labels = _stems(labels_dir, (".txt",), _IGNORED_LABEL_FILES)
-        images = _stems(images_dir, IMAGE_SUFFIXES)
+        images = alias_sop_uids(_stems(images_dir, IMAGE_SUFFIXES), labels, images_dir)  # labels named by DICOM UID
         return labels, images
 
     def list_items(self, spec: SourceSpec, sources: SourcesFile) -> list[str]:

@@ -2,13 +2,21 @@
 
 All three are built from the same `messages` column, so they agree sample by sample (tested).
 
-- LLaMA-Factory: a JSON list of `{"sample_id", "messages": [{"role", "content": str}], "images": [path]}`
+Every export folder travels on its own (tar it, copy it to the training machine, point the tool at it):
+its X-rays are in `<folder>/images/<sha256[:2]>/<sha256><suffix>` (content-addressed by the source
+file's sha256: one file per X-ray, no clash between sources that reuse file names; hard-linked
+when the filesystem allows, else copied; files no longer referenced are removed), and every
+record names its image by that path relative to the folder.
+
+- LLaMA-Factory: a JSON list of `{"sample_id", "messages": [{"role", "content": str}], "images": [rel path]}`
   with one `<image>` placeholder at the start of the first user turn, plus `dataset_info.json`
-  (`formatting: sharegpt`, `columns: {messages, images}`, role/content tags).
-- TRL conversational: `{"sample_id", "task_type", "images": [abs path], "messages": [{"role", "content":
-  [{"type": "image"}, {"type": "text", "text"}]}]}` per line; the same rows as a `datasets` DatasetDict.
+  (`formatting: sharegpt`, `columns: {messages, images}`, role/content tags). LLaMA-Factory joins
+  relative image paths to `media_dir`, which defaults to `dataset_dir`: this folder.
+- TRL conversational: `{"sample_id", "task_type", "images": [rel path], "messages": [{"role", "content":
+  [{"type": "image"}, {"type": "text", "text"}]}]}` per line; the same rows as a `datasets` DatasetDict
+  (`hf_dataset/`, images relative to the folder above it). `training.data.read_jsonl` resolves them.
 - Benchmark: the held-out images' closed and open questions as MMOral-OPG-Bench TSVs, written with
-  the evaluation package's writer (one TSV format in the project).
+  the evaluation package's writer (one TSV format in the project), images embedded as base64 JPEG.
 """
 
 from __future__ import annotations
@@ -34,14 +42,55 @@ def _messages(row: Mapping[str, Any]) -> list[dict[str, Any]]:
     return json.loads(m) if isinstance(m, str) else list(m)
 
 
+IMAGES_DIR = "images"
+
+
 @functools.lru_cache(maxsize=65536)
-def _resolved(path: str) -> str:
-    return str(Path(path).resolve())
+def _sha256_of(path: str) -> str:
+    from mmoral_pipeline.sources.base import sha256_file
+
+    return sha256_file(Path(path))
 
 
 def _image_path(row: Mapping[str, Any]) -> str:
-    """Absolute image path (resolved once per image: many samples share one X-ray)."""
-    return _resolved(str(row["image_path"]))
+    """The image's path inside an export folder: `images/<sha256[:2]>/<sha256><suffix>` (content-addressed)."""
+    source = str(row["image_path"])
+    digest = row.get("image_sha256") or _sha256_of(source)
+    return f"{IMAGES_DIR}/{digest[:2]}/{digest}{Path(source).suffix.lower()}"
+
+
+def place_images(samples: pl.DataFrame, out_dir: str | Path) -> dict[str, int]:
+    """Put each distinct image of `samples` once under `out_dir/images/` (hard link, else copy) and remove
+    image files no sample references any more; returns counts {images, linked, copied, removed}."""
+    import os
+    import shutil
+
+    out = Path(out_dir)
+    wanted: dict[str, str] = {}  # relative path in the folder -> source file
+    for row in samples.select("image_path", "image_sha256").unique().iter_rows(named=True):
+        wanted.setdefault(_image_path(row), str(row["image_path"]))
+    counts = {"images": len(wanted), "linked": 0, "copied": 0, "removed": 0}
+    for rel, source in sorted(wanted.items()):
+        target = out / rel
+        if target.exists() and target.stat().st_size == Path(source).stat().st_size:
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(source, tmp)
+            counts["linked"] += 1
+        except OSError:  # another filesystem, or links not allowed: copy
+            shutil.copyfile(source, tmp)
+            counts["copied"] += 1
+        tmp.replace(target)
+    images_dir = out / IMAGES_DIR
+    if images_dir.is_dir():
+        for f in sorted(images_dir.rglob("*")):
+            if f.is_file() and f.relative_to(out).as_posix() not in wanted:
+                f.unlink()
+                counts["removed"] += 1
+    return counts
 
 
 # ---------------------------------------------------------------- LLaMA-Factory
@@ -73,19 +122,21 @@ def dataset_info(files: Mapping[str, str]) -> dict[str, Any]:
 
 
 def write_llamafactory(samples: pl.DataFrame, out_dir: str | Path) -> dict[str, Any]:
-    """Train and val JSON lists + dataset_info.json; returns {files, counts}."""
+    """Train and val JSON lists + dataset_info.json + their images; returns {files, counts, images}."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    trainval = samples.filter(pl.col("split").is_in(list(LLAMAFACTORY_NAMES)))
+    placed = place_images(trainval, out)
     files: dict[str, str] = {}
     counts: dict[str, int] = {}
     for split, name in LLAMAFACTORY_NAMES.items():
-        records = [to_sharegpt(r) for r in samples.filter(pl.col("split") == split).iter_rows(named=True)]
+        records = [to_sharegpt(r) for r in trainval.filter(pl.col("split") == split).iter_rows(named=True)]
         fname = f"{name}.json"
         _write_text(out / fname, "[\n" + ",\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n]\n")
         files[name] = fname
         counts[split] = len(records)
     _write_text(out / "dataset_info.json", json.dumps(dataset_info(files), indent=2))
-    return {"files": [str(out / f) for f in [*files.values(), "dataset_info.json"]], "counts": counts}
+    return {"files": [str(out / f) for f in [*files.values(), "dataset_info.json"]], "counts": counts, "images": placed}
 
 
 # ---------------------------------------------------------------- TRL
@@ -109,21 +160,24 @@ def write_trl(samples: pl.DataFrame, out_dir: str | Path, *, hf_dataset: bool = 
     """train.jsonl / val.jsonl and (optionally) the same rows as a `datasets` DatasetDict on disk."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    trainval = samples.filter(pl.col("split").is_in(["train", "val"]))
+    placed = place_images(trainval, out)
     by_split: dict[str, list[dict[str, Any]]] = {}
     files = []
     for split in ("train", "val"):
-        rows = [to_trl(r) for r in samples.filter(pl.col("split") == split).iter_rows(named=True)]
+        rows = [to_trl(r) for r in trainval.filter(pl.col("split") == split).iter_rows(named=True)]
         by_split[split] = rows
         path = out / f"{split}.jsonl"
         _write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
         files.append(str(path))
     if hf_dataset:
         files.append(str(save_hf_dataset(by_split, out / "hf_dataset")))
-    return {"files": files, "counts": {k: len(v) for k, v in by_split.items()}}
+    return {"files": files, "counts": {k: len(v) for k, v in by_split.items()}, "images": placed}
 
 
 def save_hf_dataset(by_split: Mapping[str, list[dict[str, Any]]], path: str | Path) -> Path:
-    """The TRL rows as a DatasetDict saved with `save_to_disk` (datasets imported only here)."""
+    """The TRL rows as a DatasetDict saved with `save_to_disk` (datasets imported only here); image paths stay
+    relative to the export folder (the parent of `path`)."""
     import shutil
 
     import datasets

@@ -152,7 +152,8 @@ def _files_md(info: dict[str, Any]) -> dg.MetadataValue:
 
 @dg.asset(group_name="export", kinds={"json"}, code_version=EXPORT_CODE_VERSION)
 def llamafactory_export(context: dg.AssetExecutionContext, instruction_samples: pl.DataFrame) -> dg.MaterializeResult:
-    """LLaMA-Factory sharegpt JSON (train, val) with its dataset_info.json entries, under exports/llamafactory/."""
+    """LLaMA-Factory sharegpt JSON (train, val), dataset_info.json and the images (relative paths), under
+    exports/llamafactory/: a folder to copy to the training machine and pass as `dataset_dir`."""
     out = exports_dir() / "llamafactory"
     info = exports.write_llamafactory(instruction_samples, out)
     example = instruction_samples.filter(pl.col("split") == "train").head(1)
@@ -161,6 +162,7 @@ def llamafactory_export(context: dg.AssetExecutionContext, instruction_samples: 
             "dagster/uri": dg.MetadataValue.path(str(out)),
             "files": _files_md(info),
             **{f"rows_{k}": dg.MetadataValue.int(v) for k, v in info["counts"].items()},
+            "images": dg.MetadataValue.json(info["images"]),
             "example": dg.MetadataValue.json(exports.to_sharegpt(example.row(0, named=True)) if example.height else {}),
         }
     )
@@ -172,7 +174,8 @@ class TrlExportConfig(dg.Config):
 
 @dg.asset(group_name="export", kinds={"json", "huggingface"}, code_version=EXPORT_CODE_VERSION)
 def trl_export(context: dg.AssetExecutionContext, config: TrlExportConfig, instruction_samples: pl.DataFrame) -> dg.MaterializeResult:
-    """TRL conversational rows (messages + images) as train/val JSONL and a Hugging Face dataset on disk, under exports/trl/."""
+    """TRL conversational rows (messages + relative images) as train/val JSONL and a Hugging Face dataset on disk,
+    with the images, under exports/trl/ (self-contained)."""
     out = exports_dir() / "trl"
     info = exports.write_trl(instruction_samples, out, hf_dataset=config.hf_dataset)
     example = instruction_samples.filter(pl.col("split") == "train").head(1)
@@ -181,6 +184,7 @@ def trl_export(context: dg.AssetExecutionContext, config: TrlExportConfig, instr
             "dagster/uri": dg.MetadataValue.path(str(out)),
             "files": _files_md(info),
             **{f"rows_{k}": dg.MetadataValue.int(v) for k, v in info["counts"].items()},
+            "images": dg.MetadataValue.json(info["images"]),
             "example": dg.MetadataValue.json(exports.to_trl(example.row(0, named=True)) if example.height else {}),
         }
     )
@@ -238,7 +242,10 @@ def dataset_card(context: dg.AssetExecutionContext, instruction_samples: pl.Data
         "git_commit": card.git_commit() or "unknown",
         "dagster_run_id": context.run_id,
     }
-    files = {name: {"files": sorted(str(p) for p in (out / name).glob("*"))} for name in ("llamafactory", "trl", "holdout", "bench") if (out / name).exists()}
+    files = {  # relative to the exports folder: the card travels with it
+        name: {"files": sorted(p.relative_to(out).as_posix() for p in (out / name).glob("*"))}
+        for name in ("llamafactory", "trl", "holdout", "bench") if (out / name).exists()
+    }
     png = card.distribution_png(instruction_samples)
     settings = upstream.get("settings") or {}
     md = card.card_markdown(

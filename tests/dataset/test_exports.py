@@ -20,7 +20,7 @@ from mmoral_pipeline.dataset.exports import (
 )
 from mmoral_pipeline.evaluation.tsv import CLOSED_COLUMNS, OPEN_COLUMNS, decode_image, read_closed_tsv, read_open_tsv
 
-from .world import generated
+from .world import H, W, generated
 
 
 @pytest.fixture(scope="module")
@@ -52,9 +52,13 @@ def test_sharegpt_and_trl_hold_the_same_samples(samples, out, split) -> None:
     assert {r["sample_id"]: conversation_of(r) for r in sharegpt} == expected
     assert {r["sample_id"]: conversation_of(r) for r in trl} == expected
     assert [r["images"] for r in sharegpt] == [r["images"] for r in trl]
-    paths = dict(zip(samples["sample_id"], samples["image_path"], strict=True))
+    rows = {r["sample_id"]: r for r in samples.iter_rows(named=True)}
     for r in trl:
-        assert r["images"] == [str(Path(paths[r["sample_id"]]).resolve())] and Path(r["images"][0]).is_absolute()
+        (rel,) = r["images"]
+        sha = rows[r["sample_id"]]["image_sha256"]
+        assert rel == f"images/{sha[:2]}/{sha}.png" and not Path(rel).is_absolute()
+        for folder in ("trl", "llamafactory"):
+            assert (out / folder / rel).read_bytes() == Path(rows[r["sample_id"]]["image_path"]).read_bytes()
 
 
 def test_sharegpt_layout_and_dataset_info(out) -> None:
@@ -130,3 +134,77 @@ def test_bench_tsvs_read_back(samples, out) -> None:
     assert not ({it.image_id for it in closed} & trainval)
     stems = set(bench["question_stem"])
     assert all(it.question in stems for it in closed)
+
+
+def test_each_export_folder_holds_exactly_its_images_once(samples, out) -> None:
+    trainval = samples.filter(pl.col("split") != "bench")
+    for folder in ("llamafactory", "trl"):
+        files = sorted(p for p in (out / folder / "images").rglob("*") if p.is_file())
+        assert len(files) == trainval["image_id"].n_unique() == len({p.read_bytes() for p in files})
+        assert {p.stem for p in files} == set(trainval["image_sha256"])  # no held-out X-ray travels with training data
+
+
+def test_images_with_the_same_file_name_do_not_collide_and_stale_images_go(samples, tmp_path: Path) -> None:
+    trainval = samples.filter(pl.col("split") == "train")
+    first, second = trainval["image_path"].unique().sort().to_list()[:2]
+    same_name = {first: tmp_path / "a" / "x.png", second: tmp_path / "b" / "x.png"}
+    for src, dst in same_name.items():
+        dst.parent.mkdir()
+        dst.write_bytes(Path(src).read_bytes())
+    renamed = trainval.with_columns(pl.col("image_path").replace({k: str(v) for k, v in same_name.items()}))
+    info = write_trl(renamed, tmp_path / "trl", hf_dataset=False)
+    rows = read_jsonl(tmp_path / "trl" / "train.jsonl")
+    by_source = {str(same_name[p]): set() for p in same_name}
+    for r, path in zip(rows, renamed["image_path"], strict=True):
+        if path in by_source:
+            by_source[path].add(r["images"][0])
+    assert all(len(v) == 1 for v in by_source.values()) and len(set().union(*by_source.values())) == 2
+    assert info["images"]["images"] == renamed["image_id"].n_unique() and info["images"]["linked"] + info["images"]["copied"] > 0
+    # a second export of fewer samples removes the images nobody references any more
+    fewer = renamed.filter(pl.col("image_path") == str(same_name[first]))
+    again = write_trl(fewer, tmp_path / "trl", hf_dataset=False)
+    assert again["images"]["removed"] == renamed["image_id"].n_unique() - 1
+    assert len([p for p in (tmp_path / "trl" / "images").rglob("*") if p.is_file()]) == 1
+
+
+def test_an_export_moved_to_another_machine_loads_there(samples, out, tmp_path: Path) -> None:
+    """tar the export folders, unpack them elsewhere with the original images gone, load with every loader."""
+    import shutil
+    import tarfile
+
+    import datasets
+
+    from mmoral_pipeline.training.data import load_image
+    from mmoral_pipeline.training.data import read_jsonl as training_read
+
+    archive = tmp_path / "exports.tar"
+    with tarfile.open(archive, "w") as tar:
+        for folder in ("llamafactory", "trl", "bench"):
+            tar.add(out / folder, arcname=folder)
+    originals = Path(samples["image_path"][0]).parent
+    hidden = originals.with_name(originals.name + "_away")
+    originals.rename(hidden)  # the machine that made the export is out of reach
+    try:
+        there = tmp_path / "training_machine"
+        with tarfile.open(archive) as tar:
+            tar.extractall(there, filter="data")
+        # LLaMA-Factory's layout: dataset_dir = the folder; relative images under it
+        info = json.loads((there / "llamafactory" / "dataset_info.json").read_text())
+        for entry in info.values():
+            records = json.loads((there / "llamafactory" / entry["file_name"]).read_text())
+            assert records and all((there / "llamafactory" / r["images"][0]).is_file() for r in records)
+        lf = datasets.load_dataset("json", data_files=str(there / "llamafactory" / "mmoral_train.json"), split="train")
+        assert lf.num_rows == samples.filter(pl.col("split") == "train").height
+        # the project's training loader resolves the JSONL's relative images and opens them
+        rows = training_read(there / "trl" / "train.jsonl")
+        assert rows and all(Path(r["images"][0]).is_relative_to(there) for r in rows)
+        assert load_image(rows[0]["images"][0]).size == (W, H)
+        # the HF dataset: the same relative images, next to it
+        dd = datasets.load_from_disk(str(there / "trl" / "hf_dataset"))
+        assert dd["train"]["images"] == [[str(Path(r["images"][0]).relative_to(there / "trl"))] for r in rows]
+        assert all((there / "trl" / r[0]).is_file() for r in dd["val"]["images"])
+        # bench TSVs carry their images inside
+        assert decode_image(read_closed_tsv(there / "bench" / "closed_ended.tsv")[0].image).size[0] > 0
+        shutil.rmtree(there)
+    finally:
+        hidden.rename(originals)

@@ -61,6 +61,11 @@ PHI = {
 }
 
 
+@pytest.fixture(scope="session")
+def phi() -> dict[str, str]:
+    return dict(PHI)
+
+
 @pytest.fixture()
 def write_dicom() -> Callable[..., Path]:
     """Factory: write a DICOM X-ray with pydicom (uncompressed or compressed) carrying the PHI above.

@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         t1 = time.perf_counter()
         proc = subprocess.run(
             [str(Path(env["venv"]) / "bin" / "python"), str(CONVERT), str(export), str(processor_dir), str(work / "out")],
-            cwd=work, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")},
+            cwd=work, capture_output=True, text=True, check=False, env={**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")},
         )
         line = next((x for x in proc.stdout.splitlines() if x.startswith("LLAMAFACTORY_FIGURES ")), None)
         if proc.returncode != 0 or line is None:

@@ -6,7 +6,7 @@ files with the `DICM` marker, here); `format: dicom` is the folder-of-DICOM sour
 - `images` (default: the root): the DICOM files, searched recursively.
 - `options.annotations_format` (coco, labelme, yolo, manifest, ...) with `annotations`: the
   annotations, read by that format's reader over the DICOM folder. Without it the source is
-  images only (nothing was looked for: no findings are claimed from it).
+  images only: no annotations, which later stages read as nothing found (label them first).
 - Annotations name their image by file name (`scan_001.dcm`, or the stem for YOLO / masks) or
   by **SOP Instance UID** (`1.2.826.0.1...`): a reference that names no file is looked up among
   the DICOM files of the folder it points into, in every annotation format.

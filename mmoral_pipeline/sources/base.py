@@ -225,9 +225,20 @@ def inspect_image(
         return Rejection(source=source, path=str(path), reason=RejectReason.NOT_AN_IMAGE, message=f"not a readable image: {rel}")
     except (OSError, SyntaxError, ValueError) as exc:
         return Rejection(source=source, path=str(path), reason=RejectReason.IMAGE_CORRUPT, message=f"cannot decode {rel}: {exc}")
-    model_path = str(store_model_image(model_image)) if steps else str(path)
+    model_path = store_model_image(model_image) if steps else path
+    return image_record(
+        path, source=source, rel=rel, image_id=image_id or make_image_id(source, rel), model_image=model_image,
+        model_path=model_path, mode=mode, normalisation="; ".join(steps) or None,
+    )
+
+
+def image_record(
+    path: Path, *, source: str, rel: str, image_id: str, model_image: Image.Image, model_path: Path, mode: str,
+    normalisation: str | None, patient_key: str | None = None,
+) -> ImageRecord:
+    """The accepted image's row: the source file (path, sha256, bytes) and the image the model sees (size, path)."""
     return ImageRecord(
-        image_id=image_id or make_image_id(source, rel),
+        image_id=image_id,
         source=source,
         path=str(path),
         file_name=rel,
@@ -235,9 +246,10 @@ def inspect_image(
         width=model_image.width,
         height=model_image.height,
         mode=mode,
-        bytes=size,
-        model_image_path=model_path,
-        normalisation="; ".join(steps) or None,
+        bytes=path.stat().st_size,
+        patient_key=patient_key,
+        model_image_path=str(model_path),
+        normalisation=normalisation,
     )
 
 

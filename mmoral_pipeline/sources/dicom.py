@@ -131,7 +131,7 @@ def inspect_dicom(
     import pydicom
     from PIL import Image
 
-    from mmoral_pipeline.sources.base import sha256_file, store_model_image
+    from mmoral_pipeline.sources.base import image_record, store_model_image
 
     def reject(reason: RejectReason, message: str) -> Rejection:
         return Rejection(source=source, path=str(path), reason=reason, message=f"{rel}: {message}")
@@ -165,19 +165,10 @@ def inspect_dicom(
         return reject(RejectReason.IMAGE_CORRUPT, f"cannot decode pixel data ({name}): {type(exc).__name__}: {str(exc)[:200]}")
     key = patient_key(ds.get("PatientID"), ds.get("IssuerOfPatientID"))
     image = Image.fromarray(pixels, mode="RGB" if pixels.ndim == 3 else "L")
-    return ImageRecord(
-        image_id=image_id,
-        source=source,
-        path=str(path),
-        file_name=rel,
-        sha256=sha256_file(path),
-        width=image.width,
-        height=image.height,
-        mode=f"DICOM {ds.get('PhotometricInterpretation', '?')} {int(ds.get('BitsStored', 8) or 8)}-bit",
-        bytes=path.stat().st_size,
-        patient_key=key,
-        model_image_path=str(store_model_image(image)),
-        normalisation=steps,
+    mode = f"DICOM {ds.get('PhotometricInterpretation', '?')} {int(ds.get('BitsStored', 8) or 8)}-bit"
+    return image_record(
+        path, source=source, rel=rel, image_id=image_id, model_image=image, model_path=store_model_image(image),
+        mode=mode, normalisation=steps, patient_key=key,
     )
 
 

@@ -19,6 +19,7 @@ RAW_IMAGES = {
     "mode": pl.String,
     "bytes": pl.Int64,
     "patient_key": pl.String,
+    "covers": pl.List(pl.String),  # label coverage (categories labelled completely)
 }
 RAW_ANNOTATIONS = {
     "annotation_id": pl.String,

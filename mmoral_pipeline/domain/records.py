@@ -38,6 +38,7 @@ class RejectReason(StrEnum):
     DUPLICATE_IMAGE = "duplicate_image"
     MISSING_ANNOTATIONS = "missing_annotations"
     IMAGE_REJECTED = "image_rejected"  # an annotation whose image was itself quarantined
+    NOT_PANORAMIC = "not_panoramic"  # size or aspect ratio rules out a panoramic X-ray (periapical film, ...)
 
 
 def stable_id(*parts: Any, length: int = 16) -> str:
@@ -59,6 +60,9 @@ class ImageRecord(BaseModel):
     # Groups X-rays of one patient (the split never separates them). Declared by a source, or a
     # salted hash of a DICOM PatientID; never the identifier itself. None: unknown.
     patient_key: str | None = None
+    # Label coverage: the categories its source labels completely (`covers:`, or the format's default),
+    # set by `sources.read_source`. Nothing may be said about a category outside it.
+    covers: list[Category] = Field(default_factory=list)
 
 
 class AnnotationRecord(BaseModel):

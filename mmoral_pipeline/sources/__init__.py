@@ -34,6 +34,8 @@ from collections.abc import Sequence
 from mmoral_pipeline.config import SourceSpec, SourcesFile
 from mmoral_pipeline.domain.records import IngestBatch
 from mmoral_pipeline.sources.base import SourceReader
+from mmoral_pipeline.sources.common import quarantine_not_panoramic
+from mmoral_pipeline.sources.coverage import apply_coverage
 
 # format name -> "module:ReaderClass"
 READERS: dict[str, str] = {
@@ -67,11 +69,15 @@ def read_source(spec: SourceSpec, sources: SourcesFile, items: Sequence[str] | N
     `options.quadrant_map` (e.g. `{3: 4, 4: 3}`) corrects a source whose labels use another
     side convention (AKUDENTAL's lower jaw is mirrored): every FDI number in the batch moves to
     the mapped quadrant, and the number as labelled is kept in `extra.source_fdi`.
+    Then images whose shape rules out an OPG are quarantined (`not_panoramic`), and every image
+    gets its label coverage (`covers`, sources/coverage.py).
     """
     batch = get_reader(spec.format).read(spec, sources, items)
     qmap = spec.options.get("quadrant_map")
     if qmap:
         remap_quadrants(batch, {int(k): int(v) for k, v in qmap.items()})
+    quarantine_not_panoramic(batch, sources.panoramic_limits(spec))
+    apply_coverage(spec, sources, batch)
     return batch
 
 

@@ -143,6 +143,6 @@ def is_coverage_statement(sentence: str) -> bool:
     return COVERAGE_MARKER in sentence.lower()
 
 
-def assessed_names(assessed: Iterable[Category]) -> list[str]:
-    """Plain names of the assessed categories, taxonomy order (for captions and prompts)."""
-    return [c.value.replace("_", " ") for c in sorted_categories(assessed)]
+def plural_names(categories: Iterable[Category]) -> list[str]:
+    """'caries', 'the teeth', 'fillings' ... in taxonomy order (captions and prompts)."""
+    return [PLURAL[c] for c in sorted_categories(categories)]

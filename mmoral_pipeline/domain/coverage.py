@@ -40,7 +40,7 @@ def parse_coverage(value: object) -> frozenset[Category]:
             return ALL_CATEGORIES
         value = [value]
     if not isinstance(value, (list, tuple, set, frozenset)):
-        raise ValueError(f"covers must be 'all' or a list of categories, got {value!r}")
+        raise ValueError(f"covers must be 'all' or a list of categories, got {value!r}")  # noqa: TRY004 - pydantic reports ValueError
     out: set[Category] = set()
     for item in value:
         unified = unify_category(str(item))
@@ -58,9 +58,15 @@ def sorted_categories(categories: Iterable[Category | str]) -> list[Category]:
     return sorted({Category(c) for c in categories}, key=order.__getitem__)
 
 
+def asks_only_assessed(needs: Iterable[Category], assessed: Iterable[Category]) -> bool:
+    """True when a question (or statement) that involves `needs` may be made: all of it was assessed.
+    The one rule every question builder applies (generation rules, attribute tasks, benchmark items)."""
+    return frozenset(needs) <= frozenset(assessed)
+
+
 def may_state(statement: str, assessed: Iterable[Category]) -> bool:
     """True when every category the statement kind needs (`STATEMENT_NEEDS`) was assessed."""
-    return STATEMENT_NEEDS[statement] <= frozenset(assessed)
+    return asks_only_assessed(STATEMENT_NEEDS[statement], assessed)
 
 
 def any_assessed(categories: Iterable[Category], assessed: Iterable[Category]) -> bool:

@@ -19,7 +19,14 @@ from collections.abc import Callable, Sequence
 
 from mmoral_pipeline.domain import fdi
 from mmoral_pipeline.domain.attributes import ImageAttributes
-from mmoral_pipeline.domain.coverage import PLURAL, STATEMENT_NEEDS, coverage_sentence, join_words, may_state, sorted_categories
+from mmoral_pipeline.domain.coverage import (
+    PLURAL,
+    STATEMENT_NEEDS,
+    coverage_sentence,
+    join_words,
+    may_state,
+    sorted_categories,
+)
 from mmoral_pipeline.domain.taxonomy import TREATMENTS, Category
 from mmoral_pipeline.generation.facts import Facts, Finding, facts_of
 from mmoral_pipeline.generation.types import ChatRequest, ChatResponse

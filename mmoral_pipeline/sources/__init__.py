@@ -31,7 +31,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Sequence
 
-from mmoral_pipeline.config import SourceSpec, SourcesFile
+from mmoral_pipeline.config import SourcesFile, SourceSpec
 from mmoral_pipeline.domain.records import IngestBatch
 from mmoral_pipeline.sources.base import SourceReader
 from mmoral_pipeline.sources.common import quarantine_not_panoramic

@@ -20,7 +20,7 @@ an image without a label of that category has none.
 
 from __future__ import annotations
 
-from mmoral_pipeline.config import SourceSpec, SourcesFile
+from mmoral_pipeline.config import SourcesFile, SourceSpec
 from mmoral_pipeline.domain.coverage import ALL_CATEGORIES, parse_coverage, sorted_categories
 from mmoral_pipeline.domain.records import IngestBatch
 from mmoral_pipeline.domain.taxonomy import Category

@@ -14,6 +14,7 @@ it, neither present nor absent. This module is the one home for
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from mmoral_pipeline.domain.taxonomy import ANATOMY, PATHOLOGY, TREATMENTS, Category, unify_category
@@ -99,6 +100,8 @@ _GROUPS: tuple[tuple[str, str, frozenset[Category]], ...] = (
     ("jaw anatomy", "", ANATOMY),
 )
 COVERAGE_MARKER = "not assessed"
+# A clause that declares coverage: "... were not assessed", "This review covers X only", "assessed in this review".
+_COVERAGE_CLAUSE = re.compile(r"\bnot assessed\b|\bthis review (?:covers|assessed)\b|\bassessed in this review\b", re.IGNORECASE)
 
 
 def join_words(words: list[str]) -> str:
@@ -145,8 +148,9 @@ def coverage_sentence(assessed: Iterable[Category]) -> str | None:
 
 
 def is_coverage_statement(sentence: str) -> bool:
-    """A sentence that declares coverage ('... were not assessed'): not a finding, positive or negative."""
-    return COVERAGE_MARKER in sentence.lower()
+    """A sentence or clause that declares coverage ('This review covers caries only', '... were not
+    assessed'): not a finding, positive or negative. Claim parsers and validators skip it."""
+    return _COVERAGE_CLAUSE.search(sentence) is not None
 
 
 def plural_names(categories: Iterable[Category]) -> list[str]:

@@ -175,7 +175,7 @@ def materialize(selection: str | None = None, sources_path: str | None = None, i
     if partitioned:
         stages = partition_stages(graph, partitioned)
         log(f"Materialising {len(partitioned)} partitioned asset(s) for {len(report.partitions)} partition(s)"
-            + (f" in {len(stages)} stages (every batch's ingest first: copies of an X-ray merge across batches)" if len(stages) > 1 else ""))
+            + (f" in {len(stages)} stages (a stage that reads every batch waits for all of them: copies of an X-ray merge across batches)" if len(stages) > 1 else ""))
         for i, keys in enumerate(stages):
             # Later stages go in partition-key order: the batch that owns a merged document comes first.
             for key in report.partitions if i == 0 else sorted(report.partitions):

@@ -29,10 +29,9 @@ def finding_accounting(
     """Every raw annotation has exactly one known outcome; kept ones appear in a document.
 
     With `partition`, outcomes of annotations from other batches (copies of an X-ray merged into a
-    document owned here: `annotation_partition` differs) are not counted against `raw_annotations`,
-    and `in_owner_document` outcomes must appear in the owner's document (`image_attributes` then
-    holds this batch's documents and the owners' ones). Returns counts (raw, accounted, per outcome)
-    and the problems found (empty lists = pass).
+    document owned here: `annotation_partition` differs) are not counted against `raw_annotations`
+    (they must still appear in a document). Returns counts (raw, accounted, per outcome) and the
+    problems found (empty lists = pass).
     """
     own = outcomes
     if partition is not None and "annotation_partition" in outcomes.columns:
@@ -45,17 +44,14 @@ def finding_accounting(
     twice = sorted(a for a, n in Counter(outcomes["annotation_id"].to_list()).items() if n > 1)
     unknown_outcomes = sorted({o for o in outcomes["outcome"].to_list() if not is_known_outcome(o)})
     not_in_docs: list[str] = []
-    not_in_owner: list[str] = []
     if image_attributes is not None:
         import json
 
         in_docs: set[str] = set()
         for blob in image_attributes["document"].to_list():
-            _collect_ids(json.loads(blob), in_docs)
+            in_docs |= cited_annotation_ids(json.loads(blob))
         kept = outcomes.filter(pl.col("outcome").is_in(list(KEPT_OUTCOMES)))["annotation_id"].to_list()
         not_in_docs = sorted(set(kept) - in_docs)
-        moved = outcomes.filter(pl.col("outcome") == OUTCOME_IN_OWNER)["annotation_id"].to_list()
-        not_in_owner = sorted(set(moved) - in_docs)
     per_outcome = Counter(own["outcome"].to_list())
     return {
         "raw": len(raw_ids),
@@ -67,8 +63,7 @@ def finding_accounting(
         "twice": twice,
         "unknown_outcomes": unknown_outcomes,
         "kept_not_in_documents": not_in_docs,
-        "not_in_owner_document": not_in_owner,
-        "passed": not (missing or extra or twice or unknown_outcomes or not_in_docs or not_in_owner)
+        "passed": not (missing or extra or twice or unknown_outcomes or not_in_docs)
         and len(raw_ids) == sum(per_outcome.values()),
     }
 
@@ -78,12 +73,6 @@ def accounting_description(acc: dict[str, Any]) -> str | None:
     if acc["passed"]:
         return None
     parts = [f"{acc['raw']} raw annotations, {acc['accounted']} outcomes."]
-    if acc["not_in_owner_document"]:
-        parts.append(
-            f"{len(acc['not_in_owner_document'])} annotations of copies of an X-ray owned by another batch are not in "
-            "that batch's merged document (it was built before this batch was ingested): re-materialise the owner's "
-            "batch (see image_copies.owner_partition), e.g. `mmoral materialize --select 'group:attributes+'`."
-        )
     if acc["missing"] or acc["extra"] or acc["twice"]:
         parts.append(
             f"{len(acc['missing'])} without an outcome, {len(acc['extra'])} outcomes of unknown annotations, "
@@ -95,6 +84,13 @@ def accounting_description(acc: dict[str, Any]) -> str | None:
     if acc["unknown_outcomes"]:
         parts.append(f"unknown outcomes {acc['unknown_outcomes']}: a rule bug, please report it.")
     return " ".join(parts)
+
+
+def cited_annotation_ids(document: dict[str, Any]) -> set[str]:
+    """Every annotation id an attribute document (as JSON) cites, wherever it sits."""
+    found: set[str] = set()
+    _collect_ids(document, found)
+    return found
 
 
 def _collect_ids(node: Any, into: set[str]) -> None:

@@ -16,7 +16,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+import json
+
 import polars as pl
+
+from mmoral_pipeline.attributes.build import OUTCOME_IN_OWNER
+from mmoral_pipeline.attributes.checks import cited_annotation_ids
 
 from mmoral_pipeline.domain.coverage import ALL_CATEGORIES, sorted_categories
 
@@ -129,6 +134,27 @@ def images_for_documents(images: pl.DataFrame, plan: MergePlan) -> pl.DataFrame:
             merged = pl.Series(column, [v if v is not None else old for v, old in zip(values, frame[column].to_list(), strict=True)], dtype=dtype)
         frame = frame.with_columns(merged)
     return frame
+
+
+MERGED_ANNOTATIONS = {"annotation_id": pl.String, "owner_image_id": pl.String, "owner_partition": pl.String, "in_owner_document": pl.Boolean}
+
+
+def merged_annotations(outcomes: pl.DataFrame, documents: pl.LazyFrame | pl.DataFrame) -> pl.DataFrame:
+    """One row per annotation whose outcome is `in_owner_document`: is it cited by the owner's document?
+    `documents`: image_attributes of every batch (scanned lazily: only the owners' rows are read)."""
+    moved = outcomes.filter(pl.col("outcome") == OUTCOME_IN_OWNER)
+    if moved.height == 0:
+        return pl.DataFrame(schema=MERGED_ANNOTATIONS)
+    owners = moved["image_id"].unique().to_list()
+    docs = documents.lazy().filter(pl.col("image_id").is_in(owners)).select("image_id", "partition", "document").collect()
+    cited: dict[str, set[str]] = {}
+    for image_id, blob in zip(docs["image_id"].to_list(), docs["document"].to_list(), strict=True):
+        cited.setdefault(image_id, set()).update(cited_annotation_ids(json.loads(blob)))
+    partition_of = dict(zip(docs["image_id"].to_list(), docs["partition"].to_list(), strict=True))
+    return pl.DataFrame(
+        [(a, o, partition_of.get(o), a in cited.get(o, set())) for a, o in zip(moved["annotation_id"], moved["image_id"], strict=True)],
+        schema=MERGED_ANNOTATIONS, orient="row",
+    )
 
 
 def copy_conflicts(copies: pl.DataFrame) -> dict[str, list[dict]]:

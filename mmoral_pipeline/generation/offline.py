@@ -446,7 +446,8 @@ def vqa_candidates(facts: Facts, rng: random.Random) -> tuple[list[dict], list[d
     # Whole-topic questions only about what was assessed: their answers (also "none") are then grounded.
     patho = pathology_sentences(facts, rng)
     if _assessed_of(facts, STATEMENT_NEEDS["no_pathology"]):
-        opened.append({"question": "Which pathological findings are present on the teeth?", "answer": " ".join(patho[:3]) if patho else _no_pathology_answer(facts, rng), "dimensions": ["Teeth", "Patho"]})
+        where = " on the teeth" if facts.is_assessed(Category.TOOTH) else ""  # no teeth labelled: no teeth presumed
+        opened.append({"question": f"Which pathological findings are present{where}?", "answer": " ".join(patho[:3]) if patho else _no_pathology_answer(facts, rng), "dimensions": ["Teeth", "Patho"]})
     treat = treatment_sentences(facts, rng)
     if _assessed_of(facts, TREATMENTS):
         opened.append({"question": "What historical dental treatments can be seen?", "answer": " ".join(treat[:3]) if treat else no_treatment_sentence(facts), "dimensions": ["Teeth", "HisT"]})

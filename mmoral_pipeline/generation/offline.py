@@ -289,9 +289,24 @@ def summary_sentence(facts: Facts, rng: random.Random) -> str:
         assessed = _assessed_of(facts, STATEMENT_NEEDS["no_pathology"])
         if assessed:
             return "In summary, n" + _none_found(assessed, "seen")[1:]
-        return f"In summary, this review is limited to {join_words([PLURAL[c] for c in sorted_categories(facts.assessed)])}."
+        return _summary_without_pathology(facts)
     joined = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + f" and {parts[-1]}"
     return rng.choice([f"In summary, the main findings are {joined}.", f"Overall, the radiograph shows {joined}."])
+
+
+def _summary_without_pathology(facts: Facts) -> str:
+    """The summary of a review that assessed no pathology: what it did find, and that pathology was not assessed."""
+    numbered = facts.is_assessed(Category.TOOTH)
+    found: dict[Category, set] = defaultdict(set)
+    for k, f in enumerate(facts.treatments()):
+        found[f.category].add(f.tooth_id if numbered and f.tooth_id is not None else ("site", k))
+    if found:
+        units = ("tooth", "teeth") if numbered else ("site", "sites")
+        listed = join_words([f"{PLURAL[c]} ({len(found[c])} {units[len(found[c]) > 1]})" for c in sorted_categories(found)])
+        return f"In summary, previous dental work is present: {listed}; pathology was not assessed."
+    if numbered:
+        return f"In summary, {len(facts.teeth)} teeth are charted; pathology was not assessed."
+    return f"In summary, this review is limited to {join_words([PLURAL[c] for c in sorted_categories(facts.assessed)])}."
 
 
 def general_condition(facts: Facts, rng: random.Random) -> list[str]:

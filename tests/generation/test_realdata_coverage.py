@@ -114,7 +114,7 @@ def test_no_row_states_anything_outside_coverage(generated, source):
     outside = set(C) - set(next(iter(assessed)))
     rows = out.reports + out.vqa_items + out.dialogues + out.attribute_tasks
     assert out.reports and len(rows) > 10 * len(docs) / 3, f"{source}: too little was generated to judge"
-    problems = [f"{r.task_type}/{r.template if hasattr(r, 'template') else ''}: {s}" for r in rows for t in row_texts(r)
+    problems = [f"{r.task_type}/{r.prompt_template_id}: {s}" for r in rows for t in row_texts(r)
                 for s in statements_about(t, outside)]
     assert problems == [], problems[:5]
     for r in out.attribute_tasks:  # JSON answers: no key or category of an unassessed kind

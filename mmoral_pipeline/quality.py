@@ -7,7 +7,6 @@ import polars as pl
 from mmoral_pipeline.domain import fdi as fdi_rules
 from mmoral_pipeline.domain.taxonomy import Category
 
-
 SIDE_SCHEMA = {"source": pl.String, "quadrant": pl.Int64, "teeth": pl.Int64, "wrong_side": pl.Int64, "wrong_share": pl.Float64}
 
 

@@ -37,12 +37,12 @@ def test_what_statements_need():
 @pytest.mark.parametrize(
     ("covers", "sentence"),
     [
-        ({C.CARIES}, "This review covers caries only; tooth numbering, other pathology, previous treatments and jaw "
-                     "anatomy were not assessed."),
-        ({C.TOOTH}, "This review covers the teeth (presence and FDI numbering) only; pathology, previous treatments "
-                    "and jaw anatomy were not assessed."),
-        ({C.TOOTH, C.FILLING, C.BRIDGE, C.IMPLANT}, "This review covers the teeth, fillings, implants and bridges only; "
-         "pathology, other treatments (crowns and root canal treatments) and jaw anatomy were not assessed."),
+        ({C.CARIES}, ("This review covers caries only; tooth numbering, other pathology, previous treatments and jaw "
+                      "anatomy were not assessed.")),
+        ({C.TOOTH}, ("This review covers the teeth (presence and FDI numbering) only; pathology, previous treatments "
+                     "and jaw anatomy were not assessed.")),
+        ({C.TOOTH, C.FILLING, C.BRIDGE, C.IMPLANT}, ("This review covers the teeth, fillings, implants and bridges only; "
+         "pathology, other treatments (crowns and root canal treatments) and jaw anatomy were not assessed.")),
         (ALL_CATEGORIES - {C.BONE_LOSS}, "This review assessed every finding category except bone loss, which was not assessed."),
         (ALL_CATEGORIES, None),
     ],

@@ -13,16 +13,14 @@ id. Their annotations' outcome is `in_owner_document` (`attributes.build`).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-
-import json
 
 import polars as pl
 
 from mmoral_pipeline.attributes.build import OUTCOME_IN_OWNER
 from mmoral_pipeline.attributes.checks import cited_annotation_ids
-
 from mmoral_pipeline.domain.coverage import ALL_CATEGORIES, sorted_categories
 
 COPIES_VERSION = "copies-v1"  # bump when the owner rule or the table changes

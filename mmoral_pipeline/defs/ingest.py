@@ -2,7 +2,6 @@
 
 
 import base64
-import json
 from collections import Counter
 
 import dagster as dg

@@ -32,12 +32,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from mmoral_pipeline.domain.attributes import Condition, ImageAttributes, ToothAttributes
+from mmoral_pipeline.domain.coverage import asks_only_assessed
 from mmoral_pipeline.domain.fdi import WISDOM_TEETH
 from mmoral_pipeline.domain.taxonomy import DISPLAY_NAMES, Category
 from mmoral_pipeline.evaluation.items import CLOSED_DIMENSIONS, LETTERS, OPEN_DIMENSIONS, ClosedItem, OpenItem
 from mmoral_pipeline.generation import validators as gv
 from mmoral_pipeline.generation.facts import Facts, facts_of
-from mmoral_pipeline.domain.coverage import asks_only_assessed
 from mmoral_pipeline.generation.location_vqa import (
     COUNT_NEEDS,
     COUNT_TARGETS,

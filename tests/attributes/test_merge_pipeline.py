@@ -175,3 +175,22 @@ def test_real_dc1000_caries_and_a_tooth_mask_layer_of_the_same_xray(realdata: Pa
     (report,) = out.reports
     assert report.answer.startswith("1. Teeth-Specific Observations\nGeneral Condition: This review covers the teeth and caries only;")
     assert all(f" {t}" in report.answer for t in teeth) and "3 teeth" in report.answer
+
+
+def test_a_source_listing_one_xray_twice_is_merged_with_a_warning(tmp_path: Path):
+    generate(n=2, seed=6, out=tmp_path / "s", fmt="coco", width=1400, height=700)
+    doc = json.loads((tmp_path / "s" / "annotations.json").read_text())
+    first = doc["images"][0]
+    shutil.copy(tmp_path / "s" / "images" / first["file_name"], tmp_path / "s" / "images" / "copy.jpg")
+    doc["images"].append({**first, "id": 99, "file_name": "copy.jpg"})
+    (tmp_path / "s" / "annotations.json").write_text(json.dumps(doc))
+    sources = tmp_path / "sources.yaml"
+    sources.write_text(yaml.safe_dump({"sources": [{"name": "s", "format": "coco", "root": "s"}]}))
+    home = tmp_path / "home"
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(BATCHES, ["s"])
+        result = _materialize(instance, home, sources, "s", ("ingest", "attributes"))
+    check = next(ev for ev in result.get_asset_check_evaluations() if ev.check_name == "copies_are_one_patient")
+    assert result.success and not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    assert "byte-identical copies inside one source" in check.description and "Remove the duplicate file" in check.description
+    assert read_table("image_attributes", base_dir=str(home)).height == 2  # three images, two X-rays

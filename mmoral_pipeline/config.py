@@ -20,6 +20,26 @@ PROMPTS_DIR = REPO_ROOT / "prompts"
 SHARD_SEPARATOR = "__"
 
 
+class PanoramicLimits(BaseModel):
+    """The shape of a panoramic X-ray (OPG): images outside it are quarantined as `not_panoramic`.
+
+    Defaults from the real sources (README "Not a panoramic X-ray"): OPGs measure 1.60-2.33
+    width/height (DENTEX, AKUDENTAL, DC1000, the xray-yolo set, MMOral-Bench); periapical and
+    bitewing films are about 4:3 (1.33, e.g. a 604x444 film), cephalograms ~1.25, CBCT slices 1.0.
+    No minimum size by default: public OPGs ship downscaled (MMOral-Bench 1100 px wide).
+    """
+
+    min_aspect: float = Field(default=1.5, gt=0)  # width / height
+    max_aspect: float = Field(default=3.0, gt=0)
+    min_width: int = Field(default=0, ge=0)  # pixels
+    min_height: int = Field(default=0, ge=0)
+
+
+# Formats whose public release changed the X-rays' shape: UFBA-425's instance-segmentation subset
+# (Instance_seg_teeth) resized every OPG to a 512x512 square.
+FORMAT_PANORAMIC: dict[str, dict[str, float]] = {"ufba_masks": {"min_aspect": 0.9}}
+
+
 class SourceSpec(BaseModel):
     """One raw-data source: a folder in one public format."""
 
@@ -30,6 +50,28 @@ class SourceSpec(BaseModel):
     annotations: str | None = None  # annotation file or folder relative to root
     shard_size: int | None = Field(default=None, ge=1)  # images per partition; None = one partition
     options: dict[str, Any] = Field(default_factory=dict)  # class_map, box_order, score_field, ...
+    # Categories this source labels completely ('all' or names/synonyms); None = the format's
+    # default (sources/coverage.py). Nothing is said about a category outside it.
+    covers: list[str] | str | None = None
+    # Per-source override of the file-level `panoramic` limits (e.g. a source of resized square OPGs).
+    panoramic: dict[str, float] | None = None
+
+    @field_validator("covers")
+    @classmethod
+    def _known_categories(cls, v: list[str] | str | None) -> list[str] | str | None:
+        if v is not None:
+            from mmoral_pipeline.domain.coverage import parse_coverage
+
+            parse_coverage(v)  # raises with the list of known categories
+        return v
+
+    @field_validator("panoramic")
+    @classmethod
+    def _known_limits(cls, v: dict[str, float] | None) -> dict[str, float] | None:
+        unknown = sorted(set(v or {}) - set(PanoramicLimits.model_fields))
+        if unknown:
+            raise ValueError(f"panoramic: unknown keys {unknown}; known: {sorted(PanoramicLimits.model_fields)}")
+        return v
 
     @field_validator("name")
     @classmethod
@@ -48,6 +90,7 @@ class SourcesFile(BaseModel):
     max_image_pixels: int = 120_000_000  # decompression-bomb guard
     side_consistency_max_wrong: float = 0.05  # share of tooth boxes on the wrong half allowed per source
     midline_tolerance: float = 0.04  # share of image width around the midline ignored for incisors
+    panoramic: PanoramicLimits = Field(default_factory=PanoramicLimits)  # not_panoramic quarantine
     base_dir: str = ""  # folder of the file; filled in by load_sources
 
     def source(self, name: str) -> SourceSpec:
@@ -58,6 +101,12 @@ class SourcesFile(BaseModel):
 
     def root_of(self, spec: SourceSpec) -> Path:
         return spec.root_path(Path(self.base_dir))
+
+    def panoramic_limits(self, spec: SourceSpec) -> PanoramicLimits:
+        """The file-level limits, then the format's (`FORMAT_PANORAMIC`), then the source's own `panoramic:`."""
+        return PanoramicLimits.model_validate(
+            {**self.panoramic.model_dump(), **FORMAT_PANORAMIC.get(spec.format, {}), **(spec.panoramic or {})}
+        )
 
 
 def sources_path() -> Path:

@@ -5,6 +5,8 @@ for every partition on the persistent Dagster instance, so runs show up in the U
 from __future__ import annotations
 
 import os
+import textwrap
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,6 +61,52 @@ def register_partitions(instance, sources_path: str | None = None) -> list[str]:
     return keys
 
 
+def partition_stages(graph, partitioned: set) -> list[set]:
+    """The partitioned assets in the stages their batches run in. An asset that reads every batch of a
+    partitioned parent (e.g. `image_copies` <- `raw_images` of all batches: copies of an X-ray in
+    other sources) starts a later stage, so that parent has run for every batch before any batch
+    needs it. Without such an asset: one stage (each batch runs everything in one run)."""
+    import dagster as dg
+
+    level: dict = {}
+
+    def level_of(key) -> int:
+        if key not in level:
+            level[key] = 0
+            for parent in graph.get(key).parent_keys:
+                if parent in partitioned:
+                    fan_in = not isinstance(graph.get_partition_mapping(key, parent), dg.IdentityPartitionMapping)
+                    level[key] = max(level[key], level_of(parent) + int(fan_in))
+        return level[key]
+
+    stages: dict[int, set] = {}
+    for key in partitioned:
+        stages.setdefault(level_of(key), set()).add(key)
+    return [stages[i] for i in sorted(stages)]
+
+
+def run_problems(instance, run_id: str) -> list[str]:
+    """What went wrong in a run, for the terminal: unexpected step errors (with their stack trace) and
+    warnings logged by the assets. A failed blocking check is expected: its figures and fix are in the
+    check summary, so its step failure is not repeated here (no stack trace)."""
+    import logging
+
+    lines = []
+    for entry in instance.all_logs(run_id):
+        if entry.level < logging.WARNING:
+            continue
+        event = entry.dagster_event
+        if event is None:
+            if "allow_missing_partitions" not in entry.user_message:  # a batch not materialised yet: normal
+                lines.append(f"  WARN {entry.step_key or ''}: {entry.user_message}")
+        elif event.event_type_value == "STEP_FAILURE":
+            error = event.step_failure_data.error if event.step_failure_data else None
+            if error is not None and error.cls_name == "DagsterAssetCheckFailedError":
+                continue
+            lines.append(f"  ERROR {entry.step_key}: {error.to_string() if error else entry.user_message}")
+    return lines
+
+
 def materialize(selection: str | None = None, sources_path: str | None = None, instance=None, run_config=None, log=print) -> MaterializeReport:
     import dagster as dg
 
@@ -72,21 +120,25 @@ def materialize(selection: str | None = None, sources_path: str | None = None, i
     if LLM_POOL not in instance.event_log_storage.get_concurrency_keys():
         instance.event_log_storage.set_concurrency_slots(LLM_POOL, int(os.environ.get("MMORAL_LLM_POOL_LIMIT", "2")))
 
+    quiet_console = run_config is None and "MMORAL_LOG_LEVEL" not in os.environ
     if run_config is None:
-        # The run logs are in the UI; on the terminal only warnings and our own progress lines.
-        level = os.environ.get("MMORAL_LOG_LEVEL", "WARNING").upper()
+        # The run logs are in the UI. On the terminal: our own progress lines, the check summary and
+        # `run_problems` (MMORAL_LOG_LEVEL=INFO/DEBUG shows Dagster's own console log instead).
+        level = os.environ.get("MMORAL_LOG_LEVEL", "CRITICAL").upper()
         run_config = {"loggers": {"console": {"config": {"log_level": level}}}}
     report = MaterializeReport(partitions=register_partitions(instance, sources_path))
     repo = defs.get_repository_def()
     graph = repo.asset_graph
-    sel = dg.AssetSelection.from_string(selection) if selection else dg.AssetSelection.all()
+    with warnings.catch_warnings():  # the selection parser's own beta notice is noise on the terminal
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        sel = dg.AssetSelection.from_string(selection) if selection else dg.AssetSelection.all()
     chosen = sel.resolve(graph)
     partitioned = {k for k in chosen if graph.get(k).is_partitioned}
     unpartitioned = chosen - partitioned
     assets = list(defs.assets or []) + list(defs.asset_checks or [])
     resources = dict(defs.resources or {})
 
-    def _run(keys, partition_key):
+    def _run(keys, partition_key) -> bool:
         # Include the checks targeting these assets, so their results come back with the run.
         check_sel = dg.AssetSelection.assets(*keys) | dg.AssetSelection.checks_for_assets(*keys)
         result = dg.materialize(
@@ -101,7 +153,7 @@ def materialize(selection: str | None = None, sources_path: str | None = None, i
         )
         report.runs.append(result.run_id)
         label = partition_key or "(unpartitioned)"
-        if not result.success:
+        if not result.success and label not in report.failed:
             report.failed.append(label)
         for ev in result.get_asset_check_evaluations():
             report.checks.append(
@@ -115,11 +167,22 @@ def materialize(selection: str | None = None, sources_path: str | None = None, i
                 )
             )
         log(f"  {'ok  ' if result.success else 'FAIL'} {label}: run {result.run_id[:8]}")
+        if quiet_console:
+            for line in run_problems(instance, result.run_id):
+                log(line)
+        return result.success
 
     if partitioned:
-        log(f"Materialising {len(partitioned)} partitioned asset(s) for {len(report.partitions)} partition(s)")
-        for key in report.partitions:
-            _run(partitioned, key)
+        stages = partition_stages(graph, partitioned)
+        log(f"Materialising {len(partitioned)} partitioned asset(s) for {len(report.partitions)} partition(s)"
+            + (f" in {len(stages)} stages (a stage that reads every batch waits for all of them: copies of an X-ray merge across batches)" if len(stages) > 1 else ""))
+        for i, keys in enumerate(stages):
+            # Later stages go in partition-key order: the batch that owns a merged document comes first.
+            for key in report.partitions if i == 0 else sorted(report.partitions):
+                if key in report.failed:  # a blocking check failed upstream: nothing downstream runs for it
+                    log(f"  skip {key}: an earlier stage failed")
+                    continue
+                _run(keys, key)
     if unpartitioned:
         log(f"Materialising {len(unpartitioned)} unpartitioned asset(s)")
         _run(unpartitioned, None)
@@ -127,12 +190,14 @@ def materialize(selection: str | None = None, sources_path: str | None = None, i
 
 
 def format_checks(report: MaterializeReport) -> str:
+    """One line per check; a failed check adds its description (figures and likely fix) below it."""
     lines = ["Asset checks:"]
     for c in report.checks:
         status = "PASS" if c.passed else ("WARN" if c.severity == "WARN" else "FAIL")
         part = f" [{c.partition}]" if c.partition else ""
-        desc = f" - {c.description}" if c.description and not c.passed else ""
-        lines.append(f"  {status:4} {c.asset}.{c.check}{part}{desc}")
+        lines.append(f"  {status:4} {c.asset}.{c.check}{part}")
+        if c.description and not c.passed:
+            lines += [f"         {line}" for line in textwrap.wrap(c.description, 110)]
     if len(lines) == 1:
         lines.append("  (none ran)")
     return "\n".join(lines)

@@ -21,6 +21,7 @@ RAW_IMAGES = {
     "patient_key": pl.String,
     "model_image_path": pl.String,
     "normalisation": pl.String,
+    "covers": pl.List(pl.String),  # label coverage (categories labelled completely)
 }
 RAW_ANNOTATIONS = {
     "annotation_id": pl.String,

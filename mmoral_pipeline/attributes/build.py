@@ -20,6 +20,7 @@ from mmoral_pipeline.attributes.rules import Finding, ToothCandidate
 from mmoral_pipeline.attributes.settings import AttributeSettings
 from mmoral_pipeline.domain import fdi as fdi_rules
 from mmoral_pipeline.domain.attributes import Condition, ImageAttributes, JawAttributes, ToothAttributes
+from mmoral_pipeline.domain.coverage import ALL_CATEGORIES, sorted_categories
 from mmoral_pipeline.domain.geometry import center
 from mmoral_pipeline.domain.taxonomy import JAW_LEVEL, LESION_TYPES, TOOTH_LEVEL, Category
 
@@ -34,6 +35,8 @@ OUTCOME_SUPPRESSED = "suppressed:crown_filling_overlap"
 OUTCOME_NO_FDI = "dropped:tooth_without_fdi"
 OUTCOME_NO_IMAGE = "dropped:image_not_found"
 OUTCOME_UNKNOWN_CATEGORY = "dropped:unknown_category"
+OUTCOME_OUTSIDE_COVERAGE = "dropped:outside_coverage"  # a label of a category its image's coverage does not include
+OUTCOME_IN_OWNER = "in_owner_document"  # a copy's annotation: kept in the merged document of the copy that owns the X-ray
 # Outcomes whose annotation id appears in a document (lineage reaches it).
 KEPT_OUTCOMES = frozenset({OUTCOME_TOOTH, OUTCOME_CONDITION, OUTCOME_JAW, OUTCOME_MISSING, OUTCOME_UNKNOWN, OUTCOME_MERGED})
 
@@ -94,7 +97,7 @@ def _condition(f: Finding, **kw: Any) -> Condition:
         bbox=list(f.box),
         score=f.score,
         type=f.lesion_type if f.category == Category.PERIAPICAL_LESION else None,
-        annotation_ids=[f.annotation_id],
+        annotation_ids=[f.annotation_id, *f.merged_ids],
         **kw,
     )
 
@@ -115,6 +118,7 @@ class _Row:
     box: list[float]
     score: float | None
     extra: str | None
+    origin: str = ""  # raw image id (differs from the document's for a merged copy's annotations)
 
 
 def build_document(
@@ -126,8 +130,11 @@ def build_document(
     settings: AttributeSettings,
     outcomes: list[tuple[str, str, str, str, int | None]],
     acquisition_time: str | None = None,
+    assessed: frozenset[Category] = ALL_CATEGORIES,
 ) -> ImageAttributes:
-    """Apply every rule to one image's annotations; append one outcome per annotation."""
+    """Apply every rule to one image's annotations (from one or several copies of the X-ray);
+    append one outcome per annotation. `assessed` is the image's label coverage: a label outside it
+    is dropped (`dropped:outside_coverage`), and the document records it as `assessed`."""
     teeth_in: list[ToothCandidate] = []
     tooth_level: list[Finding] = []
     jaw: list[Finding] = []
@@ -147,6 +154,9 @@ def build_document(
             record(r.annotation_id, OUTCOME_UNKNOWN_CATEGORY)
             continue
         category_of[r.annotation_id] = cat.value
+        if cat not in assessed:
+            record(r.annotation_id, OUTCOME_OUTSIDE_COVERAGE)
+            continue
         score = rules.effective_score(r.score, settings)
         failed = rules.failed_threshold(cat, score, settings)
         if failed is not None:
@@ -176,6 +186,7 @@ def build_document(
             region=extra.get("region") if isinstance(extra.get("region"), str) else None,
             side=side if isinstance(side, str) else None,
             teeth=named,
+            origin=r.origin,
         )
         if cat in TOOTH_LEVEL:
             tooth_level.append(f)
@@ -191,6 +202,10 @@ def build_document(
     kept_findings, suppressed = rules.suppress_crown_filling(tooth_level, settings.crown_filling_iou)
     for aid in suppressed:
         record(aid, OUTCOME_SUPPRESSED)
+    # Several sources labelled this X-ray: one finding each time is one finding (outcomes recorded below).
+    kept_findings, _ = rules.merge_copy_findings(kept_findings, settings.copy_finding_iou)
+    jaw, _ = rules.merge_copy_findings(jaw, settings.copy_finding_iou)
+    missing, _ = rules.merge_copy_findings(missing, settings.copy_finding_iou)
 
     unknown: list[Finding] = []
     for f in kept_findings:
@@ -207,6 +222,8 @@ def build_document(
         conditions = sorted(t.conditions, key=_finding_key)
         for c in conditions:
             record(c.annotation_id, OUTCOME_CONDITION, t.fdi)
+            for aid in c.merged_ids:
+                record(aid, OUTCOME_MERGED, t.fdi)
         for aid in t.annotation_ids[1:]:
             if aid in merged:
                 record(aid, OUTCOME_MERGED, t.fdi)
@@ -219,7 +236,7 @@ def build_document(
                 bbox=list(t.box),
                 center=list(center(t.box)),
                 score=t.score,
-                wisdom_status=rules.wisdom_status(t.fdi, conditions),
+                wisdom_status=rules.wisdom_status(t.fdi, conditions, Category.IMPACTED_TOOTH in assessed),
                 conditions=[_condition(c) for c in conditions],
                 annotation_ids=list(t.annotation_ids),
             )
@@ -228,6 +245,8 @@ def build_document(
     jaw_doc = JawAttributes()
     for f in sorted(jaw, key=_finding_key):
         record(f.annotation_id, OUTCOME_JAW)
+        for aid in f.merged_ids:
+            record(aid, OUTCOME_MERGED)
         region = rules.jaw_region(f, height)
         side = rules.patient_side(f, width)
         cond = _condition(f, region=region, side=f"{region} {side}" if f.category == Category.BONE_LOSS else side)
@@ -236,12 +255,16 @@ def build_document(
     missing_docs = []
     for f in sorted(missing, key=_finding_key):
         record(f.annotation_id, OUTCOME_MISSING)
+        for aid in f.merged_ids:
+            record(aid, OUTCOME_MERGED)
         spans = f.teeth or ((f.fdi,) if f.fdi is not None else ())
         missing_docs.append(_condition(f, side=rules.side_of(f.fdi, f.box, width, height), teeth=list(spans)))
 
     unknown_docs = []
     for f in sorted(unknown, key=_finding_key):
         record(f.annotation_id, OUTCOME_UNKNOWN)
+        for aid in f.merged_ids:
+            record(aid, OUTCOME_MERGED)
         # Only the tooth the source named (not a bridge's span): reading it back names the same tooth.
         named_tooth = [f.fdi] if f.fdi is not None else []
         unknown_docs.append(_condition(f, side=rules.side_of(f.fdi, f.box, width, height), teeth=named_tooth))
@@ -257,25 +280,38 @@ def build_document(
         missing_teeth=missing_docs,
         unknown_tooth_findings=unknown_docs,
         recommendations=rules.extraction_recommendations([t.tooth_id for t in tooth_docs]),
+        assessed=sorted_categories(assessed),
     )
 
 
 _ANN_COLUMNS = ("annotation_id", "image_id", "category", "lesion_type", "fdi", "box", "score", "extra")
 
 
+def coverage_of(value: Any) -> frozenset[Category]:
+    """An image's `covers` cell as a set: null (a frame without coverage) means everything was assessed."""
+    if value is None:
+        return ALL_CATEGORIES
+    return frozenset(Category(c) for c in value)
+
+
 def build_image_attributes(
-    images: pl.DataFrame, annotations: pl.DataFrame, settings: AttributeSettings | None = None
+    images: pl.DataFrame,
+    annotations: pl.DataFrame,
+    settings: AttributeSettings | None = None,
+    owner_of: dict[str, str] | None = None,
 ) -> AttributesResult:
     """One `ImageAttributes` per row of `images` (sorted by image_id) and an outcome per annotation.
 
     `images` / `annotations` are `raw_images` / `raw_annotations` frames (tables.py); extra
-    columns are ignored, missing optional ones (lesion_type, fdi, score, extra) read as null.
+    columns are ignored, missing optional ones (lesion_type, fdi, score, extra, covers) read as
+    null. `owner_of` maps the image id of a copy of an X-ray (same sha256, another source) to the
+    image that owns the merged document: the copy's annotations join the owner's document.
     """
     with paused_gc():
-        return _build(images, annotations, settings or AttributeSettings())
+        return _build(images, annotations, settings or AttributeSettings(), owner_of or {})
 
 
-def _build(images: pl.DataFrame, annotations: pl.DataFrame, settings: AttributeSettings) -> AttributesResult:
+def _build(images: pl.DataFrame, annotations: pl.DataFrame, settings: AttributeSettings, owner_of: dict[str, str]) -> AttributesResult:
     for col in ("lesion_type", "extra"):
         if col not in annotations.columns:
             annotations = annotations.with_columns(pl.lit(None, dtype=pl.String).alias(col))
@@ -288,19 +324,22 @@ def _build(images: pl.DataFrame, annotations: pl.DataFrame, settings: AttributeS
     if annotations.height:
         cols = [annotations[c].to_list() for c in _ANN_COLUMNS]
         for aid, iid, cat, lesion, fdi, box, score, extra in zip(*cols, strict=True):
-            by_image.setdefault(iid, []).append(_Row(aid, cat, lesion, fdi, box, score, extra))
+            by_image.setdefault(owner_of.get(iid, iid), []).append(_Row(aid, cat, lesion, fdi, box, score, extra, iid))
 
     images = images.unique("image_id", keep="first").sort("image_id")
     acq = images["acquisition_time"].to_list() if "acquisition_time" in images.columns else [None] * images.height
+    covers = images["covers"].to_list() if "covers" in images.columns else [None] * images.height
     outcome_rows: list[tuple[str, str, str, str, int | None]] = []
     documents = []
-    for (image_id, file_name, width, height), when in zip(
-        images.select("image_id", "file_name", "width", "height").iter_rows(), acq, strict=True
+    for (image_id, file_name, width, height), when, cov in zip(
+        images.select("image_id", "file_name", "width", "height").iter_rows(), acq, covers, strict=True
     ):
         rows = by_image.pop(image_id, [])
         rows.sort(key=lambda r: r.annotation_id)
         documents.append(
-            build_document(image_id, file_name or "", int(width), int(height), rows, settings, outcome_rows, when)
+            build_document(
+                image_id, file_name or "", int(width), int(height), rows, settings, outcome_rows, when, coverage_of(cov)
+            )
         )
     for image_id, rows in sorted(by_image.items()):  # annotations of images we were not given
         for r in rows:

@@ -1,6 +1,8 @@
 """Location caption: the attributes of one image as the titled plain-text digest the LLM reads.
 
-`render_caption` is deterministic (same document -> same bytes). The wording is in
+`render_caption` is deterministic (same document -> same bytes). Only what was assessed on the image
+(its label coverage, `ImageAttributes.assessed`) gets a section; a partly labelled image's caption
+says which categories were assessed and which were not. The wording is in
 `prompts/location_caption.j2`; this module only picks and formats the entries.
 `CAPTION_VERSION` hashes both, so a changed template marks `location_captions` stale.
 """
@@ -18,6 +20,7 @@ from mmoral_pipeline.attributes.gcpause import paused_gc
 from mmoral_pipeline.attributes.versions import CAPTION_FILES, CAPTION_TEMPLATE, files_hash
 from mmoral_pipeline.domain import fdi as fdi_rules
 from mmoral_pipeline.domain.attributes import Condition, ImageAttributes
+from mmoral_pipeline.domain.coverage import may_state, plural_names
 from mmoral_pipeline.domain.taxonomy import DISPLAY_NAMES, Category
 
 CAPTION_VERSION = f"caption-{files_hash(CAPTION_FILES)}"
@@ -85,6 +88,8 @@ def caption_context(doc: ImageAttributes) -> dict[str, Any]:
     """The template's variables: one list of formatted entries per section."""
     teeth, wisdom, impacted = [], [], []
     caries, periapical, roots, treatments = [], [], [], []
+    have = frozenset(doc.assessed)
+    impaction = Category.IMPACTED_TOOTH in have  # without it, "is_impacted: false" would claim an erupted tooth
 
     def finding(c: Condition, where: dict[str, Any]) -> str:
         return entry({"box_2d": _box(c.bbox), **where, "label": label(c), "score": c.score})
@@ -94,7 +99,8 @@ def caption_context(doc: ImageAttributes) -> dict[str, Any]:
         teeth.append(entry({"point_2d": _box(t.center), **where, "score": t.score}))
         imp = [c for c in t.conditions if c.category == Category.IMPACTED_TOOTH]
         if t.is_wisdom:
-            wisdom.append(entry({"box_2d": _box(t.bbox), **where, "is_impacted": bool(imp), "score": t.score}))
+            status = {"is_impacted": bool(imp)} if impaction else {}
+            wisdom.append(entry({"box_2d": _box(t.bbox), **where, **status, "score": t.score}))
         elif imp:
             impacted.append(entry({"box_2d": _box(t.bbox), **where, "score": max(c.score for c in imp)}))
         for c in t.conditions:
@@ -125,7 +131,24 @@ def caption_context(doc: ImageAttributes) -> dict[str, Any]:
         entry({"box_2d": _box(c.bbox), **_unknown_tooth(c), "score": c.score}) for c in doc.missing_teeth
     ]
     jaw = doc.jaw
+    treated = [c for c in TREATMENTS if c in have]
     return {
+        "assessed": plural_names(have),
+        "not_assessed": plural_names(frozenset(Category) - have),
+        "show": {
+            "teeth": Category.TOOTH in have,
+            "missing": Category.MISSING_TOOTH in have,
+            "impacted": impaction,
+            "caries": bool(have & set(CARIES)),
+            "periapical": Category.PERIAPICAL_LESION in have,
+            "retained_roots": Category.RETAINED_ROOT in have,
+            "treatments": bool(treated),
+            "treatments_assessed": ", ".join(DISPLAY_NAMES[c] for c in treated) if 0 < len(treated) < len(TREATMENTS) else "",
+            "bone_loss": Category.BONE_LOSS in have,
+            "mandibular_canals": Category.MANDIBULAR_CANAL in have,
+            "maxillary_sinuses": Category.MAXILLARY_SINUS in have,
+            "recommendations": may_state("extraction_rule", have),
+        },
         "width": doc.width,
         "height": doc.height,
         "teeth": teeth,

@@ -7,11 +7,12 @@ from typing import Any
 
 import polars as pl
 
-from mmoral_pipeline.attributes.build import KEPT_OUTCOMES
+from mmoral_pipeline.attributes.build import KEPT_OUTCOMES, OUTCOME_IN_OWNER
 from mmoral_pipeline.domain import fdi as fdi_rules
 
 FIXED_OUTCOMES = frozenset(
-    {"tooth", "condition", "jaw", "missing_region", "unknown_tooth", "merged_duplicate", "suppressed:crown_filling_overlap"}
+    {"tooth", "condition", "jaw", "missing_region", "unknown_tooth", "merged_duplicate", "suppressed:crown_filling_overlap",
+     OUTCOME_IN_OWNER}
 )
 
 
@@ -20,18 +21,27 @@ def is_known_outcome(outcome: str) -> bool:
 
 
 def finding_accounting(
-    raw_annotations: pl.DataFrame, outcomes: pl.DataFrame, image_attributes: pl.DataFrame | None = None
+    raw_annotations: pl.DataFrame,
+    outcomes: pl.DataFrame,
+    image_attributes: pl.DataFrame | None = None,
+    partition: str | None = None,
 ) -> dict[str, Any]:
     """Every raw annotation has exactly one known outcome; kept ones appear in a document.
 
-    Returns counts (raw, accounted, per outcome) and the problems found (empty lists = pass).
+    With `partition`, outcomes of annotations from other batches (copies of an X-ray merged into a
+    document owned here: `annotation_partition` differs) are not counted against `raw_annotations`
+    (they must still appear in a document). Returns counts (raw, accounted, per outcome) and the
+    problems found (empty lists = pass).
     """
+    own = outcomes
+    if partition is not None and "annotation_partition" in outcomes.columns:
+        own = outcomes.filter(pl.col("annotation_partition").is_null() | (pl.col("annotation_partition") == partition))
     raw_ids = raw_annotations["annotation_id"].to_list()
-    out_ids = outcomes["annotation_id"].to_list()
+    out_ids = own["annotation_id"].to_list()
     raw_set, out_counts = set(raw_ids), Counter(out_ids)
     missing = sorted(raw_set - set(out_counts))
     extra = sorted(set(out_counts) - raw_set)
-    twice = sorted(a for a, n in out_counts.items() if n > 1)
+    twice = sorted(a for a, n in Counter(outcomes["annotation_id"].to_list()).items() if n > 1)
     unknown_outcomes = sorted({o for o in outcomes["outcome"].to_list() if not is_known_outcome(o)})
     not_in_docs: list[str] = []
     if image_attributes is not None:
@@ -39,21 +49,48 @@ def finding_accounting(
 
         in_docs: set[str] = set()
         for blob in image_attributes["document"].to_list():
-            _collect_ids(json.loads(blob), in_docs)
+            in_docs |= cited_annotation_ids(json.loads(blob))
         kept = outcomes.filter(pl.col("outcome").is_in(list(KEPT_OUTCOMES)))["annotation_id"].to_list()
         not_in_docs = sorted(set(kept) - in_docs)
-    per_outcome = Counter(outcomes["outcome"].to_list())
+    per_outcome = Counter(own["outcome"].to_list())
     return {
         "raw": len(raw_ids),
         "accounted": len(out_ids),
+        "imported": outcomes.height - own.height,
         "per_outcome": dict(per_outcome),
         "missing": missing,
         "extra": extra,
         "twice": twice,
         "unknown_outcomes": unknown_outcomes,
         "kept_not_in_documents": not_in_docs,
-        "passed": not (missing or extra or twice or unknown_outcomes or not_in_docs) and len(raw_ids) == sum(per_outcome.values()),
+        "passed": not (missing or extra or twice or unknown_outcomes or not_in_docs)
+        and len(raw_ids) == sum(per_outcome.values()),
     }
+
+
+def accounting_description(acc: dict[str, Any]) -> str | None:
+    """What a failed `finding_accounting` found, with its figures and the likely fix; None when it passed."""
+    if acc["passed"]:
+        return None
+    parts = [f"{acc['raw']} raw annotations, {acc['accounted']} outcomes."]
+    if acc["missing"] or acc["extra"] or acc["twice"]:
+        parts.append(
+            f"{len(acc['missing'])} without an outcome, {len(acc['extra'])} outcomes of unknown annotations, "
+            f"{len(acc['twice'])} with two outcomes: annotation_outcomes is stale or the rules lost track; re-materialise "
+            "the batch's attributes."
+        )
+    if acc["kept_not_in_documents"]:
+        parts.append(f"{len(acc['kept_not_in_documents'])} kept annotations are in no document: a rule bug, please report it.")
+    if acc["unknown_outcomes"]:
+        parts.append(f"unknown outcomes {acc['unknown_outcomes']}: a rule bug, please report it.")
+    return " ".join(parts)
+
+
+def cited_annotation_ids(document: dict[str, Any]) -> set[str]:
+    """Every annotation id an attribute document (as JSON) cites, wherever it sits."""
+    found: set[str] = set()
+    _collect_ids(document, found)
+    return found
 
 
 def _collect_ids(node: Any, into: set[str]) -> None:

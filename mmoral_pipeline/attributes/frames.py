@@ -55,6 +55,9 @@ IMAGE_ATTRIBUTES = {
     "n_recommendations": pl.Int64,
     "rules_version": pl.String,
     "settings_hash": pl.String,
+    "assessed": pl.List(pl.String),  # label coverage: the categories looked for (the document's `assessed`)
+    "sources": pl.List(pl.String),  # every source that labelled this X-ray (several when copies were merged)
+    "copies": pl.List(pl.String),  # image ids of the other copies (same sha256) merged into this document
 }
 
 
@@ -68,13 +71,18 @@ def document_json(doc: ImageAttributes) -> tuple[str, str]:
     return blob, hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _image_lookup(images: pl.DataFrame) -> dict[str, tuple[str | None, str | None, str | None]]:
+def _image_lookup(images: pl.DataFrame) -> dict[str, tuple]:
+    """image id -> (source, partition, path, sources, copies); `merged_sources` / `merged_copies`
+    columns (set when copies of the X-ray were merged) default to [source] and []."""
     if "model_image_path" in images.columns:  # the pixels the model sees (the source file when not normalised)
         images = images.with_columns(pl.coalesce("model_image_path", "path").alias("path"))
-    cols = [c if c in images.columns else None for c in ("source", "partition", "path")]
+    cols = [c if c in images.columns else None for c in ("source", "partition", "path", "merged_sources", "merged_copies")]
     n = images.height
     values = [images[c].to_list() if c else [None] * n for c in cols]
-    return {iid: (s, p, path) for iid, s, p, path in zip(images["image_id"].to_list(), *values, strict=True)}
+    return {
+        iid: (s, p, path, sources or ([s] if s else []), copies or [])
+        for iid, s, p, path, sources, copies in zip(images["image_id"].to_list(), *values, strict=True)
+    }
 
 
 def attribute_frames(
@@ -97,7 +105,7 @@ def _frames(
     img_rows: list[tuple] = []
     for doc in documents:
         blob, row_hash = document_json(doc)
-        source, partition, path = lookup.get(doc.image_id, (None, None, None))
+        source, partition, path, sources, copies = lookup.get(doc.image_id, (None, None, None, [], []))
         jaw = doc.jaw
         img_rows.append(
             (
@@ -105,7 +113,7 @@ def _frames(
                 len(doc.teeth), sum(len(t.conditions) for t in doc.teeth),
                 len(jaw.bone_loss) + len(jaw.mandibular_canal) + len(jaw.maxillary_sinus),
                 len(doc.missing_teeth), len(doc.unknown_tooth_findings), len(doc.recommendations),
-                rules_version, settings_hash,
+                rules_version, settings_hash, [c.value for c in doc.assessed], sources, copies,
             )
         )
     if not img_rows:

@@ -8,6 +8,7 @@ this order:
 2. `best_box_per_tooth`        (one box per FDI id, the highest score)
 3. `merge_duplicate_teeth`     (different ids, IoU > 0.95: one tooth, higher score wins)
 4. `suppress_crown_filling`    (crown vs filling, IoU > 0.9: higher score wins)
+   `merge_copy_findings`       (one X-ray from several sources: the same finding twice is one)
 5. `assign_finding`            (finding -> tooth, or the unknown-tooth bucket)
 6. `wisdom_status`, `extraction_recommendations`, `side_of`  (derived attributes)
 """
@@ -41,6 +42,8 @@ class Finding:
     region: str | None = None  # from the source (bone loss "upper"/"lower")
     side: str | None = None  # from the source (canals / sinuses "left"/"right", or "upper left")
     teeth: tuple[int, ...] = ()
+    origin: str = ""  # the raw image id it was labelled on (copies of one X-ray differ)
+    merged_ids: list[str] = field(default_factory=list)  # the same finding from other copies (lineage)
 
 
 @dataclass(slots=True)
@@ -172,6 +175,30 @@ def suppress_crown_filling(findings: Sequence[Finding], iou_threshold: float) ->
     return [f for f in findings if f.annotation_id not in suppressed], suppressed
 
 
+def merge_copy_findings(findings: Sequence[Finding], iou_threshold: float) -> tuple[list[Finding], dict[str, str]]:
+    """One X-ray labelled by several sources (merged copies): a finding of one category from two
+    copies overlapping above `iou_threshold` is one finding. The higher score wins (then the lower
+    annotation id) and lists the other's id in `merged_ids`. Findings of one copy are never merged
+    with each other (that is the source's own business). Returns the kept findings (input order) and
+    {merged annotation id: kept annotation id}."""
+    if len({f.origin for f in findings}) < 2:
+        return list(findings), {}
+    order = sorted(findings, key=lambda f: (-f.score, f.annotation_id))
+    kept: list[Finding] = []
+    merged: dict[str, str] = {}
+    for f in order:
+        target = next(
+            (k for k in kept if k.category == f.category and k.origin != f.origin and iou(k.box, f.box) > iou_threshold),
+            None,
+        )
+        if target is None:
+            kept.append(f)
+        else:
+            target.merged_ids.append(f.annotation_id)
+            merged[f.annotation_id] = target.annotation_id
+    return [f for f in findings if f.annotation_id not in merged], merged
+
+
 AssignHow = Literal["label", "overlap", "reassigned", "unknown"]
 
 
@@ -245,11 +272,14 @@ def patient_side(finding: Finding, width: int) -> str:
     return "right" if center(finding.box)[0] < width / 2.0 else "left"
 
 
-def wisdom_status(fdi: int, conditions: Sequence[Finding]) -> str | None:
-    """For a wisdom tooth: 'impacted' when an impacted-tooth finding is on it, else 'erupted'."""
+def wisdom_status(fdi: int, conditions: Sequence[Finding], impaction_assessed: bool = True) -> str | None:
+    """For a wisdom tooth: 'impacted' when an impacted-tooth finding is on it, else 'erupted' - but
+    only when impaction was assessed (a source without impaction labels cannot say 'erupted')."""
     if not fdi_rules.is_wisdom(fdi):
         return None
-    return "impacted" if any(c.category == Category.IMPACTED_TOOTH for c in conditions) else "erupted"
+    if any(c.category == Category.IMPACTED_TOOTH for c in conditions):
+        return "impacted"
+    return "erupted" if impaction_assessed else None
 
 
 def extraction_recommendations(present: Sequence[int]) -> list[Recommendation]:

@@ -33,6 +33,10 @@ class AttributeSettings(BaseModel):
     duplicate_tooth_iou: float = Field(0.95, ge=0.0, le=1.0, description="Tooth boxes overlapping above this IoU are one tooth.")
     reassign_iou: float = Field(0.5, ge=0.0, le=1.0, description="An unknown-tooth finding joins a tooth above this IoU.")
     crown_filling_iou: float = Field(0.9, ge=0.0, le=1.0, description="Crown and filling above this IoU: keep the higher score.")
+    copy_finding_iou: float = Field(
+        0.5, ge=0.0, le=1.0,
+        description="One X-ray from several sources: findings of one category from two copies above this IoU are one finding.",
+    )
 
     def threshold_for(self, category: Category) -> tuple[str, float]:
         """(threshold name, value) that applies to a category; the name is what accounting reports."""

@@ -14,6 +14,7 @@ import polars as pl
 
 from mmoral_pipeline import tables
 from mmoral_pipeline.domain.records import stable_id
+from mmoral_pipeline.domain.taxonomy import Category
 from mmoral_pipeline.synth.model import CATEGORY_NAMES, SynthCase
 
 
@@ -42,10 +43,9 @@ def cases_to_tables(
 
     for case in cases:
         image_id = f"{source}-{case.name}"
-        img_rows.append({
-            "image_id": image_id, "source": source, "partition": partition, "path": f"/synthetic/{case.name}.jpg",
-            "file_name": f"images/{case.name}.jpg", "sha256": "", "width": case.width, "height": case.height, "mode": "L", "bytes": 0,
-        })  # by name: columns added to raw_images later stay null
+        img_rows.append({"image_id": image_id, "source": source, "partition": partition, "path": f"/synthetic/{case.name}.jpg",
+                         "file_name": f"images/{case.name}.jpg", "sha256": "", "width": case.width, "height": case.height,
+                         "mode": "L", "bytes": 0, "covers": [c.value for c in Category]})
         k = 0
         for t in case.teeth:
             add(image_id, k, "tooth", t.box, t.fdi, t.score, None, None)

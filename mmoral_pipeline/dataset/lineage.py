@@ -358,12 +358,13 @@ def resolve_lineage(
     if anns is None:
         chain.problems.append("raw_annotations not found")
     else:
-        of_image = anns.filter(pl.col("image_id") == image_id)
-        chosen = of_image.filter(pl.col("annotation_id").is_in(ids)) if ids else of_image
+        # By id, not by image: a merged document (one X-ray from several sources) cites its copies' annotations.
+        chosen = anns.filter(pl.col("annotation_id").is_in(ids)) if ids else anns.filter(pl.col("image_id") == image_id)
         missing = sorted(set(ids) - set(chosen["annotation_id"].to_list()))
         if missing:
             chain.problems.append(f"{len(missing)} annotation id(s) missing from raw_annotations, e.g. {missing[:3]}")
-        keep = [c for c in ("annotation_id", "source_file", "record", "source_category", "category", "fdi", "box", "score", "lesion_type") if c in chosen.columns]
+        keep = [c for c in ("annotation_id", "source", "image_id", "source_file", "record", "source_category", "category", "fdi", "box", "score",
+                            "lesion_type") if c in chosen.columns]
         chain.annotations = chosen.select(keep).sort("annotation_id").to_dicts()
 
     # the raw image
@@ -423,13 +424,14 @@ def render_text(chain: LineageChain, *, full: bool = False) -> str:
     a = chain.attributes
     if a:
         out.append(f"  <- attributes  image_attributes row {a.get('attribute_row_hash')} ({a.get('n_teeth')} teeth, rules {a.get('rules_version')})")
+        out.append(f"       assessed={a.get('assessed')} sources={a.get('sources')} merged copies={a.get('copies') or []}")
     else:
         out.append("  <- attributes  (none)")
     for t in chain.teeth:
         out.append(f"       tooth {t.get('tooth_id')} {t.get('side')} box={_short(t.get('bbox'), 80)} annotations={t.get('annotation_ids')}")
     out.append(f"  <- annotations ({len(chain.annotations)}; {chain.dependency_rule})")
     for x in chain.annotations:
-        out.append(f"       {x['annotation_id']} {x.get('source_category')!s} -> {x.get('category')} fdi={x.get('fdi')} "
+        out.append(f"       {x['annotation_id']} [{x.get('source')}] {x.get('source_category')!s} -> {x.get('category')} fdi={x.get('fdi')} "
                    f"box={_short(x.get('box'), 60)} file={x.get('source_file')} record={x.get('record')}")
     i = chain.image or {}
     out.append(f"  <- image  {i.get('image_id')} source={i.get('source')} path={i.get('path')}")
@@ -477,12 +479,13 @@ def render_markdown(chain: LineageChain) -> str:
     md += [f"version `{c.get('caption_version')}`, attribute row `{c.get('attribute_row_hash')}`", "", "> " + _md_escape(c.get("caption") or "")] if c else ["_none_"]
     md += ["", "### Attribute rows", ""]
     if a:
-        md.append(f"image_attributes row `{a.get('attribute_row_hash')}` ({a.get('n_teeth')} teeth, rules `{a.get('rules_version')}`)")
+        md.append(f"image_attributes row `{a.get('attribute_row_hash')}` ({a.get('n_teeth')} teeth, rules `{a.get('rules_version')}`); "
+                  f"assessed {a.get('assessed')}; sources {a.get('sources')}; merged copies {a.get('copies') or []}")
     md += ["", "| tooth | side | box | annotation ids |", "|---|---|---|---|"]
     md += [f"| {t.get('tooth_id')} | {t.get('side')} | {_short(t.get('bbox'), 60)} | {', '.join(t.get('annotation_ids') or [])} |" for t in chain.teeth]
     md += ["", f"### Annotations ({len(chain.annotations)}; {chain.dependency_rule})", "",
-           "| annotation_id | source file | record | original category | category | fdi | box |", "|---|---|---|---|---|---|---|"]
-    md += [f"| {x['annotation_id']} | {_md_escape(x.get('source_file'))} | {_md_escape(x.get('record'))} | {_md_escape(x.get('source_category'))} | "
+           "| annotation_id | source | source file | record | original category | category | fdi | box |", "|---|---|---|---|---|---|---|---|"]
+    md += [f"| {x['annotation_id']} | {_md_escape(x.get('source'))} | {_md_escape(x.get('source_file'))} | {_md_escape(x.get('record'))} | {_md_escape(x.get('source_category'))} | "
            f"{x.get('category')} | {x.get('fdi')} | {_short(x.get('box'), 60)} |" for x in chain.annotations]
     md += ["", "### Raw image", "", "| field | value |", "|---|---|"]
     md += [f"| {k} | {_md_escape(i.get(k))} |" for k in ("image_id", "source", "partition", "path", "sha256", "exists", "sha256_matches", "model_image_path", "normalisation")]
@@ -555,7 +558,7 @@ def render_html(chain: LineageChain) -> str:
         table(list(a.items())) if a else "<p>none</p>",
         grid(["tooth_id", "side", "is_wisdom", "wisdom_status", "bbox", "n_conditions", "annotation_ids"], chain.teeth) if chain.teeth else "",
         "<h2>&larr; Annotations</h2>",
-        grid(["annotation_id", "source_file", "record", "source_category", "category", "fdi", "box", "score"], chain.annotations),
+        grid(["annotation_id", "source", "source_file", "record", "source_category", "category", "fdi", "box", "score"], chain.annotations),
         "<h2>&larr; Raw image</h2>",
         table([(k, i.get(k)) for k in ("image_id", "source", "partition", "path", "file_name", "width", "height", "sha256", "sha256_now", "sha256_matches", "model_image_path", "normalisation")]),
     ]

@@ -167,7 +167,12 @@ def _table_outputs(result: GenerationOutput, backend, llm: LLMResource, config: 
             "by_validator_json": dg.MetadataValue.json(stats["by_validator"]),
             "rate_by_validator": dg.MetadataValue.json({k: round(v / max(stats["candidates"], 1), 4) for k, v in stats["by_validator"].items()}),
         },
-        description=None if passed else f"rejection rate {rate:.1%} > {config.max_rejection_rate:.0%}",
+        description=None if passed else (
+            f"rejection rate {rate:.1%} ({stats['rejected']} of {stats['candidates']}) > {config.max_rejection_rate:.0%}; "
+            f"most by {', '.join(f'{k} ({v})' for k, v in sorted(stats['by_validator'].items(), key=lambda kv: -kv[1])[:3])}. "
+            "Read their reasons in rejected_generations (reject_reason); fix the prompt or the model, or raise "
+            "GenerationConfig.max_rejection_rate if they are acceptable."
+        ),
     )
 
 

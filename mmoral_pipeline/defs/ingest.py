@@ -2,7 +2,6 @@
 
 
 import base64
-import json
 from collections import Counter
 from pathlib import Path
 
@@ -12,13 +11,13 @@ from PIL import Image
 
 from mmoral_pipeline import quality, tables
 from mmoral_pipeline.batches import batch_for_partition
-from mmoral_pipeline.config import mmoral_home
-from mmoral_pipeline.defs.io_manager import read_table
 from mmoral_pipeline.defs.metadata import counts_markdown, table_metadata
 from mmoral_pipeline.defs.partitions import batch_partitions
 from mmoral_pipeline.defs.resources import SourcesResource
+from mmoral_pipeline.domain.coverage import coverage_sentence
 from mmoral_pipeline.sources import read_source
 from mmoral_pipeline.sources.base import MODEL_IMAGE_MODES, NORMALISE_VERSION
+from mmoral_pipeline.sources.coverage import source_coverage
 from mmoral_pipeline.viz import DrawnBox, draw_boxes, thumbnail_grid, to_jpeg
 
 INGEST_CODE_VERSION = f"ingest-v1+{NORMALISE_VERSION}"
@@ -88,6 +87,7 @@ def ingest_batch(context: dg.AssetExecutionContext, sources: SourcesResource):
 
     per_category = Counter(annotations["category"].to_list())
     per_reason = Counter(rejected["reason"].to_list())
+    coverage, basis = source_coverage(batch.source, sources_file, result)
     yield dg.Output(
         images,
         output_name="raw_images",
@@ -95,6 +95,9 @@ def ingest_batch(context: dg.AssetExecutionContext, sources: SourcesResource):
             **table_metadata(images),
             "source": batch.source.name,
             "format": batch.source.format,
+            "label_coverage": dg.MetadataValue.json(sorted(c.value for c in coverage)),
+            "label_coverage_basis": basis,
+            "label_coverage_sentence": coverage_sentence(coverage) or "every category assessed",
             "thumbnails": dg.MetadataValue.md(_thumbnail_markdown(images, annotations)),
         },
     )
@@ -121,17 +124,11 @@ def ingest_batch(context: dg.AssetExecutionContext, sources: SourcesResource):
         asset_key="rejected_inputs",
         passed=ok,
         metadata={k: dg.MetadataValue.int(v) for k, v in counts.items()},
-        description=None if ok else f"counts do not add up: {counts}",
+        description=None if ok else (
+            f"inputs seen != accepted + rejected ({counts}): the {batch.source.format} reader let an input vanish "
+            "without a rejection row - a reader bug; please report it with this batch."
+        ),
     )
-
-
-def _other_partitions_images(current: str) -> pl.DataFrame:
-    """raw_images of every other partition already on disk (for cross-source duplicates)."""
-    try:
-        allimgs = read_table("raw_images", base_dir=mmoral_home())
-    except FileNotFoundError:
-        return pl.DataFrame(schema=tables.RAW_IMAGES)
-    return allimgs.filter(pl.col("partition") != current)
 
 
 @dg.asset_check(asset="raw_images", blocking=True, partitions_def=batch_partitions)
@@ -151,24 +148,11 @@ def images_decode(context: dg.AssetCheckExecutionContext, raw_images: pl.DataFra
             failures.append({"image_id": row["image_id"], "error": str(exc)[:200]})
     return dg.AssetCheckResult(
         passed=not failures,
+        description=None if not failures else (
+            f"{len(failures)} of {raw_images.height} accepted images no longer decode (e.g. {failures[0]['image_id']}: "
+            f"{failures[0]['error'][:80]}): the files changed on disk after ingest; restore them or re-run ingest for this batch."
+        ),
         metadata={"checked": raw_images.height, "failures": len(failures), "examples": dg.MetadataValue.json(failures[:5])},
-    )
-
-
-@dg.asset_check(asset="raw_images", blocking=True, partitions_def=batch_partitions)
-def no_duplicate_images(context: dg.AssetCheckExecutionContext, raw_images: pl.DataFrame) -> dg.AssetCheckResult:
-    """No two images share a sha256, within this batch or against every other batch on disk."""
-    others = _other_partitions_images(context.partition_key)
-    combined = pl.concat([raw_images, others], how="diagonal_relaxed")
-    dupes = quality.duplicate_images(combined)
-    mine = set(raw_images["sha256"].to_list())
-    dupes = dupes.filter(pl.col("sha256").is_in(list(mine)))
-    return dg.AssetCheckResult(
-        passed=dupes.height == 0,
-        metadata={
-            "duplicate_groups": dupes.height,
-            "examples": dg.MetadataValue.json([{"sha256": r["sha256"], "image_ids": r["image_id"]} for r in dupes.head(5).iter_rows(named=True)]),
-        },
     )
 
 
@@ -185,6 +169,11 @@ def boxes_inside_images(
     bad = quality.boxes_outside(raw_annotations, raw_images)
     return dg.AssetCheckResult(
         passed=bad.height == 0,
+        description=None if bad.height == 0 else (
+            f"{bad.height} of {raw_annotations.height} accepted boxes lie outside their image or have no image "
+            f"(e.g. {bad['annotation_id'][0]} box {bad['box'][0].to_list()} in {bad['width'][0]}x{bad['height'][0]}): "
+            "raw_images and raw_annotations are out of step; re-run ingest for this batch."
+        ),
         metadata={"checked": raw_annotations.height, "outside": bad.height, "examples": dg.MetadataValue.json(bad.head(5).to_dicts())},
     )
 
@@ -209,8 +198,14 @@ def no_unmapped_categories(
     unknown = rejected_inputs.filter(pl.col("reason") == "unknown_class")
     messages = Counter(unknown["message"].to_list())
     passed = bad_rows.height == 0 and unknown.height == 0
+    top = ", ".join(f"{m} ({n})" for m, n in messages.most_common(3))
     return dg.AssetCheckResult(
         passed=passed,
+        description=None if passed else (
+            f"{bad_rows.height} accepted rows outside the taxonomy; {unknown.height} annotations of unknown classes "
+            f"quarantined ({top}). Map the classes you want with `options.class_map` on this source in the sources file; "
+            "the quarantined ones are listed in rejected_inputs."
+        ),
         severity=dg.AssetCheckSeverity.ERROR if bad_rows.height else dg.AssetCheckSeverity.WARN,
         metadata={
             "accepted_rows_outside_taxonomy": bad_rows.height,
@@ -232,23 +227,36 @@ def fdi_side_consistency(
     raw_images: pl.DataFrame,
     sources: SourcesResource,
 ) -> dg.AssetCheckResult:
-    """Tooth boxes lie on the image half their quadrant says (patient's right = image left)."""
+    """Tooth boxes lie on the image half their quadrant says (patient's right = image left). On failure
+    the description gives the share on the wrong half per quadrant and the `quadrant_map` that fixes it."""
     sf = sources.load()
-    stats = quality.side_consistency(raw_annotations, raw_images, sf.midline_tolerance)
-    worst = float(stats["wrong_share"].max()) if stats.height else 0.0
+    per_quadrant = quality.side_consistency(raw_annotations, raw_images, sf.midline_tolerance)
+    per_source = quality.side_summary(per_quadrant)
+    worst = float(per_source["wrong_share"].max()) if per_source.height else 0.0
+    description = quality.side_failure_description(per_quadrant, sf.side_consistency_max_wrong)
+    fixes = {s: quality.suggested_quadrant_map(per_quadrant.filter(pl.col("source") == s)) for s in per_source["source"].to_list()}
     return dg.AssetCheckResult(
         passed=worst <= sf.side_consistency_max_wrong,
+        description=description,
         metadata={
             "max_wrong_share": dg.MetadataValue.float(worst),
             "threshold": dg.MetadataValue.float(sf.side_consistency_max_wrong),
             "per_source": dg.MetadataValue.md(
                 "| source | teeth | wrong side | share |\n|---|---|---|---|\n"
-                + "\n".join(f"| {r['source']} | {r['teeth']} | {r['wrong_side']} | {r['wrong_share']:.3f} |" for r in stats.iter_rows(named=True))
+                + "\n".join(f"| {r['source']} | {r['teeth']} | {r['wrong_side']} | {r['wrong_share']:.3f} |" for r in per_source.iter_rows(named=True))
             ),
-            "per_source_json": dg.MetadataValue.json(json.loads(stats.write_json()) if stats.height else []),
+            "per_quadrant": dg.MetadataValue.md(
+                "| source | quadrant | teeth | wrong side | share |\n|---|---|---|---|---|\n"
+                + "\n".join(
+                    f"| {r['source']} | {r['quadrant']} | {r['teeth']} | {r['wrong_side']} | {r['wrong_share']:.3f} |"
+                    for r in per_quadrant.iter_rows(named=True)
+                )
+            ),
+            "per_quadrant_json": dg.MetadataValue.json(per_quadrant.to_dicts()),
+            "suggested_quadrant_map": dg.MetadataValue.json({s: {str(k): v for k, v in m.items()} for s, m in fixes.items() if m}),
         },
     )
 
 
 ingest_assets = [ingest_batch]
-ingest_checks = [images_decode, no_duplicate_images, boxes_inside_images, no_unmapped_categories, fdi_side_consistency]
+ingest_checks = [images_decode, boxes_inside_images, no_unmapped_categories, fdi_side_consistency]

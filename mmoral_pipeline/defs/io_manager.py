@@ -3,7 +3,9 @@
 A `dg.UPathIOManager` subclass over pyarrow/polars (dagster-polars breaks with polars 2), so
 local folders and fsspec URLs (s3://, gs://, memory://) work alike. Unpartitioned assets go to
 `$MMORAL_HOME/<asset_name>.parquet`. A downstream asset that reads several partitions gets one
-DataFrame with all of them (the partitions' rows concatenated).
+DataFrame with all of them (the partitions' rows concatenated). An input annotated `pl.LazyFrame`
+is scanned instead of read: a partitioned asset that needs a few rows of every partition (the
+annotations of an X-ray's copies in other batches) filters before anything is loaded.
 """
 
 from __future__ import annotations
@@ -36,19 +38,32 @@ class ParquetIOManager(dg.UPathIOManager):
         tmp.rename(path)  # a killed run never leaves half a file behind
         context.add_output_metadata({"dagster/uri": dg.MetadataValue.path(str(path))})
 
-    def load_from_path(self, context: dg.InputContext, path: UPath) -> pl.DataFrame:
+    def load_from_path(self, context: dg.InputContext, path: UPath) -> pl.DataFrame | pl.LazyFrame:
+        if _wants_lazy(context):
+            if not path.exists():
+                raise FileNotFoundError(str(path))  # lets allow_missing_partitions skip it
+            if path.protocol in ("", "file", "local"):
+                return pl.scan_parquet(str(path))
         with path.open("rb") as fh:
-            return pl.from_arrow(pq.read_table(fh))  # type: ignore[return-value]
+            frame = pl.from_arrow(pq.read_table(fh))
+        return frame.lazy() if _wants_lazy(context) else frame  # type: ignore[union-attr,return-value]
 
     def load_input(self, context: dg.InputContext) -> Any:
         obj = super().load_input(context)
         if isinstance(obj, dict):  # several partitions -> one frame
-            frames = [df for df in obj.values() if df is not None and df.height > 0]
+            frames = [df for df in obj.values() if df is not None]
+            if _wants_lazy(context):
+                return pl.concat(frames, how="diagonal_relaxed") if frames else pl.LazyFrame()
+            frames = [df for df in frames if df.height > 0]
             if not frames:
                 first = next(iter(obj.values()), None)
                 return first if first is not None else pl.DataFrame()
             return pl.concat(frames, how="diagonal_relaxed")
         return obj
+
+
+def _wants_lazy(context: dg.InputContext) -> bool:
+    return context.dagster_type is not None and context.dagster_type.typing_type is pl.LazyFrame
 
 
 def read_table(asset_name: str, partition: str | None = None, base_dir: str | None = None) -> pl.DataFrame:

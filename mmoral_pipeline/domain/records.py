@@ -66,6 +66,9 @@ class ImageRecord(BaseModel):
     # else a PNG written once under $MMORAL_HOME/_model_images (sources/base.py).
     model_image_path: str = ""
     normalisation: str | None = None  # what was done to get it (window, inversion, rotation, ...); None: nothing
+    # Label coverage: the categories its source labels completely (`covers:`, or the format's default),
+    # set by `sources.read_source`. Nothing may be said about a category outside it.
+    covers: list[Category] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _model_image_defaults_to_path(self) -> ImageRecord:

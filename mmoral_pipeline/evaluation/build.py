@@ -32,12 +32,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from mmoral_pipeline.domain.attributes import Condition, ImageAttributes, ToothAttributes
+from mmoral_pipeline.domain.coverage import asks_only_assessed
 from mmoral_pipeline.domain.fdi import WISDOM_TEETH
 from mmoral_pipeline.domain.taxonomy import DISPLAY_NAMES, Category
 from mmoral_pipeline.evaluation.items import CLOSED_DIMENSIONS, LETTERS, OPEN_DIMENSIONS, ClosedItem, OpenItem
 from mmoral_pipeline.generation import validators as gv
 from mmoral_pipeline.generation.facts import Facts, facts_of
 from mmoral_pipeline.generation.location_vqa import (
+    COUNT_NEEDS,
     COUNT_TARGETS,
     NONE_OF_THE_ABOVE,
     RULES_VERSION,
@@ -98,6 +100,8 @@ class _Candidate:
 
 def _count(a: ImageAttributes, facts: Facts, target: str) -> _Candidate | None:
     """A generation counting question (`COUNT_TARGETS`, `true_count`, `count_options`), seeded by the image."""
+    if not asks_only_assessed(COUNT_NEEDS[target], facts.assessed):
+        return None
     question, cap, dims = COUNT_TARGETS[target]
     n = true_count(target, facts)
     if n > cap:
@@ -211,6 +215,24 @@ def _q_count_missing(a: ImageAttributes, facts: Facts) -> _Candidate | None:
     return _count(a, facts, "missing")
 
 
+# Label coverage: what each builder's question (and its distractors) involves; it is asked only where
+# all of it was assessed (`domain.coverage.asks_only_assessed`). Counts and location items check their own.
+BUILDER_NEEDS: dict[str, frozenset[Category]] = {
+    "_q_caries_tooth": frozenset({Category.TOOTH, Category.CARIES}),
+    "_q_impacted_wisdom": frozenset({Category.TOOTH, Category.IMPACTED_TOOTH}),
+    "_q_treatment": frozenset({Category.TOOTH}),
+    "_q_bone_loss": frozenset({Category.BONE_LOSS}),
+    "_q_recommendation": frozenset({Category.TOOTH}),
+}
+OPEN_NEEDS: dict[str, frozenset[Category]] = {  # open rows: their answers also say what is absent
+    "teeth": frozenset({Category.TOOTH, Category.IMPACTED_TOOTH, Category.MISSING_TOOTH}),
+    "patho": frozenset({Category.TOOTH, Category.CARIES, Category.DEEP_CARIES, Category.PERIAPICAL_LESION, Category.RETAINED_ROOT}),
+    "hist": frozenset({Category.TOOTH, *TREATMENT_CATEGORIES}),
+    "jaw": frozenset({Category.BONE_LOSS, Category.MANDIBULAR_CANAL, Category.MAXILLARY_SINUS}),
+    "sumrec": frozenset({Category.TOOTH, Category.CARIES, Category.DEEP_CARIES, Category.PERIAPICAL_LESION, Category.RETAINED_ROOT}),
+    "attribute_report": frozenset(Category),
+}
+
 CLOSED_BUILDERS: tuple[Callable[[ImageAttributes, Facts], _Candidate | None], ...] = (
     _q_caries_tooth, _q_location, _q_impacted_wisdom, _q_treatment, _q_bone_loss, _q_recommendation,
     _q_count_teeth, _q_count_periapical, _q_count_missing,
@@ -248,6 +270,7 @@ def _generated_picks(a: ImageAttributes, generated: Sequence[GeneratedClosed]) -
 
 def _rotated(a: ImageAttributes, facts: Facts, builders: Sequence[Callable[[ImageAttributes, Facts], _Candidate | None]],
              purpose: str) -> list[_Candidate]:
+    builders = [b for b in builders if asks_only_assessed(BUILDER_NEEDS.get(b.__name__, ()), facts.assessed)]
     applicable = [c for c in (b(a, facts) for b in builders) if c is not None]
     if not applicable:
         return []
@@ -425,6 +448,9 @@ def _build_open(attrs: Sequence[ImageAttributes], reports: Mapping[str, str] | N
             if _h(a.image_id, "fourth") % 2 == 0 else \
             ("What is the clinical summary and what treatment is recommended?", sections.get("3") or sumrec_answer(a), "SumRec")
         loc_q, loc_a, loc_cat, loc_rule = location_item(a)
+        needs = [OPEN_NEEDS["teeth"], OPEN_NEEDS["patho"], OPEN_NEEDS["hist"], OPEN_NEEDS[fourth[2].lower()],
+                 COUNT_NEEDS["teeth"] if loc_rule is not None and loc_rule.builder == "count" else frozenset(),
+                 frozenset() if report else OPEN_NEEDS["attribute_report"]]
         rows = [
             ("report", "Describe the general condition of the teeth, including wisdom teeth and missing teeth.", teeth_answer(a), "Teeth", None),
             ("report", "What pathological findings are present in the teeth?", patho_answer(a), "Teeth,Patho", None),
@@ -434,7 +460,9 @@ def _build_open(attrs: Sequence[ImageAttributes], reports: Mapping[str, str] | N
             ("write_report", REPORT_PHRASINGS[_h(a.image_id, "phrase") % len(REPORT_PHRASINGS)],
              report or attribute_report(a), "Report", None),
         ]
-        for kind, q, ans, cat, rule in rows:
+        for (kind, q, ans, cat, rule), need in zip(rows, needs, strict=True):
+            if not asks_only_assessed(need, a.assessed):  # label coverage: nothing about what was not looked for
+                continue
             key = f"{a.image_id}|{kind}|{q}"
             item = OpenItem(index=hashlib.sha256(key.encode()).hexdigest()[:12], question=q, answer=ans, category=cat,
                             image_id=a.image_id, file_name=a.file_name, image=(images_b64 or {}).get(a.image_id, ""),

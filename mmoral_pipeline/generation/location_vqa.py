@@ -9,6 +9,9 @@ Pure functions, reused by the evaluation contributor for benchmark items:
   32, half and double the true count ("None of the above" fills up when fewer than four distinct
   options exist).
 - `verify_rule_item(item, facts) -> Verdict`: recomputes the answer from the attributes.
+- Only assessed categories are asked about (`Facts.assessed`): a count needs what it counts
+  labelled (`COUNT_NEEDS`; "how many teeth" needs tooth labels), and a distractor never names an
+  unassessed category.
 - `count_options(n, rng, cap)`: the counting distractor rule on its own.
 """
 
@@ -22,11 +25,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from mmoral_pipeline.domain import fdi
+from mmoral_pipeline.domain.coverage import asks_only_assessed
 from mmoral_pipeline.domain.taxonomy import DISPLAY_NAMES, JAW_LEVEL, TREATMENTS, Category
 from mmoral_pipeline.generation.facts import Facts
 from mmoral_pipeline.generation.validators import LETTERS, Verdict, fail, ok
 
-RULES_VERSION = "location-rules-v1"
+RULES_VERSION = "location-rules-v2"  # v2: only assessed categories (label coverage)
 NONE_OF_THE_ABOVE = "None of the above"
 
 
@@ -97,6 +101,29 @@ def count_options(n: int, rng: random.Random, cap: int = 32) -> list[str]:
     return opts
 
 
+# What a count needs assessed (a count of 0 is a claim too): tooth-level counts count teeth, so they
+# also need the teeth labelled.
+COUNT_NEEDS: dict[str, frozenset[Category]] = {
+    "teeth": frozenset({Category.TOOTH}),
+    "wisdom": frozenset({Category.TOOTH}),
+    "missing": frozenset({Category.MISSING_TOOTH}),
+    "caries": frozenset({Category.TOOTH, Category.CARIES}),
+    "periapical_lesion": frozenset({Category.TOOTH, Category.PERIAPICAL_LESION}),
+    "impacted_tooth": frozenset({Category.TOOTH, Category.IMPACTED_TOOTH}),
+    "filling": frozenset({Category.TOOTH, Category.FILLING}),
+    "crown": frozenset({Category.TOOTH, Category.CROWN}),
+    "root_canal_treatment": frozenset({Category.TOOTH, Category.ROOT_CANAL_TREATMENT}),
+    "implant": frozenset({Category.TOOTH, Category.IMPLANT}),
+    "mandibular_canal": frozenset({Category.MANDIBULAR_CANAL}),
+    "maxillary_sinus": frozenset({Category.MAXILLARY_SINUS}),
+}
+
+
+def count_answerable(target: str, facts: Facts) -> bool:
+    """A count question is asked only when what it counts was assessed on the image."""
+    return asks_only_assessed(COUNT_NEEDS[target], facts.assessed)
+
+
 COUNT_TARGETS: dict[str, tuple[str, int, list[str]]] = {
     # target: (question, cap, dimensions)
     "teeth": ("How many teeth are visible in this panoramic X-ray?", 32, ["Teeth"]),
@@ -132,6 +159,8 @@ def true_count(target: str, facts: Facts) -> int:
 def count_items(facts: Facts, rng: random.Random) -> list[RuleItem]:
     out = []
     for target, (question, cap, dims) in COUNT_TARGETS.items():
+        if not count_answerable(target, facts):
+            continue
         n = true_count(target, facts)
         if n > cap:
             continue
@@ -174,9 +203,10 @@ def _finding_in_box(facts: Facts, idx: int, rng: random.Random) -> RuleItem | No
     if f.category not in _FINDING_CHOICES:
         return None
     box = _ibox(f.bbox)
-    # distractors: categories with no finding of that kind at this box
+    # distractors: assessed categories with no finding of that kind at this box (an unassessed one
+    # offered as wrong would deny it)
     same_box = {g.category for g in facts.findings if _ibox(g.bbox) == box}
-    distract = [DISPLAY_NAMES[c].capitalize() for c in _FINDING_CHOICES if c not in same_box]
+    distract = [DISPLAY_NAMES[c].capitalize() for c in _FINDING_CHOICES if c not in same_box and facts.is_assessed(c)]
     rng.shuffle(distract)
     return _closed("finding_in_box", "loc_closed", f"What is the finding inside box_2d {box}?", DISPLAY_NAMES[f.category].capitalize(),
                    distract, dims_for(f.category), {"kind": "finding_in_box", "box": box, "category": f.category.value}, rng)
@@ -241,7 +271,7 @@ def build_rule_items(facts: Facts, rng: random.Random, max_loc_closed: int = 10,
     rng.shuffle(teeth)
     finding_idx = list(range(len(facts.findings)))
     rng.shuffle(finding_idx)
-    cats = sorted({f.category for f in facts.findings}, key=lambda c: c.value)
+    cats = sorted({f.category for f in facts.findings if facts.is_assessed(f.category)}, key=lambda c: c.value)
     # findings first (rarer, more informative), then teeth; alternate the tooth question forms
     closed = _take(
         [lambda i=i: _finding_in_box(facts, i, rng) for i in finding_idx]
@@ -267,6 +297,8 @@ def verify_rule_item(item: RuleItem, facts: Facts) -> Verdict:
     name = "rule_truth"
     fact = item.fact
     kind = fact.get("kind")
+    if kind == "count" and fact.get("target") in COUNT_NEEDS and not count_answerable(fact["target"], facts):
+        return fail(name, f"counts {fact['target']}, which was not assessed on this image")
     checks: dict[str, Callable[[], str | None]] = {
         "count": lambda: None if true_count(fact["target"], facts) == fact["n"] and (item.options is None or item.answer == str(fact["n"])) else f"count of {fact['target']} is {true_count(fact['target'], facts)}, item says {item.answer}",
         "tooth_at_point": lambda: _check_point(fact, facts),

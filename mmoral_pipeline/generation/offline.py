@@ -4,7 +4,9 @@ A first-class `ChatBackend`, not a mock: it answers the same requests (report, a
 dialogue) with the same JSON schemas an LLM is asked for, following the same rules (three-section
 reports, suspicion wording below 0.80, FDI numbering, no scores), with phrasing varied by a seed
 derived from the request hash. It reads the attribute document from `ChatRequest.context` (the
-LLM backends read the caption in the messages instead). Every row it produces says
+LLM backends read the caption in the messages instead). It says nothing, present or absent, about a
+category outside the image's label coverage (`Facts.assessed`); a partly labelled image's report
+says once what was assessed (`domain.coverage.coverage_sentence`). Every row it produces says
 `backend=offline`, and its model name says what it is.
 """
 
@@ -17,7 +19,15 @@ from collections.abc import Callable, Sequence
 
 from mmoral_pipeline.domain import fdi
 from mmoral_pipeline.domain.attributes import ImageAttributes
-from mmoral_pipeline.domain.taxonomy import Category
+from mmoral_pipeline.domain.coverage import (
+    PLURAL,
+    STATEMENT_NEEDS,
+    coverage_sentence,
+    join_words,
+    may_state,
+    sorted_categories,
+)
+from mmoral_pipeline.domain.taxonomy import TREATMENTS, Category
 from mmoral_pipeline.generation.facts import Facts, Finding, facts_of
 from mmoral_pipeline.generation.types import ChatRequest, ChatResponse
 
@@ -109,20 +119,82 @@ def _unknown_tooth(f: Finding, rng: random.Random) -> str:
     return rng.choice([f"{_cap(name)} is observed in {where}; the tooth number is unclear.", f"In {where}, {name} is seen on a tooth whose number is unclear."])
 
 
+def _unnumbered(findings: Sequence[Finding]) -> list[str]:
+    """Findings of an image whose teeth were not numbered (no tooth labels): per kind, how many in
+    which region, said once (a DC1000 X-ray has ten carious lesions, not ten sentences)."""
+    by_kind: dict[tuple[Category, str | None, bool], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for f in findings:
+        by_kind[(f.category, f.lesion_type, f.hedged)][f.region or "unknown"] += 1
+    out = []
+    for (category, lesion, hedged), regions in by_kind.items():
+        total = sum(regions.values())
+        single = _name(Finding(category, 1.0, lesion_type=lesion)).removeprefix("a ").removeprefix("an ")
+        where = sorted(regions.items())
+        seen = "suspected" if hedged else "observed"
+        if total == 1:
+            out.append(f"{_cap(single)} is {seen} in the {where[0][0]} region.")
+            continue
+        many = PLURAL[category]
+        verb = "is" if many.endswith("caries") else "are"
+        out.append(f"{'Possible ' + many if hedged else _cap(many)} {verb} {seen} at {total} sites: "
+                   + join_words([f"{n} in the {r} region" for r, n in where]) + ".")
+    return out
+
+
+def _unknown_tooth_sentences(facts: Facts, findings: Sequence[Finding], rng: random.Random) -> list[str]:
+    if facts.is_assessed(Category.TOOTH):
+        return [_unknown_tooth(f, rng) for f in findings]
+    return _unnumbered(findings)
+
+
 def pathology_sentences(facts: Facts, rng: random.Random) -> list[str]:
     tooth_level = [f for f in facts.pathology() if f.tooth_id is not None and f.category != Category.BONE_LOSS]
     out = [_definite_pathology(name, teeth, rng) for name, teeth in _grouped([f for f in tooth_level if not f.hedged]).items()]
     out += [_hedged_finding(f, rng) for f in tooth_level if f.hedged]
-    out += [_unknown_tooth(f, rng) for f in facts.pathology() if f.tooth_id is None and f.category != Category.BONE_LOSS]
+    out += _unknown_tooth_sentences(facts, [f for f in facts.pathology() if f.tooth_id is None and f.category != Category.BONE_LOSS], rng)
     return out
+
+
+def _assessed_of(facts: Facts, kinds: frozenset[Category] | set[Category]) -> list[Category]:
+    return [c for c in sorted_categories(kinds) if facts.is_assessed(c)]
+
+
+def _none_found(categories: Sequence[Category], verb: str = "identified") -> str:
+    """'No caries is identified.' / 'No fillings or implants are present.' for the assessed categories."""
+    names = [PLURAL[c] for c in categories]
+    words = names[0] if len(names) == 1 else ", ".join(names[:-1]) + f" or {names[-1]}"
+    plural = len(names) > 1 or not names[0].endswith(("caries", "bone loss"))
+    return f"No {words} {'are' if plural else 'is'} {verb}."
+
+
+NOT_ASSESSED = "Not assessed in this review."
+
+
+def no_pathology_sentence(facts: Facts, rng: random.Random) -> str:
+    """What to say when no pathological finding is on the teeth: as much as was assessed, no more."""
+    if may_state("no_pathology", facts.assessed):
+        return rng.choice(["No caries, periapical lesions or other pathological findings are identified.", "No pathological findings are identified on the teeth."])
+    assessed = _assessed_of(facts, STATEMENT_NEEDS["no_pathology"])
+    return _none_found(assessed) if assessed else NOT_ASSESSED
+
+
+def _no_pathology_answer(facts: Facts, rng: random.Random) -> str:
+    return "No pathological findings are identified on the teeth." if may_state("no_pathology", facts.assessed) else no_pathology_sentence(facts, rng)
+
+
+def no_treatment_sentence(facts: Facts) -> str:
+    if may_state("no_treatment", facts.assessed):
+        return "No historical treatments are present."
+    assessed = _assessed_of(facts, TREATMENTS)
+    return _none_found(assessed, "present") if assessed else NOT_ASSESSED
 
 
 def treatment_sentences(facts: Facts, rng: random.Random) -> list[str]:
     per_tooth: dict[int, list[str]] = defaultdict(list)
-    out = []
+    out = _unknown_tooth_sentences(facts, [f for f in facts.treatments() if f.tooth_id is None], rng)
     for f in facts.treatments():
         if f.tooth_id is None:
-            out.append(_unknown_tooth(f, rng))
+            continue
         elif f.hedged:
             out.append(f"{_cap(f'tooth {f.tooth_id}')} possibly has {_name(f)}.")
         elif _name(f) not in per_tooth[f.tooth_id]:
@@ -134,7 +206,12 @@ def treatment_sentences(facts: Facts, rng: random.Random) -> list[str]:
     return definite + out
 
 
+JAW_NOT_ASSESSED = "Jaw-level structures (bone levels, mandibular canals, maxillary sinuses) were not assessed in this review."
+
+
 def jaw_sentences(facts: Facts, rng: random.Random) -> list[str]:
+    if not any(facts.is_assessed(c) for c in STATEMENT_NEEDS["jaw"]):
+        return [JAW_NOT_ASSESSED]
     out = []
     bone = facts.of(Category.BONE_LOSS)
     for f in bone:
@@ -143,20 +220,22 @@ def jaw_sentences(facts: Facts, rng: random.Random) -> list[str]:
             out.append(rng.choice([f"Possible bone loss is suspected in {where}; clinical re-evaluation is suggested.", f"Bone loss in {where} is suspected."]))
         else:
             out.append(rng.choice([f"Bone loss is observed in {where}.", f"There is evident bone loss in {where}."]))
-    if not bone:
+    if not bone and facts.is_assessed(Category.BONE_LOSS):
         out.append(rng.choice(["No significant bone loss is evident.", "Alveolar bone levels show no bone loss."]))
     canals = len(facts.of(Category.MANDIBULAR_CANAL))
     sinuses = len(facts.of(Category.MAXILLARY_SINUS))
-    out.append(
-        "Both mandibular canals are visualized." if canals >= 2
-        else "One mandibular canal is visualized." if canals == 1
-        else "The mandibular canals are not clearly visualized."
-    )
-    out.append(
-        "Both maxillary sinuses are visible." if sinuses >= 2
-        else "One maxillary sinus is visible." if sinuses == 1
-        else "The maxillary sinuses are not clearly delineated."
-    )
+    if facts.is_assessed(Category.MANDIBULAR_CANAL):
+        out.append(
+            "Both mandibular canals are visualized." if canals >= 2
+            else "One mandibular canal is visualized." if canals == 1
+            else "The mandibular canals are not clearly visualized."
+        )
+    if facts.is_assessed(Category.MAXILLARY_SINUS):
+        out.append(
+            "Both maxillary sinuses are visible." if sinuses >= 2
+            else "One maxillary sinus is visible." if sinuses == 1
+            else "The maxillary sinuses are not clearly delineated."
+        )
     return out
 
 
@@ -178,42 +257,78 @@ def recommendation_sentences(facts: Facts, rng: random.Random) -> list[str]:
     hedged = sorted({f.tooth_id for f in facts.findings if f.tooth_id is not None and f.hedged and f.category in NAMES})
     if hedged:
         out.append(rng.choice([f"Clinical re-evaluation of {teeth_phrase(hedged)} is suggested to confirm the suspected findings.", f"The suspected findings on {teeth_phrase(hedged)} should be confirmed clinically."]))
+    unnumbered = [f for f in facts.pathology() if f.tooth_id is None and not f.hedged and f.category in (Category.CARIES, Category.DEEP_CARIES)]
+    if unnumbered and not facts.is_assessed(Category.TOOTH):
+        out.append("The carious lesions should be located on the teeth at a clinical examination and restored as needed.")
     if facts.of(Category.BONE_LOSS):
         out.append("A periodontal assessment is recommended.")
     for kind, tooth, _ in facts.recommendations:
         if kind == "extraction":
             out.append(f"Extraction of tooth {tooth} should be considered, as its opposing tooth is absent.")
     if not out:
-        out.append(rng.choice(["No active disease requiring treatment is identified; routine dental care is advised.", "Routine preventive dental care is advised."]))
+        if may_state("no_pathology", facts.assessed):
+            out.append(rng.choice(["No active disease requiring treatment is identified; routine dental care is advised.", "Routine preventive dental care is advised."]))
+        elif _assessed_of(facts, STATEMENT_NEEDS["no_pathology"]):
+            out.append("No treatment is indicated for the findings assessed; a clinical examination covers the rest.")
+        else:
+            out.append("Pathology was not assessed, so this review supports no treatment recommendation; a clinical examination is advised.")
     return out
 
 
 def summary_sentence(facts: Facts, rng: random.Random) -> str:
     main = _grouped([f for f in facts.pathology() if f.tooth_id is not None and not f.hedged and f.category != Category.IMPACTED_TOOTH])
-    if not main:
-        return rng.choice(["In summary, no definite pathological findings are seen on the teeth.", "Overall, the dentition shows no definite pathology."])
     parts = [f"{name} on {teeth_phrase(t)}" for name, t in main.items()]
+    regions: dict[str, set[str]] = defaultdict(set)
+    for f in facts.pathology():
+        if f.tooth_id is None and not f.hedged and f.category not in (Category.IMPACTED_TOOTH, Category.BONE_LOSS):
+            regions[_name(f).removeprefix("a ").removeprefix("an ")].add(f.region or "unknown")
+    parts += [f"{name} in the {join_words(sorted(r))} {'region' if len(r) == 1 else 'regions'}" for name, r in regions.items()]
+    if not parts:
+        if may_state("no_pathology", facts.assessed):
+            return rng.choice(["In summary, no definite pathological findings are seen on the teeth.", "Overall, the dentition shows no definite pathology."])
+        assessed = _assessed_of(facts, STATEMENT_NEEDS["no_pathology"])
+        if assessed:
+            return "In summary, n" + _none_found(assessed, "seen")[1:]
+        return _summary_without_pathology(facts)
     joined = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + f" and {parts[-1]}"
     return rng.choice([f"In summary, the main findings are {joined}.", f"Overall, the radiograph shows {joined}."])
 
 
+def _summary_without_pathology(facts: Facts) -> str:
+    """The summary of a review that assessed no pathology: what it did find, and that pathology was not assessed."""
+    numbered = facts.is_assessed(Category.TOOTH)
+    found: dict[Category, set] = defaultdict(set)
+    for k, f in enumerate(facts.treatments()):
+        found[f.category].add(f.tooth_id if numbered and f.tooth_id is not None else ("site", k))
+    if found:
+        units = ("tooth", "teeth") if numbered else ("site", "sites")
+        listed = join_words([f"{PLURAL[c]} ({len(found[c])} {units[len(found[c]) > 1]})" for c in sorted_categories(found)])
+        return f"In summary, previous dental work is present: {listed}; pathology was not assessed."
+    if numbered:
+        return f"In summary, {len(facts.teeth)} teeth are charted; pathology was not assessed."
+    return f"In summary, this review is limited to {join_words([PLURAL[c] for c in sorted_categories(facts.assessed)])}."
+
+
 def general_condition(facts: Facts, rng: random.Random) -> list[str]:
-    n = len(facts.teeth)
-    out = [rng.choice([f"A total of {n} teeth are visible.", f"{n} teeth are identified on the panoramic image.", f"The image shows {n} teeth."])]
-    wisdom = facts.wisdom_present()
-    if wisdom:
-        listed = ", ".join(map(str, wisdom))
-        out.append(rng.choice([f"Wisdom teeth present: {listed}.", f"The wisdom teeth {listed} are present." if len(wisdom) > 1 else f"The wisdom tooth {listed} is present."]))
-    else:
-        out.append("No wisdom teeth are visible.")
-    if facts.missing:
+    coverage = coverage_sentence(facts.assessed)
+    out = [coverage] if coverage else []
+    if facts.is_assessed(Category.TOOTH):
+        n = len(facts.teeth)
+        out.append(rng.choice([f"A total of {n} teeth are visible.", f"{n} teeth are identified on the panoramic image.", f"The image shows {n} teeth."]))
+        wisdom = facts.wisdom_present()
+        if wisdom:
+            listed = ", ".join(map(str, wisdom))
+            out.append(rng.choice([f"Wisdom teeth present: {listed}.", f"The wisdom teeth {listed} are present." if len(wisdom) > 1 else f"The wisdom tooth {listed} is present."]))
+        else:
+            out.append("No wisdom teeth are visible.")
+    if facts.missing and facts.is_assessed(Category.MISSING_TOOTH):
         out.append(rng.choice([f"Missing teeth are noted in the region of {', '.join(map(str, facts.missing))}.", f"There is a missing-tooth region at {', '.join(map(str, facts.missing))}."]))
     return out
 
 
 def write_report(facts: Facts, rng: random.Random) -> str:
-    patho = pathology_sentences(facts, rng) or [rng.choice(["No caries, periapical lesions or other pathological findings are identified.", "No pathological findings are identified on the teeth."])]
-    treat = treatment_sentences(facts, rng) or ["No historical treatments are present."]
+    patho = pathology_sentences(facts, rng) or [no_pathology_sentence(facts, rng)]
+    treat = treatment_sentences(facts, rng) or [no_treatment_sentence(facts)]
     lines = [
         "1. Teeth-Specific Observations",
         "General Condition: " + " ".join(general_condition(facts, rng)),
@@ -291,11 +406,12 @@ def vqa_candidates(facts: Facts, rng: random.Random) -> tuple[list[dict], list[d
         if f.tooth_id is not None:
             treated[f.tooth_id].add(f.category)
     singles = [(t, next(iter(c))) for t, c in sorted(treated.items()) if len(c) == 1]
+    assessed_treatments = [_OPTION_OF[c] for c in sorted_categories(TREATMENTS) if facts.is_assessed(c)]  # distractors deny these
     for t, c in singles[:2]:
         if any(f.hedged for f in facts.treatments() if f.tooth_id == t):
             continue
         correct = _OPTION_OF[c]
-        item = _closed(f"Which historical treatment is present on tooth {t}?", correct, [o for o in TREATMENT_OPTIONS if o != correct], ["Teeth", "HisT"], rng)
+        item = _closed(f"Which historical treatment is present on tooth {t}?", correct, [o for o in assessed_treatments if o != correct], ["Teeth", "HisT"], rng)
         if item:
             closed.append(item)
     # Which tooth has a <treatment>?
@@ -307,14 +423,15 @@ def vqa_candidates(facts: Facts, rng: random.Random) -> tuple[list[dict], list[d
     # Jaw questions
     bone_regions = {f.region for f in facts.of(Category.BONE_LOSS) if not f.hedged}
     hedged_bone = any(f.hedged for f in facts.of(Category.BONE_LOSS))
-    if not hedged_bone:
+    if not hedged_bone and facts.is_assessed(Category.BONE_LOSS):
         correct = "Both jaws" if {"upper", "lower"} <= bone_regions else "Upper jaw" if "upper" in bone_regions else "Lower jaw" if "lower" in bone_regions else "No bone loss is seen"
         if bone_regions <= {"upper", "lower"}:
             closed.append(_closed("Where is bone loss observed?", correct, ["Upper jaw", "Lower jaw", "Both jaws", "No bone loss is seen"], ["Jaw", "Patho"], rng))  # type: ignore[arg-type]
     canals, sinuses = len(facts.of(Category.MANDIBULAR_CANAL)), len(facts.of(Category.MAXILLARY_SINUS))
     structures = ["Mandibular canals only", "Maxillary sinuses only", "Both mandibular canals and maxillary sinuses", "Neither"]
     correct = structures[2] if canals and sinuses else structures[0] if canals else structures[1] if sinuses else structures[3]
-    closed.append(_closed("Which anatomical structures are visualized in the radiograph?", correct, structures, ["Jaw"], rng))  # type: ignore[arg-type]
+    if facts.is_assessed(Category.MANDIBULAR_CANAL) and facts.is_assessed(Category.MAXILLARY_SINUS):
+        closed.append(_closed("Which anatomical structures are visualized in the radiograph?", correct, structures, ["Jaw"], rng))  # type: ignore[arg-type]
     # Recommendation for a definite finding
     rec_of = {Category.CARIES: "Restorative treatment", Category.DEEP_CARIES: "Endodontic evaluation", Category.PERIAPICAL_LESION: "Endodontic evaluation", Category.RETAINED_ROOT: "Extraction of the root remnant", Category.IMPACTED_TOOTH: "Surgical consultation"}
     recs = [f for f in definite_tooth if f.category in rec_of]
@@ -341,14 +458,21 @@ def vqa_candidates(facts: Facts, rng: random.Random) -> tuple[list[dict], list[d
         parts = list(dict.fromkeys(parts))
         listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + f" and {parts[-1]}"
         opened.append({"question": f"What is seen on tooth {t}?", "answer": f"Tooth {t} shows {listed}.", "dimensions": dims})
+    # Whole-topic questions only about what was assessed: their answers (also "none") are then grounded.
     patho = pathology_sentences(facts, rng)
-    opened.append({"question": "Which pathological findings are present on the teeth?", "answer": " ".join(patho[:3]) if patho else "No pathological findings are identified on the teeth.", "dimensions": ["Teeth", "Patho"]})
+    if _assessed_of(facts, STATEMENT_NEEDS["no_pathology"]):
+        where = " on the teeth" if facts.is_assessed(Category.TOOTH) else ""  # no teeth labelled: no teeth presumed
+        opened.append({"question": f"Which pathological findings are present{where}?", "answer": " ".join(patho[:3]) if patho else _no_pathology_answer(facts, rng), "dimensions": ["Teeth", "Patho"]})
     treat = treatment_sentences(facts, rng)
-    opened.append({"question": "What historical dental treatments can be seen?", "answer": " ".join(treat[:3]) if treat else "No historical treatments are present.", "dimensions": ["Teeth", "HisT"]})
-    opened.append({"question": "Describe the jaw bone and the anatomical structures.", "answer": " ".join(jaw_sentences(facts, rng)), "dimensions": ["Jaw"]})
-    opened.append({"question": "What are the main recommendations based on this radiograph?", "answer": " ".join(recommendation_sentences(facts, rng)[:2]), "dimensions": ["SumRec"]})
-    wisdom = facts.wisdom_present()
-    opened.append({"question": "Which wisdom teeth are present?", "answer": f"The wisdom teeth {', '.join(map(str, wisdom))} are present." if wisdom else "No wisdom teeth are visible.", "dimensions": ["Teeth"]})
+    if _assessed_of(facts, TREATMENTS):
+        opened.append({"question": "What historical dental treatments can be seen?", "answer": " ".join(treat[:3]) if treat else no_treatment_sentence(facts), "dimensions": ["Teeth", "HisT"]})
+    if any(facts.is_assessed(c) for c in STATEMENT_NEEDS["jaw"]):
+        opened.append({"question": "Describe the jaw bone and the anatomical structures.", "answer": " ".join(jaw_sentences(facts, rng)), "dimensions": ["Jaw"]})
+    if _assessed_of(facts, STATEMENT_NEEDS["no_pathology"]) or facts.recommendations:
+        opened.append({"question": "What are the main recommendations based on this radiograph?", "answer": " ".join(recommendation_sentences(facts, rng)[:2]), "dimensions": ["SumRec"]})
+    if facts.is_assessed(Category.TOOTH):
+        wisdom = facts.wisdom_present()
+        opened.append({"question": "Which wisdom teeth are present?", "answer": f"The wisdom teeth {', '.join(map(str, wisdom))} are present." if wisdom else "No wisdom teeth are visible.", "dimensions": ["Teeth"]})
     return closed, opened
 
 
@@ -363,20 +487,29 @@ def write_dialogue(facts: Facts, rng: random.Random, n_turns: int) -> dict:
     n_turns = max(8, min(12, n_turns - n_turns % 2))
     patho = pathology_sentences(facts, rng)
     treat = treatment_sentences(facts, rng)
+    full = frozenset(Category) <= facts.assessed
     pairs = [
         (rng.choice(["Hello, I just had a panoramic X-ray. What does it show?", "Hi doctor, could you explain my dental X-ray to me?", "Good morning. What did you see on my X-ray?"]),
          " ".join(general_condition(facts, rng)) + " " + summary_sentence(facts, rng)),
-        (rng.choice(["Is anything wrong with my teeth?", "Do I have any cavities or infections?", "Are there problems I should know about?"]),
-         " ".join(patho) if patho else "I don't see any decay or infection on your teeth, which is good news."),
-        (rng.choice(["What about the dental work I had done before?", "Can you see my old fillings or crowns?", "Does the X-ray show my previous treatments?"]),
-         " ".join(treat) if treat else "I don't see any previous fillings, crowns or other dental work."),
-        (rng.choice(["And how does my jaw bone look?", "Is my jaw healthy?", "What about the bone around my teeth?"]),
-         " ".join(jaw_sentences(facts, rng))),
-        (rng.choice(["What should I do next?", "Do I need any treatment?", "What do you recommend?"]),
-         " ".join(recommendation_sentences(facts, rng)) + " Please discuss these points with your dentist."),
-        (rng.choice(["Should I be worried?", "Is this serious?"]),
-         "Most of what we see is common and manageable. Your dentist will examine you and confirm anything that is only suspected on the X-ray."),
     ]
+    # A topic the review did not assess is not discussed (nothing is known about it, either way).
+    if _assessed_of(facts, STATEMENT_NEEDS["no_pathology"]):
+        pairs.append((rng.choice(["Is anything wrong with my teeth?", "Do I have any cavities or infections?", "Are there problems I should know about?"]),
+                      " ".join(patho) if patho else ("I don't see any decay or infection on your teeth, which is good news." if full else no_pathology_sentence(facts, rng))))
+    if _assessed_of(facts, TREATMENTS):
+        pairs.append((rng.choice(["What about the dental work I had done before?", "Can you see my old fillings or crowns?", "Does the X-ray show my previous treatments?"])
+                      if full else "Does the X-ray show my previous dental work?",
+                      " ".join(treat) if treat else ("I don't see any previous fillings, crowns or other dental work." if full else no_treatment_sentence(facts))))
+    if any(facts.is_assessed(c) for c in STATEMENT_NEEDS["jaw"]):
+        pairs.append((rng.choice(["And how does my jaw bone look?", "Is my jaw healthy?", "What about the bone around my teeth?"]),
+                      " ".join(jaw_sentences(facts, rng))))
+    pairs.append((rng.choice(["What should I do next?", "Do I need any treatment?", "What do you recommend?"]),
+                  " ".join(recommendation_sentences(facts, rng)) + " Please discuss these points with your dentist."))
+    if not full:
+        pairs.append(("Was everything on my X-ray checked?",
+                      f"{coverage_sentence(facts.assessed)} Your dentist will look at the rest when examining you."))
+    pairs.append((rng.choice(["Should I be worried?", "Is this serious?"]),
+                  "Most of what we see is common and manageable. Your dentist will examine you and confirm anything that is only suspected on the X-ray."))
     turns = []
     for q, a in pairs[: n_turns // 2 - 1]:
         turns += [{"role": "patient", "content": q}, {"role": "radiologist", "content": a}]

@@ -19,7 +19,8 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from mmoral_pipeline.domain.attributes import ImageAttributes
-from mmoral_pipeline.domain.taxonomy import ANATOMY, TREATMENTS, Category
+from mmoral_pipeline.domain.coverage import join_words, plural_names, sorted_categories
+from mmoral_pipeline.domain.taxonomy import ANATOMY, PATHOLOGY, TREATMENTS, Category
 from mmoral_pipeline.generation import validators as V
 from mmoral_pipeline.generation.facts import Facts, facts_of
 from mmoral_pipeline.generation.location_vqa import RULES_VERSION, build_rule_items, verify_rule_item
@@ -352,8 +353,31 @@ def _rule_rows(ctx: _Ctx, out: GenerationOutput, img: ImageInput, f: Facts) -> N
 ATTRIBUTE_MAX_CHARS = 40_000
 
 
+_SCOPE_CATEGORIES: dict[str, frozenset[Category]] = {
+    "full": frozenset(Category),
+    "teeth": frozenset({Category.TOOTH}),
+    "quadrant": frozenset({Category.TOOTH}),
+    "findings": (PATHOLOGY - {Category.MISSING_TOOTH}),
+    "treatments": TREATMENTS,
+    "jaw": frozenset({Category.BONE_LOSS}) | ANATOMY,
+}
+
+
+def attribute_scope_kinds(scope: str, assessed: frozenset[Category]) -> str | None:
+    """None: the scope asks about nothing assessed on this image (no task). '': all of it was assessed.
+    Else the assessed kinds the question must name, so an empty list never claims an unlabelled 'none'."""
+    wanted = _SCOPE_CATEGORIES[scope]
+    have = sorted_categories(wanted & assessed)
+    if not have:
+        return None
+    return "" if wanted <= assessed else join_words(plural_names(have))
+
+
 def attribute_answer(f: Facts, attrs: ImageAttributes, scope: str, quadrant: int | None = None) -> dict[str, Any]:
-    """The structured JSON answer of an attribute-extraction task (boxes in pixels, no scores)."""
+    """The structured JSON answer of an attribute-extraction task (boxes in pixels, no scores). Keys of
+    categories not assessed on the image are left out: an empty list there would claim 'none'."""
+    assessed = frozenset(attrs.assessed)
+
     def box(b) -> list[int]:
         return [int(round(v)) for v in b]
 
@@ -367,7 +391,7 @@ def attribute_answer(f: Facts, attrs: ImageAttributes, scope: str, quadrant: int
         return d
 
     jaw = {k: [{"box_2d": box(c.bbox), **({"region": c.region or c.side} if (c.region or c.side) else {})} for c in getattr(attrs.jaw, k)]
-           for k in ("bone_loss", "mandibular_canal", "maxillary_sinus")}
+           for k in ("bone_loss", "mandibular_canal", "maxillary_sinus") if Category(k) in assessed}
     if scope == "teeth":
         return {"teeth": [{"tooth_id": t.tooth_id, "box_2d": box(t.bbox)} for t in attrs.teeth]}
     if scope == "quadrant":
@@ -377,17 +401,22 @@ def attribute_answer(f: Facts, attrs: ImageAttributes, scope: str, quadrant: int
         items = [{"tooth_id": fd.tooth_id, "category": fd.category.value, "box_2d": box(fd.bbox), **({"type": fd.lesion_type} if fd.lesion_type else {})}
                  for fd in f.findings if wanted(fd.category) and fd.category != Category.BONE_LOSS]
         d: dict[str, Any] = {scope: items}
-        if scope == "findings":
+        if scope == "findings" and "bone_loss" in jaw:
             d["bone_loss"] = jaw["bone_loss"]
         return d
     if scope == "jaw":
         return jaw
-    return {
-        "teeth": [tooth(t) for t in attrs.teeth],
-        "jaw": jaw,
-        "missing_teeth": [{"teeth": m.teeth, "box_2d": box(m.bbox)} for m in attrs.missing_teeth],
-        "unknown_tooth_findings": [{"category": c.category.value, "box_2d": box(c.bbox), "side": c.side or c.region} for c in attrs.unknown_tooth_findings],
-    }
+    full: dict[str, Any] = {}
+    if Category.TOOTH in assessed:
+        full["teeth"] = [tooth(t) for t in attrs.teeth]
+    if jaw:
+        full["jaw"] = jaw
+    if Category.MISSING_TOOTH in assessed:
+        full["missing_teeth"] = [{"teeth": m.teeth, "box_2d": box(m.bbox)} for m in attrs.missing_teeth]
+    if assessed - {Category.TOOTH, Category.MISSING_TOOTH}:
+        full["unknown_tooth_findings"] = [{"category": c.category.value, "box_2d": box(c.bbox), "side": c.side or c.region}
+                                          for c in attrs.unknown_tooth_findings]
+    return full
 
 
 _SCOPE_DIMS = {"full": ["Teeth", "Patho", "HisT", "Jaw"], "teeth": ["Teeth"], "findings": ["Teeth", "Patho"], "treatments": ["Teeth", "HisT"], "jaw": ["Jaw"], "quadrant": ["Teeth"]}
@@ -396,10 +425,13 @@ _SCOPE_DIMS = {"full": ["Teeth", "Patho", "HisT", "Jaw"], "teeth": ["Teeth"], "f
 def _attribute_rows(ctx: _Ctx, out: GenerationOutput, img: ImageInput, f: Facts) -> None:
     rng = _rng(img, ctx.settings, "attribute")
     for scope in ctx.settings.attribute_scopes:
+        kinds = attribute_scope_kinds(scope, f.assessed)
+        if kinds is None:  # nothing of this scope was assessed on the image
+            continue
         quadrants = sorted({t.quadrant for t in img.attributes.teeth}) if scope == "quadrant" else [None]
         for q in quadrants:
             variant = rng.randrange(60)  # the template picks phrasing `variant % its number of phrasings`
-            question = render("attribute_extraction", scope=scope, variant=variant, quadrant=q)
+            question = render("attribute_extraction", scope=scope, variant=variant, quadrant=q, kinds=kinds)
             answer = json.dumps(attribute_answer(f, img.attributes, scope, q), separators=(",", ":"))
             verdicts = [V.open_answer(answer, ATTRIBUTE_MAX_CHARS), V.no_scores_or_identity(answer)]
             _place(out, "attribute_tasks", _row(ctx, img, task_type="attribute", question=question, answer=answer, dimensions=_SCOPE_DIMS[scope],

@@ -16,6 +16,7 @@ from typing import NamedTuple
 from pydantic import BaseModel
 
 from mmoral_pipeline.domain import fdi
+from mmoral_pipeline.domain.coverage import is_coverage_statement
 from mmoral_pipeline.domain.taxonomy import ANATOMY, JAW_LEVEL, TREATMENTS, Category
 from mmoral_pipeline.generation.facts import Facts
 
@@ -233,7 +234,7 @@ def report_grounding(text: str, facts: Facts) -> Verdict:
         present.add(Category.CARIES)
     for clause in clauses(observation_text(text)):
         info = clause_info(clause)
-        if info.negated or info.recommends:
+        if info.negated or info.recommends or is_coverage_statement(clause):
             continue
         teeth = info.teeth
         for cat in info.categories:
@@ -250,7 +251,7 @@ def report_hedging(text: str, facts: Facts, threshold: float = 0.80) -> Verdict:
     by_tooth = facts.categories_by_tooth()
     for clause in clauses(observation_text(text)):
         info = clause_info(clause)
-        if info.negated:
+        if info.negated or is_coverage_statement(clause):
             continue
         hedged, teeth = info.hedged, info.teeth
         for cat in info.categories:
@@ -278,14 +279,14 @@ def report_placement(text: str) -> Verdict:
     patho = _subsection(teeth_body, re.compile(r"patholog", re.I))
     for clause in clauses(patho):
         info = clause_info(clause)
-        if info.negated:
+        if info.negated or is_coverage_statement(clause):
             continue
         treat = [c.value for c in info.categories if c in TREATMENTS]
         if treat:
             return fail(name, f"treatment {treat} under Pathological Findings: {clause!r}")
     for clause in clauses(teeth_body):
         info = clause_info(clause)
-        if not info.negated and Category.BONE_LOSS in info.categories:
+        if not info.negated and not is_coverage_statement(clause) and Category.BONE_LOSS in info.categories:
             return fail(name, f"bone loss outside the jaw section: {clause!r}")
     return ok(name)
 

@@ -34,9 +34,11 @@ from __future__ import annotations
 import importlib
 from collections.abc import Sequence
 
-from mmoral_pipeline.config import SourceSpec, SourcesFile
+from mmoral_pipeline.config import SourcesFile, SourceSpec
 from mmoral_pipeline.domain.records import IngestBatch
 from mmoral_pipeline.sources.base import SourceReader, source_options
+from mmoral_pipeline.sources.common import quarantine_not_panoramic
+from mmoral_pipeline.sources.coverage import apply_coverage
 
 # format name -> "module:ReaderClass"
 READERS: dict[str, str] = {
@@ -72,12 +74,16 @@ def read_source(spec: SourceSpec, sources: SourcesFile, items: Sequence[str] | N
     side convention (AKUDENTAL's lower jaw is mirrored): every FDI number in the batch moves to
     the mapped quadrant, and the number as labelled is kept in `extra.source_fdi`. The source's
     options are visible to `inspect_image` while it reads (DICOM modalities, burned-in text).
+    Then images whose shape rules out an OPG are quarantined (`not_panoramic`), and every image
+    gets its label coverage (`covers`, sources/coverage.py).
     """
     with source_options(spec.options):  # DICOM policy knobs for inspect_image
         batch = get_reader(spec.format).read(spec, sources, items)
     qmap = spec.options.get("quadrant_map")
     if qmap:
         remap_quadrants(batch, {int(k): int(v) for k, v in qmap.items()})
+    quarantine_not_panoramic(batch, sources.panoramic_limits(spec))
+    apply_coverage(spec, sources, batch)
     return batch
 
 

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from mmoral_pipeline.config import SourceSpec, SourcesFile, mmoral_home
+from mmoral_pipeline.config import PanoramicLimits, SourceSpec, SourcesFile, mmoral_home
 from mmoral_pipeline.domain.geometry import box_problem
 from mmoral_pipeline.domain.records import IngestBatch, ImageRecord, RejectReason, Rejection
 
@@ -251,6 +251,21 @@ def image_record(
         model_image_path=str(model_path),
         normalisation=normalisation,
     )
+
+
+def panoramic_problem(width: int, height: int, limits: PanoramicLimits) -> str | None:
+    """Why an image of this size cannot be a panoramic X-ray (None when it can): its aspect ratio
+    (periapical / bitewing films ~4:3, cephalograms ~5:4, CBCT slices square) or its size."""
+    aspect = width / height if height else float("inf")
+    if not limits.min_aspect <= aspect <= limits.max_aspect:
+        return (
+            f"{width}x{height} (width/height {aspect:.2f}) is not a panoramic X-ray's shape "
+            f"(allowed {limits.min_aspect:g}-{limits.max_aspect:g}); a resized or cropped OPG source can widen "
+            "the range with `panoramic: {min_aspect: ...}` on its entry in the sources file"
+        )
+    if width < limits.min_width or height < limits.min_height:
+        return f"{width}x{height} is smaller than a readable panoramic X-ray (min {limits.min_width}x{limits.min_height})"
+    return None
 
 
 def check_box(

@@ -24,11 +24,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from mmoral_pipeline.config import SourceSpec, SourcesFile
+from mmoral_pipeline.config import PanoramicLimits, SourceSpec, SourcesFile
 from mmoral_pipeline.domain import fdi as fdi_rules
 from mmoral_pipeline.domain.records import AnnotationRecord, ImageRecord, IngestBatch, RejectReason, Rejection, stable_id
 from mmoral_pipeline.domain.taxonomy import Category, parse_lesion_type, unify_category
-from mmoral_pipeline.sources.base import check_box, inspect_image
+from mmoral_pipeline.sources.base import check_box, inspect_image, panoramic_problem
 
 # Pseudo item for problems that belong to no image (unparseable document, orphan annotations).
 # It appears in `list_items` only when such problems exist, so that exactly one shard reports them.
@@ -197,6 +197,26 @@ def reject_for_image(
     why = "image missing" if missing else f"image rejected ({image.reason.value})"
     for record in records:
         reject_annotation(batch, source=source, path=path, record=record, reason=reason, message=f"{why}: {image.path}")
+
+
+def quarantine_not_panoramic(batch: IngestBatch, limits: PanoramicLimits) -> int:
+    """Move accepted images whose shape rules out an OPG (`panoramic_problem`) to the quarantine,
+    with their annotations (`image_rejected`). Counts still balance: nothing is seen twice."""
+    bad = {i.image_id: (i, why) for i in batch.images if (why := panoramic_problem(i.width, i.height, limits))}
+    if not bad:
+        return 0
+    batch.images = [i for i in batch.images if i.image_id not in bad]
+    for image, why in bad.values():
+        batch.reject(Rejection(source=image.source, path=image.path, reason=RejectReason.NOT_PANORAMIC, message=why, kind="image"))
+    kept = []
+    for ann in batch.annotations:
+        if ann.image_id in bad:
+            batch.reject(Rejection(source=ann.source, path=ann.source_file, record=ann.record, reason=RejectReason.IMAGE_REJECTED,
+                                   message=f"image rejected (not_panoramic): {bad[ann.image_id][0].path}", kind="annotation"))
+        else:
+            kept.append(ann)
+    batch.annotations = kept
+    return len(bad)
 
 
 def add_paired_image(

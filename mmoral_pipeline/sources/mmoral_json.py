@@ -19,7 +19,8 @@ inferred, so rebuilding `ImageAttributes` from the annotations gives the same do
 
 Every annotation: box = `bbox`, score = `score`, lesion_type = condition `type`; extra also holds
 `section` (the list the element came from), the element's own `annotation_ids` as
-`source_annotation_ids`, and the document's `acquisition_time` when set. Derived fields
+`source_annotation_ids`, and the document's `acquisition_time` when set. The document's `assessed`
+list (label coverage) becomes the image's `covers`; without it, everything was assessed. Derived fields
 (`quadrant`, `is_wisdom`, `side` and `center` of teeth; `recommendations`) are not carried: the
 attribute stage recomputes them from the FDI number and the rules.
 
@@ -37,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from mmoral_pipeline.config import SourceSpec, SourcesFile
+from mmoral_pipeline.domain.coverage import parse_coverage, sorted_categories
 from mmoral_pipeline.domain.records import ImageRecord, IngestBatch, RejectReason, Rejection
 from mmoral_pipeline.domain.taxonomy import Category
 from mmoral_pipeline.sources.base import IMAGE_SUFFIXES, make_image_id, resolve_inside
@@ -121,10 +123,17 @@ class MmoralJsonReader:
             return
         elements = document_elements(doc)
         records = [e[0] for e in elements]
+        try:  # the document's own label coverage (absent: everything was assessed, as MMOral's experts do)
+            assessed = sorted_categories(parse_coverage(doc["assessed"])) if "assessed" in doc else []
+        except ValueError as exc:
+            rej = reject_image(batch, source=src, path=str(path), record="assessed", reason=RejectReason.MALFORMED_RECORD, message=f"{key}: {exc}")
+            reject_for_image(batch, rej, source=src, path=str(path), records=records)
+            return
         image = self._image(spec, sources, root, images_dir, key, path, doc, batch)
         if isinstance(image, Rejection):
             reject_for_image(batch, image, source=src, path=str(path), records=records)
             return
+        image.covers = assessed
         acquisition = doc.get("acquisition_time")
         for record, section, el, parent in elements:
             if el is None:

@@ -30,7 +30,12 @@ def attributes_of(root: Path, fmt: str, **spec: Any):
         ids = [t.tooth_id for t in doc.teeth]
         assert len(ids) == len(set(ids))
         caption = render_caption(doc)
-        assert f"Teeth visibility with center points (total: {len(doc.teeth)})" in caption
+        assert doc.assessed == images.filter(images["image_id"] == doc.image_id)["covers"][0].to_list()  # coverage travels
+        if Category.TOOTH in doc.assessed:
+            assert f"Teeth visibility with center points (total: {len(doc.teeth)})" in caption
+        else:  # no tooth labels: no teeth section (an empty one would read "0 teeth")
+            assert "Teeth visibility" not in caption and doc.teeth == []
+        assert ("Label coverage:" in caption) == (set(doc.assessed) != set(Category))
     return result, anns
 
 
@@ -52,8 +57,10 @@ def test_dc1000_caries_without_teeth_go_to_unknown_bucket(realdata: Path, mmoral
     assert anns.height > 0
     # no tooth boxes in DC1000: every caries kept is an unknown-tooth finding with a side
     for doc in result.documents:
-        assert doc.teeth == []
+        assert doc.teeth == [] and doc.assessed == [Category.CARIES]
         assert all(c.category == Category.CARIES and c.side for c in doc.unknown_tooth_findings)
+        caption = render_caption(doc)
+        assert "Dental caries detection" in caption and "Historical treatments" not in caption and "Bone loss" not in caption
     assert set(result.outcomes.values()) <= {"unknown_tooth"}
 
 

@@ -67,21 +67,3 @@ def test_ingest_assets_and_checks_materialise(small_sources: Path, tmp_path: Pat
         assert checks[(key, "images_decode")]
         assert checks[(key, "boxes_inside_images")]
         assert checks[(key, "fdi_side_consistency")]
-        assert checks[(key, "no_duplicate_images")]
-
-
-def test_duplicate_image_across_sources_fails_the_check(small_sources: Path, tmp_path: Path):
-    home = tmp_path / "home"
-    doc = yaml.safe_load(small_sources.read_text())
-    doc["sources"].append({"name": "copy", "format": "coco", "root": doc["sources"][0]["root"]})
-    small_sources.write_text(yaml.safe_dump(doc))
-    with dg.instance_for_test() as instance:
-        register_partitions(instance, str(small_sources))
-        resources = {"io_manager": ParquetIOManager(str(home)), "sources": SourcesResource(path=str(small_sources))}
-        dg.materialize([*ingest_assets, *ingest_checks], partition_key="good__0000", instance=instance, resources=resources)
-        result = dg.materialize(
-            [*ingest_assets, *ingest_checks], partition_key="copy", instance=instance, resources=resources, raise_on_error=False
-        )
-    evs = {ev.check_name: ev for ev in result.get_asset_check_evaluations()}
-    assert not evs["no_duplicate_images"].passed
-    assert evs["no_duplicate_images"].metadata["duplicate_groups"].value == 2

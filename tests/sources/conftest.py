@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from mmoral_pipeline.config import SourceSpec, SourcesFile
+from mmoral_pipeline.config import PanoramicLimits, SourceSpec, SourcesFile
 from mmoral_pipeline.domain.records import IngestBatch
 from mmoral_pipeline.sources import list_source_items, read_source
 
@@ -20,9 +20,17 @@ def _private_home(mmoral_home: Path) -> Path:
     return mmoral_home
 
 
-def make_sources(root: Path, fmt: str, *, name: str = "src", max_image_pixels: int = 120_000_000, **spec: Any) -> tuple[SourceSpec, SourcesFile]:
+# Reader tests use toy images of any shape; the OPG-shape rule (`not_panoramic`) has tests of its own
+# (test_quarantine.py, and the real-data suite runs with the production defaults).
+ANY_SHAPE = PanoramicLimits(min_aspect=0.1, max_aspect=10.0)
+
+
+def make_sources(
+    root: Path, fmt: str, *, name: str = "src", max_image_pixels: int = 120_000_000,
+    panoramic: PanoramicLimits = ANY_SHAPE, **spec: Any,
+) -> tuple[SourceSpec, SourcesFile]:
     s = SourceSpec(name=name, format=fmt, root=str(root), **spec)
-    return s, SourcesFile(sources=[s], max_image_pixels=max_image_pixels, base_dir=str(root))
+    return s, SourcesFile(sources=[s], max_image_pixels=max_image_pixels, panoramic=panoramic, base_dir=str(root))
 
 
 def balanced(batch: IngestBatch) -> dict[str, int]:
@@ -40,9 +48,10 @@ def ingest() -> Callable[..., IngestBatch]:
     """Factory: ingest(root, fmt, **spec) -> balanced IngestBatch (also checks every shard split)."""
 
     def _ingest(
-        root: Path, fmt: str, *, items: list[str] | None = None, max_image_pixels: int = 120_000_000, check_shards: bool = True, **spec: Any
+        root: Path, fmt: str, *, items: list[str] | None = None, max_image_pixels: int = 120_000_000, check_shards: bool = True,
+        panoramic: PanoramicLimits = ANY_SHAPE, **spec: Any
     ) -> IngestBatch:
-        s, sf = make_sources(root, fmt, max_image_pixels=max_image_pixels, **spec)
+        s, sf = make_sources(root, fmt, max_image_pixels=max_image_pixels, panoramic=panoramic, **spec)
         batch = read_source(s, sf, items)
         balanced(batch)
         if items is None and check_shards:

@@ -8,6 +8,7 @@ The whole module is skipped, with its reason, only when the realdata folder is a
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import shutil
@@ -18,6 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from mmoral_pipeline.config import PanoramicLimits
 from mmoral_pipeline.domain import fdi as fdi_rules
 from mmoral_pipeline.domain.geometry import iou
 from mmoral_pipeline.domain.records import RejectReason
@@ -28,6 +30,12 @@ from mmoral_pipeline.sources.tufts import parse_tufts
 from .conftest import reasons
 
 XRAY_YOLO_CLASSES = {1: "filling", 2: "implant", 3: "root canal treatment"}  # README observation; 0 unknown
+
+
+@pytest.fixture()
+def ingest(ingest):
+    """Real data is read with the production OPG-shape limits (every real OPG must pass them)."""
+    return functools.partial(ingest, panoramic=PanoramicLimits())
 
 
 def teeth_of(batch, image_id: str) -> dict[int, list[float]]:

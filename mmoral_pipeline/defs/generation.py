@@ -135,6 +135,8 @@ def _table_outputs(result: GenerationOutput, backend, llm: LLMResource, config: 
         "prompt_tokens": dg.MetadataValue.int(int(pt)),
         "completion_tokens": dg.MetadataValue.int(int(ct)),
         "backend_stats": dg.MetadataValue.json(backend_stats),
+        # the audit send-back: rejected LLM units sent back once with the validators' findings
+        "repairs": dg.MetadataValue.json({k: int(v) for k, v in sorted(result.repairs.items())}),
         **({"cost_usd": dg.MetadataValue.float(round(cost, 6))} if cost is not None else {}),
         **({"latency_p50_s": dg.MetadataValue.float(round(statistics.median(lat), 3)),
             "latency_p95_s": dg.MetadataValue.float(round(lat[int(0.95 * (len(lat) - 1))], 3))} if lat else {}),
@@ -166,6 +168,7 @@ def _table_outputs(result: GenerationOutput, backend, llm: LLMResource, config: 
             "by_validator": dg.MetadataValue.md(counts_markdown(stats["by_validator"], key="validator")),
             "by_validator_json": dg.MetadataValue.json(stats["by_validator"]),
             "rate_by_validator": dg.MetadataValue.json({k: round(v / max(stats["candidates"], 1), 4) for k, v in stats["by_validator"].items()}),
+            "repairs": dg.MetadataValue.json({k: int(v) for k, v in sorted(stats["repairs"].items())}),
         },
         description=None if passed else (
             f"rejection rate {rate:.1%} ({stats['rejected']} of {stats['candidates']}) > {config.max_rejection_rate:.0%}; "
@@ -186,7 +189,7 @@ def _table_outputs(result: GenerationOutput, backend, llm: LLMResource, config: 
                                  kinds={"parquet", "polars", "openai"}, code_version=output_code_version("dialogues")),
         "attribute_tasks": dg.AssetOut(description="Image -> structured JSON of teeth and findings, several scopes and phrasings.",
                                        kinds={"parquet", "polars"}, code_version=output_code_version("attribute_tasks")),
-        "rejected_generations": dg.AssetOut(description="Every generated candidate a validator refused, with the validator and reason.",
+        "rejected_generations": dg.AssetOut(description="Every generated candidate a validator refused, with the validator and the offending span; `extra` says whether it was sent back for repair.",
                                             kinds={"parquet", "polars"},
                                             code_version=combined_version(*(output_code_version(o) for o in TEMPLATES))),
     },

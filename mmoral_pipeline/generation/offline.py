@@ -285,7 +285,10 @@ def summary_sentence(facts: Facts, rng: random.Random) -> str:
     parts += [f"{name} in the {join_words(sorted(r))} {'region' if len(r) == 1 else 'regions'}" for name, r in regions.items()]
     if not parts:
         if may_state("no_pathology", facts.assessed):
-            return rng.choice(["In summary, no definite pathological findings are seen on the teeth.", "Overall, the dentition shows no definite pathology."])
+            impacted = sorted({f.tooth_id for f in facts.of(Category.IMPACTED_TOOTH) if f.tooth_id is not None and not f.hedged})
+            apart = f"apart from the impaction of {teeth_phrase(impacted)}, " if impacted else ""  # impaction is described above
+            return rng.choice([f"In summary, {apart}no definite pathological findings are seen on the teeth.",
+                               f"Overall, {apart}the dentition shows no definite pathology."])
         assessed = _assessed_of(facts, STATEMENT_NEEDS["no_pathology"])
         if assessed:
             return "In summary, n" + _none_found(assessed, "seen")[1:]
@@ -451,7 +454,7 @@ def vqa_candidates(facts: Facts, rng: random.Random) -> tuple[list[dict], list[d
     rng.shuffle(described)
     for t in described[:3]:
         fs = [f for f in facts.findings if f.tooth_id == t and f.category in NAMES]
-        parts = [(f"suspected {_name(f).removeprefix('a ').removeprefix('an ')}" if f.hedged else _name(f)) for f in fs]
+        parts = [(f"suspected {_name(f).removeprefix('a ').removeprefix('an ')}" if f.hedged else _name(f)) for f in sorted(fs, key=lambda f: f.hedged)]
         if not parts:
             continue
         dims = ["Teeth"] + (["Patho"] if any(f.category in NAMES and f.category not in (Category.FILLING, Category.CROWN, Category.ROOT_CANAL_TREATMENT, Category.IMPLANT, Category.BRIDGE) for f in fs) else []) + (["HisT"] if any(f in facts.treatments() for f in fs) else [])
@@ -479,6 +482,15 @@ def vqa_candidates(facts: Facts, rng: random.Random) -> tuple[list[dict], list[d
 def write_vqa(facts: Facts, rng: random.Random, n_closed: int, n_open: int) -> dict:
     closed, opened = vqa_candidates(facts, rng)
     return {"closed": closed[:n_closed], "open": opened[:n_open]}
+
+
+def repair_vqa(facts: Facts, rng: random.Random, items: Sequence[dict], existing: Sequence[str]) -> dict:
+    """Replacements for rejected items: as many closed/open items as were rejected, none asked already."""
+    closed, opened = vqa_candidates(facts, rng)
+    seen = set(existing)
+    n_closed = sum(1 for it in items if it.get("kind") == "closed")
+    return {"closed": [c for c in closed if c["question"] not in seen][:n_closed],
+            "open": [o for o in opened if o["question"] not in seen][: len(items) - n_closed]}
 
 
 # --- dialogue --------------------------------------------------------------------------------
@@ -554,6 +566,14 @@ class OfflineBackend:
             return json.dumps(write_vqa(facts, rng, int(req.context.get("n_closed", 6)), int(req.context.get("n_open", 6))))
         if kind == "dialogue":
             return json.dumps(write_dialogue(facts, rng, int(req.context.get("n_turns", 10))))
+        if kind == "repair":  # the audit send-back: write the rejected unit again from the attributes
+            what = req.context.get("kind")
+            if what == "report":
+                return write_report(facts, rng)
+            if what == "vqa":
+                return json.dumps(repair_vqa(facts, rng, req.context.get("items", []), req.context.get("existing", [])))
+            if what == "dialogue":
+                return json.dumps(write_dialogue(facts, rng, int(req.context.get("n_turns", 10))))
         raise ValueError(f"the offline backend has no writer for request tag {kind!r}")
 
     def complete(self, requests: list[ChatRequest], on_result: Callable[[int, ChatResponse], None] | None = None) -> list[ChatResponse]:

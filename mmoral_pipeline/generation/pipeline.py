@@ -3,8 +3,14 @@
 Plain Python (no Dagster): the asset in `defs/generation.py` and `perf/generation_scale.py` both
 call `generate()`. Order: report -> audit (revise when asked) -> validate the final report ->
 report-based VQA and dialogue from the accepted report (LLM or offline) -> location and counting
-items and attribute tasks (rules). Every candidate runs through the validators; failures become
-rows of `rejected` with the validator and reason.
+items and attribute tasks (rules). Every candidate runs through the validators claim by claim;
+failures become rows of `rejected` with the validator and the offending span.
+
+The audit send-back: a rejected report, VQA reply or dialogue is sent back to the backend once
+with the validators' findings (`prompts/repair.j2`, the earlier conversation included, so the
+request is cached like any other). The rejected original stays in `rejected`; the reply is
+validated as a new candidate whose `extra` names the row it repairs. `GenerationOutput.repairs`
+counts requests, accepted and rejected repairs per table.
 """
 
 from __future__ import annotations
@@ -29,14 +35,14 @@ from mmoral_pipeline.generation.rows import InstructionItem, item_id
 from mmoral_pipeline.generation.schemas import AuditReply, DialogueReply, VQAReply, parse_reply
 from mmoral_pipeline.generation.types import ChatBackend, ChatRequest, ChatResponse
 
-GENERATION_CODE_VERSION = "generation-v1"  # bump when this module's logic changes what rows say
+GENERATION_CODE_VERSION = "generation-v2"  # bump when this module's logic changes what rows say
 RULES_BACKEND = "rules"
 
 # Templates each output depends on (their content hashes feed the assets' code_version).
 TEMPLATES: dict[str, tuple[str, ...]] = {
-    "reports": ("system", "report", "audit", "report_request"),
-    "vqa_items": ("system", "report", "audit", "vqa_report"),
-    "dialogues": ("system", "report", "audit", "dialogue"),
+    "reports": ("system", "report", "audit", "report_request", "repair"),
+    "vqa_items": ("system", "report", "audit", "vqa_report", "repair"),
+    "dialogues": ("system", "report", "audit", "dialogue", "repair"),
     "attribute_tasks": ("attribute_extraction",),
 }
 
@@ -81,6 +87,7 @@ class GenerationOutput:
     attribute_tasks: list[InstructionItem] = field(default_factory=list)
     rejected: list[InstructionItem] = field(default_factory=list)
     usage: dict[str, float] = field(default_factory=dict)
+    repairs: Counter = field(default_factory=Counter)  # "<table>_requested" / "_accepted" / "_rejected" / "_errors"
     latency_s: list[float] = field(default_factory=list)
 
     def candidates(self, table: str) -> int:
@@ -123,7 +130,7 @@ class _Ctx:
         self.settings = settings
         self.run_id = run_id
         self.params_json = json.dumps(settings.params, sort_keys=True)
-        self.versions = {t: prompt_version(t) for t in ("report", "audit", "vqa_report", "dialogue", "attribute_extraction", "report_request")}
+        self.versions = {t: prompt_version(t) for t in ("report", "audit", "vqa_report", "dialogue", "attribute_extraction", "report_request", "repair")}
         self.rules_version = combined_version(RULES_VERSION)
 
 
@@ -131,6 +138,8 @@ def _row(ctx: _Ctx, img: ImageInput, *, task_type: str, question: str, answer: s
          dimensions: list[str], template: str, version: str, backend: str, model: str, resp: ChatResponse | None = None,
          verdicts: list[V.Verdict], extra: dict | None = None, params: str | None = None) -> InstructionItem:
     failed = V.first_failure(verdicts)
+    if failed:  # every finding, not only the first: what the send-back reports
+        extra = {**(extra or {}), "findings": V.failures(verdicts)}
     # model_construct: every field is built right here with its declared type (and `to_frame`
     # enforces the table schema); validating 1.3M rows again would cost minutes at MMOral scale.
     return InstructionItem.model_construct(
@@ -213,11 +222,12 @@ def generate(images: list[ImageInput], backend: ChatBackend, settings: Generatio
         else:
             drafted.append((img, resp))
 
-    # 2. audit, revise when asked
+    # 2. audit, revise when asked, validate; send rejected reports back once
     audit_reqs = [_request("audit", img, settings, "audit", facts=facts[img.image_id], report=resp.text) for img, resp in drafted]
     audit_resps = backend.complete(audit_reqs) if audit_reqs else []
     _usage(out, audit_resps)
-    accepted: list[tuple[ImageInput, str]] = []
+    requests_of = {img.image_id: req for img, req in zip(images, report_reqs)}
+    checked: list[tuple[ImageInput, InstructionItem, str]] = []
     for (img, resp), aresp in zip(drafted, audit_resps):
         final, audit_info = resp.text.strip(), {"audit_request_hash": aresp.request_hash, "audit_cache_hit": aresp.cache_hit}
         if aresp.error and not aresp.text:
@@ -232,17 +242,34 @@ def generate(images: list[ImageInput], backend: ChatBackend, settings: Generatio
                     final = audit.revised_report.strip()
             except ValueError as exc:
                 audit_info["audit_error"] = f"invalid_json: {exc}"
-        verdicts = V.validate_report(final, facts[img.image_id])
-        question = render("report_request", variant=_rng(img, settings, "report").randrange(60))
-        row = _row(ctx, img, task_type="report", question=question, answer=final, dimensions=["Report"], template="report",
-                   version=ctx.versions["report"], backend=resp.backend, model=resp.model, resp=resp, verdicts=verdicts,
-                   extra={**audit_info, "audit_template_version": ctx.versions["audit"], **_response_extra(resp),
-                          "audit_usage": aresp.usage.model_dump()})
-        _place(out, "reports", row)
+        row = _report_row(ctx, img, facts[img.image_id], final, resp, {**audit_info, "audit_template_version": ctx.versions["audit"],
+                                                                       "audit_usage": aresp.usage.model_dump()})
+        checked.append((img, row, final))
+    accepted: list[tuple[ImageInput, str]] = []
+    to_repair = [(img, row, final) for img, row, final in checked if row.rejected_by]
+    repair_resps = backend.complete([_repair_request(requests_of[img.image_id], final, "report", json.loads(row.extra)["findings"])
+                                     for img, row, final in to_repair]) if to_repair else []
+    _usage(out, repair_resps)
+    repaired = {row.item_id: r for (_, row, _), r in zip(to_repair, repair_resps)}
+    for img, row, final in checked:
         if not row.rejected_by:
+            _place(out, "reports", row)
             accepted.append((img, final))
+            continue
+        rresp = repaired[row.item_id]
+        out.repairs["reports_requested"] += 1
+        out.rejected.append(_with_extra(row, repair="requested", repair_request_hash=rresp.request_hash))
+        if rresp.error or not rresp.text.strip():
+            out.repairs["reports_errors"] += 1
+            continue
+        fixed = rresp.text.strip()
+        row2 = _report_row(ctx, img, facts[img.image_id], fixed, rresp, {"repair_of": row.item_id, "repair_findings": json.loads(row.extra)["findings"]})
+        _place(out, "reports", row2)
+        out.repairs["reports_rejected" if row2.rejected_by else "reports_accepted"] += 1
+        if not row2.rejected_by:
+            accepted.append((img, fixed))
 
-    # 3. report-based VQA and dialogues from accepted reports (one batch: more concurrency)
+    # 3. report-based VQA and dialogues from accepted reports (one batch: more concurrency), then one send-back round
     reqs: list[ChatRequest] = []
     for img, report in accepted:
         f = facts[img.image_id]
@@ -250,15 +277,72 @@ def generate(images: list[ImageInput], backend: ChatBackend, settings: Generatio
         reqs.append(_request("dialogue", img, settings, "dialogue", facts=f, report=report, n_turns=settings.dialogue_turns))
     resps = backend.complete(reqs) if reqs else []
     _usage(out, resps)
+    sendbacks: list[tuple[str, ImageInput, ChatRequest, list[InstructionItem]]] = []
     for k, (img, _report) in enumerate(accepted):
-        _vqa_rows(ctx, out, img, facts[img.image_id], resps[2 * k])
-        _dialogue_row(ctx, out, img, facts[img.image_id], resps[2 * k + 1])
+        f = facts[img.image_id]
+        bad = [r for r in _vqa_rows(ctx, out, img, f, resps[2 * k]) if r.rejected_by]
+        if bad:
+            items = [{"kind": "closed" if r.options else "open", "question": r.question, "options": r.options, "answer": r.answer_letter or r.answer}
+                     for r in bad]
+            findings = [f"item {i + 1}: {x}" for i, r in enumerate(bad) for x in json.loads(r.extra)["findings"]]
+            sendbacks.append(("vqa_items", img, _repair_request(reqs[2 * k], resps[2 * k].text, "vqa", findings, items=items,
+                                                                existing=[r.question for r in out.vqa_items if r.image_id == img.image_id]), bad))
+        dlg = _dialogue_row(ctx, out, img, f, resps[2 * k + 1])
+        if dlg is not None and dlg.rejected_by:
+            sendbacks.append(("dialogues", img, _repair_request(reqs[2 * k + 1], resps[2 * k + 1].text, "dialogue",
+                                                                json.loads(dlg.extra)["findings"], n_turns=settings.dialogue_turns), [dlg]))
+    repair_resps = backend.complete([req for _, _, req, _ in sendbacks]) if sendbacks else []
+    _usage(out, repair_resps)
+    for (table, img, _req, originals), rresp in zip(sendbacks, repair_resps):
+        out.repairs[f"{table}_requested"] += len(originals)
+        for r in originals:
+            _mark_repair_requested(out, r, rresp)
+        if rresp.error and not rresp.text:
+            out.repairs[f"{table}_errors"] += len(originals)
+            continue
+        f = facts[img.image_id]
+        origin = {"repair_of": [r.item_id for r in originals]}
+        if table == "vqa_items":
+            limits = (sum(1 for r in originals if r.options), sum(1 for r in originals if not r.options))
+            rows = _vqa_rows(ctx, out, img, f, rresp, limits=limits, extra=origin)
+        else:
+            row = _dialogue_row(ctx, out, img, f, rresp, extra=origin)
+            rows = [row] if row is not None else []
+        for r in rows:
+            out.repairs[f"{table}_rejected" if r.rejected_by else f"{table}_accepted"] += 1
 
     # 4. rules: location / counting items and attribute tasks
     for img in images:
         _rule_rows(ctx, out, img, facts[img.image_id])
         _attribute_rows(ctx, out, img, facts[img.image_id])
     return out
+
+
+def _report_row(ctx: _Ctx, img: ImageInput, f: Facts, text: str, resp: ChatResponse, extra: dict[str, Any]) -> InstructionItem:
+    question = render("report_request", variant=_rng(img, ctx.settings, "report").randrange(60))
+    return _row(ctx, img, task_type="report", question=question, answer=text, dimensions=["Report"], template="report",
+                version=ctx.versions["report"], backend=resp.backend, model=resp.model, resp=resp, verdicts=V.validate_report(text, f),
+                extra={**extra, **_response_extra(resp)})
+
+
+def _repair_request(original: ChatRequest, reply: str, kind: str, findings: list[str], items: list[dict] | None = None, **context: Any) -> ChatRequest:
+    """The rejected reply sent back once: the same conversation, the reply, and the validators' findings."""
+    user = render("repair", kind=kind, findings=findings, items=items or [])
+    return ChatRequest(messages=[*original.messages, {"role": "assistant", "content": reply}, {"role": "user", "content": user}],
+                       params=original.params, json_schema={"vqa": "vqa", "dialogue": "dialogue"}.get(kind), tag="repair",
+                       context={**original.context, "kind": kind, "findings": findings, "items": items or [], **context})
+
+
+def _with_extra(row: InstructionItem, **extra: Any) -> InstructionItem:
+    return row.model_copy(update={"extra": json.dumps({**json.loads(row.extra), **extra}, sort_keys=True, default=str)})
+
+
+def _mark_repair_requested(out: GenerationOutput, row: InstructionItem, resp: ChatResponse) -> None:
+    """Note the send-back on the rejected row (already in `out.rejected`)."""
+    for i, r in enumerate(out.rejected):
+        if r is row:
+            out.rejected[i] = _with_extra(row, repair="requested", repair_request_hash=resp.request_hash)
+            return
 
 
 def _parsed_reply(ctx: _Ctx, out: GenerationOutput, img: ImageInput, resp: ChatResponse, kind: str, table_task: str,
@@ -274,28 +358,30 @@ def _parsed_reply(ctx: _Ctx, out: GenerationOutput, img: ImageInput, resp: ChatR
         return None
 
 
-def _text_checks(text: str, f: Facts) -> list[V.Verdict]:
-    return [V.grounded_teeth(text, f), V.no_scores_or_identity(text)]
-
-
-def _vqa_rows(ctx: _Ctx, out: GenerationOutput, img: ImageInput, f: Facts, resp: ChatResponse) -> None:
+def _vqa_rows(ctx: _Ctx, out: GenerationOutput, img: ImageInput, f: Facts, resp: ChatResponse,
+              limits: tuple[int, int] | None = None, extra: dict[str, Any] | None = None) -> list[InstructionItem]:
+    """Rows of one VQA reply (each placed); `limits` caps the closed/open items taken (a repair reply)."""
     reply = _parsed_reply(ctx, out, img, resp, "vqa", "vqa_closed", "vqa_report")
     if reply is None:
-        return
+        return []
     assert isinstance(reply, VQAReply)
     common = dict(template="vqa_report", version=ctx.versions["vqa_report"], backend=resp.backend, model=resp.model, resp=resp,
-                  extra=_response_extra(resp))
-    for q in reply.closed:
+                  extra={**_response_extra(resp), **(extra or {})})
+    closed, opened = (reply.closed, reply.open) if limits is None else (reply.closed[: limits[0]], reply.open[: limits[1]])
+    rows = []
+    for q in closed:
         letter = q.answer.strip().strip("()").upper()[:1]
         correct = q.options[V.LETTERS.index(letter)] if letter in V.LETTERS and len(q.options) == 4 else q.answer_text
-        verdicts = [V.mcq_form(q.options, letter, q.answer_text or None), V.question_text(q.question),
-                    *_text_checks(q.question + "\n" + correct, f), V.no_scores_or_identity(" ".join(q.options))]
-        _place(out, "vqa_items", _row(ctx, img, task_type="vqa_closed", question=q.question, answer=correct, options=q.options,
-                                      answer_letter=letter, dimensions=_dims(q.dimensions), verdicts=verdicts, **common))  # type: ignore[arg-type]
-    for q in reply.open:
-        verdicts = [V.open_answer(q.answer), V.question_text(q.question), *_text_checks(q.question + "\n" + q.answer, f)]
-        _place(out, "vqa_items", _row(ctx, img, task_type="vqa_open", question=q.question, answer=q.answer.strip(),
-                                      dimensions=_dims(q.dimensions), verdicts=verdicts, **common))  # type: ignore[arg-type]
+        verdicts = V.validate_closed(q.question, q.options, letter, f, q.answer_text or None)
+        rows.append(_row(ctx, img, task_type="vqa_closed", question=q.question, answer=correct, options=q.options,
+                         answer_letter=letter, dimensions=_dims(q.dimensions), verdicts=verdicts, **common))  # type: ignore[arg-type]
+    for q in opened:
+        verdicts = V.validate_open(q.question, q.answer, f)
+        rows.append(_row(ctx, img, task_type="vqa_open", question=q.question, answer=q.answer.strip(),
+                         dimensions=_dims(q.dimensions), verdicts=verdicts, **common))  # type: ignore[arg-type]
+    for row in rows:
+        _place(out, "vqa_items", row)
+    return rows
 
 
 def _response_extra(resp: ChatResponse) -> dict[str, Any]:
@@ -308,21 +394,23 @@ def _dims(labels: list[str]) -> list[str]:
     return list(dict.fromkeys(known[x.strip().lower()] for x in labels if x.strip().lower() in known))
 
 
-def _dialogue_row(ctx: _Ctx, out: GenerationOutput, img: ImageInput, f: Facts, resp: ChatResponse) -> None:
+def _dialogue_row(ctx: _Ctx, out: GenerationOutput, img: ImageInput, f: Facts, resp: ChatResponse,
+                  extra: dict[str, Any] | None = None) -> InstructionItem | None:
     reply = _parsed_reply(ctx, out, img, resp, "dialogue", "dialogue", "dialogue")
     if reply is None:
-        return
+        return None
     assert isinstance(reply, DialogueReply)
     raw_turns = [{"role": t.role, "content": t.content.strip()} for t in reply.turns]
     role_map = {**{r: "user" for r in V.PATIENT_ROLES}, **{r: "assistant" for r in V.DOCTOR_ROLES}}
     turns = [{"role": role_map.get(t["role"].lower(), t["role"]), "content": t["content"]} for t in raw_turns]
-    text = "\n".join(t["content"] for t in turns)
-    verdicts = [V.dialogue_form(raw_turns), *_text_checks(text, f)]
+    verdicts = V.validate_dialogue(raw_turns, f)
     dims = ["SumRec"] + _content_dims(f)
-    _place(out, "dialogues", _row(ctx, img, task_type="dialogue", question=turns[0]["content"] if turns else "",
-                                  answer=turns[1]["content"] if len(turns) > 1 else "", turns=turns, dimensions=dims, template="dialogue",
-                                  version=ctx.versions["dialogue"], backend=resp.backend, model=resp.model, resp=resp, verdicts=verdicts,
-                                  extra=_response_extra(resp)))
+    row = _row(ctx, img, task_type="dialogue", question=turns[0]["content"] if turns else "",
+               answer=turns[1]["content"] if len(turns) > 1 else "", turns=turns, dimensions=dims, template="dialogue",
+               version=ctx.versions["dialogue"], backend=resp.backend, model=resp.model, resp=resp, verdicts=verdicts,
+               extra={**_response_extra(resp), **(extra or {})})
+    _place(out, "dialogues", row)
+    return row
 
 
 def _content_dims(f: Facts) -> list[str]:
@@ -433,7 +521,7 @@ def _attribute_rows(ctx: _Ctx, out: GenerationOutput, img: ImageInput, f: Facts)
             variant = rng.randrange(60)  # the template picks phrasing `variant % its number of phrasings`
             question = render("attribute_extraction", scope=scope, variant=variant, quadrant=q, kinds=kinds)
             answer = json.dumps(attribute_answer(f, img.attributes, scope, q), separators=(",", ":"))
-            verdicts = [V.open_answer(answer, ATTRIBUTE_MAX_CHARS), V.no_scores_or_identity(answer)]
+            verdicts = V.validate_attribute(answer, f, ATTRIBUTE_MAX_CHARS)
             _place(out, "attribute_tasks", _row(ctx, img, task_type="attribute", question=question, answer=answer, dimensions=_SCOPE_DIMS[scope],
                                                 template="attribute_extraction", version=ctx.versions["attribute_extraction"], backend=RULES_BACKEND,
                                                 model=RULES_VERSION, verdicts=verdicts, extra={"scope": scope, "quadrant": q, "variant": variant % 5},
@@ -441,7 +529,8 @@ def _attribute_rows(ctx: _Ctx, out: GenerationOutput, img: ImageInput, f: Facts)
 
 
 def rejection_stats(out: GenerationOutput) -> dict[str, Any]:
-    """Rejections by validator, and the rate over all candidates."""
+    """Rejections by validator, the rate over all candidates, and the send-back counts."""
     total = sum(len(getattr(out, t)) for t in ("reports", "vqa_items", "dialogues", "attribute_tasks")) + len(out.rejected)
     by = Counter(r.rejected_by for r in out.rejected)
-    return {"candidates": total, "rejected": len(out.rejected), "rate": (len(out.rejected) / total) if total else 0.0, "by_validator": dict(by)}
+    return {"candidates": total, "rejected": len(out.rejected), "rate": (len(out.rejected) / total) if total else 0.0, "by_validator": dict(by),
+            "repairs": dict(out.repairs)}

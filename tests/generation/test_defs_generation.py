@@ -62,7 +62,8 @@ def test_offline_materialize_twice_second_sends_nothing(tmp_path):
     reports = tables["reports"]
     assert set(reports["backend"].to_list()) == {"offline"} and (reports["run_id"] == first.run_id).all()
     assert not reports["cache_hit"].any()
-    assert _meta(first, "reports")["requests_sent"].value == N_IMAGES * 4  # report, audit, vqa, dialogue
+    assert _meta(first, "reports")["requests_sent"].value == N_IMAGES * 4  # report, audit, vqa, dialogue (nothing sent back)
+    assert _meta(first, "reports")["repairs"].value == {}
     checks = {e.check_name: e for e in first.get_asset_check_evaluations()}
     assert checks["rejection_rate"].passed and checks["reports_provenance"].passed and checks["vqa_items_unique"].passed
 
@@ -75,14 +76,18 @@ def test_offline_materialize_twice_second_sends_nothing(tmp_path):
 
 
 def test_openai_resource_materialize_and_rejection_check(tmp_path, monkeypatch):
-    """Through LLMResource(backend='openai'): rows say openai, the key never lands anywhere, and a
-    model that hallucinates in four of six reports fails a strict rejection-rate check."""
+    """Through LLMResource(backend='openai'): rows say openai, the key never lands anywhere, a model
+    that hallucinates in four of six reports fails a strict rejection-rate check, and each rejected
+    report is sent back once with the validator's findings (the model then fixes it)."""
     by_caption = {fallback_caption(d): d for d in DOCS}
 
     def responder(body, n):
         user = body["messages"][1]["content"]
         doc = next(d for c, d in by_caption.items() if c in user)
         f, rng = facts_of(doc), random.Random(n)
+        if "was checked against the location caption" in body["messages"][-1]["content"]:
+            assert "55" in body["messages"][-1]["content"]  # the findings name the hallucinated tooth
+            return Reply(text=write_report(f, rng))
         if user.startswith("Below is the location caption"):
             report = write_report(f, rng)
             if doc.image_id in ("dg0", "dg1", "dg2", "dg3"):  # four of six reports hallucinate a primary tooth
@@ -112,15 +117,20 @@ def test_openai_resource_materialize_and_rejection_check(tmp_path, monkeypatch):
     home = str(tmp_path / "home")
     rejected = read_table("rejected_generations", "b1", base_dir=home)
     assert sorted(rejected.filter(pl.col("task_type") == "report")["image_id"].to_list()) == ["dg0", "dg1", "dg2", "dg3"]
-    assert set(rejected["rejected_by"].to_list()) == {"report_grounding"}
+    assert set(rejected["rejected_by"].to_list()) == {"grounded_teeth"}
+    assert all("[55]" in r for r in rejected["reject_reason"].to_list())
+    assert {json.loads(e)["repair"] for e in rejected["extra"].to_list()} == {"requested"}
     reports = read_table("reports", "b1", base_dir=home)
-    assert sorted(reports["image_id"].to_list()) == ["dg4", "dg5"] and set(reports["backend"].to_list()) == {"openai"}
+    assert sorted(reports["image_id"].to_list()) == [f"dg{i}" for i in range(6)] and set(reports["backend"].to_list()) == {"openai"}
+    repaired = {json.loads(e).get("repair_of") for e in reports["extra"].to_list()} - {None}
+    assert repaired == set(rejected["item_id"].to_list())
     meta = _meta(result, "reports")
     assert meta["prompt_tokens"].value > 0 and meta["cost_usd"].value > 0
+    assert meta["repairs"].value == {"reports_accepted": 4, "reports_requested": 4}
     check = next(e for e in result.get_asset_check_evaluations() if e.check_name == "rejection_rate")
     rate = check.metadata["rate"].value
     assert 0.005 < rate < 0.2 and not check.passed  # above the configured 0.5 % (the default 20 % would pass)
-    assert check.metadata["by_validator_json"].value == {"report_grounding": 4}
+    assert check.metadata["by_validator_json"].value == {"grounded_teeth": 4}
     # the key is nowhere: not in Parquet, not in metadata, not in the event log
     blobs = [read_table(name, "b1", base_dir=home).write_json() for name in OUTPUTS]
     blobs += [str(e) for e in instance.all_logs(result.run_id)]

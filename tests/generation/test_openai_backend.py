@@ -34,6 +34,8 @@ class ScriptedLLM:
     def classify(self, body):
         first_user = next(m["content"] for m in body["messages"] if m["role"] == "user")
         kind = next(k for prefix, k in KINDS.items() if first_user.startswith(prefix))
+        if "was checked against the location caption" in body["messages"][-1]["content"]:
+            kind = f"repair_{kind}"  # the audit send-back
         idx = next(i for i, img in enumerate(self.images) if img.caption in first_user)
         return kind, idx
 
@@ -57,6 +59,10 @@ class ScriptedLLM:
     def reply(self, kind, idx, attempt):
         f = facts_of(self.images[idx].attributes)
         rng = random.Random(idx)
+        if kind == "repair_report":  # told what was wrong, this model fixes it
+            return Reply(text=self.good_report(idx))
+        if kind == "repair_vqa":
+            return Reply(text=json.dumps({"closed": [], "open": [{"question": "What is seen on the image?", "answer": "Tooth 99 has a crown.", "dimensions": ["Teeth"]}]}))
         if kind == "report":
             if idx == 2 and attempt <= 2:
                 return Reply(status=500, text="upstream exploded")
@@ -90,19 +96,26 @@ def test_openai_backend_faults_validation_and_cache(tmp_path, make_images):
         out = generate(images, cached, settings, run_id="run-a")
         sent_first = server.count()
 
-        # hallucinations: image 0's report (the audit missed it) is rejected; image 1's was revised and kept
+        # hallucinations: image 0's report (the audit missed it) is rejected and sent back once with the
+        # validator's findings; the repaired report is kept and says which row it repairs. Image 1's was revised by the audit.
         rejected_reports = [r for r in out.rejected if r.task_type == "report"]
         assert [r.image_id for r in rejected_reports] == [images[0].image_id]
-        assert rejected_reports[0].rejected_by == "report_grounding" and str(llm.ghost) in rejected_reports[0].reject_reason
+        assert rejected_reports[0].rejected_by == "grounded_teeth" and str(llm.ghost) in rejected_reports[0].reject_reason
+        assert json.loads(rejected_reports[0].extra)["repair"] == "requested"
         kept = {r.image_id: r for r in out.reports}
-        assert set(kept) == {img.image_id for img in images[1:]}
+        assert set(kept) == {img.image_id for img in images}
+        repaired = json.loads(kept[images[0].image_id].extra)
+        assert repaired["repair_of"] == rejected_reports[0].item_id and any(str(llm.ghost) in f for f in repaired["repair_findings"])
+        assert str(llm.ghost) not in kept[images[0].image_id].answer
         extra1 = json.loads(kept[images[1].image_id].extra)
         assert extra1["audit_verdict"] == "revised" and extra1["revision_log"] and str(llm.ghost) not in kept[images[1].image_id].answer
-        # the hallucinated open VQA answer is rejected, the rest of that reply kept
+        # the hallucinated open VQA answer is rejected, the rest of that reply kept; its repair hallucinates again: rejected too
         ghost_rows = [r for r in out.rejected if r.task_type == "vqa_open"]
-        assert len(ghost_rows) == 1 and ghost_rows[0].rejected_by == "grounded_teeth"
+        assert len(ghost_rows) == 2 and {r.rejected_by for r in ghost_rows} == {"grounded_teeth"}
+        assert json.loads(ghost_rows[1].extra)["repair_of"] == [ghost_rows[0].item_id]
         assert any(r.image_id == images[3].image_id and r.task_type == "vqa_open" for r in out.vqa_items)
         assert not [r for r in out.rejected if r.rejected_by in ("backend_error", "json_schema")]
+        assert dict(out.repairs) == {"reports_requested": 1, "reports_accepted": 1, "vqa_items_requested": 1, "vqa_items_rejected": 1}
 
         # retries and back-off were observed
         s = backend.stats

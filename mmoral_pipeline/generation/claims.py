@@ -1,0 +1,1441 @@
+"""The one claim extractor: free text -> what it asserts about teeth, regions and findings.
+
+Every reader of generated text uses this module: the generation validators, the offline judge,
+lineage. It knows nothing about any image; comparing claims with an image's attributes is the
+validators' job (`generation/validators.py`).
+
+Public API
+----------
+- `extract(text, context=None) -> Extraction`: claims, tooth mentions, the yes/no particle an
+  answer starts with, and tooth-name/number mismatches ("the upper left lateral incisor (23)").
+- `extract_claims(text, context=None) -> list[Claim]`: just the claims.
+- `claims_from_json(obj) -> list[Claim]`: claims of a structured (attribute-extraction) answer.
+- `teeth_in(text) -> list[int]`: the FDI teeth a text names (numbers, ranges, lists, tooth names).
+- `categories_in(text) -> set[Category]`: the finding categories a text names, any polarity.
+- `report_sections(text) -> list[Section]`: the numbered report sections (and the sub-labels of
+  section 1), the one report-section parser.
+
+A `Claim` is `(tooth or region, category, polarity, span)`:
+
+- `tooth` (FDI) or `region` (`Region`: a quadrant, a jaw, a side, a tooth class such as "lower
+  molars"); neither for an image-wide claim ("no caries is seen").
+- `category` (`Category`), or None for a generic term ("pathology", "restoration", "lesion"):
+  `alternatives` then lists the categories any of which makes it true. For a specific term
+  `alternatives` holds it too (caries also accepts deep caries).
+- `polarity`: "present", "absent", "suspected" (hedged: "suspicious for", "possible", "cannot be
+  excluded") or "recommended" (a treatment recommended, not found: "a crown is recommended for 36").
+- `span`: character offsets of the clause that makes the claim (`text` holds the clause).
+- `lesion_type` (granuloma / cyst / abscess), `count` ("three carious teeth"), `others` ("no
+  other caries": about the teeth the text does not name for that finding), `question` (said in a
+  question: asked, not asserted).
+
+How it reads: markdown is masked (same offsets), section headings and section labels ("Pathological
+Findings:") are dropped, the text is cut into sentences and clauses (contrastive conjunctions,
+semicolons, and commas/"and" between two complete statements), and within a clause each finding
+term gets the teeth written after it, else the nearest before it, else the subject of the
+previous clause or of the `context` (the question an answer replies to). Negation cues scope
+forward ("no", "without", "free of") or over their clause ("not", "absent", "ruled out");
+hedging cues are adjectives ("possible caries": the next term), forward ("suspicious for",
+"may") or backward ("is suspected", "cannot be excluded"). Normal-state words ("intact",
+"unrestored", "sound", "healthy", "bone levels within normal limits") are absent-claims.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from typing import Any, Literal
+
+from mmoral_pipeline.domain import fdi
+from mmoral_pipeline.domain.taxonomy import ANATOMY, TREATMENTS, Category, normalise_name, unify_category
+
+Polarity = Literal["present", "absent", "suspected", "recommended"]
+C = Category
+
+# --- regions ------------------------------------------------------------------------------------
+
+_Q_PERM = {1: range(11, 19), 2: range(21, 29), 3: range(31, 39), 4: range(41, 49)}
+_Q_PRIM = {1: range(51, 56), 2: range(61, 66), 3: range(71, 76), 4: range(81, 86)}
+_QUADRANT = {("upper", "right"): 1, ("upper", "left"): 2, ("lower", "left"): 3, ("lower", "right"): 4}
+
+
+@dataclass(frozen=True)
+class Region:
+    """A named set of teeth (a quadrant, a jaw, a side, a tooth class); `arch` and `side` let it
+    match jaw-level findings and findings whose tooth number is unknown."""
+
+    name: str
+    teeth: frozenset[int]
+    arch: str | None = None  # "upper" / "lower"
+    side: str | None = None  # "right" / "left" (patient's side)
+    scope: str = "any"  # "teeth": the dentition, not the jaw bone; "jaw": the jaw bone, not the teeth
+
+
+def region_of(arch: str | None = None, side: str | None = None, positions: Iterable[int] | None = None,
+              primary: bool | None = None, name: str = "") -> Region:
+    """Teeth of an arch/side/position class; `primary` None means both dentitions."""
+    quads = [q for (a, s), q in _QUADRANT.items() if (arch is None or a == arch) and (side is None or s == side)]
+    pos = set(positions) if positions is not None else None
+    teeth: set[int] = set()
+    for q in quads:
+        for table, is_primary in ((_Q_PERM, False), (_Q_PRIM, True)):
+            if primary is not None and primary != is_primary:
+                continue
+            teeth |= {t for t in table[q] if pos is None or t % 10 in pos}
+    label = name or " ".join(x for x in (arch, side) if x) or "mouth"
+    return Region(label, frozenset(teeth), arch, side)
+
+
+WHOLE_MOUTH = region_of(name="whole mouth")
+
+# --- claims ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Claim:
+    category: Category | None
+    polarity: Polarity
+    span: tuple[int, int]
+    tooth: int | None = None
+    region: Region | None = None
+    alternatives: frozenset[Category] = frozenset()
+    lesion_type: str | None = None
+    count: int | None = None
+    others: bool = False
+    question: bool = False
+    text: str = ""
+    definite_only: bool = False  # "no definite caries": only a definite finding contradicts it
+    inferred: bool = False  # read from the question an answer replies to ("Yes."): its wording is the question's
+
+    @property
+    def categories(self) -> frozenset[Category]:
+        """The categories any of which makes the claim true."""
+        return self.alternatives or (frozenset({self.category}) if self.category else frozenset())
+
+    @property
+    def asserts(self) -> bool:
+        """Says a finding is there (definitely or as a suspicion)."""
+        return self.polarity in ("present", "suspected")
+
+    @property
+    def where(self) -> str:
+        if self.tooth is not None:
+            return f"tooth {self.tooth}"
+        if self.region is not None:
+            return f"the {self.region.name}"
+        return "the image"
+
+    @property
+    def name(self) -> str:
+        base = self.category.value.replace("_", " ") if self.category else "/".join(sorted(c.value for c in self.categories))
+        return f"{base} ({self.lesion_type})" if self.lesion_type else base
+
+    def key(self) -> tuple:
+        return (self.tooth, self.region.name if self.region else None, self.categories, self.polarity, self.lesion_type, self.count)
+
+
+@dataclass(frozen=True)
+class ToothMention:
+    tooth: int  # may be an invalid FDI number when written after "tooth"/"#" ("tooth 19")
+    span: tuple[int, int]
+    valid: bool = True
+
+
+@dataclass(frozen=True)
+class Extraction:
+    """What one text says (shared between callers: extraction is memoised, never mutate it)."""
+
+    text: str
+    claims: tuple[Claim, ...] = ()
+    teeth: tuple[ToothMention, ...] = ()
+    mismatches: tuple[tuple[str, tuple[int, ...], tuple[int, int]], ...] = ()  # (name, numbers, span)
+    particle: str | None = None  # "yes" / "no" when the text starts with one (an answer)
+    last_teeth: tuple[int, ...] = ()  # the last teeth named (pronoun resolution across texts)
+
+
+# --- lexicon ----------------------------------------------------------------------------------------
+
+PATHO_TOOTH = frozenset({C.CARIES, C.DEEP_CARIES, C.PERIAPICAL_LESION, C.RETAINED_ROOT})
+CARIES_ANY = frozenset({C.CARIES, C.DEEP_CARIES})
+RESTORATIONS = frozenset({C.FILLING, C.CROWN, C.BRIDGE})
+FINDINGS_ANY = frozenset({C.CARIES, C.DEEP_CARIES, C.PERIAPICAL_LESION, C.IMPACTED_TOOTH, C.RETAINED_ROOT, C.BONE_LOSS}) | TREATMENTS
+PATHOLOGY_ANY = frozenset({C.CARIES, C.DEEP_CARIES, C.PERIAPICAL_LESION, C.IMPACTED_TOOTH, C.RETAINED_ROOT, C.BONE_LOSS})
+LESION_ANY = frozenset({C.PERIAPICAL_LESION, C.CARIES, C.DEEP_CARIES})
+
+
+@dataclass(frozen=True)
+class Term:
+    category: Category | None
+    alternatives: frozenset[Category]
+    sense: str = "pos"  # "pos" (the finding), "neg" (its absence: "unrestored"), "neutral" (a structure: "bone levels")
+    lesion_type: str | None = None
+
+    @property
+    def generic(self) -> bool:
+        return self.category is None
+
+    @property
+    def treatment(self) -> bool:
+        return bool(self.alternatives) and self.alternatives <= TREATMENTS
+
+    @property
+    def anatomy(self) -> bool:
+        return bool(self.alternatives) and self.alternatives <= ANATOMY
+
+
+def _t(cat: Category | None, alts: Iterable[Category] | None = None, sense: str = "pos", lesion: str | None = None) -> Term:
+    if alts is None:
+        alts = CARIES_ANY if cat == C.CARIES else {cat}
+    return Term(cat, frozenset(alts), sense, lesion)
+
+
+_ADJ = r"(?:occlusal|mesial|distal|proximal|interproximal|buccal|lingual|palatal|cervical|extensive|large|small|secondary|recurrent|dentinal|early|incipient|active|gross|rampant|and|,)"
+_LESION_NOUNS = r"(?:lesions?|radiolucenc(?:y|ies)|lucenc(?:y|ies)|patholog(?:y|ies)|pathos[ie]s|rarefactions?|osteitis|inflammation|changes?|involvement|shadows?|infections?|periodontitis|areas?|translucenc(?:y|ies))"
+_APEX = r"(?:the\s+|a\s+|its\s+)?(?:apex|apices|apical\s+(?:third|region|area)|root\s+tips?|tips?\s+of\s+(?:the\s+|its\s+)?roots?|roots?)"
+
+# (pattern, term); overlapping matches resolve to the longest (then the earlier entry).
+TERMS: list[tuple[str, Term]] = [
+    # deep caries
+    (rf"\bdeep(?:ly)?(?:\s+{_ADJ})*\s+(?:carious\s+lesions?|caries|carious|cavit(?:y|ies)|decay(?:ed)?)", _t(C.DEEP_CARIES)),
+    (r"\b(?:caries|decay|carious\s+lesions?|cavit(?:y|ies))\s+(?:\w+\s+){0,2}?(?:approaching|reaching|extending\s+(?:in)?to(?:wards)?|involving|close\s+to|near(?:ing)?|into|encroaching\s+(?:on|upon)|in\s+proximity\s+to)\s+(?:the\s+)?pulp\w*", _t(C.DEEP_CARIES)),
+    (r"\bpulpal\s+(?:involvement|exposure)|\bpulp\s+(?:involvement|exposure)", _t(C.DEEP_CARIES)),
+    # caries
+    (r"\bcaries[\s-]free\b|\bnon[\s-]?carious\b|\bfree\s+of\s+(?:caries|decay)\b", _t(C.CARIES, sense="neg")),
+    (r"\b(?:dental\s+)?caries\b|\bcarious(?:\s+lesions?)?\b|\bdecay(?:ed)?\b|\bdemineraliz\w+", _t(C.CARIES)),
+    (r"\b(?<!oral\s)(?<!nasal\s)(?<!pulp\s)(?<!pulpal\s)cavit(?:y|ies)\b(?!\s+prep)", _t(C.CARIES)),
+    # periapical lesions
+    (rf"\b(?:periapical|peri-apical|apical|periradicular)\s+(?:\w+\s+)?abscess(?:es)?\b", _t(C.PERIAPICAL_LESION, lesion="abscess")),
+    (rf"\b(?:periapical|peri-apical|apical|periradicular)\s+(?:\w+\s+)?granulomas?\b", _t(C.PERIAPICAL_LESION, lesion="granuloma")),
+    (rf"\b(?:periapical|peri-apical|apical|periradicular|radicular)\s+(?:\w+\s+)?cysts?\b", _t(C.PERIAPICAL_LESION, lesion="cyst")),
+    (rf"\b(?:periapical|peri-apical|apical|periradicular)\s+(?:\w+\s+)?{_LESION_NOUNS}\b", _t(C.PERIAPICAL_LESION)),
+    (rf"\b(?:lesions?|infections?|radiolucen(?:cy|cies|t\s+(?:area|lesion|zone)s?)|lucenc(?:y|ies)|abscess(?:es)?|granulomas?|cysts?|rarefactions?)\s+(?:at|around|below|under|beneath|near|of|on|in)\s+{_APEX}\b", _t(C.PERIAPICAL_LESION)),
+    (r"\babscess(?:es|ed)?\b", _t(C.PERIAPICAL_LESION, lesion="abscess")),
+    (r"\bgranulomas?\b", _t(C.PERIAPICAL_LESION, lesion="granuloma")),
+    (r"\bcysts?\b", _t(C.PERIAPICAL_LESION, lesion="cyst")),
+    (r"\b(?:periapical|apical)\s+(?:region|area|tissues?|status|bone|health)\b|\bperiapical(?:ly)?\b", _t(C.PERIAPICAL_LESION, sense="neutral")),
+    (r"\binfections?\b", _t(C.PERIAPICAL_LESION)),
+    # impacted (erupted is read as a presence word, see _PRESENCE)
+    (r"\bimpact(?:ed|ion|ions)\b|\bun-?erupted\b|\bpartially\s+erupted\b|\bembedded\b", _t(C.IMPACTED_TOOTH)),
+    # missing teeth
+    (r"\bmissing(?:[\s-]+(?:tooth|teeth))?(?:[\s-]+region)?\b|\bedentulous\b|\bedentulism\b|\bagenesis\b|\btooth\s+loss\b|\bextraction\s+(?:site|socket|space)s?\b"
+     r"|\b(?:has|have|had)\s+been\s+(?:lost|extracted|removed)\b|\bwas\s+(?:lost|extracted|removed)\b", _t(C.MISSING_TOOTH)),
+    # retained roots
+    (r"\b(?:retained|residual|remaining)\s+roots?\b|\broot\s+(?:remnants?|rests?|fragments?|stumps?|pieces?)\b|\bradix\s+relicta\b"
+     r"|\b(?<!at\s)(?<!the\s)(?<!a\s)root\s+tips?\b|\bonly\s+(?:a\s+|the\s+)?roots?\s+(?:\w+\s+){0,3}?(?:remains?|is\s+left|left)\b|\broots?\s+(?:is|are)\s+retained\b", _t(C.RETAINED_ROOT)),
+    # bone loss
+    (r"\b(?:(?:alveolar|horizontal|vertical|angular|crestal|marginal|periodontal|mild|moderate|severe|advanced|marked|extensive|significant|slight|minimal|early)\s+)*bone\s+(?:loss|resorption|destruction|defects?)\b|\bloss\s+of\s+(?:\w+\s+)?bone\b|\b(?<!apical\s)periodontitis\b"
+     r"|\bperiodontal(?:ly)?\s+(?:disease|breakdown|involvement|compromised|bone\s+loss)\b|\bgum\s+(?:disease|problems?|recession)\b"
+     r"|\b(?:reduced|decreased|diminished|lowered|low|receding)\s+(?:alveolar\s+|crestal\s+|marginal\s+)?bone(?:\s+(?:levels?|height|support))?\b"
+     r"|\b(?:alveolar\s+|crestal\s+|marginal\s+)?bone\s+(?:levels?|height|support)\s+(?:is|are|appears?)\s+(?:\w+\s+)?(?:reduced|decreased|diminished|lowered)\b", _t(C.BONE_LOSS)),
+    (r"\b(?:alveolar\s+|crestal\s+|marginal\s+)?bone\s+(?:levels?|height|support)\b|\balveolar\s+(?:bone|crests?)\b|\bcrestal\s+bone\b|\bjaw\s*bones?\b"
+     r"|\bperiodontal\s+(?:status|support|condition)\b|\bbone\b", _t(C.BONE_LOSS, sense="neutral")),
+    # root canal treatment
+    (r"\broot[\s-]canal(?:s)?(?:[\s-](?:treatments?|therapy|therapies|fillings?|obturations?|fill|treated|work|filled))?\b|\broot[\s-](?:canal[\s-])?(?:treated|filled|fillings?)\b"
+     r"|\brcts?\b|\bendodontic(?:ally)?[\s-](?:treat\w*|therap\w*|fill\w*|obturat\w*|restored)|\bendodontics\b|\bobturat\w+|\bgutta[\s-]?percha\b|\bpulp(?:ectom|otom)\w+|\bpulp\s+(?:therapy|treatment)\b", _t(C.ROOT_CANAL_TREATMENT)),
+    # implants (an implant crown is the implant)
+    (r"\b(?:dental\s+|osseointegrated\s+|titanium\s+|single\s+)?implants?(?:[\s-](?:supported|retained|borne))?(?:\s+(?:crowns?|restorations?|prosthes[ie]s|fixtures?|bridges?|abutments?))?\b", _t(C.IMPLANT)),
+    # bridges
+    (r"\b(?:\w+[\s-]unit\s+)?(?:fixed\s+)?bridges?(?:work)?\b|\bfixed\s+(?:partial\s+)?(?:dentures?|prosthes[ie]s)\b|\bfpds?\b|\bpontics?\b", _t(C.BRIDGE)),
+    # crowns (not the anatomical crown: "the crown of 36", "in the crown", "crown-root ratio")
+    (r"\b(?:(?:pfm|porcelain(?:[\s-]fused[\s-]to[\s-]metal)?|zirconia|ceramic|metal[\s-]ceramic|all[\s-]ceramic|gold|full[\s-]coverage|stainless[\s-]steel|prosthetic|artificial|metal)\s+)*crowns?\b"
+     r"(?!\s+(?:of\b|portion|region|area|surface|structure|height|lengthening|form|morphology|and\s+root))(?![\s-]root)|\bcrowned\b", _t(C.CROWN)),
+    # fillings
+    (r"\b(?<!root\s)(?<!root-)(?<!canal\s)(?<!canal-)(?<!endodontic\s)fillings?\b|\b(?<!root\s)(?<!root-)(?<!canal\s)filled\b|\bamalgams?\b|\bcomposites?(?:\s+resin)?(?:\s+(?:fillings?|restorations?))?\b"
+     r"|\b(?:inlays?|onlays?)\b|\bglass[\s-]ionomer\b|\bgic\b", _t(C.FILLING)),
+    # generic terms
+    (r"\bunrestored\b|\bvirgin\b", _t(None, RESTORATIONS, sense="neg")),
+    (r"\brestorations?\b|\brestored\b|\brestorative\s+(?:material|work|treatment|therapy|care)\b|\bprosthe(?:sis|ses|tic\s+(?:work|restorations?|rehabilitation))\b", _t(None, RESTORATIONS)),
+    (r"\b(?:(?:historical|previous|prior|past|existing)\s+)?(?:dental\s+)?(?:treatments?|interventions?|therap(?:y|ies))\b|\bdental\s+work\b", _t(None, TREATMENTS)),
+    (r"\bpatholog(?:y|ies|ic|ical)(?:\s+(?:findings?|changes?|lesions?|processes?|conditions?))?\b|\babnormal(?:it(?:y|ies))?\b|\bdiseases?\b", _t(None, PATHOLOGY_ANY)),
+    (r"\bfindings?\b", _t(None, FINDINGS_ANY)),
+    (r"\blesions?\b|\bradiolucen(?:cy|cies|t\s+(?:area|lesion|zone)s?)\b|\blucenc(?:y|ies)\b", _t(None, LESION_ANY)),
+    # anatomy
+    (r"\b(?:mandibular|inferior\s+alveolar(?:\s+nerve)?|ian|mandibular\s+nerve|nerve)\s+canals?\b|\binferior\s+alveolar\s+nerves?\b", _t(C.MANDIBULAR_CANAL)),
+    (r"\bmaxillary\s+(?:sinus(?:es)?|antr(?:um|a))\b|\bsinus(?:es)?\b|\bantr(?:um|a|al)\b", _t(C.MAXILLARY_SINUS)),
+    (r"\banatomical\s+structures?\b|\banatomy\b", _t(None, ANATOMY)),
+]
+
+# --- tooth names and regions ------------------------------------------------------------------------
+
+_ORD = {"first": 1, "1st": 1, "second": 2, "2nd": 2, "third": 3, "3rd": 3}
+_KIND = r"(?:central\s+incisors?|lateral\s+incisors?|incisors?|canines?|cuspids?|eye\s*teeth|eye\s*tooth|premolars?|bicuspids?|molars?|wisdom\s+(?:tooth|teeth))"
+_ARCH_W = r"(?:upper|lower|maxillary|mandibular)"
+_SIDE_W = r"(?:left|right)"
+_DENT = r"(?:primary|deciduous|baby|milk|permanent|adult)"
+_TOOTH_NAME = re.compile(
+    rf"\b(?P<quant>both|all(?:\s+(?:four|two|the))?|each|every)?\s*(?:the\s+)?"
+    rf"(?P<a1>{_ARCH_W})?\s*(?P<s1>{_SIDE_W})?\s*(?P<a2>{_ARCH_W})?\s*(?P<d1>{_DENT})?\s*(?P<ord>first|second|third|1st|2nd|3rd)?\s*"
+    rf"(?P<d2>{_DENT})?\s*(?P<kind>{_KIND})\b(?:\s+(?:in|on)\s+the\s+(?P<a3>upper|lower)?\s*(?P<s3>left|right)(?:\s+(?:side|quadrant))?)?"
+)
+_PALMER = re.compile(r"\b(?P<a>u|l|upper|lower)\s?(?P<s>r|l|right|left)\s?(?P<p>[1-8])\b")
+_REGION = re.compile(
+    rf"\b(?P<both>both\s+(?:jaws|arches|sides)|upper\s+and\s+lower\s+(?:jaws?|arches)|maxilla\s+and\s+(?:the\s+)?mandible|bilateral(?:ly)?|on\s+both\s+sides|on\s+either\s+side)\b"
+    rf"|\b(?P<quad_n>(?:first|second|third|fourth|1st|2nd|3rd|4th)\s+quadrant|quadrant\s+[1-4]|q[1-4])\b"
+    rf"|\b(?P<a>{_ARCH_W})\s+(?P<s>{_SIDE_W})(?:\s+(?:quadrant|region|side|area|segment|posterior|jaw|arch))?\b"
+    rf"|\b(?P<s2>{_SIDE_W})\s+(?P<a2>{_ARCH_W})(?!\s+(?:canal|sinus|nerve|antrum))(?:\s+(?:quadrant|region|side|area|segment|jaw|arch))?\b"
+    rf"|\b(?P<ant>(?:(?P<a3>{_ARCH_W})\s+)?(?:anterior|front|posterior|back)\s+(?:teeth|tooth|region|segment|area|sextant))\b"
+    rf"|\b(?P<arch>upper\s+(?:jaw|arch|teeth|dentition)|maxilla|maxillary\s+(?:arch|region|teeth|dentition|bone|ridge|anterior|posterior)|lower\s+(?:jaw|arch|teeth|dentition)|mandible|mandibular\s+(?:arch|region|teeth|dentition|bone|ridge|anterior|posterior))\b"
+    rf"|\b(?P<arch_adj>upper|lower|maxillary|mandibular)(?=[\s-]+(?:jaw\s+)?(?:bone\s+loss|bone|alveolar|periodontal))"
+    rf"|\b(?P<side>(?:on\s+the\s+)?(?:left|right)(?:\s+side)?)\b"
+    rf"|\b(?P<whole>generali[sz]ed|throughout|full[\s-]mouth)\b|\b(?P<jaws>(?:in|of|within)\s+(?:the\s+|both\s+)?jaws)\b"
+    rf"|\b(?P<all_teeth>(?:on|of|in|for|across|among)\s+(?:the\s+|all\s+(?:the\s+)?|any\s+(?:of\s+the\s+)?|his\s+|her\s+|your\s+|their\s+|my\s+)?(?:teeth|dentition)|dentition|(?:the\s+)?(?:remaining|other|all\s+other|rest\s+of\s+the)\s+teeth|all\s+(?:the\s+)?teeth)\b"
+)
+
+# --- tooth numbers ----------------------------------------------------------------------------------
+
+_NUM = r"(?<![\w.,/])#?\s?(\d{1,2})(?![\w]|[.,]\d|\s*(?:%|mm\b|cm\b|px\b|pixels?\b|years?\b|yrs?\b|y/?o\b|months?\b|days?\b|weeks?\b|degrees?\b|°|x\b|:\d))"
+_NUMBER = re.compile(_NUM)
+_TOOTH_PREFIX = re.compile(r"(?:\b(?:teeth|tooth|nos?\.?|numbers?|fdi|positions?|sites?)\s*#?\s*|#\s*)$")
+_COUNT_ADJECTIVES = (r"(?:permanent|primary|deciduous|adult|natural|visible|remaining|erupted|present|existing|carious|decayed|impacted|missing|restored|filled|crowned|"
+                     r"treated|root-filled|endodontically|molar|premolar|anterior|posterior|upper|lower|healthy|sound|intact|definite|definitely|suspected|additional|other|more|"
+                     r"individual|separate|identifiable|identified|unerupted|wisdom|front|back|total|large|small|occlusal|distinct|clearly|partially|fully|"
+                     r"maxillary|mandibular|inferior|alveolar|nerve)")
+_COUNT_AFTER = re.compile(rf"^\s+(?:{_COUNT_ADJECTIVES}\s+){{0,2}}"
+                          r"(?:teeth|tooth|restorations?|fillings?|crowns?|implants?|lesions?|findings?|roots?|canals?|sinuses|bridges?|items?|images?|patients?|quadrants?|units?)\b")
+_NOT_TOOTH_BEFORE = re.compile(r"(?:\b(?:age|aged|total\s+of|out\s+of|of\s+the|score|grade|class|type|stage|size|page|figure|version|approximately|about|around|over|under|than|least|up\s+to|n\s*=|count)\s*)$")
+_JOIN = re.compile(r"^\s*(?:,|and|or|&|/|\+|as\s+well\s+as|,\s*and|,\s*or)\s*(?:teeth\s+|tooth\s+|#)?$")
+_RANGE = re.compile(r"^\s*(?:-|–|—|to|through|thru)\s*(?:tooth\s+)?#?$")
+
+
+def _expand_range(a: int, b: int) -> list[int] | None:
+    """FDI range within a quadrant (31-33) or across the midline of one arch (13-23)."""
+    if not (fdi.is_valid_fdi(a) and fdi.is_valid_fdi(b)):
+        return None
+    qa, qb = a // 10, b // 10
+    if qa == qb:
+        lo, hi = sorted((a % 10, b % 10))
+        return [qa * 10 + p for p in range(lo, hi + 1)]
+    pairs = {(1, 2), (2, 1), (4, 3), (3, 4), (5, 6), (6, 5), (8, 7), (7, 8)}
+    if (qa, qb) in pairs:
+        return [qa * 10 + p for p in range(a % 10, 0, -1)] + [qb * 10 + p for p in range(1, b % 10 + 1)]
+    return None
+
+
+# --- cues ---------------------------------------------------------------------------------------------
+
+_CUES: list[tuple[str, str]] = [
+    ("noop", r"\b(?:tooth\s+)?numbers?\s+(?:is\s+|are\s+)?(?:unclear|unknown|uncertain|not\s+(?:clear|identifiable|determinable|known))\b|\bcannot\s+(?:be\s+)?(?:determined|identified|identify|determine|numbered)\b"
+             r"|\bcan'?t\s+(?:be\s+)?(?:determined|identified|identify|determine)\b|\bun(?:identified|identifiable)\b|\bnot\s+(?:be\s+)?identifi(?:ed|able)\b"),
+    ("meta", r"\b(?:not|never|n't|neither|nor)\s+(?:been\s+)?(?:\w+\s+)?(?:assess(?:ed)?|evaluat(?:ed|e)|examin(?:ed|e)|label(?:l?ed|s)?|annotat(?:ed|e)|analy[sz](?:ed|e)|includ(?:ed|e)|cover(?:ed)?|available|assessable|reported|looked\s+for|in\s+scope|part\s+of\s+(?:this|the))\b"
+             r"|\bcannot\s+comment\b|\boutside\s+(?:the|this)\s+scope\b|\bno\s+(?:information|data|labels?)\b|\bwere\s+not\s+part\b"),
+    ("hedge_back", r"\bcannot\s+be\s+(?:excluded|ruled\s+out)\b|\bcan(?:no|')t\s+be\s+(?:excluded|ruled\s+out)\b|\bnot\s+(?:be\s+)?(?:excluded|ruled\s+out)\b"),
+    ("neg_weak", r"\bno\s+(?:definite|definitive|obvious|clear|frank|overt|significant|apparent|major|relevant)\b|\bnothing\s+(?:definite|significant)\b"),
+    ("neg_fwd", r"\bno\s+(?:evidence|signs?|indication)\s+of\b|\bno\b(?!\.)|\bwithout\b|\babsence\s+of\b|\bfree\s+(?:of|from)\b|\bnegative\s+for\b|\bneither\b|\bnor\b|\bnone\s+of\b|\black\s+of\b|\bdevoid\s+of\b|\bnothing\b|\bnot\s+any\b"),
+    ("neg_all", r"\bnot\b(?!\s+only\b)|n't\b|\bnever\b|\bno\s+longer\b|\bcannot\b|\bnil\b|\bruled\s+out\b|\b(?<!be\s)excluded\b|\bnone\b|\bnegative\b"),
+    ("absent", r"\babsent\b|\bnot\s+present\b"),
+    ("hedge_fwd", r"\bpossibly\b|\bprobably\b|\bmay\b|\bmight\b|\bcould\b|\bsuspicious\s+(?:for|of)\b|\bsuggestive\s+of\b|\bsuggesting\b|\bconcerning\s+for\b|\bworrisome\s+for\b|\bappears?\s+to\b|\bseems?\s+to\b|\bapparently\b|\bpresumably\b|\bquestionabl[ey]\b|\bsuspect(?:ed)?\s+(?:of|for)\b|\bsuspect\b"),
+    ("hedge_adj", r"\b(?:possible|probable|suspected|questionable|likely|presumed|presumptive|equivocal|indeterminate|apparent|query|suspicious)\b(?=\s+(?:\w+\s+){0,2}?[a-z])"),
+    ("hedge_back", r"\b(?:is|are|was|were|be|remains?)\s+(?:\w+\s+)?(?:suspected|possible|likely|probable|questionable|uncertain|equivocal|suspicious)\b|\b(?:to\s+be|should\s+be|needs?\s+to\s+be|must\s+be|be)\s+confirmed\b"
+                   r"|\b(?:needs?|requires?|pending)\s+(?:clinical\s+)?(?:confirmation|correlation|verification)\b|\bclinical(?:ly)?\s+(?:correlation|confirmation|verification|check)\b|\bconfirm(?:ed)?\s+clinically\b"
+                   r"|\bre-?evaluat\w*|\bre-?check\w*|\bchecked\s+clinically\b|\bcheck\s+clinically\b|\bverif(?:y|ied|ication)\b|\bsuspicion\b"),
+    ("rec", r"\brecommend\w*|\badvis\w*|\bsuggest(?:s|ed|ion|ions)?\b(?!\s+of)|\bconsider\w*|\bshould\b|\bneeds?\b|\bneeded\b|\brequir\w*|\bindicated\b|\bwarrant\w*|\bwould\s+benefit\b|\brefer\w*|\bplan(?:ned|ning)?\b"
+            r"|\bevaluat\w*|\bassess(?:ment|ed)?\b|\bconsult\w*|\breview\b|\bmonitor\w*|\bfollow[\s-]?up\b|\bextract(?:ion|ions|ed)?\b|\bremov(?:e|al)\b|\breplace(?:ment)?\b(?!s)|\brestore\b|\btreat\b|\bfill\b"
+            r"|\bcandidate\s+for\b|\bprescri\w+|\bproposed\b|\bopinion\b|\bmanagement\b|\bcare\s+for\b|\burgent\b|\bcheck(?:ed|-up)?\b|\bpulp\s+(?:therapy|treatment)\b|\bpulpectomy\b|\bto\s+be\s+(?:done|placed|performed)\b|\bplace(?:ment)?\s+of\b"),
+    ("prevent", r"\bprevent\w*|\bmonitor(?:ing)?\s+for\b|\bwatch\s+for\b|\bscreen(?:ing)?\s+for\b|\bcheck\s+for\b|\brisk\s+of\b|\bto\s+avoid\b|\bprophyla\w+"),
+    ("ruleout", r"\brule\s+out\b|\bto\s+exclude\b|\b(?:evaluat\w+|assess\w*|examin\w+)\s+for\b|\bto\s+confirm\b"),
+    ("normal", r"\b(?:healthy|unremarkable|normal(?:ly)?|intact|sound|disease[\s-]free|within\s+normal\s+limits|wnl|in\s+good\s+(?:condition|health|shape)|preserved|well[\s-]maintained|maintained|adequate|fine|okay|ok|clear|well[\s-]aerated)\b"),
+    ("presence", r"\b(?:present|visible|visuali[sz]ed|seen|identified|identifiable|noted|observed|evident|in\s+place|erupted|remain(?:s|ing)?|detected|depicted|appreciated|traceable|shown|displayed|delineated|there)\b"),
+    ("others", r"\b(?:other|others|remaining|rest\s+of\s+the|additional|further|elsewhere|another)\b"),
+    ("only", r"\bonly\b|\bsolely\b|\bjust\b"),
+    ("pron", r"\b(?:it|its|this\s+tooth|that\s+tooth|the\s+same\s+tooth|this\s+one|that\s+one|they|them|their|these\s+teeth|those\s+teeth|both\s+of\s+them|the\s+latter|the\s+former)\b|\bthere\b(?=\s*(?:[.,;!?]|$|\s+(?:as\s+well|too|either|also)))"),
+    ("for", r"\bfor\b"),
+    ("hedge_back", r"\b(?:suspected|possible|questionable|probable)\b"),
+]
+_CUE_RE = [(kind, re.compile(p)) for kind, p in _CUES]
+_TERM_RE = [(re.compile(p), term) for p, term in TERMS]
+_NUMBER_WORDS = {w: i for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen "
+    "eighteen nineteen twenty".split())}
+for _i, _w in enumerate("one two three four five six seven eight nine".split(), 1):
+    _NUMBER_WORDS[f"twenty-{_w}"] = 20 + _i
+    _NUMBER_WORDS[f"twenty {_w}"] = 20 + _i
+_NUMBER_WORDS.update({"thirty": 30, "thirty-one": 31, "thirty-two": 32, "thirty one": 31, "thirty two": 32, "both": 2, "single": 1, "a single": 1})
+_COUNT = re.compile(
+    r"\b(?P<n>" + "|".join(sorted((re.escape(w) for w in _NUMBER_WORDS), key=len, reverse=True)) + r"|\d{1,2})\s+(?P<adj>(?:" + _COUNT_ADJECTIVES + r"\s+){0,2})"
+    r"(?P<noun>teeth|tooth|restorations|fillings|crowns|implants|lesions|canals|sinuses|bridges|roots)\b")
+_COUNT_ADJ = {"carious": C.CARIES, "decayed": C.CARIES, "impacted": C.IMPACTED_TOOTH, "missing": C.MISSING_TOOTH, "filled": C.FILLING,
+              "crowned": C.CROWN, "restored": C.FILLING, "root-filled": C.ROOT_CANAL_TREATMENT, "unerupted": C.IMPACTED_TOOTH}
+_COUNT_NOUN = {"restorations": None, "fillings": C.FILLING, "crowns": C.CROWN, "implants": C.IMPLANT, "lesions": C.PERIAPICAL_LESION,
+               "canals": C.MANDIBULAR_CANAL, "sinuses": C.MAXILLARY_SINUS, "bridges": C.BRIDGE, "roots": C.RETAINED_ROOT}
+_COORD_GAP = re.compile(r"^[\s,/()]*(?:(?:and|or|some|small|early|mild|slight|minor|possible|also)[\s,/()]+)*$")
+_STRONG = re.compile(r"\b(?:but|however|whereas|although|though|while|yet)\b|\b(?P<exc>except(?:\s+for)?|apart\s+from|other\s+than|besides|with\s+the\s+exception\s+of)\b")
+_WEAK = re.compile(r",|\band\b|\bas\s+well\s+as\b|\bplus\b|\balong\s+with\b|\+")
+_PARTICLE = re.compile(r"^\s*(?P<p>yes|no|correct|indeed|nope|right)\b\s*[,.!:;-]")
+_SECTION_WORDS = frozenset(
+    "general condition conditions pathological pathology pathologies findings finding historical history interventions intervention "
+    "treatments treatment jaw jaws jaw-specific tooth-specific teeth-specific specific teeth tooth observations observation summary clinical "
+    "recommendations recommendation impression impressions conclusion conclusions dentition status other notes note assessment plan "
+    "overview key main radiographic radiological report & and of the dental previous existing past prior restorative work anatomy "
+    "anatomical structures additional comments next steps advice suggestions diagnosis diagnoses findings: radiology".split())
+_REC_LABEL = re.compile(r"\b(?:recommend\w*|plan|advice|next\s+steps|suggestions?|management)\b")
+_MIXED_LABEL = re.compile(r"\b(?:summary|impression|findings?|conclusions?|observations?)\b")
+_LABEL = re.compile(r"^(?P<lead>\s*(?:[-*•+]\s+|\(?\d+[.)]\s+|\(?[a-z][.)]\s+)?)(?P<label>[^:\n]{1,60}?)\s*:(?!\d)")
+_REC_QUESTION = re.compile(r"\b(?:recommend\w*|advis\w*|should\s+(?:i|we|be)|what\s+(?:treatment|to\s+do|can\s+be\s+done)|next\s+steps?|plan|do\s+i\s+need|need\s+any|would\s+you\s+suggest)\b")
+_ABBREV = re.compile(r"(?:\b(?:e\.g|i\.e|approx|vs|dr|mr|mrs|ms|fig|st|no|nos|ca|cf|etc))\.$")
+
+# --- the report-section parser -------------------------------------------------------------------
+
+SECTION_KEYWORDS = {
+    1: re.compile(r"teeth|tooth|dental|dentition", re.I),
+    2: re.compile(r"jaw|bone|maxill|mandib|periodon", re.I),
+    3: re.compile(r"summary|recommend|impression|conclusion|plan", re.I),
+}
+_SECTION_KIND = {1: "teeth", 2: "jaw", 3: "summary"}
+_HEADING = re.compile(
+    r"^[ \t]*(?:#{1,6}[ \t]*)?(?:\*\*|__)?[ \t]*\(?(?P<num>[1-9])[ \t]*[.)][ \t]*(?:\*\*|__)?[ \t]*(?P<title>[A-Za-z][^:\n]{1,78}?)[ \t]*(?:\*\*|__)?[ \t]*(?::[ \t]*(?:\*\*|__)?[ \t]*(?P<inline>.*?))?[ \t]*$",
+    re.M)
+_UNNUMBERED = re.compile(r"^[ \t]*(?:#{1,6}[ \t]+|\*\*|__)(?P<title>[A-Za-z][^:\n*_#]{1,78}?)[ \t]*(?:\*\*|__)?[ \t]*:?[ \t]*(?:\*\*|__)?[ \t]*$", re.M)
+_SUBLABEL = re.compile(
+    r"^[ \t]*(?:[-*•][ \t]*)?(?:\*\*|\*|__)?[ \t]*(?P<label>general\s+condition|patholog\w*(?:\s+findings?)?|historical\s+(?:interventions?|treatments?)|treatment\s+history|(?:previous\s+|past\s+|historical\s+)?(?:treatments?|interventions?|restorations?))[ \t]*(?:\*\*|\*|__)?[ \t]*[:\-–][ \t]*(?:\*\*|\*|__)?",
+    re.I | re.M)
+
+
+@dataclass(frozen=True)
+class Section:
+    """One report section: `number` 1-3 (None for an unnumbered heading), its heading, its body
+    and where the body is in the text. Section 1's sub-labels come as `parts` ("general",
+    "pathology", "treatments")."""
+
+    number: int | None
+    heading: str
+    body: str
+    start: int  # body start offset in the text
+    end: int
+    kind: str | None = None  # "teeth" / "jaw" / "summary" for sections; the sub-label kind for parts
+    parts: tuple[Section, ...] = ()
+
+
+def _sublabel_kind(label: str) -> str:
+    low = label.lower()
+    if low.startswith("general"):
+        return "general"
+    if low.startswith("patholog"):
+        return "pathology"
+    return "treatments"
+
+
+def _parts(text: str, start: int, end: int) -> tuple[Section, ...]:
+    body = text[start:end]
+    marks = list(_SUBLABEL.finditer(body))
+    out = []
+    for k, m in enumerate(marks):
+        s, e = start + m.end(), start + (marks[k + 1].start() if k + 1 < len(marks) else len(body))
+        out.append(Section(None, m.group("label"), text[s:e], s, e, _sublabel_kind(m.group("label"))))
+    return tuple(out)
+
+
+@lru_cache(maxsize=2048)
+def _sections(text: str) -> tuple[Section, ...]:
+    heads: list[tuple[int, int, int | None, str, int]] = []  # (heading start, body start, number, title, line end)
+    for m in _HEADING.finditer(text):
+        n, title = int(m.group("num")), m.group("title").strip(" *_#")
+        if (n in SECTION_KEYWORDS and SECTION_KEYWORDS[n].search(title) and len(title.split()) <= 8 and not re.search(r"\d", title)
+                and not (m.group("inline") is None and title.endswith("."))):
+            body_start = m.start("inline") if m.group("inline") else m.end()
+            heads.append((m.start(), body_start, n, title, m.end()))
+    if not heads:
+        for m in _UNNUMBERED.finditer(text):
+            title = m.group("title").strip()
+            n = next((k for k, rx in SECTION_KEYWORDS.items() if rx.search(title)), None)
+            if n is not None and len(title.split()) <= 6:
+                heads.append((m.start(), m.end(), None, title, m.end()))
+    out = []
+    for j, (_hs, bs, n, title, _le) in enumerate(heads):
+        end = heads[j + 1][0] if j + 1 < len(heads) else len(text)
+        kind = _SECTION_KIND.get(n) if n else next((_SECTION_KIND[k] for k, rx in SECTION_KEYWORDS.items() if rx.search(title)), None)
+        body = text[bs:end].strip("\n")
+        out.append(Section(n, title, body, bs, end, kind, _parts(text, bs, end) if kind == "teeth" else ()))
+    return tuple(out)
+
+
+def report_sections(text: str) -> list[Section]:
+    """The report's sections in order of appearance: numbered headings whose title fits their
+    number (1 teeth, 2 jaw, 3 summary/recommendations), e.g. "1. Teeth-Specific Observations",
+    "**2) Jaw**", "### 3. Clinical Summary & Recommendations:", or "1) Teeth: ..." with the body
+    on the heading line. Unnumbered markdown headings are used only when no numbered one exists."""
+    return list(_sections(text or ""))
+
+
+# --- masking --------------------------------------------------------------------------------------
+
+_MASK_CHARS = str.maketrans({c: " " for c in "*_`~|>{}\"“”"} | {"–": "-", "—": "-", "’": "'", "‘": "'", "\t": " "})
+_COORDS = re.compile(r"\[[-\d\s.,]+\]|\b(?:box|point)\s?2d\b")
+
+
+def _mask(text: str) -> tuple[str, list[tuple[int, int, str]]]:
+    """Lower-cased text with markup, coordinates and headings blanked (offsets unchanged), and the
+    line modes: (start, end, mode) where mode is "rec" under a recommendations label."""
+    low = text.lower().translate(_MASK_CHARS)
+    low = re.sub(r"#(?!\s?\d)", " ", low)
+    low = _COORDS.sub(lambda m: " " * len(m.group()), low)
+    chars = list(low)
+    for s in _sections(text):
+        # blank the heading line up to the body
+        line_start = text.rfind("\n", 0, s.start) + 1 if text[s.start - 1:s.start] != "\n" else s.start
+        hs = text.rfind("\n", 0, max(0, s.start - 1)) + 1 if s.start > 0 and text[s.start - 1] == "\n" else line_start
+        for i in range(hs, s.start):
+            if chars[i] != "\n":
+                chars[i] = " "
+    modes: list[tuple[int, int, str]] = []
+    pos = 0
+    mode = ""
+    for line in "".join(chars).split("\n"):
+        start, end = pos, pos + len(line)
+        pos = end + 1
+        if not line.strip():
+            mode = ""
+            continue
+        m = _LABEL.match(line)
+        if m:
+            words = re.findall(r"[a-z&-]+", m.group("label"))
+            if words and not re.search(r"\d", m.group("label")) and all(w in _SECTION_WORDS for w in words):
+                for i in range(start + m.start("label"), start + m.end()):
+                    chars[i] = " "
+                mode = "rec" if _REC_LABEL.search(m.group("label")) and not _MIXED_LABEL.search(m.group("label")) else ""
+            elif len(words) <= 6 and not re.search(r"\d", m.group("label")):
+                mode = ""
+        lead = re.match(r"^\s*(?:[-*•+]\s+|\(?\d+[.)]\s+(?=\D))", line)
+        if lead:
+            for i in range(start, start + lead.end()):
+                chars[i] = " "
+        modes.append((start, end, mode))
+    return "".join(chars), modes
+
+
+def _sentences(masked: str) -> list[tuple[int, int]]:
+    out = []
+    for m in re.finditer(r"[^\n]+", masked):
+        s0 = m.start()
+        line = m.group()
+        start = 0
+        for b in re.finditer(r"[.!?;]+(?=\s|$)", line):
+            if b.group() == "." and _ABBREV.search(line[: b.end()]):
+                continue
+            out.append((s0 + start, s0 + b.end()))
+            start = b.end()
+        if line[start:].strip():
+            out.append((s0 + start, s0 + len(line)))
+    return [(a, b) for a, b in out if masked[a:b].strip(" .;!?")]
+
+
+# --- tokens ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Group:
+    """Teeth a piece of text names: explicit teeth, or a region (any tooth of it)."""
+
+    start: int
+    end: int
+    teeth: tuple[int, ...] = ()
+    region: Region | None = None
+    each: bool = False  # a plural name with "both"/"all": every tooth of the region
+    pronoun: bool = False
+    name: str = ""
+    area: bool = False  # a jaw/quadrant/side, not teeth: "the left is not seen" says nothing about teeth
+
+
+@dataclass
+class _Tok:
+    kind: str
+    start: int
+    end: int
+    term: Term | None = None
+    group: _Group | None = None
+    value: Any = None
+
+
+def _name_region(m: re.Match) -> tuple[Region, bool, bool]:
+    """(region, singular, fully specified) of a tooth-name match."""
+    g = m.groupdict()
+    arch_w = g.get("a1") or g.get("a2") or g.get("a3")
+    arch = {"upper": "upper", "maxillary": "upper", "lower": "lower", "mandibular": "lower"}.get(arch_w or "")
+    side = g.get("s1") or g.get("s3")
+    kind = re.sub(r"\s+", " ", g["kind"])
+    plural = kind.endswith("s") and not kind.endswith("tooth") or kind.endswith("teeth")
+    dent = (g.get("d1") or g.get("d2") or "")
+    primary = True if dent in ("primary", "deciduous", "baby", "milk") else False if dent in ("permanent", "adult") else None
+    order = _ORD.get(g.get("ord") or "")
+    base = kind.rstrip("s") if not kind.endswith("teeth") else kind
+    if "wisdom" in base:
+        positions, primary = {8}, False
+    elif "central" in base:
+        positions = {1}
+    elif "lateral" in base:
+        positions = {2}
+    elif "incisor" in base:
+        positions = {1, 2}
+    elif "canine" in base or "cuspid" in base or "eye" in base:
+        positions = {3}
+    elif "premolar" in base or "bicuspid" in base:
+        positions, primary = ({4, 5} if not order else {3 + order}), False
+    else:  # molar
+        if primary:
+            positions = {3 + order} if order in (1, 2) else {4, 5}
+        else:
+            positions = {5 + order} if order else {6, 7, 8}
+            if primary is None and order in (1, 2):
+                primary = False
+    if primary is None and "molar" not in base:
+        primary = False  # "lower canine" means the permanent one unless said otherwise
+    region = region_of(arch, side, positions, primary, name=re.sub(r"^(?:the|both|all|each|every)\s+|\s+", " ", m.group().strip()).strip())
+    specific = arch is not None and side is not None and len(region.teeth) == 1
+    return region, not plural, specific
+
+
+def _scan_teeth(s: str, base: int) -> tuple[list[_Tok], list[ToothMention]]:
+    """Tooth numbers (with lists and ranges), tooth names and regions in one masked sentence."""
+    toks: list[_Tok] = []
+    mentions: list[ToothMention] = []
+    # numbers
+    nums: list[tuple[int, int, int, bool]] = []  # (value, start, end, explicit prefix)
+    count_like: set[int] = set()  # starts of numbers followed by a noun they count ("28 teeth")
+    for m in _NUMBER.finditer(s):
+        v = int(m.group(1))
+        before = s[: m.start()]
+        explicit = bool(_TOOTH_PREFIX.search(before + m.group()[: m.start(1) - m.start()])) or m.group().lstrip().startswith("#")
+        if not explicit and _NOT_TOOTH_BEFORE.search(before):
+            continue
+        if v < 10 and not explicit:
+            continue
+        if _COUNT_AFTER.match(s[m.end():]) and not explicit:
+            count_like.add(m.start(1))
+        nums.append((v, m.start(1), m.end(1), explicit))
+    groups: list[list[tuple[int, int, int, bool]]] = []
+    ranges: set[tuple[int, int]] = set()
+    for n in nums:
+        if groups:
+            prev = groups[-1][-1]
+            gap = s[prev[2]: n[1]]
+            if _RANGE.match(gap):
+                ranges.add((prev[0], n[0]))
+                groups[-1].append(n)
+                continue
+            if _JOIN.match(gap) and (fdi.is_valid_fdi(n[0]) or n[3]):
+                groups[-1].append(n)
+                continue
+        groups.append([n])
+    # a lone number before the noun it counts is a count, not a tooth ("28 teeth"); in a list it is a tooth ("11, 24, 46 | fillings")
+    groups = [g for g in groups if not (len(g) == 1 and g[0][1] in count_like and not g[0][3])]
+    for grp in groups:
+        teeth: list[int] = []
+        explicit = any(n[3] for n in grp)
+        for i, (v, st, en, _e) in enumerate(grp):
+            if i and (grp[i - 1][0], v) in ranges:
+                rng = _expand_range(grp[i - 1][0], v)
+                if rng:
+                    teeth += [t for t in rng if t not in teeth]
+                    mentions += [ToothMention(t, (base + st, base + en)) for t in rng]
+                    continue
+            if fdi.is_valid_fdi(v):
+                if v not in teeth:
+                    teeth.append(v)
+                mentions.append(ToothMention(v, (base + st, base + en)))
+            elif explicit or (v >= 10 and len(grp) > 1):
+                mentions.append(ToothMention(v, (base + st, base + en), valid=False))
+        if teeth:
+            toks.append(_Tok("teeth", grp[0][1], grp[-1][2], group=_Group(grp[0][1], grp[-1][2], tuple(teeth))))
+    # Palmer-like "LL6", "upper right 8"
+    for m in _PALMER.finditer(s):
+        a, sd, p = m.group("a")[0], m.group("s")[0], int(m.group("p"))
+        if m.group("a") in ("u", "l") and m.group("s") in ("r", "l") or len(m.group("a")) > 1:
+            q = _QUADRANT[("upper" if a == "u" else "lower", "right" if sd == "r" else "left")]
+            t = q * 10 + p
+            toks.append(_Tok("teeth", m.start(), m.end(), group=_Group(m.start(), m.end(), (t,))))
+            mentions.append(ToothMention(t, (base + m.start(), base + m.end())))
+    # tooth names (with coordination: "upper right canine and first molar")
+    prev_name: tuple[int, str | None, str | None] | None = None
+    for m in _TOOTH_NAME.finditer(s):
+        if not m.group("kind"):
+            continue
+        region, singular, specific = _name_region(m)
+        g = m.groupdict()
+        bare = not any(g.get(k) for k in ("quant", "a1", "a2", "a3", "s1", "s3", "d1", "d2", "ord"))
+        if bare and singular and re.match(r"\s+(?:fillings?|crowns?|restorations?|caries|implants?|bridges?|region|area|segment)\b", s[m.end():]):
+            continue
+        if prev_name and not (g.get("a1") or g.get("a2") or g.get("a3") or g.get("s1") or g.get("s3")) and re.fullmatch(r"[\s,]*(?:and|or|,)[\s,]*(?:the\s+)?", s[prev_name[0]: m.start()]):
+            # inherit arch/side from the coordinated name before it
+            arch, side = prev_name[1], prev_name[2]
+            pos = {t % 10 for t in region.teeth}
+            primary = None if not region.teeth else all(t > 50 for t in region.teeth)
+            region = region_of(arch, side, pos, primary, name=f"{' '.join(x for x in (arch, side) if x)} {m.group().strip()}")
+            specific = arch is not None and side is not None and len(region.teeth) == 1
+        prev_name = (m.end(), region.arch, region.side)
+        quant = (g.get("quant") or "")
+        if specific:
+            t = next(iter(region.teeth))
+            grp = _Group(m.start(), m.end(), (t,), name=region.name)
+            mentions.append(ToothMention(t, (base + m.start(), base + m.end())))
+        else:
+            grp = _Group(m.start(), m.end(), (), region, each=bool(quant) and not singular, name=region.name)
+        toks.append(_Tok("teeth", m.start(), m.end(), group=grp))
+    # regions
+    for m in _REGION.finditer(s):
+        g = m.groupdict()
+        if g["both"]:
+            w = g["both"]
+            if "side" in w or "bilateral" in w or "either" in w:
+                regs = [region_of(side="right"), region_of(side="left")]
+            else:
+                regs = [region_of("upper", name="upper jaw"), region_of("lower", name="lower jaw")]
+            for r in regs:
+                toks.append(_Tok("teeth", m.start(), m.end(), group=_Group(m.start(), m.end(), (), r, name=r.name, area=True)))
+            continue
+        if g["quad_n"]:
+            qn = re.search(r"[1-4]|first|second|third|fourth|1st|2nd|3rd|4th", g["quad_n"]).group()
+            q = {"first": 1, "1st": 1, "second": 2, "2nd": 2, "third": 3, "3rd": 3, "fourth": 4, "4th": 4}.get(qn) or int(qn)
+            arch, side = next(k for k, v in _QUADRANT.items() if v == q)
+            r = region_of(arch, side)
+        elif g["a"] or g["s2"]:
+            arch = {"upper": "upper", "maxillary": "upper", "lower": "lower", "mandibular": "lower"}[g["a"] or g["a2"]]
+            r = region_of(arch, g["s"] or g["s2"])
+        elif g["ant"]:
+            arch = {"upper": "upper", "maxillary": "upper", "lower": "lower", "mandibular": "lower"}.get(g["a3"] or "")
+            r = region_of(arch, None, {1, 2, 3} if re.search(r"anterior|front", g["ant"]) else {4, 5, 6, 7, 8}, name=g["ant"])
+        elif g["arch"] or g["arch_adj"]:
+            w = g["arch"] or g["arch_adj"]
+            r = region_of("upper" if re.match(r"upper|maxill", w) else "lower", name="upper jaw" if re.match(r"upper|maxill", w) else "lower jaw")
+        elif g["side"]:
+            r = region_of(side="left" if "left" in g["side"] else "right")
+        elif g["all_teeth"]:
+            r = replace(WHOLE_MOUTH, name="teeth", scope="teeth")
+        elif g["jaws"]:
+            r = replace(WHOLE_MOUTH, name="jaws", scope="jaw")
+        else:
+            r = WHOLE_MOUTH
+        toks.append(_Tok("teeth", m.start(), m.end(), group=_Group(m.start(), m.end(), (), r, name=r.name, area=r.scope != "teeth")))
+    return toks, mentions
+
+
+def _resolve_overlaps(toks: list[_Tok]) -> list[_Tok]:
+    """Longest content token wins where content tokens (teeth, terms) overlap."""
+    toks = sorted(toks, key=lambda t: (-(t.end - t.start), t.start))
+    kept: list[_Tok] = []
+    for t in toks:
+        same = [k for k in kept if (k.start, k.end) == (t.start, t.end)]
+        if same and t.kind == "teeth" and all(k.kind == "teeth" for k in same):
+            kept.append(t)  # "both jaws": one phrase, two regions
+        elif all(t.end <= k.start or t.start >= k.end for k in kept):
+            kept.append(t)
+    return sorted(kept, key=lambda t: t.start)
+
+
+def _merge_names_and_numbers(toks: list[_Tok], s: str, base: int, mismatches: list) -> list[_Tok]:
+    """'the upper left lateral incisor (22)', 'tooth 36 (lower left first molar)': one group; a
+    number that fits none of the coordinated names is a mismatch."""
+    out: list[_Tok] = []
+    i = 0
+    while i < len(toks):
+        t = toks[i]
+        if t.kind == "teeth" and i + 1 < len(toks) and toks[i + 1].kind == "teeth":
+            u = toks[i + 1]
+            gap = s[t.end: u.start]
+            names = [x for x in (t, u) if x.group.name]
+            numbers = [x for x in (t, u) if not x.group.name and x.group.teeth]
+            if len(names) == 1 and len(numbers) == 1 and re.fullmatch(r"[\s(),:#=/-]*(?:(?:tooth|teeth|i\.?e\.?|fdi|no\.?)[\s(),:#=/-]*)?", gap):
+                name, num = names[0], numbers[0]
+                allowed = set(name.group.teeth) | (set(name.group.region.teeth) if name.group.region else set())
+                # coordinated names before this one ("canine and first molar (13, 16)")
+                j = len(out) - 1
+                k = t.start if name is t else u.start
+                while j >= 0 and out[j].kind == "teeth" and out[j].group.name and re.fullmatch(r"[\s,]*(?:and|or|,)[\s,]*(?:the\s+)?", s[out[j].end: k]):
+                    allowed |= set(out[j].group.teeth) | (set(out[j].group.region.teeth) if out[j].group.region else set())
+                    k = out[j].start
+                    j -= 1
+                if not allowed & set(num.group.teeth):
+                    mismatches.append((name.group.name, num.group.teeth, (base + min(t.start, u.start), base + max(t.end, u.end))))
+                g = _Group(min(t.start, u.start), max(t.end, u.end), num.group.teeth, name=name.group.name)
+                out.append(_Tok("teeth", g.start, g.end, group=g))
+                i += 2
+                continue
+        out.append(t)
+        i += 1
+    return out
+
+
+@lru_cache(maxsize=16384)
+def _terms_and_cues(norm: str) -> tuple[tuple[tuple[int, int, Term], ...], tuple[tuple[str, int, int], ...]]:
+    """Finding terms and cue words of a sentence whose digits are all 0 (memoised: generated text
+    repeats its sentences with other tooth numbers)."""
+    terms = [(m.start(), m.end(), term) for rx, term in _TERM_RE for m in rx.finditer(norm)]
+    cues: list[tuple[str, int, int]] = []
+    taken: list[tuple[int, int]] = []
+    hedges: list[tuple[int, int]] = []
+    for kind, rx in _CUE_RE:
+        for m in rx.finditer(norm):
+            if kind in ("neg_fwd", "neg_all", "hedge_back", "hedge_fwd", "hedge_adj", "absent") and any(a <= m.start() < b for a, b in taken):
+                continue
+            if kind.startswith("hedge") and any(a <= m.start() < b for a, b in hedges):
+                continue
+            if kind in ("hedge_adj", "normal", "presence", "others", "only", "for", "absent") and any(a <= m.start() < b for a, b, _ in terms):
+                continue  # inside a term ("restorative treatment", "caries-free"): the term decides
+            cues.append((kind, m.start(), m.end()))
+            if kind in ("meta", "hedge_back", "noop", "neg_weak"):
+                taken.append((m.start(), m.end()))
+            if kind.startswith("hedge"):
+                hedges.append((m.start(), m.end()))
+    return tuple(terms), tuple(cues)
+
+
+_DIGIT = str.maketrans("123456789", "000000000")
+
+
+def _scan(s: str, base: int) -> tuple[list[_Tok], list[ToothMention], list]:
+    """Tokens of one masked sentence: teeth, terms (overlaps resolved to the longest) and cues."""
+    terms, cue_spans = _terms_and_cues(s.translate(_DIGIT))
+    content: list[_Tok] = [_Tok("term", a, b, term=term) for a, b, term in terms]
+    teeth_toks, mentions = _scan_teeth(s, base)
+    content += teeth_toks
+    content = _resolve_overlaps(content)
+    mismatches: list = []
+    content = _merge_names_and_numbers(content, s, base, mismatches)
+    kept_mentions = [mm for mm in mentions if not mm.valid or any(t.kind == "teeth" and t.start <= mm.span[0] - base < t.end for t in content)]
+    cues = [_Tok(kind, a, b) for kind, a, b in cue_spans]
+    for m in _COUNT.finditer(s):
+        if not any(t.kind == "teeth" and t.start <= m.start("n") < t.end for t in content):
+            cues.append(_Tok("count", m.start(), m.end(), value=m))
+    return sorted(content + cues, key=lambda t: (t.start, t.end)), kept_mentions, mismatches
+
+
+# --- clauses ---------------------------------------------------------------------------------------
+
+
+_LINK_WORDS = frozenset(
+    "on at in of the a an and or to from between teeth tooth region regions area areas site sites position positions is are was were be been "
+    "seen noted observed present visible evident identified detected found located also both spans span spanning extends extending involving "
+    "affecting around below under beneath near above apex apices root roots tip tips with associated there which that replaces replacing replaced "
+    "replace recommended advised suggested planned needed required indicated considered for any all each every one two three four quadrant side "
+    "distal mesial occlusal buccal lingual aspect aspects surface surfaces as well including include includes within across over into onto "
+    "upper lower left right jaw arch your his her their my our this these those its it numbers number fdi no".split())
+_PREDICATES = frozenset({"term", "normal", "count", "presence", "absent", "hedge_adj", "hedge_back", "hedge_fwd", "neg_all", "neg_fwd"})
+
+
+def _complete(toks: Sequence[_Tok]) -> bool:
+    """A clause of its own: names teeth (or a pronoun) and says something about them."""
+    return any(t.kind in ("teeth", "pron") for t in toks) and any(t.kind in _PREDICATES for t in toks)
+
+
+def _clauses(s: str, toks: list[_Tok]) -> list[tuple[int, int, list[_Tok], bool]]:
+    """Cut a sentence into clauses: (start, end, tokens, ends_with_exception)."""
+    bounds: list[tuple[int, int, bool]] = []  # (cut, next start, exception)
+    for m in _STRONG.finditer(s):
+        if any(t.start <= m.start() < t.end for t in toks if t.kind in ("term", "teeth", "count")):
+            continue
+        bounds.append((m.start(), m.end(), bool(m.group("exc"))))
+    # ':' after a part with neither subject nor predicate ("Not entirely: ...")
+    for m in re.finditer(r":", s):
+        left = [t for t in toks if t.end <= m.start()]
+        if not any(t.kind in ("teeth", "term", "count", "pron") for t in left):
+            bounds.append((m.start(), m.end(), False))
+    bounds.sort()
+    pieces: list[tuple[int, int, bool]] = []
+    start = 0
+    leading_exception = False
+    for cut, nxt, exc in bounds:
+        if exc and not any(t.kind in ("term", "teeth") for t in toks if start <= t.start < cut):
+            leading_exception = True  # "apart from the impaction of 48, no definite pathology": the rest is about the others
+        pieces.append((start, cut, exc))
+        start = nxt
+    pieces.append((start, len(s), False))
+    out = []
+    for a, b, exc in pieces:
+        first = len(out)
+        sub = [t for t in toks if a <= t.start < b]
+        # weak cuts between two complete statements
+        cuts = [m for m in _WEAK.finditer(s, a, b) if not any(t.start <= m.start() < t.end for t in sub if t.kind in ("term", "teeth", "count", "normal", "presence", "meta", "rec", "hedge_back"))]
+        segs: list[tuple[int, int]] = []
+        st = a
+        for m in cuts:
+            segs.append((st, m.start()))
+            st = m.end()
+        segs.append((st, b))
+        cur_a, cur_b = segs[0]
+        for sa, sb in segs[1:]:
+            left = [t for t in sub if cur_a <= t.start < cur_b]
+            right = [t for t in sub if sa <= t.start < sb]
+            if _complete(left) and _complete(right):
+                out.append((cur_a, cur_b, left, False))
+                cur_a, cur_b = sa, sb
+            else:
+                cur_b = sb
+        out.append((cur_a, cur_b, [t for t in sub if cur_a <= t.start < cur_b], exc))
+        if any(t.kind == "rec" for t in sub):  # "endodontic treatment of 22 and a filling for 47 are recommended"
+            out[first:] = [(ca, cb, tk if any(t.kind == "rec" for t in tk) else [*tk, _Tok("rec", b, b)], e) for ca, cb, tk, e in out[first:]]
+    if leading_exception and len(out) > 1:
+        out = [out[0]] + [(a, b, tk, "others") for a, b, tk, _e in out[1:]]
+    return out
+
+
+@dataclass
+class _Ctx:
+    subject: tuple[int, ...] = ()  # teeth an elliptical clause is about (same sentence, or the question answered)
+    pron: tuple[int, ...] = ()  # teeth "it" / "they" refer to
+    subject_region: Region | None = None
+    topic: tuple[Term, ...] = ()  # the sentence's findings, for "... but not on 37"
+    topic_rec: bool = False
+
+
+def _claims_of_clause(s: str, base: int, a: int, b: int, toks: list[_Tok], ctx: _Ctx, mode: str, question: bool,
+                      exception: bool, text: str) -> tuple[list[Claim], tuple[int, ...]]:
+    span = (base + a, base + b)
+    clause_text = text[span[0]: span[1]].strip()
+    kinds = {t.kind for t in toks}
+    if "meta" in kinds:
+        return [], ()
+    terms = [t for t in toks if t.kind == "term"]
+    specific = [t for t in terms if not t.term.generic and t.term.sense != "neutral"]
+    nonanat = [t for t in terms if not t.term.anatomy]
+    drop: set[int] = set()
+    for t in terms:
+        if t.term.generic and any(x.term.alternatives <= t.term.alternatives for x in specific):
+            drop.add(id(t))  # "pathological findings include caries": the generic word is the heading of the specific one
+        if t.term.anatomy and any(not x.term.anatomy and not x.term.generic and x.term.sense != "neutral" for x in nonanat):
+            drop.add(id(t))  # "caries near the mandibular canal": the canal is a landmark
+        if t.term.sense == "neutral" and "normal" not in kinds:
+            drop.add(id(t))
+        if t.term.sense == "neutral" and specific:
+            drop.add(id(t))
+    anatomy_named = any(t.term.anatomy and not t.term.generic for t in terms)
+    neutral = [t for t in terms if t.term.sense == "neutral"]
+    specific = [t for t in specific if not t.term.anatomy]
+    for t in terms:
+        if t.term.generic and not specific and anatomy_named:
+            drop.add(id(t))  # "no sinus pathology": about the sinus, which the attributes only see or not
+        elif t.term.generic and not specific and neutral:
+            t.term = replace(t.term, alternatives=t.term.alternatives & neutral[0].term.alternatives or t.term.alternatives)
+    toks = [t for t in toks if id(t) not in drop]
+    idx = {id(t): i for i, t in enumerate(toks)}
+
+    def gap(i: int, j: int) -> str:
+        return s[toks[i].end: toks[j].start]
+
+    terms_i = [i for i, t in enumerate(toks) if t.kind == "term"]
+    # hedging
+    hedged: set[int] = set()
+    for i, t in enumerate(toks):
+        if t.kind == "hedge_fwd":
+            after = [j for j in terms_i if j > i]
+            hedged |= set(after)
+            if after:
+                alts = toks[after[0]].term.alternatives
+                hedged |= {j for j in terms_i if j < i and (toks[j].term.alternatives & alts or toks[j].term.generic)}
+        elif t.kind == "hedge_back":
+            hedged |= {j for j in terms_i if j < i} or {j for j in terms_i if j > i}
+        elif t.kind == "hedge_adj":
+            after = [j for j in terms_i if j > i]
+            if not after:
+                hedged |= {j for j in terms_i if j < i}
+                continue
+            hedged.add(after[0])
+            for prev, nxt in zip(after, after[1:]):
+                if not _COORD_GAP.match(gap(prev, nxt)):
+                    break
+                hedged.add(nxt)
+    # negation
+    negated: set[int] = set()
+    weak: set[int] = set()
+    neg_all = any(t.kind == "neg_all" for t in toks)
+    for i, t in enumerate(toks):
+        if t.kind in ("neg_fwd", "neg_weak"):
+            negated |= {j for j in terms_i if j > i}
+        if t.kind == "neg_weak":
+            weak |= {j for j in terms_i if j > i}
+    if neg_all:
+        negated |= set(terms_i)
+    absent_cue = any(t.kind == "absent" for t in toks)
+    if absent_cue and any(not toks[j].term.anatomy and toks[j].term.alternatives != {C.MISSING_TOOTH} for j in terms_i):
+        negated |= {j for j in terms_i if toks[j].term.alternatives != {C.MISSING_TOOTH}}
+        absent_cue = False
+    rec_clause = mode == "rec" or any(t.kind == "rec" for t in toks)
+    others = any(t.kind == "others" for t in toks) or bool(exception)
+    only = any(t.kind == "only" for t in toks)
+    prevent_at = [t.start for t in toks if t.kind == "prevent"]
+    ruleout_at = [t.start for t in toks if t.kind == "ruleout"]
+    groups = [(i, t) for i, t in enumerate(toks) if t.kind in ("teeth", "pron")]
+
+    def resolve(t: _Tok) -> list[_Group]:
+        if t.kind == "pron":
+            before = [g for g in toks[: idx[id(t)]] if g.kind == "teeth" and g.group.teeth]
+            if before:  # "tooth 44 has a cavity under its filling"
+                return [_Group(t.start, t.end, before[-1].group.teeth, pronoun=True)]
+            if ctx.pron:
+                return [_Group(t.start, t.end, ctx.pron, pronoun=True)]
+            if ctx.subject_region:
+                return [_Group(t.start, t.end, (), ctx.subject_region, pronoun=True)]
+            return []
+        return [t.group]
+
+    def linked(after: int, grps: list[_Tok]) -> list[_Tok]:
+        """The groups written after a term that belong to it: a chain of prepositions and lists
+        ("on teeth 36 and 37", "in the region of 15"), up to a new noun phrase."""
+        out, pos = [], toks[after].end
+        for g in grps:
+            words = re.findall(r"[a-z]+", s[pos:g.start])
+            if any(w not in _LINK_WORDS for w in words):
+                break
+            out.append(g)
+            pos = g.end
+        return out
+
+    def teeth_for(i: int) -> list[_Group]:
+        nxt = next((j for j in terms_i if j > i), len(toks))
+        post = linked(i, [g for j, g in groups if i < j < nxt])
+        if post:
+            return [x for g in post for x in resolve(g)]
+        k = i
+        while True:  # "a crowned and root-filled 21": coordinated terms share the teeth after the last one
+            nxt_term = next((j for j in terms_i if j > k), None)
+            if nxt_term is None or not re.fullmatch(r"[\s,/]*(?:and|or|&|,)?[\s,/]*(?:a|an|the)?\s*", gap(k, nxt_term)):
+                break
+            k = nxt_term
+            after = next((j for j in terms_i if j > k), len(toks))
+            shared = linked(k, [g for j, g in groups if k < j < after])
+            if shared:
+                return [x for g in shared for x in resolve(g)]
+        pre = [g for j, g in groups if j < i]
+        if pre:
+            # the nearest group before, with the groups coordinated with it
+            last = [pre[-1]]
+            k = len(pre) - 2
+            while k >= 0 and re.fullmatch(r"[\s,]*(?:and|or|&|/|,)?[\s,]*", s[pre[k].end: last[0].start]):
+                last.insert(0, pre[k])
+                k -= 1
+            return [x for g in last for x in resolve(g)]
+        later = [g for j, g in groups if j > i]
+        if later:
+            first_j = next(j for j, g in groups if j > i)
+            nxt2 = next((j for j in terms_i if j > first_j), len(toks))
+            return [x for j, g in groups if first_j <= j < nxt2 for x in resolve(g)]
+        if ctx.subject:
+            return [_Group(0, 0, ctx.subject, pronoun=True)]
+        if ctx.subject_region:
+            return [_Group(0, 0, (), ctx.subject_region, pronoun=True)]
+        return []
+
+    claims: list[Claim] = []
+    named: list[int] = []
+
+    def emit(term: Term, pol: Polarity, grps: list[_Group], count: int | None = None, oth: bool = False, definite_only: bool = False) -> None:
+        def one(tooth: int | None, region: Region | None) -> None:
+            claims.append(Claim(term.category, pol, span, tooth, region, term.alternatives, term.lesion_type, count, oth, question,
+                                clause_text, definite_only))
+
+        if not grps:
+            one(None, None)
+        for g in grps:
+            if g.teeth:
+                for tooth in g.teeth:
+                    one(tooth, None)
+            elif g.region is not None:
+                if g.each:
+                    for tooth in sorted(g.region.teeth):
+                        one(tooth, None)
+                else:
+                    one(None, g.region)
+
+    # counts
+    counted: list[tuple[int, int]] = []
+    if not rec_clause and not others:
+        for i, t in enumerate(toks):
+            if t.kind != "count":
+                continue
+            m = t.value
+            n = _NUMBER_WORDS.get(m.group("n")) if not m.group("n").isdigit() else int(m.group("n"))
+            if n is None:
+                continue
+            noun = m.group("noun")
+            adj = m.group("adj").split()
+            cat: Category | None = next((_COUNT_ADJ[w] for w in adj if w in _COUNT_ADJ), None)
+            if noun in _COUNT_NOUN:
+                cat = _COUNT_NOUN[noun] or C.FILLING
+            if cat is None and noun in ("teeth", "tooth"):
+                later = [toks[j] for j in terms_i if j > i]
+                # "three teeth with caries", "two teeth need fillings"; not "28 teeth and 37 is missing"
+                if later and later[0].term.category and re.match(
+                        r"\s*(?:with|show(?:s|ing)?|have|having|has|need(?:s|ing)?|are|were|is|that|which|presenting|affected\s+by)\b[^\d]*$",
+                        s[t.end:later[0].start]) and " and " not in s[t.end:later[0].start]:
+                    cat = later[0].term.category
+                else:
+                    cat = C.TOOTH
+            if cat is None or (n == 1 and cat not in ANATOMY):
+                continue
+            if m.group("n") == "both" and (cat not in ANATOMY or re.match(r"\s+and\b", s[t.end:])):
+                continue  # "both mandibular canals and maxillary sinuses": both kinds, not both sides
+            counted.append((t.start, t.end))
+            if cat in ANATOMY and n == 2:
+                for side in ("right", "left"):
+                    emit(_t(cat), "present", [_Group(0, 0, (), region_of(side=side), name=side)])
+                continue
+            term = _t(cat)
+            region = next((x.group.region for x in toks if x.kind == "teeth" and x.group.region is not None and t.start <= x.start < t.end), None)
+            claims.append(Claim(cat, "present", span, None, region, term.alternatives, None, n, False, question, clause_text))
+    # subject-only clauses
+    if not terms_i:
+        grps = [x for _, g in groups for x in resolve(g)]
+        if not grps:
+            return claims, ()
+        elliptic_neg = neg_all or any(t.kind == "neg_fwd" for t in toks)
+        elliptic_hedge = any(t.kind in ("hedge_adj", "hedge_fwd") for t in toks)
+        if (ctx.topic and not ctx.topic_rec and not rec_clause and (elliptic_neg or elliptic_hedge)
+                and not any(t.kind in ("normal", "presence", "absent") for t in toks)):
+            # "caries on 36 but not on 37", "... and one suspected (46)": the sentence's topic
+            for term in ctx.topic:
+                emit(term, "absent" if elliptic_neg else "suspected", grps)
+            return claims, tuple(t for g in grps for t in g.teeth)
+        named = [t for g in grps for t in g.teeth]
+        grps = [g for g in grps if not g.area]
+        if not grps:
+            return claims, tuple(named)
+        neg = neg_all or any(t.kind == "neg_fwd" and t.start < max(g.end for g in grps) + 40 for t in toks)
+        normal_words = [s[t.start:t.end] for t in toks if t.kind == "normal"]
+        if normal_words and not neg and not rec_clause:
+            cats = set()
+            for w in normal_words:
+                if w in ("intact", "sound"):
+                    cats |= {C.CARIES, C.DEEP_CARIES}
+                    cats |= set(RESTORATIONS)
+                elif w not in ("clear", "well-aerated", "well aerated", "adequate", "preserved", "maintained", "well-maintained", "well maintained"):
+                    cats |= set(PATHO_TOOTH)
+            for cat in sorted(cats, key=lambda c: c.value):
+                emit(_t(cat, {cat} if cat != C.CARIES else CARIES_ANY), "absent", grps, oth=others)
+        elif absent_cue and not rec_clause:
+            emit(_t(C.MISSING_TOOTH), "present", grps)
+        elif any(t.kind == "presence" for t in toks) and not rec_clause:
+            pres_words = [s[t.start:t.end] for t in toks if t.kind == "presence"]
+            if neg:
+                if "erupted" not in pres_words or len(pres_words) > 1:
+                    emit(_t(C.TOOTH), "absent", grps, oth=others)
+            else:
+                if pres_words != ["left"] and pres_words != ["there"]:
+                    emit(_t(C.TOOTH), "present", grps)
+                if "erupted" in pres_words:
+                    emit(_t(C.IMPACTED_TOOTH), "absent", grps)
+        return claims, tuple(named)
+    # terms
+    for i in terms_i:
+        tok = toks[i]
+        term = tok.term
+        if term.sense == "neutral":
+            if i in negated or "normal" not in kinds:
+                continue
+            pol: Polarity = "absent"
+        else:
+            pol = "absent" if term.sense == "neg" else "present"
+            if i in negated:
+                if pol == "absent":
+                    continue
+                pol = "absent"
+            elif i in hedged and pol == "present":
+                pol = "suspected"
+        is_rec = rec_clause or (i + 1 < len(toks) and toks[i + 1].kind == "for" and term.treatment)
+        if is_rec:
+            if term.treatment or term.alternatives == {C.MISSING_TOOTH}:
+                if pol == "absent":
+                    continue
+                pol = "recommended"
+            elif any(p < tok.start for p in prevent_at):
+                continue
+            elif any(p < tok.start for p in ruleout_at) and pol == "present":
+                pol = "suspected"
+        if any(a <= tok.start < b for a, b in counted):
+            continue  # "four molar fillings": the count claim says it
+        grps = teeth_for(i)
+        named += [t for g in grps for t in g.teeth]
+        oth = others and pol == "absent"
+        emit(term, pol, grps, oth=oth, definite_only=i in weak and pol == "absent")
+        if only and pol in ("present", "suspected") and term.category not in (C.TOOTH, None):
+            if term.anatomy:
+                sides = {g.region.side for g in grps if g.region and g.region.side}
+                for side in {"right", "left"} - sides if sides else ():
+                    emit(term, "absent", [_Group(0, 0, (), region_of(side=side), name=side)])
+            elif any(g.teeth for g in grps) and term.category != C.MISSING_TOOTH:
+                emit(term, "absent", [], oth=True)
+    return claims, tuple(dict.fromkeys(named))
+
+
+@lru_cache(maxsize=16384)
+def _sentence_claims(sentence: str, masked: str, mode: str, question: bool, subject: tuple[int, ...], pron: tuple[int, ...]
+                     ) -> tuple[tuple[Claim, ...], tuple[ToothMention, ...], tuple, tuple[int, ...]]:
+    """Claims of one sentence, offsets relative to it (memoised: generated text repeats sentences)."""
+    toks, mentions, mismatches = _scan(masked, 0)
+    ctx = _Ctx(subject=subject, pron=pron or subject)
+    out: list[Claim] = []
+    last: tuple[int, ...] = ()
+    prev_exc_terms: list[Term] = []
+    for ca, cb, ctoks, exc in _clauses(masked, toks):
+        if last:
+            ctx.subject = ctx.pron = last
+        if prev_exc_terms and not any(t.kind == "term" for t in ctoks) and any(t.kind == "teeth" for t in ctoks):
+            # "no caries except on 36": the excepted teeth have it
+            for term in prev_exc_terms:
+                for t in ctoks:
+                    for tooth in (t.group.teeth if t.kind == "teeth" else ()):
+                        out.append(Claim(term.category, "present", (ca, cb), tooth, None, term.alternatives, term.lesion_type, None, False,
+                                         question, sentence[ca:cb].strip()))
+            prev_exc_terms = []
+            continue
+        claims, named = _claims_of_clause(masked, 0, ca, cb, ctoks, ctx, mode, question, exc, sentence)
+        out += claims
+        topic = tuple(t.term for t in ctoks if t.kind == "term" and not t.term.generic and t.term.sense == "pos")
+        if topic:
+            ctx.topic = topic
+            ctx.topic_rec = mode == "rec" or any(t.kind == "rec" for t in ctoks)
+        if named:
+            last = named
+        prev_exc_terms = [t.term for t in ctoks if t.kind == "term"] if exc is True else []
+    return tuple(out), tuple(mentions), tuple(mismatches), last
+
+
+def _shift(claims: Iterable[Claim], mentions: Iterable[ToothMention], mismatches: Iterable, a: int) -> tuple[list, list, list]:
+    if not a:
+        return list(claims), list(mentions), list(mismatches)
+    return ([replace(c, span=(c.span[0] + a, c.span[1] + a)) for c in claims],
+            [replace(m, span=(m.span[0] + a, m.span[1] + a)) for m in mentions],
+            [(n, t, (sp[0] + a, sp[1] + a)) for n, t, sp in mismatches])
+
+
+def extract(text: str, context: str | None = None) -> Extraction:
+    """Claims, tooth mentions and tooth-name mismatches of `text`. `context` (the question an
+    answer replies to, the previous dialogue turn) supplies the subject of pronouns and of
+    clauses that name no tooth ("It has deep caries.")."""
+    return _extract(text or "", context or None)
+
+
+@lru_cache(maxsize=4096)
+def _extract(text: str, context: str | None) -> Extraction:
+    claims_out: list[Claim] = []
+    teeth_out: list[ToothMention] = []
+    mismatches_out: list = []
+    particle: str | None = None
+    subject: tuple[int, ...] = extract(context).last_teeth if context else ()
+    pron = subject
+    answer_mode = "rec" if context and _REC_QUESTION.search(context.lower()) else ""
+    masked, modes = _mask(text)
+    pm = _PARTICLE.match(masked)
+    if pm:
+        particle = "no" if pm.group("p") in ("no", "nope") else "yes"
+        masked = " " * pm.end() + masked[pm.end():]
+    for a, b in _sentences(masked):
+        mode = next((m for s0, e0, m in modes if s0 <= a <= e0), "") or answer_mode
+        question = text[a:b].rstrip().endswith("?")
+        claims, mentions, mismatches, last = _sentence_claims(text[a:b], masked[a:b], mode, question, subject, pron)
+        claims, mentions, mismatches = _shift(claims, mentions, mismatches, a)
+        claims_out += claims
+        teeth_out += mentions
+        mismatches_out += mismatches
+        subject = ()  # an elliptical clause takes its teeth from its own sentence (or the question) only
+        if last:
+            pron = last
+    return Extraction(text, tuple(claims_out), tuple(teeth_out), tuple(mismatches_out), particle, pron)
+
+
+def is_hedged(text: str) -> bool:
+    """Has a hedging cue ("possibly", "may", "suspected", "cannot be excluded")."""
+    masked, _ = _mask(text or "")
+    return any(kind.startswith("hedge") and rx.search(masked) for kind, rx in _CUE_RE)
+
+
+def is_recommendation_question(text: str) -> bool:
+    """Asks for advice ("What is recommended for 36?"): its answers recommend, they do not find."""
+    return bool(_REC_QUESTION.search((text or "").lower()))
+
+
+def extract_claims(text: str, context: str | None = None) -> list[Claim]:
+    return list(extract(text, context).claims)
+
+
+def teeth_in(text: str) -> list[int]:
+    """FDI teeth a text names, in order: numbers ('tooth 36', '#36', bare '36'), ranges ('31-33'),
+    lists ('11, 12 and 21') and fully specified names ('lower left first molar'). Counts ('28
+    teeth'), measurements, decimals and coordinates are not teeth."""
+    return list(dict.fromkeys(m.tooth for m in extract(text).teeth if m.valid))
+
+
+def categories_in(text: str) -> set[Category]:
+    """Categories a text names, whatever it says about them (present, absent, suspected, recommended)."""
+    out: set[Category] = set()
+    for c in extract_claims(text):
+        if c.category is not None:
+            out.add(c.category)
+    return out
+
+
+# --- structured answers -------------------------------------------------------------------------------
+
+_TOOTH_KEYS = ("tooth_id", "tooth", "fdi", "tooth_number", "number", "tooth_fdi", "id")
+_CAT_KEYS = ("category", "finding", "condition", "label", "type", "name", "treatment", "pathology", "status", "wisdom_status")
+_LIST_KEYS = ("conditions", "findings", "treatments", "pathologies", "diagnoses", "labels")
+_JAW_KEYS = {"bone_loss": C.BONE_LOSS, "mandibular_canal": C.MANDIBULAR_CANAL, "mandibular_canals": C.MANDIBULAR_CANAL,
+             "maxillary_sinus": C.MAXILLARY_SINUS, "maxillary_sinuses": C.MAXILLARY_SINUS}
+_TEETH_LIST_KEYS = {"teeth": C.TOOTH, "teeth_present": C.TOOTH, "visible_teeth": C.TOOTH, "present_teeth": C.TOOTH, "missing_teeth": C.MISSING_TOOTH,
+                    "missing": C.MISSING_TOOTH, "impacted_teeth": C.IMPACTED_TOOTH, "wisdom_teeth": C.TOOTH}
+
+
+@lru_cache(maxsize=4096)
+def _category_of(value: str) -> tuple[Term | None, bool]:
+    """A category name (or short phrase) in a structured answer -> (term, suspected)."""
+    v = str(value)
+    if normalise_name(v) in LESION_TYPES_SET:
+        return _t(C.PERIAPICAL_LESION, lesion=normalise_name(v)), False
+    u = unify_category(v)
+    if u is not None and u[0] != C.TOOTH:
+        return _t(u[0], lesion=u[1]), False
+    claims = extract_claims(v.replace("_", " "))
+    asserted = [c for c in claims if c.polarity in ("present", "suspected")]
+    if asserted:
+        c = asserted[0]
+        return Term(c.category, c.alternatives, "pos", c.lesion_type), c.polarity == "suspected"
+    if normalise_name(v) in ("erupted",):
+        return None, False
+    return None, False
+
+
+LESION_TYPES_SET = frozenset({"granuloma", "cyst", "abscess"})
+
+
+def _side_region(value: Any) -> Region | None:
+    v = normalise_name(str(value or ""))
+    if not v:
+        return None
+    arch = "upper" if re.search(r"upper|maxill", v) else "lower" if re.search(r"lower|mandib", v) else None
+    side = "left" if "left" in v else "right" if "right" in v else None
+    if arch is None and side is None:
+        return None
+    return region_of(arch, side)
+
+
+def _shown(node: Any) -> str:
+    """A short rendering of the JSON a claim comes from (for rejection reasons)."""
+    if isinstance(node, str):
+        return node[:160]
+    if isinstance(node, dict):
+        parts = [f'"{k}":{v!r}' if not isinstance(v, (dict, list)) else f'"{k}":[...]' for k, v in list(node.items())[:6] if k not in _BOX_KEYS]
+        return ("{" + ",".join(parts) + "}")[:160]
+    return str(node)[:160]
+
+
+_BOX_KEYS = ("box_2d", "bbox", "box")
+
+
+def claims_from_json(obj: Any) -> list[Claim]:
+    """Claims of a structured answer (attribute extraction): every tooth it lists is claimed
+    present (or missing under a missing-teeth key), every condition on it present (suspected when
+    flagged), jaw lists claim their findings by region and an empty list claims absence. Boxes are
+    not claims; the validators compare them separately (`json_boxes`)."""
+    out: list[Claim] = []
+    span = (0, 0)
+
+    def add(term: Term, pol: Polarity, tooth: int | None = None, region: Region | None = None, text: Any = "") -> None:
+        out.append(Claim(term.category, pol, span, tooth, region, term.alternatives, term.lesion_type, None, False, False, _shown(text)))
+
+    def tooth_of(d: dict) -> int | None:
+        for k in _TOOTH_KEYS:
+            if k in d:
+                try:
+                    return int(str(d[k]).strip().lstrip("#"))
+                except ValueError:
+                    return None
+        return None
+
+    def conditions(d: dict, tooth: int | None, region: Region | None) -> int:
+        n = 0
+        suspected_flag = bool(d.get("suspected") or d.get("hedged") or str(d.get("certainty", "")).lower() in ("suspected", "possible"))
+        lesion = normalise_name(str(d.get("type") or "")) if normalise_name(str(d.get("type") or "")) in LESION_TYPES_SET else None
+        for k in _CAT_KEYS:
+            if k in d and isinstance(d[k], str):
+                if k == "type" and lesion:
+                    continue
+                if k == "status" and normalise_name(d[k]) == "erupted":
+                    add(_t(C.IMPACTED_TOOTH), "absent", tooth, region, d)
+                    n += 1
+                    continue
+                term, susp = _category_of(d[k])
+                if term is None:
+                    continue
+                if lesion and term.category == C.PERIAPICAL_LESION:
+                    term = replace(term, lesion_type=lesion)
+                add(term, "suspected" if (susp or suspected_flag) else "present", tooth, region, d)
+                n += 1
+        for k in _LIST_KEYS:
+            for item in d.get(k) or [] if isinstance(d.get(k), list) else []:
+                if isinstance(item, str):
+                    term, susp = _category_of(item)
+                    if term is not None:
+                        add(term, "suspected" if susp else "present", tooth, region, item)
+                        n += 1
+                elif isinstance(item, dict):
+                    walk(item, tooth, k)
+                    n += 1
+        return n
+
+    def walk(node: Any, tooth: int | None = None, key: str = "") -> None:
+        if isinstance(node, list):
+            if not node and key in _JAW_KEYS:
+                add(_t(_JAW_KEYS[key]), "absent", text={key: []})
+            if not node and key in ("treatments", "findings"):
+                add(_t(None, TREATMENTS if key == "treatments" else FINDINGS_ANY - TREATMENTS), "absent", text={key: []})
+            for item in node:
+                if isinstance(item, (int, float)) or (isinstance(item, str) and item.strip().lstrip("#").isdigit()):
+                    t = int(str(item).strip().lstrip("#"))
+                    cat = _TEETH_LIST_KEYS.get(key)
+                    if cat is None:
+                        term, _ = _category_of(key.replace("_", " "))
+                        if term is None:
+                            continue
+                        add(term, "present", t, text={key: [t]})
+                    else:
+                        add(_t(cat), "present", t, text={key: [t]})
+                else:
+                    walk(item, tooth, key)
+            return
+        if not isinstance(node, dict):
+            return
+        t = tooth_of(node)
+        region = _side_region(node.get("region") or node.get("side"))
+        if key in _JAW_KEYS and t is None:
+            add(_t(_JAW_KEYS[key]), "suspected" if node.get("suspected") else "present", None, region, {key: node})
+            return
+        if t is not None:
+            n = conditions(node, t, None)
+            if "teeth" in node and isinstance(node["teeth"], list):
+                walk(node["teeth"], None, "missing_teeth" if key in ("missing_teeth", "missing") else "teeth")
+            if n == 0 and key not in ("unknown_tooth_findings",):
+                if key in ("missing_teeth", "missing"):
+                    add(_t(C.MISSING_TOOTH), "present", t, text=node)
+                else:
+                    add(_t(C.TOOTH), "present", t, text=node)
+            for k, v in node.items():
+                if isinstance(v, (dict, list)) and k not in _LIST_KEYS:
+                    walk(v, t, k)
+            return
+        if key == "unknown_tooth_findings" or (region is not None and any(k in node for k in _CAT_KEYS)):
+            conditions(node, None, region or WHOLE_MOUTH)
+            return
+        if key in ("missing_teeth", "missing") and "teeth" in node:
+            walk(node["teeth"], None, "missing_teeth")
+            return
+        if any(k in node for k in _CAT_KEYS) and tooth is not None:
+            conditions(node, tooth, None)
+            return
+        if any(k in node for k in _CAT_KEYS) and tooth is None:
+            conditions(node, None, None)
+            return
+        for k, v in node.items():
+            if isinstance(v, (dict, list)):
+                walk(v, tooth, k)
+
+    walk(obj)
+    return out
+
+
+def parse_json_answer(text: str) -> Any:
+    """The JSON of a structured answer (inside a ``` fence if there is one); raises ValueError."""
+    from mmoral_pipeline.generation.schemas import extract_json
+
+    try:
+        return json.loads(extract_json(text))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not JSON: {exc.msg} at {exc.pos}") from exc

@@ -1,0 +1,109 @@
+"""Precision and recall of the claim validators on the labelled corpus (tests/generation/corpus/).
+
+    python perf/validator_corpus.py                # figures per task type and overall, dev and held-out
+    python perf/validator_corpus.py --errors       # also list the dev items the validators get wrong
+
+An item counts as "rejected" when any validator fails it; recall is the share of hallucinated items
+rejected, the false-rejection rate the share of faithful items rejected, precision the share of
+rejected items that are hallucinated. The held-out part (groups whose sha256 is divisible by 3) was
+not looked at while tuning; `--errors` never lists it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from mmoral_pipeline.domain.attributes import ImageAttributes  # noqa: E402
+from mmoral_pipeline.generation.facts import facts_of  # noqa: E402
+from mmoral_pipeline.generation.validators import validate_item  # noqa: E402
+
+CORPUS = ROOT / "tests" / "generation" / "corpus"
+TASKS = ("report", "vqa_closed", "vqa_open", "dialogue", "attribute")
+
+
+def split_of(group: str) -> str:
+    return "heldout" if int(hashlib.sha256(group.encode()).hexdigest(), 16) % 3 == 0 else "dev"
+
+
+def load(corpus: Path = CORPUS) -> tuple[dict, list[dict]]:
+    facts = {}
+    for line in (corpus / "attributes.jsonl").read_text().splitlines():
+        doc = ImageAttributes.model_validate_json(line)
+        facts[doc.image_id] = facts_of(doc)
+    items = [json.loads(line) for line in (corpus / "items.jsonl").read_text().splitlines() if line.strip()]
+    for it in items:
+        it["split"] = split_of(it["group"])
+    return facts, items
+
+
+@dataclass
+class Tally:
+    tp: int = 0  # hallucinated, rejected
+    fn: int = 0  # hallucinated, passed
+    fp: int = 0  # faithful, rejected
+    tn: int = 0  # faithful, passed
+
+    def add(self, hallucinated: bool, rejected: bool) -> None:
+        if hallucinated:
+            self.tp += rejected
+            self.fn += not rejected
+        else:
+            self.fp += rejected
+            self.tn += not rejected
+
+    def row(self) -> str:
+        h, f = self.tp + self.fn, self.fp + self.tn
+        recall = self.tp / h if h else float("nan")
+        fpr = self.fp / f if f else float("nan")
+        precision = self.tp / (self.tp + self.fp) if self.tp + self.fp else float("nan")
+        return f"{h:5d} {f:5d} {recall:8.1%} {fpr:9.1%} {precision:10.1%}"
+
+
+def evaluate(facts: dict, items: list[dict]) -> list[tuple[dict, list]]:
+    return [(it, validate_item(it, facts[it["image_id"]])) for it in items]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--errors", action="store_true", help="list the dev items the validators get wrong")
+    args = ap.parse_args(argv)
+    facts, items = load()
+    results = evaluate(facts, items)
+    tallies: dict[tuple[str, str], Tally] = defaultdict(Tally)
+    for it, verdicts in results:
+        rejected = any(not v.passed for v in verdicts)
+        hallucinated = it["label"] == "hallucinated"
+        for split in (it["split"], "all"):
+            tallies[(split, it["task_type"])].add(hallucinated, rejected)
+            tallies[(split, "overall")].add(hallucinated, rejected)
+    print(f"validator corpus: {len(items)} items ({sum(i['label'] == 'hallucinated' for i in items)} hallucinated, "
+          f"{sum(i['label'] == 'faithful' for i in items)} faithful)")
+    for split in ("dev", "heldout", "all"):
+        print(f"\n{split:8} {'task':12} {'hall':>5} {'faith':>5} {'recall':>8} {'false-rej':>9} {'precision':>10}")
+        for task in (*TASKS, "overall"):
+            print(f"{'':8} {task:12} {tallies[(split, task)].row()}")
+    if args.errors:
+        print("\ndev errors:")
+        for it, verdicts in results:
+            if it["split"] != "dev":
+                continue
+            bad = [v for v in verdicts if not v.passed]
+            if bool(bad) != (it["label"] == "hallucinated"):
+                what = "MISSED" if not bad else "FALSE REJECT"
+                print(f"- {what} {it['id']} ({it['task_type']}, {it['image_id']}): {it.get('note', '')}")
+                for v in bad:
+                    print(f"    {v.validator}: {v.reason}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

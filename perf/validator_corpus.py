@@ -6,7 +6,8 @@
 An item counts as "rejected" when any validator fails it; recall is the share of hallucinated items
 rejected, the false-rejection rate the share of faithful items rejected, precision the share of
 rejected items that are hallucinated. The held-out part (groups whose sha256 is divisible by 3) was
-not looked at while tuning; `--errors` never lists it.
+not looked at while tuning (only these aggregate figures were); `--errors` never lists it.
+`probes.jsonl` holds texts written while tuning (so not a measure of anything): reported apart.
 """
 
 from __future__ import annotations
@@ -35,13 +36,18 @@ def split_of(group: str) -> str:
 
 
 def load(corpus: Path = CORPUS) -> tuple[dict, list[dict]]:
+    """Attribute facts by image id, and every item with its part: dev / heldout (the corpus) or probe."""
     facts = {}
     for line in (corpus / "attributes.jsonl").read_text().splitlines():
         doc = ImageAttributes.model_validate_json(line)
         facts[doc.image_id] = facts_of(doc)
-    items = [json.loads(line) for line in (corpus / "items.jsonl").read_text().splitlines() if line.strip()]
-    for it in items:
-        it["split"] = split_of(it["group"])
+    items = []
+    for name, part in (("items.jsonl", None), ("probes.jsonl", "probe")):
+        for line in (corpus / name).read_text().splitlines():
+            if line.strip():
+                it = json.loads(line)
+                it["split"] = part or split_of(it["group"])
+                items.append(it)
     return facts, items
 
 
@@ -82,19 +88,20 @@ def main(argv: list[str] | None = None) -> int:
     for it, verdicts in results:
         rejected = any(not v.passed for v in verdicts)
         hallucinated = it["label"] == "hallucinated"
-        for split in (it["split"], "all"):
+        for split in (it["split"], "all") if it["split"] != "probe" else ("probe",):
             tallies[(split, it["task_type"])].add(hallucinated, rejected)
             tallies[(split, "overall")].add(hallucinated, rejected)
-    print(f"validator corpus: {len(items)} items ({sum(i['label'] == 'hallucinated' for i in items)} hallucinated, "
-          f"{sum(i['label'] == 'faithful' for i in items)} faithful)")
-    for split in ("dev", "heldout", "all"):
+    corpus = [i for i in items if i["split"] != "probe"]
+    print(f"validator corpus: {len(corpus)} items ({sum(i['label'] == 'hallucinated' for i in corpus)} hallucinated, "
+          f"{sum(i['label'] == 'faithful' for i in corpus)} faithful); {len(items) - len(corpus)} tuning probes")
+    for split in ("dev", "heldout", "all", "probe"):
         print(f"\n{split:8} {'task':12} {'hall':>5} {'faith':>5} {'recall':>8} {'false-rej':>9} {'precision':>10}")
         for task in (*TASKS, "overall"):
             print(f"{'':8} {task:12} {tallies[(split, task)].row()}")
     if args.errors:
         print("\ndev errors:")
         for it, verdicts in results:
-            if it["split"] != "dev":
+            if it["split"] not in ("dev", "probe"):
                 continue
             bad = [v for v in verdicts if not v.passed]
             if bool(bad) != (it["label"] == "hallucinated"):

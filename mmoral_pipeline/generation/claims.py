@@ -218,7 +218,7 @@ TERMS: list[tuple[str, Term]] = [
     (r"\b(?:periapical|apical)\s+(?:region|area|tissues?|status|bone|health)\b|\bperiapical(?:ly)?\b", _t(C.PERIAPICAL_LESION, sense="neutral")),
     (r"\binfections?\b", _t(C.PERIAPICAL_LESION)),
     # impacted (erupted is read as a presence word, see _PRESENCE)
-    (r"\bimpact(?:ed|ion|ions)\b|\bun-?erupted\b|\bpartially\s+erupted\b|\bembedded\b", _t(C.IMPACTED_TOOTH)),
+    (r"\bimpact(?:ed|ion|ions)\b|\bun-?erupted\b|\bpartially\s+erupted\b|\bembedded\b|\bstuck\s+(?:under|in|below|beneath)\b", _t(C.IMPACTED_TOOTH)),
     # missing teeth
     (r"\bmissing(?:[\s-]+(?:tooth|teeth))?(?:[\s-]+region)?\b|\bedentulous\b|\bedentulism\b|\bagenesis\b|\btooth\s+loss\b|\bextraction\s+(?:site|socket|space)s?\b"
      r"|\b(?:has|have|had)\s+been\s+(?:lost|extracted|removed)\b|\bwas\s+(?:lost|extracted|removed)\b", _t(C.MISSING_TOOTH)),
@@ -267,7 +267,8 @@ _SIDE_W = r"(?:left|right)"
 _DENT = r"(?:primary|deciduous|baby|milk|permanent|adult)"
 _TOOTH_NAME = re.compile(
     rf"\b(?P<quant>both|all(?:\s+(?:four|two|the))?|each|every)?\s*(?:the\s+)?"
-    rf"(?P<a1>{_ARCH_W})?\s*(?P<s1>{_SIDE_W})?\s*(?P<a2>{_ARCH_W})?\s*(?P<d1>{_DENT})?\s*(?P<ord>first|second|third|1st|2nd|3rd)?\s*"
+    rf"(?P<a1>{_ARCH_W})?\s*(?P<s1>{_SIDE_W})?\s*(?P<a2>{_ARCH_W})?\s*(?P<d1>{_DENT})?\s*"
+    rf"(?P<ord>(?:first|second|third|1st|2nd|3rd)(?:\s*(?:,|and|or|&)\s*(?:first|second|third|1st|2nd|3rd))*)?\s*"
     rf"(?P<d2>{_DENT})?\s*(?P<kind>{_KIND})\b(?:\s+(?:in|on)\s+the\s+(?P<a3>upper|lower)?\s*(?P<s3>left|right)(?:\s+(?:side|quadrant))?)?"
 )
 _PALMER = re.compile(r"\b(?P<a>u|l|upper|lower)\s?(?P<s>r|l|right|left)\s?(?P<p>[1-8])\b")
@@ -295,7 +296,7 @@ _COUNT_ADJECTIVES = (r"(?:permanent|primary|deciduous|adult|natural|visible|rema
                      r"maxillary|mandibular|inferior|alveolar|nerve)")
 _COUNT_AFTER = re.compile(rf"^\s+(?:{_COUNT_ADJECTIVES}\s+){{0,2}}"
                           r"(?:teeth|tooth|restorations?|fillings?|crowns?|implants?|lesions?|findings?|roots?|canals?|sinuses|bridges?|items?|images?|patients?|quadrants?|units?)\b")
-_NOT_TOOTH_BEFORE = re.compile(r"(?:\b(?:age|aged|total\s+of|out\s+of|of\s+the|score|grade|class|type|stage|size|page|figure|version|approximately|about|around|over|under|than|least|up\s+to|n\s*=|count)\s*)$")
+_NOT_TOOTH_BEFORE = re.compile(r"(?:\b(?:age|aged|total\s+of|out\s+of|of\s+the|score|grade|class|type|stage|size|page|figure|version|approximately|about|than|least|up\s+to|n\s*=|count)\s*)$")
 _JOIN = re.compile(r"^\s*(?:,|and|or|&|/|\+|as\s+well\s+as|,\s*and|,\s*or)\s*(?:teeth\s+|tooth\s+|#)?$")
 _RANGE = re.compile(r"^\s*(?:-|–|—|to|through|thru)\s*(?:tooth\s+)?#?$")
 
@@ -317,23 +318,24 @@ def _expand_range(a: int, b: int) -> list[int] | None:
 # --- cues ---------------------------------------------------------------------------------------------
 
 _CUES: list[tuple[str, str]] = [
-    ("noop", r"\b(?:tooth\s+)?numbers?\s+(?:is\s+|are\s+)?(?:unclear|unknown|uncertain|not\s+(?:clear|identifiable|determinable|known))\b|\bcannot\s+(?:be\s+)?(?:determined|identified|identify|determine|numbered)\b"
-             r"|\bcan'?t\s+(?:be\s+)?(?:determined|identified|identify|determine)\b|\bun(?:identified|identifiable)\b|\bnot\s+(?:be\s+)?identifi(?:ed|able)\b"),
+    ("noop", r"\b(?:tooth\s+)?numbers?\s+(?:is\s+|are\s+)?(?:unclear|unknown|uncertain|not\s+(?:clear|identifiable|determinable|known))\b|\bcannot\s+(?:be\s+)?(?:determined|identified|identify|determine|numbered|assigned|ascertained|established|localized|localised|specified)\b"
+             r"|\bcan'?t\s+(?:be\s+)?(?:determined|identified|identify|determine)\b|\bun(?:identified|identifiable)\b|\bnot\s+(?:be\s+)?identifi(?:ed|able)\b"
+             r"|\b(?:can(?:no|')?t|could\s*n[o']?t|unable\s+to)\s+(?:\w+\s+)?(?:number|identify|tell|determine|say|pinpoint|be\s+sure|name|specify|see\s+which)\b"),
     ("meta", r"\b(?:not|never|n't|neither|nor)\s+(?:been\s+)?(?:\w+\s+)?(?:assess(?:ed)?|evaluat(?:ed|e)|examin(?:ed|e)|label(?:l?ed|s)?|annotat(?:ed|e)|analy[sz](?:ed|e)|includ(?:ed|e)|cover(?:ed)?|available|assessable|reported|looked\s+for|in\s+scope|part\s+of\s+(?:this|the))\b"
              r"|\bcannot\s+comment\b|\boutside\s+(?:the|this)\s+scope\b|\bno\s+(?:information|data|labels?)\b|\bwere\s+not\s+part\b"),
-    ("hedge_back", r"\bcannot\s+be\s+(?:excluded|ruled\s+out)\b|\bcan(?:no|')t\s+be\s+(?:excluded|ruled\s+out)\b|\bnot\s+(?:be\s+)?(?:excluded|ruled\s+out)\b"),
+    ("hedge_back", r"\bcannot\s+be\s+(?:excluded|ruled\s+out|confirmed)\b|\bcan(?:no|')t\s+be\s+(?:excluded|ruled\s+out)\b|\bnot\s+(?:be\s+)?(?:excluded|ruled\s+out)\b"),
     ("neg_weak", r"\bno\s+(?:definite|definitive|obvious|clear|frank|overt|significant|apparent|major|relevant)\b|\bnothing\s+(?:definite|significant)\b"),
     ("neg_fwd", r"\bno\s+(?:evidence|signs?|indication)\s+of\b|\bno\b(?!\.)|\bwithout\b|\babsence\s+of\b|\bfree\s+(?:of|from)\b|\bnegative\s+for\b|\bneither\b|\bnor\b|\bnone\s+of\b|\black\s+of\b|\bdevoid\s+of\b|\bnothing\b|\bnot\s+any\b"),
     ("neg_all", r"\bnot\b(?!\s+only\b)|n't\b|\bnever\b|\bno\s+longer\b|\bcannot\b|\bnil\b|\bruled\s+out\b|\b(?<!be\s)excluded\b|\bnone\b|\bnegative\b"),
     ("absent", r"\babsent\b|\bnot\s+present\b"),
-    ("hedge_fwd", r"\bpossibly\b|\bprobably\b|\bmay\b|\bmight\b|\bcould\b|\bsuspicious\s+(?:for|of)\b|\bsuggestive\s+of\b|\bsuggesting\b|\bconcerning\s+for\b|\bworrisome\s+for\b|\bappears?\s+to\b|\bseems?\s+to\b|\bapparently\b|\bpresumably\b|\bquestionabl[ey]\b|\bsuspect(?:ed)?\s+(?:of|for)\b|\bsuspect\b"),
+    ("hedge_fwd", r"\bpossibly\b|\bprobably\b|\bmaybe\b|\bperhaps\b|\bmay\b|\bmight\b|\bcould\b|\bsuspicious\s+(?:for|of)\b|\bsuggestive\s+of\b|\bsuggesting\b|\bconcerning\s+for\b|\bworrisome\s+for\b|\bappears?\s+to\b|\bseems?\s+to\b|\bapparently\b|\bpresumably\b|\bquestionabl[ey]\b|\bsuspect(?:ed)?\s+(?:of|for)\b|\bsuspect\b"),
     ("hedge_adj", r"\b(?:possible|probable|suspected|questionable|likely|presumed|presumptive|equivocal|indeterminate|apparent|query|suspicious)\b(?=\s+(?:\w+\s+){0,2}?[a-z])"),
     ("hedge_back", r"\b(?:is|are|was|were|be|remains?)\s+(?:\w+\s+)?(?:suspected|possible|likely|probable|questionable|uncertain|equivocal|suspicious)\b|\b(?:to\s+be|should\s+be|needs?\s+to\s+be|must\s+be|be)\s+confirmed\b"
                    r"|\b(?:needs?|requires?|pending)\s+(?:clinical\s+)?(?:confirmation|correlation|verification)\b|\bclinical(?:ly)?\s+(?:correlation|confirmation|verification|check)\b|\bconfirm(?:ed)?\s+clinically\b"
                    r"|\bre-?evaluat\w*|\bre-?check\w*|\bchecked\s+clinically\b|\bcheck\s+clinically\b|\bverif(?:y|ied|ication)\b|\bsuspicion\b"),
     ("rec", r"\brecommend\w*|\badvis\w*|\bsuggest(?:s|ed|ion|ions)?\b(?!\s+of)|\bconsider\w*|\bshould\b|\bneeds?\b|\bneeded\b|\brequir\w*|\bindicated\b|\bwarrant\w*|\bwould\s+benefit\b|\brefer\w*|\bplan(?:ned|ning)?\b"
             r"|\bevaluat\w*|\bassess(?:ment|ed)?\b|\bconsult\w*|\breview\b|\bmonitor\w*|\bfollow[\s-]?up\b|\bextract(?:ion|ions|ed)?\b|\bremov(?:e|al)\b|\breplace(?:ment)?\b(?!s)|\brestore\b|\btreat\b|\bfill\b"
-            r"|\bcandidate\s+for\b|\bprescri\w+|\bproposed\b|\bopinion\b|\bmanagement\b|\bcare\s+for\b|\burgent\b|\bcheck(?:ed|-up)?\b|\bpulp\s+(?:therapy|treatment)\b|\bpulpectomy\b|\bto\s+be\s+(?:done|placed|performed)\b|\bplace(?:ment)?\s+of\b"),
+            r"|\bcandidate\s+for\b|\bsav(?:e|ed|ing)\b|\bprescri\w+|\bproposed\b|\bopinion\b|\bmanagement\b|\bcare\s+for\b|\burgent\b|\bcheck(?:ed|-up)?\b|\bpulp\s+(?:therapy|treatment)\b|\bpulpectomy\b|\bto\s+be\s+(?:done|placed|performed)\b|\bplace(?:ment)?\s+of\b"),
     ("prevent", r"\bprevent\w*|\bmonitor(?:ing)?\s+for\b|\bwatch\s+for\b|\bscreen(?:ing)?\s+for\b|\bcheck\s+for\b|\brisk\s+of\b|\bto\s+avoid\b|\bprophyla\w+"),
     ("ruleout", r"\brule\s+out\b|\bto\s+exclude\b|\b(?:evaluat\w+|assess\w*|examin\w+)\s+for\b|\bto\s+confirm\b"),
     ("normal", r"\b(?:healthy|unremarkable|normal(?:ly)?|intact|sound|disease[\s-]free|within\s+normal\s+limits|wnl|in\s+good\s+(?:condition|health|shape)|preserved|well[\s-]maintained|maintained|adequate|fine|okay|ok|clear|well[\s-]aerated)\b"),
@@ -361,7 +363,7 @@ _COUNT_ADJ = {"carious": C.CARIES, "decayed": C.CARIES, "impacted": C.IMPACTED_T
 _COUNT_NOUN = {"restorations": None, "fillings": C.FILLING, "crowns": C.CROWN, "implants": C.IMPLANT, "lesions": C.PERIAPICAL_LESION,
                "canals": C.MANDIBULAR_CANAL, "sinuses": C.MAXILLARY_SINUS, "bridges": C.BRIDGE, "roots": C.RETAINED_ROOT}
 _COORD_GAP = re.compile(r"^[\s,/()]*(?:(?:and|or|some|small|early|mild|slight|minor|possible|also)[\s,/()]+)*$")
-_STRONG = re.compile(r"\b(?:but|however|whereas|although|though|while|yet)\b|\b(?P<exc>except(?:\s+for)?|apart\s+from|other\s+than|besides|with\s+the\s+exception\s+of)\b")
+_STRONG = re.compile(r"\b(?:but|however|whereas|although|though|while|yet)\b|,\s*(?=(?:which|whose)\b)|\b(?P<exc>except(?:\s+for)?|apart\s+from|other\s+than|besides|with\s+the\s+exception\s+of)\b")
 _WEAK = re.compile(r",|\band\b|\bas\s+well\s+as\b|\bplus\b|\balong\s+with\b|\+")
 _PARTICLE = re.compile(r"^\s*(?P<p>yes|no|correct|indeed|nope|right)\b\s*[,.!:;-]")
 _SECTION_WORDS = frozenset(
@@ -373,6 +375,9 @@ _SECTION_WORDS = frozenset(
 _REC_LABEL = re.compile(r"\b(?:recommend\w*|plan|advice|next\s+steps|suggestions?|management)\b")
 _MIXED_LABEL = re.compile(r"\b(?:summary|impression|findings?|conclusions?|observations?)\b")
 _LABEL = re.compile(r"^(?P<lead>\s*(?:[-*•+]\s+|\(?\d+[.)]\s+|\(?[a-z][.)]\s+)?)(?P<label>[^:\n]{1,60}?)\s*:(?!\d)")
+_EXISTING = re.compile(r"\b(?:has|have|had|with|existing|previous(?:ly)?|prior|present|status\s+post|s/p|treated|restored|crowned|filled|root[\s-]filled|"
+                       r"in\s+place|carries|carry|carrying|shows?|showing|visible|seen|noted|observed|despite|after|extensively|intact|sound|adequate|"
+                       r"failing|defective|fractured|loose|satisfactory|overhanging|well[\s-]fitting|good\s+condition|looks?|appears?)\b")
 _REC_QUESTION = re.compile(r"\b(?:recommend\w*|advis\w*|should\s+(?:i|we|be)|what\s+(?:treatment|to\s+do|can\s+be\s+done)|next\s+steps?|plan|do\s+i\s+need|need\s+any|would\s+you\s+suggest)\b")
 _ABBREV = re.compile(r"(?:\b(?:e\.g|i\.e|approx|vs|dr|mr|mrs|ms|fig|st|no|nos|ca|cf|etc))\.$")
 
@@ -480,6 +485,7 @@ def _mask(text: str) -> tuple[str, list[tuple[int, int, str]]]:
             if chars[i] != "\n":
                 chars[i] = " "
     modes: list[tuple[int, int, str]] = []
+    summary = [(s.start, s.end) for s in _sections(text) if s.kind == "summary"]
     pos = 0
     mode = ""
     for line in "".join(chars).split("\n"):
@@ -488,6 +494,8 @@ def _mask(text: str) -> tuple[str, list[tuple[int, int, str]]]:
         if not line.strip():
             mode = ""
             continue
+        if not mode and any(a <= start < b for a, b in summary):
+            mode = "summary"
         m = _LABEL.match(line)
         if m:
             words = re.findall(r"[a-z&-]+", m.group("label"))
@@ -497,6 +505,8 @@ def _mask(text: str) -> tuple[str, list[tuple[int, int, str]]]:
                 mode = "rec" if _REC_LABEL.search(m.group("label")) and not _MIXED_LABEL.search(m.group("label")) else ""
             elif len(words) <= 6 and not re.search(r"\d", m.group("label")):
                 mode = ""
+            if not mode and any(a <= start < b for a, b in summary):
+                mode = "summary"
         lead = re.match(r"^\s*(?:[-*•+]\s+|\(?\d+[.)]\s+(?=\D))", line)
         if lead:
             for i in range(start, start + lead.end()):
@@ -548,8 +558,9 @@ class _Tok:
     value: Any = None
 
 
-def _name_region(m: re.Match) -> tuple[Region, bool, bool]:
-    """(region, singular, fully specified) of a tooth-name match."""
+def _name_region(m: re.Match, inherit: tuple[str | None, str | None, bool | None] | None = None) -> tuple[Region, bool, bool]:
+    """(region, singular, fully specified) of a tooth-name match; `inherit` = (arch, side, primary)
+    of the name it is coordinated with ("the upper right canine and first molar")."""
     g = m.groupdict()
     arch_w = g.get("a1") or g.get("a2") or g.get("a3")
     arch = {"upper": "upper", "maxillary": "upper", "lower": "lower", "mandibular": "lower"}.get(arch_w or "")
@@ -558,7 +569,12 @@ def _name_region(m: re.Match) -> tuple[Region, bool, bool]:
     plural = kind.endswith("s") and not kind.endswith("tooth") or kind.endswith("teeth")
     dent = (g.get("d1") or g.get("d2") or "")
     primary = True if dent in ("primary", "deciduous", "baby", "milk") else False if dent in ("permanent", "adult") else None
-    order = _ORD.get(g.get("ord") or "")
+    if inherit is not None and arch is None and side is None:
+        arch, side = inherit[0], inherit[1]
+    if inherit is not None and primary is None and inherit[2]:
+        primary = True
+    orders = {_ORD[w] for w in re.findall(r"first|second|third|1st|2nd|3rd", g.get("ord") or "")}
+    order = next(iter(orders)) if len(orders) == 1 else None
     base = kind.rstrip("s") if not kind.endswith("teeth") else kind
     if "wisdom" in base:
         positions, primary = {8}, False
@@ -571,13 +587,13 @@ def _name_region(m: re.Match) -> tuple[Region, bool, bool]:
     elif "canine" in base or "cuspid" in base or "eye" in base:
         positions = {3}
     elif "premolar" in base or "bicuspid" in base:
-        positions, primary = ({4, 5} if not order else {3 + order}), False
+        positions, primary = ({3 + o for o in orders} if orders else {4, 5}), False
     else:  # molar
         if primary:
-            positions = {3 + order} if order in (1, 2) else {4, 5}
+            positions = {3 + o for o in orders if o in (1, 2)} or {4, 5}
         else:
-            positions = {5 + order} if order else {6, 7, 8}
-            if primary is None and order in (1, 2):
+            positions = {5 + o for o in orders} if orders else {6, 7, 8}
+            if primary is None and orders and orders <= {1, 2}:
                 primary = False
     if primary is None and "molar" not in base:
         primary = False  # "lower canine" means the permanent one unless said otherwise
@@ -647,23 +663,17 @@ def _scan_teeth(s: str, base: int) -> tuple[list[_Tok], list[ToothMention]]:
             toks.append(_Tok("teeth", m.start(), m.end(), group=_Group(m.start(), m.end(), (t,))))
             mentions.append(ToothMention(t, (base + m.start(), base + m.end())))
     # tooth names (with coordination: "upper right canine and first molar")
-    prev_name: tuple[int, str | None, str | None] | None = None
+    prev_name: tuple[int, str | None, str | None, bool | None] | None = None
     for m in _TOOTH_NAME.finditer(s):
         if not m.group("kind"):
             continue
-        region, singular, specific = _name_region(m)
         g = m.groupdict()
+        coordinated = prev_name is not None and re.fullmatch(r"[\s,]*(?:and|or|,)[\s,]*(?:the\s+)?", s[prev_name[0]: m.start()])
+        region, singular, specific = _name_region(m, prev_name[1:] if coordinated and prev_name else None)
         bare = not any(g.get(k) for k in ("quant", "a1", "a2", "a3", "s1", "s3", "d1", "d2", "ord"))
         if bare and singular and re.match(r"\s+(?:fillings?|crowns?|restorations?|caries|implants?|bridges?|region|area|segment)\b", s[m.end():]):
             continue
-        if prev_name and not (g.get("a1") or g.get("a2") or g.get("a3") or g.get("s1") or g.get("s3")) and re.fullmatch(r"[\s,]*(?:and|or|,)[\s,]*(?:the\s+)?", s[prev_name[0]: m.start()]):
-            # inherit arch/side from the coordinated name before it
-            arch, side = prev_name[1], prev_name[2]
-            pos = {t % 10 for t in region.teeth}
-            primary = None if not region.teeth else all(t > 50 for t in region.teeth)
-            region = region_of(arch, side, pos, primary, name=f"{' '.join(x for x in (arch, side) if x)} {m.group().strip()}")
-            specific = arch is not None and side is not None and len(region.teeth) == 1
-        prev_name = (m.end(), region.arch, region.side)
+        prev_name = (m.end(), region.arch, region.side, bool(region.teeth) and all(t > 50 for t in region.teeth))
         quant = (g.get("quant") or "")
         if specific:
             t = next(iter(region.teeth))
@@ -831,17 +841,28 @@ def _clauses(s: str, toks: list[_Tok]) -> list[tuple[int, int, list[_Tok], bool]
         if not any(t.kind in ("teeth", "term", "count", "pron") for t in left):
             bounds.append((m.start(), m.end(), False))
     bounds.sort()
-    pieces: list[tuple[int, int, bool]] = []
+    pieces: list[tuple[int, int, bool | str]] = []
     start = 0
     leading_exception = False
     for cut, nxt, exc in bounds:
-        if exc and not any(t.kind in ("term", "teeth") for t in toks if start <= t.start < cut):
-            leading_exception = True  # "apart from the impaction of 48, no definite pathology": the rest is about the others
-        pieces.append((start, cut, exc))
+        lead = exc and not any(t.kind in ("term", "teeth") for t in toks if start <= t.start < cut)
+        pieces.append((start, cut, False if lead else exc))
         start = nxt
+        if lead:
+            # "apart from 25 and the questionable 14, no caries is seen": the excepted phrase, then the rest about the others
+            end = min([b[0] for b in bounds if b[0] > start] + [len(s)])
+            first_term = min([t.start for t in toks if t.kind in ("term", "neg_fwd", "neg_all", "neg_weak") and start <= t.start < end] + [end])
+            comma = s.rfind(",", start, first_term)  # the list of excepted teeth may hold commas itself
+            if comma >= 0:
+                pieces.append((start, comma, "lead_exc"))
+                start = comma + 1
+            leading_exception = True
     pieces.append((start, len(s), False))
-    out = []
+    out: list = []
     for a, b, exc in pieces:
+        if exc == "lead_exc":
+            out.append((a, b, [t for t in toks if a <= t.start < b], exc))
+            continue
         first = len(out)
         sub = [t for t in toks if a <= t.start < b]
         # weak cuts between two complete statements
@@ -864,8 +885,9 @@ def _clauses(s: str, toks: list[_Tok]) -> list[tuple[int, int, list[_Tok], bool]
         out.append((cur_a, cur_b, [t for t in sub if cur_a <= t.start < cur_b], exc))
         if any(t.kind == "rec" for t in sub):  # "endodontic treatment of 22 and a filling for 47 are recommended"
             out[first:] = [(ca, cb, tk if any(t.kind == "rec" for t in tk) else [*tk, _Tok("rec", b, b)], e) for ca, cb, tk, e in out[first:]]
-    if leading_exception and len(out) > 1:
-        out = [out[0]] + [(a, b, tk, "others") for a, b, tk, _e in out[1:]]
+    if leading_exception:
+        k = next((i for i, c in enumerate(out) if c[3] == "lead_exc"), 0)
+        out = out[: k + 1] + [(a, b, tk, "others") for a, b, tk, _e in out[k + 1:]]
     return out
 
 
@@ -973,9 +995,12 @@ def _claims_of_clause(s: str, base: int, a: int, b: int, toks: list[_Tok], ctx: 
         ("on teeth 36 and 37", "in the region of 15"), up to a new noun phrase."""
         out, pos = [], toks[after].end
         for g in grps:
-            words = re.findall(r"[a-z]+", s[pos:g.start])
+            gap_text = s[pos:g.start]
+            words = re.findall(r"[a-z]+", gap_text)
             if any(w not in _LINK_WORDS for w in words):
                 break
+            if out and re.search(r"\band\b|,", gap_text) and re.match(r"\s+(?:is|are|was|were|has|have|had|shows?|looks?|seems?|appears?|remains?)\b", s[g.end:]):
+                break  # a new subject with its own verb
             out.append(g)
             pos = g.end
         return out
@@ -1102,7 +1127,7 @@ def _claims_of_clause(s: str, base: int, a: int, b: int, toks: list[_Tok], ctx: 
             for cat in sorted(cats, key=lambda c: c.value):
                 emit(_t(cat, {cat} if cat != C.CARIES else CARIES_ANY), "absent", grps, oth=others)
         elif absent_cue and not rec_clause:
-            emit(_t(C.MISSING_TOOTH), "present", grps)
+            emit(_t(C.TOOTH), "absent", grps, oth=others)
         elif any(t.kind == "presence" for t in toks) and not rec_clause:
             pres_words = [s[t.start:t.end] for t in toks if t.kind == "presence"]
             if neg:
@@ -1131,6 +1156,8 @@ def _claims_of_clause(s: str, base: int, a: int, b: int, toks: list[_Tok], ctx: 
             elif i in hedged and pol == "present":
                 pol = "suspected"
         is_rec = rec_clause or (i + 1 < len(toks) and toks[i + 1].kind == "for" and term.treatment)
+        if mode == "summary" and term.treatment and not _EXISTING.search(s[a:b]):
+            is_rec = True  # "Restoration of 14; extraction of 28": a plan item in the summary & recommendations
         if is_rec:
             if term.treatment or term.alternatives == {C.MISSING_TOOTH}:
                 if pol == "absent":
@@ -1138,7 +1165,7 @@ def _claims_of_clause(s: str, base: int, a: int, b: int, toks: list[_Tok], ctx: 
                 pol = "recommended"
             elif any(p < tok.start for p in prevent_at):
                 continue
-            elif any(p < tok.start for p in ruleout_at) and pol == "present":
+            elif (any(p < tok.start for p in ruleout_at) or re.match(r"\s+(?:check|evaluation|assessment|review|monitoring|screening|follow-up|re-?evaluation)\b", s[tok.end:])) and pol == "present":
                 pol = "suspected"
         if any(a <= tok.start < b for a, b in counted):
             continue  # "four molar fillings": the count claim says it
@@ -1165,7 +1192,11 @@ def _sentence_claims(sentence: str, masked: str, mode: str, question: bool, subj
     out: list[Claim] = []
     last: tuple[int, ...] = ()
     prev_exc_terms: list[Term] = []
+    held: tuple[int, int, list[_Tok]] | None = None  # a leading "apart from ..." phrase without a finding of its own
     for ca, cb, ctoks, exc in _clauses(masked, toks):
+        if exc == "lead_exc" and not any(t.kind == "term" for t in ctoks):
+            held = (ca, cb, ctoks)
+            continue
         if last:
             ctx.subject = ctx.pron = last
         if prev_exc_terms and not any(t.kind == "term" for t in ctoks) and any(t.kind == "teeth" for t in ctoks):
@@ -1177,8 +1208,22 @@ def _sentence_claims(sentence: str, masked: str, mode: str, question: bool, subj
                                          question, sentence[ca:cb].strip()))
             prev_exc_terms = []
             continue
-        claims, named = _claims_of_clause(masked, 0, ca, cb, ctoks, ctx, mode, question, exc, sentence)
+        claims, named = _claims_of_clause(masked, 0, ca, cb, ctoks, ctx, mode, question, "others" if exc == "lead_exc" else exc, sentence)
         out += claims
+        if held is not None:  # the excepted teeth have what the rest denies
+            ha, hb, htoks = held
+            for c in claims:
+                if c.polarity == "absent" and c.count is None:
+                    for t in htoks:
+                        if t.kind != "teeth":
+                            continue
+                        # "the questionable 14": a hedge right before the teeth
+                        hedged = any(h.kind.startswith("hedge") and h.end <= t.start and re.fullmatch(r"\s*(?:the\s+)?", masked[h.end:t.start])
+                                     for h in htoks)
+                        for tooth in t.group.teeth:
+                            out.append(replace(c, polarity="suspected" if hedged else "present", tooth=tooth, region=None, others=False,
+                                               span=(ha, hb), text=sentence[ha:hb].strip()))
+            held = None
         topic = tuple(t.term for t in ctoks if t.kind == "term" and not t.term.generic and t.term.sense == "pos")
         if topic:
             ctx.topic = topic

@@ -199,6 +199,11 @@ def truth(claim: Claim, facts: Facts, exclude: Sequence[Finding] = ()) -> bool |
 
 # --- text checks ----------------------------------------------------------------------------------
 
+def _assessed(facts: Facts, category: Category) -> bool:
+    """Was the category looked for? A missing tooth is also known where the teeth were labelled."""
+    return facts.is_assessed(category) or (category == Category.MISSING_TOOTH and facts.is_assessed(Category.TOOTH))
+
+
 def _quote(claim: Claim) -> str:
     if claim.span == (0, 0):  # a structured answer: the JSON it comes from
         return claim.text[:160]
@@ -231,15 +236,23 @@ def grounded_teeth(text: str | Extraction, facts: Facts, absent_ok: Iterable[int
     return _summary(name, problems)
 
 
-def check_claims(claims: Sequence[Claim], facts: Facts, *, hedging: bool = True) -> list[Verdict]:
-    """coverage, grounding, contradiction and hedging verdicts for a text's claims."""
+def _same_line(a: Claim, b: Claim, text: str | None) -> bool:
+    if not text:
+        return a.span == b.span
+    return "\n" not in text[min(a.span[0], b.span[0]): max(a.span[1], b.span[1])]
+
+
+def check_claims(claims: Sequence[Claim], facts: Facts, *, hedging: bool = True, text: str | None = None) -> list[Verdict]:
+    """coverage, grounding, contradiction and hedging verdicts for a text's claims. `text` (the
+    text the claims come from) lets a definite sign and its hedged reading on one line pass
+    ("36: periapical radiolucency; a cyst is suspected")."""
     claims = [c for c in claims if not c.question]
     cover, ground, contra, hedge = [], [], [], []
     stated = [c for c in claims if c.asserts and c.count is None]
     for c in claims:
         cats = c.categories
         if c.polarity != "recommended":
-            unassessed = sorted(x.value for x in cats if not facts.is_assessed(x))
+            unassessed = sorted(x.value for x in cats if not _assessed(facts, x))
             if (c.polarity == "absent" and unassessed) or (c.asserts and len(unassessed) == len(cats)):
                 cover.append(f"{'/'.join(unassessed)} was not assessed on this image: {_quote(c)}")
                 continue
@@ -269,6 +282,10 @@ def check_claims(claims: Sequence[Claim], facts: Facts, *, hedging: bool = True)
         elif hedging and c.asserts and not c.inferred and not (cats & (ANATOMY | {Category.TOOTH, Category.MISSING_TOOTH})):
             found = matching(c, facts)
             if found and c.polarity == "present" and all(f.score < HEDGE_THRESHOLD for f in found):
+                if any(o.polarity == "suspected" and o.tooth in (c.tooth, None) and o.region in (c.region, None) and o.categories & cats
+                       and _same_line(o, c, text)
+                       for o in claims):
+                    continue
                 hedge.append(f"suspected {c.name} on {c.where} stated as definite: {_quote(c)}")
             elif found and c.polarity == "suspected" and all(f.score >= HEDGE_THRESHOLD for f in found):
                 hedge.append(f"definite {c.name} on {c.where} worded as suspicion: {_quote(c)}")
@@ -278,7 +295,7 @@ def check_claims(claims: Sequence[Claim], facts: Facts, *, hedging: bool = True)
 def validate_text(text: str, facts: Facts, context: str | None = None, *, hedging: bool = True) -> list[Verdict]:
     """Every claim of one free text (an open answer, a dialogue turn, a report) against the facts."""
     ext = C.extract(text, context)
-    return [grounded_teeth(ext, facts), *check_claims(answer_claims(context, ext) if context else ext.claims, facts, hedging=hedging)]
+    return [grounded_teeth(ext, facts), *check_claims(answer_claims(context, ext) if context else ext.claims, facts, hedging=hedging, text=text)]
 
 
 def answer_claims(question: str | None, answer: str | Extraction) -> list[Claim]:
@@ -307,9 +324,12 @@ def _with_question(question: str, answer: str) -> list[Claim]:
     stem = question.strip().rstrip("?").strip()
     combined = C.extract(f"{stem} {answer}")
     asked = {c.key() for c in C.extract(stem).claims}
-    hedged = C.is_hedged(answer)  # "Possibly one, in 34."
+    hedged = bool(_HEDGED_ANSWER.match(answer))  # "Possibly one, in 34."
     return [replace(c, question=False, polarity="suspected" if hedged and c.polarity == "present" else c.polarity)
             for c in combined.claims if c.key() not in asked]
+
+
+_HEDGED_ANSWER = re.compile(r"^\W*(?:(?:yes|no)\W+)?(?:possibly|maybe|perhaps|probably|likely|potentially|suspected|questionabl[ey]|it\s+(?:may|might|could)|there\s+(?:may|might|could))\b", re.I)
 
 
 # --- report validators ----------------------------------------------------------------------------
@@ -369,7 +389,7 @@ def validate_report(text: str, facts: Facts) -> list[Verdict]:
     return [
         report_sections(text),
         grounded_teeth(ext, facts),
-        *check_claims(ext.claims, facts),
+        *check_claims(ext.claims, facts, text=text),
         report_placement(text, ext.claims),
         no_scores_or_identity(text),
     ]
@@ -524,7 +544,7 @@ def validate_open(question: str, answer: str, facts: Facts, max_chars: int = OPE
         question_text(question),
         grounded_teeth(C.extract(question), facts),
         grounded_teeth(ext, facts),
-        *check_claims(answer_claims(question, ext), facts),
+        *check_claims(answer_claims(question, ext), facts, text=answer),
         no_scores_or_identity(f"{question}\n{answer}"),
     ]
 
@@ -589,7 +609,7 @@ def validate_dialogue(turns: Sequence[dict[str, str]], facts: Facts) -> list[Ver
         role = str(t.get("role", "")).lower()
         teeth_problems.append(grounded_teeth(ext, facts, said_absent if facts.is_assessed(Category.TOOTH) else ()))
         if role not in PATIENT_ROLES:
-            for v in check_claims(answer_claims(prev or None, ext), facts):
+            for v in check_claims(answer_claims(prev or None, ext), facts, text=content):
                 if not v.passed:
                     claim_verdicts.setdefault(v.validator, []).append(f"turn {i}: {v.reason}")
         prev = content

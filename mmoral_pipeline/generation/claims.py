@@ -42,10 +42,11 @@ hedging cues are adjectives ("possible caries": the next term), forward ("suspic
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any, Literal
 
@@ -207,9 +208,9 @@ TERMS: list[tuple[str, Term]] = [
     (r"\b(?:dental\s+)?caries\b|\bcarious(?:\s+lesions?)?\b|\bdecay(?:ed)?\b|\bdemineraliz\w+", _t(C.CARIES)),
     (r"\b(?<!oral\s)(?<!nasal\s)(?<!pulp\s)(?<!pulpal\s)cavit(?:y|ies)\b(?!\s+prep)", _t(C.CARIES)),
     # periapical lesions
-    (rf"\b(?:periapical|peri-apical|apical|periradicular)\s+(?:\w+\s+)?abscess(?:es)?\b", _t(C.PERIAPICAL_LESION, lesion="abscess")),
-    (rf"\b(?:periapical|peri-apical|apical|periradicular)\s+(?:\w+\s+)?granulomas?\b", _t(C.PERIAPICAL_LESION, lesion="granuloma")),
-    (rf"\b(?:periapical|peri-apical|apical|periradicular|radicular)\s+(?:\w+\s+)?cysts?\b", _t(C.PERIAPICAL_LESION, lesion="cyst")),
+    (r"\b(?:periapical|peri-apical|apical|periradicular)\s+(?:\w+\s+)?abscess(?:es)?\b", _t(C.PERIAPICAL_LESION, lesion="abscess")),
+    (r"\b(?:periapical|peri-apical|apical|periradicular)\s+(?:\w+\s+)?granulomas?\b", _t(C.PERIAPICAL_LESION, lesion="granuloma")),
+    (r"\b(?:periapical|peri-apical|apical|periradicular|radicular)\s+(?:\w+\s+)?cysts?\b", _t(C.PERIAPICAL_LESION, lesion="cyst")),
     (rf"\b(?:periapical|peri-apical|apical|periradicular)\s+(?:\w+\s+)?{_LESION_NOUNS}\b", _t(C.PERIAPICAL_LESION)),
     (rf"\b(?:lesions?|infections?|radiolucen(?:cy|cies|t\s+(?:area|lesion|zone)s?)|lucenc(?:y|ies)|abscess(?:es)?|granulomas?|cysts?|rarefactions?)\s+(?:at|around|below|under|beneath|near|of|on|in)\s+{_APEX}\b", _t(C.PERIAPICAL_LESION)),
     (r"\babscess(?:es|ed)?\b", _t(C.PERIAPICAL_LESION, lesion="abscess")),
@@ -220,31 +221,31 @@ TERMS: list[tuple[str, Term]] = [
     # impacted (erupted is read as a presence word, see _PRESENCE)
     (r"\bimpact(?:ed|ion|ions)\b|\bun-?erupted\b|\bpartially\s+erupted\b|\bembedded\b|\bstuck\s+(?:under|in|below|beneath)\b", _t(C.IMPACTED_TOOTH)),
     # missing teeth
-    (r"\bmissing(?:[\s-]+(?:tooth|teeth))?(?:[\s-]+region)?\b|\bedentulous\b|\bedentulism\b|\bagenesis\b|\btooth\s+loss\b|\bextraction\s+(?:site|socket|space)s?\b"
-     r"|\b(?:has|have|had)\s+been\s+(?:lost|extracted|removed)\b|\bwas\s+(?:lost|extracted|removed)\b", _t(C.MISSING_TOOTH)),
+    ((r"\bmissing(?:[\s-]+(?:tooth|teeth))?(?:[\s-]+region)?\b|\bedentulous\b|\bedentulism\b|\bagenesis\b|\btooth\s+loss\b|\bextraction\s+(?:site|socket|space)s?\b"
+      r"|\b(?:has|have|had)\s+been\s+(?:lost|extracted|removed)\b|\bwas\s+(?:lost|extracted|removed)\b"), _t(C.MISSING_TOOTH)),
     # retained roots
-    (r"\b(?:retained|residual|remaining)\s+roots?\b|\broot\s+(?:remnants?|rests?|fragments?|stumps?|pieces?)\b|\bradix\s+relicta\b"
-     r"|\b(?<!at\s)(?<!the\s)(?<!a\s)root\s+tips?\b|\bonly\s+(?:a\s+|the\s+)?roots?\s+(?:\w+\s+){0,3}?(?:remains?|is\s+left|left)\b|\broots?\s+(?:is|are)\s+retained\b", _t(C.RETAINED_ROOT)),
+    ((r"\b(?:retained|residual|remaining)\s+roots?\b|\broot\s+(?:remnants?|rests?|fragments?|stumps?|pieces?)\b|\bradix\s+relicta\b"
+      r"|\b(?<!at\s)(?<!the\s)(?<!a\s)root\s+tips?\b|\bonly\s+(?:a\s+|the\s+)?roots?\s+(?:\w+\s+){0,3}?(?:remains?|is\s+left|left)\b|\broots?\s+(?:is|are)\s+retained\b"), _t(C.RETAINED_ROOT)),
     # bone loss
-    (r"\b(?:(?:alveolar|horizontal|vertical|angular|crestal|marginal|periodontal|mild|moderate|severe|advanced|marked|extensive|significant|slight|minimal|early)\s+)*bone\s+(?:loss|resorption|destruction|defects?)\b|\bloss\s+of\s+(?:\w+\s+)?bone\b|\b(?<!apical\s)periodontitis\b"
-     r"|\bperiodontal(?:ly)?\s+(?:disease|breakdown|involvement|compromised|bone\s+loss)\b|\bgum\s+(?:disease|problems?|recession)\b"
-     r"|\b(?:reduced|decreased|diminished|lowered|low|receding)\s+(?:alveolar\s+|crestal\s+|marginal\s+)?bone(?:\s+(?:levels?|height|support))?\b"
-     r"|\b(?:alveolar\s+|crestal\s+|marginal\s+)?bone\s+(?:levels?|height|support)\s+(?:is|are|appears?)\s+(?:\w+\s+)?(?:reduced|decreased|diminished|lowered)\b", _t(C.BONE_LOSS)),
-    (r"\b(?:alveolar\s+|crestal\s+|marginal\s+)?bone\s+(?:levels?|height|support)\b|\balveolar\s+(?:bone|crests?)\b|\bcrestal\s+bone\b|\bjaw\s*bones?\b"
-     r"|\bperiodontal\s+(?:status|support|condition)\b|\bbone\b", _t(C.BONE_LOSS, sense="neutral")),
+    ((r"\b(?:(?:alveolar|horizontal|vertical|angular|crestal|marginal|periodontal|mild|moderate|severe|advanced|marked|extensive|significant|slight|minimal|early)\s+)*bone\s+(?:loss|resorption|destruction|defects?)\b|\bloss\s+of\s+(?:\w+\s+)?bone\b|\b(?<!apical\s)periodontitis\b"
+      r"|\bperiodontal(?:ly)?\s+(?:disease|breakdown|involvement|compromised|bone\s+loss)\b|\bgum\s+(?:disease|problems?|recession)\b"
+      r"|\b(?:reduced|decreased|diminished|lowered|low|receding)\s+(?:alveolar\s+|crestal\s+|marginal\s+)?bone(?:\s+(?:levels?|height|support))?\b"
+      r"|\b(?:alveolar\s+|crestal\s+|marginal\s+)?bone\s+(?:levels?|height|support)\s+(?:is|are|appears?)\s+(?:\w+\s+)?(?:reduced|decreased|diminished|lowered)\b"), _t(C.BONE_LOSS)),
+    ((r"\b(?:alveolar\s+|crestal\s+|marginal\s+)?bone\s+(?:levels?|height|support)\b|\balveolar\s+(?:bone|crests?)\b|\bcrestal\s+bone\b|\bjaw\s*bones?\b"
+      r"|\bperiodontal\s+(?:status|support|condition)\b|\bbone\b"), _t(C.BONE_LOSS, sense="neutral")),
     # root canal treatment
-    (r"\broot[\s-]canal(?:s)?(?:[\s-](?:treatments?|therapy|therapies|fillings?|obturations?|fill|treated|work|filled))?\b|\broot[\s-](?:canal[\s-])?(?:treated|filled|fillings?)\b"
-     r"|\brcts?\b|\bendodontic(?:ally)?[\s-](?:treat\w*|therap\w*|fill\w*|obturat\w*|restored)|\bendodontics\b|\bobturat\w+|\bgutta[\s-]?percha\b|\bpulp(?:ectom|otom)\w+|\bpulp\s+(?:therapy|treatment)\b", _t(C.ROOT_CANAL_TREATMENT)),
+    ((r"\broot[\s-]canal(?:s)?(?:[\s-](?:treatments?|therapy|therapies|fillings?|obturations?|fill|treated|work|filled))?\b|\broot[\s-](?:canal[\s-])?(?:treated|filled|fillings?)\b"
+      r"|\brcts?\b|\bendodontic(?:ally)?[\s-](?:treat\w*|therap\w*|fill\w*|obturat\w*|restored)|\bendodontics\b|\bobturat\w+|\bgutta[\s-]?percha\b|\bpulp(?:ectom|otom)\w+|\bpulp\s+(?:therapy|treatment)\b"), _t(C.ROOT_CANAL_TREATMENT)),
     # implants (an implant crown is the implant)
     (r"\b(?:dental\s+|osseointegrated\s+|titanium\s+|single\s+)?implants?(?:[\s-](?:supported|retained|borne))?(?:\s+(?:crowns?|restorations?|prosthes[ie]s|fixtures?|bridges?|abutments?))?\b", _t(C.IMPLANT)),
     # bridges
     (r"\b(?:\w+[\s-]unit\s+)?(?:fixed\s+)?bridges?(?:work)?\b|\bfixed\s+(?:partial\s+)?(?:dentures?|prosthes[ie]s)\b|\bfpds?\b|\bpontics?\b", _t(C.BRIDGE)),
     # crowns (not the anatomical crown: "the crown of 36", "in the crown", "crown-root ratio")
-    (r"\b(?:(?:pfm|porcelain(?:[\s-]fused[\s-]to[\s-]metal)?|zirconia|ceramic|metal[\s-]ceramic|all[\s-]ceramic|gold|full[\s-]coverage|stainless[\s-]steel|prosthetic|artificial|metal)\s+)*crowns?\b"
-     r"(?!\s+(?:of\b|portion|region|area|surface|structure|height|lengthening|form|morphology|and\s+root))(?![\s-]root)|\bcrowned\b", _t(C.CROWN)),
+    ((r"\b(?:(?:pfm|porcelain(?:[\s-]fused[\s-]to[\s-]metal)?|zirconia|ceramic|metal[\s-]ceramic|all[\s-]ceramic|gold|full[\s-]coverage|stainless[\s-]steel|prosthetic|artificial|metal)\s+)*crowns?\b"
+      r"(?!\s+(?:of\b|portion|region|area|surface|structure|height|lengthening|form|morphology|and\s+root))(?![\s-]root)|\bcrowned\b"), _t(C.CROWN)),
     # fillings
-    (r"\b(?<!root\s)(?<!root-)(?<!canal\s)(?<!canal-)(?<!endodontic\s)fillings?\b|\b(?<!root\s)(?<!root-)(?<!canal\s)filled\b|\bamalgams?\b|\bcomposites?(?:\s+resin)?(?:\s+(?:fillings?|restorations?))?\b"
-     r"|\b(?:inlays?|onlays?)\b|\bglass[\s-]ionomer\b|\bgic\b", _t(C.FILLING)),
+    ((r"\b(?<!root\s)(?<!root-)(?<!canal\s)(?<!canal-)(?<!endodontic\s)fillings?\b|\b(?<!root\s)(?<!root-)(?<!canal\s)filled\b|\bamalgams?\b|\bcomposites?(?:\s+resin)?(?:\s+(?:fillings?|restorations?))?\b"
+      r"|\b(?:inlays?|onlays?)\b|\bglass[\s-]ionomer\b|\bgic\b"), _t(C.FILLING)),
     # generic terms
     (r"\bunrestored\b|\bvirgin\b", _t(None, RESTORATIONS, sense="neg")),
     (r"\brestorations?\b|\brestored\b|\brestorative\s+(?:material|work|treatment|therapy|care)\b|\bprosthe(?:sis|ses|tic\s+(?:work|restorations?|rehabilitation))\b", _t(None, RESTORATIONS)),
@@ -318,11 +319,11 @@ def _expand_range(a: int, b: int) -> list[int] | None:
 # --- cues ---------------------------------------------------------------------------------------------
 
 _CUES: list[tuple[str, str]] = [
-    ("noop", r"\b(?:tooth\s+)?numbers?\s+(?:is\s+|are\s+)?(?:unclear|unknown|uncertain|not\s+(?:clear|identifiable|determinable|known))\b|\bcannot\s+(?:be\s+)?(?:determined|identified|identify|determine|numbered|assigned|ascertained|established|localized|localised|specified)\b"
-             r"|\bcan'?t\s+(?:be\s+)?(?:determined|identified|identify|determine)\b|\bun(?:identified|identifiable)\b|\bnot\s+(?:be\s+)?identifi(?:ed|able)\b"
-             r"|\b(?:can(?:no|')?t|could\s*n[o']?t|unable\s+to)\s+(?:\w+\s+)?(?:number|identify|tell|determine|say|pinpoint|be\s+sure|name|specify|see\s+which)\b"),
-    ("meta", r"\b(?:not|never|n't|neither|nor)\s+(?:been\s+)?(?:\w+\s+)?(?:assess(?:ed)?|evaluat(?:ed|e)|examin(?:ed|e)|label(?:l?ed|s)?|annotat(?:ed|e)|analy[sz](?:ed|e)|includ(?:ed|e)|cover(?:ed)?|available|assessable|reported|looked\s+for|in\s+scope|part\s+of\s+(?:this|the))\b"
-             r"|\bcannot\s+comment\b|\boutside\s+(?:the|this)\s+scope\b|\bno\s+(?:information|data|labels?)\b|\bwere\s+not\s+part\b"),
+    ("noop", (r"\b(?:tooth\s+)?numbers?\s+(?:is\s+|are\s+)?(?:unclear|unknown|uncertain|not\s+(?:clear|identifiable|determinable|known))\b|\bcannot\s+(?:be\s+)?(?:determined|identified|identify|determine|numbered|assigned|ascertained|established|localized|localised|specified)\b"
+              r"|\bcan'?t\s+(?:be\s+)?(?:determined|identified|identify|determine)\b|\bun(?:identified|identifiable)\b|\bnot\s+(?:be\s+)?identifi(?:ed|able)\b"
+              r"|\b(?:can(?:no|')?t|could\s*n[o']?t|unable\s+to)\s+(?:\w+\s+)?(?:number|identify|tell|determine|say|pinpoint|be\s+sure|name|specify|see\s+which)\b")),
+    ("meta", (r"\b(?:not|never|n't|neither|nor)\s+(?:been\s+)?(?:\w+\s+)?(?:assess(?:ed)?|evaluat(?:ed|e)|examin(?:ed|e)|label(?:l?ed|s)?|annotat(?:ed|e)|analy[sz](?:ed|e)|includ(?:ed|e)|cover(?:ed)?|available|assessable|reported|looked\s+for|in\s+scope|part\s+of\s+(?:this|the))\b"
+              r"|\bcannot\s+comment\b|\boutside\s+(?:the|this)\s+scope\b|\bno\s+(?:information|data|labels?)\b|\bwere\s+not\s+part\b")),
     ("hedge_back", r"\bcannot\s+be\s+(?:excluded|ruled\s+out|confirmed)\b|\bcan(?:no|')t\s+be\s+(?:excluded|ruled\s+out)\b|\bnot\s+(?:be\s+)?(?:excluded|ruled\s+out)\b"),
     ("neg_weak", r"\bno\s+(?:definite|definitive|obvious|clear|frank|overt|significant|apparent|major|relevant)\b|\bnothing\s+(?:definite|significant)\b"),
     ("neg_fwd", r"\bno\s+(?:evidence|signs?|indication)\s+of\b|\bno\b(?!\.)|\bwithout\b|\babsence\s+of\b|\bfree\s+(?:of|from)\b|\bnegative\s+for\b|\bneither\b|\bnor\b|\bnone\s+of\b|\black\s+of\b|\bdevoid\s+of\b|\bnothing\b|\bnot\s+any\b"),
@@ -330,12 +331,12 @@ _CUES: list[tuple[str, str]] = [
     ("absent", r"\babsent\b|\bnot\s+present\b"),
     ("hedge_fwd", r"\bpossibly\b|\bprobably\b|\bmaybe\b|\bperhaps\b|\bmay\b|\bmight\b|\bcould\b|\bsuspicious\s+(?:for|of)\b|\bsuggestive\s+of\b|\bsuggesting\b|\bconcerning\s+for\b|\bworrisome\s+for\b|\bappears?\s+to\b|\bseems?\s+to\b|\bapparently\b|\bpresumably\b|\bquestionabl[ey]\b|\bsuspect(?:ed)?\s+(?:of|for)\b|\bsuspect\b"),
     ("hedge_adj", r"\b(?:possible|probable|suspected|questionable|likely|presumed|presumptive|equivocal|indeterminate|apparent|query|suspicious)\b(?=\s+(?:\w+\s+){0,2}?[a-z])"),
-    ("hedge_back", r"\b(?:is|are|was|were|be|remains?)\s+(?:\w+\s+)?(?:suspected|possible|likely|probable|questionable|uncertain|equivocal|suspicious)\b|\b(?:to\s+be|should\s+be|needs?\s+to\s+be|must\s+be|be)\s+confirmed\b"
-                   r"|\b(?:needs?|requires?|pending)\s+(?:clinical\s+)?(?:confirmation|correlation|verification)\b|\bclinical(?:ly)?\s+(?:correlation|confirmation|verification|check)\b|\bconfirm(?:ed)?\s+clinically\b"
-                   r"|\bre-?evaluat\w*|\bre-?check\w*|\bchecked\s+clinically\b|\bcheck\s+clinically\b|\bverif(?:y|ied|ication)\b|\bsuspicion\b"),
-    ("rec", r"\brecommend\w*|\badvis\w*|\bsuggest(?:s|ed|ion|ions)?\b(?!\s+of)|\bconsider\w*|\bshould\b|\bneeds?\b|\bneeded\b|\brequir\w*|\bindicated\b|\bwarrant\w*|\bwould\s+benefit\b|\brefer\w*|\bplan(?:ned|ning)?\b"
-            r"|\bevaluat\w*|\bassess(?:ment|ed)?\b|\bconsult\w*|\breview\b|\bmonitor\w*|\bfollow[\s-]?up\b|\bextract(?:ion|ions|ed)?\b|\bremov(?:e|al)\b|\breplace(?:ment)?\b(?!s)|\brestore\b|\btreat\b|\bfill\b"
-            r"|\bcandidate\s+for\b|\bsav(?:e|ed|ing)\b|\bprescri\w+|\bproposed\b|\bopinion\b|\bmanagement\b|\bcare\s+for\b|\burgent\b|\bcheck(?:ed|-up)?\b|\bpulp\s+(?:therapy|treatment)\b|\bpulpectomy\b|\bto\s+be\s+(?:done|placed|performed)\b|\bplace(?:ment)?\s+of\b"),
+    ("hedge_back", (r"\b(?:is|are|was|were|be|remains?)\s+(?:\w+\s+)?(?:suspected|possible|likely|probable|questionable|uncertain|equivocal|suspicious)\b|\b(?:to\s+be|should\s+be|needs?\s+to\s+be|must\s+be|be)\s+confirmed\b"
+                    r"|\b(?:needs?|requires?|pending)\s+(?:clinical\s+)?(?:confirmation|correlation|verification)\b|\bclinical(?:ly)?\s+(?:correlation|confirmation|verification|check)\b|\bconfirm(?:ed)?\s+clinically\b"
+                    r"|\bre-?evaluat\w*|\bre-?check\w*|\bchecked\s+clinically\b|\bcheck\s+clinically\b|\bverif(?:y|ied|ication)\b|\bsuspicion\b")),
+    ("rec", (r"\brecommend\w*|\badvis\w*|\bsuggest(?:s|ed|ion|ions)?\b(?!\s+of)|\bconsider\w*|\bshould\b|\bneeds?\b|\bneeded\b|\brequir\w*|\bindicated\b|\bwarrant\w*|\bwould\s+benefit\b|\brefer\w*|\bplan(?:ned|ning)?\b"
+             r"|\bevaluat\w*|\bassess(?:ment|ed)?\b|\bconsult\w*|\breview\b|\bmonitor\w*|\bfollow[\s-]?up\b|\bextract(?:ion|ions|ed)?\b|\bremov(?:e|al)\b|\breplace(?:ment)?\b(?!s)|\brestore\b|\btreat\b|\bfill\b"
+             r"|\bcandidate\s+for\b|\bsav(?:e|ed|ing)\b|\bprescri\w+|\bproposed\b|\bopinion\b|\bmanagement\b|\bcare\s+for\b|\burgent\b|\bcheck(?:ed|-up)?\b|\bpulp\s+(?:therapy|treatment)\b|\bpulpectomy\b|\bto\s+be\s+(?:done|placed|performed)\b|\bplace(?:ment)?\s+of\b")),
     ("prevent", r"\bprevent\w*|\bmonitor(?:ing)?\s+for\b|\bwatch\s+for\b|\bscreen(?:ing)?\s+for\b|\bcheck\s+for\b|\brisk\s+of\b|\bto\s+avoid\b|\bprophyla\w+"),
     ("ruleout", r"\brule\s+out\b|\bto\s+exclude\b|\b(?:evaluat\w+|assess\w*|examin\w+)\s+for\b|\bto\s+confirm\b"),
     ("normal", r"\b(?:healthy|unremarkable|normal(?:ly)?|intact|sound|disease[\s-]free|within\s+normal\s+limits|wnl|in\s+good\s+(?:condition|health|shape)|preserved|well[\s-]maintained|maintained|adequate|fine|okay|ok|clear|well[\s-]aerated)\b"),
@@ -349,9 +350,8 @@ _CUES: list[tuple[str, str]] = [
 _CUE_RE = [(kind, re.compile(p)) for kind, p in _CUES]
 _TERM_RE = [(re.compile(p), term) for p, term in TERMS]
 _NUMBER_WORDS = {w: i for i, w in enumerate(
-    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen "
-    "eighteen nineteen twenty".split())}
-for _i, _w in enumerate("one two three four five six seven eight nine".split(), 1):
+    ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty"])}
+for _i, _w in enumerate(["one", "two", "three", "four", "five", "six", "seven", "eight", "nine"], 1):
     _NUMBER_WORDS[f"twenty-{_w}"] = 20 + _i
     _NUMBER_WORDS[f"twenty {_w}"] = 20 + _i
 _NUMBER_WORDS.update({"thirty": 30, "thirty-one": 31, "thirty-two": 32, "thirty one": 31, "thirty two": 32, "both": 2, "single": 1, "a single": 1})
@@ -367,11 +367,7 @@ _STRONG = re.compile(r"\b(?:but|however|whereas|although|though|while|yet)\b|,\s
 _WEAK = re.compile(r",|\band\b|\bas\s+well\s+as\b|\bplus\b|\balong\s+with\b|\+")
 _PARTICLE = re.compile(r"^\s*(?P<p>yes|no|correct|indeed|nope|right)\b\s*[,.!:;-]")
 _SECTION_WORDS = frozenset(
-    "general condition conditions pathological pathology pathologies findings finding historical history interventions intervention "
-    "treatments treatment jaw jaws jaw-specific tooth-specific teeth-specific specific teeth tooth observations observation summary clinical "
-    "recommendations recommendation impression impressions conclusion conclusions dentition status other notes note assessment plan "
-    "overview key main radiographic radiological report & and of the dental previous existing past prior restorative work anatomy "
-    "anatomical structures additional comments next steps advice suggestions diagnosis diagnoses findings: radiology".split())
+    ["general", "condition", "conditions", "pathological", "pathology", "pathologies", "findings", "finding", "historical", "history", "interventions", "intervention", "treatments", "treatment", "jaw", "jaws", "jaw-specific", "tooth-specific", "teeth-specific", "specific", "teeth", "tooth", "observations", "observation", "summary", "clinical", "recommendations", "recommendation", "impression", "impressions", "conclusion", "conclusions", "dentition", "status", "other", "notes", "note", "assessment", "plan", "overview", "key", "main", "radiographic", "radiological", "report", "&", "and", "of", "the", "dental", "previous", "existing", "past", "prior", "restorative", "work", "anatomy", "anatomical", "structures", "additional", "comments", "next", "steps", "advice", "suggestions", "diagnosis", "diagnoses", "findings:", "radiology"])
 _REC_LABEL = re.compile(r"\b(?:recommend\w*|plan|advice|next\s+steps|suggestions?|management)\b")
 _MIXED_LABEL = re.compile(r"\b(?:summary|impression|findings?|conclusions?|observations?)\b")
 _LABEL = re.compile(r"^(?P<lead>\s*(?:[-*•+]\s+|\(?\d+[.)]\s+|\(?[a-z][.)]\s+)?)(?P<label>[^:\n]{1,60}?)\s*:(?!\d)")
@@ -384,18 +380,18 @@ _ABBREV = re.compile(r"(?:\b(?:e\.g|i\.e|approx|vs|dr|mr|mrs|ms|fig|st|no|nos|ca
 # --- the report-section parser -------------------------------------------------------------------
 
 SECTION_KEYWORDS = {
-    1: re.compile(r"teeth|tooth|dental|dentition", re.I),
-    2: re.compile(r"jaw|bone|maxill|mandib|periodon", re.I),
-    3: re.compile(r"summary|recommend|impression|conclusion|plan", re.I),
+    1: re.compile(r"teeth|tooth|dental|dentition", re.IGNORECASE),
+    2: re.compile(r"jaw|bone|maxill|mandib|periodon", re.IGNORECASE),
+    3: re.compile(r"summary|recommend|impression|conclusion|plan", re.IGNORECASE),
 }
 _SECTION_KIND = {1: "teeth", 2: "jaw", 3: "summary"}
 _HEADING = re.compile(
     r"^[ \t]*(?:#{1,6}[ \t]*)?(?:\*\*|__)?[ \t]*\(?(?P<num>[1-9])[ \t]*[.)][ \t]*(?:\*\*|__)?[ \t]*(?P<title>[A-Za-z][^:\n]{1,78}?)[ \t]*(?:\*\*|__)?[ \t]*(?::[ \t]*(?:\*\*|__)?[ \t]*(?P<inline>.*?))?[ \t]*$",
-    re.M)
-_UNNUMBERED = re.compile(r"^[ \t]*(?:#{1,6}[ \t]+|\*\*|__)(?P<title>[A-Za-z][^:\n*_#]{1,78}?)[ \t]*(?:\*\*|__)?[ \t]*:?[ \t]*(?:\*\*|__)?[ \t]*$", re.M)
+    re.MULTILINE)
+_UNNUMBERED = re.compile(r"^[ \t]*(?:#{1,6}[ \t]+|\*\*|__)(?P<title>[A-Za-z][^:\n*_#]{1,78}?)[ \t]*(?:\*\*|__)?[ \t]*:?[ \t]*(?:\*\*|__)?[ \t]*$", re.MULTILINE)
 _SUBLABEL = re.compile(
     r"^[ \t]*(?:[-*•][ \t]*)?(?:\*\*|\*|__)?[ \t]*(?P<label>general\s+condition|patholog\w*(?:\s+findings?)?|historical\s+(?:interventions?|treatments?)|treatment\s+history|(?:previous\s+|past\s+|historical\s+)?(?:treatments?|interventions?|restorations?))[ \t]*(?:\*\*|\*|__)?[ \t]*[:\-–][ \t]*(?:\*\*|\*|__)?",
-    re.I | re.M)
+    re.IGNORECASE | re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -574,7 +570,6 @@ def _name_region(m: re.Match, inherit: tuple[str | None, str | None, bool | None
     if inherit is not None and primary is None and inherit[2]:
         primary = True
     orders = {_ORD[w] for w in re.findall(r"first|second|third|1st|2nd|3rd", g.get("ord") or "")}
-    order = next(iter(orders)) if len(orders) == 1 else None
     base = kind.rstrip("s") if not kind.endswith("teeth") else kind
     if "wisdom" in base:
         positions, primary = {8}, False
@@ -814,12 +809,7 @@ def _scan(s: str, base: int) -> tuple[list[_Tok], list[ToothMention], list]:
 
 
 _LINK_WORDS = frozenset(
-    "on at in of the a an and or to from between teeth tooth region regions area areas site sites position positions is are was were be been "
-    "seen noted observed present visible evident identified detected found located also both spans span spanning extends extending involving "
-    "affecting around below under beneath near above apex apices root roots tip tips with associated there which that replaces replacing replaced "
-    "replace recommended advised suggested planned needed required indicated considered for any all each every one two three four quadrant side "
-    "distal mesial occlusal buccal lingual aspect aspects surface surfaces as well including include includes within across over into onto "
-    "upper lower left right jaw arch your his her their my our this these those its it numbers number fdi no".split())
+    ["on", "at", "in", "of", "the", "a", "an", "and", "or", "to", "from", "between", "teeth", "tooth", "region", "regions", "area", "areas", "site", "sites", "position", "positions", "is", "are", "was", "were", "be", "been", "seen", "noted", "observed", "present", "visible", "evident", "identified", "detected", "found", "located", "also", "both", "spans", "span", "spanning", "extends", "extending", "involving", "affecting", "around", "below", "under", "beneath", "near", "above", "apex", "apices", "root", "roots", "tip", "tips", "with", "associated", "there", "which", "that", "replaces", "replacing", "replaced", "replace", "recommended", "advised", "suggested", "planned", "needed", "required", "indicated", "considered", "for", "any", "all", "each", "every", "one", "two", "three", "four", "quadrant", "side", "distal", "mesial", "occlusal", "buccal", "lingual", "aspect", "aspects", "surface", "surfaces", "as", "well", "including", "include", "includes", "within", "across", "over", "into", "onto", "upper", "lower", "left", "right", "jaw", "arch", "your", "his", "her", "their", "my", "our", "this", "these", "those", "its", "it", "numbers", "number", "fdi", "no"])
 _PREDICATES = frozenset({"term", "normal", "count", "presence", "absent", "hedge_adj", "hedge_back", "hedge_fwd", "neg_all", "neg_fwd"})
 
 
@@ -952,7 +942,7 @@ def _claims_of_clause(s: str, base: int, a: int, b: int, toks: list[_Tok], ctx: 
                 hedged |= {j for j in terms_i if j < i}
                 continue
             hedged.add(after[0])
-            for prev, nxt in zip(after, after[1:]):
+            for prev, nxt in itertools.pairwise(after):
                 if not _COORD_GAP.match(gap(prev, nxt)):
                     break
                 hedged.add(nxt)
@@ -1421,7 +1411,7 @@ def claims_from_json(obj: Any) -> list[Claim]:
             if not node and key in _JAW_KEYS:
                 add(_t(_JAW_KEYS[key]), "absent", text={key: []})
             if not node and key in ("treatments", "findings"):
-                add(_t(None, TREATMENTS if key == "treatments" else FINDINGS_ANY - TREATMENTS), "absent", text={key: []})
+                add(_t(None, TREATMENTS if key == "treatments" else PATHOLOGY_ANY - {C.BONE_LOSS}), "absent", text={key: []})  # bone loss has its own key
             for item in node:
                 if isinstance(item, (int, float)) or (isinstance(item, str) and item.strip().lstrip("#").isdigit()):
                     t = int(str(item).strip().lstrip("#"))

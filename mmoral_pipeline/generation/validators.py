@@ -72,7 +72,7 @@ def failures(verdicts: Iterable[Verdict]) -> list[str]:
     return [f"{v.validator}: {v.reason}" for v in verdicts if not v.passed]
 
 
-SCORES = re.compile(r"(?<![\w.])0?\.\d+|\b\d{1,3}(?:\.\d+)?\s?%|\bconfidence\b|\bscores?\b|\bscored\b|\bprobability\b", re.I)
+SCORES = re.compile(r"(?<![\w.])0?\.\d+|\b\d{1,3}(?:\.\d+)?\s?%|\bconfidence\b|\bscores?\b|\bscored\b|\bprobability\b", re.IGNORECASE)
 IDENTITY = re.compile(
     r"\bpatient(?:'s)?\s+(?:name|id|identifier|number)\b|\bname\s*:|\bdate\s+of\s+birth\b|\bDOB\b|\bMRN\b"
     r"|\bmedical\s+record\s+(?:number|no)\b|\bage\s*:|\bsex\s*:|\bgender\s*:|\b(?:Mr|Mrs|Ms|Miss)\.?\s+[A-Z]",
@@ -329,7 +329,7 @@ def _with_question(question: str, answer: str) -> list[Claim]:
             for c in combined.claims if c.key() not in asked]
 
 
-_HEDGED_ANSWER = re.compile(r"^\W*(?:(?:yes|no)\W+)?(?:possibly|maybe|perhaps|probably|likely|potentially|suspected|questionabl[ey]|it\s+(?:may|might|could)|there\s+(?:may|might|could))\b", re.I)
+_HEDGED_ANSWER = re.compile(r"^\W*(?:(?:yes|no)\W+)?(?:possibly|maybe|perhaps|probably|likely|potentially|suspected|questionabl[ey]|it\s+(?:may|might|could)|there\s+(?:may|might|could))\b", re.IGNORECASE)
 
 
 # --- report validators ----------------------------------------------------------------------------
@@ -359,10 +359,9 @@ def report_placement(text: str, claims: Sequence[Claim] | None = None) -> Verdic
     for c in claims:
         if not c.asserts or c.count is not None:
             continue
-        inside = lambda sec: sec.start <= c.span[0] < sec.end  # noqa: E731
-        if any(inside(p) for p in patho) and c.categories and c.categories <= TREATMENTS:
+        if any(p.start <= c.span[0] < p.end for p in patho) and c.categories and c.categories <= TREATMENTS:
             return fail(name, f"treatment {c.name} under Pathological Findings: {_quote(c)}")
-        if inside(teeth) and c.categories == {Category.BONE_LOSS}:
+        if teeth.start <= c.span[0] < teeth.end and c.categories == {Category.BONE_LOSS}:
             return fail(name, f"bone loss outside the jaw section: {_quote(c)}")
     return ok(name)
 
@@ -422,12 +421,12 @@ def mcq_form(options: Sequence[str], answer_letter: str, answer_text: str | None
     return ok(name)
 
 
-_NONE_OPTION = re.compile(r"^(?:none(?:\s+of\s+(?:the\s+)?(?:above|these|them))?|neither(?:\s+of\s+(?:the\s+)?(?:above|these|them))?|nothing)\.?$", re.I)
-_ALL_OPTION = re.compile(r"^(?:all(?:\s+(?:four|of\s+them|of\s+these))?|both(?:\s+of\s+them)?|all\s+of\s+the\s+above)\.?$", re.I)
-_YES = re.compile(r"^\s*(?:yes|no)\b", re.I)
-_HOW_MANY = re.compile(r"\bhow\s+many\b|\bnumber\s+of\b", re.I)
-_YESNO_Q = re.compile(r"^\s*(?:is|are|does|do|did|was|were|has|have|can|could|will)\b", re.I)
-_OPTION_NUMBER = re.compile(r"^\s*(\d{1,2}|" + "|".join(sorted(C._NUMBER_WORDS, key=len, reverse=True)) + r")\b", re.I)
+_NONE_OPTION = re.compile(r"^(?:none(?:\s+of\s+(?:the\s+)?(?:above|these|them))?|neither(?:\s+of\s+(?:the\s+)?(?:above|these|them))?|nothing)\.?$", re.IGNORECASE)
+_ALL_OPTION = re.compile(r"^(?:all(?:\s+(?:four|of\s+them|of\s+these))?|both(?:\s+of\s+them)?|all\s+of\s+the\s+above)\.?$", re.IGNORECASE)
+_YES = re.compile(r"^\s*(?:yes|no)\b", re.IGNORECASE)
+_HOW_MANY = re.compile(r"\bhow\s+many\b|\bnumber\s+of\b", re.IGNORECASE)
+_YESNO_Q = re.compile(r"^\s*(?:is|are|does|do|did|was|were|has|have|can|could|will)\b", re.IGNORECASE)
+_OPTION_NUMBER = re.compile(r"^\s*(\d{1,2}|" + "|".join(sorted(C._NUMBER_WORDS, key=len, reverse=True)) + r")\b", re.IGNORECASE)
 
 
 def _option_claims(question: str, option: str, q_claims: list[Claim]) -> list[Claim] | str:
@@ -484,16 +483,16 @@ def option_truths(question: str, options: Sequence[str], facts: Facts) -> list[b
             continue
         v = holds(r)
         keys = {c.key()[:3] for c in r}
-        only = bool(re.search(r"\bonly\b", options[i], re.I))
+        only = bool(re.search(r"\bonly\b", options[i], re.IGNORECASE))
         if v:
             for j, other in enumerate(read):
                 if j == i or isinstance(other, str):
                     continue
                 okeys = {c.key()[:3] for c in other}
                 extra = [c for c in other if c.key()[:3] not in keys]
-                if (keys < okeys or only) and extra:  # "Upper jaw" beside "Both jaws", "Caries only" beside "Deep caries"
-                    if any(truth(c, facts) for c in extra if c.asserts):
-                        v = False
+                # "Upper jaw" beside "Both jaws", "Caries only" beside "Deep caries"
+                if (keys < okeys or only) and extra and any(truth(c, facts) for c in extra if c.asserts):
+                    v = False
         out.append(v)
     for i, r in enumerate(read):
         if r == "none":
@@ -563,7 +562,7 @@ def question_text(question: str) -> Verdict:
     name = "question_text"
     if not question.strip():
         return fail(name, "empty question")
-    if re.search(r"\bcaption\b", question, re.I):
+    if re.search(r"\bcaption\b", question, re.IGNORECASE):
         return fail(name, "question refers to the caption the trained model never sees")
     return ok(name)
 

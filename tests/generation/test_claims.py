@@ -2,6 +2,7 @@
 
 import pytest
 
+from mmoral_pipeline.domain.taxonomy import Category
 from mmoral_pipeline.generation.claims import (
     categories_in,
     claims_from_json,
@@ -10,7 +11,6 @@ from mmoral_pipeline.generation.claims import (
     report_sections,
     teeth_in,
 )
-from mmoral_pipeline.domain.taxonomy import Category
 
 
 def said(text: str, context: str | None = None) -> set[str]:

@@ -76,34 +76,19 @@ def _safe_read(read: TableReader, name: str) -> pl.DataFrame | None:
 
 
 _BRACKETS = re.compile(r"\[[^\]]*\]")
-_TOOTH = re.compile(r"(?<![\d.])([1-4][1-8])(?![\d.])")
-_CATEGORY_WORDS: dict[str, tuple[str, ...]] = {
-    "caries": ("caries", "cavity", "cavities", "decay"),
-    "deep_caries": ("deep caries",),
-    "periapical_lesion": ("periapical", "lesion", "granuloma", "cyst", "abscess"),
-    "impacted_tooth": ("impacted", "impaction"),
-    "missing_tooth": ("missing", "absent", "edentulous"),
-    "retained_root": ("retained root", "residual root", "root remnant"),
-    "bone_loss": ("bone loss",),
-    "filling": ("filling", "fillings", "restoration", "restored"),
-    "crown": ("crown", "crowns"),
-    "root_canal_treatment": ("root canal", "endodontic"),
-    "implant": ("implant", "implants"),
-    "bridge": ("bridge",),
-    "mandibular_canal": ("mandibular canal",),
-    "maxillary_sinus": ("maxillary sinus", "sinus"),
-}
 _WHOLE_IMAGE_TASKS = frozenset({"report", "attribute", "dialogue"})
 
 
 def mentioned(texts: Iterable[str]) -> tuple[set[int], set[str], bool]:
-    """(FDI numbers, categories, 'teeth' as a whole) named in the texts; bracketed coordinates skipped."""
-    blob = " ".join(texts)
-    teeth = {int(m) for m in _TOOTH.findall(_BRACKETS.sub(" ", blob))}
+    """(FDI numbers, categories, 'teeth' as a whole) named in the texts; bracketed coordinates skipped.
+
+    Teeth and categories are read by the one claim extractor (`generation.claims`)."""
+    from mmoral_pipeline.generation.claims import categories_in, teeth_in
+
+    blob = _BRACKETS.sub(" ", " ".join(texts))
+    teeth = set(teeth_in(blob))
+    cats = {c.value for c in categories_in(blob)}
     norm = " " + normalise_text(blob) + " "
-    cats = {c for c, words in _CATEGORY_WORDS.items() if any(f" {w} " in norm for w in words)}
-    if "deep_caries" in cats and not re.search(r"(?<!deep )caries", norm):
-        cats.discard("caries")
     whole_teeth = bool(re.search(r"\b(teeth|tooth count|how many)\b", norm))
     return teeth, cats, whole_teeth
 

@@ -36,6 +36,7 @@ from mmoral_pipeline.domain.coverage import asks_only_assessed
 from mmoral_pipeline.domain.fdi import WISDOM_TEETH
 from mmoral_pipeline.domain.taxonomy import DISPLAY_NAMES, Category
 from mmoral_pipeline.evaluation.items import CLOSED_DIMENSIONS, LETTERS, OPEN_DIMENSIONS, ClosedItem, OpenItem
+from mmoral_pipeline.generation import claims
 from mmoral_pipeline.generation import validators as gv
 from mmoral_pipeline.generation.facts import Facts, facts_of
 from mmoral_pipeline.generation.location_vqa import (
@@ -408,12 +409,8 @@ def sumrec_answer(a: ImageAttributes) -> str:
 
 
 def report_sections(report: str) -> dict[str, str]:
-    """Split a three-section report on its numbered headings (1), 2), 3) or '1.' ...)."""
-    parts = re.split(r"(?m)^\s*(?:\*\*)?\(?([123])[).]", report or "")
-    out: dict[str, str] = {}
-    for i in range(1, len(parts) - 1, 2):
-        out[parts[i]] = parts[i + 1].strip()
-    return out
+    """Section number ("1"-"3") -> body, by the one report-section parser (generation.claims)."""
+    return {str(s.number): s.body.strip() for s in claims.report_sections(report or "") if s.number}
 
 
 def attribute_report(a: ImageAttributes) -> str:

@@ -29,11 +29,11 @@ from typing import Any
 from pydantic import BaseModel
 
 from mmoral_pipeline.config import PROMPTS_DIR
-from mmoral_pipeline.domain.fdi import ALL_TEETH
 from mmoral_pipeline.domain.geometry import iou
 from mmoral_pipeline.domain.taxonomy import SYNONYMS, Category
 from mmoral_pipeline.generation.backends import CachedBackend
 from mmoral_pipeline.generation.cache import ResponseCache
+from mmoral_pipeline.generation.claims import teeth_in
 from mmoral_pipeline.generation.types import ChatBackend, ChatRequest
 
 GRID: tuple[float, ...] = tuple(round(i / 10, 1) for i in range(11))
@@ -74,7 +74,6 @@ _FINDINGS: list[tuple[str, str]] = sorted(
     key=lambda kv: -len(kv[0]),
 )
 _FINDING_RE = [(re.compile(rf"\b{re.escape(k)}\b"), v) for k, v in _FINDINGS]
-_TOOTH = re.compile(r"(?<![\d.\[])#?\b([1-8][1-8])\b(?!\s*(?:teeth|natural|%|mm|years|\.\d))")
 _SPLIT = re.compile(r",|;|\band\b|\bwhile\b|\bbut\b|\bwith\b")
 
 
@@ -95,7 +94,7 @@ def _findings(text: str) -> list[str]:
 
 
 def _teeth(text: str) -> list[int]:
-    return sorted({int(m) for m in _TOOTH.findall(text) if int(m) in ALL_TEETH})
+    return sorted(set(teeth_in(text)))  # the one tooth-number reader (generation.claims)
 
 
 def extract_facts(text: str) -> Facts:

@@ -1290,11 +1290,14 @@ def teeth_in(text: str) -> list[int]:
 
 
 def categories_in(text: str) -> set[Category]:
-    """Categories a text names, whatever it says about them (present, absent, suspected, recommended)."""
+    """Categories a text names, whatever it says about them (present, absent, suspected,
+    recommended, or only the structure: "bone level" names bone loss). Generic words ("pathology")
+    name none."""
+    masked, _ = _mask(text or "")
     out: set[Category] = set()
-    for c in extract_claims(text):
-        if c.category is not None:
-            out.add(c.category)
+    for a, b in _sentences(masked):
+        toks, _m, _mm = _scan(masked[a:b], 0)
+        out |= {t.term.category for t in toks if t.kind == "term" and t.term.category is not None}
     return out
 
 

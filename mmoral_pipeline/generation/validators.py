@@ -115,7 +115,7 @@ def _located(claim: Claim, f: Finding) -> bool:
         return False  # "no abnormality in the jaws" says nothing about the teeth
     if f.tooth_id is not None:
         return f.tooth_id in r.teeth
-    if r.scope == "teeth" and f.category in JAW_LEVEL:
+    if r.scope == "teeth" and f.category in JAW_LEVEL and claim.polarity == "absent":
         return False  # "no pathology on the teeth" says nothing about the jaw bone
     arch, side = _parse_side(f.region)
     if f.category in ANATOMY:
@@ -276,7 +276,7 @@ def check_claims(claims: Sequence[Claim], facts: Facts, *, hedging: bool = True,
             else:
                 ground.append(f"no {c.name} on {c.where} in the attributes: {_quote(c)}")
         elif c.polarity == "absent" and not t:
-            ground_truth = [f for f in matching(replace(c, polarity="present"), facts) if f not in exclude and not (c.definite_only and f.hedged)]
+            ground_truth = [f for f in matching(c, facts) if f not in exclude and not (c.definite_only and f.hedged)]
             what = ground_truth[0].name if ground_truth else c.name
             contra.append(f"says no {c.name} on {c.where}, but the attributes have {what} there: {_quote(c)}")
         elif hedging and c.asserts and not c.inferred and not (cats & (ANATOMY | {Category.TOOTH, Category.MISSING_TOOTH})):

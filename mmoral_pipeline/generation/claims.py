@@ -51,7 +51,8 @@ from functools import lru_cache
 from typing import Any, Literal
 
 from mmoral_pipeline.domain import fdi
-from mmoral_pipeline.domain.taxonomy import ANATOMY, TREATMENTS, Category, normalise_name, unify_category
+from mmoral_pipeline.domain.coverage import is_coverage_statement
+from mmoral_pipeline.domain.taxonomy import ANATOMY, JAW_LEVEL, TREATMENTS, Category, normalise_name, unify_category
 
 Polarity = Literal["present", "absent", "suspected", "recommended"]
 C = Category
@@ -1035,7 +1036,10 @@ def _claims_of_clause(s: str, base: int, a: int, b: int, toks: list[_Tok], ctx: 
 
     def emit(term: Term, pol: Polarity, grps: list[_Group], count: int | None = None, oth: bool = False, definite_only: bool = False) -> None:
         def one(tooth: int | None, region: Region | None) -> None:
-            claims.append(Claim(term.category, pol, span, tooth, region, term.alternatives, term.lesion_type, count, oth, question,
+            alts = term.alternatives
+            if term.generic and region is not None and region.scope != "any":  # "no pathology on the teeth": not the jaw bone
+                alts = (alts - JAW_LEVEL if region.scope == "teeth" else alts & JAW_LEVEL) or alts
+            claims.append(Claim(term.category, pol, span, tooth, region, alts, term.lesion_type, count, oth, question,
                                 clause_text, definite_only))
 
         if not grps:
@@ -1066,6 +1070,9 @@ def _claims_of_clause(s: str, base: int, a: int, b: int, toks: list[_Tok], ctx: 
             cat: Category | None = next((_COUNT_ADJ[w] for w in adj if w in _COUNT_ADJ), None)
             if noun in _COUNT_NOUN:
                 cat = _COUNT_NOUN[noun] or C.FILLING
+            before = [toks[j] for j in terms_i if j < i and re.fullmatch(r"\s*\(\s*", s[toks[j].end:t.start])]
+            if cat is None and noun in ("teeth", "tooth") and before and before[-1].term.category:
+                cat = before[-1].term.category  # "fillings (2 teeth)"
             if cat is None and noun in ("teeth", "tooth"):
                 later = [toks[j] for j in terms_i if j > i]
                 # "three teeth with caries", "two teeth need fillings"; not "28 teeth and 37 is missing"
@@ -1153,6 +1160,8 @@ def _claims_of_clause(s: str, base: int, a: int, b: int, toks: list[_Tok], ctx: 
                 if pol == "absent":
                     continue
                 pol = "recommended"
+            elif term.generic:
+                continue  # "no treatment is indicated for the findings assessed": advice, not a finding
             elif any(p < tok.start for p in prevent_at):
                 continue
             elif (any(p < tok.start for p in ruleout_at) or re.match(r"\s+(?:check|evaluation|assessment|review|monitoring|screening|follow-up|re-?evaluation)\b", s[tok.end:])) and pol == "present":
@@ -1178,6 +1187,8 @@ def _sentence_claims(sentence: str, masked: str, mode: str, question: bool, subj
                      ) -> tuple[tuple[Claim, ...], tuple[ToothMention, ...], tuple, tuple[int, ...]]:
     """Claims of one sentence, offsets relative to it (memoised: generated text repeats sentences)."""
     toks, mentions, mismatches = _scan(masked, 0)
+    if is_coverage_statement(sentence):  # "This review covers caries only; ... were not assessed": says nothing found or not
+        return (), tuple(mentions), tuple(mismatches), ()
     ctx = _Ctx(subject=subject, pron=pron or subject)
     out: list[Claim] = []
     last: tuple[int, ...] = ()

@@ -284,14 +284,15 @@ def summary_sentence(facts: Facts, rng: random.Random) -> str:
             regions[_name(f).removeprefix("a ").removeprefix("an ")].add(f.region or "unknown")
     parts += [f"{name} in the {join_words(sorted(r))} {'region' if len(r) == 1 else 'regions'}" for name, r in regions.items()]
     if not parts:
+        # impaction and suspected findings are described above: the summary denies only definite others
+        impacted = sorted({f.tooth_id for f in facts.of(Category.IMPACTED_TOOTH) if f.tooth_id is not None and not f.hedged})
+        apart = f"apart from the impaction of {teeth_phrase(impacted)}, " if impacted else ""
         if may_state("no_pathology", facts.assessed):
-            impacted = sorted({f.tooth_id for f in facts.of(Category.IMPACTED_TOOTH) if f.tooth_id is not None and not f.hedged})
-            apart = f"apart from the impaction of {teeth_phrase(impacted)}, " if impacted else ""  # impaction is described above
             return rng.choice([f"In summary, {apart}no definite pathological findings are seen on the teeth.",
                                f"Overall, {apart}the dentition shows no definite pathology."])
         assessed = _assessed_of(facts, STATEMENT_NEEDS["no_pathology"])
         if assessed:
-            return "In summary, n" + _none_found(assessed, "seen")[1:]
+            return f"In summary, {apart}no definite " + _none_found(assessed, "seen")[3:]
         return _summary_without_pathology(facts)
     joined = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + f" and {parts[-1]}"
     return rng.choice([f"In summary, the main findings are {joined}.", f"Overall, the radiograph shows {joined}."])
@@ -301,7 +302,7 @@ def _summary_without_pathology(facts: Facts) -> str:
     """The summary of a review that assessed no pathology: what it did find, and that pathology was not assessed."""
     numbered = facts.is_assessed(Category.TOOTH)
     found: dict[Category, set] = defaultdict(set)
-    for k, f in enumerate(facts.treatments()):
+    for k, f in enumerate(t for t in facts.treatments() if not t.hedged):  # suspected ones are worded as such above
         found[f.category].add(f.tooth_id if numbered and f.tooth_id is not None else ("site", k))
     if found:
         units = ("tooth", "teeth") if numbered else ("site", "sites")

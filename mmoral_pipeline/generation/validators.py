@@ -200,8 +200,8 @@ def truth(claim: Claim, facts: Facts, exclude: Sequence[Finding] = ()) -> bool |
 # --- text checks ----------------------------------------------------------------------------------
 
 def _assessed(facts: Facts, category: Category) -> bool:
-    """Was the category looked for? A missing tooth is also known where the teeth were labelled."""
-    return facts.is_assessed(category) or (category == Category.MISSING_TOOTH and facts.is_assessed(Category.TOOTH))
+    """Was the category looked for (`domain.coverage`: a missing-tooth statement needs missing teeth assessed)."""
+    return facts.is_assessed(category)
 
 
 def _quote(claim: Claim) -> str:
@@ -252,8 +252,11 @@ def check_claims(claims: Sequence[Claim], facts: Facts, *, hedging: bool = True,
     for c in claims:
         cats = c.categories
         if c.polarity != "recommended":
-            unassessed = sorted(x.value for x in cats if not _assessed(facts, x))
-            if (c.polarity == "absent" and unassessed) or (c.asserts and len(unassessed) == len(cats)):
+            # a specific term needs its own category assessed ("no caries" where caries was looked for);
+            # a generic one needs all it covers for an absence ("no pathology") and any for a presence
+            needed = {c.category} if c.category is not None else cats
+            unassessed = sorted(x.value for x in needed if not _assessed(facts, x))
+            if (c.polarity == "absent" and unassessed) or (c.asserts and len(unassessed) == len(needed)):
                 cover.append(f"{'/'.join(unassessed)} was not assessed on this image: {_quote(c)}")
                 continue
         exclude: list = []
@@ -524,7 +527,8 @@ def validate_closed(question: str, options: Sequence[str], answer_letter: str, f
     letter = (answer_letter or "").strip().strip("()").upper()[:1]
     keyed = options[LETTERS.index(letter)] if letter in LETTERS and len(options) == 4 else (answer_text or "")
     q_ext = C.extract(question)
-    all_claims = [c for o in options for c in C.extract(o, question).claims] + [replace(c, question=False) for c in q_ext.claims]
+    advice = C.is_recommendation_question(question)  # the options recommend; they state nothing about the image
+    all_claims = [c for o in options if not advice for c in C.extract(o, question).claims] + [replace(c, question=False) for c in q_ext.claims]
     covered = [v for v in check_claims(all_claims, facts) if v.validator == "coverage"]
     return [
         mcq_form(options, letter, answer_text or None),
@@ -654,7 +658,9 @@ def validate_attribute(answer: str, facts: Facts, max_chars: int = JSON_ANSWER_M
         obj = C.parse_json_answer(answer)
     except ValueError as exc:
         return [fail("attribute_json", str(exc))]
-    claims = C.claims_from_json(obj)
+    # an empty list answers the question as asked, and attribute questions name only assessed kinds
+    claims = [replace(c, alternatives=c.alternatives & facts.assessed) if c.category is None and c.polarity == "absent"
+              and c.alternatives & facts.assessed else c for c in C.claims_from_json(obj)]
     teeth = [c.tooth for c in claims if c.tooth is not None]
     unknown = sorted({t for t in teeth if t not in facts.known_teeth() and not (
         facts.is_assessed(Category.TOOTH) and any(c.tooth == t and c.categories == {Category.MISSING_TOOTH} for c in claims))})

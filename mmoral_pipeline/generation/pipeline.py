@@ -365,8 +365,8 @@ def _vqa_rows(ctx: _Ctx, out: GenerationOutput, img: ImageInput, f: Facts, resp:
     if reply is None:
         return []
     assert isinstance(reply, VQAReply)
-    common = dict(template="vqa_report", version=ctx.versions["vqa_report"], backend=resp.backend, model=resp.model, resp=resp,
-                  extra={**_response_extra(resp), **(extra or {})})
+    common = {"template": "vqa_report", "version": ctx.versions["vqa_report"], "backend": resp.backend, "model": resp.model, "resp": resp,
+              "extra": {**_response_extra(resp), **(extra or {})}}
     closed, opened = (reply.closed, reply.open) if limits is None else (reply.closed[: limits[0]], reply.open[: limits[1]])
     rows = []
     for q in closed:

@@ -10,7 +10,7 @@ def _cmd_materialize(args: argparse.Namespace) -> int:
     from mmoral_pipeline.materialize import format_checks, materialize
     from mmoral_pipeline.summary import print_summary
 
-    report = materialize(selection=args.select, sources_path=args.sources)
+    report = materialize(selection=args.select, sources_path=args.sources, force=args.force)
     print(format_checks(report))
     if not args.quiet:
         print_summary()
@@ -31,7 +31,8 @@ def _cmd_partitions(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with `command`, only that subcommand's module is imported (the others are listed, not loaded)."""
     parser = argparse.ArgumentParser(prog="mmoral", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -39,31 +40,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--select", default=None, help="Dagster asset selection, e.g. 'group:ingest' or 'key:raw_images+' (default: everything)")
     p.add_argument("--sources", default=None, help="sources YAML (default: $MMORAL_SOURCES or assets/sources.yaml)")
     p.add_argument("--quiet", action="store_true", help="no summary at the end")
+    p.add_argument("--force", action="store_true", help="re-run every selected asset partition, also those up to date")
     p.set_defaults(func=_cmd_materialize)
 
     p = sub.add_parser("partitions", help="register and list the batch partitions of the sources file")
     p.add_argument("--sources", default=None)
     p.set_defaults(func=_cmd_partitions)
 
-    _optional(sub, "synth", "write procedural panoramic X-rays with annotations", "mmoral_pipeline.synth.cli", "add_synth_arguments", "run_synth")
-    _optional(sub, "lineage", "trace one instruction sample back to its image, annotations and prompt", "mmoral_pipeline.dataset.cli", "add_lineage_arguments", "run_lineage")
-    _optional(sub, "bench", "score a model on MMOral-OPG-Bench-style TSVs", "mmoral_pipeline.evaluation.cli", "add_bench_arguments", "run_bench")
-    _optional(sub, "validate", "validate externally written items (JSONL) against the attributes in $MMORAL_HOME",
+    _optional(sub, command, "synth", "write procedural panoramic X-rays with annotations", "mmoral_pipeline.synth.cli", "add_synth_arguments", "run_synth")
+    _optional(sub, command, "lineage", "trace one instruction sample back to its image, annotations and prompt", "mmoral_pipeline.dataset.cli", "add_lineage_arguments", "run_lineage")
+    _optional(sub, command, "bench", "score a model on MMOral-OPG-Bench-style TSVs", "mmoral_pipeline.evaluation.cli", "add_bench_arguments", "run_bench")
+    _optional(sub, command, "validate", "validate externally written items (JSONL) against the attributes in $MMORAL_HOME",
               "mmoral_pipeline.generation.cli", "add_validate_arguments", "run_validate")
     return parser
 
 
-def _optional(sub, name: str, help_text: str, module: str, add: str, run: str) -> None:
+def _optional(sub, command: str | None, name: str, help_text: str, module: str, add: str, run: str) -> None:
     import importlib
 
     p = sub.add_parser(name, help=help_text)
+    if command not in (None, name):  # not the one asked for: skip importing it (`mmoral lineage` starts faster)
+        return
     mod = importlib.import_module(module)
     getattr(mod, add)(p)
     p.set_defaults(func=getattr(mod, run))
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    command = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(command).parse_args(argv)
     return int(args.func(args) or 0)
 
 

@@ -4,6 +4,7 @@ for every partition on the persistent Dagster instance, so runs show up in the U
 
 from __future__ import annotations
 
+import gc
 import os
 import textwrap
 import warnings
@@ -11,9 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mmoral_pipeline.config import REPO_ROOT, load_sources
+from mmoral_pipeline.sources import clear_caches
 
 DEFAULT_DAGSTER_HOME = REPO_ROOT / ".dagster_home"
 LLM_POOL = "llm"
+EPHEMERAL_JOB_NAME = "__ephemeral_asset_job__"  # the job name dg.materialize gives its runs
 
 
 def ensure_dagster_home() -> Path:
@@ -43,6 +46,7 @@ class MaterializeReport:
     runs: list[str] = field(default_factory=list)
     checks: list[CheckLine] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    skipped: int = 0  # asset partitions left alone: up to date (defs/freshness.py)
 
     @property
     def ok(self) -> bool:
@@ -107,10 +111,14 @@ def run_problems(instance, run_id: str) -> list[str]:
     return lines
 
 
-def materialize(selection: str | None = None, sources_path: str | None = None, instance=None, run_config=None, log=print) -> MaterializeReport:
+def materialize(selection: str | None = None, sources_path: str | None = None, instance=None, run_config=None, log=print,
+                force: bool = False) -> MaterializeReport:
+    """Run what is not up to date (every asset partition with `force`); see defs/freshness.py for the rule."""
     import dagster as dg
 
     from mmoral_pipeline.definitions import defs
+    from mmoral_pipeline.defs import freshness
+    from mmoral_pipeline.defs.console import progress_console_logger
 
     if sources_path:
         os.environ["MMORAL_SOURCES"] = str(Path(sources_path).resolve())
@@ -122,7 +130,7 @@ def materialize(selection: str | None = None, sources_path: str | None = None, i
 
     quiet_console = run_config is None and "MMORAL_LOG_LEVEL" not in os.environ
     if run_config is None:
-        # The run logs are in the UI. On the terminal: our own progress lines, the check summary and
+        # The run logs are in the UI. On the terminal: progress lines (defs/console.py), the check summary and
         # `run_problems` (MMORAL_LOG_LEVEL=INFO/DEBUG shows Dagster's own console log instead).
         level = os.environ.get("MMORAL_LOG_LEVEL", "CRITICAL").upper()
         run_config = {"loggers": {"console": {"config": {"log_level": level}}}}
@@ -141,13 +149,13 @@ def materialize(selection: str | None = None, sources_path: str | None = None, i
     def _run(keys, partition_key) -> bool:
         # Include the checks targeting these assets, so their results come back with the run.
         check_sel = dg.AssetSelection.assets(*keys) | dg.AssetSelection.checks_for_assets(*keys)
-        result = dg.materialize(
-            assets,
-            selection=check_sel,
-            partition_key=partition_key,
-            instance=instance,
-            resources=resources,
+        # what dg.materialize does, with the terminal logger that also shows progress lines
+        job = dg.define_asset_job(EPHEMERAL_JOB_NAME, selection=check_sel)
+        job_defs = dg.Definitions(jobs=[job], assets=assets, resources=resources, loggers={"console": progress_console_logger})
+        result = job_defs.resolve_job_def(EPHEMERAL_JOB_NAME).execute_in_process(
             run_config=run_config,
+            instance=instance,
+            partition_key=partition_key,
             raise_on_error=False,
             tags={"mmoral/cli": "materialize"},
         )
@@ -172,20 +180,41 @@ def materialize(selection: str | None = None, sources_path: str | None = None, i
                 log(line)
         return result.success
 
+    current_inputs = freshness.external_inputs(graph, load_sources(sources_path), resources["llm"])
+    clear_caches()  # the parsed annotation files served planning; ingest parses again, other steps need not carry them
+    gc.collect()
+
+    def plan_now():  # re-planned at each stage: what earlier stages wrote is judged by its content
+        return freshness.plan_materialisation(instance, graph, chosen, report.partitions, current_inputs, force=force)
+
+    plan = plan_now()
+    report.skipped = sum(len(v) for v in plan.skip.values())
+    if report.skipped:
+        log(f"{report.skipped} asset partition(s) up to date (code, upstream content and inputs unchanged; --force re-runs them)")
     if partitioned:
         stages = partition_stages(graph, partitioned)
         log(f"Materialising {len(partitioned)} partitioned asset(s) for {len(report.partitions)} partition(s)"
             + (f" in {len(stages)} stages (a stage that reads every batch waits for all of them: copies of an X-ray merge across batches)" if len(stages) > 1 else ""))
         for i, keys in enumerate(stages):
+            plan = plan_now() if i else plan
             # Later stages go in partition-key order: the batch that owns a merged document comes first.
             for key in report.partitions if i == 0 else sorted(report.partitions):
                 if key in report.failed:  # a blocking check failed upstream: nothing downstream runs for it
                     log(f"  skip {key}: an earlier stage failed")
                     continue
-                _run(keys, key)
+                todo = plan.run.get(key, set()) & keys
+                if todo:
+                    _run(todo, key)
+                else:
+                    log(f"  skip {key}: up to date")
     if unpartitioned:
         log(f"Materialising {len(unpartitioned)} unpartitioned asset(s)")
-        _run(unpartitioned, None)
+        plan = plan_now() if partitioned else plan
+        todo = plan.run.get(None, set()) & unpartitioned
+        if todo:
+            _run(todo, None)
+        else:
+            log("  skip (unpartitioned): up to date")
     return report
 
 

@@ -17,6 +17,7 @@ native lists/dicts) so the assembly does not break on a representation choice up
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import unicodedata
@@ -26,6 +27,7 @@ from typing import Any
 
 import polars as pl
 
+from mmoral_pipeline import progress
 from mmoral_pipeline.dataset.split import split_images
 from mmoral_pipeline.domain.records import stable_id
 
@@ -128,12 +130,27 @@ def as_str_list(v: Any) -> list[str]:
 
 
 def _as_json_text(v: Any) -> str:
+    if isinstance(v, str):
+        return _json_text_of_string(v)
+    if isinstance(v, list) and all(isinstance(x, str) for x in v):
+        return _json_text_of_strings(tuple(v))
     v = _json_value(v)
     if v is None:
         return "{}"
-    if isinstance(v, str):
-        return json.dumps(v)
     return json.dumps(v, sort_keys=True, default=str)
+
+
+@functools.lru_cache(maxsize=4096)
+def _json_text_of_string(v: str) -> str:
+    """Cached: a table's `params` string repeats on every row (1.3M json round trips otherwise)."""
+    decoded = _json_value(v)
+    return json.dumps(decoded) if isinstance(decoded, str) else json.dumps(decoded, sort_keys=True, default=str)
+
+
+@functools.lru_cache(maxsize=4096)
+def _json_text_of_strings(v: tuple[str, ...]) -> str:
+    """Cached: validator lists repeat across rows."""
+    return json.dumps(list(v), sort_keys=True, default=str)
 
 
 def _verdict(v: Any) -> bool:
@@ -283,27 +300,116 @@ def normalise_texts(texts: pl.Series) -> pl.Series:
 
 # ---------------------------------------------------------------- assembly
 
+# What the assembly reads of the generation tables and raw_images (raw responses and `extra` stay on disk).
+GENERATION_COLUMNS: tuple[str, ...] = (
+    "item_id", "image_id", "partition", "task_type", "question", "answer", "turns", "options", "answer_letter", "dimensions",
+    "attribute_row_hash", "prompt_template_id", "prompt_version", "backend", "model", "params", "request_hash", "cache_hit",
+    "run_id", "validators_passed",
+)
+IMAGE_COLUMNS: tuple[str, ...] = ("image_id", "path", "model_image_path", "sha256", "file_name", "source", "partition")
 
-def _rows(frame: pl.DataFrame | None) -> list[dict[str, Any]]:
-    return [] if frame is None or frame.height == 0 else frame.to_dicts()
+Frame = pl.DataFrame | pl.LazyFrame
+TableInput = Frame | Mapping[str, Frame | None] | None  # one frame, or one per partition
 
 
-def assemble_samples(
-    generated: Mapping[str, pl.DataFrame | None],
-    raw_images: pl.DataFrame,
-    *,
-    val_fraction: float,
-    holdout_fraction: float,
-    explicit_holdout: set[str] | None = None,
-    require_validated: bool = True,
-) -> tuple[pl.DataFrame, AssemblyStats]:
-    """All generation tables + raw_images -> (instruction_samples, stats). Pure and deterministic."""
-    stats = AssemblyStats()
-    images = {r["image_id"]: r for r in _rows(raw_images)}
+def _select_known(frame: Frame, columns: Sequence[str]) -> pl.LazyFrame:
+    lf = frame.lazy()
+    have = set(lf.collect_schema().names())
+    return lf.select([c for c in columns if c in have])
+
+
+def _by_partition(table: TableInput, columns: Sequence[str]) -> dict[str, pl.LazyFrame]:
+    """A table as {partition: lazy frame of the wanted columns}; one frame is split by its `partition` column."""
+    if table is None:
+        return {}
+    if isinstance(table, Mapping):
+        return {str(k): _select_known(f, columns) for k, f in table.items() if f is not None}
+    lf = _select_known(table, columns)
+    if "partition" not in lf.collect_schema().names():
+        return {"": lf}
+    keys = lf.select(pl.col("partition").unique()).collect()["partition"].to_list()
+    return {str(k or ""): lf.filter(pl.col("partition").eq_missing(k)) for k in keys}
+
+
+def _rows(frame: pl.LazyFrame | None) -> list[dict[str, Any]]:
+    if frame is None:
+        return []
+    df = frame.collect()
+    return [] if df.height == 0 else df.to_dicts()
+
+
+def _candidate(item: dict[str, Any], table: str, messages: list[dict[str, Any]], question: str, answer: str,
+               img: Mapping[str, Any], validated: bool) -> dict[str, Any]:
+    task = item["task_type"]
+    dims = as_str_list(item.get("dimensions"))
+    return {
+        "sample_id": compute_sample_id(item["image_id"], task, messages),
+        "item_id": str(item.get("item_id") or ""),
+        "task_type": task,
+        "messages": json.dumps(messages, ensure_ascii=False),
+        "question": question,
+        "answer": answer,
+        "options": as_str_list(item.get("options")) if task in CLOSED_TASKS else [],
+        "answer_letter": (str(item.get("answer_letter") or "").strip().upper()[:1] or None) if task in CLOSED_TASKS else None,
+        "question_stem": str(item.get("question") or "").strip() or (question if task == "report" else ""),
+        "n_turns": len(messages),
+        "image_id": item["image_id"],
+        "image_path": img.get("model_image_path") or img.get("path"),
+        "image_sha256": img.get("sha256"),
+        "file_name": img.get("file_name"),
+        "source": img.get("source"),
+        "partition": item.get("partition") or img.get("partition"),
+        "dimensions": dims,
+        "category": ",".join(dims),
+        "generation_table": table,
+        "attribute_row_hash": item.get("attribute_row_hash"),
+        "prompt_template_id": item.get("prompt_template_id"),
+        "prompt_version": None if item.get("prompt_version") is None else str(item.get("prompt_version")),
+        "backend": item.get("backend"),
+        "model": item.get("model"),
+        "params": _as_json_text(item.get("params")),
+        "request_hash": item.get("request_hash"),
+        "cache_hit": None if item.get("cache_hit") is None else bool(item.get("cache_hit")),
+        "run_id": item.get("run_id"),
+        "validators_passed": _as_json_text(item.get("validators_passed")),
+        "validated": validated,
+        "near_dup_key": conversation_text(messages),  # replaced by its normalised hash below
+        "split": None,
+    }
+
+
+class _Deduplicator:
+    """Exact (same sample_id) and near (same image + normalised conversation) duplicates: the first one is kept."""
+
+    def __init__(self, stats: AssemblyStats):
+        self.stats, self.ids, self.near = stats, set(), set()
+
+    def keep(self, candidates: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if candidates:
+            normalised = normalise_texts(pl.Series([c["near_dup_key"] for c in candidates], dtype=pl.String)).to_list()
+            for c, text in zip(candidates, normalised, strict=True):
+                c["near_dup_key"] = stable_id("near", c["image_id"], text)
+        kept = []
+        for row in candidates:
+            if row["sample_id"] in self.ids:
+                self.stats.exact_duplicates += 1
+                continue
+            self.ids.add(row["sample_id"])
+            if row["near_dup_key"] in self.near:
+                self.stats.near_duplicates += 1
+                continue
+            self.near.add(row["near_dup_key"])
+            kept.append(row)
+        return kept
+
+
+def _partition_candidates(rows_by_table: Mapping[str, list[dict[str, Any]]], images: Mapping[str, Mapping[str, Any]],
+                          stats: AssemblyStats, require_validated: bool) -> list[dict[str, Any]]:
+    """One partition's generation rows -> candidate samples (invalid, imageless and unvalidated rows counted, dropped)."""
     candidates: list[dict[str, Any]] = []
-    for table in sorted(generated, key=lambda t: (GENERATION_TABLES.index(t) if t in GENERATION_TABLES else 99, t)):
-        rows = _rows(generated[table])
-        stats.input_rows[table] = len(rows)
+    for table in sorted(rows_by_table, key=lambda t: (GENERATION_TABLES.index(t) if t in GENERATION_TABLES else 99, t)):
+        rows = rows_by_table[table]
+        stats.input_rows[table] = stats.input_rows.get(table, 0) + len(rows)
         rows.sort(key=lambda r: (str(r.get("image_id")), str(r.get("item_id"))))  # arrival order never matters
         for item in rows:
             reason = None
@@ -326,73 +432,59 @@ def assemble_samples(
                 if len(stats.dropped_examples) < 10:
                     stats.dropped_examples.append({"table": table, "item_id": str(item.get("item_id")), "reason": reason[:200]})
                 continue
-            img = images[item["image_id"]]
-            dims = as_str_list(item.get("dimensions"))
-            candidates.append(
-                {
-                    "sample_id": compute_sample_id(item["image_id"], task, messages),
-                    "item_id": str(item.get("item_id") or ""),
-                    "task_type": task,
-                    "messages": json.dumps(messages, ensure_ascii=False),
-                    "question": question,
-                    "answer": answer,
-                    "options": as_str_list(item.get("options")) if task in CLOSED_TASKS else [],
-                    "answer_letter": (str(item.get("answer_letter") or "").strip().upper()[:1] or None) if task in CLOSED_TASKS else None,
-                    "question_stem": str(item.get("question") or "").strip() or (question if task == "report" else ""),
-                    "n_turns": len(messages),
-                    "image_id": item["image_id"],
-                    "image_path": img.get("model_image_path") or img.get("path"),
-                    "image_sha256": img.get("sha256"),
-                    "file_name": img.get("file_name"),
-                    "source": img.get("source"),
-                    "partition": item.get("partition") or img.get("partition"),
-                    "dimensions": dims,
-                    "category": ",".join(dims),
-                    "generation_table": table,
-                    "attribute_row_hash": item.get("attribute_row_hash"),
-                    "prompt_template_id": item.get("prompt_template_id"),
-                    "prompt_version": None if item.get("prompt_version") is None else str(item.get("prompt_version")),
-                    "backend": item.get("backend"),
-                    "model": item.get("model"),
-                    "params": _as_json_text(item.get("params")),
-                    "request_hash": item.get("request_hash"),
-                    "cache_hit": None if item.get("cache_hit") is None else bool(item.get("cache_hit")),
-                    "run_id": item.get("run_id"),
-                    "validators_passed": _as_json_text(item.get("validators_passed")),
-                    "validated": validated,
-                    "near_dup_key": conversation_text(messages),  # replaced by its normalised hash below
-                    "split": None,
-                }
-            )
-    if candidates:
-        normalised = normalise_texts(pl.Series([c["near_dup_key"] for c in candidates], dtype=pl.String)).to_list()
-        for c, text in zip(candidates, normalised, strict=True):
-            c["near_dup_key"] = stable_id("near", c["image_id"], text)
-    seen_ids: set[str] = set()
-    seen_near: set[str] = set()
-    kept: list[dict[str, Any]] = []
-    for row in candidates:
-        if row["sample_id"] in seen_ids:
-            stats.exact_duplicates += 1
-            continue
-        seen_ids.add(row["sample_id"])
-        if row["near_dup_key"] in seen_near:
-            stats.near_duplicates += 1
-            continue
-        seen_near.add(row["near_dup_key"])
-        kept.append(row)
+            candidates.append(_candidate(item, table, messages, question, answer, images[item["image_id"]], validated))
+    return candidates
+
+
+def assemble_samples(
+    generated: Mapping[str, TableInput],
+    raw_images: Frame,
+    *,
+    val_fraction: float,
+    holdout_fraction: float,
+    explicit_holdout: set[str] | None = None,
+    require_validated: bool = True,
+) -> tuple[pl.DataFrame, AssemblyStats]:
+    """All generation tables + raw_images -> (instruction_samples, stats). Pure and deterministic.
+
+    A table is one frame, or a mapping {partition: frame} (what the asset gets: lazy scans). The work goes
+    one partition at a time, so only one batch's rows are Python objects at once (MMOral's 1.3M samples fit
+    on one machine). Duplicates are found within an image, where the order is the same however rows are
+    spread over partitions: by table (reports, VQA, dialogues, attribute tasks), then item id. Output rows
+    are ordered by partition, image, task and sample id.
+    """
+    stats = AssemblyStats()
+    images = {r["image_id"]: r for r in _select_known(raw_images, IMAGE_COLUMNS).collect().iter_rows(named=True)}
+    tables = {t: _by_partition(f, GENERATION_COLUMNS) for t, f in generated.items()}
+    for t in tables:
+        stats.input_rows[t] = 0
+    dedup = _Deduplicator(stats)
+    chunks: list[pl.DataFrame] = []
+    for part in sorted({p for per in tables.values() for p in per}):
+        candidates = _partition_candidates({t: _rows(per.get(part)) for t, per in tables.items()}, images, stats, require_validated)
+        kept = dedup.keep(candidates)
+        if kept:
+            order = {t: i for i, t in enumerate(TASK_TYPES)}
+            kept.sort(key=lambda r: (r["image_id"], order[r["task_type"]], r["sample_id"]))
+            # column by column: building a frame from 60k dicts is the slow path of polars
+            chunks.append(pl.DataFrame({c: [r[c] for r in kept] for c in SAMPLE_SCHEMA}, schema=SAMPLE_SCHEMA))
+        progress.tick(samples=len(kept))
+    frame = pl.concat(chunks, rechunk=False) if chunks else pl.DataFrame(schema=SAMPLE_SCHEMA)
+    image_sources = frame.select("image_id", "source").unique(maintain_order=True)
     splits = split_images(
-        [(r["image_id"], str(r["source"])) for r in kept],
+        [(i, str(s)) for i, s in image_sources.iter_rows()],
         val_fraction=val_fraction,
         holdout_fraction=holdout_fraction,
         explicit_holdout=explicit_holdout,
     )
-    for row in kept:
-        row["split"] = splits[row["image_id"]]
-    kept.sort(key=lambda r: (r["split"], r["image_id"], TASK_TYPES.index(r["task_type"]), r["sample_id"]))
-    stats.output_rows = len(kept)
-    frame = pl.DataFrame(kept, schema=SAMPLE_SCHEMA) if kept else pl.DataFrame(schema=SAMPLE_SCHEMA)
+    frame = frame.with_columns(pl.col("image_id").replace_strict(splits, default=None, return_dtype=pl.String).alias("split"))
+    stats.output_rows = frame.height
     return frame, stats
+
+
+def partitions_of(generated: Mapping[str, TableInput]) -> int:
+    """How many partitions `assemble_samples` will work through (the progress total)."""
+    return len({p for f in generated.values() for p in _by_partition(f, ("partition",))})
 
 
 def split_overlap(samples: pl.DataFrame) -> dict[str, list[str]]:

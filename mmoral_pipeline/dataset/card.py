@@ -19,6 +19,9 @@ import polars as pl
 
 from mmoral_pipeline.config import REPO_ROOT
 
+# The columns the card reads (the dataset_card asset loads only these of instruction_samples).
+CARD_COLUMNS = ["task_type", "dimensions", "source", "split", "image_id", "prompt_template_id", "prompt_version", "backend", "model"]
+
 
 def distributions(samples: pl.DataFrame) -> dict[str, dict[str, int]]:
     """{'task': {...}, 'dimension': {...}, 'source': {...}, 'split': {...}} (a sample counts in each of its dimensions)."""

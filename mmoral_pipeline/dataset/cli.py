@@ -23,11 +23,11 @@ def add_lineage_arguments(parser: argparse.ArgumentParser) -> None:
 def run_lineage(args: argparse.Namespace) -> int:
     """Print the chain; 0 when it resolves without problems, 1 with problems, 2 for an unknown id."""
     from mmoral_pipeline.dataset.lineage import UnknownSampleError, render_text, resolve_lineage, write_html
-    from mmoral_pipeline.defs.io_manager import read_table
+    from mmoral_pipeline.storage import scan_table
 
-    def read(name: str):
+    def read(name: str):  # lazy scans: only the sample's rows are read, not 1.3M samples
         try:
-            return read_table(name, base_dir=args.home)
+            return scan_table(name, base_dir=args.home)
         except FileNotFoundError:
             return None
 
@@ -58,8 +58,9 @@ def _list_ids(read, per_task: int) -> int:
         print("mmoral lineage: instruction_samples has not been materialised yet "
               "(mmoral materialize --select instruction_samples)", file=sys.stderr)
         return 2
+    samples = samples.lazy().select("sample_id", "task_type", "split", "image_id").collect()
     rows = samples.sort("task_type", "sample_id").group_by("task_type", maintain_order=True).head(per_task)
-    for r in rows.select("sample_id", "task_type", "split", "image_id").iter_rows(named=True):
+    for r in rows.iter_rows(named=True):
         print(f"{r['sample_id']}  {r['task_type']:<13} {r['split']:<6} {r['image_id']}")
     print(f"({samples.height} samples; trace one with: mmoral lineage SAMPLE_ID [--html out.html])")
     return 0

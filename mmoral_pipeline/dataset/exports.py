@@ -17,24 +17,39 @@ record names its image by that path relative to the folder.
   (`hf_dataset/`, images relative to the folder above it). `training.data.read_jsonl` resolves them.
 - Benchmark: the held-out images' closed and open questions as MMOral-OPG-Bench TSVs, written with
   the evaluation package's writer (one TSV format in the project), images embedded as base64 JPEG.
+
+The writers take a DataFrame or a LazyFrame and stream: a split is read and written a chunk of
+`EXPORT_CHUNK_ROWS` at a time, so 1.3M conversations never sit in memory at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import shutil
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import polars as pl
 
+from mmoral_pipeline import progress
 from mmoral_pipeline.dataset.assemble import CLOSED_TASKS, OPEN_BENCH_TASKS
 
 IMAGE_PLACEHOLDER = "<image>"
 LLAMAFACTORY_NAMES = {"train": "mmoral_train", "val": "mmoral_val"}
 EXPORT_VERSION = "export-v1"
+EXPORT_CHUNK_ROWS = 20_000
+EXPORT_COLUMNS = ("sample_id", "task_type", "messages", "image_path", "image_sha256")
+TRAIN_VAL = ("train", "val")
+
+
+def split_chunks(samples: pl.DataFrame | pl.LazyFrame, split: str, columns: Iterable[str] = EXPORT_COLUMNS) -> Iterator[pl.DataFrame]:
+    """The rows of one split, in table order, `EXPORT_CHUNK_ROWS` at a time (polars' streaming engine)."""
+    lf = samples.lazy().filter(pl.col("split") == split).select(list(columns))
+    yield from lf.collect_batches(chunk_size=EXPORT_CHUNK_ROWS)
 
 
 def _messages(row: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -59,15 +74,14 @@ def _image_path(row: Mapping[str, Any]) -> str:
     return f"{IMAGES_DIR}/{digest[:2]}/{digest}{Path(source).suffix.lower()}"
 
 
-def place_images(samples: pl.DataFrame, out_dir: str | Path) -> dict[str, int]:
+def place_images(samples: pl.DataFrame | pl.LazyFrame, out_dir: str | Path) -> dict[str, int]:
     """Put each distinct image of `samples` once under `out_dir/images/` (hard link, else copy) and remove
     image files no sample references any more; returns counts {images, linked, copied, removed}."""
     import os
-    import shutil
 
     out = Path(out_dir)
     wanted: dict[str, str] = {}  # relative path in the folder -> source file
-    for row in samples.select("image_path", "image_sha256").unique().iter_rows(named=True):
+    for row in samples.lazy().select("image_path", "image_sha256").unique().collect().iter_rows(named=True):
         wanted.setdefault(_image_path(row), str(row["image_path"]))
     counts = {"images": len(wanted), "linked": 0, "copied": 0, "removed": 0}
     for rel, source in sorted(wanted.items()):
@@ -121,20 +135,26 @@ def dataset_info(files: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
-def write_llamafactory(samples: pl.DataFrame, out_dir: str | Path) -> dict[str, Any]:
+def write_llamafactory(samples: pl.DataFrame | pl.LazyFrame, out_dir: str | Path) -> dict[str, Any]:
     """Train and val JSON lists + dataset_info.json + their images; returns {files, counts, images}."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    trainval = samples.filter(pl.col("split").is_in(list(LLAMAFACTORY_NAMES)))
-    placed = place_images(trainval, out)
+    placed = place_images(samples.lazy().filter(pl.col("split").is_in(list(LLAMAFACTORY_NAMES))), out)
     files: dict[str, str] = {}
     counts: dict[str, int] = {}
     for split, name in LLAMAFACTORY_NAMES.items():
-        records = [to_sharegpt(r) for r in trainval.filter(pl.col("split") == split).iter_rows(named=True)]
         fname = f"{name}.json"
-        _write_text(out / fname, "[\n" + ",\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n]\n")
+        n = 0
+        with _atomic_writer(out / fname) as fh:  # one JSON list, written record by record
+            fh.write("[\n")
+            for chunk in split_chunks(samples, split):
+                for r in chunk.iter_rows(named=True):
+                    fh.write((",\n" if n else "") + json.dumps(to_sharegpt(r), ensure_ascii=False))
+                    n += 1
+                progress.tick(chunk.height)
+            fh.write("\n]\n")
         files[name] = fname
-        counts[split] = len(records)
+        counts[split] = n
     _write_text(out / "dataset_info.json", json.dumps(dataset_info(files), indent=2))
     return {"files": [str(out / f) for f in [*files.values(), "dataset_info.json"]], "counts": counts, "images": placed}
 
@@ -156,37 +176,39 @@ def to_trl(row: Mapping[str, Any]) -> dict[str, Any]:
     return {"sample_id": row["sample_id"], "task_type": row["task_type"], "images": [_image_path(row)], "messages": messages}
 
 
-def write_trl(samples: pl.DataFrame, out_dir: str | Path, *, hf_dataset: bool = True) -> dict[str, Any]:
+def write_trl(samples: pl.DataFrame | pl.LazyFrame, out_dir: str | Path, *, hf_dataset: bool = True) -> dict[str, Any]:
     """train.jsonl / val.jsonl and (optionally) the same rows as a `datasets` DatasetDict on disk."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    trainval = samples.filter(pl.col("split").is_in(["train", "val"]))
-    placed = place_images(trainval, out)
-    by_split: dict[str, list[dict[str, Any]]] = {}
+    placed = place_images(samples.lazy().filter(pl.col("split").is_in(list(TRAIN_VAL))), out)
+    arrow_dir = out / ".hf_arrow"  # the rows as Arrow streams, for the HF dataset (removed after)
+    if hf_dataset:
+        arrow_dir.mkdir(exist_ok=True)
+    counts: dict[str, int] = {}
     files = []
-    for split in ("train", "val"):
-        rows = [to_trl(r) for r in trainval.filter(pl.col("split") == split).iter_rows(named=True)]
-        by_split[split] = rows
+    for split in TRAIN_VAL:
         path = out / f"{split}.jsonl"
-        _write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        n = 0
+        with _atomic_writer(path) as fh, _arrow_stream(arrow_dir / f"{split}.arrow" if hf_dataset else None) as arrow:
+            for chunk in split_chunks(samples, split):
+                rows = [to_trl(r) for r in chunk.iter_rows(named=True)]
+                fh.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+                arrow(rows)
+                n += len(rows)
+                progress.tick(chunk.height)
+        counts[split] = n
         files.append(str(path))
     if hf_dataset:
-        files.append(str(save_hf_dataset(by_split, out / "hf_dataset")))
-    return {"files": files, "counts": {k: len(v) for k, v in by_split.items()}, "images": placed}
+        files.append(str(save_hf_dataset({split: arrow_dir / f"{split}.arrow" for split in counts}, out / "hf_dataset")))
+        shutil.rmtree(arrow_dir)
+    return {"files": files, "counts": counts, "images": placed}
 
 
-def save_hf_dataset(by_split: Mapping[str, list[dict[str, Any]]], path: str | Path) -> Path:
-    """The TRL rows as a DatasetDict saved with `save_to_disk` (datasets imported only here); image paths stay
-    relative to the export folder (the parent of `path`)."""
-    import shutil
-
-    import datasets
+def _trl_schema():
     import pyarrow as pa
 
-    datasets.disable_progress_bars()  # a progress bar per save is noise in Dagster logs
-
     part = pa.struct([("type", pa.string()), ("text", pa.string())])
-    schema = pa.schema(
+    return pa.schema(
         [
             ("sample_id", pa.string()),
             ("task_type", pa.string()),
@@ -194,10 +216,32 @@ def save_hf_dataset(by_split: Mapping[str, list[dict[str, Any]]], path: str | Pa
             ("messages", pa.list_(pa.struct([("role", pa.string()), ("content", pa.list_(part))]))),
         ]
     )
-    # built as Arrow directly: datasets' per-example encoding is the slow path for nested rows
-    dd = datasets.DatasetDict(
-        {split: datasets.Dataset(pa.Table.from_pylist(list(rows), schema=schema)) for split, rows in by_split.items()}
-    )
+
+
+@contextlib.contextmanager
+def _arrow_stream(path: Path | None) -> Iterator[Any]:
+    """A function that appends TRL rows to an Arrow IPC stream file (the format `datasets` memory-maps); no-op without a path."""
+    if path is None:
+        yield lambda rows: None
+        return
+    import pyarrow as pa
+
+    schema = _trl_schema()
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
+        yield lambda rows: writer.write_table(pa.Table.from_pylist(rows, schema=schema)) if rows else None
+
+
+def save_hf_dataset(arrow_files: Mapping[str, Path], path: str | Path) -> Path:
+    """TRL rows (Arrow stream files, one per split) as a DatasetDict saved with `save_to_disk`; image paths stay
+    relative to the export folder (the parent of `path`).
+
+    The splits are memory-mapped, not loaded: saving a million conversations needs little memory.
+    (datasets is imported only here.)
+    """
+    import datasets
+
+    datasets.disable_progress_bars()  # a progress bar per save is noise in Dagster logs
+    dd = datasets.DatasetDict({split: datasets.Dataset.from_file(str(f)) for split, f in arrow_files.items()})
     path = Path(path)
     if path.exists():
         shutil.rmtree(path)
@@ -217,7 +261,7 @@ def bench_items(samples: pl.DataFrame, *, image_max_side: int | None = None) -> 
     from mmoral_pipeline.evaluation.items import ClosedItem, OpenItem
     from mmoral_pipeline.evaluation.tsv import encode_image_jpeg
 
-    bench = samples.filter(pl.col("split") == "bench").sort("image_id", "task_type", "sample_id")
+    bench = samples.lazy().filter(pl.col("split") == "bench").sort("image_id", "task_type", "sample_id").collect()
     encoded: dict[str, str] = {}
 
     def image_b64(row: Mapping[str, Any]) -> str:
@@ -229,6 +273,7 @@ def bench_items(samples: pl.DataFrame, *, image_max_side: int | None = None) -> 
     opened: list[Any] = []
     skipped: Counter[str] = Counter()
     for row in bench.iter_rows(named=True):
+        progress.tick()
         task = row["task_type"]
         if task in CLOSED_TASKS:
             closed.append(
@@ -285,8 +330,16 @@ def write_bench_tsvs(samples: pl.DataFrame, out_dir: str | Path, *, image_max_si
 
 def _write_text(path: Path, text: str) -> None:
     """Write via a temporary file and rename, so a reader never sees half a file."""
+    with _atomic_writer(path) as fh:
+        fh.write(text)
+
+
+@contextlib.contextmanager
+def _atomic_writer(path: Path) -> Iterator[IO[str]]:
+    """A text file written under a temporary name and renamed when complete (a reader never sees half a file)."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        yield fh
     tmp.replace(path)
 
 

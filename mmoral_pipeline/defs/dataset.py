@@ -14,8 +14,9 @@ import polars as pl
 from mmoral_pipeline.config import mmoral_home
 from mmoral_pipeline.dataset import assemble, card, exports, integrity, lineage, split
 from mmoral_pipeline.dataset.settings import DatasetSettings, exports_dir
-from mmoral_pipeline.defs.io_manager import read_table
+from mmoral_pipeline.defs.io_manager import read_table, scan_table
 from mmoral_pipeline.defs.metadata import counts_markdown, png_markdown, table_metadata
+from mmoral_pipeline.progress import Progress, reporting
 
 DATASET_CODE_VERSION = f"{assemble.messages_version()}+{split.SPLIT_VERSION}"
 EXPORT_CODE_VERSION = exports.EXPORT_VERSION
@@ -25,6 +26,14 @@ def _table_reader(name: str) -> pl.DataFrame | None:
     """Tables as the IO manager wrote them; None when a table was never materialised."""
     try:
         return read_table(name, base_dir=mmoral_home())
+    except FileNotFoundError:
+        return None
+
+
+def _table_scanner(name: str) -> pl.LazyFrame | None:
+    """Lazy scans of the tables (lineage reads one sample's rows, not whole tables); None when never materialised."""
+    try:
+        return scan_table(name, base_dir=mmoral_home())
     except FileNotFoundError:
         return None
 
@@ -56,27 +65,30 @@ _GEN_INS = {
 def instruction_samples(
     context: dg.AssetExecutionContext,
     config: InstructionSamplesConfig,
-    reports: pl.DataFrame,
-    vqa_items: pl.DataFrame,
-    dialogues: pl.DataFrame,
-    attribute_tasks: pl.DataFrame,
-    raw_images: pl.DataFrame,
+    reports: dict[str, pl.LazyFrame],
+    vqa_items: dict[str, pl.LazyFrame],
+    dialogues: dict[str, pl.LazyFrame],
+    attribute_tasks: dict[str, pl.LazyFrame],
+    raw_images: pl.LazyFrame,
 ):
     """Every generated instance in one schema: content-hash ids, messages, provenance; de-duplicated; split by image.
 
-    Reads all batch partitions of the generation tables. Exact duplicates (same image, task and
-    conversation) and near duplicates (same image, same normalised text) are dropped; images are
-    split train / val / bench (the benchmark hold-out) by a hash of their id, grouped by source.
+    Reads all batch partitions of the generation tables, one partition at a time (lazy scans, only the
+    columns it needs). Exact duplicates (same image, task and conversation) and near duplicates (same
+    image, same normalised text) are dropped; images are split train / val / bench (the benchmark
+    hold-out) by a hash of their id, grouped by source.
     """
     settings = config.settings()
-    frame, stats = assemble.assemble_samples(
-        {"reports": reports, "vqa_items": vqa_items, "dialogues": dialogues, "attribute_tasks": attribute_tasks},
-        raw_images,
-        val_fraction=settings.val_fraction,
-        holdout_fraction=settings.holdout_fraction,
-        explicit_holdout=settings.explicit_holdout(),
-        require_validated=settings.require_validated,
-    )
+    generated = {"reports": reports, "vqa_items": vqa_items, "dialogues": dialogues, "attribute_tasks": attribute_tasks}
+    with reporting(Progress("instruction_samples", assemble.partitions_of(generated), context.log.info, unit="partitions")):
+        frame, stats = assemble.assemble_samples(
+            generated,
+            raw_images,
+            val_fraction=settings.val_fraction,
+            holdout_fraction=settings.holdout_fraction,
+            explicit_holdout=settings.explicit_holdout(),
+            require_validated=settings.require_validated,
+        )
     dist = card.distributions(frame)
     images_by_split = card._counts(frame.unique("image_id"), "split") if frame.height else {}
     return dg.MaterializeResult(
@@ -100,11 +112,12 @@ def instruction_samples(
 
 
 @dg.asset_check(asset=instruction_samples, blocking=True)
-def split_disjoint(context: dg.AssetCheckExecutionContext, instruction_samples: pl.DataFrame) -> dg.AssetCheckResult:
+def split_disjoint(context: dg.AssetCheckExecutionContext, instruction_samples: pl.LazyFrame) -> dg.AssetCheckResult:
     """Zero overlap: no image in two splits, no duplicate sample id, no benchmark item image in train/val.
 
     Blocking: the exports do not run when this fails, so a held-out X-ray never reaches training.
     """
+    instruction_samples = instruction_samples.select("sample_id", "image_id", "split").collect()
     overlap = assemble.split_overlap(instruction_samples)
     dup_ids = instruction_samples.height - instruction_samples["sample_id"].n_unique() if instruction_samples.height else 0
     bench_leak: list[str] = []
@@ -127,9 +140,19 @@ def split_disjoint(context: dg.AssetCheckExecutionContext, instruction_samples: 
 
 
 @dg.asset_check(asset=instruction_samples, blocking=False)
-def referential_integrity(context: dg.AssetCheckExecutionContext, instruction_samples: pl.DataFrame) -> dg.AssetCheckResult:
+def referential_integrity(context: dg.AssetCheckExecutionContext, instruction_samples: pl.LazyFrame) -> dg.AssetCheckResult:
     """No orphans: every sample's generation row, image, attribute row and annotations exist; images unchanged (sha256)."""
-    report = integrity.check_integrity(instruction_samples, _table_reader)
+
+    def read_links(name: str) -> pl.DataFrame | None:  # only the columns the links need: 1.3M rows stay small
+        table = _table_scanner(name)
+        if table is None:
+            return None
+        have = table.collect_schema().names()
+        return table.select([c for c in integrity.LINK_COLUMNS.get(name, have) if c in have]).collect()
+
+    samples = instruction_samples.select(integrity.SAMPLE_COLUMNS).collect()
+    with reporting(Progress("referential_integrity", samples["image_id"].n_unique(), context.log.info, unit="images")):
+        report = integrity.check_integrity(samples, read_links)
     return dg.AssetCheckResult(
         passed=report.ok,
         severity=dg.AssetCheckSeverity.ERROR,
@@ -146,17 +169,22 @@ def referential_integrity(context: dg.AssetCheckExecutionContext, instruction_sa
 # ---------------------------------------------------------------- exports
 
 
+def _rows_to_export(samples: pl.LazyFrame) -> int:
+    return int(samples.filter(pl.col("split").is_in(["train", "val"])).select(pl.len()).collect().item())
+
+
 def _files_md(info: dict[str, Any]) -> dg.MetadataValue:
     return dg.MetadataValue.md("\n".join(f"- `{f}`" for f in info["files"]))
 
 
 @dg.asset(group_name="export", kinds={"json"}, code_version=EXPORT_CODE_VERSION)
-def llamafactory_export(context: dg.AssetExecutionContext, instruction_samples: pl.DataFrame) -> dg.MaterializeResult:
+def llamafactory_export(context: dg.AssetExecutionContext, instruction_samples: pl.LazyFrame) -> dg.MaterializeResult:
     """LLaMA-Factory sharegpt JSON (train, val), dataset_info.json and the images (relative paths), under
     exports/llamafactory/: a folder to copy to the training machine and pass as `dataset_dir`."""
     out = exports_dir() / "llamafactory"
-    info = exports.write_llamafactory(instruction_samples, out)
-    example = instruction_samples.filter(pl.col("split") == "train").head(1)
+    with reporting(Progress("llamafactory_export", _rows_to_export(instruction_samples), context.log.info, unit="samples")):
+        info = exports.write_llamafactory(instruction_samples, out)
+    example = instruction_samples.filter(pl.col("split") == "train").head(1).collect()
     return dg.MaterializeResult(
         metadata={
             "dagster/uri": dg.MetadataValue.path(str(out)),
@@ -173,12 +201,13 @@ class TrlExportConfig(dg.Config):
 
 
 @dg.asset(group_name="export", kinds={"json", "huggingface"}, code_version=EXPORT_CODE_VERSION)
-def trl_export(context: dg.AssetExecutionContext, config: TrlExportConfig, instruction_samples: pl.DataFrame) -> dg.MaterializeResult:
+def trl_export(context: dg.AssetExecutionContext, config: TrlExportConfig, instruction_samples: pl.LazyFrame) -> dg.MaterializeResult:
     """TRL conversational rows (messages + relative images) as train/val JSONL and a Hugging Face dataset on disk,
     with the images, under exports/trl/ (self-contained)."""
     out = exports_dir() / "trl"
-    info = exports.write_trl(instruction_samples, out, hf_dataset=config.hf_dataset)
-    example = instruction_samples.filter(pl.col("split") == "train").head(1)
+    with reporting(Progress("trl_export", _rows_to_export(instruction_samples), context.log.info, unit="samples")):
+        info = exports.write_trl(instruction_samples, out, hf_dataset=config.hf_dataset)
+    example = instruction_samples.filter(pl.col("split") == "train").head(1).collect()
     return dg.MaterializeResult(
         metadata={
             "dagster/uri": dg.MetadataValue.path(str(out)),
@@ -195,7 +224,7 @@ class BenchExportConfig(dg.Config):
 
 
 @dg.asset(group_name="export", kinds={"tsv"}, code_version=EXPORT_CODE_VERSION)
-def bench_tsv_export(context: dg.AssetExecutionContext, config: BenchExportConfig, instruction_samples: pl.DataFrame) -> dg.MaterializeResult:
+def bench_tsv_export(context: dg.AssetExecutionContext, config: BenchExportConfig, instruction_samples: pl.LazyFrame) -> dg.MaterializeResult:
     """Every generated question on the benchmark hold-out images as MMOral-OPG-Bench TSVs
     (closed_ended.tsv, open_ended.tsv, base64 JPEG images), under exports/holdout/.
 
@@ -203,7 +232,9 @@ def bench_tsv_export(context: dg.AssetExecutionContext, config: BenchExportConfi
     which writes exports/bench/; this export is the full hold-out pool for other tools.
     """
     out = exports_dir() / "holdout"
-    info = exports.write_bench_tsvs(instruction_samples, out, image_max_side=config.image_max_side)
+    n_bench = int(instruction_samples.filter(pl.col("split") == "bench").select(pl.len()).collect().item())
+    with reporting(Progress("bench_tsv_export", n_bench, context.log.info, unit="samples")):
+        info = exports.write_bench_tsvs(instruction_samples, out, image_max_side=config.image_max_side)
     return dg.MaterializeResult(
         metadata={
             "dagster/uri": dg.MetadataValue.path(str(out)),
@@ -232,8 +263,9 @@ def _latest_metadata(context: dg.AssetExecutionContext, key: str) -> dict[str, A
     code_version=EXPORT_CODE_VERSION,
     deps=[llamafactory_export, trl_export, bench_tsv_export],
 )
-def dataset_card(context: dg.AssetExecutionContext, instruction_samples: pl.DataFrame) -> dg.MaterializeResult:
+def dataset_card(context: dg.AssetExecutionContext, instruction_samples: pl.LazyFrame) -> dg.MaterializeResult:
     """DATASET_CARD.md beside the exports: counts by task, dimension, source and split, plots, prompt/code versions, config."""
+    instruction_samples = instruction_samples.select(card.CARD_COLUMNS).collect()
     upstream = _latest_metadata(context, "instruction_samples")
     out = exports_dir()
     code_versions = {
@@ -285,7 +317,7 @@ def trace_sample(context: dg.OpExecutionContext, config: SampleLineageConfig) ->
     try:
         from mmoral_pipeline.generation.cache import default_cache_path
 
-        chain = lineage.resolve_lineage(config.sample_id, _table_reader, cache_path=default_cache_path())
+        chain = lineage.resolve_lineage(config.sample_id, _table_scanner, cache_path=default_cache_path())
     except lineage.UnknownSampleError as exc:
         raise dg.Failure(description=str(exc)) from exc
     md = lineage.render_markdown(chain)

@@ -42,6 +42,17 @@ def _read_optional(asset: str) -> pl.DataFrame | None:
         return None
 
 
+def _scan_optional(asset: str, image_ids: set[str] | None = None):
+    """A lazy scan of an upstream table (None when not materialised); with `image_ids`, those images' rows, collected."""
+    from mmoral_pipeline.defs.io_manager import scan_table
+
+    try:
+        lf = scan_table(asset, base_dir=mmoral_home())
+    except FileNotFoundError:
+        return None
+    return lf if image_ids is None else lf.filter(pl.col("image_id").is_in(sorted(image_ids))).collect()
+
+
 def _report_texts(reports: pl.DataFrame | None) -> dict[str, str]:
     """image_id -> final report text, from whichever text column the reports table carries."""
     if reports is None or reports.height == 0 or "image_id" not in reports.columns:
@@ -127,19 +138,23 @@ def benchmark_items(context: dg.AssetExecutionContext, config: BenchmarkItemsCon
     attrs_df = _read_optional("image_attributes")
     if attrs_df is None or attrs_df.height == 0:
         raise dg.Failure("image_attributes has no rows: materialise the attributes stage first")
-    samples = _read_optional("instruction_samples")
-    attrs = [ImageAttributes.from_mmoral_json(json.loads(d)) for d in attrs_df["document"].to_list()]
-    if samples is not None and {"split", "image_id"} <= set(samples.columns):
-        bench_ids = set(samples.filter(pl.col("split") == "bench")["image_id"].to_list())
-        held = [a for a in attrs if a.image_id in bench_ids]
+    samples = _scan_optional("instruction_samples")
+
+    def parse(docs: pl.DataFrame) -> list[ImageAttributes]:
+        return [ImageAttributes.from_mmoral_json(json.loads(d)) for d in docs["document"].to_list()]
+
+    if samples is not None and {"split", "image_id"} <= set(samples.collect_schema().names()):
+        bench_ids = samples.filter(pl.col("split") == "bench").select("image_id").unique().collect()["image_id"].to_list()
+        held = parse(attrs_df.filter(pl.col("image_id").is_in(bench_ids)))  # only the held-out documents are parsed
         rule = "instruction_samples.split == 'bench'"
     else:
-        held = holdout_attributes(attrs, config.holdout_fraction)
+        held = holdout_attributes(parse(attrs_df), config.holdout_fraction)
         rule = "dataset.split.is_holdout"
     held = sorted(held, key=lambda a: a.image_id)[: config.max_images]
+    held_ids = {a.image_id for a in held}
     paths = dict(zip(attrs_df["image_id"].to_list(), attrs_df["path"].to_list() if "path" in attrs_df.columns else [""] * attrs_df.height, strict=True))
-    generated = _generated_closed(_read_optional("vqa_items"), {a.image_id for a in held})
-    closed, open_, rejected = build_benchmark(held, _report_texts(_read_optional("reports")), generated=generated)
+    generated = _generated_closed(_scan_optional("vqa_items", held_ids), held_ids)
+    closed, open_, rejected = build_benchmark(held, _report_texts(_scan_optional("reports", held_ids)), generated=generated)
     images = _encode_images({a.image_id: paths.get(a.image_id, "") for a in held}, config.image_max_side)
     out_dir = Path(config.export_dir or Path(mmoral_home()) / "exports" / "bench")
     closed_tsv = write_closed_tsv([it.model_copy(update={"image": images.get(it.image_id, "")}) for it in closed], out_dir / "closed_ended.tsv")

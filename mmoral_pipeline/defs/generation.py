@@ -10,6 +10,7 @@ from typing import Optional
 import dagster as dg
 import polars as pl
 
+from mmoral_pipeline.defs.freshness import INPUTS_KEY, fingerprint
 from mmoral_pipeline.defs.metadata import bar_chart_png, counts_markdown, png_markdown, table_metadata
 from mmoral_pipeline.defs.partitions import batch_partitions
 from mmoral_pipeline.domain.attributes import ImageAttributes
@@ -25,6 +26,7 @@ from mmoral_pipeline.generation.pipeline import (
 )
 from mmoral_pipeline.generation.prompts import combined_version
 from mmoral_pipeline.generation.rows import to_frame
+from mmoral_pipeline.progress import Progress, reporting
 
 OUTPUTS = ("reports", "vqa_items", "dialogues", "attribute_tasks", "rejected_generations")
 
@@ -97,6 +99,13 @@ class GenerationConfig(dg.Config):
     max_rejection_rate: float = 0.2
 
 
+def generation_inputs(llm: LLMResource, config: GenerationConfig) -> str:
+    """What generation saw from outside the graph (recorded as `mmoral/inputs`): backend, model, endpoint,
+    sampling and item counts. Changing any of them makes `mmoral materialize` regenerate; the key is not part of it."""
+    return fingerprint({"backend": llm.backend, "model": llm.model, "base_url": llm.base_url, "params": llm.sampling_params(),
+                        "json_mode": llm.json_mode, "config": config.model_dump()})
+
+
 def images_from_tables(image_attributes: pl.DataFrame, location_captions: Optional[pl.DataFrame]) -> list[ImageInput]:
     """Join attribute documents with their captions (the caption is what an LLM sees)."""
     captions: dict[str, tuple[str, Optional[str]]] = {}
@@ -129,6 +138,7 @@ def _table_outputs(result: GenerationOutput, backend, llm: LLMResource, config: 
     common = {
         "backend": backend.name,
         "model": backend.model,
+        INPUTS_KEY: generation_inputs(llm, config),
         "backend_note": "offline = deterministic writer from the attributes (no LLM was called)" if backend.name == "offline" else f"OpenAI-compatible endpoint {llm.base_url or 'api.openai.com'}",
         "requests_sent": dg.MetadataValue.int(int(backend.stats.get("sent", 0))),
         "cache_hits": dg.MetadataValue.int(int(backend.stats.get("cache_hits", 0))),
@@ -218,7 +228,9 @@ def generate_instructions(
         seed=config.seed, params=llm.sampling_params(),
     )
     context.log.info(f"generating for {len(images)} images with backend={backend.name} model={backend.model}")
-    result = generate(images, backend, settings, run_id=context.run_id)
+    # about 4 requests per image (report, audit, VQA, dialogue); fewer when a report is rejected
+    with reporting(Progress(f"generation {context.partition_key}", 4 * len(images), context.log.info, unit="requests")):
+        result = generate(images, backend, settings, run_id=context.run_id)
     context.log.info(f"sent {int(backend.stats.get('sent', 0))} requests, {int(backend.stats.get('cache_hits', 0))} cache hits")
     yield from _table_outputs(result, backend, llm, config)
 

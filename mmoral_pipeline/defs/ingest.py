@@ -11,12 +11,16 @@ from PIL import Image
 
 from mmoral_pipeline import quality, tables
 from mmoral_pipeline.batches import batch_for_partition
+from mmoral_pipeline.defs.automation import batch_fingerprints
+from mmoral_pipeline.defs.freshness import INPUTS_KEY
 from mmoral_pipeline.defs.metadata import counts_markdown, table_metadata
 from mmoral_pipeline.defs.partitions import batch_partitions
 from mmoral_pipeline.defs.resources import SourcesResource
 from mmoral_pipeline.domain.coverage import coverage_sentence
-from mmoral_pipeline.sources import read_source
+from mmoral_pipeline.progress import Progress, reporting
+from mmoral_pipeline.sources import list_source_items, read_source
 from mmoral_pipeline.sources.base import MODEL_IMAGE_MODES, NORMALISE_VERSION
+from mmoral_pipeline.sources.common import DOCUMENT_ITEM_SUFFIX
 from mmoral_pipeline.sources.coverage import source_coverage
 from mmoral_pipeline.viz import DrawnBox, draw_boxes, thumbnail_grid, to_jpeg
 
@@ -78,7 +82,11 @@ def ingest_batch(context: dg.AssetExecutionContext, sources: SourcesResource):
     """Read one source batch through its format's reader; nothing is dropped without a rejection row."""
     sources_file = sources.load()
     batch = batch_for_partition(sources_file, context.partition_key)
-    result = read_source(batch.source, sources_file, batch.items)
+    files = batch_fingerprints(sources_file).get(context.partition_key, "")  # what `mmoral materialize` compares
+    items = batch.items if batch.items is not None else list_source_items(batch.source, sources_file)
+    n_images = sum(1 for i in items if not i.endswith(DOCUMENT_ITEM_SUFFIX))
+    with reporting(Progress(f"ingest {context.partition_key}", n_images, context.log.info, unit="images")):
+        result = read_source(batch.source, sources_file, batch.items)
     ok, counts = result.counts_balance()
     key = context.partition_key
     images = tables.records_to_frame(result.images, tables.RAW_IMAGES, partition=key)
@@ -98,6 +106,7 @@ def ingest_batch(context: dg.AssetExecutionContext, sources: SourcesResource):
             "label_coverage": dg.MetadataValue.json(sorted(c.value for c in coverage)),
             "label_coverage_basis": basis,
             "label_coverage_sentence": coverage_sentence(coverage) or "every category assessed",
+            INPUTS_KEY: files,
             "thumbnails": dg.MetadataValue.md(_thumbnail_markdown(images, annotations)),
         },
     )
@@ -108,6 +117,7 @@ def ingest_batch(context: dg.AssetExecutionContext, sources: SourcesResource):
             **table_metadata(annotations),
             "per_category": dg.MetadataValue.md(counts_markdown(per_category)),
             "per_category_json": dg.MetadataValue.json(dict(per_category)),
+            INPUTS_KEY: files,
         },
     )
     yield dg.Output(
@@ -117,6 +127,7 @@ def ingest_batch(context: dg.AssetExecutionContext, sources: SourcesResource):
             **table_metadata(rejected, max_cell=120),
             "per_reason": dg.MetadataValue.md(counts_markdown(per_reason, key="reason")),
             **{k: dg.MetadataValue.int(v) for k, v in counts.items()},
+            INPUTS_KEY: files,
         },
     )
     yield dg.AssetCheckResult(
@@ -136,7 +147,9 @@ def images_decode(context: dg.AssetCheckExecutionContext, raw_images: pl.DataFra
     """Every accepted image's source file is still there, and the image the model sees opens and fully decodes
     as 8-bit grey or RGB at the recorded size."""
     failures = []
+    tracker = Progress(f"images_decode {context.partition_key}", raw_images.height, context.log.info, unit="images").start()
     for row in raw_images.select("image_id", "path", "model_image_path", "width", "height").iter_rows(named=True):
+        before = len(failures)
         try:
             if not Path(row["path"]).exists():
                 raise FileNotFoundError(f"source file gone: {row['path']}")
@@ -146,6 +159,8 @@ def images_decode(context: dg.AssetCheckExecutionContext, raw_images: pl.DataFra
                     raise ValueError(f"model image is {im.mode} {im.size[0]}x{im.size[1]}, expected L/RGB {row['width']}x{row['height']}")
         except Exception as exc:  # noqa: BLE001 - any failure to decode is the finding
             failures.append({"image_id": row["image_id"], "error": str(exc)[:200]})
+        tracker.advance(failed=len(failures) - before)
+    tracker.finish()
     return dg.AssetCheckResult(
         passed=not failures,
         description=None if not failures else (

@@ -3,21 +3,37 @@
 A `dg.UPathIOManager` subclass over pyarrow/polars (dagster-polars breaks with polars 2), so
 local folders and fsspec URLs (s3://, gs://, memory://) work alike. Unpartitioned assets go to
 `$MMORAL_HOME/<asset_name>.parquet`. A downstream asset that reads several partitions gets one
-DataFrame with all of them (the partitions' rows concatenated). An input annotated `pl.LazyFrame`
-is scanned instead of read: a partitioned asset that needs a few rows of every partition (the
-annotations of an X-ray's copies in other batches) filters before anything is loaded.
+DataFrame with all of them (the partitions' rows concatenated).
+
+At MMOral's size (1.3M samples) no step may hold every table whole, so an input can ask for less:
+- annotated `pl.LazyFrame`: a lazy scan (nothing read until collected; filters and column
+  selections are pushed down into the Parquet reader; several partitions are one lazy concat), e.g.
+  a partitioned asset that needs a few rows of every partition (the annotations of an X-ray's copies
+  in other batches);
+- annotated `dict[str, pl.LazyFrame]`: one lazy scan per partition (the dataset stage works batch by batch);
+- `dg.AssetIn(metadata={"columns": [...]})`: only those columns are read.
+Files are written in row groups of `ROW_GROUP_ROWS` rows, so scans skip what they do not need.
+Every written table carries `mmoral/content_sha256` (of the file) in its metadata: what
+`mmoral materialize` compares to decide that a downstream partition is still up to date.
 """
 
 from __future__ import annotations
 
+import typing
+from collections.abc import Mapping
 from typing import Any
 
 import dagster as dg
 import polars as pl
-import pyarrow.parquet as pq
 from upath import UPath
 
 from mmoral_pipeline.config import mmoral_home
+from mmoral_pipeline.storage import concat_partitions, file_sha256, read_file, read_table, scan_file, scan_table
+
+__all__ = ["CONTENT_HASH_KEY", "ParquetIOManager", "read_table", "scan_table"]
+
+ROW_GROUP_ROWS = 50_000
+CONTENT_HASH_KEY = "mmoral/content_sha256"
 
 
 class ParquetIOManager(dg.UPathIOManager):
@@ -34,58 +50,35 @@ class ParquetIOManager(dg.UPathIOManager):
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.parent / f".{path.name}.tmp"
         with tmp.open("wb") as fh:
-            pq.write_table(obj.to_arrow(), fh, compression="zstd")
+            # polars writes its own buffers (to_arrow() would copy every string column: +1.6 GB at MMOral's size)
+            obj.write_parquet(fh, compression="zstd", row_group_size=ROW_GROUP_ROWS)
+        digest = file_sha256(tmp)
         tmp.rename(path)  # a killed run never leaves half a file behind
-        context.add_output_metadata({"dagster/uri": dg.MetadataValue.path(str(path))})
+        context.add_output_metadata({"dagster/uri": dg.MetadataValue.path(str(path)), CONTENT_HASH_KEY: digest})
 
     def load_from_path(self, context: dg.InputContext, path: UPath) -> pl.DataFrame | pl.LazyFrame:
+        columns = (context.definition_metadata or {}).get("columns")
         if _wants_lazy(context):
-            if not path.exists():
-                raise FileNotFoundError(str(path))  # lets allow_missing_partitions skip it
-            if path.protocol in ("", "file", "local"):
-                return pl.scan_parquet(str(path))
-        with path.open("rb") as fh:
-            frame = pl.from_arrow(pq.read_table(fh))
-        return frame.lazy() if _wants_lazy(context) else frame  # type: ignore[union-attr,return-value]
+            if not path.exists():  # a scan fails only when collected: say it now (allow_missing_partitions)
+                raise FileNotFoundError(str(path))
+            return scan_file(path, columns)
+        return read_file(path, columns)
 
     def load_input(self, context: dg.InputContext) -> Any:
         obj = super().load_input(context)
+        if typing.get_origin(getattr(context.dagster_type, "typing_type", None)) in (dict, Mapping):  # {partition: frame}, even for one
+            if isinstance(obj, dict):
+                return obj
+            return {} if obj is None else {context.asset_partition_keys[0]: obj}
         if isinstance(obj, dict):  # several partitions -> one frame
-            frames = [df for df in obj.values() if df is not None]
-            if _wants_lazy(context):
-                return pl.concat(frames, how="diagonal_relaxed") if frames else pl.LazyFrame()
-            frames = [df for df in frames if df.height > 0]
-            if not frames:
-                first = next(iter(obj.values()), None)
-                return first if first is not None else pl.DataFrame()
-            return pl.concat(frames, how="diagonal_relaxed")
+            return concat_partitions(list(obj.values()), lazy=_wants_lazy(context))
+        if obj is None and _wants_lazy(context):
+            return pl.LazyFrame()
         return obj
 
 
 def _wants_lazy(context: dg.InputContext) -> bool:
-    return context.dagster_type is not None and context.dagster_type.typing_type is pl.LazyFrame
+    typing_type = context.dagster_type.typing_type if context.dagster_type is not None else None
+    return typing_type is pl.LazyFrame or getattr(typing_type, "__args__", (None, None))[-1] is pl.LazyFrame
 
 
-def read_table(asset_name: str, partition: str | None = None, base_dir: str | None = None) -> pl.DataFrame:
-    """Read a table written by the IO manager outside Dagster (CLI, lineage, perf scripts).
-
-    With `partition=None` on a partitioned asset, all partitions are concatenated.
-    """
-    base = UPath(base_dir or mmoral_home())
-    single = base / f"{asset_name}.parquet"
-    if partition is None and single.exists():
-        paths = [single]
-    elif partition is None:
-        folder = base / asset_name
-        paths = sorted(p for p in folder.iterdir() if p.name.endswith(".parquet") and not p.name.startswith(".")) if folder.exists() else []
-    else:
-        paths = [base / asset_name / f"{partition}.parquet"]
-    frames = []
-    for p in paths:
-        if not p.exists():
-            raise FileNotFoundError(f"{p} does not exist: materialise {asset_name!r} first (mmoral materialize --select {asset_name})")
-        with p.open("rb") as fh:
-            frames.append(pl.from_arrow(pq.read_table(fh)))
-    if not frames:
-        raise FileNotFoundError(f"no Parquet for {asset_name!r} under {base}: materialise it first (mmoral materialize --select {asset_name})")
-    return pl.concat(frames, how="diagonal_relaxed")  # type: ignore[arg-type]

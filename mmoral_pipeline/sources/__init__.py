@@ -97,3 +97,15 @@ def remap_quadrants(batch: IngestBatch, quadrant_map: dict[int, int]) -> None:
         extra["source_fdi"] = ann.fdi
         ann.fdi = quadrant_map[ann.fdi // 10] * 10 + ann.fdi % 10
         ann.extra = json.dumps(extra, sort_keys=True)
+
+
+def clear_caches() -> None:
+    """Drop the readers' parsed documents (one COCO file of MMOral's size is about 1 GB of Python objects).
+
+    Readers cache a parsed annotation file so that shard after shard re-uses one parse; `mmoral materialize`
+    needs them to plan shards, then drops them so that steps which read no source do not carry them.
+    """
+    from mmoral_pipeline.sources import coco, common, manifest
+
+    for cached in (common._load_json_cached, coco._index_cached, manifest._index_cached):
+        cached.cache_clear()

@@ -7,7 +7,7 @@ Each *input* a reader meets passes through exactly one of these calls, which als
                `reject_annotation`, or `reject_for_image` (the image was missing / rejected)
 
 So `IngestBatch.counts_balance()` holds whatever a reader does, as long as it never touches
-`images_seen` / `annotations_seen` itself.
+`images_seen` / `annotations_seen` itself. Each image seen also ticks the ingest's progress.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from mmoral_pipeline import progress
 from mmoral_pipeline.config import PanoramicLimits, SourceSpec, SourcesFile
 from mmoral_pipeline.domain import fdi as fdi_rules
 from mmoral_pipeline.domain.records import AnnotationRecord, ImageRecord, IngestBatch, RejectReason, Rejection, stable_id
@@ -154,6 +155,7 @@ def clean_extra(d: dict[str, Any]) -> dict[str, Any]:
 
 def reject_image(batch: IngestBatch, *, source: str, path: str, reason: RejectReason, message: str, record: str | None = None) -> Rejection:
     batch.images_seen += 1
+    progress.tick(rejected=1)
     rej = Rejection(source=source, path=path, record=record, reason=reason, message=message, kind="image")
     batch.reject(rej)
     return rej
@@ -172,6 +174,7 @@ def add_image(
     """Inspect one image file and record the outcome (counted as one image seen)."""
     batch.images_seen += 1
     result = inspect_image(path, source=source, root=root, max_pixels=max_pixels, image_id=image_id)
+    progress.tick(rejected=int(isinstance(result, Rejection)))
     if isinstance(result, Rejection):
         batch.reject(result)
         return result

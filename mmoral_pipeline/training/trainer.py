@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from pydantic import BaseModel
 
+from mmoral_pipeline.progress import Progress
 from mmoral_pipeline.training.settings import SftSettings
 
 
@@ -319,13 +320,29 @@ def train(settings: SftSettings, log: Callable[[str], None] = print) -> TrainRep
 
     steps: list[int] = []
     losses: list[float] = []
+    samples_per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * int(os.environ.get("WORLD_SIZE", "1"))
+    tracker: list[Progress] = []
+
+    def progress_details() -> str:
+        loss = f"loss {losses[-1]:.4f}, " if losses else ""
+        return f"{loss}{tracker[0].rate() * samples_per_step:.1f} samples/s" if tracker else loss
 
     class LossRecorder(TrainerCallback):
+        """Records the loss curve; reports step, loss, samples/s and ETA every `MMORAL_PROGRESS_EVERY_S` seconds."""
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            tracker.append(Progress("SFT", int(state.max_steps), log, unit="steps", details=progress_details).start())
+
         def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001
             if logs and "loss" in logs:
                 steps.append(int(state.global_step))
                 losses.append(float(logs["loss"]))
-                log(f"step {state.global_step}/{state.max_steps} loss {float(logs['loss']):.4f}")
+
+        def on_step_end(self, args, state, control, **kwargs):
+            tracker[0].advance(1)
+
+        def on_train_end(self, args, state, control, **kwargs):
+            tracker[0].finish()
 
     trainer = SFTTrainer(
         model=model,

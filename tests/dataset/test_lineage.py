@@ -126,6 +126,19 @@ def test_cli_prints_and_writes_html(traced: World, tmp_path: Path, capsys: pytes
     assert "sample_id" in capsys.readouterr().err
 
 
+def test_lazy_scans_give_the_same_chain(traced: World, tmp_path: Path) -> None:
+    """What `mmoral lineage` does at scale (lazy Parquet scans, only the sample's rows read) equals the in-memory walk."""
+    from mmoral_pipeline.storage import scan_table
+
+    home = tmp_path / "home"
+    World(home=home, tables={k: v for k, v in traced.tables.items() if k != "instruction_samples"}).write()
+    traced.tables["instruction_samples"].write_parquet(home / "instruction_samples.parquet")
+    for task in TASK_TYPES:
+        sid = _sample(traced, task)["sample_id"]
+        lazy = resolve_lineage(sid, lambda name: scan_table(name, base_dir=str(home)))
+        assert lazy.model_dump() == resolve_lineage(sid, traced.read).model_dump(), task
+
+
 def test_response_cache_entry_is_shown(traced: World, tmp_path: Path) -> None:
     from mmoral_pipeline.generation.cache import ResponseCache
     from mmoral_pipeline.generation.types import ChatResponse

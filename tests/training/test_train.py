@@ -44,9 +44,11 @@ def test_entry_point_trains_and_saves(toy_export, tmp_path, capsys):
     assert report["params_trainable"] == report["params_total"]  # full fine-tuning
 
 
-def test_sft_model_asset_via_pipes(toy_export, tmp_path):
+def test_sft_model_asset_via_pipes(toy_export, tmp_path, monkeypatch):
     from mmoral_pipeline.defs.training import sft_model, training_resources
+    from mmoral_pipeline.progress import PROGRESS_MARK
 
+    monkeypatch.setenv("MMORAL_PROGRESS_EVERY_S", "0")  # a progress line at every step (the trainer inherits it)
     out = tmp_path / "asset_ckpt"
     config = {"train_jsonl": toy_export["train"], "output_dir": str(out), "max_steps": 4,
               "per_device_train_batch_size": 4, "logging_steps": 1, "learning_rate": 5e-3}
@@ -55,7 +57,14 @@ def test_sft_model_asset_via_pipes(toy_export, tmp_path):
             [sft_model], resources=training_resources, instance=instance,
             run_config={"ops": {"sft_model": {"config": config}}},
         )
+        # the trainer's progress reached the run log (what the UI shows) through Pipes
+        messages = [e.user_message for e in instance.all_logs(result.run_id) if e.user_message.startswith(PROGRESS_MARK)]
     assert result.success
+    assert messages[0] == f"{PROGRESS_MARK} SFT: starting, 4 steps"
+    steps = [m for m in messages if "ETA" in m]  # steps 1-3 (step 4 closes); a step's loss is logged after its line
+    assert len(steps) == 3 and all(" samples/s" in m for m in steps) and all("loss " in m for m in steps[1:]), messages
+    assert messages[-1].startswith(f"{PROGRESS_MARK} SFT: 4/4 steps (100 %)") and "done in" in messages[-1]
+    assert "loss " in messages[-1]
     (mat,) = result.asset_materializations_for_node("sft_model")
     assert EXPECTED_METADATA <= set(mat.metadata)
     assert mat.metadata["loss_plot"].value.startswith("![training loss](data:image/png;base64,")

@@ -196,17 +196,25 @@ def materialize(selection: str | None = None, sources_path: str | None = None, i
         log(f"Materialising {len(partitioned)} partitioned asset(s) for {len(report.partitions)} partition(s)"
             + (f" in {len(stages)} stages (a stage that reads every batch waits for all of them: copies of an X-ray merge across batches)" if len(stages) > 1 else ""))
         for i, keys in enumerate(stages):
-            plan = plan_now() if i else plan
-            # Later stages go in partition-key order: the batch that owns a merged document comes first.
-            for key in report.partitions if i == 0 else sorted(report.partitions):
-                if key in report.failed:  # a blocking check failed upstream: nothing downstream runs for it
-                    log(f"  skip {key}: an earlier stage failed")
-                    continue
-                todo = plan.run.get(key, set()) & keys
-                if todo:
-                    _run(todo, key)
-                else:
-                    log(f"  skip {key}: up to date")
+            # Assets that read every batch (image_copies) run first, for all batches; then the plan is made again,
+            # so what they recomputed without a change does not re-run their batches' downstream.
+            readers = freshness.fan_in_readers(graph, keys)
+            steps = [readers, keys - readers] if readers and readers != keys else [keys]
+            ran: set[str] = set()
+            for j, step in enumerate(steps):
+                plan = plan_now() if i or j else plan
+                # Later stages go in partition-key order: the batch that owns a merged document comes first.
+                for key in report.partitions if i == 0 else sorted(report.partitions):
+                    if key in report.failed:  # a blocking check failed upstream: nothing downstream runs for it
+                        if j == len(steps) - 1:
+                            log(f"  skip {key}: an earlier stage failed")
+                        continue
+                    todo = plan.run.get(key, set()) & step
+                    if todo:
+                        ran.add(key)
+                        _run(todo, key)
+                    elif j == len(steps) - 1 and key not in ran:
+                        log(f"  skip {key}: up to date")
     if unpartitioned:
         log(f"Materialising {len(unpartitioned)} unpartitioned asset(s)")
         plan = plan_now() if partitioned else plan

@@ -154,6 +154,13 @@ def _upstream_runs(graph, plan: Plan, key: dg.AssetKey, part: PartitionKey, part
     return None
 
 
+def fan_in_readers(graph, keys: Iterable[dg.AssetKey]) -> set[dg.AssetKey]:
+    """The partitioned assets among `keys` that read every batch of a partitioned parent (not only their own)."""
+    return {k for k in keys if graph.get(k).is_partitioned and any(
+        graph.get(p).is_partitioned and not isinstance(graph.get_partition_mapping(k, p), dg.IdentityPartitionMapping)
+        for p in graph.get(k).parent_keys)}
+
+
 def _upstream_partitions(graph, child: dg.AssetKey, parent: dg.AssetKey, child_partition: PartitionKey,
                          partitions: list[str]) -> list[PartitionKey]:
     """The parent partitions a child partition reads: the same batch, or every batch (a fan-in)."""

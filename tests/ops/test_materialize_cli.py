@@ -3,10 +3,12 @@
 1. progress lines of ingest and generation reach the terminal (and the rest of the INFO chatter does not)
    and the runs' event logs (what the UI shows);
 2. a second call with nothing changed runs nothing: no materialisation, no LLM request, no file rewritten;
-3. a changed file in one batch re-runs that batch only, and its requests come from the response cache;
+3. a touched image re-reads its batch and nothing more (same content); a moved box regenerates that image
+   only: its batch re-runs, every other image's requests come from the response cache;
 4. a changed LLM setting re-runs generation (and what reads it), not what comes before.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -95,15 +97,26 @@ def test_second_call_with_nothing_changed_runs_nothing(cli: Cli) -> None:
     assert PROGRESS_MARK not in again.stderr  # nothing ran, so no generation step sent or even looked up a request
 
 
-def test_a_changed_file_reruns_its_batch_only_from_the_cache(cli: Cli) -> None:
-    before = cli.storage_ids("reports")
+def test_a_touched_image_is_read_again_and_a_changed_box_regenerates_its_image_only(cli: Cli) -> None:
+    images, reports = cli.storage_ids("raw_images"), cli.storage_ids("reports")
     image = max((cli.tmp / "src" / "images").glob("*.jpg"))  # the last image: batch cli__0001
     os.utime(image, ns=(image.stat().st_atime_ns, image.stat().st_mtime_ns + 10**9))
+    cli.materialize()  # its batch is read again and has the same content: nothing downstream runs
+    assert cli.storage_ids("raw_images")["cli__0001"] > images["cli__0001"]
+    assert cli.storage_ids("raw_images")["cli__0000"] == images["cli__0000"]
+    assert cli.storage_ids("reports") == reports
+
+    doc_path = cli.tmp / "src" / "annotations.json"  # one tooth box of that image moves by a pixel
+    doc = json.loads(doc_path.read_text())
+    (entry,) = [e for e in doc["images"] if e["file_name"] == image.name]
+    ann = next(a for a in doc["annotations"] if a["image_id"] == entry["id"])
+    ann["bbox"][0] += 1
+    doc_path.write_text(json.dumps(doc))
     cli.materialize()
     after = cli.storage_ids("reports")
-    assert after["cli__0000"] == before["cli__0000"] and after["cli__0001"] > before["cli__0001"]
+    assert after["cli__0000"] == reports["cli__0000"] and after["cli__0001"] > reports["cli__0001"]
     meta = cli.latest_metadata("reports", "cli__0001")
-    assert meta["requests_sent"] == 0 and meta["cache_hits"] > 0
+    assert 0 < meta["requests_sent"] <= 4 and meta["cache_hits"] > 0, meta  # the changed image's requests only
 
 
 def test_a_new_llm_setting_reruns_generation_only(cli: Cli) -> None:

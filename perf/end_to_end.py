@@ -233,6 +233,10 @@ def run_size(n: int, args: argparse.Namespace, base: Path) -> SizeResult:
     return result
 
 
+def load_result(d: dict) -> SizeResult:
+    return SizeResult(**{**d, "steps": [StepResult(**s) for s in d["steps"]]})
+
+
 def exponent(a: float, b: float, na: int, nb: int) -> str:
     if a <= 0 or b <= 0 or na == nb:
         return "-"
@@ -275,7 +279,7 @@ def report(results: list[SizeResult]) -> None:
             print(f"  {g:<11} " + "; ".join(parts))
 
 
-def plot(results: list[SizeResult], path: Path) -> None:
+def plot(results: list[SizeResult], path: Path, extrapolated_s: float | None = None) -> None:
     """Wall time per group and in total against N, log-log, with the linear slope for reference."""
     import matplotlib
 
@@ -290,6 +294,9 @@ def plot(results: list[SizeResult], path: Path) -> None:
     totals = [sum(s.wall_s for s in r.steps) for r in results]
     ax.plot(ns, totals, marker="s", lw=2, color="black", label="total")
     ax.plot(ns, [totals[0] * n / ns[0] for n in ns], ls=":", color="grey", label="linear from the first size")
+    if extrapolated_s:
+        ax.plot([ns[-1], MMORAL_IMAGES], [totals[-1], extrapolated_s], ls="--", marker="s", mfc="white", color="black",
+                label=f"extrapolated to {MMORAL_IMAGES:,}")
     ax.axhline(TARGET_MINUTES * 60, ls="--", color="red", lw=0.8, label=f"{TARGET_MINUTES} min")
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -304,7 +311,7 @@ def plot(results: list[SizeResult], path: Path) -> None:
     print(f"wrote {path}")
 
 
-def extrapolate(results: list[SizeResult], target: int = MMORAL_IMAGES) -> None:
+def extrapolate(results: list[SizeResult], target: int = MMORAL_IMAGES) -> float:
     """Time and peak memory per group at `target`, from the two largest sizes' growth exponents (k floored at 1 for
     time: fixed costs make small sizes look sub-linear)."""
     a, b = results[-2], results[-1]
@@ -320,11 +327,12 @@ def extrapolate(results: list[SizeResult], target: int = MMORAL_IMAGES) -> None:
         total, peak = total + t, max(peak, m)
         print(f"  {g:<11} {t / 60:6.1f} min  peak {m / 1024:5.2f} GB  (k time {kt:.2f}, memory {km:.2f})")
     print(f"  {'total':<11} {total / 60:6.1f} min  peak {peak / 1024:5.2f} GB  [targets < {TARGET_MINUTES} min, < {TARGET_GB} GB]")
+    return total
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--n", type=int, action="append", required=True, help="number of X-rays (repeat for several sizes)")
+    ap.add_argument("--n", type=int, action="append", default=[], help="number of X-rays (repeat for several sizes)")
     ap.add_argument("--shard-size", type=int, default=1000, help="images per partition")
     ap.add_argument("--width", type=int, default=400)
     ap.add_argument("--height", type=int, default=200)
@@ -334,22 +342,29 @@ def main() -> None:
     ap.add_argument("--keep", default=None, metavar="DIR", help="work in DIR and keep everything (default: a temporary folder, removed)")
     ap.add_argument("--json", default=None, metavar="FILE", help="also write the figures as JSON")
     ap.add_argument("--plot", default=None, metavar="PNG", help="also draw wall time per group against N (log-log)")
+    ap.add_argument("--results", action="append", default=[], metavar="JSON",
+                    help="figures of earlier runs (--json) to report and plot with these (sizes not run again)")
     args = ap.parse_args()
+    if not args.n and not args.results:
+        ap.error("give --n (and/or --results)")
     base = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="mmoral-e2e-"))
     base.mkdir(parents=True, exist_ok=True)
-    print(f"end to end: N = {', '.join(f'{n:,}' for n in args.n)}; shards of {args.shard_size}; {args.width}x{args.height} X-rays; "
-          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-    results = []
+    if args.n:
+        print(f"end to end: N = {', '.join(f'{n:,}' for n in args.n)}; shards of {args.shard_size}; {args.width}x{args.height} X-rays; "
+              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    results = [load_result(r) for f in args.results for r in json.loads(Path(f).read_text())]
     try:
         for n in sorted(args.n):
             results.append(run_size(n, args, base))
+        results.sort(key=lambda r: r.n)
         report(results)
+        extrapolated = None
         if len(results) > 1 and results[-1].n < MMORAL_IMAGES and all(s.rc == 0 for r in results for s in r.steps):
-            extrapolate(results)
+            extrapolated = extrapolate(results)
         if args.json:
             Path(args.json).write_text(json.dumps([r.__dict__ | {"steps": [s.__dict__ for s in r.steps]} for r in results], indent=2))
         if args.plot:
-            plot(results, Path(args.plot))
+            plot(results, Path(args.plot), extrapolated)
     finally:
         if not args.keep:
             shutil.rmtree(base, ignore_errors=True)

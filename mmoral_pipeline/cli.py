@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -10,7 +11,7 @@ def _cmd_materialize(args: argparse.Namespace) -> int:
     from mmoral_pipeline.materialize import format_checks, materialize
     from mmoral_pipeline.summary import print_summary
 
-    report = materialize(selection=args.select, sources_path=args.sources, force=args.force)
+    report = materialize(selection=args.select, sources_path=args.sources, force=args.force, workers=args.workers)
     print(format_checks(report))
     if not args.quiet:
         print_summary()
@@ -41,6 +42,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--sources", default=None, help="sources YAML (default: $MMORAL_SOURCES or assets/sources.yaml)")
     p.add_argument("--quiet", action="store_true", help="no summary at the end")
     p.add_argument("--force", action="store_true", help="re-run every selected asset partition, also those up to date")
+    p.add_argument("--workers", type=int, default=int(os.environ.get("MMORAL_MATERIALIZE_WORKERS", "1")),
+                   help="batches run at once, each in its own process (default $MMORAL_MATERIALIZE_WORKERS or 1)")
     p.set_defaults(func=_cmd_materialize)
 
     p = sub.add_parser("partitions", help="register and list the batch partitions of the sources file")

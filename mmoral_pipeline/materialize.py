@@ -111,14 +111,62 @@ def run_problems(instance, run_id: str) -> list[str]:
     return lines
 
 
+@dataclass
+class RunOutcome:
+    """What one run of a selection for one partition gave (plain data: it crosses process boundaries)."""
+
+    run_id: str
+    success: bool
+    checks: list[CheckLine]
+    problems: list[str]
+
+
+def execute_run(keys: list[str], partition_key: str | None, run_config: dict, instance=None, quiet_console: bool = True) -> RunOutcome:
+    """One run: the assets `keys` (and their checks) for one partition, with the terminal logger that also shows
+    progress lines (what dg.materialize does otherwise). Without `instance`: the DAGSTER_HOME one (worker processes)."""
+    import dagster as dg
+
+    from mmoral_pipeline.definitions import defs
+    from mmoral_pipeline.defs.console import progress_console_logger
+
+    instance = instance or dg.DagsterInstance.get()
+    asset_keys = [dg.AssetKey.from_user_string(k) for k in keys]
+    # Include the checks targeting these assets, so their results come back with the run.
+    check_sel = dg.AssetSelection.assets(*asset_keys) | dg.AssetSelection.checks_for_assets(*asset_keys)
+    job = dg.define_asset_job(EPHEMERAL_JOB_NAME, selection=check_sel)
+    job_defs = dg.Definitions(jobs=[job], assets=list(defs.assets or []) + list(defs.asset_checks or []),
+                              resources=dict(defs.resources or {}), loggers={"console": progress_console_logger})
+    result = job_defs.resolve_job_def(EPHEMERAL_JOB_NAME).execute_in_process(
+        run_config=run_config,
+        instance=instance,
+        partition_key=partition_key,
+        raise_on_error=False,
+        tags={"mmoral/cli": "materialize"},
+    )
+    checks = [
+        CheckLine(asset=ev.asset_key.to_user_string(), check=ev.check_name, partition=partition_key, passed=ev.passed,
+                  severity=ev.severity.value, description=ev.description)
+        for ev in result.get_asset_check_evaluations()
+    ]
+    return RunOutcome(result.run_id, result.success, checks, run_problems(instance, result.run_id) if quiet_console else [])
+
+
+def _execute_in_worker(job: tuple[list[str], str | None, dict, bool]) -> RunOutcome:
+    keys, partition_key, run_config, quiet_console = job
+    return execute_run(keys, partition_key, run_config, quiet_console=quiet_console)
+
+
 def materialize(selection: str | None = None, sources_path: str | None = None, instance=None, run_config=None, log=print,
-                force: bool = False) -> MaterializeReport:
-    """Run what is not up to date (every asset partition with `force`); see defs/freshness.py for the rule."""
+                force: bool = False, workers: int = 1) -> MaterializeReport:
+    """Run what is not up to date (every asset partition with `force`); see defs/freshness.py for the rule.
+
+    `workers` > 1 runs the batches of a stage in that many processes at once (each its own Dagster run, as
+    the UI's backfills do); 1 runs them one after the other in this process.
+    """
     import dagster as dg
 
     from mmoral_pipeline.definitions import defs
     from mmoral_pipeline.defs import freshness
-    from mmoral_pipeline.defs.console import progress_console_logger
 
     if sources_path:
         os.environ["MMORAL_SOURCES"] = str(Path(sources_path).resolve())
@@ -143,42 +191,31 @@ def materialize(selection: str | None = None, sources_path: str | None = None, i
     chosen = sel.resolve(graph)
     partitioned = {k for k in chosen if graph.get(k).is_partitioned}
     unpartitioned = chosen - partitioned
-    assets = list(defs.assets or []) + list(defs.asset_checks or [])
     resources = dict(defs.resources or {})
 
-    def _run(keys, partition_key) -> bool:
-        # Include the checks targeting these assets, so their results come back with the run.
-        check_sel = dg.AssetSelection.assets(*keys) | dg.AssetSelection.checks_for_assets(*keys)
-        # what dg.materialize does, with the terminal logger that also shows progress lines
-        job = dg.define_asset_job(EPHEMERAL_JOB_NAME, selection=check_sel)
-        job_defs = dg.Definitions(jobs=[job], assets=assets, resources=resources, loggers={"console": progress_console_logger})
-        result = job_defs.resolve_job_def(EPHEMERAL_JOB_NAME).execute_in_process(
-            run_config=run_config,
-            instance=instance,
-            partition_key=partition_key,
-            raise_on_error=False,
-            tags={"mmoral/cli": "materialize"},
-        )
-        report.runs.append(result.run_id)
+    def _record(outcome: RunOutcome, partition_key: str | None) -> None:
+        report.runs.append(outcome.run_id)
         label = partition_key or "(unpartitioned)"
-        if not result.success and label not in report.failed:
+        if not outcome.success and label not in report.failed:
             report.failed.append(label)
-        for ev in result.get_asset_check_evaluations():
-            report.checks.append(
-                CheckLine(
-                    asset=ev.asset_key.to_user_string(),
-                    check=ev.check_name,
-                    partition=partition_key,
-                    passed=ev.passed,
-                    severity=ev.severity.value,
-                    description=ev.description,
-                )
-            )
-        log(f"  {'ok  ' if result.success else 'FAIL'} {label}: run {result.run_id[:8]}")
-        if quiet_console:
-            for line in run_problems(instance, result.run_id):
-                log(line)
-        return result.success
+        report.checks.extend(outcome.checks)
+        log(f"  {'ok  ' if outcome.success else 'FAIL'} {label}: run {outcome.run_id[:8]}")
+        for line in outcome.problems:
+            log(line)
+
+    def _run_all(jobs: list[tuple[set, str | None]]) -> None:
+        """Run (keys, partition) jobs: in worker processes when asked and worth it, else here, in order."""
+        plain = [([k.to_user_string() for k in sorted(keys)], part, run_config, quiet_console) for keys, part in jobs]
+        if workers > 1 and len(jobs) > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn")) as pool:
+                for (_, part), outcome in zip(jobs, pool.map(_execute_in_worker, plain), strict=True):
+                    _record(outcome, part)
+        else:
+            for (keys, part), job in zip(jobs, plain, strict=True):
+                _record(execute_run(job[0], part, run_config, instance, quiet_console), part)
 
     current_inputs = freshness.external_inputs(graph, load_sources(sources_path), resources["llm"])
     clear_caches()  # the parsed annotation files served planning; ingest parses again, other steps need not carry them
@@ -203,6 +240,7 @@ def materialize(selection: str | None = None, sources_path: str | None = None, i
             ran: set[str] = set()
             for j, step in enumerate(steps):
                 plan = plan_now() if i or j else plan
+                jobs = []
                 # Later stages go in partition-key order: the batch that owns a merged document comes first.
                 for key in report.partitions if i == 0 else sorted(report.partitions):
                     if key in report.failed:  # a blocking check failed upstream: nothing downstream runs for it
@@ -212,15 +250,16 @@ def materialize(selection: str | None = None, sources_path: str | None = None, i
                     todo = plan.run.get(key, set()) & step
                     if todo:
                         ran.add(key)
-                        _run(todo, key)
+                        jobs.append((todo, key))
                     elif j == len(steps) - 1 and key not in ran:
                         log(f"  skip {key}: up to date")
+                _run_all(jobs)
     if unpartitioned:
         log(f"Materialising {len(unpartitioned)} unpartitioned asset(s)")
         plan = plan_now() if partitioned else plan
         todo = plan.run.get(None, set()) & unpartitioned
         if todo:
-            _run(todo, None)
+            _run_all([(todo, None)])
         else:
             log("  skip (unpartitioned): up to date")
     return report

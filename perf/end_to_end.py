@@ -3,7 +3,8 @@ and benchmark items (offline backend, training excluded), on a real temporary Da
 
 For each N: `mmoral synth` writes N distinct small X-rays (two processes), then every step of the
 graph runs as its own `mmoral materialize --select ...` subprocess, so each step's wall time and
-peak RSS are its own (the kernel's high-water mark of that process, from wait4). Per group it
+peak RSS are its own (the kernel's high-water mark of the largest of its processes, from wait4; with
+`--workers 2`, two batches run at once, each in a process of that size). Per group it
 prints wall time, the heaviest step's peak RSS, rows and bytes written, and, across sizes, the
 growth exponent k in time ~ N^k (1 = linear). Then, optionally:
 
@@ -200,7 +201,7 @@ def run_size(n: int, args: argparse.Namespace, base: Path) -> SizeResult:
         f"    shard_size: {args.shard_size}\n    options: {{score_field: score}}\n")
     result = SizeResult(n=n, synth_s=synth_s)
     home = work / "home"
-    mmoral = [sys.executable, "-m", "mmoral_pipeline.cli", "materialize", "--quiet", "--select"]
+    mmoral = [sys.executable, "-m", "mmoral_pipeline.cli", "materialize", "--quiet", "--workers", str(args.workers), "--select"]
     for group, step, selection in STEPS:
         t_start = time.time() - 1  # mtime granularity
         wall, rss, rc = run_measured([*mmoral, selection], env, log)
@@ -337,6 +338,8 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=400)
     ap.add_argument("--height", type=int, default=200)
     ap.add_argument("--synth-workers", type=int, default=min(2, os.cpu_count() or 1))
+    ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+                    help="mmoral materialize --workers: batches run at once (peak RSS is per process)")
     ap.add_argument("--rerun", action="store_true", help="time a second `mmoral materialize` with nothing changed")
     ap.add_argument("--lineage", type=int, default=0, metavar="K", help="time `mmoral lineage` for K random samples")
     ap.add_argument("--keep", default=None, metavar="DIR", help="work in DIR and keep everything (default: a temporary folder, removed)")
@@ -351,6 +354,7 @@ def main() -> None:
     base.mkdir(parents=True, exist_ok=True)
     if args.n:
         print(f"end to end: N = {', '.join(f'{n:,}' for n in args.n)}; shards of {args.shard_size}; {args.width}x{args.height} X-rays; "
+              f"{args.workers} worker process(es); "
               f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     results = [load_result(r) for f in args.results for r in json.loads(Path(f).read_text())]
     try:

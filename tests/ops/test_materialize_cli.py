@@ -1,7 +1,7 @@
 """`mmoral materialize` as a user runs it (a subprocess on a persistent instance in a temporary DAGSTER_HOME):
 
 1. progress lines of ingest and generation reach the terminal (and the rest of the INFO chatter does not)
-   and the runs' event logs (what the UI shows);
+   and the runs' event logs (what the UI shows), also when batches run in parallel worker processes;
 2. a second call with nothing changed runs nothing: no materialisation, no LLM request, no file rewritten;
 3. a touched image re-reads its batch and nothing more (same content); a moved box regenerates that image
    only: its batch re-runs, every other image's requests come from the response cache;
@@ -73,7 +73,7 @@ def cli(tmp_path_factory: pytest.TempPathFactory) -> Cli:
 
 
 def test_progress_lines_on_the_terminal_and_in_the_run_log(cli: Cli) -> None:
-    first = cli.materialize()
+    first = cli.materialize("--workers", "2")  # the two batches of each stage in two processes at once
     err = first.stderr
     for line in (f"{PROGRESS_MARK} ingest cli__0000: starting, 2 images", f"{PROGRESS_MARK} ingest cli__0001: 2/2 images (100 %)",
                  f"{PROGRESS_MARK} generation cli__0000: starting, 8 requests"):

@@ -74,6 +74,18 @@ class Progress:
             text = self.line()
         self._emit(text)
 
+    def note(self, **counts: int) -> None:
+        """Count work that is not the unit (validating what the requests returned): the rhythm goes on."""
+        with self._lock:
+            for k, v in counts.items():
+                self.counts[k] = self.counts.get(k, 0) + v
+            now = self.clock()
+            if now - self._last < self.every_s:
+                return
+            self._last = now
+            text = self.line()
+        self._emit(text)
+
     def finish(self) -> None:
         with self._lock:
             text = self.line(final=True)
@@ -95,7 +107,7 @@ class Progress:
         parts.append(f"{rate:,.1f} {self.unit}/s")
         if final:
             parts.append(f"done in {duration(elapsed)}")
-        elif self.total and rate > 0:
+        elif self.total and rate > 0 and self.done < self.total:
             parts.append(f"ETA {duration(max(0, self.total - self.done) / rate)}")
         parts += [f"{k.replace('_', ' ')} {v:,}" for k, v in self.counts.items()]
         if self.details is not None:
@@ -133,3 +145,10 @@ def tick(n: int = 1, **counts: int) -> None:
     p = _CURRENT.get()
     if p is not None:
         p.advance(n, **counts)
+
+
+def note(**counts: int) -> None:
+    """Report other work (not the unit) to the progress of this context, if any: it keeps the lines coming."""
+    p = _CURRENT.get()
+    if p is not None:
+        p.note(**counts)

@@ -36,6 +36,17 @@ def test_lines_follow_the_rhythm_with_rate_eta_and_counts() -> None:
     assert lines[-1].endswith("100/100 requests (100 %), 5.0 requests/s, done in 20 s, cache hits 20, sent 20")
 
 
+def test_other_work_keeps_the_lines_coming_after_the_last_unit() -> None:
+    clock, lines = Clock(), []
+    p = Progress("generation b1", 2, lines.append, unit="requests", every_s=10, clock=clock)
+    p.advance(2)
+    for _ in range(3):  # validating what came back: 30 s with no unit left to count
+        clock.t += 10
+        p.note(validated=1)
+    assert len(lines) == 3 and lines[-1].endswith("2/2 requests (100 %), 0.1 requests/s, validated 3")
+    progress.note(validated=1)  # nobody listens: nothing happens
+
+
 def test_details_and_unknown_total() -> None:
     clock, lines = Clock(), []
     p = Progress("SFT", None, lines.append, unit="steps", every_s=0, details=lambda: "loss 0.5000", clock=clock)

@@ -24,6 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from mmoral_pipeline import progress
 from mmoral_pipeline.domain.attributes import ImageAttributes
 from mmoral_pipeline.domain.coverage import join_words, plural_names, sorted_categories
 from mmoral_pipeline.domain.taxonomy import ANATOMY, PATHOLOGY, TREATMENTS, Category
@@ -229,6 +230,7 @@ def generate(images: list[ImageInput], backend: ChatBackend, settings: Generatio
     requests_of = {img.image_id: req for img, req in zip(images, report_reqs)}
     checked: list[tuple[ImageInput, InstructionItem, str]] = []
     for (img, resp), aresp in zip(drafted, audit_resps):
+        progress.note(validated=1)  # validating is long too: the progress lines go on (one unit per image and pass)
         final, audit_info = resp.text.strip(), {"audit_request_hash": aresp.request_hash, "audit_cache_hit": aresp.cache_hit}
         if aresp.error and not aresp.text:
             audit_info["audit_error"] = aresp.error
@@ -279,6 +281,7 @@ def generate(images: list[ImageInput], backend: ChatBackend, settings: Generatio
     _usage(out, resps)
     sendbacks: list[tuple[str, ImageInput, ChatRequest, list[InstructionItem]]] = []
     for k, (img, _report) in enumerate(accepted):
+        progress.note(validated=1)
         f = facts[img.image_id]
         bad = [r for r in _vqa_rows(ctx, out, img, f, resps[2 * k]) if r.rejected_by]
         if bad:
@@ -313,6 +316,7 @@ def generate(images: list[ImageInput], backend: ChatBackend, settings: Generatio
 
     # 4. rules: location / counting items and attribute tasks
     for img in images:
+        progress.note(validated=1)
         _rule_rows(ctx, out, img, facts[img.image_id])
         _attribute_rows(ctx, out, img, facts[img.image_id])
     return out

@@ -23,6 +23,7 @@ Formats and their layout / options (details in each module's docstring):
 | mmoral_json   | `*.json` under the root               | root             |                                                |
 | manifest      | `manifest.parquet` / `manifest.jsonl` | root             | class_map, score_field                         |
 | dicom         | options.annotations_format's layout   | root (`.dcm`)    | annotations_format, modalities, accept_burned_in_text |
+| images        | none (a folder of X-rays; experts label it) | root       |                                                |
 
 Any format accepts DICOM images (`sources/dicom.py`), named by file name or SOP Instance UID.
 
@@ -52,6 +53,7 @@ READERS: dict[str, str] = {
     "mmoral_json": "mmoral_pipeline.sources.mmoral_json:MmoralJsonReader",
     "manifest": "mmoral_pipeline.sources.manifest:ManifestReader",
     "dicom": "mmoral_pipeline.sources.dicom:DicomReader",
+    "images": "mmoral_pipeline.sources.images:ImagesReader",
 }
 
 

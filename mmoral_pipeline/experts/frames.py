@@ -1,0 +1,111 @@
+"""The expert tables and how an expert's boxes join the human annotations. Pure polars, no torch.
+
+- `expert_annotations`: one row per kept box (score above the keep threshold, 0.3 as in MMOral),
+  in a category no human label of the source covers.
+- `expert_coverage`: one row per (image, expert) that ran: the categories it assessed there, so
+  an image where the expert found nothing still says "looked for caries, found none".
+
+`as_raw_annotations` gives expert rows the `raw_annotations` shape (the checkpoint as the source
+file, `expert <name>@<version>` as the record, the expert in `extra`): the attribute rules,
+lineage and integrity checks then treat a box alike whoever drew it.
+"""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+
+from mmoral_pipeline import tables
+
+EXPERT_ANNOTATIONS = {
+    "annotation_id": pl.String,
+    "image_id": pl.String,
+    "source": pl.String,
+    "partition": pl.String,
+    "category": pl.String,
+    "tooth": pl.Int64,  # FDI, for the tooth class; null for every other category
+    "box": pl.List(pl.Float64),  # [x1, y1, x2, y2] in the image's pixels
+    "score": pl.Float64,
+    "label": pl.String,  # the detector's class name (tooth_36, caries)
+    "expert": pl.String,
+    "expert_version": pl.String,
+    "checkpoint": pl.String,
+}
+EXPERT_COVERAGE = {
+    "image_id": pl.String,
+    "source": pl.String,
+    "partition": pl.String,
+    "expert": pl.String,
+    "expert_version": pl.String,
+    "assessed": pl.List(pl.String),  # categories the expert assessed on this image (its classes minus the human ones)
+    "deferred": pl.List(pl.String),  # its categories the source's human labels cover (they win)
+    "boxes_predicted": pl.Int64,  # above the network's floor
+    "boxes_kept": pl.Int64,  # above the keep threshold, in an assessed category
+}
+
+EXPERT_RECORD_PREFIX = "expert "
+
+
+def expert_record(expert: str, version: str) -> str:
+    return f"{EXPERT_RECORD_PREFIX}{expert}@{version}"
+
+
+def as_raw_annotations(expert_annotations: pl.DataFrame) -> pl.DataFrame:
+    """Expert boxes as `raw_annotations` rows (tables.RAW_ANNOTATIONS), ready to join the human ones."""
+    if expert_annotations.height == 0:
+        return pl.DataFrame(schema=tables.RAW_ANNOTATIONS)
+    extra = [
+        json.dumps({"expert": e, "expert_version": v, "label": lab}, sort_keys=True)
+        for e, v, lab in zip(
+            expert_annotations["expert"].to_list(),
+            expert_annotations["expert_version"].to_list(),
+            expert_annotations["label"].to_list(),
+            strict=True,
+        )
+    ]
+    return expert_annotations.select(
+        "annotation_id",
+        "image_id",
+        "source",
+        "partition",
+        pl.col("checkpoint").alias("source_file"),
+        pl.concat_str([pl.lit(EXPERT_RECORD_PREFIX), "expert", pl.lit("@"), "expert_version"]).alias("record"),
+        pl.col("label").alias("source_category"),
+        "category",
+        pl.lit(None, dtype=pl.String).alias("lesion_type"),
+        pl.col("tooth").alias("fdi"),
+        "box",
+        pl.lit(None, dtype=pl.List(pl.Float64)).alias("polygon"),
+        "score",
+        pl.Series("extra", extra, dtype=pl.String),
+    ).cast(tables.RAW_ANNOTATIONS)  # type: ignore[arg-type]
+
+
+def with_expert_annotations(raw_annotations: pl.DataFrame, expert_annotations: pl.DataFrame | None) -> pl.DataFrame:
+    """Human annotations plus the expert's (human labels already won: the expert table holds only the
+    categories the source does not cover)."""
+    if expert_annotations is None or expert_annotations.height == 0:
+        return raw_annotations
+    return pl.concat([raw_annotations, as_raw_annotations(expert_annotations)], how="diagonal_relaxed")
+
+
+def assessed_by_experts(expert_coverage: pl.DataFrame | None) -> dict[str, set[str]]:
+    """image_id -> the categories experts assessed on it (the union over the experts that ran)."""
+    out: dict[str, set[str]] = {}
+    if expert_coverage is None or expert_coverage.height == 0:
+        return out
+    for image_id, assessed in zip(expert_coverage["image_id"].to_list(), expert_coverage["assessed"].to_list(), strict=True):
+        out.setdefault(image_id, set()).update(assessed or [])
+    return out
+
+
+def expert_of_annotation(extra: str | None) -> dict[str, str] | None:
+    """{'expert', 'expert_version', 'label'} for an expert's annotation row, None for a human one."""
+    if not extra or '"expert"' not in extra:
+        return None
+    try:
+        value = json.loads(extra)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) and "expert" in value else None

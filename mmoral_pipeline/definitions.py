@@ -12,6 +12,7 @@ from mmoral_pipeline.defs.attributes import attributes_assets, attributes_checks
 from mmoral_pipeline.defs.automation import automation_jobs, automation_schedules, automation_sensors
 from mmoral_pipeline.defs.dataset import dataset_assets, dataset_checks, dataset_jobs
 from mmoral_pipeline.defs.evaluation import evaluation_assets, evaluation_checks
+from mmoral_pipeline.defs.experts import experts_defs
 from mmoral_pipeline.defs.generation import LLMResource, generation_assets, generation_checks
 from mmoral_pipeline.defs.ingest import ingest_assets, ingest_checks
 from mmoral_pipeline.defs.io_manager import ParquetIOManager
@@ -44,4 +45,4 @@ core_defs = dg.Definitions(
     },
 )
 
-defs = dg.Definitions.merge(core_defs, training_defs)
+defs = dg.Definitions.merge(core_defs, experts_defs, training_defs)

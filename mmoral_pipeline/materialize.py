@@ -61,28 +61,54 @@ def register_partitions(instance, sources_path: str | None = None) -> list[str]:
     return keys
 
 
-def partition_stages(graph, partitioned: set) -> list[set]:
-    """The partitioned assets in the stages their batches run in. An asset that reads every batch of a
-    partitioned parent (e.g. `image_copies` <- `raw_images` of all batches: copies of an X-ray in
-    other sources) starts a later stage, so that parent has run for every batch before any batch
-    needs it. Without such an asset: one stage (each batch runs everything in one run)."""
+def default_selection(sources_path: str | None = None):
+    """Everything, except training a visual expert when no source labels with it (`experts: [expert_model]`):
+    `--select expert_model` trains it on request."""
     import dagster as dg
 
-    level: dict = {}
+    from mmoral_pipeline.config import TRAINED_EXPERT
 
-    def level_of(key) -> int:
-        if key not in level:
-            level[key] = 0
-            for parent in graph.get(key).parent_keys:
-                if parent in partitioned:
-                    fan_in = not isinstance(graph.get_partition_mapping(key, parent), dg.IdentityPartitionMapping)
-                    level[key] = max(level[key], level_of(parent) + int(fan_in))
-        return level[key]
+    if any(TRAINED_EXPERT in s.experts for s in load_sources(sources_path).sources):
+        return dg.AssetSelection.all()
+    return dg.AssetSelection.all() - dg.AssetSelection.assets(TRAINED_EXPERT)
 
-    stages: dict[int, set] = {}
-    for key in partitioned:
-        stages.setdefault(level_of(key), set()).add(key)
-    return [stages[i] for i in sorted(stages)]
+
+def run_phases(graph, chosen: set) -> list[tuple[bool, set]]:
+    """The selected assets in the order their runs go: [(partitioned?, keys), ...].
+
+    A phase of partitioned assets runs once per partition; a phase of unpartitioned ones runs once.
+    An asset runs in the first phase of its kind after every selected parent it cannot share a run
+    with: an unpartitioned parent of a partitioned asset (`expert_annotations` <- `expert_model`), a
+    partitioned parent of an unpartitioned one (`expert_model` <- `raw_images` of every batch), or a
+    partitioned parent read across batches. Without such edges: the partitioned assets, then the others.
+    """
+    import dagster as dg
+
+    phase: dict = {}
+
+    def phase_of(key) -> int:
+        if key in phase:
+            return phase[key]
+        node = graph.get(key)
+        partitioned = node.is_partitioned
+        need = 0
+        for parent in node.parent_keys:
+            if parent not in chosen:
+                continue
+            p, parent_partitioned = phase_of(parent), graph.get(parent).is_partitioned
+            same_run = parent_partitioned == partitioned and (
+                not partitioned or isinstance(graph.get_partition_mapping(key, parent), dg.IdentityPartitionMapping)
+            )
+            need = max(need, p if same_run else p + 1)
+        if need % 2 != (0 if partitioned else 1):  # even phases: partitioned; odd: unpartitioned
+            need += 1
+        phase[key] = need
+        return need
+
+    by_phase: dict[int, set] = {}
+    for key in chosen:
+        by_phase.setdefault(phase_of(key), set()).add(key)
+    return [(i % 2 == 0, by_phase[i]) for i in sorted(by_phase)]
 
 
 def run_problems(instance, run_id: str) -> list[str]:
@@ -131,10 +157,8 @@ def materialize(selection: str | None = None, sources_path: str | None = None, i
     graph = repo.asset_graph
     with warnings.catch_warnings():  # the selection parser's own beta notice is noise on the terminal
         warnings.simplefilter("ignore", dg.BetaWarning)
-        sel = dg.AssetSelection.from_string(selection) if selection else dg.AssetSelection.all()
+        sel = dg.AssetSelection.from_string(selection) if selection else default_selection(sources_path)
     chosen = sel.resolve(graph)
-    partitioned = {k for k in chosen if graph.get(k).is_partitioned}
-    unpartitioned = chosen - partitioned
     assets = list(defs.assets or []) + list(defs.asset_checks or [])
     resources = dict(defs.resources or {})
 
@@ -172,20 +196,21 @@ def materialize(selection: str | None = None, sources_path: str | None = None, i
                 log(line)
         return result.success
 
-    if partitioned:
-        stages = partition_stages(graph, partitioned)
-        log(f"Materialising {len(partitioned)} partitioned asset(s) for {len(report.partitions)} partition(s)"
-            + (f" in {len(stages)} stages (a stage that reads every batch waits for all of them: copies of an X-ray merge across batches)" if len(stages) > 1 else ""))
-        for i, keys in enumerate(stages):
-            # Later stages go in partition-key order: the batch that owns a merged document comes first.
-            for key in report.partitions if i == 0 else sorted(report.partitions):
-                if key in report.failed:  # a blocking check failed upstream: nothing downstream runs for it
-                    log(f"  skip {key}: an earlier stage failed")
-                    continue
-                _run(keys, key)
-    if unpartitioned:
-        log(f"Materialising {len(unpartitioned)} unpartitioned asset(s)")
-        _run(unpartitioned, None)
+    phases = run_phases(graph, chosen)
+    first_partitioned = next((i for i, (partitioned, _) in enumerate(phases) if partitioned), None)
+    for i, (partitioned, keys) in enumerate(phases):
+        if not partitioned:
+            log(f"Materialising {len(keys)} unpartitioned asset(s)")
+            _run(keys, None)
+            continue
+        log(f"Materialising {len(keys)} partitioned asset(s) for {len(report.partitions)} partition(s)"
+            + ("" if i == first_partitioned else " (after the stage they read across batches or from an unpartitioned asset)"))
+        # Later stages go in partition-key order: the batch that owns a merged document comes first.
+        for key in report.partitions if i == first_partitioned else sorted(report.partitions):
+            if key in report.failed:  # a blocking check failed upstream: nothing downstream runs for it
+                log(f"  skip {key}: an earlier stage failed")
+                continue
+            _run(keys, key)
     return report
 
 

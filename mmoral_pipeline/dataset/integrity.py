@@ -16,7 +16,7 @@ from typing import Any
 import polars as pl
 from pydantic import BaseModel, Field
 
-from mmoral_pipeline.dataset.lineage import TableReader, all_annotation_ids, sha256_file
+from mmoral_pipeline.dataset.lineage import TableReader, all_annotation_ids, read_annotations, sha256_file
 
 
 class IntegrityReport(BaseModel):
@@ -98,6 +98,7 @@ def check_integrity(
     if with_hash.height:
         attrs = _read(read, "image_attributes", report)
         anns = _read(read, "raw_annotations", report)
+        anns = read_annotations(read) if anns is not None else None  # + the experts' boxes documents cite
         if attrs is not None:
             docs = {(r["image_id"], r["attribute_row_hash"]): r["document"] for r in attrs.select("image_id", "attribute_row_hash", "document").iter_rows(named=True)}
             ann_ids = set(anns["annotation_id"].to_list()) if anns is not None else None

@@ -75,6 +75,17 @@ def _safe_read(read: TableReader, name: str) -> pl.DataFrame | None:
         return None
 
 
+def read_annotations(read: TableReader) -> pl.DataFrame | None:
+    """Every box a document can cite: `raw_annotations` plus the visual experts' (`expert_annotations`),
+    with `expert` ('<name>@<version>') on an expert's box and null on a human label."""
+    from mmoral_pipeline.experts.frames import with_expert_annotations
+
+    human = _safe_read(read, "raw_annotations")
+    if human is None:
+        return None
+    return with_expert_annotations(human, _safe_read(read, "expert_annotations"))
+
+
 _BRACKETS = re.compile(r"\[[^\]]*\]")
 _WHOLE_IMAGE_TASKS = frozenset({"report", "attribute", "dialogue"})
 
@@ -326,7 +337,7 @@ def resolve_lineage(
     if doc is None:
         chain.problems.append(f"no image_attributes row for image {image_id}")
     texts = dependency_texts(row, messages)
-    anns = _safe_read(read, "raw_annotations")
+    anns = read_annotations(read)
     if doc is not None:
         ids, teeth, rule = dependent_annotations(doc, row["task_type"], texts)
         chain.dependency_rule = rule
@@ -349,7 +360,7 @@ def resolve_lineage(
         if missing:
             chain.problems.append(f"{len(missing)} annotation id(s) missing from raw_annotations, e.g. {missing[:3]}")
         keep = [c for c in ("annotation_id", "source", "image_id", "source_file", "record", "source_category", "category", "fdi", "box", "score",
-                            "lesion_type") if c in chosen.columns]
+                            "lesion_type", "expert") if c in chosen.columns]
         chain.annotations = chosen.select(keep).sort("annotation_id").to_dicts()
 
     # the raw image
@@ -416,8 +427,9 @@ def render_text(chain: LineageChain, *, full: bool = False) -> str:
         out.append(f"       tooth {t.get('tooth_id')} {t.get('side')} box={_short(t.get('bbox'), 80)} annotations={t.get('annotation_ids')}")
     out.append(f"  <- annotations ({len(chain.annotations)}; {chain.dependency_rule})")
     for x in chain.annotations:
+        who = f" expert={x['expert']} score={x.get('score')}" if x.get("expert") else ""
         out.append(f"       {x['annotation_id']} [{x.get('source')}] {x.get('source_category')!s} -> {x.get('category')} fdi={x.get('fdi')} "
-                   f"box={_short(x.get('box'), 60)} file={x.get('source_file')} record={x.get('record')}")
+                   f"box={_short(x.get('box'), 60)} file={x.get('source_file')} record={x.get('record')}{who}")
     i = chain.image or {}
     out.append(f"  <- image  {i.get('image_id')} source={i.get('source')} path={i.get('path')}")
     out.append(f"       sha256={i.get('sha256')} exists={i.get('exists')} matches_now={i.get('sha256_matches')}")
@@ -469,9 +481,9 @@ def render_markdown(chain: LineageChain) -> str:
     md += ["", "| tooth | side | box | annotation ids |", "|---|---|---|---|"]
     md += [f"| {t.get('tooth_id')} | {t.get('side')} | {_short(t.get('bbox'), 60)} | {', '.join(t.get('annotation_ids') or [])} |" for t in chain.teeth]
     md += ["", f"### Annotations ({len(chain.annotations)}; {chain.dependency_rule})", "",
-           "| annotation_id | source | source file | record | original category | category | fdi | box |", "|---|---|---|---|---|---|---|---|"]
+           "| annotation_id | source | source file | record | original category | category | fdi | box | drawn by |", "|---|---|---|---|---|---|---|---|---|"]
     md += [f"| {x['annotation_id']} | {_md_escape(x.get('source'))} | {_md_escape(x.get('source_file'))} | {_md_escape(x.get('record'))} | {_md_escape(x.get('source_category'))} | "
-           f"{x.get('category')} | {x.get('fdi')} | {_short(x.get('box'), 60)} |" for x in chain.annotations]
+           f"{x.get('category')} | {x.get('fdi')} | {_short(x.get('box'), 60)} | {_md_escape(x.get('expert') or 'label')} |" for x in chain.annotations]
     md += ["", "### Raw image", "", "| field | value |", "|---|---|"]
     md += [f"| {k} | {_md_escape(i.get(k))} |" for k in ("image_id", "source", "partition", "path", "sha256", "exists", "sha256_matches", "model_image_path", "normalisation")]
     if chain.problems:
@@ -543,7 +555,7 @@ def render_html(chain: LineageChain) -> str:
         table(list(a.items())) if a else "<p>none</p>",
         grid(["tooth_id", "side", "is_wisdom", "wisdom_status", "bbox", "n_conditions", "annotation_ids"], chain.teeth) if chain.teeth else "",
         "<h2>&larr; Annotations</h2>",
-        grid(["annotation_id", "source", "source_file", "record", "source_category", "category", "fdi", "box", "score"], chain.annotations),
+        grid(["annotation_id", "source", "source_file", "record", "source_category", "category", "fdi", "box", "score", "expert"], chain.annotations),
         "<h2>&larr; Raw image</h2>",
         table([(k, i.get(k)) for k in ("image_id", "source", "partition", "path", "file_name", "width", "height", "sha256", "sha256_now", "sha256_matches", "model_image_path", "normalisation")]),
     ]

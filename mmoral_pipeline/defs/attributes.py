@@ -18,6 +18,7 @@ from mmoral_pipeline.attributes.stage import build_attribute_tables
 from mmoral_pipeline.attributes.versions import RULES_VERSION
 from mmoral_pipeline.defs.metadata import bar_chart_png, counts_markdown, png_markdown, table_metadata
 from mmoral_pipeline.defs.partitions import batch_partitions
+from mmoral_pipeline.experts.frames import with_expert_annotations
 
 
 class AttributesConfig(dg.Config, AttributeSettings):
@@ -114,6 +115,8 @@ def copies_are_one_patient(context: dg.AssetCheckExecutionContext, image_copies:
         "raw_images": dg.AssetIn("raw_images"),
         "raw_annotations": dg.AssetIn("raw_annotations", **_EVERY_BATCH),  # scanned: this batch + copies' annotations
         "image_copies": dg.AssetIn("image_copies"),
+        "expert_annotations": dg.AssetIn("expert_annotations", **_EVERY_BATCH),  # scanned like raw_annotations
+        "expert_coverage": dg.AssetIn("expert_coverage", **_EVERY_BATCH),
     },
     partitions_def=batch_partitions,
     group_name="attributes",
@@ -124,20 +127,25 @@ def attributes_batch(
     raw_images: pl.DataFrame,
     raw_annotations: pl.LazyFrame,
     image_copies: pl.DataFrame,
+    expert_annotations: pl.LazyFrame,
+    expert_coverage: pl.LazyFrame,
 ):
     """Apply the MMOral post-processing rules to one batch (best box per tooth, duplicate merge,
     thresholds, crown/filling suppression, finding -> tooth assignment, unknown-tooth bucket), one
-    document per X-ray: copies of an image in other sources join the owner's document (`image_copies`)."""
+    document per X-ray: copies of an image in other sources join the owner's document (`image_copies`).
+
+    The boxes are the source's own annotations plus the visual experts' (`expert_annotations`), which
+    pass through the same thresholds; the categories the experts assessed join the image's label coverage."""
     settings = AttributeSettings.model_validate(config.model_dump())
     plan = copies.merge_plan(image_copies, context.partition_key)
     wanted = pl.col("partition") == context.partition_key
     if plan.foreign_copies:
         wanted = wanted | pl.col("image_id").is_in(plan.foreign_copies)
-    annotations = raw_annotations.filter(wanted).collect()
-    built = build_attribute_tables(
-        copies.images_for_documents(raw_images, plan), annotations, settings,
-        owner_of=plan.owner_of, copies_elsewhere=plan.elsewhere,
+    annotations = with_expert_annotations(raw_annotations.filter(wanted).collect(), expert_annotations.filter(wanted).collect())
+    images = with_expert_coverage(
+        copies.images_for_documents(raw_images, plan), expert_coverage.filter(wanted).collect(), None, owner_of=plan.owner_of
     )
+    built = build_attribute_tables(images, annotations, settings, owner_of=plan.owner_of, copies_elsewhere=plan.elsewhere)
     images_frame, teeth_frame = built.image_attributes, built.tooth_attributes
     outcomes = built.annotation_outcomes.with_columns(pl.lit(context.partition_key).alias("partition"))
 
@@ -219,18 +227,24 @@ def location_captions(context: dg.AssetExecutionContext, image_attributes: pl.Da
     asset="annotation_outcomes",
     blocking=True,
     partitions_def=batch_partitions,
-    additional_ins={"raw_annotations": dg.AssetIn("raw_annotations"), "image_attributes": dg.AssetIn("image_attributes")},
+    additional_ins={
+        "raw_annotations": dg.AssetIn("raw_annotations"),
+        "expert_annotations": dg.AssetIn("expert_annotations"),
+        "image_attributes": dg.AssetIn("image_attributes"),
+    },
 )
 def no_finding_lost(
     context: dg.AssetCheckExecutionContext,
     annotation_outcomes: pl.DataFrame,
     raw_annotations: pl.DataFrame,
+    expert_annotations: pl.DataFrame,
     image_attributes: pl.DataFrame,
 ) -> dg.AssetCheckResult:
-    """Every raw annotation has exactly one outcome (on a tooth, in the unknown bucket, or dropped by a
-    named rule); the counts add up to the raw annotations; kept ones are traceable in a document
+    """Every raw annotation (human or expert) has exactly one outcome (on a tooth, in the unknown bucket, or
+    dropped by a named rule); the counts add up to the annotations; kept ones are traceable in a document
     (copies owned by another batch: `copies_in_owner_document` follows them there)."""
-    acc = attr_checks.finding_accounting(raw_annotations, annotation_outcomes, image_attributes, partition=context.partition_key)
+    annotations = with_expert_annotations(raw_annotations, expert_annotations)
+    acc = attr_checks.finding_accounting(annotations, annotation_outcomes, image_attributes, partition=context.partition_key)
     return dg.AssetCheckResult(
         passed=bool(acc["passed"]),
         description=attr_checks.accounting_description(acc),

@@ -12,7 +12,8 @@ declarative automation of cheap derived assets.
   dataset-level assets and their checks; it is the only automation that is on by default, because
   those assets are cheap and make no LLM requests.
 - Training (`sft_model`) and anything downstream of it is never triggered automatically: it is in
-  no job, schedule or sensor target here.
+  no job, schedule or sensor target here. Nor is training an expert (`expert_model`); the batches'
+  `expert_annotations` are data and run with the other per-batch assets.
 
 Selections are built from groups and partition kinds, not asset names, so assets of other groups
 join the right job as they land.
@@ -32,7 +33,7 @@ from mmoral_pipeline.config import SourcesFile
 from mmoral_pipeline.defs.partitions import BATCHES, batch_partitions
 from mmoral_pipeline.defs.resources import SourcesResource
 
-DATA_GROUPS = ("ingest", "attributes", "generation", "dataset", "export", "evaluation")
+DATA_GROUPS = ("ingest", "experts", "attributes", "generation", "dataset", "export", "evaluation")
 TRAINING_GROUPS = ("training",)
 DERIVED_GROUPS = ("dataset", "export", "evaluation")
 WEEKLY_CRON = os.environ.get("MMORAL_REGENERATION_CRON", "0 3 * * 1")  # Mondays 03:00 UTC
@@ -41,8 +42,11 @@ FIRST_ASSET = dg.AssetKey("raw_images")  # materialised for a batch = the batch 
 TRIGGER_TAG = "mmoral/trigger"
 
 # Everything that is data: the stage groups, minus training and whatever needs a trained model
-# (benchmark results). Benchmark items are data; scoring a model is not.
-never_automatic = dg.AssetSelection.groups(*TRAINING_GROUPS).downstream()
+# (benchmark results). Benchmark items are data; scoring a model is not. Training an expert
+# (`expert_model`, tagged TRAINING_TAG) is training too, but what it labels is data: only the asset
+# itself is excluded.
+TRAINING_TAG = ("mmoral/training", "true")
+never_automatic = dg.AssetSelection.groups(*TRAINING_GROUPS).downstream() | dg.AssetSelection.tag(*TRAINING_TAG)
 data_assets = dg.AssetSelection.groups(*DATA_GROUPS) - never_automatic
 # The per-batch tables (one dynamic partition per source batch).
 batch_assets = data_assets & dg.AssetSelection.from_string('partitions:"dynamic"')

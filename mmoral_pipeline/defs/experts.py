@@ -73,6 +73,7 @@ _ALL = {"allow_missing_partitions": True}
     key=EXPERT_MODEL,
     group_name="experts",
     kinds={"pytorch"},
+    tags={"mmoral/training": "true"},  # defs.automation: never started by a job, schedule or sensor
     ins={"raw_images": dg.AssetIn("raw_images", metadata=_ALL), "raw_annotations": dg.AssetIn("raw_annotations", metadata=_ALL)},
     code_version="expert-model-v1",
     check_specs=[
@@ -284,5 +285,6 @@ def expert_annotations_batch(
     )
 
 
+experts_assets = [expert_model, expert_annotations_batch]
 experts_resources = {PIPES_CLIENT_KEY: dg.PipesSubprocessClient()}
-experts_defs = dg.Definitions(assets=[expert_model, expert_annotations_batch], resources=experts_resources)
+experts_defs = dg.Definitions(assets=experts_assets, resources=experts_resources)

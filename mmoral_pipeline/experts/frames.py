@@ -51,10 +51,15 @@ def expert_record(expert: str, version: str) -> str:
     return f"{EXPERT_RECORD_PREFIX}{expert}@{version}"
 
 
+EXPERT_COLUMN = "expert"  # on joined annotations: '<name>@<version>' for an expert's box, null for a human label
+
+
 def as_raw_annotations(expert_annotations: pl.DataFrame) -> pl.DataFrame:
-    """Expert boxes as `raw_annotations` rows (tables.RAW_ANNOTATIONS), ready to join the human ones."""
+    """Expert boxes as `raw_annotations` rows (tables.RAW_ANNOTATIONS) plus `expert` ('<name>@<version>'),
+    ready to join the human ones."""
+    schema = {**tables.RAW_ANNOTATIONS, EXPERT_COLUMN: pl.String}
     if expert_annotations.height == 0:
-        return pl.DataFrame(schema=tables.RAW_ANNOTATIONS)
+        return pl.DataFrame(schema=schema)
     extra = [
         json.dumps({"expert": e, "expert_version": v, "label": lab}, sort_keys=True)
         for e, v, lab in zip(
@@ -79,15 +84,19 @@ def as_raw_annotations(expert_annotations: pl.DataFrame) -> pl.DataFrame:
         pl.lit(None, dtype=pl.List(pl.Float64)).alias("polygon"),
         "score",
         pl.Series("extra", extra, dtype=pl.String),
-    ).cast(tables.RAW_ANNOTATIONS)  # type: ignore[arg-type]
+        pl.concat_str(["expert", pl.lit("@"), "expert_version"]).alias(EXPERT_COLUMN),
+    ).cast(schema)  # type: ignore[arg-type]
 
 
 def with_expert_annotations(raw_annotations: pl.DataFrame, expert_annotations: pl.DataFrame | None) -> pl.DataFrame:
-    """Human annotations plus the expert's (human labels already won: the expert table holds only the
-    categories the source does not cover)."""
-    if expert_annotations is None or expert_annotations.height == 0:
+    """Human annotations plus the experts' (human labels already won: the expert table holds only the
+    categories the source does not cover), with the `expert` column (null on human rows)."""
+    experts = as_raw_annotations(expert_annotations if expert_annotations is not None else pl.DataFrame(schema=EXPERT_ANNOTATIONS))
+    if EXPERT_COLUMN not in raw_annotations.columns:
+        raw_annotations = raw_annotations.with_columns(pl.lit(None, dtype=pl.String).alias(EXPERT_COLUMN))
+    if experts.height == 0:
         return raw_annotations
-    return pl.concat([raw_annotations, as_raw_annotations(expert_annotations)], how="diagonal_relaxed")
+    return pl.concat([raw_annotations, experts], how="diagonal_relaxed")
 
 
 def assessed_by_experts(expert_coverage: pl.DataFrame | None) -> dict[str, set[str]]:

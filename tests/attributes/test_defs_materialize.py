@@ -9,6 +9,7 @@ import yaml
 
 from mmoral_pipeline.attributes.caption import CAPTION_VERSION
 from mmoral_pipeline.defs.attributes import attributes_assets, attributes_checks
+from mmoral_pipeline.defs.experts import expert_annotations_batch
 from mmoral_pipeline.defs.ingest import ingest_assets
 from mmoral_pipeline.defs.io_manager import ParquetIOManager, read_table
 from mmoral_pipeline.defs.partitions import BATCHES
@@ -28,10 +29,10 @@ def synth_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _run(instance: dg.DagsterInstance, home: Path, sources: Path, run_config: dict | None = None,
-         groups: tuple[str, ...] = ("ingest", "attributes")) -> dg.ExecuteInProcessResult:
+         groups: tuple[str, ...] = ("ingest", "experts", "attributes")) -> dg.ExecuteInProcessResult:
     resources = {"io_manager": ParquetIOManager(str(home)), "sources": SourcesResource(path=str(sources))}
     return dg.materialize(
-        [*ingest_assets, *attributes_assets, *attributes_checks],
+        [*ingest_assets, expert_annotations_batch, *attributes_assets, *attributes_checks],
         partition_key="synth",
         instance=instance,
         resources=resources,

@@ -12,6 +12,7 @@ import dagster as dg
 import pytest
 
 from mmoral_pipeline.defs.attributes import attributes_assets, attributes_checks
+from mmoral_pipeline.defs.experts import expert_annotations_batch
 from mmoral_pipeline.defs.ingest import ingest_assets, ingest_checks
 from mmoral_pipeline.defs.io_manager import ParquetIOManager, read_table
 from mmoral_pipeline.defs.partitions import BATCHES
@@ -22,7 +23,7 @@ from .conftest import REPO, write_sources
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
-BLOCK = re.compile(r"<!-- production-dagster-yaml: begin.*?-->\s*```yaml\n(.*?)```\s*<!-- production-dagster-yaml: end -->", re.S)
+BLOCK = re.compile(r"<!-- production-dagster-yaml: begin.*?-->\s*```yaml\n(.*?)```\s*<!-- production-dagster-yaml: end -->", re.DOTALL)
 
 
 def production_yaml() -> str:
@@ -56,7 +57,7 @@ def test_ingest_and_attributes_materialise_on_postgres(postgres_server, tmp_path
     sources = write_sources(tmp_path / "raw", {"north": 2, "south": 2})
     monkeypatch.setenv("MMORAL_SOURCES", str(sources))
 
-    assets = [*ingest_assets, *attributes_assets, *ingest_checks, *attributes_checks]
+    assets = [*ingest_assets, expert_annotations_batch, *attributes_assets, *ingest_checks, *attributes_checks]
     resources = {"io_manager": ParquetIOManager(str(data)), "sources": SourcesResource(path=str(sources))}
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert isinstance(instance.run_storage, PostgresRunStorage)

@@ -68,15 +68,17 @@ def _expert_rows() -> pl.DataFrame:
 def test_expert_rows_become_raw_annotations_that_name_their_expert():
     expert = _expert_rows()
     raw = as_raw_annotations(expert)
-    assert raw.schema == pl.Schema(tables.RAW_ANNOTATIONS)
+    assert raw.schema == pl.Schema({**tables.RAW_ANNOTATIONS, "expert": pl.String})
     first = raw.row(0, named=True)
+    assert first["expert"] == "e@v1"
     assert first["fdi"] == 11 and first["source_file"] == "/ckpt" and first["record"] == "expert e@v1"
     assert expert_of_annotation(first["extra"]) == {"expert": "e", "expert_version": "v1", "label": "tooth_11"}
     assert expert_of_annotation(json.dumps({"side": "left"})) is None
     human = pl.DataFrame([{"annotation_id": "h1", "image_id": "img-1", "category": "tooth", "fdi": 21, "box": [5.0, 5, 9, 9]}])
     both = with_expert_annotations(human, expert)
     assert both.height == 3 and set(both["annotation_id"]) == {"h1", *expert["annotation_id"]}
-    assert with_expert_annotations(human, None) is human
+    assert both.filter(pl.col("annotation_id") == "h1")["expert"].to_list() == [None]
+    assert with_expert_annotations(human, None).drop("expert").equals(human)
     assert annotation_id("v1", "img-1", "caries", [1, 2, 3, 4]) != annotation_id("v2", "img-1", "caries", [1, 2, 3, 4])
 
 

@@ -130,7 +130,11 @@ def test_jobs_cover_the_data_assets_and_never_training():
     groups = {k: graph.get(k).group_name for k in graph.get_all_asset_keys()}
     training = {k for k, g in groups.items() if g == "training"}
     assert dg.AssetKey("sft_model") in training
-    downstream_of_training = dg.AssetSelection.groups("training").downstream().resolve(graph)
+    downstream_of_training = dg.AssetSelection.groups("training").downstream().resolve(graph) | dg.AssetSelection.tag(
+        *automation.TRAINING_TAG  # training an expert: the asset, not what it labels
+    ).resolve(graph)
+    assert dg.AssetKey("expert_model") in downstream_of_training
+    assert dg.AssetKey("expert_annotations") not in downstream_of_training
 
     regenerate = set(repo.get_job("regenerate_dataset").asset_layer.selected_asset_keys)
     per_batch = set(repo.get_job("process_batches").asset_layer.selected_asset_keys)

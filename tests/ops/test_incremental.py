@@ -17,6 +17,7 @@ import yaml
 
 from mmoral_pipeline.defs import automation
 from mmoral_pipeline.defs.attributes import attributes_assets, attributes_checks
+from mmoral_pipeline.defs.experts import expert_annotations_batch
 from mmoral_pipeline.defs.ingest import ingest_assets, ingest_checks
 from mmoral_pipeline.defs.io_manager import ParquetIOManager
 from mmoral_pipeline.defs.partitions import BATCHES, batch_partitions
@@ -69,7 +70,7 @@ class World:
     def defs(self, *extra_jobs) -> dg.Definitions:
         gen = self.gen
         return dg.Definitions(
-            assets=[*ingest_assets, *attributes_assets, *gen.generation_assets],
+            assets=[*ingest_assets, expert_annotations_batch, *attributes_assets, *gen.generation_assets],
             asset_checks=[*ingest_checks, *attributes_checks, *gen.generation_checks],
             jobs=[automation.process_batches_job, *extra_jobs],
             resources={
@@ -119,12 +120,12 @@ def code_versions(defs: dg.Definitions) -> dict[str, str | None]:
 
 @pytest.fixture()
 def world(tmp_path: Path):
-    from mmoral_pipeline.defs import generation
-
     # instance_for_test does not make its instance the current defs-state storage, and a context
     # leaked by any earlier test (an evaluation context left open) would leave a dead one there,
     # which breaks resolving new Definitions: set ours for the test (Dagster internal API).
     from dagster._core.storage.defs_state.base import set_defs_state_storage
+
+    from mmoral_pipeline.defs import generation
 
     with dg.instance_for_test() as instance, set_defs_state_storage(instance.defs_state_storage):
         yield World(tmp_path, instance, generation)

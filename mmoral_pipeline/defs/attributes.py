@@ -18,7 +18,7 @@ from mmoral_pipeline.attributes.stage import build_attribute_tables
 from mmoral_pipeline.attributes.versions import RULES_VERSION
 from mmoral_pipeline.defs.metadata import bar_chart_png, counts_markdown, png_markdown, table_metadata
 from mmoral_pipeline.defs.partitions import batch_partitions
-from mmoral_pipeline.experts.frames import with_expert_annotations
+from mmoral_pipeline.experts.frames import with_expert_annotations, with_expert_coverage
 
 
 class AttributesConfig(dg.Config, AttributeSettings):

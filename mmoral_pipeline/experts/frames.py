@@ -13,10 +13,12 @@ lineage and integrity checks then treat a box alike whoever drew it.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 
 import polars as pl
 
 from mmoral_pipeline import tables
+from mmoral_pipeline.domain.taxonomy import Category
 
 EXPERT_ANNOTATIONS = {
     "annotation_id": pl.String,
@@ -107,6 +109,31 @@ def assessed_by_experts(expert_coverage: pl.DataFrame | None) -> dict[str, set[s
     for image_id, assessed in zip(expert_coverage["image_id"].to_list(), expert_coverage["assessed"].to_list(), strict=True):
         out.setdefault(image_id, set()).update(assessed or [])
     return out
+
+
+def with_expert_coverage(
+    images: pl.DataFrame,
+    expert_coverage: pl.DataFrame | None,
+    source_covers: Iterable[str] | None,
+    owner_of: dict[str, str] | None = None,
+) -> pl.DataFrame:
+    """`raw_images` with `covers` (the image's label coverage) = what its labels cover plus what experts
+    assessed on it (and on its copies: `owner_of` maps a copy's image id to the image owning the document).
+    The labels' part is the frame's own `covers` cell where it has one (null: every category), else
+    `source_covers` (None: every category)."""
+    experts: dict[str, set[str]] = {}
+    for image_id, assessed in assessed_by_experts(expert_coverage).items():
+        experts.setdefault((owner_of or {}).get(image_id, image_id), set()).update(assessed)
+    if "covers" in images.columns:
+        own = [None if c is None else set(c) for c in images["covers"].to_list()]
+    else:
+        own = [None if source_covers is None else set(source_covers)] * images.height
+    every = [c.value for c in Category]
+    merged = []
+    for image_id, mine in zip(images["image_id"].to_list(), own, strict=True):
+        have = set(every) if mine is None else mine | experts.get(image_id, set())
+        merged.append([c for c in every if c in have])
+    return images.with_columns(pl.Series("covers", merged, dtype=pl.List(pl.String)))
 
 
 def expert_of_annotation(extra: str | None) -> dict[str, str] | None:

@@ -58,6 +58,7 @@ def materialization_metadata(report) -> dict[str, Any]:
         "steps": {"raw_value": report.steps, "type": "int"},
         "epochs": {"raw_value": report.epochs, "type": "float"},
         "train_time_s": {"raw_value": report.train_time_s, "type": "float"},
+        "train_cpu_s": {"raw_value": report.train_cpu_s, "type": "float"},
         "wall_time_s": {"raw_value": report.wall_time_s, "type": "float"},
         "train_images_per_s": {"raw_value": report.train_images_per_s, "type": "float"},
         "val_images_per_s": {"raw_value": report.val_images_per_s, "type": "float"},

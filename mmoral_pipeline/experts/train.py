@@ -59,6 +59,7 @@ class ExpertTrainReport(BaseModel):
     steps: int
     epochs: float
     train_time_s: float
+    train_cpu_s: float  # CPU time of the training loop (all threads): comparable on a busy machine
     wall_time_s: float
     train_images_per_s: float
     val_images_per_s: float
@@ -201,7 +202,7 @@ def train_expert(
     losses: list[float] = []
     loss_steps: list[int] = []
     step, seen = 0, 0
-    t_train = time.perf_counter()
+    t_train, cpu_train = time.perf_counter(), time.process_time()
     model.train()
     while step < total_steps:
         order = rng.permutation(len(train_samples))
@@ -232,7 +233,7 @@ def train_expert(
             loss_steps.append(step)
             if step == 1 or step % 25 == 0 or step == total_steps:
                 log(f"step {step}/{total_steps} loss {losses[-1]:.4f} ({time.perf_counter() - t_train:.0f} s)")
-    train_time = time.perf_counter() - t_train
+    train_time, train_cpu = time.perf_counter() - t_train, time.process_time() - cpu_train
 
     predictions, val_seconds = predict_samples(model, val_samples, spec, device)
     truth = {s.image_id: [(c, [b[0] / s.scale[0], b[1] / s.scale[1], b[2] / s.scale[0], b[3] / s.scale[1]])
@@ -288,6 +289,7 @@ def train_expert(
         steps=step,
         epochs=round(seen / max(1, len(train_samples)), 3),
         train_time_s=round(train_time, 2),
+        train_cpu_s=round(train_cpu, 2),
         wall_time_s=round(time.perf_counter() - t_wall, 2),
         train_images_per_s=round(seen / train_time, 2) if train_time > 0 else 0.0,
         val_images_per_s=round(len(val_samples) / val_seconds, 2) if val_seconds > 0 else 0.0,

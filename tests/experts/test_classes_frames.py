@@ -20,6 +20,7 @@ from mmoral_pipeline.experts.frames import (
     assessed_by_experts,
     expert_of_annotation,
     with_expert_annotations,
+    with_expert_coverage,
 )
 
 
@@ -86,3 +87,11 @@ def test_coverage_of_experts_is_the_union_per_image():
     cov = pl.DataFrame({"image_id": ["a", "a", "b"], "assessed": [["tooth"], ["caries"], []]})
     assert assessed_by_experts(cov) == {"a": {"tooth", "caries"}, "b": set()}
     assert assessed_by_experts(None) == {}
+    images = pl.DataFrame({"image_id": ["a", "b", "c"]})
+    # a folder of images: nothing of its own; what the experts assessed on each image
+    assert with_expert_coverage(images, cov, []) ["covers"].to_list() == [["tooth", "caries"], [], []]
+    # a source covering teeth (its own `covers` column) gains the experts' categories
+    own = images.with_columns(pl.Series("covers", [["tooth"], ["tooth", "filling"], None], dtype=pl.List(pl.String)))
+    merged = with_expert_coverage(own, cov, None)["covers"].to_list()
+    assert merged[0] == ["tooth", "caries"] and merged[1] == ["tooth", "filling"] and len(merged[2]) == len(Category)
+    assert len(with_expert_coverage(images, None, None)["covers"][0]) == len(Category)

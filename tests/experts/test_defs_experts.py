@@ -11,6 +11,7 @@ import polars as pl
 import pytest
 import yaml
 
+from mmoral_pipeline.cli import main as mmoral
 from mmoral_pipeline.dataset.lineage import read_annotations
 from mmoral_pipeline.defs.attributes import attributes_assets, attributes_checks
 from mmoral_pipeline.defs.experts import experts_assets, experts_resources
@@ -112,6 +113,19 @@ def test_trained_expert_labels_an_images_source_end_to_end(world):
         assert mine["expert"].unique().to_list() == [f"mmoral-expert@{md['expert_version'].value}"]
         assert joined.filter(pl.col("source") == "labelled")["expert"].null_count() == joined.filter(pl.col("source") == "labelled").height
         assert read_table("reports", "clinic", base_dir=str(home)).height == 4
+
+        # the commands: the withheld labels against the reports' statements, and the expert scored on a labelled source
+        out = home.parent
+        assert mmoral(["expert", "compare", "--source", "clinic", "--truth-root", str(out / "clinic"), "--home", str(home),
+                       "--json", str(out / "compare.json"), "--sheet", str(out / "sheet.png")]) == 0
+        compared = json.loads((out / "compare.json").read_text())
+        assert compared["images"] == 4 and compared["assessed"] == TINY_CATEGORIES
+        assert compared["per_category"]["tooth"]["true"] > 0 and compared["unsaid"]  # findings: not assessed, unsaid
+        assert (out / "sheet.png").read_bytes()[:4] == b"\x89PNG"
+        assert mmoral(["expert", "evaluate", md["checkpoint_path"].value, "--sources", str(out / "sources.yaml"),
+                       "--source", "labelled", "--json", str(out / "eval.json")]) == 0
+        evaluated = json.loads((out / "eval.json").read_text())["sources"]["labelled"]
+        assert evaluated["images"] == 40 and 0.0 <= evaluated["tooth_recall_right_number"] <= evaluated["tooth_recall_any_number"]
 
         # a labelled source without experts gets empty expert tables and its own labels only
         assert _materialize(instance, resources, ["expert_annotations", "expert_coverage"], "labelled").success

@@ -16,14 +16,24 @@ def test_images_folder_reads_every_image_and_quarantines_bad_ones(tmp_path, writ
     (root / "xrays" / "notes.txt").write_text("not an image, not an input")
     spec = SourceSpec(name="clinic", format="images", root=str(root), images="xrays", experts=["expert_model"])
     sources = SourcesFile(sources=[spec], base_dir=str(tmp_path))
-    assert list_source_items(spec, sources) == ["a.png", "broken.png", "sub/b.jpg"]
+    assert list_source_items(spec, sources) == ["xrays/a.png", "xrays/broken.png", "xrays/sub/b.jpg"]
     batch = read_source(spec, sources)
     ok, counts = batch.counts_balance()
     assert ok and counts["images_seen"] == 3 and counts["images_accepted"] == 2 and counts["annotations_seen"] == 0
     assert [r.reason.value for r in batch.rejections] == ["not_an_image"]
-    assert {i.image_id for i in batch.images} == {"clinic-a", "clinic-sub_b"}
-    shard = read_source(spec, sources, ["sub/b.jpg"])
-    assert [i.file_name for i in shard.images] == ["sub/b.jpg"]
+    assert {i.image_id for i in batch.images} == {"clinic-xrays_a", "clinic-xrays_sub_b"}
+    shard = read_source(spec, sources, ["xrays/sub/b.jpg"])
+    assert [i.file_name for i in shard.images] == ["xrays/sub/b.jpg"]
+
+
+def test_a_labelled_folder_read_as_images_keeps_the_image_ids(tmp_path):
+    from mmoral_pipeline.synth.generate import generate
+
+    generate(2, seed=1, out=tmp_path / "s", fmt="coco", width=300, height=150)
+    as_coco = SourceSpec(name="s", format="coco", root=str(tmp_path / "s"))
+    as_images = SourceSpec(name="s", format="images", root=str(tmp_path / "s"), images="images")
+    ids = [{i.image_id for i in read_source(spec, SourcesFile(sources=[spec], base_dir="/")).images} for spec in (as_coco, as_images)]
+    assert ids[0] == ids[1] and len(ids[0]) == 2
 
 
 def test_experts_resolve_relative_to_the_sources_file_and_the_trained_one_to_mmoral_home(tmp_path, mmoral_home):

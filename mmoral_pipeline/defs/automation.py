@@ -33,7 +33,7 @@ from mmoral_pipeline.config import SourcesFile
 from mmoral_pipeline.defs.partitions import BATCHES, batch_partitions
 from mmoral_pipeline.defs.resources import SourcesResource
 
-DATA_GROUPS = ("ingest", "experts", "attributes", "generation", "dataset", "export", "evaluation")
+DATA_GROUPS = ("ingest", "attributes", "generation", "dataset", "export", "evaluation")
 TRAINING_GROUPS = ("training",)
 DERIVED_GROUPS = ("dataset", "export", "evaluation")
 WEEKLY_CRON = os.environ.get("MMORAL_REGENERATION_CRON", "0 3 * * 1")  # Mondays 03:00 UTC

@@ -1,4 +1,5 @@
-"""Group `experts`: train a visual expert (`expert_model`) and let experts label X-rays (`expert_annotations`).
+"""Visual experts in the graph: train one (`expert_model`, group `experts`) and let experts label a batch's
+X-rays (`expert_annotations` / `expert_coverage`, group `ingest`: the batch's boxes, its own and its experts').
 
 The rules and models live in `mmoral_pipeline/experts/` (no Dagster there). Training runs out of
 process through Dagster Pipes (`python -m mmoral_pipeline.experts.run`), so the orchestrator never
@@ -169,7 +170,7 @@ def _thumbnails(images: pl.DataFrame, annotations: pl.DataFrame, n: int = 6) -> 
     pics = []
     for row in images.head(n).iter_rows(named=True):
         try:
-            with Image.open(row["path"]) as im:
+            with Image.open(row.get("model_image_path") or row["path"]) as im:
                 im.draft("L", (im.width // 4, im.height // 4))
                 img = im.convert("L")
         except OSError:
@@ -202,7 +203,7 @@ def _thumbnails(images: pl.DataFrame, annotations: pl.DataFrame, n: int = 6) -> 
     ins={"raw_images": dg.AssetIn("raw_images")},
     deps=[EXPERT_MODEL],
     partitions_def=batch_partitions,
-    group_name="experts",
+    group_name="ingest",  # a batch's boxes: its own labels (ingest_batch) and its experts'; `group:ingest` selects both
     check_specs=[
         dg.AssetCheckSpec(
             "experts_ran_on_every_image",

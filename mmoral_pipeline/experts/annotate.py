@@ -20,6 +20,7 @@ from mmoral_pipeline.domain.records import stable_id
 from mmoral_pipeline.domain.taxonomy import Category
 from mmoral_pipeline.experts.base import Expert, Throughput, predict_in_batches
 from mmoral_pipeline.experts.frames import EXPERT_ANNOTATIONS, EXPERT_COVERAGE
+from mmoral_pipeline.experts.imageio import model_image_paths
 from mmoral_pipeline.experts.settings import KEEP_SCORE
 
 
@@ -85,7 +86,7 @@ def annotate_images(
     batch_size: int = 8,
 ) -> AnnotationRun:
     """`images`: raw_images rows of one batch; `experts` and their `checkpoints` (folders) in priority order."""
-    paths = images["path"].to_list()
+    paths = model_image_paths(images)
     ids = images["image_id"].to_list()
     sources = images["source"].to_list()
     plan = assignments(human_covers, [e.manifest.covers for e in experts])

@@ -54,9 +54,10 @@ def evaluate_source(expert: Any, images, annotations, batch_size: int = 8) -> di
     from mmoral_pipeline.experts.base import predict_in_batches
     from mmoral_pipeline.experts.classes import class_name
     from mmoral_pipeline.experts.evaluate import coco_metrics, per_category
+    from mmoral_pipeline.experts.imageio import model_image_paths
     from mmoral_pipeline.experts.settings import KEEP_SCORE
 
-    run = predict_in_batches(expert, images["path"].to_list(), batch_size)
+    run = predict_in_batches(expert, model_image_paths(images), batch_size)
     ids = images["image_id"].to_list()
     predictions = dict(zip(ids, run.detections, strict=True))
     kept = Counter(d.category for found in run.detections for d in found if d.score > KEEP_SCORE)

@@ -16,7 +16,7 @@ import polars as pl
 from mmoral_pipeline.dataset.split import split_images
 from mmoral_pipeline.domain import fdi as fdi_rules
 from mmoral_pipeline.experts.classes import class_name
-from mmoral_pipeline.experts.imageio import input_array, load_grey
+from mmoral_pipeline.experts.imageio import input_array, load_grey, model_image_paths
 
 
 @dataclass
@@ -56,7 +56,7 @@ def load_samples(images: pl.DataFrame, annotations: pl.DataFrame, classes: Seque
         if name in wanted:
             by_image.setdefault(image_id, []).append((name, box))
     samples = []
-    for image_id, path in zip(images["image_id"].to_list(), images["path"].to_list(), strict=True):
+    for image_id, path in zip(images["image_id"].to_list(), model_image_paths(images), strict=True):
         grey, width, height = load_grey(path, image_size)
         h, w = grey.shape
         sx, sy = w / width, h / height

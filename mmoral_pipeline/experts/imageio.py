@@ -9,9 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import polars as pl
 from PIL import Image
 
 from mmoral_pipeline.experts.spec import DetectorSpec
+from mmoral_pipeline.sources.base import normalise_image
 
 
 @dataclass(frozen=True)
@@ -41,22 +43,29 @@ def network_size(width: int, height: int, image_size: int) -> tuple[int, int]:
 
 
 def load_grey(path: str, image_size: int) -> tuple[np.ndarray, int, int]:
-    """(grey (h, w) float32 0..1 at the network size, original width, original height).
+    """(grey (h, w) float32 0..1 at the network size, image width, image height).
 
-    16-bit and RGB images become 8-bit grey the way PIL converts them; JPEGs are decoded at a
-    reduced scale when that is still at least the network size (PIL's draft mode).
+    The image as the pipeline's model image is (`sources.base.normalise_image`: display orientation,
+    8 bits); the pipeline passes `raw_images.model_image_path`, where that is already done. JPEGs are
+    decoded at a reduced scale when that still covers the network size (PIL's draft mode).
     """
     with Image.open(path) as im:
-        width, height = im.size
-        w, h = network_size(width, height, image_size)
-        if im.format == "JPEG":
-            im.draft("L", (w, h))
-        if im.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit X-rays: stretch to 8 bits, not clip
-            arr = np.asarray(im, dtype=np.float32)
-            lo, hi = float(arr.min()), float(arr.max())
-            im = Image.fromarray(((arr - lo) / max(hi - lo, 1.0) * 255.0).astype(np.uint8))
-        grey = im.convert("L").resize((w, h), Image.BILINEAR)
+        full: tuple[int, int] | None = None
+        if im.format == "JPEG" and im.getexif().get(0x0112, 1) in (None, 1):
+            full = im.size
+            im.draft("L", network_size(*full, image_size))
+        model, _ = normalise_image(im)
+        width, height = full or model.size
+        grey = model.convert("L").resize(network_size(width, height, image_size), Image.BILINEAR)
     return np.asarray(grey, dtype=np.float32) / 255.0, width, height
+
+
+def model_image_paths(images: pl.DataFrame) -> list[str]:
+    """The files an expert reads for `raw_images` rows: the model image (normalised 8-bit, display
+    orientation; a DICOM's rendering), else the source file."""
+    if "model_image_path" not in images.columns:
+        return images["path"].to_list()
+    return images.select(pl.coalesce(pl.col("model_image_path").replace("", None), "path"))["model_image_path"].to_list()
 
 
 def input_array(grey: np.ndarray, coord_channels: bool) -> np.ndarray:

@@ -28,6 +28,7 @@ from pydantic import BaseModel
 from mmoral_pipeline.experts.classes import categories_of, classes_from_labels
 from mmoral_pipeline.experts.data import Sample, labels_of, load_samples, split_frame, training_arrays
 from mmoral_pipeline.experts.evaluate import coco_metrics, per_category
+from mmoral_pipeline.experts.imageio import model_image_paths
 from mmoral_pipeline.experts.settings import ExpertTrainSettings
 from mmoral_pipeline.experts.spec import (
     WEIGHTS_FILE,
@@ -270,7 +271,7 @@ def train_expert(
     if settings.export_onnx:
         from mmoral_pipeline.experts.onnx_backend import export_onnx
 
-        sample = by_split["val"]["path"][0] if by_split["val"].height else by_split["train"]["path"][0]
+        sample = model_image_paths(by_split["val"] if by_split["val"].height else by_split["train"])[0]
         onnx_name = export_onnx(run_dir, sample).name
     report = ExpertTrainReport(
         checkpoint_dir=str(run_dir),

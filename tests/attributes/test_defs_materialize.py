@@ -29,7 +29,7 @@ def synth_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _run(instance: dg.DagsterInstance, home: Path, sources: Path, run_config: dict | None = None,
-         groups: tuple[str, ...] = ("ingest", "experts", "attributes")) -> dg.ExecuteInProcessResult:
+         groups: tuple[str, ...] = ("ingest", "attributes")) -> dg.ExecuteInProcessResult:
     resources = {"io_manager": ParquetIOManager(str(home)), "sources": SourcesResource(path=str(sources))}
     return dg.materialize(
         [*ingest_assets, expert_annotations_batch, *attributes_assets, *attributes_checks],

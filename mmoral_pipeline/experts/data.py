@@ -40,6 +40,16 @@ def split_frame(images: pl.DataFrame, val_fraction: float, holdout_fraction: flo
     return split_images(pairs, val_fraction=val_fraction, holdout_fraction=holdout_fraction)
 
 
+def fully_labelled(images: pl.DataFrame, categories: Sequence[str]) -> pl.DataFrame:
+    """The images whose label coverage (`covers`; null or absent: everything) includes every one of
+    `categories`: on any other image an unlabelled tooth or caries would be taught as background."""
+    if "covers" not in images.columns or not categories:
+        return images
+    need = set(categories)
+    keep = [c is None or need <= set(c) for c in images["covers"].to_list()]
+    return images.filter(pl.Series(keep, dtype=pl.Boolean))
+
+
 def labels_of(annotations: pl.DataFrame) -> list[tuple[str, int | None]]:
     return list(zip(annotations["category"].to_list(), annotations["fdi"].to_list(), strict=True))
 

@@ -54,6 +54,7 @@ def materialization_metadata(report) -> dict[str, Any]:
         "not_covered": {"raw_value": report.not_covered, "type": "json"},
         "sources": {"raw_value": report.sources, "type": "json"},
         "images_per_split": {"raw_value": report.images, "type": "json"},
+        "partly_labelled_images_left_out": {"raw_value": report.partly_labelled_images, "type": "int"},
         "train_boxes": {"raw_value": report.train_boxes, "type": "int"},
         "steps": {"raw_value": report.steps, "type": "int"},
         "epochs": {"raw_value": report.epochs, "type": "float"},

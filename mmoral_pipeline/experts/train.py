@@ -26,7 +26,7 @@ import polars as pl
 from pydantic import BaseModel
 
 from mmoral_pipeline.experts.classes import categories_of, classes_from_labels
-from mmoral_pipeline.experts.data import Sample, labels_of, load_samples, split_frame, training_arrays
+from mmoral_pipeline.experts.data import Sample, fully_labelled, labels_of, load_samples, split_frame, training_arrays
 from mmoral_pipeline.experts.evaluate import coco_metrics, per_category
 from mmoral_pipeline.experts.imageio import model_image_paths
 from mmoral_pipeline.experts.settings import ExpertTrainSettings
@@ -56,6 +56,7 @@ class ExpertTrainReport(BaseModel):
     not_covered: dict[str, str]  # category -> why the expert does not assess it
     sources: list[str]
     images: dict[str, int]  # per split
+    partly_labelled_images: int  # left out: their coverage lacks a category the expert learns
     train_boxes: int
     steps: int
     epochs: float
@@ -171,11 +172,16 @@ def train_expert(
     device = resolve_device(settings.device)
 
     images = images.unique("image_id", keep="first").sort("image_id")
-    split = split_frame(images, settings.val_fraction, settings.holdout_fraction)
-    by_split = {name: images.filter(pl.col("image_id").is_in([i for i, s in split.items() if s == name])) for name in ("train", "val", "bench")}
+    split = split_frame(images, settings.val_fraction, settings.holdout_fraction)  # before any filter: the dataset's split
+    candidates = classes_from_labels(labels_of(annotations), min_instances=settings.min_instances, categories=settings.categories)
+    complete = fully_labelled(images, [c.value for c in categories_of(candidates)])
+    partly_labelled = images.height - complete.height
+    by_split = {name: complete.filter(pl.col("image_id").is_in([i for i, s in split.items() if s == name])) for name in ("train", "val", "bench")}
     train_ids = set(by_split["train"]["image_id"].to_list())
     train_anns = annotations.filter(pl.col("image_id").is_in(list(train_ids)))
     classes = classes_from_labels(labels_of(train_anns), min_instances=settings.min_instances, categories=settings.categories)
+    if partly_labelled:
+        log(f"{partly_labelled} images left out: their sources do not label every category learnt here")
     if not classes:
         raise ValueError(
             f"nothing to learn: no class has {settings.min_instances}+ boxes in the {len(train_ids)} training images"
@@ -286,6 +292,7 @@ def train_expert(
         not_covered=not_covered,
         sources=sources,
         images={k: v.height for k, v in by_split.items()},
+        partly_labelled_images=partly_labelled,
         train_boxes=train_boxes,
         steps=step,
         epochs=round(seen / max(1, len(train_samples)), 3),

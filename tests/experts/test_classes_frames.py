@@ -95,3 +95,14 @@ def test_coverage_of_experts_is_the_union_per_image():
     merged = with_expert_coverage(own, cov, None)["covers"].to_list()
     assert merged[0] == ["tooth", "caries"] and merged[1] == ["tooth", "filling"] and len(merged[2]) == len(Category)
     assert len(with_expert_coverage(images, None, None)["covers"][0]) == len(Category)
+
+
+def test_only_images_labelled_for_every_learnt_category_train_an_expert():
+    from mmoral_pipeline.experts.data import fully_labelled
+
+    images = pl.DataFrame({"image_id": ["a", "b", "c"]}).with_columns(
+        pl.Series("covers", [["tooth", "caries"], ["tooth"], None], dtype=pl.List(pl.String))
+    )
+    assert fully_labelled(images, ["tooth", "caries"])["image_id"].to_list() == ["a", "c"]
+    assert fully_labelled(images, ["tooth"])["image_id"].to_list() == ["a", "b", "c"]
+    assert fully_labelled(images.drop("covers"), ["caries"]).height == 3

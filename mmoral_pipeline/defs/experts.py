@@ -11,6 +11,7 @@ import base64
 import os
 import sys
 import uuid
+import warnings
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +29,9 @@ from mmoral_pipeline.experts.frames import EXPERT_ANNOTATIONS, EXPERT_COVERAGE
 from mmoral_pipeline.experts.run import CHECK_NAME, EXTRA_KEY
 from mmoral_pipeline.experts.settings import KEEP_SCORE, ExpertTrainSettings, default_expert_root
 from mmoral_pipeline.experts.spec import read_manifest
+
+# Dagster 1.13's Pipes client calls a preview API of its own on every run: noise in the run log.
+warnings.filterwarnings("ignore", message=".*PipesMessageReader.expected_writer_count", category=dg.PreviewWarning)
 
 TRAINER_MODULE = "mmoral_pipeline.experts.run"
 PIPES_CLIENT_KEY = "expert_pipes_client"

@@ -85,22 +85,35 @@ def annotate_images(
     keep_score: float = KEEP_SCORE,
     batch_size: int = 8,
 ) -> AnnotationRun:
-    """`images`: raw_images rows of one batch; `experts` and their `checkpoints` (folders) in priority order."""
+    """`images`: raw_images rows of one batch; `experts` and their `checkpoints` (folders) in priority order.
+
+    The human labels' coverage is the image's own `covers` cell where the frame has one, else
+    `human_covers` (the source's): per image, an expert assesses the categories nobody before it covers.
+    """
     paths = model_image_paths(images)
     ids = images["image_id"].to_list()
     sources = images["source"].to_list()
-    plan = assignments(human_covers, [e.manifest.covers for e in experts])
+    default = frozenset(Category(c).value for c in human_covers)
+    own = images["covers"].to_list() if "covers" in images.columns else [None] * images.height
+    every = frozenset(c.value for c in Category)
+    human = [default if c is None and "covers" not in images.columns else every if c is None else frozenset(c) for c in own]
+    plans = {h: assignments(h, [e.manifest.covers for e in experts]) for h in set(human)}
     rows: list[dict[str, Any]] = []
     coverage: list[dict[str, Any]] = []
     stats: list[ExpertRunStats] = []
-    for expert, checkpoint, (assessed, deferred) in zip(experts, checkpoints, plan, strict=True):
+    for k, (expert, checkpoint) in enumerate(zip(experts, checkpoints, strict=True)):
         m = expert.manifest
-        run = predict_in_batches(expert, paths, batch_size) if assessed else None
-        st = ExpertRunStats(m.name, m.version, str(checkpoint), assessed, deferred,
+        needed = [i for i, h in enumerate(human) if plans[h][k][0]]  # images where it assesses anything
+        run = predict_in_batches(expert, [paths[i] for i in needed], batch_size) if needed else None
+        found_by_image = dict(zip(needed, run.detections, strict=True)) if run else {}
+        assessed_any = sorted({c for h in set(human) for c in plans[h][k][0]})
+        deferred_any = sorted({c for h in set(human) for c in plans[h][k][1]})
+        st = ExpertRunStats(m.name, m.version, str(checkpoint), assessed_any, deferred_any,
                             run.throughput if run else Throughput(device=expert.device, backend=expert.backend))
-        wanted = set(assessed)
         for i, (image_id, source) in enumerate(zip(ids, sources, strict=True)):
-            found = run.detections[i] if run else []
+            assessed, deferred = plans[human[i]][k]
+            wanted = set(assessed)
+            found = found_by_image.get(i, [])
             kept = 0
             for d in found:
                 if d.category not in wanted:

@@ -69,3 +69,24 @@ def test_auto_backend_uses_onnx_when_only_the_export_is_there(tiny_expert, tmp_p
     assert load_expert(ckpt).backend == "torchvision"
     with pytest.raises(FileNotFoundError, match="not an expert checkpoint"):
         load_expert(Path(tmp_path))
+
+
+def test_annotate_keeps_confident_boxes_of_what_nobody_else_covers_per_image(tiny_expert, synth_frames):
+    import polars as pl
+
+    from mmoral_pipeline.experts.annotate import annotate_images
+
+    _, ckpt = tiny_expert
+    images, _ = synth_frames
+    two = images.head(2).with_columns(pl.Series("covers", [["tooth"], []], dtype=pl.List(pl.String)))
+    expert = load_expert(ckpt, backend="onnxruntime")
+    run = annotate_images(two, [expert], [str(ckpt)], partition="p", keep_score=0.3)
+    first, second = two["image_id"].to_list()
+    assessed = dict(zip(run.coverage["image_id"].to_list(), run.coverage["assessed"].to_list(), strict=True))
+    assert assessed == {first: ["mandibular_canal", "maxillary_sinus"], second: ["tooth", "mandibular_canal", "maxillary_sinus"]}
+    assert run.coverage.filter(pl.col("image_id") == first)["deferred"].to_list() == [["tooth"]]
+    boxes = run.annotations
+    assert boxes["score"].min() > 0.3 and boxes.filter(pl.col("image_id") == first)["category"].is_in(["tooth"]).sum() == 0
+    assert boxes.filter(pl.col("image_id") == second).height > 0
+    [stats] = run.experts
+    assert stats.boxes_kept == boxes.height and stats.not_assessed > 0 and stats.throughput.images == 2

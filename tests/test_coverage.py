@@ -45,6 +45,8 @@ def test_what_statements_need():
          "pathology, other treatments (crowns and root canal treatments) and jaw anatomy were not assessed.")),
         (ALL_CATEGORIES - {C.BONE_LOSS}, "This review assessed every finding category except bone loss, which was not assessed."),
         (ALL_CATEGORIES, None),
+        # a folder of images no visual expert labelled
+        (set(), "This review assessed nothing; tooth numbering, pathology, previous treatments and jaw anatomy were not assessed."),
     ],
 )
 def test_coverage_sentence(covers, sentence):

@@ -105,6 +105,8 @@ _COVERAGE_CLAUSE = re.compile(r"\bnot assessed\b|\bthis review (?:covers|assesse
 
 
 def join_words(words: list[str]) -> str:
+    if not words:
+        return ""
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + f" and {words[-1]}"
 
 
@@ -139,6 +141,8 @@ def coverage_sentence(assessed: Iterable[Category]) -> str | None:
     missing = not_assessed_parts(have)
     plural = len(missing) > 1 or (missing[0].endswith("s") and not missing[0].endswith(_MASS_NOUNS))
     tail = f"{join_words(missing)} {'were' if plural else 'was'} {COVERAGE_MARKER}."
+    if not have:  # a folder of images no expert labelled
+        return f"This review assessed nothing; {tail}"
     if len(have) >= len(ALL_CATEGORIES) - 3:
         return f"This review assessed every finding category except {join_words(missing)}, which {'were' if plural else 'was'} {COVERAGE_MARKER}."
     covered = [PLURAL[c] for c in have]

@@ -85,7 +85,7 @@ def test_trained_expert_labels_an_images_source_end_to_end(world):
         assert check.check_name == "expert_map_floor" and check.passed
         assert (home / "expert_model" / "latest" / "expert.json").exists()
 
-        per_batch = ["expert_annotations", "expert_coverage", "image_attributes", "tooth_attributes", "annotation_outcomes",
+        per_batch = ["expert_annotations", "expert_coverage", "image_copies", "image_attributes", "tooth_attributes", "annotation_outcomes",
                      "location_captions", "reports", "vqa_items", "dialogues", "attribute_tasks", "rejected_generations"]
         run = _materialize(instance, resources, per_batch, "clinic")
         assert run.success

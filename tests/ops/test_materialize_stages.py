@@ -11,15 +11,18 @@ def test_stages_follow_the_all_batch_inputs_and_the_unpartitioned_assets_between
     assert phases[0] == (True, {"raw_images", "raw_annotations", "rejected_inputs"})
     # the expert learns from every batch's labels, then labels the batches
     assert phases[1] == (False, {"expert_model"})
-    # image_copies reads raw_images of every batch: the documents wait until every batch is ingested
-    assert phases[2][0] and {"expert_annotations", "image_copies", "image_attributes", "location_captions", "reports"} <= phases[2][1]
-    assert phases[3] == (True, {"merged_copies"})  # reads every batch's documents
+    # image_copies reads raw_images of every batch, the documents read every batch's boxes (copies of an X-ray
+    # in other sources): the documents wait until every batch is ingested and labelled
+    assert phases[2] == (True, {"expert_annotations", "expert_coverage", "image_copies"})
+    assert phases[3][0] and {"image_attributes", "location_captions", "reports"} <= phases[3][1]
     assert not phases[4][0] and {"instruction_samples", "sft_model", "benchmark_results"} <= phases[4][1]
+    assert phases[5] == (True, {"merged_copies"})  # reads every batch's documents
     raws = {k for k in every if k.to_user_string().startswith("raw_")}
     assert run_phases(graph, raws) == [(True, raws)]
     without_expert = {k for k in every if graph.get(k).is_partitioned}
     partitioned_only = [{k.to_user_string() for k in keys} for _, keys in run_phases(graph, without_expert)]
-    assert partitioned_only[0] == {"raw_images", "raw_annotations", "rejected_inputs"} and "image_copies" in partitioned_only[1]
+    assert partitioned_only[0] == {"raw_images", "raw_annotations", "rejected_inputs", "expert_annotations", "expert_coverage"}
+    assert {"image_copies", "image_attributes"} <= partitioned_only[1] and partitioned_only[2] == {"merged_copies"}
 
 
 def test_a_failed_check_prints_its_description_under_it():

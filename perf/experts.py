@@ -1,6 +1,6 @@
 """Visual experts: training time and inference throughput on this machine (printed, never asserted).
 
-    .venv/bin/python perf/experts.py [--images 200] [--seed 42] [--threads N] [--epochs 8] [--unlabelled 500]
+    .venv/bin/python perf/experts.py [--images 200] [--seed 42] [--threads 1] [--epochs 8] [--unlabelled 200]
 
 1. Generates N labelled procedural OPGs at 700x350 (the demo's `synth_train`: seed 42, 200 images)
    and trains the default expert (`ExpertTrainSettings`: tiny Faster R-CNN, 512 px, 8 epochs) on
@@ -26,7 +26,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1, as ExpertTrainSettings)")
     parser.add_argument("--epochs", type=float, default=None, help="default: ExpertTrainSettings.epochs")
     parser.add_argument("--unlabelled", type=int, default=200, help="images for the inference figures")
     parser.add_argument("--work", default=None, help="working folder (default: a temporary one)")
@@ -43,10 +43,9 @@ def main() -> int:
     from mmoral_pipeline.sources import read_source
     from mmoral_pipeline.synth.generate import generate
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
     work = Path(args.work or tempfile.mkdtemp(prefix="perf_experts_"))
-    print(f"machine: {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, "
+    print(f"machine: {os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f}), torch threads {torch.get_num_threads()}, "
           f"CUDA {'yes: ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no'}; work folder {work}")
 
     labelled = work / "labelled"

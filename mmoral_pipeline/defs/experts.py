@@ -61,7 +61,7 @@ class ExpertModelConfig(dg.Config):
     hflip: bool = True
     seed: int = 0
     device: str = Field(default="auto", description="'auto' (CUDA when there is one), 'cpu', 'cuda'")
-    threads: int | None = None
+    threads: int | None = Field(default=1, description="torch CPU threads; None: every core (see ExpertTrainSettings)")
     cover_min_ap50: float = 0.5
     map50_floor: float = 0.3
     export_onnx: bool = True

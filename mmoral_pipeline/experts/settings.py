@@ -43,7 +43,10 @@ class ExpertTrainSettings(BaseModel):
     hflip: bool = Field(True, description="mirror images left-right, renumbering teeth to the other side (11 <-> 21)")
     seed: int = 0
     device: str = Field("auto", description="'auto' (CUDA when there is one), 'cpu', 'cuda', 'cuda:1'")
-    threads: int | None = Field(default=None, ge=1, description="torch CPU threads; None: torch's default")
+    threads: int | None = Field(
+        default=1, ge=1, description="torch CPU threads (None: torch's default, every core). 1: this network's small "
+        "convolutions gain little from a second thread, and on a busy machine OpenMP threads waste most of their time "
+        "waiting on each other (4x the CPU time, measured); raise it on a dedicated machine")
     val_fraction: float = Field(0.1, ge=0.0, le=1.0, description="the dataset's split rule (dataset/split.py)")
     holdout_fraction: float = Field(0.1, ge=0.0, le=1.0)
     cover_min_ap50: float = Field(

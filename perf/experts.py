@@ -8,6 +8,11 @@
    training loop, images/s, validation mAP@0.5 and @[.5:.95] and AP50 per category.
 2. Inference over `--unlabelled` generated images: torchvision at batch 1 and 8 and ONNX Runtime,
    on the CPU (and on CUDA when there is one); images/s including decoding and resizing.
+
+Measured (2 CPUs shared with other jobs, load average 6, one torch thread): 312 steps in 199 s wall,
+110 s CPU, 6.1 images/s; validation mAP@0.5 0.496, @[.5:.95] 0.184 (teeth AP50 0.64, canals and sinuses
+1.00, missing-tooth regions 0.35, small findings 0.00); inference torchvision 9.3 images/s (batch 1),
+8.6 (batch 8), ONNX Runtime 6.8 images/s.
 """
 
 from __future__ import annotations

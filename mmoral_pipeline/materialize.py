@@ -203,8 +203,13 @@ def materialize(selection: str | None = None, sources_path: str | None = None, i
             log(f"Materialising {len(keys)} unpartitioned asset(s)")
             _run(keys, None)
             continue
-        log(f"Materialising {len(keys)} partitioned asset(s) for {len(report.partitions)} partition(s)"
-            + ("" if i == first_partitioned else " (after the stage they read across batches or from an unpartitioned asset)"))
+        stages = sum(1 for p, _ in phases if p)
+        if i == first_partitioned:
+            note = (f" in {stages} stages (a stage that reads every batch, or an unpartitioned asset such as expert_model, "
+                    "waits for all of them)") if stages > 1 else ""
+        else:
+            note = " (next stage)"
+        log(f"Materialising {len(keys)} partitioned asset(s) for {len(report.partitions)} partition(s){note}")
         # Later stages go in partition-key order: the batch that owns a merged document comes first.
         for key in report.partitions if i == first_partitioned else sorted(report.partitions):
             if key in report.failed:  # a blocking check failed upstream: nothing downstream runs for it

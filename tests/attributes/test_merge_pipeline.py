@@ -19,6 +19,7 @@ import yaml
 from PIL import Image
 
 from mmoral_pipeline.defs.attributes import attributes_assets, attributes_checks
+from mmoral_pipeline.defs.experts import expert_annotations_batch
 from mmoral_pipeline.defs.ingest import ingest_assets, ingest_checks
 from mmoral_pipeline.defs.io_manager import ParquetIOManager, read_table
 from mmoral_pipeline.defs.partitions import BATCHES
@@ -97,7 +98,7 @@ def test_synthetic_pair_merges_into_one_document_through_mmoral_materialize(tmp_
 
 def _materialize(instance, home: Path, sources: Path, partition: str, groups: tuple[str, ...]) -> dg.ExecuteInProcessResult:
     return dg.materialize(
-        [*ingest_assets, *ingest_checks, *attributes_assets, *attributes_checks],
+        [*ingest_assets, *ingest_checks, expert_annotations_batch, *attributes_assets, *attributes_checks],
         partition_key=partition, instance=instance, raise_on_error=False,
         resources={"io_manager": ParquetIOManager(str(home)), "sources": SourcesResource(path=str(sources))},
         selection=dg.AssetSelection.groups(*groups),

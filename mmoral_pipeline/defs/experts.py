@@ -7,7 +7,6 @@ imports torch; inference runs in the step (torch or ONNX Runtime imported there,
 """
 
 
-import base64
 import os
 import sys
 import uuid
@@ -22,6 +21,7 @@ from pydantic import Field
 
 from mmoral_pipeline.batches import batch_for_partition
 from mmoral_pipeline.config import TRAINED_EXPERT
+from mmoral_pipeline.defs.ingest import _thumbnail_markdown  # the same thumbnails as raw_annotations'
 from mmoral_pipeline.defs.metadata import counts_markdown, table_metadata
 from mmoral_pipeline.defs.partitions import batch_partitions
 from mmoral_pipeline.defs.resources import SourcesResource
@@ -166,29 +166,6 @@ def trained_expert_refusal(instance: dg.DagsterInstance, version: str) -> str | 
     return None
 
 
-def _thumbnails(images: pl.DataFrame, annotations: pl.DataFrame, n: int = 6) -> str:
-    from PIL import Image
-
-    from mmoral_pipeline.viz import DrawnBox, draw_boxes, thumbnail_grid, to_jpeg
-
-    pics = []
-    for row in images.head(n).iter_rows(named=True):
-        try:
-            with Image.open(row.get("model_image_path") or row["path"]) as im:
-                im.draft("L", (im.width // 4, im.height // 4))
-                img = im.convert("L")
-        except OSError:
-            continue
-        scale = img.width / row["width"]
-        mine = annotations.filter(pl.col("image_id") == row["image_id"])
-        boxes = [DrawnBox([v * scale for v in a["box"]], a["label"]) for a in mine.select("box", "label").iter_rows(named=True)]
-        pics.append(draw_boxes(img, boxes, width=2))
-    if not pics:
-        return "_no images_"
-    grid = thumbnail_grid(pics, columns=3, thumb_width=300)
-    return f"![expert boxes](data:image/jpeg;base64,{base64.b64encode(to_jpeg(grid, 70)).decode()})"
-
-
 @dg.multi_asset(
     outs={
         "expert_annotations": dg.AssetOut(
@@ -270,7 +247,7 @@ def expert_annotations_batch(
             "keep_score": dg.MetadataValue.float(config.keep_score),
             "human_covers": dg.MetadataValue.json(sorted(human)),
             "per_category": dg.MetadataValue.md(counts_markdown(per_category)),
-            "thumbnails": dg.MetadataValue.md(_thumbnails(raw_images, run.annotations)),
+            "thumbnails": dg.MetadataValue.md(_thumbnail_markdown(raw_images, run.annotations)),
         },
     )
     yield dg.Output(

@@ -9,20 +9,14 @@ and reports the materialisation (checkpoint, version, COCO metrics, throughput) 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import traceback
 from typing import Any
 
+from mmoral_pipeline.training.run import _parse_value  # the one `--set key=value` reader
+
 CHECK_NAME = "expert_map_floor"
 EXTRA_KEY = "expert_train"
-
-
-def _parse_value(raw: str) -> Any:
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError:
-        return raw
 
 
 def per_class_markdown(per_class: dict[str, dict[str, Any]]) -> str:

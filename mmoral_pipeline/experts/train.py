@@ -9,7 +9,6 @@ No Dagster here: `experts/run.py` is the Pipes entry point the `expert_model` as
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -36,6 +35,7 @@ from mmoral_pipeline.experts.spec import (
     ExpertManifest,
     write_manifest,
 )
+from mmoral_pipeline.sources.base import sha256_file
 
 METRICS_FILE = "metrics.json"
 LATEST = "latest"
@@ -77,14 +77,6 @@ class ExpertTrainReport(BaseModel):
 
     def meets_floor(self) -> bool:
         return self.loss_is_finite() and float(self.metrics.get("map50", 0.0)) >= self.map50_floor
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def run_folder_name() -> str:

@@ -182,11 +182,16 @@ def test_materialise_through_graphql_then_look_in_chromium(dagster_dev: DagsterD
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         try:
-            page = browser.new_page(viewport={"width": 1800, "height": 1050})
+            page = browser.new_page(viewport={"width": 1800, "height": 2000})  # the whole graph in view
             page.goto(f"{dev.url}/asset-groups?expanded={expanded}", wait_until="networkidle", timeout=120_000)
             _dismiss_welcome(page)
-            for key in ("raw_images", "raw_annotations", "tooth_attributes", "reports", "dialogues", "dataset_card", "sft_model"):
-                page.get_by_text(key, exact=True).first.wait_for(state="visible", timeout=60_000)
+            try:
+                for key in ("raw_images", "raw_annotations", "tooth_attributes", "reports", "dialogues", "dataset_card", "sft_model"):
+                    page.get_by_text(key, exact=True).first.wait_for(state="visible", timeout=60_000)
+            except Exception:  # keep what the browser showed, for the failure report
+                page.screenshot(path=str(SCREENSHOTS / "ui_asset_graph_failed.png"))
+                print(f"screenshot of the failure: {SCREENSHOTS / 'ui_asset_graph_failed.png'}")
+                raise
             for g in all_groups:
                 assert page.get_by_text(g, exact=True).count() >= 1, g
             page.wait_for_timeout(1500)  # let the graph finish its layout animation

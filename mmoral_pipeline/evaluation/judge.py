@@ -63,8 +63,7 @@ _BOX = re.compile(rf"\[\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\
 _POINT = re.compile(rf"\[\s*({_NUM})\s*,\s*({_NUM})\s*\]")
 _COUNT_Q = re.compile(r"\bhow many\b|\bnumber of\b|\bcount\b", re.IGNORECASE)
 _NUMBER_WORDS = {w: i for i, w in enumerate(
-    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
-    "sixteen seventeen eighteen nineteen twenty".split())}
+    ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty"])}
 _NUMBER_WORDS["no"] = 0
 _NEGATION = re.compile(r"\b(no|not|without|absent|free of|none|neither|nor|unremarkable)\b")
 _EXTRA_FINDINGS = {"erupted": "erupted", "fully erupted": "erupted", "healthy": "normal", "normal": "normal",

@@ -289,7 +289,10 @@ def benchmark_results(context: dg.AssetExecutionContext, config: BenchmarkResult
     results = []
     for spec in specs:
         context.log.info(f"running {spec.name} ({spec.kind}) on {len(closed)} closed / {len(open_)} open items")
-        run = run_model(make_runner(spec, prior=prior), closed, open_)
+        try:
+            run = run_model(make_runner(spec, prior=prior), closed, open_)
+        except ValueError as e:  # e.g. the other-image control on a single image
+            raise dg.Failure(f"{spec.name}: {e}") from e
         results.append(score_run(run, closed, open_, judge, repeats=config.judge_repeats))
     out_dir = Path(mmoral_home()) / "benchmark_results"
     paths = write_outputs(out_dir, results)

@@ -40,6 +40,8 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the random baseline")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--max-pixels", type=int, default=401_408, help="image pixel budget for local checkpoints")
+    parser.add_argument("--max-new-tokens-open", type=int, default=256, help="answer length cap of local checkpoints on "
+                        "open questions")
     parser.add_argument("--out", default=None, help="folder for results.md, dimensions.png and raw predictions")
 
 
@@ -94,7 +96,11 @@ def run_bench(args: argparse.Namespace) -> int:
     results = []
     for spec in specs:
         spec.seed, spec.batch_size, spec.max_pixels = args.seed, args.batch_size, args.max_pixels
-        run = run_model(make_runner(spec, prior=prior), closed, open_)
+        spec.max_new_tokens_open = args.max_new_tokens_open
+        try:
+            run = run_model(make_runner(spec, prior=prior), closed, open_)
+        except ValueError as e:  # e.g. the other-image control on a single image
+            return _fail(f"{spec.name}: {e}")
         results.append(score_run(run, closed, open_, judge, repeats=args.judge_repeats))
     print(f"{len(closed)} closed-ended and {len(open_)} open-ended questions; judge: "
           f"{getattr(judge, 'name', 'offline')} ({judge.prompt_version})")

@@ -158,7 +158,7 @@ TEXT_CHECK = dg.AssetCheckSpec(
     "closed_set_not_answerable_from_text", asset="benchmark_items", additional_deps=["instruction_samples"],
     description=f"Text alone cannot pass the closed set: the question-wording prior of the training split and the most "
     f"frequent letter both score within {100 * PRIOR_TOLERANCE:.0f} points of chance ({100 * PRIOR_TARGET:.0f} %) on "
-    "it. Skipped without a training split.")
+    f"it. Skipped without a training split or with fewer than {verdicts.MIN_CLOSED_TO_JUDGE} closed items.")
 
 
 @dg.multi_asset_check(specs=[TEXT_CHECK], can_subset=True, name="closed_set_not_answerable_from_text",
@@ -170,8 +170,8 @@ def closed_set_not_answerable_from_text(context: dg.AssetCheckExecutionContext, 
     closed, _ = items_from_frame(benchmark_items.filter(pl.col("kind") == "closed"), with_images=False)
     v = verdicts.text_alone_near_chance(closed, prior_from_samples(instruction_samples))
     if v is None:
-        context.log.info("closed_set_not_answerable_from_text: skipped, no closed items or no training answers to fit "
-                         "the question-wording prior on")
+        context.log.info(f"closed_set_not_answerable_from_text: skipped, {len(closed)} closed items (judged from "
+                         f"{verdicts.MIN_CLOSED_TO_JUDGE}) or no training answers to fit the question-wording prior on")
         return
     yield dg.AssetCheckResult(check_name=TEXT_CHECK.name, asset_key="benchmark_items", passed=v.passed,
                               severity=dg.AssetCheckSeverity.WARN, description=v.description,
@@ -282,9 +282,12 @@ def benchmark_results(context: dg.AssetExecutionContext, config: BenchmarkResult
             specs += with_controls(spec.model_copy(update={"name": e.name, **common}), config.controls)
     except ValueError as e:
         raise dg.Failure(str(e)) from e
+    prior = prior_from_samples(instruction_samples)
+    if not prior.n_closed and any(s.kind == "question_prior" for s in specs):
+        skipped["question_prior"] = "instruction_samples has no training split to fit it on"
+        specs = [s for s in specs if s.kind != "question_prior"]
     if not specs:
         raise dg.Failure(f"no model to run; skipped: {skipped}")
-    prior = prior_from_samples(instruction_samples)
     judge = make_judge(config.judge_base_url, config.judge_model, config.judge_api_key_env)  # cache: $MMORAL_HOME/llm_cache.sqlite
     results = []
     for spec in specs:

@@ -24,6 +24,7 @@ SFT_COMPARISONS = {  # results row -> what it stands for
     "base": "its untrained base",
 }
 REQUIRED_COMPARISONS = ("question_prior", "sft-other-image")
+MIN_CLOSED_TO_JUDGE = 20  # below this one item moves an accuracy by more than the 5-point band (4 items: 25 -> 50 %)
 
 
 class Verdict(BaseModel):
@@ -64,8 +65,9 @@ def sft_not_worse_than_base(scores: Mapping[str, float | None]) -> Verdict | Non
 
 def text_alone_near_chance(items: Sequence[ClosedItem], prior: QuestionPrior) -> Verdict | None:
     """The closed set is not passed by text alone: the question-wording prior and the most frequent letter both
-    score within PRIOR_TOLERANCE of chance on it. None without closed items or training answers (nothing to judge)."""
-    if not items or not prior.n_closed:
+    score within PRIOR_TOLERANCE of chance on it. None with fewer than MIN_CLOSED_TO_JUDGE closed items or no training
+    answers (nothing to judge)."""
+    if len(items) < MIN_CLOSED_TO_JUDGE or not prior.n_closed:
         return None
     prior_right = sum(prior.closed_choice(it.question, it.options) == it.answer_text for it in items)
     letters = Counter(it.answer for it in items)

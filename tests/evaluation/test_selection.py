@@ -84,3 +84,18 @@ def test_built_benchmark_is_not_passed_by_the_training_prior():
     assert balanced.selection.prior_right == sum(prior.closed_choice(it.question, it.options) == it.answer_text
                                                  for it in balanced.closed)
     assert Counter(it.image_id for it in balanced.closed) == {a.image_id: 5 for a in held}
+
+
+def test_model_verdicts_need_the_model_and_its_controls():
+    from mmoral_pipeline.evaluation.verdicts import sft_beats_baselines, sft_not_worse_than_base
+
+    assert sft_beats_baselines({"question_prior": 25.0, "random": 24.0}) is None  # no fine-tuned model: skipped
+    assert sft_not_worse_than_base({"sft": 30.0}) is None
+    full = {"sft": 40.0, "question_prior": 25.0, "sft-other-image": 34.0, "most_frequent": 25.4, "base": 10.0}
+    v = sft_beats_baselines(full)
+    assert v.passed and v.figures["sft-other-image"] == 34.0
+    v = sft_beats_baselines({**full, "sft-other-image": 36.0})  # 4 points above its other-image run: not enough
+    assert not v.passed and "itself shown another patient's X-ray (36.0)" in v.description
+    v = sft_beats_baselines({k: x for k, x in full.items() if k != "sft-other-image"})
+    assert not v.passed and "cannot tell whether it reads the X-ray" in v.description
+    assert not sft_not_worse_than_base({"sft": 30.0, "base": 40.0}).passed

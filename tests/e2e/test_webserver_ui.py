@@ -185,7 +185,7 @@ def test_materialise_through_graphql_then_look_in_chromium(dagster_dev: DagsterD
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         try:
-            page = browser.new_page(viewport={"width": 1800, "height": 1050})
+            page = browser.new_page(viewport={"width": 1800, "height": 1350})  # the whole graph, training included
             page.goto(f"{dev.url}/asset-groups?expanded={expanded}", wait_until="networkidle", timeout=120_000)
             _dismiss_welcome(page)
             for key in ("raw_images", "raw_annotations", "tooth_attributes", "reports", "dialogues", "dataset_card", "sft_model"):

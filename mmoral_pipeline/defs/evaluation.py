@@ -27,7 +27,6 @@ from mmoral_pipeline.evaluation.frames import (
     pick_images,
     report_texts,
 )
-from mmoral_pipeline.evaluation.items import ClosedItem
 from mmoral_pipeline.evaluation.judge import OFFLINE_JUDGE_VERSION, load_judge_template
 from mmoral_pipeline.evaluation.prior import prior_from_samples
 from mmoral_pipeline.evaluation.selection import PRIOR_TARGET, PRIOR_TOLERANCE
@@ -249,13 +248,10 @@ def benchmark_results(context: dg.AssetExecutionContext, config: BenchmarkResult
         with_controls,
     )
     from mmoral_pipeline.evaluation.report import dimension_bars_png, results_markdown, write_outputs
-    from mmoral_pipeline.evaluation.tsv import read_bench_tsv
+    from mmoral_pipeline.evaluation.tsv import read_bench_tsvs
 
     if config.tsv_paths:
-        closed, open_ = [], []
-        for p in config.tsv_paths:
-            for r in read_bench_tsv(p):
-                (closed if isinstance(r, ClosedItem) else open_).append(r)
+        closed, open_ = read_bench_tsvs(config.tsv_paths)
         source = ", ".join(config.tsv_paths)
     else:
         closed, open_ = items_from_frame(benchmark_items)

@@ -59,22 +59,17 @@ def run_bench(args: argparse.Namespace) -> int:
         score_run,
         with_controls,
     )
-    from mmoral_pipeline.evaluation.items import ClosedItem, OpenItem
     from mmoral_pipeline.evaluation.prior import load_prior
     from mmoral_pipeline.evaluation.report import results_markdown, write_outputs
-    from mmoral_pipeline.evaluation.tsv import read_bench_tsv
+    from mmoral_pipeline.evaluation.tsv import read_bench_tsvs
 
-    closed: list[ClosedItem] = []
-    open_: list[OpenItem] = []
-    for path in args.tsv:
-        if not os.path.isfile(path):
-            return _fail(f"TSV {path!r} does not exist")
-        try:
-            rows = read_bench_tsv(path)
-        except ValueError as e:
-            return _fail(str(e))
-        for r in rows[: args.limit] if args.limit else rows:
-            (closed if isinstance(r, ClosedItem) else open_).append(r)  # type: ignore[arg-type]
+    missing = [p for p in args.tsv if not os.path.isfile(p)]
+    if missing:
+        return _fail(f"TSV {missing[0]!r} does not exist")
+    try:
+        closed, open_ = read_bench_tsvs(args.tsv, args.limit)
+    except ValueError as e:
+        return _fail(str(e))
     controls = [] if args.controls.strip() in ("", "none") else [c.strip() for c in args.controls.split(",")]
     specs = []
     try:

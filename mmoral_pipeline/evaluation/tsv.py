@@ -142,6 +142,17 @@ def read_bench_tsv(path: str | Path) -> list[ClosedItem] | list[OpenItem]:
     return read_open_tsv(path)
 
 
+def read_bench_tsvs(paths: Iterable[str | Path], limit: int | None = None) -> tuple[list[ClosedItem], list[OpenItem]]:
+    """Several TSVs of either kind -> (closed, open) rows; `limit`: the first N rows of each file."""
+    closed: list[ClosedItem] = []
+    open_: list[OpenItem] = []
+    for path in paths:
+        rows = read_bench_tsv(path)
+        for r in rows[:limit] if limit else rows:
+            (closed if isinstance(r, ClosedItem) else open_).append(r)  # type: ignore[arg-type]
+    return closed, open_
+
+
 def write_closed_tsv(items: Iterable[ClosedItem], path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

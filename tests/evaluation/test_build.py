@@ -59,7 +59,7 @@ def test_report_text_is_used_when_given():
     [write] = [it for it in open_ if it.kind == "write_report"]
     assert write.answer == report and write.source == "report:r123"  # which reports row answered it
     summary = [it for it in open_ if it.category == "SumRec"]
-    assert all(it.answer == "Summary: restore tooth 36." and it.source == "report:r123#3" for it in summary)
+    assert all(it.answer == "restore tooth 36." and it.source == "report:r123#3" for it in summary)  # section 3's body
     _, open_, _ = build_benchmark([a])
     assert [it.source for it in open_ if it.kind == "write_report"] == ["rule:write_report"]
 

@@ -254,6 +254,8 @@ def test_results_with_tiny_checkpoints(home):
                                      "sft-other-image", "base", "base-text-only", "base-other-image"]
     assert df.filter(pl.col("model") == "random")["open_overall"][0] is None
     assert df.filter(pl.col("model") == "sft")["n_open"][0] == 8
+    floor = df.filter(pl.col("model") == "constant:I don't know.")
+    assert floor["open_overall"][0] == 0.0 and floor["closed_overall"][0] == 0.0  # a non-answer earns nothing
     checks = _checks(res)
     assert checks["sft_not_worse_than_base"].passed  # identical weights score identically
     assert not checks["sft_beats_baselines_on_closed"].passed  # and so not 5 points above its base

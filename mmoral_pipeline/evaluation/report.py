@@ -71,11 +71,9 @@ def write_outputs(out_dir: str | Path, results: Sequence) -> dict[str, Path]:
     paths["chart"].write_bytes(dimension_bars_png(rows))
     with open(paths["closed"], "w", encoding="utf-8") as fh:
         for r in results:
-            for p in r.closed:
-                fh.write(p.model_dump_json() + "\n")
+            fh.writelines(p.model_dump_json() + "\n" for p in r.closed)
     with open(paths["open"], "w", encoding="utf-8") as fh:
         for r in results:
-            for p in r.open:
-                fh.write(p.model_dump_json() + "\n")
+            fh.writelines(p.model_dump_json() + "\n" for p in r.open)
     paths["scores"].write_text(json.dumps([r.model_dump() for r in rows], indent=1), encoding="utf-8")
     return paths

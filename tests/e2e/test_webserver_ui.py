@@ -170,7 +170,10 @@ def test_materialise_through_graphql_then_look_in_chromium(dagster_dev: DagsterD
         assert any(k == key for k, _ in ran), f"no check result for {key}: {sorted(ran)}"
     # partitioned checks ran once per batch
     assert {p for k, c, p, *_ in results if c == "images_decode"} == set(BATCHES)
-    bad = [r for r in results if r[3] != "SUCCEEDED" or r[4] is not True]
+    # 4 images leave 5 benchmark questions: too few to judge whether text alone passes them, so that check is
+    # skipped (planned, never evaluated), which is neither a pass nor a failure
+    too_small = {("benchmark_items", "closed_set_not_answerable_from_text", None, "SKIPPED", None)}
+    bad = [r for r in results if (r[3] != "SUCCEEDED" or r[4] is not True) and r not in too_small]
     assert not bad, f"checks that did not pass: {bad}"
 
     # --- 3. the browser

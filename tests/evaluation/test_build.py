@@ -48,11 +48,20 @@ def test_build_is_deterministic_and_order_independent():
 
 
 def test_report_text_is_used_when_given():
+    from mmoral_pipeline.evaluation.build import GeneratedReport
+
     a = make_attributes(3)
     report = "1) Teeth: caries on tooth 36.\n2) Jaw: no bone loss.\n3) Summary: restore tooth 36."
     _, open_, _ = build_benchmark([a], reports={a.image_id: report})
     [write] = [it for it in open_ if it.kind == "write_report"]
     assert write.answer == report and write.source == "report"
+    _, open_, _ = build_benchmark([a], reports={a.image_id: GeneratedReport(item_id="r123", text=report)})
+    [write] = [it for it in open_ if it.kind == "write_report"]
+    assert write.answer == report and write.source == "report:r123"  # which reports row answered it
+    summary = [it for it in open_ if it.category == "SumRec"]
+    assert all(it.answer == "restore tooth 36." and it.source == "report:r123#3" for it in summary)  # section 3's body
+    _, open_, _ = build_benchmark([a])
+    assert [it.source for it in open_ if it.kind == "write_report"] == ["rule:write_report"]
 
 
 def test_holdout_selection_uses_dataset_rule():
@@ -161,10 +170,13 @@ def _generated_for(a, seed: int = 0):
 
 
 def test_generated_vqa_feeds_up_to_three_closed_items_per_image_and_rules_the_rest():
+    from mmoral_pipeline.evaluation.build import build_benchmark_items
+
     attrs = [make_attributes(s) for s in range(30)]
     generated = {a.image_id: _generated_for(a) for a in attrs}
-    closed, _, rejected = build_benchmark(attrs, generated=generated)
-    assert rejected == []
+    built = build_benchmark_items(attrs, generated=generated)
+    closed = built.closed
+    assert built.rejected == []
     assert Counter(it.image_id for it in closed) == {a.image_id: 5 for a in attrs}
     by_image: dict[str, list[ClosedItem]] = {}
     for it in closed:
@@ -172,16 +184,20 @@ def test_generated_vqa_feeds_up_to_three_closed_items_per_image_and_rules_the_re
     for a in attrs:
         items = by_image[a.image_id]
         from_vqa = [it for it in items if it.source.startswith("vqa:")]
-        n_distinct = len({g.question for g in generated[a.image_id]})
-        assert len(from_vqa) == min(3, n_distinct)
         assert all(it.source.startswith("rule:") for it in items if it not in from_vqa)
         for it in from_vqa:  # the generated question, options and right answer, only re-lettered
             g = next(g for g in generated[a.image_id] if f"vqa:{g.item_id}" == it.source)
             assert it.question == g.question and sorted(it.options) == sorted(g.options) and it.answer_text == g.answer_text
+    sel = built.selection
+    assert sel.by_slot["generated"] == sum(it.source.startswith("vqa:") for it in closed) > len(closed) / 5
+    # every image away from 3 generated + 2 rules is counted with its reason
+    off = sum(1 for items in by_image.values()
+              if Counter("g" if it.source.startswith("vqa:") else "r" if it.source.startswith(("rule:loc_", "rule:count_")) else "b"
+                         for it in items) != {"g": 3, "r": 2})
+    assert sel.images_off_target == off and sum(sel.off_target_reasons.values()) == off
     letters = Counter(it.answer for it in closed)
     assert max(letters.values()) - min(letters.values()) <= 1
-    assert sum(it.source.startswith("vqa:") for it in closed) > len(closed) / 3
-    # without generated items the benchmark is the rule builders' alone, as before
+    # without generated items the benchmark is the rule builders' alone
     assert all(it.source.startswith("rule:") for it in build_benchmark(attrs)[0])
 
 

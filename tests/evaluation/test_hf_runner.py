@@ -72,9 +72,10 @@ def test_other_images_shows_each_question_another_items_xray():
         return ClosedItem(index=str(i), question="Q?", options=["a", "b", "c", "d"], answer="A", category="Teeth",
                           image_id=image, image=image)
 
+    from mmoral_pipeline.evaluation.runners import shown_images
+
     items = [item(0, "x"), item(1, "x"), item(2, "y"), item(3, "z")]
-    runner = HFRunner("/nonexistent", other_images=True)
-    assert runner._images(items) == ["y", "y", "z", "x"]  # every question gets a different image than its own
-    assert HFRunner("/nonexistent")._images(items) == ["x", "x", "y", "z"]
+    assert shown_images(items, other_images=True) == ["y", "y", "z", "x"]  # every question gets a different image
+    assert shown_images(items, other_images=False) == ["x", "x", "y", "z"]
     with pytest.raises(ValueError, match="two different images"):
-        runner._images(items[:2])
+        shown_images(items[:2], other_images=True)

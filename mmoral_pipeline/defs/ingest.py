@@ -20,7 +20,7 @@ from mmoral_pipeline.sources.base import MODEL_IMAGE_MODES, NORMALISE_VERSION
 from mmoral_pipeline.sources.coverage import source_coverage
 from mmoral_pipeline.viz import DrawnBox, draw_boxes, thumbnail_grid, to_jpeg
 
-INGEST_CODE_VERSION = f"ingest-v1+{NORMALISE_VERSION}"
+INGEST_CODE_VERSION = f"ingest-v2+{NORMALISE_VERSION}"  # v2: perceptual hash, id collisions and duplicate stems quarantined
 
 
 def _thumbnail_markdown(images: pl.DataFrame, annotations: pl.DataFrame, n: int = 6) -> str:

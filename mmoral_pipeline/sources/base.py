@@ -23,6 +23,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from mmoral_pipeline.config import PanoramicLimits, SourceSpec, SourcesFile, mmoral_home
 from mmoral_pipeline.domain.geometry import box_problem
+from mmoral_pipeline.domain.near_duplicates import perceptual_hash
 from mmoral_pipeline.domain.records import IngestBatch, ImageRecord, RejectReason, Rejection
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", ".dicom")
@@ -250,6 +251,7 @@ def image_record(
         patient_key=patient_key,
         model_image_path=str(model_path),
         normalisation=normalisation,
+        phash=perceptual_hash(model_image),  # of the pixels the model sees: DICOM and 16-bit images alike
     )
 
 

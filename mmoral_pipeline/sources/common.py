@@ -169,7 +169,12 @@ def add_image(
     image_id: str | None = None,
     file_name: str | None = None,
 ) -> ImageRecord | Rejection:
-    """Inspect one image file and record the outcome (counted as one image seen)."""
+    """Inspect one image file and record the outcome (counted as one image seen).
+
+    Image ids are unique by construction: an image whose id an accepted image of the batch already
+    holds (`a/b.png`, `a_b.png` and `a b.jpg` all clean to `<source>-a_b`) is quarantined as
+    `id_collision`, never merged with the first (shards keep such files together: `batches.shard_items`).
+    """
     batch.images_seen += 1
     result = inspect_image(path, source=source, root=root, max_pixels=max_pixels, image_id=image_id)
     if isinstance(result, Rejection):
@@ -177,7 +182,15 @@ def add_image(
         return result
     if file_name is not None:
         result = result.model_copy(update={"file_name": file_name})
-    batch.images.append(result)
+    owner = batch.id_owner(result.image_id)
+    if owner is not None:
+        rej = Rejection(
+            source=source, path=str(path), reason=RejectReason.ID_COLLISION,
+            message=f"image id {result.image_id!r} of {result.file_name} is already taken by {owner}: rename one of them",
+        )
+        batch.reject(rej)
+        return rej
+    batch.accept_image(result)
     return result
 
 

@@ -21,6 +21,9 @@
   `group_id`, `description`, `flags`, non-polygon `shape_type` also go to extra.
 - Box from the points (polygon, rectangle; circle = centre + rim point); polygon shapes also keep
   the flat polygon.
+- Size guards: a labelme file larger than an image of `max_image_pixels` could be is refused before
+  it is parsed, and an embedded image whose header declares more than `max_image_pixels` pixels is
+  refused before it is written or decoded (`image_too_large`).
 - Duplicates: within a batch, a second JSON whose image is the same file (or the same embedded
   bytes) is `duplicate_image`, and its shapes are rejected (`image_rejected`).
 """
@@ -36,6 +39,7 @@ import math
 import os
 import re
 import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -93,6 +97,29 @@ def extract_embedded(data: bytes, target_dir: Path) -> Path:
             fh.write(data)
         os.replace(tmp, target)
     return target
+
+
+def max_document_bytes(max_pixels: int) -> int:
+    """Largest labelme file read: base64 of an image of `max_pixels` at 8 bytes a pixel (uncompressed
+    16-bit RGBA, the worst case), plus 16 MB of shapes."""
+    return max_pixels * 8 * 4 // 3 + (16 << 20)
+
+
+def embedded_too_large(data: bytes, max_pixels: int) -> str | None:
+    """Why an embedded image is refused from its header alone (size over `max_pixels`, or a header
+    Pillow calls a decompression bomb); None when it may be decoded."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as im:
+                width, height = im.size
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        return f"embedded image: {exc}"
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return None  # not an image at all: inspect_image gives the right reason
+    if width * height > max_pixels:
+        return f"embedded image {width}x{height} = {width * height} pixels exceeds the limit of {max_pixels}"
+    return None
 
 
 def shape_box(shape_type: str, points: Any) -> list[float] | None:
@@ -173,6 +200,12 @@ class LabelmeReader:
             reject_image(batch, source=src, path=key, reason=RejectReason.PATH_ESCAPES_SOURCE, message=f"{key!r} escapes the source folder")
             return
         try:
+            size = json_path.stat().st_size
+            limit = max_document_bytes(sources.max_image_pixels)
+            if size > limit:  # guard before parsing: the embedded image cannot be that large
+                reject_image(batch, source=src, path=str(json_path), reason=RejectReason.IMAGE_TOO_LARGE,
+                             message=f"{key}: {size} bytes exceeds the limit of {limit} for a labelme file (max_image_pixels)")
+                return
             with open(json_path, "rb") as fh:
                 doc = json.loads(fh.read())
             if not isinstance(doc, dict) or not isinstance(doc.get("shapes", []), list):
@@ -230,6 +263,9 @@ class LabelmeReader:
                 return reject_image(batch, source=src, path=str(json_path), record="imageData", reason=RejectReason.IMAGE_CORRUPT, message=f"imageData is not base64: {exc}")
             if not raw:
                 return reject_image(batch, source=src, path=str(json_path), record="imageData", reason=RejectReason.EMPTY_FILE, message="imageData decodes to zero bytes")
+            too_large = embedded_too_large(raw, max_pixels)
+            if too_large:  # refused from its header: never written to disk, never decoded
+                return reject_image(batch, source=src, path=str(json_path), record="imageData", reason=RejectReason.IMAGE_TOO_LARGE, message=too_large)
             digest = hashlib.sha256(raw).hexdigest()
             if digest in seen_images:
                 return reject_image(batch, source=src, path=str(json_path), record="imageData", reason=RejectReason.DUPLICATE_IMAGE, message=f"same embedded image as {seen_images[digest]}")

@@ -8,7 +8,11 @@ generation request and the validator verdicts. Then:
 1. exact de-duplication: same image, task and conversation -> same `sample_id`, the first kept;
 2. near-duplicate de-duplication: same image and the same *normalised* conversation text
    (case, punctuation and whitespace folded) -> the first kept;
-3. the split by image (`split.split_images`): train / val / bench, grouped by source.
+3. the split by content (`split.split_images`): train / val / bench, copies of one X-ray and one
+   patient's X-rays in one split.
+
+Every row dropped (invalid, no image, failed validation, duplicate) or altered (dialogue turns
+merged or trimmed) gets a row in the `DropLog` (`dataset.drops`), which becomes `dropped_samples`.
 
 The generation contributor's rows follow `InstructionItem` (mmoral_pipeline/generation/rows.py);
 the normalisers below accept the loose forms a field may take in Parquet (JSON strings or
@@ -26,7 +30,9 @@ from typing import Any
 
 import polars as pl
 
-from mmoral_pipeline.dataset.split import split_images
+from mmoral_pipeline.dataset.drops import DropLog
+from mmoral_pipeline.dataset.split import SplitResult, split_images
+from mmoral_pipeline.domain.near_duplicates import NEAR_DUPLICATE_MAX_DISTANCE
 from mmoral_pipeline.domain.records import stable_id
 
 TASK_TYPES: tuple[str, ...] = (
@@ -37,7 +43,7 @@ OPEN_BENCH_TASKS: frozenset[str] = frozenset({"vqa_open", "loc_open", "report"})
 # The generation tables instruction_samples reads, in this order (the order decides which duplicate is kept).
 GENERATION_TABLES: tuple[str, ...] = ("reports", "vqa_items", "dialogues", "attribute_tasks")
 DEFAULT_REPORT_QUESTION = "Please write a structured radiology report for this panoramic X-ray."
-ASSEMBLY_VERSION = "assemble-v1"  # bump when messages, ids or de-dup rules change
+ASSEMBLY_VERSION = "assemble-v2"  # bump when messages, ids or de-dup rules change (v2: content split, drop log)
 
 SAMPLE_SCHEMA: dict[str, pl.DataType] = {
     "sample_id": pl.String,
@@ -53,6 +59,8 @@ SAMPLE_SCHEMA: dict[str, pl.DataType] = {
     "image_id": pl.String,
     "image_path": pl.String,  # the image the model sees (raw_images.model_image_path)
     "image_sha256": pl.String,  # of the source file (raw_images.sha256)
+    "image_phash": pl.String,  # perceptual hash from raw_images (near-duplicate copies share the split)
+    "patient_key": pl.String,  # from raw_images, where the source declares one
     "file_name": pl.String,
     "source": pl.String,
     "partition": pl.String,
@@ -71,32 +79,39 @@ SAMPLE_SCHEMA: dict[str, pl.DataType] = {
     "validators_passed": pl.String,  # JSON: the verdicts as generation recorded them
     "validated": pl.Boolean,
     "near_dup_key": pl.String,
+    "split_group": pl.String,  # the key the split decided this image's group by
     "split": pl.String,
 }
 
 
 @dataclass
 class AssemblyStats:
-    """Counts the asset shows in its metadata (what went in, what each step removed)."""
+    """Counts the asset shows in its metadata (what went in, what each step removed), and the drop log."""
 
     input_rows: dict[str, int] = field(default_factory=dict)
     invalid: int = 0
     missing_image: int = 0
+    ambiguous_image: int = 0
     failed_validation: int = 0
     exact_duplicates: int = 0
     near_duplicates: int = 0
+    altered_dialogues: int = 0
     output_rows: int = 0
-    dropped_examples: list[dict[str, str]] = field(default_factory=list)
+    drops: DropLog = field(default_factory=DropLog)
+    split: SplitResult = field(default_factory=SplitResult)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "input_rows": dict(self.input_rows),
             "invalid": self.invalid,
             "missing_image": self.missing_image,
+            "ambiguous_image": self.ambiguous_image,
             "failed_validation": self.failed_validation,
             "exact_duplicates": self.exact_duplicates,
             "near_duplicates": self.near_duplicates,
+            "altered_dialogues": self.altered_dialogues,
             "output_rows": self.output_rows,
+            "split_groups": self.split.as_dict(),
         }
 
 
@@ -165,8 +180,18 @@ def _turn_role(raw: Any) -> str:
 
 def dialogue_turns(turns: Any) -> list[tuple[str, str]]:
     """Dialogue turns in any of the usual shapes -> alternating (role, text), user first, assistant last."""
+    return dialogue_turns_explained(turns)[0]
+
+
+def dialogue_turns_explained(turns: Any) -> tuple[list[tuple[str, str]], dict[str, str]]:
+    """`dialogue_turns` plus what it changed: reason code -> detail (empty when the turns were clean).
+
+    turns_merged: two turns of one speaker in a row became one; empty_turns_dropped; turns_trimmed:
+    turns before the first user turn or after the last assistant turn were cut.
+    """
     turns = _json_value(turns)
     out: list[tuple[str, str]] = []
+    merged = empty = 0
     for t in turns or []:
         if isinstance(t, Mapping):
             role = t.get("role") or t.get("from") or t.get("speaker")
@@ -176,16 +201,28 @@ def dialogue_turns(turns: Any) -> list[tuple[str, str]]:
         role = _turn_role(role)
         text = str(text or "").strip()
         if not text:
+            empty += 1
             continue
         if out and out[-1][0] == role:  # two turns of one speaker in a row: one turn
             out[-1] = (role, out[-1][1] + "\n" + text)
+            merged += 1
         else:
             out.append((role, text))
+    lead = trail = 0
     while out and out[0][0] != "user":
         out.pop(0)
+        lead += 1
     while out and out[-1][0] != "assistant":
         out.pop()
-    return out
+        trail += 1
+    changes: dict[str, str] = {}
+    if merged:
+        changes["turns_merged"] = f"{merged} turn(s) joined to the previous turn of the same speaker"
+    if empty:
+        changes["empty_turns_dropped"] = f"{empty} empty turn(s) dropped"
+    if lead or trail:
+        changes["turns_trimmed"] = f"{lead} turn(s) before the first user turn and {trail} after the last assistant turn cut"
+    return out, changes
 
 
 def closed_user_text(stem: str, options: Sequence[str]) -> str:
@@ -199,10 +236,17 @@ def closed_user_text(stem: str, options: Sequence[str]) -> str:
 
 def build_messages(item: Mapping[str, Any]) -> tuple[list[dict[str, Any]], str, str]:
     """One generation row -> (messages with the image as a reference, first user text, first answer)."""
+    messages, question, answer, _ = build_messages_explained(item)
+    return messages, question, answer
+
+
+def build_messages_explained(item: Mapping[str, Any]) -> tuple[list[dict[str, Any]], str, str, dict[str, str]]:
+    """`build_messages` plus what was changed on the way (dialogue turns merged or trimmed)."""
     task = item["task_type"]
     image_ref = {"type": "image", "image_id": item["image_id"]}
+    changes: dict[str, str] = {}
     if task == "dialogue":
-        turns = dialogue_turns(item.get("turns"))
+        turns, changes = dialogue_turns_explained(item.get("turns"))
         if not turns:
             raise ValueError("dialogue without a user and an assistant turn")
     elif task in CLOSED_TASKS:
@@ -225,7 +269,7 @@ def build_messages(item: Mapping[str, Any]) -> tuple[list[dict[str, Any]], str, 
         if i == 0:
             parts.insert(0, image_ref)
         messages.append({"role": role, "content": parts})
-    return messages, turns[0][1], turns[1][1]
+    return messages, turns[0][1], turns[1][1], changes
 
 
 def messages_version() -> str:
@@ -296,41 +340,58 @@ def assemble_samples(
     holdout_fraction: float,
     explicit_holdout: set[str] | None = None,
     require_validated: bool = True,
+    near_duplicate_max_distance: int = NEAR_DUPLICATE_MAX_DISTANCE,
 ) -> tuple[pl.DataFrame, AssemblyStats]:
-    """All generation tables + raw_images -> (instruction_samples, stats). Pure and deterministic."""
+    """All generation tables + raw_images -> (instruction_samples, stats). Pure and deterministic.
+
+    `stats.drops` holds one row per dropped or altered input row (`dropped_samples`).
+    """
     stats = AssemblyStats()
-    images = {r["image_id"]: r for r in _rows(raw_images)}
+    drops = stats.drops
+    image_rows = _rows(raw_images)
+    id_count: dict[str, int] = {}
+    for r in image_rows:
+        id_count[r["image_id"]] = id_count.get(r["image_id"], 0) + 1
+    images = {r["image_id"]: r for r in image_rows}
     candidates: list[dict[str, Any]] = []
     for table in sorted(generated, key=lambda t: (GENERATION_TABLES.index(t) if t in GENERATION_TABLES else 99, t)):
         rows = _rows(generated[table])
         stats.input_rows[table] = len(rows)
         rows.sort(key=lambda r: (str(r.get("image_id")), str(r.get("item_id"))))  # arrival order never matters
         for item in rows:
-            reason = None
+            reason = detail = None
             task = item.get("task_type")
+            image_id = item.get("image_id")
             try:
                 if task not in TASK_TYPES:
                     raise ValueError(f"unknown task_type {task!r}")
-                messages, question, answer = build_messages(item)
+                messages, question, answer, changes = build_messages_explained(item)
             except (ValueError, TypeError, KeyError, IndexError) as exc:
                 stats.invalid += 1
-                reason = f"invalid: {exc}"
-            if reason is None and item.get("image_id") not in images:
+                reason, detail = "invalid", str(exc)
+            if reason is None and image_id not in images:
                 stats.missing_image += 1
-                reason = "image_id not in raw_images"
+                reason, detail = "image_missing", "image_id not in raw_images (of the partitions that passed their checks)"
+            if reason is None and id_count.get(image_id, 0) > 1:
+                stats.ambiguous_image += 1
+                reason, detail = "image_id_ambiguous", f"{id_count[image_id]} raw_images rows share this image_id (several partitions)"
             validated = _verdict(item.get("validators_passed"))
             if reason is None and require_validated and not validated:
                 stats.failed_validation += 1
-                reason = "validators failed"
+                reason, detail = "failed_validation", f"validators_passed: {str(item.get('validators_passed'))[:200]}"
             if reason is not None:
-                if len(stats.dropped_examples) < 10:
-                    stats.dropped_examples.append({"table": table, "item_id": str(item.get("item_id")), "reason": reason[:200]})
+                drops.drop(stage="assembly", table=table, item_id=item.get("item_id"), image_id=image_id, reason=reason, detail=detail or "")
                 continue
-            img = images[item["image_id"]]
+            img = images[image_id]
             dims = as_str_list(item.get("dimensions"))
+            sample_id = compute_sample_id(image_id, task, messages)
+            for code, what in changes.items():
+                drops.alter(stage="dialogue", table=table, item_id=item.get("item_id"), image_id=image_id, sample_id=sample_id,
+                            reason=code, detail=what)
+            stats.altered_dialogues += bool(changes)
             candidates.append(
                 {
-                    "sample_id": compute_sample_id(item["image_id"], task, messages),
+                    "sample_id": sample_id,
                     "item_id": str(item.get("item_id") or ""),
                     "task_type": task,
                     "messages": json.dumps(messages, ensure_ascii=False),
@@ -340,9 +401,11 @@ def assemble_samples(
                     "answer_letter": (str(item.get("answer_letter") or "").strip().upper()[:1] or None) if task in CLOSED_TASKS else None,
                     "question_stem": str(item.get("question") or "").strip() or (question if task == "report" else ""),
                     "n_turns": len(messages),
-                    "image_id": item["image_id"],
+                    "image_id": image_id,
                     "image_path": img.get("model_image_path") or img.get("path"),
                     "image_sha256": img.get("sha256"),
+                    "image_phash": img.get("phash"),
+                    "patient_key": img.get("patient_key"),
                     "file_name": img.get("file_name"),
                     "source": img.get("source"),
                     "partition": item.get("partition") or img.get("partition"),
@@ -361,6 +424,7 @@ def assemble_samples(
                     "validators_passed": _as_json_text(item.get("validators_passed")),
                     "validated": validated,
                     "near_dup_key": conversation_text(messages),  # replaced by its normalised hash below
+                    "split_group": None,
                     "split": None,
                 }
             )
@@ -368,27 +432,38 @@ def assemble_samples(
         normalised = normalise_texts(pl.Series([c["near_dup_key"] for c in candidates], dtype=pl.String)).to_list()
         for c, text in zip(candidates, normalised, strict=True):
             c["near_dup_key"] = stable_id("near", c["image_id"], text)
-    seen_ids: set[str] = set()
-    seen_near: set[str] = set()
+    first_by_id: dict[str, dict[str, Any]] = {}
+    first_by_near: dict[str, dict[str, Any]] = {}
     kept: list[dict[str, Any]] = []
     for row in candidates:
-        if row["sample_id"] in seen_ids:
+        twin = first_by_id.get(row["sample_id"])
+        if twin is not None:
             stats.exact_duplicates += 1
+            drops.drop(stage="dedup", table=row["generation_table"], item_id=row["item_id"], image_id=row["image_id"],
+                       sample_id=row["sample_id"], reason="exact_duplicate", kept_id=twin["sample_id"],
+                       detail=f"same image, task and conversation as {twin['generation_table']}/{twin['item_id']}")
             continue
-        seen_ids.add(row["sample_id"])
-        if row["near_dup_key"] in seen_near:
+        first_by_id[row["sample_id"]] = row
+        twin = first_by_near.get(row["near_dup_key"])
+        if twin is not None:
             stats.near_duplicates += 1
+            drops.drop(stage="dedup", table=row["generation_table"], item_id=row["item_id"], image_id=row["image_id"],
+                       sample_id=row["sample_id"], reason="near_duplicate", kept_id=twin["sample_id"],
+                       detail=f"same image and normalised text as {twin['generation_table']}/{twin['item_id']}")
             continue
-        seen_near.add(row["near_dup_key"])
+        first_by_near[row["near_dup_key"]] = row
         kept.append(row)
-    splits = split_images(
-        [(r["image_id"], str(r["source"])) for r in kept],
+    used = {r["image_id"] for r in kept}
+    stats.split = split_images(
+        [{**images[i], "image_id": i} for i in sorted(used)],
         val_fraction=val_fraction,
         holdout_fraction=holdout_fraction,
         explicit_holdout=explicit_holdout,
+        near_duplicate_max_distance=near_duplicate_max_distance,
     )
     for row in kept:
-        row["split"] = splits[row["image_id"]]
+        row["split"] = stats.split.split[row["image_id"]]
+        row["split_group"] = stats.split.group[row["image_id"]]
     kept.sort(key=lambda r: (r["split"], r["image_id"], TASK_TYPES.index(r["task_type"]), r["sample_id"]))
     stats.output_rows = len(kept)
     frame = pl.DataFrame(kept, schema=SAMPLE_SCHEMA) if kept else pl.DataFrame(schema=SAMPLE_SCHEMA)
@@ -405,11 +480,3 @@ def split_overlap(samples: pl.DataFrame) -> dict[str, list[str]]:
     for r in bad.iter_rows(named=True):
         out.setdefault("+".join(r["splits"]), []).append(r["image_id"])
     return out
-
-
-def holdout_leaks(samples: pl.DataFrame, holdout_fraction: float, explicit: set[str] | None) -> list[str]:
-    """Train/val images that the hold-out rule says belong to the benchmark (must be empty)."""
-    from mmoral_pipeline.dataset.split import is_holdout
-
-    trainval = samples.filter(pl.col("split") != "bench")["image_id"].unique().to_list()
-    return sorted(i for i in trainval if is_holdout(i, holdout_fraction, explicit))

@@ -23,13 +23,11 @@ def add_lineage_arguments(parser: argparse.ArgumentParser) -> None:
 def run_lineage(args: argparse.Namespace) -> int:
     """Print the chain; 0 when it resolves without problems, 1 with problems, 2 for an unknown id."""
     from mmoral_pipeline.dataset.lineage import UnknownSampleError, render_text, resolve_lineage, write_html
-    from mmoral_pipeline.defs.io_manager import read_table
+    from mmoral_pipeline.defs.io_manager import registered_partitions, table_reader
+    from mmoral_pipeline.materialize import ensure_dagster_home
 
-    def read(name: str):
-        try:
-            return read_table(name, base_dir=args.home)
-        except FileNotFoundError:
-            return None
+    ensure_dagster_home()
+    read = table_reader(registered_partitions(), base_dir=args.home)  # only batches still registered
 
     from pathlib import Path
 

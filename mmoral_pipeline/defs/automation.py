@@ -60,7 +60,13 @@ derived_assets = (dg.AssetSelection.groups(*DERIVED_GROUPS) - never_automatic) &
 # regeneration finishes every batch first). A changed prompt reaches them the same way: re-running
 # the stale generation outputs updates their upstream. (`code_version_changed()` cannot be part of
 # it: the sensor's default condition also applies to the checks, which have no code version.)
-DERIVED_CONDITION = dg.AutomationCondition.eager()
+# Blocking means blocking across runs too: an export is never requested while a blocking check of an
+# unpartitioned upstream (split_disjoint, rows_accounted) has not passed on its latest materialisation.
+# Partitioned upstreams are gated per batch by the IO manager instead (defs/gates.py): one failing batch
+# is left out of instruction_samples, it does not stop the dataset.
+DERIVED_CONDITION = dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed().allow(
+    dg.AssetSelection.from_string('partitions:"none"')
+)
 
 regenerate_dataset_job = dg.define_asset_job(
     "regenerate_dataset",

@@ -15,6 +15,7 @@ from pydantic import Field
 
 from mmoral_pipeline.config import mmoral_home
 from mmoral_pipeline.defs.metadata import markdown_preview, png_markdown, table_metadata
+from mmoral_pipeline.defs.resources import ModelEndpoints
 from mmoral_pipeline.evaluation import verdicts
 from mmoral_pipeline.evaluation.bench import CONTROLS, base_checkpoint_of
 from mmoral_pipeline.evaluation.build import BUILD_VERSION, build_benchmark_items, holdout_attributes, rejection_counts
@@ -177,13 +178,6 @@ def closed_set_not_answerable_from_text(context: dg.AssetCheckExecutionContext, 
                               metadata={k: dg.MetadataValue.float(x) for k, x in v.figures.items()})
 
 
-class EndpointModel(dg.Config):
-    name: str
-    base_url: str
-    model: str
-    api_key_env: str = "OPENAI_API_KEY"
-
-
 DEFAULT_CONSTANT = "constant:I don't know."
 
 
@@ -197,13 +191,12 @@ class BenchmarkResultsConfig(dg.Config):
     controls: list[str] = Field(default=list(CONTROLS), description="runs added for every model that sees images (sft, "
                                 "base, endpoints): text_only (no image) and other_image (each question shown another "
                                 "held-out patient's X-ray: does it read the right one?)")
-    endpoints: list[EndpointModel] = Field(default=[], description="OpenAI-compatible vision endpoints")
+    endpoints: list[str] = Field(default=[], description="names of OpenAI-compatible vision endpoints configured on the "
+                                 "`endpoints` resource (MMORAL_BENCH_ENDPOINTS where the code runs)")
     sft_path: str | None = Field(default=None, description="None: $MMORAL_HOME/sft_model/latest")
     base_path: str | None = Field(default=None, description="None: <sft>/base_model.txt, else <sft>_base (the tiny base)")
     tsv_paths: list[str] = Field(default=[], description="official MMOral-OPG-Bench TSVs to use instead of benchmark_items")
-    judge_base_url: str | None = Field(default=None, description="None: the offline fact judge")
-    judge_model: str | None = None
-    judge_api_key_env: str = "OPENAI_API_KEY"
+    judge_endpoint: str | None = Field(default=None, description="name of a configured endpoint; None: the offline fact judge")
     judge_repeats: int = Field(default=1, description="> 1: re-score open answers with the LLM judge, report the spread")
     limit: int | None = Field(default=None, description="first N closed and N open items")
     seed: int = 0
@@ -230,8 +223,8 @@ SCORE_COLUMNS = {"model": pl.String, "closed_overall": pl.Float64, "open_overall
     deps=[dg.AssetKey("sft_model")],
     code_version=f"{OFFLINE_JUDGE_VERSION}|{load_judge_template()[1]}",
 )
-def benchmark_results(context: dg.AssetExecutionContext, config: BenchmarkResultsConfig, benchmark_items: pl.DataFrame,
-                      instruction_samples: pl.DataFrame) -> dg.MaterializeResult:
+def benchmark_results(context: dg.AssetExecutionContext, config: BenchmarkResultsConfig, endpoints: ModelEndpoints,
+                      benchmark_items: pl.DataFrame, instruction_samples: pl.DataFrame) -> dg.MaterializeResult:
     """Scores every configured model on the benchmark, beside the baselines that bound what text alone does (random,
     most frequent letter, the question-wording prior of the training split, a constant non-answer) and, for every
     model that sees images, its text-only and other-patient-image runs: closed-ended accuracy by deterministic
@@ -247,7 +240,9 @@ def benchmark_results(context: dg.AssetExecutionContext, config: BenchmarkResult
         score_run,
         with_controls,
     )
+    from mmoral_pipeline.evaluation.judge import LLMJudge
     from mmoral_pipeline.evaluation.report import dimension_bars_png, results_markdown, write_outputs
+    from mmoral_pipeline.evaluation.runners import ChatRunner
     from mmoral_pipeline.evaluation.tsv import read_bench_tsvs
 
     if config.tsv_paths:
@@ -273,10 +268,14 @@ def benchmark_results(context: dg.AssetExecutionContext, config: BenchmarkResult
                 specs += with_controls(ModelSpec(name=m, kind="hf", path=path, **common), config.controls)
             else:
                 specs += with_controls(parse_model_arg(m).model_copy(update=common), config.controls)
-        for e in config.endpoints:
-            spec = parse_model_arg(f"{e.base_url}#{e.model}", api_key_env=e.api_key_env)
-            specs += with_controls(spec.model_copy(update={"name": e.name, **common}), config.controls)
-    except ValueError as e:
+        endpoint_of: dict[str, str] = {}  # run name -> configured endpoint: keys stay on the resource
+        for name in config.endpoints:
+            e = endpoints.get(name)
+            spec = ModelSpec(name=e.name, kind="openai", base_url=e.base_url, model=e.model, use_images=not e.text_only, **common)
+            for s in with_controls(spec, config.controls):
+                endpoint_of[s.name] = e.name
+                specs.append(s)
+    except (ValueError, KeyError) as e:
         raise dg.Failure(str(e)) from e
     prior = prior_from_samples(instruction_samples)
     if not prior.n_closed and any(s.kind == "question_prior" for s in specs):
@@ -284,12 +283,16 @@ def benchmark_results(context: dg.AssetExecutionContext, config: BenchmarkResult
         specs = [s for s in specs if s.kind != "question_prior"]
     if not specs:
         raise dg.Failure(f"no model to run; skipped: {skipped}")
-    judge = make_judge(config.judge_base_url, config.judge_model, config.judge_api_key_env)  # cache: $MMORAL_HOME/llm_cache.sqlite
+    # cache: $MMORAL_HOME/llm_cache.sqlite
+    judge = LLMJudge(endpoints.backend(config.judge_endpoint), temperature=0.0) if config.judge_endpoint else make_judge()
     results = []
     for spec in specs:
         context.log.info(f"running {spec.name} ({spec.kind}) on {len(closed)} closed / {len(open_)} open items")
         try:
-            run = run_model(make_runner(spec, prior=prior), closed, open_)
+            runner = (ChatRunner(endpoints.backend(endpoint_of[spec.name]), name=spec.name, use_images=spec.use_images,
+                                 other_images=spec.other_images)
+                      if spec.name in endpoint_of else make_runner(spec, prior=prior))
+            run = run_model(runner, closed, open_)
         except ValueError as e:  # e.g. the other-image control on a single image
             raise dg.Failure(f"{spec.name}: {e}") from e
         results.append(score_run(run, closed, open_, judge, repeats=config.judge_repeats))

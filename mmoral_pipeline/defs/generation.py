@@ -23,6 +23,7 @@ from mmoral_pipeline.generation.pipeline import (
     output_code_version,
     rejection_stats,
 )
+from mmoral_pipeline.generation.openai_backend import redact_url
 from mmoral_pipeline.generation.prompts import combined_version
 from mmoral_pipeline.generation.rows import to_frame
 
@@ -129,7 +130,7 @@ def _table_outputs(result: GenerationOutput, backend, llm: LLMResource, config: 
     common = {
         "backend": backend.name,
         "model": backend.model,
-        "backend_note": "offline = deterministic writer from the attributes (no LLM was called)" if backend.name == "offline" else f"OpenAI-compatible endpoint {llm.base_url or 'api.openai.com'}",
+        "backend_note": "offline = deterministic writer from the attributes (no LLM was called)" if backend.name == "offline" else f"OpenAI-compatible endpoint {redact_url(llm.base_url) or 'api.openai.com'}",
         "requests_sent": dg.MetadataValue.int(int(backend.stats.get("sent", 0))),
         "cache_hits": dg.MetadataValue.int(int(backend.stats.get("cache_hits", 0))),
         "prompt_tokens": dg.MetadataValue.int(int(pt)),
@@ -194,7 +195,7 @@ def _table_outputs(result: GenerationOutput, backend, llm: LLMResource, config: 
                                             code_version=combined_version(*(output_code_version(o) for o in TEMPLATES))),
     },
     ins={"image_attributes": dg.AssetIn("image_attributes"), "location_captions": dg.AssetIn("location_captions")},
-    check_specs=[dg.AssetCheckSpec("rejection_rate", asset="rejected_generations", blocking=True,
+    check_specs=[dg.AssetCheckSpec("rejection_rate", asset="rejected_generations", blocking=True, partitions_def=batch_partitions,
                                    description="Share of generated candidates rejected, by validator; fails above GenerationConfig.max_rejection_rate.")],
     partitions_def=batch_partitions,
     group_name="generation",

@@ -69,6 +69,7 @@ def _thumbnail_markdown(images: pl.DataFrame, annotations: pl.DataFrame, n: int 
             asset="rejected_inputs",
             description="For the batch: inputs seen = accepted + rejected, for images and annotations.",
             blocking=True,
+            partitions_def=batch_partitions,  # recorded per batch, so the fan-in gate can read it
         )
     ],
     partitions_def=batch_partitions,

@@ -5,23 +5,85 @@ on 429 (AIMD); per-request timeout; retries with exponential backoff and jitter 
 `Retry-After` (and `retry-after-ms`) on 429 and 5xx; JSON replies validated against the named
 pydantic schema with a bounded corrective retry. Each finished response is handed to
 `on_result` immediately (the cache writes it), so a killed run loses at most the requests in flight.
+Provider text (error bodies and replies) is redacted (`redact`) before it leaves the backend, so a
+gateway that echoes the key cannot put it into the cache, a table, metadata or a log line.
 """
 
 from __future__ import annotations
 
 import asyncio
 import email.utils
+import logging
 import random
+import re
 import threading
 import time
+import urllib.parse
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from mmoral_pipeline.generation.schemas import schema_error
 from mmoral_pipeline.generation.types import ChatRequest, ChatResponse, Usage
 
 API_PARAMS = ("temperature", "top_p", "max_tokens", "seed", "presence_penalty", "frequency_penalty", "stop")
+REDACTED = "[REDACTED]"
+# What a credential looks like when a gateway echoes one back: a bearer token, an OpenAI-style key, a
+# key=... / api_key: ... pair. Applied on top of the backend's own key, which is removed verbatim.
+_CREDENTIAL = re.compile(
+    r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}"
+    r"|\bsk-[A-Za-z0-9_-]{8,}"
+    r"|((?:api[_-]?key|access[_-]?token|authorization|x-api-key)[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]{8,}"
+)
+
+
+def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
+    """`text` without the given secrets (verbatim) and without anything shaped like a credential.
+
+    Everything a provider sends back (error bodies, and replies: some gateways echo the request) passes
+    through here before it is stored (response cache, Parquet, metadata) or logged.
+    """
+    for secret in secrets:
+        if secret and len(secret) >= 4 and secret in text:
+            text = text.replace(secret, REDACTED)
+    return _CREDENTIAL.sub(lambda m: (m.group(1) or m.group(2) or "") + REDACTED, text)
+
+
+_SECRETS_IN_USE: set[str] = set()
+_TRANSPORT_LOGGERS = ("openai", "httpx", "httpcore")  # (and their vendored forks, e.g. httpcore2)
+
+
+def _guard_transport_logs(secret: str | None) -> None:
+    """Redact `secret` from every record of the HTTP stack's loggers, created now or later: at DEBUG,
+    httpcore prints response headers, where a gateway may echo the key. Installed once per process,
+    as a log-record factory (it runs only for records that are emitted)."""
+    if secret and len(secret) >= 4:
+        _SECRETS_IN_USE.add(secret)
+    previous = logging.getLogRecordFactory()
+    if getattr(previous, "mmoral_redacting", False):
+        return
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        if _SECRETS_IN_USE and str(record.name).split(".")[0].rstrip("0123456789") in _TRANSPORT_LOGGERS:
+            message = record.getMessage()
+            clean = redact(message, _SECRETS_IN_USE)
+            if clean != message:
+                record.msg, record.args = clean, ()
+        return record
+
+    factory.mmoral_redacting = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
+
+
+def redact_url(url: str | None) -> str | None:
+    """A base URL fit for metadata: no user:password@ and no query string (either may carry a key)."""
+    if not url:
+        return url
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 class AIMDLimiter:
@@ -122,6 +184,7 @@ class OpenAIBackend:
         self.model = model
         self.base_url = base_url
         self._api_key = api_key or "EMPTY"  # local servers accept any key; never logged or stored
+        _guard_transport_logs(api_key)
         self.max_concurrency = max_concurrency
         self.timeout_s = timeout_s
         self.max_retries = max_retries
@@ -134,7 +197,11 @@ class OpenAIBackend:
         self.limiter: AIMDLimiter | None = None
 
     def __repr__(self) -> str:  # no key in any repr
-        return f"OpenAIBackend(model={self.model!r}, base_url={self.base_url!r})"
+        return f"OpenAIBackend(model={self.model!r}, base_url={redact_url(self.base_url)!r})"
+
+    def _clean(self, text: str) -> str:
+        """Provider text without this backend's key (or any credential) in it."""
+        return redact(text, [self._api_key if self._api_key != "EMPTY" else None])
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
@@ -219,12 +286,12 @@ class OpenAIBackend:
                     await self.limiter.release("error")
                     self.stats["failed"] += 1
                     return ChatResponse(text="", request_hash=h, backend=self.name, model=self.model, attempts=calls,
-                                        latency_s=time.monotonic() - t0, error=f"{last_error}: {str(exc)[:200]}")
+                                        latency_s=time.monotonic() - t0, error=self._clean(f"{last_error}: {exc}")[:300])
             except openai.APITimeoutError:
                 last_error = f"timeout after {self.timeout_s}s"
                 self.stats["timeouts"] += 1
             except openai.APIConnectionError as exc:
-                last_error = f"connection error: {str(exc)[:120]}"
+                last_error = self._clean(f"connection error: {exc}")[:200]
                 self.stats["connection_errors"] += 1
             await self.limiter.release(outcome, retry_after)
             if outcome != "ok":
@@ -237,7 +304,7 @@ class OpenAIBackend:
                 await asyncio.sleep(delay)
                 continue
             assert resp is not None
-            text = (resp.choices[0].message.content or "") if resp.choices else ""
+            text = self._clean((resp.choices[0].message.content or "") if resp.choices else "")
             if resp.usage is not None:
                 usage.prompt_tokens += resp.usage.prompt_tokens or 0
                 usage.completion_tokens += resp.usage.completion_tokens or 0
@@ -254,7 +321,7 @@ class OpenAIBackend:
             self.stats["prompt_tokens"] += usage.prompt_tokens
             self.stats["completion_tokens"] += usage.completion_tokens
             out = ChatResponse(text=text, request_hash=h, backend=self.name, model=self.model, usage=usage, attempts=calls,
-                               latency_s=time.monotonic() - t0, error=f"invalid_json: {err}" if err else None)
+                               latency_s=time.monotonic() - t0, error=self._clean(f"invalid_json: {err}") if err else None)
             if on_result is not None:
                 on_result(index, out)
             return out

@@ -111,13 +111,20 @@ def _args(*argv: str) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def test_cli_prints_and_writes_html(traced: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_prints_and_writes_html(traced: World, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
+    import dagster as dg
+
     home = tmp_path / "home"
     World(home=home, tables={k: v for k, v in traced.tables.items() if k != "instruction_samples"}).write()
     # instruction_samples is unpartitioned: the IO manager writes <home>/instruction_samples.parquet
     traced.tables["instruction_samples"].write_parquet(home / "instruction_samples.parquet")
     s = _sample(traced, "loc_closed")
     html = tmp_path / "out" / "lineage.html"
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    # the CLI reads only the batches registered on the instance: none yet, so the chain breaks
+    assert run_lineage(_args(s["sample_id"], "--home", str(home))) == 1
+    assert "raw_images" in capsys.readouterr().out
+    dg.DagsterInstance.get().add_dynamic_partitions("batches", ["srcA", "srcB"])
     assert run_lineage(_args(s["sample_id"], "--home", str(home), "--html", str(html))) == 0
     printed = capsys.readouterr().out
     assert s["sample_id"] in printed and "sha256" in printed and "<- annotations" in printed
@@ -155,7 +162,8 @@ def test_named_geometry_and_box_overlap() -> None:
     assert sorted(ids) == ["c36", "t11", "t36"] and rule.startswith("whole image")
 
 
-def test_cli_lists_ids_per_task(traced: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_lists_ids_per_task(traced: World, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
     home = tmp_path / "home"
     home.mkdir()
     traced.tables["instruction_samples"].write_parquet(home / "instruction_samples.parquet")

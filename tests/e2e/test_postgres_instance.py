@@ -88,4 +88,4 @@ def test_ingest_and_attributes_materialise_on_postgres(postgres_server, tmp_path
         )
         assert len(check_records) == 2
         assert all(r.status.value == "SUCCEEDED" for r in check_records)
-    assert read_table("image_attributes", base_dir=str(data)).height == 4
+    assert read_table("image_attributes", base_dir=str(data), partitions="all").height == 4

@@ -81,9 +81,10 @@ def home(tmp_path, monkeypatch):
     return tmp_path
 
 
-def _materialize(selection, config=None, instance=None):
+def _materialize(selection, config=None, instance=None, endpoints=None):
     from mmoral_pipeline.defs.evaluation import evaluation_assets, evaluation_checks
     from mmoral_pipeline.defs.io_manager import ParquetIOManager
+    from mmoral_pipeline.defs.resources import ModelEndpoints
 
     instance = instance or dg.DagsterInstance.ephemeral()
     if "demo" not in instance.get_dynamic_partitions("batches"):
@@ -91,7 +92,8 @@ def _materialize(selection, config=None, instance=None):
     keys = [dg.AssetKey(k) for k in selection]
     sel = dg.AssetSelection.assets(*keys) | dg.AssetSelection.checks_for_assets(*keys)
     result = dg.materialize([*STUBS, *evaluation_assets, *evaluation_checks], selection=sel,
-                            resources={"io_manager": ParquetIOManager()}, run_config=config, instance=instance)
+                            resources={"io_manager": ParquetIOManager(), "endpoints": endpoints or ModelEndpoints()},
+                            run_config=config, instance=instance)
     return result, instance
 
 
@@ -218,16 +220,21 @@ def test_model_checks_through_endpoints(home):
     """Endpoint models named sft / base: one that reads the X-ray passes; one that answers without it fails both."""
     _, instance = _materialize(["benchmark_items"])
     with _reader_server(home, {"reader": True, "guesser": False}) as server:
-        def cfg(sft: str, base: str) -> dict:
-            return {"ops": {"benchmark_results": {"config": {"models": ["question_prior", "most_frequent"], "endpoints": [
-                {"name": "sft", "base_url": server.url, "model": sft}, {"name": "base", "base_url": server.url, "model": base}]}}}}
+        from mmoral_pipeline.defs.resources import ModelEndpoint, ModelEndpoints
 
-        res, instance = _materialize(["benchmark_results"], cfg("reader", "guesser"), instance)
+        cfg = {"ops": {"benchmark_results": {"config": {"models": ["question_prior", "most_frequent"],
+                                                        "endpoints": ["sft", "base"]}}}}  # run config only names them
+
+        def endpoints(sft: str, base: str) -> ModelEndpoints:
+            return ModelEndpoints(endpoints=[ModelEndpoint(name="sft", base_url=server.url, model=sft),
+                                             ModelEndpoint(name="base", base_url=server.url, model=base)])
+
+        res, instance = _materialize(["benchmark_results"], cfg, instance, endpoints("reader", "guesser"))
         checks = _checks(res)
         assert checks["sft_beats_baselines_on_closed"].passed and checks["sft_not_worse_than_base"].passed
         md = checks["sft_beats_baselines_on_closed"].metadata
         assert md["sft"].value == 100.0 and md["sft_other_image"].value < 30.0 and md["question_prior"].value == 25.0
-        res, instance = _materialize(["benchmark_results"], cfg("guesser", "reader"), instance)
+        res, instance = _materialize(["benchmark_results"], cfg, instance, endpoints("guesser", "reader"))
         checks = _checks(res)
         assert not checks["sft_beats_baselines_on_closed"].passed and not checks["sft_not_worse_than_base"].passed
         assert "not 5 points above the question-wording prior (25.0)" in checks["sft_beats_baselines_on_closed"].description

@@ -7,11 +7,13 @@ import sys
 
 
 def _cmd_materialize(args: argparse.Namespace) -> int:
-    from mmoral_pipeline.materialize import format_checks, materialize
+    from mmoral_pipeline.materialize import format_checks, format_left_out, materialize
     from mmoral_pipeline.summary import print_summary
 
     report = materialize(selection=args.select, sources_path=args.sources)
     print(format_checks(report))
+    if report.left_out:
+        print(format_left_out(report))
     if not args.quiet:
         print_summary()
     if report.failed:

@@ -43,6 +43,7 @@ class MaterializeReport:
     runs: list[str] = field(default_factory=list)
     checks: list[CheckLine] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    left_out: dict[str, dict[str, str]] = field(default_factory=dict)  # fan-in asset -> {partition: why}
 
     @property
     def ok(self) -> bool:
@@ -190,6 +191,10 @@ def materialize(selection: str | None = None, sources_path: str | None = None, i
                     description=ev.description,
                 )
             )
+        for mat in result.get_asset_materialization_events():
+            left = mat.step_materialization_data.materialization.metadata.get("partitions_left_out")
+            if left is not None and left.value:
+                report.left_out[mat.asset_key.to_user_string()] = dict(left.value)
         log(f"  {'ok  ' if result.success else 'FAIL'} {label}: run {result.run_id[:8]}")
         if quiet_console:
             for line in run_problems(instance, result.run_id):
@@ -217,6 +222,15 @@ def materialize(selection: str | None = None, sources_path: str | None = None, i
                 continue
             _run(keys, key)
     return report
+
+
+def format_left_out(report: MaterializeReport) -> str:
+    """Which batches the dataset-wide assets did not read, and why (empty when every batch was read)."""
+    lines = []
+    for asset, left in sorted(report.left_out.items()):
+        lines.append(f"Partitions left out of {asset} (blocking means blocking; fix and re-materialise them):")
+        lines += [f"  {partition}: {why}" for partition, why in left.items()]
+    return "\n".join(lines)
 
 
 def format_checks(report: MaterializeReport) -> str:

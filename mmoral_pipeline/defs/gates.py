@@ -14,8 +14,10 @@ by the same step as one of those):
   blocking check, or is still in progress (`get_latest_asset_partition_materialization_attempts_
   without_materializations`);
 - a blocking check's latest execution on that partition did not pass with its latest
-  materialisation: failed with ERROR severity, did not complete, never ran, or ran on an older
-  materialisation (`get_asset_check_partition_info`, one query for all checks and partitions);
+  materialisation: failed with ERROR severity, did not complete, or ran on an older materialisation
+  (`get_asset_check_partition_info`, one query for all checks and partitions). The checks are those
+  of the run's graph and of the project's Definitions: a run that selects only the fan-in asset
+  carries none of the batch checks itself;
 - the loaded asset itself was never materialised for it.
 
 Reads only the instance's event log (no Parquet), in a few queries per asset.
@@ -91,9 +93,15 @@ def _why_not_materialised(asset: str, run_id: str, status: str) -> str:
 def partition_gate(
     instance: dg.DagsterInstance, graph, asset_key: dg.AssetKey, partitions: Sequence[str]
 ) -> GateReport:
-    """Which of `partitions` of `asset_key` a fan-in may read (see the module docstring)."""
+    """Which of `partitions` of `asset_key` a fan-in may read (see the module docstring).
+
+    The reason given for a partition left out is its failed blocking checks when there are any (the
+    cause), else the run that did not materialise an asset of it, else a check that did not settle.
+    """
     partitions = list(partitions)
-    left: dict[str, str] = {}
+    failed: dict[str, list[str]] = {}  # partition -> blocking checks that failed
+    unsettled: dict[str, list[str]] = {}  # partition -> blocking checks that did not complete or are stale
+    runs_: dict[str, str] = {}  # partition -> the run that did not materialise one of its assets
     storage = instance.event_log_storage
     runs: dict[str, str] = {}
     closure = _batch_closure(graph, asset_key)
@@ -104,37 +112,62 @@ def partition_gate(
         )
         attempts = storage.get_latest_asset_partition_materialization_attempts_without_materializations(key)
         for p in partitions:
-            if p in attempts and p not in left:
+            if p in attempts and p not in runs_:
                 run_id = attempts[p][0]
-                left[p] = _why_not_materialised(key.to_user_string(), run_id, _run_status(instance, run_id, runs))
+                runs_[p] = _why_not_materialised(key.to_user_string(), run_id, _run_status(instance, run_id, runs))
     for p in partitions:
-        if p not in latest_mat.get(asset_key, {}) and p not in left:
-            left[p] = f"{asset_key.to_user_string()} was never materialised for it"
+        if p not in latest_mat.get(asset_key, {}) and p not in runs_:
+            runs_[p] = f"{asset_key.to_user_string()} was never materialised for it"
 
-    blocking = [ck for key in closure for ck in graph.get(key).check_keys if graph.get_check_spec(ck).blocking]
+    blocking = _blocking_checks(graph, closure)
     if blocking:
-        wanted = [p for p in partitions if p not in left]
-        infos = {(i.check_key, i.partition_key): i for i in storage.get_asset_check_partition_info(blocking, partition_keys=wanted)}
-        for p in wanted:
+        infos = {(i.check_key, i.partition_key): i for i in storage.get_asset_check_partition_info(blocking, partition_keys=partitions)}
+        for p in partitions:
             for ck in blocking:
-                if p in left:
-                    break
                 if p not in latest_mat.get(ck.asset_key, {}):
-                    continue  # that asset has no data for the partition: nothing was checked or read
+                    continue  # that asset has no data for the partition: nothing was checked (its absence is above)
                 name = f"{ck.asset_key.to_user_string()}.{ck.name}"
                 info = infos.get((ck, p))
+                why = None
                 if info is None:
-                    left[p] = f"blocking check {name} never ran on it"
-                elif info.latest_execution_status == AssetCheckExecutionRecordStatus.PLANNED:
+                    continue  # never evaluated on this partition: nothing failed (our runs select checks with their assets)
+                if info.latest_execution_status == AssetCheckExecutionRecordStatus.PLANNED:
                     status = _run_status(instance, info.latest_planned_run_id, runs)
-                    left[p] = f"blocking check {name} did not complete (run {info.latest_planned_run_id[:8]}: {status.lower()})"
+                    why = f"blocking check {name} did not complete (run {info.latest_planned_run_id[:8]}: {status.lower()})"
                 elif not info.is_current:
-                    left[p] = f"blocking check {name} has not run on its latest materialisation"
+                    why = f"blocking check {name} has not run on its latest materialisation"
                 elif info.latest_execution_status == AssetCheckExecutionRecordStatus.FAILED:
-                    why = _failure(storage, ck, p)
-                    if why is not None:
-                        left[p] = f"blocking check {name} failed" + (f": {why}" if why else "")
+                    failure = _failure(storage, ck, p)
+                    if failure is not None:
+                        why = f"blocking check {name} failed" + (f": {failure}" if failure else "")
+                if why:
+                    (failed if " failed" in why else unsettled).setdefault(p, []).append(why)
+    left: dict[str, str] = {}
+    for p in partitions:  # the cause first: failed checks, then the run that did not finish, then anything else
+        if p in failed:
+            left[p] = "; ".join(failed[p])
+        elif p in runs_:
+            left[p] = runs_[p]
+        elif p in unsettled:
+            left[p] = unsettled[p][0]
     return GateReport([p for p in partitions if p not in left], dict(sorted(left.items())))
+
+
+def _blocking_checks(graph, closure: list[dg.AssetKey]) -> list[dg.AssetCheckKey]:
+    """Every blocking check on an asset of `closure`: those of the run's graph and of the project's
+    Definitions (a run that selects only the fan-in has none of the batch checks in its own graph)."""
+    graphs = [graph]
+    try:
+        from mmoral_pipeline.definitions import defs
+
+        graphs.append(defs.get_repository_def().asset_graph)
+    except Exception:  # noqa: BLE001 - the project's definitions are a second opinion, not a requirement
+        pass
+    in_closure = set(closure)
+    found: set[dg.AssetCheckKey] = set()
+    for g in graphs:
+        found |= {ck for ck in g.asset_check_keys if ck.asset_key in in_closure and g.get_check_spec(ck).blocking}
+    return sorted(found, key=lambda k: (k.asset_key.to_user_string(), k.name))
 
 
 def _failure(storage, check_key: dg.AssetCheckKey, partition: str) -> str | None:

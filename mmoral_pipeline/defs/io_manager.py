@@ -27,7 +27,17 @@ class ParquetIOManager(dg.UPathIOManager):
     extension: str = ".parquet"
 
     def __init__(self, base_dir: str | None = None):
+        self._base_dir = base_dir
         super().__init__(base_path=UPath(base_dir or mmoral_home()))
+
+    @property
+    def _base_path(self) -> UPath:
+        """`base_dir`, else `$MMORAL_HOME` as it is when a run reads or writes (not when definitions load)."""
+        return UPath(self._base_dir or mmoral_home())
+
+    @_base_path.setter
+    def _base_path(self, value: UPath) -> None:  # UPathIOManager.__init__ assigns it; the property decides
+        pass
 
     def dump_to_path(self, context: dg.OutputContext, obj: pl.DataFrame, path: UPath) -> None:
         if not isinstance(obj, pl.DataFrame):

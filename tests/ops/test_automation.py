@@ -263,3 +263,41 @@ def test_derived_assets_follow_their_upstream_with_their_checks():
         # training and what needs a trained model are never requested, whatever happened upstream
         for _ in range(2):
             assert not ({"sft_model", "benchmark_results"} & tick())
+
+
+def test_a_failed_blocking_check_holds_back_what_reads_the_asset():
+    """Blocking across runs: after instruction_samples' blocking check failed, the export is not requested,
+    whatever updated; once the check passes on a new materialisation, it is."""
+
+    @dg.asset(group_name="dataset")
+    def instruction_samples():
+        return 1
+
+    @dg.asset_check(asset=instruction_samples, blocking=True)
+    def split_disjoint():
+        return dg.AssetCheckResult(passed=True)
+
+    @dg.asset(group_name="export", deps=[instruction_samples])
+    def trl_export():
+        return 1
+
+    defs = dg.Definitions(assets=[instruction_samples, trl_export], asset_checks=[split_disjoint], sensors=[derived_assets_automation])
+    check = dg.AssetCheckKey(dg.AssetKey("instruction_samples"), "split_disjoint")
+
+    def evaluated(passed: bool) -> None:
+        instance.report_runless_asset_event(dg.AssetCheckEvaluation(asset_key=check.asset_key, check_name=check.name, passed=passed))
+
+    with dg.instance_for_test() as instance:
+        tick = _AutomationTicks(instance, defs)
+        tick()
+        _done(instance, "instruction_samples")
+        evaluated(True)
+        _done(instance, "trl_export")
+        assert tick() == set()
+        _done(instance, "instruction_samples")  # a new assembly, whose split check fails
+        evaluated(False)
+        assert "trl_export" not in tick()
+        assert "trl_export" not in tick()
+        _done(instance, "instruction_samples")  # fixed: the check passes on the new materialisation
+        evaluated(True)
+        assert "trl_export" in tick()

@@ -8,7 +8,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export MMORAL_HOME ?= $(CURDIR)/.mmoral
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test ui clean perf
+.PHONY: setup demo test lint ui clean perf
 
 setup: $(STAMP)
 
@@ -44,8 +44,12 @@ demo: setup $(DAGSTER_HOME)/dagster.yaml $(SYNTH_TRAIN)/annotations.json $(SYNTH
 	$(BIN)/mmoral expert compare --source synth_unlabelled --truth-root $(SYNTH_UNLABELLED) \
 		--json $(MMORAL_HOME)/expert_compare.json --sheet $(MMORAL_HOME)/expert_compare.png
 
-test: setup
+test: setup lint
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 1; fi; exit $$rc
+
+# ruff with the project's rules and line length (pyproject.toml [tool.ruff]); `make test` runs it first
+lint: setup
+	$(BIN)/ruff check .
 
 ui: setup $(DAGSTER_HOME)/dagster.yaml $(SYNTH_TRAIN)/annotations.json $(SYNTH_UNLABELLED)/annotations.json
 	MMORAL_SOURCES=$${MMORAL_SOURCES:-$(DEMO_SOURCES)} $(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml

@@ -62,7 +62,9 @@ def batch_for_partition(sources: SourcesFile, key: str) -> Batch:
     spec = sources.source(source_name)
     if shard is None:
         if spec.shard_size:
-            raise KeyError(f"source {source_name!r} is sharded; partition keys look like {partition_key(source_name, 0)}")
+            raise KeyError(
+                f"source {source_name!r} is sharded; partition keys look like {partition_key(source_name, 0)}"
+            )
         return Batch(key, spec, None)
     if not spec.shard_size:
         raise KeyError(f"partition {key!r}: source {source_name!r} has no shard_size")

@@ -140,10 +140,15 @@ def load_sources(path: str | Path | None = None) -> SourcesFile:
         raise ValueError(f"{p}: duplicate source names {sorted(dupes)}")
     # Image ids are '<source>-<cleaned path>': source 'a' with file 'b-c.png' and source 'a-b' with
     # 'c.png' would both give 'a-b-c'. Unique ids by construction: no name may extend another by '-'.
-    clashes = sorted((a, b) for a in names for b in names if isinstance(a, str) and isinstance(b, str) and b.startswith(f"{a}-"))
+    clashes = sorted(
+        (a, b) for a in names for b in names if isinstance(a, str) and isinstance(b, str) and b.startswith(f"{a}-")
+    )
     if clashes:
         a, b = clashes[0]
-        raise ValueError(f"{p}: source names {a!r} and {b!r} would give colliding image ids ('{a}-...'); rename {b!r} (e.g. {b.replace('-', '_')!r})")
+        raise ValueError(
+            f"{p}: source names {a!r} and {b!r} would give colliding image ids ('{a}-...'); rename {b!r} (e.g. "
+            f"{b.replace('-', '_')!r})"
+        )
     return SourcesFile.model_validate(doc)
 
 

@@ -20,7 +20,6 @@ from mmoral_pipeline.defs.resources import SourcesResource, endpoints_from_env
 from mmoral_pipeline.defs.training import training_defs
 
 
-
 def llm_from_env() -> LLMResource:
     """Offline unless MMORAL_LLM_BACKEND=openai; the key stays an EnvVar reference, never a value."""
     return LLMResource(
@@ -34,7 +33,14 @@ def llm_from_env() -> LLMResource:
 
 core_defs = dg.Definitions(
     assets=[*ingest_assets, *attributes_assets, *generation_assets, *dataset_assets, *evaluation_assets],
-    asset_checks=[*ingest_checks, *attributes_checks, *generation_checks, *dataset_checks, *evaluation_checks, *benchmark_checks],
+    asset_checks=[
+        *ingest_checks,
+        *attributes_checks,
+        *generation_checks,
+        *dataset_checks,
+        *evaluation_checks,
+        *benchmark_checks,
+    ],
     jobs=[*dataset_jobs, *automation_jobs],
     schedules=automation_schedules,
     sensors=automation_sensors,

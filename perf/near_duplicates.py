@@ -84,7 +84,9 @@ COPIES = {
     "resize 33% + jpeg q40": lambda im: _jpeg(_resized(im, 1 / 3), 40),
 }
 NOT_COPIES = {
-    "crop 2% border": lambda im: im.crop((int(0.02 * im.width), int(0.02 * im.height), int(0.98 * im.width), int(0.98 * im.height))),
+    "crop 2% border": lambda im: im.crop(
+        (int(0.02 * im.width), int(0.02 * im.height), int(0.98 * im.width), int(0.98 * im.height))
+    ),
     "rotate 1 degree": lambda im: im.rotate(1),
     "gamma 0.8": lambda im: im.point(lambda v: int(255 * (v / 255) ** 0.8)),
 }
@@ -97,8 +99,14 @@ def threshold(images: dict[str, Image.Image]) -> None:
     hashes = {k: perceptual_hash(v) for k, v in images.items()}
     per_image_ms = 1000 * (time.perf_counter() - t0) / max(len(images), 1)
     n_real = sum(1 for k in images if not k.startswith("synth/"))
-    print(f"1. threshold: {n_real} real + {len(images) - n_real} generated OPGs; hashing {per_image_ms:.1f} ms per decoded image")
-    print(f"   {'transformation':<24} {'max distance':>12} {'median':>7}   (256-bit phash; threshold {NEAR_DUPLICATE_MAX_DISTANCE})")
+    print(
+        f"1. threshold: {n_real} real + {len(images) - n_real} generated OPGs; hashing {per_image_ms:.1f} ms per "
+        "decoded image"
+    )
+    print(
+        f"   {'transformation':<24} {'max distance':>12} {'median':>7}   (256-bit phash; threshold "
+        f"{NEAR_DUPLICATE_MAX_DISTANCE})"
+    )
     for label, table in (("copies", COPIES), ("not copies", NOT_COPIES)):
         print(f"   -- {label}")
         for name, fn in table.items():
@@ -127,7 +135,15 @@ def issue_case(tmp: Path) -> None:
             _jpeg(_resized(im.convert("L"), 0.9), 70).save(copy, quality=70)
         for source, p, root in (("synth_coco", path, sample), ("synth_copy", copy, copy.parent)):
             rec = inspect_image(p, source=source, root=root, max_pixels=120_000_000)
-            rows.append({"image_id": rec.image_id, "source": source, "sha256": rec.sha256, "phash": rec.phash, "name": path.name})
+            rows.append(
+                {
+                    "image_id": rec.image_id,
+                    "source": source,
+                    "sha256": rec.sha256,
+                    "phash": rec.phash,
+                    "name": path.name,
+                }
+            )
     same_sha = len({r["sha256"] for r in rows}) < len(rows)
     by_id = split_images([(r["image_id"], r["source"]) for r in rows]).split  # the old rule: each image id alone
     by_content = split_images(rows).split
@@ -147,7 +163,10 @@ def grouping_cost(n: int) -> None:
     hashes = [f"{rng.getrandbits(256):064x}" for _ in range(n)]
     t0 = time.perf_counter()
     found = near_duplicate_pairs(hashes)
-    print(f"3. grouping: all {n * (n - 1) // 2:,} pairs of {n:,} hashes compared in {time.perf_counter() - t0:.1f} s ({len(found)} near pairs)")
+    print(
+        f"3. grouping: all {n * (n - 1) // 2:,} pairs of {n:,} hashes compared in {time.perf_counter() - t0:.1f} s "
+        f"({len(found)} near pairs)"
+    )
 
 
 def main() -> int:

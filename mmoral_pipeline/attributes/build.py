@@ -38,7 +38,9 @@ OUTCOME_UNKNOWN_CATEGORY = "dropped:unknown_category"
 OUTCOME_OUTSIDE_COVERAGE = "dropped:outside_coverage"  # a label of a category its image's coverage does not include
 OUTCOME_IN_OWNER = "in_owner_document"  # a copy's annotation: kept in the merged document of the copy that owns the X-ray
 # Outcomes whose annotation id appears in a document (lineage reaches it).
-KEPT_OUTCOMES = frozenset({OUTCOME_TOOTH, OUTCOME_CONDITION, OUTCOME_JAW, OUTCOME_MISSING, OUTCOME_UNKNOWN, OUTCOME_MERGED})
+KEPT_OUTCOMES = frozenset(
+    {OUTCOME_TOOTH, OUTCOME_CONDITION, OUTCOME_JAW, OUTCOME_MISSING, OUTCOME_UNKNOWN, OUTCOME_MERGED}
+)
 
 OUTCOMES_SCHEMA = {
     "annotation_id": pl.String,

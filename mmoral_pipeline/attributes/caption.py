@@ -160,7 +160,9 @@ def caption_context(doc: ImageAttributes) -> dict[str, Any]:
         "retained_roots": roots,
         "treatments": treatments,
         "bone_loss": [
-            entry({"box_2d": _box(c.bbox), "label": label(c), "site": c.side or c.region or "unknown", "score": c.score})
+            entry(
+                {"box_2d": _box(c.bbox), "label": label(c), "site": c.side or c.region or "unknown", "score": c.score}
+            )
             for c in jaw.bone_loss
         ],
         "mandibular_canals": [
@@ -172,7 +174,8 @@ def caption_context(doc: ImageAttributes) -> dict[str, Any]:
             for c in jaw.maxillary_sinus
         ],
         "recommendations": [
-            entry({"tooth_id": str(r.tooth_id), "recommendation": r.kind, "reason": r.reason}) for r in doc.recommendations
+            entry({"tooth_id": str(r.tooth_id), "recommendation": r.kind, "reason": r.reason})
+            for r in doc.recommendations
         ],
         "acquisition_time": doc.acquisition_time,
     }

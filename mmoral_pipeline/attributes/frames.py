@@ -93,7 +93,11 @@ def attribute_frames(
         return _frames(documents, images, rules_version, settings_hash)
 
 
-_TOOTH_FIELDS = {k: v for k, v in TOOTH_ATTRIBUTES.items() if k not in ("image_id", "partition", "attribute_row_hash", "n_conditions")}
+_TOOTH_FIELDS = {
+    k: v
+    for k, v in TOOTH_ATTRIBUTES.items()
+    if k not in ("image_id", "partition", "attribute_row_hash", "n_conditions")
+}
 # The part of the document JSON the tooth table is cut from (other keys are ignored when decoding).
 _DOCUMENT_TEETH = pl.Struct({"teeth": pl.List(pl.Struct(_TOOTH_FIELDS))})
 

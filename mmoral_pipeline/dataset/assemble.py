@@ -221,7 +221,9 @@ def dialogue_turns_explained(turns: Any) -> tuple[list[tuple[str, str]], dict[st
     if empty:
         changes["empty_turns_dropped"] = f"{empty} empty turn(s) dropped"
     if lead or trail:
-        changes["turns_trimmed"] = f"{lead} turn(s) before the first user turn and {trail} after the last assistant turn cut"
+        changes["turns_trimmed"] = (
+            f"{lead} turn(s) before the first user turn and {trail} after the last assistant turn cut"
+        )
     return out, changes
 
 
@@ -253,7 +255,9 @@ def build_messages_explained(item: Mapping[str, Any]) -> tuple[list[dict[str, An
         options = as_str_list(item.get("options"))
         letter = str(item.get("answer_letter") or "").strip().upper()[:1]
         if len(options) != 4 or letter not in ("A", "B", "C", "D"):
-            raise ValueError(f"closed item needs 4 options and a letter A-D, got {len(options)} options, letter {letter!r}")
+            raise ValueError(
+                f"closed item needs 4 options and a letter A-D, got {len(options)} options, letter {letter!r}"
+            )
         turns = [("user", closed_user_text(str(item.get("question") or "").strip(), options)), ("assistant", letter)]
     else:
         question = str(item.get("question") or "").strip()
@@ -371,23 +375,43 @@ def assemble_samples(
                 reason, detail = "invalid", str(exc)
             if reason is None and image_id not in images:
                 stats.missing_image += 1
-                reason, detail = "image_missing", "image_id not in raw_images (of the partitions that passed their checks)"
+                reason, detail = (
+                    "image_missing",
+                    "image_id not in raw_images (of the partitions that passed their checks)",
+                )
             if reason is None and id_count.get(image_id, 0) > 1:
                 stats.ambiguous_image += 1
-                reason, detail = "image_id_ambiguous", f"{id_count[image_id]} raw_images rows share this image_id (several partitions)"
+                reason, detail = (
+                    "image_id_ambiguous",
+                    f"{id_count[image_id]} raw_images rows share this image_id (several partitions)",
+                )
             validated = _verdict(item.get("validators_passed"))
             if reason is None and require_validated and not validated:
                 stats.failed_validation += 1
                 reason, detail = "failed_validation", f"validators_passed: {str(item.get('validators_passed'))[:200]}"
             if reason is not None:
-                drops.drop(stage="assembly", table=table, item_id=item.get("item_id"), image_id=image_id, reason=reason, detail=detail or "")
+                drops.drop(
+                    stage="assembly",
+                    table=table,
+                    item_id=item.get("item_id"),
+                    image_id=image_id,
+                    reason=reason,
+                    detail=detail or "",
+                )
                 continue
             img = images[image_id]
             dims = as_str_list(item.get("dimensions"))
             sample_id = compute_sample_id(image_id, task, messages)
             for code, what in changes.items():
-                drops.alter(stage="dialogue", table=table, item_id=item.get("item_id"), image_id=image_id, sample_id=sample_id,
-                            reason=code, detail=what)
+                drops.alter(
+                    stage="dialogue",
+                    table=table,
+                    item_id=item.get("item_id"),
+                    image_id=image_id,
+                    sample_id=sample_id,
+                    reason=code,
+                    detail=what,
+                )
             stats.altered_dialogues += bool(changes)
             candidates.append(
                 {
@@ -398,7 +422,9 @@ def assemble_samples(
                     "question": question,
                     "answer": answer,
                     "options": as_str_list(item.get("options")) if task in CLOSED_TASKS else [],
-                    "answer_letter": (str(item.get("answer_letter") or "").strip().upper()[:1] or None) if task in CLOSED_TASKS else None,
+                    "answer_letter": (str(item.get("answer_letter") or "").strip().upper()[:1] or None)
+                    if task in CLOSED_TASKS
+                    else None,
                     "question_stem": str(item.get("question") or "").strip() or (question if task == "report" else ""),
                     "n_turns": len(messages),
                     "image_id": image_id,

@@ -70,7 +70,9 @@ class DropLog:
         return dict(Counter(r["reason"] for r in self.rows if r["action"] == action))
 
 
-def balance(rows_in: Mapping[str, int], rows_out: Mapping[str, int], dropped: pl.DataFrame) -> dict[str, dict[str, Any]]:
+def balance(
+    rows_in: Mapping[str, int], rows_out: Mapping[str, int], dropped: pl.DataFrame
+) -> dict[str, dict[str, Any]]:
     """Per input table: {in, out, dropped, ok} where ok means in == out + dropped (altered rows are out)."""
     gone = Counter(dropped.filter(pl.col("action") == "dropped")["table"].to_list()) if dropped.height else Counter()
     out: dict[str, dict[str, Any]] = {}

@@ -153,7 +153,12 @@ def to_trl(row: Mapping[str, Any]) -> dict[str, Any]:
             else:
                 content.append({"type": "text", "text": p.get("text") or ""})
         messages.append({"role": m["role"], "content": content})
-    return {"sample_id": row["sample_id"], "task_type": row["task_type"], "images": [_image_path(row)], "messages": messages}
+    return {
+        "sample_id": row["sample_id"],
+        "task_type": row["task_type"],
+        "images": [_image_path(row)],
+        "messages": messages,
+    }
 
 
 def write_trl(samples: pl.DataFrame, out_dir: str | Path, *, hf_dataset: bool = True) -> dict[str, Any]:
@@ -208,7 +213,9 @@ def save_hf_dataset(by_split: Mapping[str, list[dict[str, Any]]], path: str | Pa
 # ---------------------------------------------------------------- benchmark TSVs
 
 
-def bench_items(samples: pl.DataFrame, *, image_max_side: int | None = None) -> tuple[list[Any], list[Any], dict[str, int]]:
+def bench_items(
+    samples: pl.DataFrame, *, image_max_side: int | None = None
+) -> tuple[list[Any], list[Any], dict[str, int]]:
     """Held-out samples -> (ClosedItem list, OpenItem list, skipped counts by task).
 
     Closed: the 4-option tasks; open: open VQA, open location questions and reports ("Report" when
@@ -265,7 +272,9 @@ def bench_items(samples: pl.DataFrame, *, image_max_side: int | None = None) -> 
     return closed, opened, dict(skipped)
 
 
-def write_bench_tsvs(samples: pl.DataFrame, out_dir: str | Path, *, image_max_side: int | None = None) -> dict[str, Any]:
+def write_bench_tsvs(
+    samples: pl.DataFrame, out_dir: str | Path, *, image_max_side: int | None = None
+) -> dict[str, Any]:
     from mmoral_pipeline.evaluation.tsv import write_closed_tsv, write_open_tsv
 
     out = Path(out_dir)

@@ -138,7 +138,9 @@ def split_images(
             decision[root] = "bench"
         else:
             # an explicit hold-out replaces the hash rule: groups it does not name are never bench
-            decision[root] = assign_split(key, val_fraction, holdout_fraction, None if explicit_holdout is None else frozenset())
+            decision[root] = assign_split(
+                key, val_fraction, holdout_fraction, None if explicit_holdout is None else frozenset()
+            )
     by_source: dict[str, set[int]] = {}
     images_left: dict[str, int] = {}  # per source: images not held out
     for i, row in enumerate(rows):
@@ -194,5 +196,9 @@ def cross_split_links(
     for link in links:
         a, b = table[link.a], table[link.b]
         if a["split"] != b["split"] and a["image_id"] != b["image_id"]:
-            out.append(CrossSplitLink(str(a["image_id"]), str(a["split"]), str(b["image_id"]), str(b["split"]), link.kind, link.distance))
+            out.append(
+                CrossSplitLink(
+                    str(a["image_id"]), str(a["split"]), str(b["image_id"]), str(b["split"]), link.kind, link.distance
+                )
+            )
     return out

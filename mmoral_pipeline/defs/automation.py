@@ -136,7 +136,7 @@ def batch_fingerprints(sources: SourcesFile, batches: list[Batch] | None = None)
     by_source: dict[str, list[Batch]] = {}
     for b in batches:
         by_source.setdefault(b.source.name, []).append(b)
-    for name, source_batches in by_source.items():
+    for source_batches in by_source.values():
         spec = source_batches[0].source
         stats = folder_stats(sources.root_of(spec))
         spec_json = spec.model_dump_json()
@@ -242,7 +242,9 @@ def weekly_regeneration(context: dg.ScheduleEvaluationContext, sources: SourcesR
     registered = set(context.instance.get_dynamic_partitions(BATCHES))
     keys = [k for k in planned if k in registered]
     if not keys:
-        return dg.SkipReason("no registered batch is in the sources file; run `mmoral partitions` or the raw_data_sensor")
+        return dg.SkipReason(
+            "no registered batch is in the sources file; run `mmoral partitions` or the raw_data_sensor"
+        )
     per_batch = sorted(batch_assets.resolve(context.repository_def.asset_graph), key=lambda k: k.to_user_string())
     stamp = context.scheduled_execution_time.strftime("%Y-%m-%dT%H:%M") if context.scheduled_execution_time else "now"
     return [

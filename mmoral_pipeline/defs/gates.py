@@ -51,7 +51,9 @@ class GateReport:
             "partitions_used": dg.MetadataValue.int(len(self.admitted)),
             "partitions_left_out": dg.MetadataValue.json(self.left_out),
             "partitions_left_out_table": dg.MetadataValue.md(
-                f"| partition | left out because |\n|---|---|\n{rows}" if rows else "_none: every registered partition passed_"
+                f"| partition | left out because |\n|---|---|\n{rows}"
+                if rows
+                else "_none: every registered partition passed_"
             ),
         }
 
@@ -121,7 +123,10 @@ def partition_gate(
 
     blocking = _blocking_checks(graph, closure)
     if blocking:
-        infos = {(i.check_key, i.partition_key): i for i in storage.get_asset_check_partition_info(blocking, partition_keys=partitions)}
+        infos = {
+            (i.check_key, i.partition_key): i
+            for i in storage.get_asset_check_partition_info(blocking, partition_keys=partitions)
+        }
         for p in partitions:
             for ck in blocking:
                 if p not in latest_mat.get(ck.asset_key, {}):
@@ -130,10 +135,11 @@ def partition_gate(
                 info = infos.get((ck, p))
                 why = None
                 if info is None:
-                    continue  # never evaluated on this partition: nothing failed (our runs select checks with their assets)
+                    continue  # never evaluated on it: nothing failed (our runs select checks with their assets)
                 if info.latest_execution_status == AssetCheckExecutionRecordStatus.PLANNED:
                     status = _run_status(instance, info.latest_planned_run_id, runs)
-                    why = f"blocking check {name} did not complete (run {info.latest_planned_run_id[:8]}: {status.lower()})"
+                    run = info.latest_planned_run_id[:8]
+                    why = f"blocking check {name} did not complete (run {run}: {status.lower()})"
                 elif not info.is_current:
                     why = f"blocking check {name} has not run on its latest materialisation"
                 elif info.latest_execution_status == AssetCheckExecutionRecordStatus.FAILED:
@@ -161,7 +167,7 @@ def _blocking_checks(graph, closure: list[dg.AssetKey]) -> list[dg.AssetCheckKey
         from mmoral_pipeline.definitions import defs
 
         graphs.append(defs.get_repository_def().asset_graph)
-    except Exception:  # noqa: BLE001 - the project's definitions are a second opinion, not a requirement
+    except Exception:
         pass
     in_closure = set(closure)
     found: set[dg.AssetCheckKey] = set()
@@ -173,14 +179,18 @@ def _blocking_checks(graph, closure: list[dg.AssetKey]) -> list[dg.AssetCheckKey
 def _failure(storage, check_key: dg.AssetCheckKey, partition: str) -> str | None:
     """The failed evaluation's description ('' without one), or None when it failed with WARN severity
     (a warning never blocks)."""
-    record = storage.get_latest_asset_check_execution_by_key([check_key], partition_filter=PartitionKeyFilter(key=partition)).get(check_key)
+    record = storage.get_latest_asset_check_execution_by_key(
+        [check_key], partition_filter=PartitionKeyFilter(key=partition)
+    ).get(check_key)
     evaluation = record.evaluation if record is not None else None
     if evaluation is not None and evaluation.severity == dg.AssetCheckSeverity.WARN:
         return None
     return (evaluation.description or "") if evaluation is not None else ""
 
 
-def fan_in_gate(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext, upstream: Iterable[str]) -> GateReport:
+def fan_in_gate(
+    context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext, upstream: Iterable[str]
+) -> GateReport:
     """The gate for every partitioned table in `upstream` that a fan-in step reads (for its metadata)."""
     instance = context.instance
     graph = context.op_execution_context.job_def.asset_layer.asset_graph

@@ -42,7 +42,8 @@ class ParquetIOManager(dg.UPathIOManager):
     def dump_to_path(self, context: dg.OutputContext, obj: pl.DataFrame, path: UPath) -> None:
         if not isinstance(obj, pl.DataFrame):
             raise TypeError(
-                f"{context.asset_key.to_user_string()}: the Parquet IO manager stores polars DataFrames, got {type(obj)}"
+                f"{context.asset_key.to_user_string()}: the Parquet IO manager stores polars DataFrames, got "
+                f"{type(obj)}"
             )
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.parent / f".{path.name}.tmp"
@@ -62,9 +63,13 @@ class ParquetIOManager(dg.UPathIOManager):
         return frame.lazy() if _wants_lazy(context) else frame  # type: ignore[union-attr,return-value]
 
     def load_input(self, context: dg.InputContext) -> Any:
-        if context.has_asset_key and not context.has_asset_partitions and (context.definition_metadata or {}).get("allow_missing"):
-            if not self._get_path(context).exists():
-                return None  # an optional unpartitioned input (AssetIn metadata allow_missing) never materialised
+        optional = (
+            context.has_asset_key
+            and not context.has_asset_partitions
+            and (context.definition_metadata or {}).get("allow_missing")
+        )
+        if optional and not self._get_path(context).exists():
+            return None  # an optional unpartitioned input (AssetIn metadata allow_missing) never materialised
         if not (context.has_asset_key and context.has_asset_partitions) or _same_partition(context):
             return super().load_input(context)
         return self._load_gated(context)
@@ -132,9 +137,15 @@ def read_table(
         paths = [single]
     elif partition is None:
         folder = base / asset_name
-        paths = sorted(p for p in folder.iterdir() if p.name.endswith(".parquet") and not p.name.startswith(".")) if folder.exists() else []
+        paths = (
+            sorted(p for p in folder.iterdir() if p.name.endswith(".parquet") and not p.name.startswith("."))
+            if folder.exists()
+            else []
+        )
         if partitions is None and paths:
-            raise ValueError(f"{asset_name} is partitioned: pass partitions=registered_partitions() (or 'all', or one partition)")
+            raise ValueError(
+                f"{asset_name} is partitioned: pass partitions=registered_partitions() (or 'all', or one partition)"
+            )
         if partitions != "all" and partitions is not None:
             allowed = set(partitions)
             paths = [p for p in paths if p.name[: -len(".parquet")] in allowed]
@@ -143,11 +154,16 @@ def read_table(
     frames = []
     for p in paths:
         if not p.exists():
-            raise FileNotFoundError(f"{p} does not exist: materialise {asset_name!r} first (mmoral materialize --select {asset_name})")
+            raise FileNotFoundError(
+                f"{p} does not exist: materialise {asset_name!r} first (mmoral materialize --select {asset_name})"
+            )
         with p.open("rb") as fh:
             frames.append(pl.from_arrow(pq.read_table(fh)))
     if not frames:
-        raise FileNotFoundError(f"no Parquet for {asset_name!r} under {base}: materialise it first (mmoral materialize --select {asset_name})")
+        raise FileNotFoundError(
+            f"no Parquet for {asset_name!r} under {base}: materialise it first (mmoral materialize --select "
+            f"{asset_name})"
+        )
     return pl.concat(frames, how="diagonal_relaxed")  # type: ignore[arg-type]
 
 

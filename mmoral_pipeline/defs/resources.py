@@ -2,7 +2,6 @@
 
 import json
 import os
-from typing import Optional
 
 import dagster as dg
 
@@ -24,7 +23,7 @@ class ModelEndpoint(dg.Config):
     name: str
     base_url: str
     model: str
-    api_key: Optional[str] = None  # a dg.EnvVar in the definitions: resolved at run time, never shown or stored
+    api_key: str | None = None  # a dg.EnvVar in the definitions: resolved at run time, never shown or stored
     text_only: bool = False
 
 
@@ -49,8 +48,10 @@ class ModelEndpoints(dg.ConfigurableResource):
         from mmoral_pipeline.generation.openai_backend import OpenAIBackend
 
         e = self.get(name)
-        return CachedBackend(OpenAIBackend(model=e.model, base_url=e.base_url, api_key=e.api_key, max_concurrency=max_concurrency),
-                             ResponseCache())
+        return CachedBackend(
+            OpenAIBackend(model=e.model, base_url=e.base_url, api_key=e.api_key, max_concurrency=max_concurrency),
+            ResponseCache(),
+        )
 
 
 def endpoints_from_env(variable: str = "MMORAL_BENCH_ENDPOINTS") -> ModelEndpoints:

@@ -52,7 +52,9 @@ def hamming(a: str, b: str) -> int:
     return (int(a, 16) ^ int(b, 16)).bit_count()
 
 
-def near_duplicate_pairs(hashes: Sequence[str | None], max_distance: int = NEAR_DUPLICATE_MAX_DISTANCE) -> list[tuple[int, int, int]]:
+def near_duplicate_pairs(
+    hashes: Sequence[str | None], max_distance: int = NEAR_DUPLICATE_MAX_DISTANCE
+) -> list[tuple[int, int, int]]:
     """(i, j, distance) for every pair i < j whose hashes differ in at most `max_distance` bits.
 
     All pairs, compared in numpy blocks (popcount of XOR): about n^2/2 comparisons, a few seconds

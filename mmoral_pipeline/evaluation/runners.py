@@ -96,7 +96,7 @@ class MostFrequentRunner:
 
     def answer_closed(self, items: Sequence[ClosedItem]) -> list[str]:
         counts = Counter(it.answer for it in items)
-        self.letter = max(LETTERS, key=lambda l: (counts.get(l, 0), -LETTERS.index(l)))
+        self.letter = max(LETTERS, key=lambda letter: (counts.get(letter, 0), -LETTERS.index(letter)))
         return [self.letter for _ in items]
 
     def answer_open(self, items: Sequence[OpenItem]) -> list[str]:
@@ -233,8 +233,16 @@ class HFRunner:
         if generate_answers is not None:
             items = [{"prompt": p, "image": self._image(b) if (b and self.use_images) else None}
                      for p, b in zip(prompts, images_b64, strict=True)]
-            return list(generate_answers(self.checkpoint, items, use_images=self.use_images, max_new_tokens=max_new_tokens,
-                                         batch_size=self.batch_size, device=self.device))
+            return list(
+                generate_answers(
+                    self.checkpoint,
+                    items,
+                    use_images=self.use_images,
+                    max_new_tokens=max_new_tokens,
+                    batch_size=self.batch_size,
+                    device=self.device,
+                )
+            )
         return self._generate_own(prompts, images_b64, max_new_tokens)
 
     def _load(self):

@@ -160,7 +160,19 @@ def write_closed_tsv(items: Iterable[ClosedItem], path: str | Path) -> Path:
         w = csv.writer(fh, delimiter="\t", lineterminator="\n")
         w.writerow(CLOSED_COLUMNS)
         for it in items:
-            w.writerow([it.index, it.image, it.question, *it.options, it.answer, it.category, it.image_id, it.file_name, it.type])
+            w.writerow(
+                [
+                    it.index,
+                    it.image,
+                    it.question,
+                    *it.options,
+                    it.answer,
+                    it.category,
+                    it.image_id,
+                    it.file_name,
+                    it.type,
+                ]
+            )
     return path
 
 

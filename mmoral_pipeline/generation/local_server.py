@@ -69,15 +69,31 @@ class LocalChatServer:
                     time.sleep(reply.delay)
                 if reply.status == 200:
                     payload = {
-                        "id": f"chatcmpl-{rec.n}", "object": "chat.completion", "created": int(time.time()),
+                        "id": f"chatcmpl-{rec.n}",
+                        "object": "chat.completion",
+                        "created": int(time.time()),
                         "model": body.get("model", "local"),
-                        "choices": [{"index": 0, "message": {"role": "assistant", "content": reply.text}, "finish_reason": "stop"}],
-                        "usage": {"prompt_tokens": sum(len(str(m.get("content", ""))) for m in body.get("messages", [])) // 4,
-                                  "completion_tokens": len(reply.text) // 4,
-                                  "total_tokens": 0},
+                        "choices": [
+                            {
+                                "index": 0,
+                                "message": {"role": "assistant", "content": reply.text},
+                                "finish_reason": "stop",
+                            }
+                        ],
+                        "usage": {
+                            "prompt_tokens": sum(len(str(m.get("content", ""))) for m in body.get("messages", [])) // 4,
+                            "completion_tokens": len(reply.text) // 4,
+                            "total_tokens": 0,
+                        },
                     }
                 else:
-                    payload = {"error": {"message": reply.text or f"status {reply.status}", "type": "test", "code": reply.status}}
+                    payload = {
+                        "error": {
+                            "message": reply.text or f"status {reply.status}",
+                            "type": "test",
+                            "code": reply.status,
+                        }
+                    }
                 data = json.dumps(payload).encode()
                 try:
                     self.send_response(reply.status)

@@ -12,6 +12,7 @@ gateway that echoes the key cannot put it into the cache, a table, metadata or a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import logging
 import random
@@ -87,7 +88,8 @@ def redact_url(url: str | None) -> str | None:
 
 
 class AIMDLimiter:
-    """Concurrency window: +1/limit per success (about +1 per window), x0.5 on a 429 (at most once per `refractory_s`)."""
+    """Concurrency window: +1/limit per success (about +1 per window), x0.5 on a 429 (at most once per
+    `refractory_s`)."""
 
     def __init__(self, max_limit: int, min_limit: float = 1.0, refractory_s: float = 0.5):
         self.max_limit = float(max_limit)
@@ -112,10 +114,8 @@ class AIMDLimiter:
             while True:
                 wait = self.blocked_until - time.monotonic()
                 if wait > 0:
-                    try:
+                    with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self.cond.wait(), timeout=wait)
-                    except TimeoutError:
-                        pass
                     continue
                 if self.in_flight < max(1, int(self.limit)):
                     break
@@ -209,7 +209,9 @@ class OpenAIBackend:
         exp = min(self.backoff_cap_s, self.backoff_base_s * 2 ** (attempt - 1))
         return self._rng.uniform(exp / 2, exp)  # equal jitter
 
-    def complete(self, requests: list[ChatRequest], on_result: Callable[[int, ChatResponse], None] | None = None) -> list[ChatResponse]:
+    def complete(
+        self, requests: list[ChatRequest], on_result: Callable[[int, ChatResponse], None] | None = None
+    ) -> list[ChatResponse]:
         try:
             asyncio.get_running_loop()
         except RuntimeError:
@@ -219,7 +221,7 @@ class OpenAIBackend:
         def runner() -> None:
             try:
                 box["out"] = asyncio.run(self.acomplete(requests, on_result))
-            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            except BaseException as exc:
                 box["exc"] = exc
 
         t = threading.Thread(target=runner)
@@ -229,7 +231,9 @@ class OpenAIBackend:
             raise box["exc"]
         return box["out"]
 
-    async def acomplete(self, requests: list[ChatRequest], on_result: Callable[[int, ChatResponse], None] | None = None) -> list[ChatResponse]:
+    async def acomplete(
+        self, requests: list[ChatRequest], on_result: Callable[[int, ChatResponse], None] | None = None
+    ) -> list[ChatResponse]:
         import openai
 
         if self.limiter is None:
@@ -241,9 +245,16 @@ class OpenAIBackend:
         # Several clients of <= 16 connections each: the HTTP pool scans all its connections for
         # every request, which costs more than the request itself at 64 connections in one pool.
         n_clients = max(1, -(-self.max_concurrency // 16))
-        clients = [openai.AsyncOpenAI(base_url=self.base_url, api_key=self._api_key, max_retries=0, timeout=self.timeout_s) for _ in range(n_clients)]
+        clients = [
+            openai.AsyncOpenAI(base_url=self.base_url, api_key=self._api_key, max_retries=0, timeout=self.timeout_s)
+            for _ in range(n_clients)
+        ]
         try:
-            return list(await asyncio.gather(*(self._one(clients[i % n_clients], i, r, on_result) for i, r in enumerate(requests))))
+            return list(
+                await asyncio.gather(
+                    *(self._one(clients[i % n_clients], i, r, on_result) for i, r in enumerate(requests))
+                )
+            )
         finally:
             for client in clients:
                 await client.close()
@@ -251,7 +262,9 @@ class OpenAIBackend:
             self.stats["limiter_final"] = self.limiter.limit
             self.stats["limiter_decreases"] = self.limiter.decreases
 
-    async def _one(self, client: Any, index: int, req: ChatRequest, on_result: Callable[[int, ChatResponse], None] | None) -> ChatResponse:
+    async def _one(
+        self, client: Any, index: int, req: ChatRequest, on_result: Callable[[int, ChatResponse], None] | None
+    ) -> ChatResponse:
         import openai
 
         assert self.limiter is not None
@@ -272,10 +285,16 @@ class OpenAIBackend:
             resp = None
             await self.limiter.acquire()
             try:
-                resp = await client.chat.completions.create(model=self.model, messages=messages, timeout=self.timeout_s, **api)
+                resp = await client.chat.completions.create(
+                    model=self.model, messages=messages, timeout=self.timeout_s, **api
+                )
                 outcome = "ok"
             except openai.RateLimitError as exc:
-                outcome, retry_after, last_error = "rate_limited", parse_retry_after(exc.response.headers), "429 rate limited"
+                outcome, retry_after, last_error = (
+                    "rate_limited",
+                    parse_retry_after(exc.response.headers),
+                    "429 rate limited",
+                )
                 self.stats["rate_limited"] += 1
             except openai.APIStatusError as exc:
                 last_error = f"HTTP {exc.status_code}"
@@ -285,8 +304,15 @@ class OpenAIBackend:
                 else:  # 4xx other than 429: retrying cannot help
                     await self.limiter.release("error")
                     self.stats["failed"] += 1
-                    return ChatResponse(text="", request_hash=h, backend=self.name, model=self.model, attempts=calls,
-                                        latency_s=time.monotonic() - t0, error=self._clean(f"{last_error}: {exc}")[:300])
+                    return ChatResponse(
+                        text="",
+                        request_hash=h,
+                        backend=self.name,
+                        model=self.model,
+                        attempts=calls,
+                        latency_s=time.monotonic() - t0,
+                        error=self._clean(f"{last_error}: {exc}")[:300],
+                    )
             except openai.APITimeoutError:
                 last_error = f"timeout after {self.timeout_s}s"
                 self.stats["timeouts"] += 1
@@ -314,14 +340,25 @@ class OpenAIBackend:
                 self.stats["json_retries"] += 1
                 messages = messages + [
                     {"role": "assistant", "content": text},
-                    {"role": "user", "content": f"That reply was not valid ({err}). Reply again with only the corrected JSON."},
+                    {
+                        "role": "user",
+                        "content": f"That reply was not valid ({err}). Reply again with only the corrected JSON.",
+                    },
                 ]
                 continue
             self.stats["succeeded"] += 1
             self.stats["prompt_tokens"] += usage.prompt_tokens
             self.stats["completion_tokens"] += usage.completion_tokens
-            out = ChatResponse(text=text, request_hash=h, backend=self.name, model=self.model, usage=usage, attempts=calls,
-                               latency_s=time.monotonic() - t0, error=self._clean(f"invalid_json: {err}") if err else None)
+            out = ChatResponse(
+                text=text,
+                request_hash=h,
+                backend=self.name,
+                model=self.model,
+                usage=usage,
+                attempts=calls,
+                latency_s=time.monotonic() - t0,
+                error=self._clean(f"invalid_json: {err}") if err else None,
+            )
             if on_result is not None:
                 on_result(index, out)
             return out

@@ -31,7 +31,7 @@ Every format also takes `patient_key` (a regex over the image's relative file na
 group is the patient key the split groups by) and `quadrant_map`.
 
 Shared building blocks (accounting helpers, label parsing) live in `sources/common.py`.
-"""
+"""  # noqa: E501 - the format table stays one row per line
 
 from __future__ import annotations
 

@@ -46,9 +46,9 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from mmoral_pipeline.config import SourceSpec, SourcesFile, mmoral_home
+from mmoral_pipeline.config import SourcesFile, SourceSpec, mmoral_home
 from mmoral_pipeline.domain import fdi as fdi_rules
-from mmoral_pipeline.domain.records import ImageRecord, IngestBatch, RejectReason, Rejection
+from mmoral_pipeline.domain.records import ImageRecord, IngestBatch, Rejection, RejectReason
 from mmoral_pipeline.domain.taxonomy import normalise_name, parse_lesion_type
 from mmoral_pipeline.sources.base import make_image_id, resolve_inside
 from mmoral_pipeline.sources.common import (
@@ -192,29 +192,54 @@ class LabelmeReader:
         return batch
 
     def _read_one(
-        self, spec: SourceSpec, sources: SourcesFile, root: Path, key: str, batch: IngestBatch, seen_images: dict[str, str]
+        self,
+        spec: SourceSpec,
+        sources: SourcesFile,
+        root: Path,
+        key: str,
+        batch: IngestBatch,
+        seen_images: dict[str, str],
     ) -> None:
         src = spec.name
         json_path = resolve_inside(root, key)
         if json_path is None:
-            reject_image(batch, source=src, path=key, reason=RejectReason.PATH_ESCAPES_SOURCE, message=f"{key!r} escapes the source folder")
+            reject_image(
+                batch,
+                source=src,
+                path=key,
+                reason=RejectReason.PATH_ESCAPES_SOURCE,
+                message=f"{key!r} escapes the source folder",
+            )
             return
         try:
             size = json_path.stat().st_size
             limit = max_document_bytes(sources.max_image_pixels)
             if size > limit:  # guard before parsing: the embedded image cannot be that large
-                reject_image(batch, source=src, path=str(json_path), reason=RejectReason.IMAGE_TOO_LARGE,
-                             message=f"{key}: {size} bytes exceeds the limit of {limit} for a labelme file (max_image_pixels)")
+                reject_image(
+                    batch,
+                    source=src,
+                    path=str(json_path),
+                    reason=RejectReason.IMAGE_TOO_LARGE,
+                    message=f"{key}: {size} bytes exceeds the limit of {limit} for a labelme file (max_image_pixels)",
+                )
                 return
             with open(json_path, "rb") as fh:
                 doc = json.loads(fh.read())
             if not isinstance(doc, dict) or not isinstance(doc.get("shapes", []), list):
                 raise ValueError("not a labelme document (no shapes list)")
         except FileNotFoundError:
-            reject_image(batch, source=src, path=str(json_path), reason=RejectReason.MISSING_ANNOTATIONS, message=f"{key} not found")
+            reject_image(
+                batch,
+                source=src,
+                path=str(json_path),
+                reason=RejectReason.MISSING_ANNOTATIONS,
+                message=f"{key} not found",
+            )
             return
         except (OSError, ValueError) as exc:
-            reject_image(batch, source=src, path=str(json_path), reason=RejectReason.MALFORMED_JSON, message=f"{key}: {exc}")
+            reject_image(
+                batch, source=src, path=str(json_path), reason=RejectReason.MALFORMED_JSON, message=f"{key}: {exc}"
+            )
             return
         shapes = doc.get("shapes") or []
         records = [f"shapes[{i}]" for i in range(len(shapes))]
@@ -228,7 +253,14 @@ class LabelmeReader:
         for i, shape in enumerate(shapes):
             record = records[i]
             if not isinstance(shape, dict):
-                reject_annotation(batch, source=src, path=str(json_path), record=record, reason=RejectReason.MALFORMED_RECORD, message="shape is not an object")
+                reject_annotation(
+                    batch,
+                    source=src,
+                    path=str(json_path),
+                    record=record,
+                    reason=RejectReason.MALFORMED_RECORD,
+                    message="shape is not an object",
+                )
                 continue
             shape_type = str(shape.get("shape_type") or "polygon")
             points = shape.get("points")
@@ -260,26 +292,87 @@ class LabelmeReader:
             try:
                 raw = base64.b64decode(data, validate=False)
             except (binascii.Error, ValueError, TypeError) as exc:
-                return reject_image(batch, source=src, path=str(json_path), record="imageData", reason=RejectReason.IMAGE_CORRUPT, message=f"imageData is not base64: {exc}")
+                return reject_image(
+                    batch,
+                    source=src,
+                    path=str(json_path),
+                    record="imageData",
+                    reason=RejectReason.IMAGE_CORRUPT,
+                    message=f"imageData is not base64: {exc}",
+                )
             if not raw:
-                return reject_image(batch, source=src, path=str(json_path), record="imageData", reason=RejectReason.EMPTY_FILE, message="imageData decodes to zero bytes")
+                return reject_image(
+                    batch,
+                    source=src,
+                    path=str(json_path),
+                    record="imageData",
+                    reason=RejectReason.EMPTY_FILE,
+                    message="imageData decodes to zero bytes",
+                )
             too_large = embedded_too_large(raw, max_pixels)
             if too_large:  # refused from its header: never written to disk, never decoded
-                return reject_image(batch, source=src, path=str(json_path), record="imageData", reason=RejectReason.IMAGE_TOO_LARGE, message=too_large)
+                return reject_image(
+                    batch,
+                    source=src,
+                    path=str(json_path),
+                    record="imageData",
+                    reason=RejectReason.IMAGE_TOO_LARGE,
+                    message=too_large,
+                )
             digest = hashlib.sha256(raw).hexdigest()
             if digest in seen_images:
-                return reject_image(batch, source=src, path=str(json_path), record="imageData", reason=RejectReason.DUPLICATE_IMAGE, message=f"same embedded image as {seen_images[digest]}")
+                return reject_image(
+                    batch,
+                    source=src,
+                    path=str(json_path),
+                    record="imageData",
+                    reason=RejectReason.DUPLICATE_IMAGE,
+                    message=f"same embedded image as {seen_images[digest]}",
+                )
             seen_images[digest] = key
             target = extract_embedded(raw, extract_dir(spec))
-            return add_image(batch, target, source=src, root=target.parent, max_pixels=max_pixels, image_id=image_id, file_name=f"{key}#imageData")
+            return add_image(
+                batch,
+                target,
+                source=src,
+                root=target.parent,
+                max_pixels=max_pixels,
+                image_id=image_id,
+                file_name=f"{key}#imageData",
+            )
         image_path = doc.get("imagePath")
         if not isinstance(image_path, str) or not image_path:
-            return reject_image(batch, source=src, path=str(json_path), record="imagePath", reason=RejectReason.IMAGE_MISSING, message="neither imageData nor imagePath")
-        rel = (Path(key).parent / image_path.replace("\\", "/")).as_posix() if not os.path.isabs(image_path) else image_path
+            return reject_image(
+                batch,
+                source=src,
+                path=str(json_path),
+                record="imagePath",
+                reason=RejectReason.IMAGE_MISSING,
+                message="neither imageData nor imagePath",
+            )
+        rel = (
+            (Path(key).parent / image_path.replace("\\", "/")).as_posix()
+            if not os.path.isabs(image_path)
+            else image_path
+        )
         path = resolve_inside(root, rel)
         if path is None:
-            return reject_image(batch, source=src, path=image_path, record="imagePath", reason=RejectReason.PATH_ESCAPES_SOURCE, message=f"imagePath {image_path!r} escapes the source folder")
+            return reject_image(
+                batch,
+                source=src,
+                path=image_path,
+                record="imagePath",
+                reason=RejectReason.PATH_ESCAPES_SOURCE,
+                message=f"imagePath {image_path!r} escapes the source folder",
+            )
         if str(path) in seen_images:
-            return reject_image(batch, source=src, path=str(json_path), record="imagePath", reason=RejectReason.DUPLICATE_IMAGE, message=f"image {image_path!r} already used by {seen_images[str(path)]}")
+            return reject_image(
+                batch,
+                source=src,
+                path=str(json_path),
+                record="imagePath",
+                reason=RejectReason.DUPLICATE_IMAGE,
+                message=f"image {image_path!r} already used by {seen_images[str(path)]}",
+            )
         seen_images[str(path)] = key
         return add_image(batch, path, source=src, root=root, max_pixels=max_pixels, image_id=image_id)

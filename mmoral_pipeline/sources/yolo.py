@@ -26,9 +26,9 @@ from typing import Any
 
 import yaml
 
-from mmoral_pipeline.config import SourceSpec, SourcesFile
+from mmoral_pipeline.config import SourcesFile, SourceSpec
 from mmoral_pipeline.domain.geometry import yolo_to_xyxy
-from mmoral_pipeline.domain.records import IngestBatch, RejectReason, Rejection
+from mmoral_pipeline.domain.records import IngestBatch, Rejection, RejectReason
 from mmoral_pipeline.sources.base import IMAGE_SUFFIXES
 from mmoral_pipeline.sources.common import (
     Label,
@@ -147,9 +147,13 @@ class YoloReader:
             image_path, *same_stem = images.get(stem) or [None]
             for other in same_stem:  # x.jpg and x.png: the label file cannot say which one it describes
                 reject_image(
-                    batch, source=src, path=str(other), reason=RejectReason.DUPLICATE_STEM,
+                    batch,
+                    source=src,
+                    path=str(other),
+                    reason=RejectReason.DUPLICATE_STEM,
                     message=f"{other.name} has the same stem {stem!r} as {image_path.name}; "
-                    f"only {image_path.name} is paired with {label_path.name if label_path else 'the (absent) label file'}",
+                    f"only {image_path.name} is paired with "
+                    f"{label_path.name if label_path else 'the (absent) label file'}",
                 )
             lines: list[tuple[int, str]] = []
             source_file = ""
@@ -159,7 +163,14 @@ class YoloReader:
                     text = label_path.read_text(encoding="utf-8", errors="replace")
                 except OSError as exc:
                     text = ""
-                    reject_annotation(batch, source=src, path=str(label_path), record="$", reason=RejectReason.MALFORMED_RECORD, message=f"cannot read: {exc}")
+                    reject_annotation(
+                        batch,
+                        source=src,
+                        path=str(label_path),
+                        record="$",
+                        reason=RejectReason.MALFORMED_RECORD,
+                        message=f"cannot read: {exc}",
+                    )
                 lines = [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
             records = [f"line {n}" for n, _ in lines]
             if image_path is None:
@@ -174,10 +185,17 @@ class YoloReader:
             if isinstance(image, Rejection):
                 reject_for_image(batch, image, source=src, path=str(label_path), records=records)
                 continue
-            for (n, line), record in zip(lines, records):
+            for (_, line), record in zip(lines, records, strict=True):
                 parsed = parse_yolo_line(line)
                 if isinstance(parsed, str):
-                    reject_annotation(batch, source=src, path=str(label_path), record=record, reason=RejectReason.MALFORMED_RECORD, message=parsed)
+                    reject_annotation(
+                        batch,
+                        source=src,
+                        path=str(label_path),
+                        record=record,
+                        reason=RejectReason.MALFORMED_RECORD,
+                        message=parsed,
+                    )
                     continue
                 cid, values, score, is_polygon = parsed
                 polygon = None
@@ -187,7 +205,14 @@ class YoloReader:
                 else:
                     box = [_px(v) for v in yolo_to_xyxy(*values, image.width, image.height)]
                 if cid not in names:
-                    reject_annotation(batch, source=src, path=str(label_path), record=record, reason=RejectReason.UNKNOWN_CLASS, message=f"class id {cid} not in the class map")
+                    reject_annotation(
+                        batch,
+                        source=src,
+                        path=str(label_path),
+                        record=record,
+                        reason=RejectReason.UNKNOWN_CLASS,
+                        message=f"class id {cid} not in the class map",
+                    )
                     continue
                 emit_annotation(
                     batch, image=image, source_file=source_file, path=str(label_path), record=record,

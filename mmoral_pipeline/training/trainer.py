@@ -11,8 +11,9 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -222,7 +223,9 @@ def checkpointing_args(config_cls, enabled: bool) -> dict[str, Any]:
     """transformers >= 5.2x calls it activation_checkpointing (gradient_checkpointing warns); older versions not."""
     import dataclasses
 
-    prefix = "activation" if "activation_checkpointing" in {f.name for f in dataclasses.fields(config_cls)} else "gradient"
+    prefix = (
+        "activation" if "activation_checkpointing" in {f.name for f in dataclasses.fields(config_cls)} else "gradient"
+    )
     return {f"{prefix}_checkpointing": enabled,
             f"{prefix}_checkpointing_kwargs": {"use_reentrant": False} if enabled else None}
 
@@ -321,7 +324,7 @@ def train(settings: SftSettings, log: Callable[[str], None] = print) -> TrainRep
     losses: list[float] = []
 
     class LossRecorder(TrainerCallback):
-        def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001
+        def on_log(self, args, state, control, logs=None, **kwargs):
             if logs and "loss" in logs:
                 steps.append(int(state.global_step))
                 losses.append(float(logs["loss"]))

@@ -8,8 +8,8 @@ import polars as pl
 
 from mmoral_pipeline.attributes import checks
 from mmoral_pipeline.attributes.build import build_image_attributes
-from mmoral_pipeline.attributes.settings import AttributeSettings
 from mmoral_pipeline.attributes.frames import IMAGE_ATTRIBUTES, TOOTH_ATTRIBUTES, attribute_frames, documents_from_frame
+from mmoral_pipeline.attributes.settings import AttributeSettings
 from mmoral_pipeline.domain.attributes import ImageAttributes
 
 from .helpers import ann, frames, image

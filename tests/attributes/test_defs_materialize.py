@@ -57,9 +57,13 @@ def test_attributes_materialise_with_checks_and_config(synth_sources: Path, tmp_
         strict = read_table("annotation_outcomes", base_dir=str(home), partitions="all")
 
     assert {"no_finding_lost", "fdi_ids_valid", "no_tooth_twice", "captions_match_attributes"} <= set(evaluations)
-    assert all(evaluations[k] for k in ("no_finding_lost", "fdi_ids_valid", "no_tooth_twice", "captions_match_attributes"))
+    assert all(
+        evaluations[k] for k in ("no_finding_lost", "fdi_ids_valid", "no_tooth_twice", "captions_match_attributes")
+    )
     assert {"image_attributes", "tooth_attributes", "annotation_outcomes", "location_captions"} <= set(mats)
-    chart = next(m for m in outcomes_meta if m.asset_key.to_user_string() == "annotation_outcomes").metadata["kept_per_class_chart"]
+    chart = next(m for m in outcomes_meta if m.asset_key.to_user_string() == "annotation_outcomes").metadata[
+        "kept_per_class_chart"
+    ]
     assert "data:image/png;base64," in chart.value
 
     images = read_table("image_attributes", base_dir=str(home), partitions="all")
@@ -70,8 +74,17 @@ def test_attributes_materialise_with_checks_and_config(synth_sources: Path, tmp_
     assert images.height == 3 and captions.height == 3
     assert outcomes.height == raw.height
     # the nested struct column survives Parquet
-    assert teeth.schema["conditions"] == pl.List(pl.Struct({"category": pl.String, "bbox": pl.List(pl.Float64), "score": pl.Float64,
-                                                            "type": pl.String, "annotation_ids": pl.List(pl.String)}))
+    assert teeth.schema["conditions"] == pl.List(
+        pl.Struct(
+            {
+                "category": pl.String,
+                "bbox": pl.List(pl.Float64),
+                "score": pl.Float64,
+                "type": pl.String,
+                "annotation_ids": pl.List(pl.String),
+            }
+        )
+    )
     for row in images.iter_rows(named=True):
         doc = ImageAttributes.model_validate_json(row["document"])
         assert doc.content_hash() == row["attribute_row_hash"]

@@ -40,7 +40,7 @@ def attributes_of(root: Path, fmt: str, **spec: Any):
 
 
 def test_akudental_labelme(realdata: Path, mmoral_home: Path):
-    result, anns = attributes_of(realdata / "akudental_labelme", "labelme")
+    result, _ = attributes_of(realdata / "akudental_labelme", "labelme")
     assert len(result.documents) == 5
     assert all(len(d.teeth) >= 20 for d in result.documents)  # full dentitions, FDI from the labels
     assert result.outcome_counts()["tooth"] > 100
@@ -85,5 +85,7 @@ def test_dentex_subset_diagnoses_land_on_their_tooth(realdata: Path, mmoral_home
     assert diagnoses.height > 0
     for aid in diagnoses["annotation_id"].to_list():
         assert result.outcomes[aid] == "condition"  # same box and FDI as its tooth
-    impacted = [t for d in result.documents for t in d.teeth if any(c.category == Category.IMPACTED_TOOTH for c in t.conditions)]
+    impacted = [
+        t for d in result.documents for t in d.teeth if any(c.category == Category.IMPACTED_TOOTH for c in t.conditions)
+    ]
     assert all(t.wisdom_status == "impacted" for t in impacted if t.is_wisdom)

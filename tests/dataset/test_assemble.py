@@ -18,7 +18,6 @@ from mmoral_pipeline.dataset.assemble import (
     split_overlap,
 )
 from mmoral_pipeline.dataset.split import is_holdout
-
 from mmoral_pipeline.generation.rows import to_frame
 
 from .world import SOURCES, generated, item
@@ -61,7 +60,15 @@ def test_provenance_is_carried(assembled, world) -> None:
     frame, _ = assembled
     row = frame.filter(pl.col("task_type") == "vqa_open").row(0, named=True)
     src = world.tables["vqa_items"].filter(pl.col("item_id") == row["item_id"]).row(0, named=True)
-    for k in ("prompt_template_id", "prompt_version", "backend", "model", "request_hash", "run_id", "attribute_row_hash"):
+    for k in (
+        "prompt_template_id",
+        "prompt_version",
+        "backend",
+        "model",
+        "request_hash",
+        "run_id",
+        "attribute_row_hash",
+    ):
         assert row[k] == src[k]
     assert json.loads(row["params"]) == json.loads(src["params"])
     assert row["image_path"] == world.tables["raw_images"].filter(pl.col("image_id") == row["image_id"])["path"][0]
@@ -82,12 +89,16 @@ def test_split_is_by_image_and_deterministic(assembled, world) -> None:
     bench = set(frame.filter(pl.col("split") == "bench")["image_id"])
     assert bench == {i for i in frame["image_id"].unique() if is_holdout(i, SPLIT["holdout_fraction"])}
     second, _ = assemble_samples(generated(world), world.tables["raw_images"], **SPLIT)
-    assert dict(zip(second["sample_id"], second["split"], strict=True)) == dict(zip(frame["sample_id"], frame["split"], strict=True))
+    assert dict(zip(second["sample_id"], second["split"], strict=True)) == dict(
+        zip(frame["sample_id"], frame["split"], strict=True)
+    )
 
 
 def test_explicit_holdout_is_honoured(world) -> None:
     chosen = {"srcA-img01", "srcB-img02"}
-    frame, _ = assemble_samples(generated(world), world.tables["raw_images"], val_fraction=0.2, holdout_fraction=0.9, explicit_holdout=chosen)
+    frame, _ = assemble_samples(
+        generated(world), world.tables["raw_images"], val_fraction=0.2, holdout_fraction=0.9, explicit_holdout=chosen
+    )
     assert set(frame.filter(pl.col("split") == "bench")["image_id"]) == chosen
 
 
@@ -116,8 +127,15 @@ def test_normalisers() -> None:
     assert normalise_text("tooth 36") != normalise_text("tooth 37")
     assert as_str_list("Teeth, Patho") == ["Teeth", "Patho"]
     assert as_str_list('["Jaw"]') == ["Jaw"] and as_str_list(None) == []
-    turns = dialogue_turns([{"role": "radiologist", "content": "Hello."}, {"role": "patient", "content": "Hi"},
-                            {"role": "patient", "content": "again"}, {"role": "doctor", "content": "Yes."}, {"role": "patient", "content": "Bye"}])
+    turns = dialogue_turns(
+        [
+            {"role": "radiologist", "content": "Hello."},
+            {"role": "patient", "content": "Hi"},
+            {"role": "patient", "content": "again"},
+            {"role": "doctor", "content": "Yes."},
+            {"role": "patient", "content": "Bye"},
+        ]
+    )
     assert turns == [("user", "Hi\nagain"), ("assistant", "Yes.")]
     with pytest.raises(ValueError):
         dialogue_turns([{"role": "narrator", "content": "x"}])
@@ -136,5 +154,12 @@ def test_near_duplicates_only_within_an_image(world) -> None:
 def test_column_normalisation_matches_the_row_rule() -> None:
     from mmoral_pipeline.dataset.assemble import normalise_texts
 
-    texts = ["  Tooth  36:\tCaries!! ", "ＦＵＬＬ width Ｔｅｅｔｈ", "Zähne — Karies?", "box_2d [1, 2, 3, 4]", "a\u241eb", ""]
+    texts = [
+        "  Tooth  36:\tCaries!! ",
+        "ＦＵＬＬ width Ｔｅｅｔｈ",
+        "Zähne — Karies?",
+        "box_2d [1, 2, 3, 4]",
+        "a\u241eb",
+        "",
+    ]
     assert normalise_texts(pl.Series(texts)).to_list() == [normalise_text(t) for t in texts]

@@ -67,7 +67,12 @@ def test_assets_and_checks_materialise(run) -> None:
     world, _, result, _ = run
     assert result.success
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-    assert checks == {"split_disjoint": True, "copies_across_sources": True, "rows_accounted": True, "referential_integrity": True}
+    assert checks == {
+        "split_disjoint": True,
+        "copies_across_sources": True,
+        "rows_accounted": True,
+        "referential_integrity": True,
+    }
     samples = read_table("instruction_samples", base_dir=str(world.home))
     assert samples.height > 0 and set(samples["split"]) == {"train", "val", "bench"}
     meta = result.asset_materializations_for_node("instruction_samples")
@@ -76,18 +81,31 @@ def test_assets_and_checks_materialise(run) -> None:
     assert meta["dagster/row_count"].value == samples.height
     assert meta["partitions_used"].value == len(SOURCES) and meta["partitions_left_out"].value == {}
     dropped = read_table("dropped_samples", base_dir=str(world.home))
-    assert sorted(dropped.filter(pl.col("action") == "dropped")["reason"].to_list()) == ["exact_duplicate", "invalid", "near_duplicate"]
+    assert sorted(dropped.filter(pl.col("action") == "dropped")["reason"].to_list()) == [
+        "exact_duplicate",
+        "invalid",
+        "near_duplicate",
+    ]
     kept = dropped.filter(pl.col("reason") == "exact_duplicate")["kept_id"][0]
     assert kept in set(samples["sample_id"])  # a duplicate row names the sample kept in its place
-    balance = next(e for e in result.get_asset_check_evaluations() if e.check_name == "rows_accounted").metadata["balance"].value
-    assert balance["vqa_items"] == {"in": world.tables["vqa_items"].height, "out": balance["vqa_items"]["out"], "dropped": 3, "ok": True}
+    balance = (
+        next(e for e in result.get_asset_check_evaluations() if e.check_name == "rows_accounted")
+        .metadata["balance"]
+        .value
+    )
+    assert balance["vqa_items"] == {
+        "in": world.tables["vqa_items"].height,
+        "out": balance["vqa_items"]["out"],
+        "dropped": 3,
+        "ok": True,
+    }
     exports = world.home / "exports"
     for rel in ("llamafactory/mmoral_train.json", "llamafactory/mmoral_val.json", "llamafactory/dataset_info.json",
                 "trl/train.jsonl", "trl/val.jsonl", "trl/hf_dataset/dataset_dict.json", "holdout/closed_ended.tsv",
                 "holdout/open_ended.tsv", "DATASET_CARD.md", "dataset_card.png"):
         assert (exports / rel).exists(), rel
     n_train = samples.filter(pl.col("split") == "train").height
-    assert sum(1 for _ in open(exports / "trl" / "train.jsonl")) == n_train
+    assert len((exports / "trl" / "train.jsonl").read_text().splitlines()) == n_train
     card = (exports / "DATASET_CARD.md").read_text()
     assert f"**{samples.height} samples**" in card and '"holdout_fraction": 0.25' in card and "exact_duplicates" in card
     card_meta = result.asset_materializations_for_node("dataset_card")[0].metadata
@@ -102,14 +120,27 @@ def test_only_registered_recorded_batches_are_read(tmp_path: Path) -> None:
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("batches", [*SOURCES, "ghost"])
     _recorded(instance)
-    extra = world.tables["vqa_items"].filter(pl.col("partition") == "srcA").with_columns(question=pl.col("question") + " (extra)")
+    extra = (
+        world.tables["vqa_items"]
+        .filter(pl.col("partition") == "srcA")
+        .with_columns(question=pl.col("question") + " (extra)")
+    )
     extra.with_columns(partition=pl.lit("ghost")).write_parquet(world.home / "vqa_items" / "ghost.parquet")
-    extra.with_columns(partition=pl.lit("gone")).write_parquet(world.home / "vqa_items" / "gone.parquet")  # not registered
+    extra.with_columns(partition=pl.lit("gone")).write_parquet(
+        world.home / "vqa_items" / "gone.parquet"
+    )  # not registered
     result = dg.materialize([*_stubs(), *dataset_assets], selection=["instruction_samples", "dropped_samples"],
                             resources={"io_manager": ParquetIOManager(str(world.home))}, instance=instance)
     samples = read_table("instruction_samples", base_dir=str(world.home))
-    assert set(samples["partition"]) == set(SOURCES) and not samples["question"].str.contains("(extra)", literal=True).any()
-    meta = next(m for m in result.asset_materializations_for_node("instruction_samples") if m.asset_key.path == ["instruction_samples"]).metadata
+    assert (
+        set(samples["partition"]) == set(SOURCES)
+        and not samples["question"].str.contains("(extra)", literal=True).any()
+    )
+    meta = next(
+        m
+        for m in result.asset_materializations_for_node("instruction_samples")
+        if m.asset_key.path == ["instruction_samples"]
+    ).metadata
     assert meta["partitions_left_out"].value == {"ghost": "reports was never materialised for it"}
     assert "| ghost |" in meta["partitions_left_out_table"].value
 
@@ -120,15 +151,21 @@ def test_sample_lineage_job(run) -> None:
     sid = samples.filter(pl.col("task_type") == "dialogue")["sample_id"][0]
     defs = dg.Definitions(jobs=dataset_jobs, resources={"io_manager": ParquetIOManager(str(world.home))})
     job = defs.get_job_def("sample_lineage")
-    result = job.execute_in_process(run_config={"ops": {"trace_sample": {"config": {"sample_id": sid}}}}, instance=instance)
+    result = job.execute_in_process(
+        run_config={"ops": {"trace_sample": {"config": {"sample_id": sid}}}}, instance=instance
+    )
     assert result.success
-    obs = [e.event_specific_data.asset_observation for e in result.all_events if e.event_type_value == "ASSET_OBSERVATION"]
+    obs = [
+        e.event_specific_data.asset_observation for e in result.all_events if e.event_type_value == "ASSET_OBSERVATION"
+    ]
     assert len(obs) == 1
     md = obs[0].metadata["lineage"].value
     assert sid in md and "### Raw image" in md and "Raw response" in md
     chain = obs[0].metadata["chain"].value
     assert chain["image"]["sha256_matches"] is True and chain["problems"] == []
-    bad = job.execute_in_process(run_config={"ops": {"trace_sample": {"config": {"sample_id": "nope"}}}}, instance=instance, raise_on_error=False)
+    bad = job.execute_in_process(
+        run_config={"ops": {"trace_sample": {"config": {"sample_id": "nope"}}}}, instance=instance, raise_on_error=False
+    )
     assert not bad.success
     failure = next(e for e in bad.all_events if e.event_type_value == "STEP_FAILURE")
     assert "train.jsonl" in failure.event_specific_data.error.message  # says where sample ids are found
@@ -136,7 +173,14 @@ def test_sample_lineage_job(run) -> None:
 
 def test_definitions_objects_are_well_formed() -> None:
     groups = {k.to_user_string(): a.group_names_by_key[k] for a in dataset_assets for k in a.keys}
-    assert set(groups) == {"instruction_samples", "dropped_samples", "llamafactory_export", "trl_export", "bench_tsv_export", "dataset_card"}
+    assert set(groups) == {
+        "instruction_samples",
+        "dropped_samples",
+        "llamafactory_export",
+        "trl_export",
+        "bench_tsv_export",
+        "dataset_card",
+    }
     assert {groups["instruction_samples"], groups["dropped_samples"]} == {"dataset"}
     assert {g for k, g in groups.items() if k.endswith(("_export", "_card"))} == {"export"}
     assert all(a.descriptions_by_key.get(k) for a in dataset_assets for k in a.keys)

@@ -39,7 +39,10 @@ def out(samples, tmp_path_factory) -> Path:
 
 
 def _expected(samples: pl.DataFrame, split: str) -> dict[str, list[tuple[str, str]]]:
-    return {r["sample_id"]: message_texts(json.loads(r["messages"])) for r in samples.filter(pl.col("split") == split).iter_rows(named=True)}
+    return {
+        r["sample_id"]: message_texts(json.loads(r["messages"]))
+        for r in samples.filter(pl.col("split") == split).iter_rows(named=True)
+    }
 
 
 @pytest.mark.parametrize("split", ["train", "val"])
@@ -67,7 +70,7 @@ def test_sharegpt_layout_and_dataset_info(out) -> None:
     entry = info["mmoral_train"]
     assert entry["formatting"] == "sharegpt" and entry["columns"] == {"messages": "messages", "images": "images"}
     assert entry["tags"]["user_tag"] == "user" and entry["tags"]["assistant_tag"] == "assistant"
-    for name, e in info.items():
+    for e in info.values():
         records = json.loads((out / "llamafactory" / e["file_name"]).read_text())
         for r in records:
             assert r["messages"][0]["content"].startswith(IMAGE_PLACEHOLDER)

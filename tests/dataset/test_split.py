@@ -72,10 +72,13 @@ def test_split_is_the_same_in_another_process() -> None:
     pairs = [(f"img{i}", f"src{i % 4}") for i in range(200)]
     code = (
         "import json, sys; from mmoral_pipeline.dataset.split import split_images; "
-        "print(json.dumps(split_images([tuple(p) for p in json.load(sys.stdin)], val_fraction=0.15, holdout_fraction=0.2).split))"
+        "print(json.dumps(split_images([tuple(p) for p in json.load(sys.stdin)], val_fraction=0.15, "
+        "holdout_fraction=0.2).split))"
     )
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
-    out = subprocess.run([sys.executable, "-c", code], input=json.dumps(pairs), capture_output=True, text=True, check=True, env=env)
+    out = subprocess.run(
+        [sys.executable, "-c", code], input=json.dumps(pairs), capture_output=True, text=True, check=True, env=env
+    )
     assert json.loads(out.stdout) == split_images(pairs, val_fraction=0.15, holdout_fraction=0.2).split
 
 
@@ -92,7 +95,16 @@ def test_copies_and_patients_never_straddle_splits() -> None:
     rows += [{"image_id": f"c{i:03d}", "source": "b", "sha256": f"c{i}", "phash": _hash(i, 10)} for i in range(20, 40)]
     rows += [{"image_id": f"d{i:03d}", "source": "b", "sha256": f"d{i}", "phash": _hash(i, 60)} for i in range(40, 60)]
     # three X-rays of each of 30 patients
-    rows += [{"image_id": f"p{i:03d}", "source": "p", "sha256": f"p{i}", "phash": _hash(1000 + i), "patient_key": f"P{i // 3}"} for i in range(90)]
+    rows += [
+        {
+            "image_id": f"p{i:03d}",
+            "source": "p",
+            "sha256": f"p{i}",
+            "phash": _hash(1000 + i),
+            "patient_key": f"P{i // 3}",
+        }
+        for i in range(90)
+    ]
     result = split_images(rows, val_fraction=0.2, holdout_fraction=0.3)
     split = result.split
     for i in range(20):
@@ -107,7 +119,9 @@ def test_copies_and_patients_never_straddle_splits() -> None:
     table = [{**r, "split": split[r["image_id"]]} for r in rows]
     assert cross_split_links(table) == []
     # a patient group is decided by its patient key: stable when another X-ray of the patient arrives
-    more = split_images([*rows, {"image_id": "p000a", "source": "p", "sha256": "new", "patient_key": "P0"}], 0.2, 0.3).split
+    more = split_images(
+        [*rows, {"image_id": "p000a", "source": "p", "sha256": "new", "patient_key": "P0"}], 0.2, 0.3
+    ).split
     assert more["p000a"] == more["p000"] == split["p000"]
 
 

@@ -76,7 +76,14 @@ def test_ingest_and_attributes_materialise_on_postgres(postgres_server, tmp_path
         for run_id in run_ids:
             run = instance.get_run_by_id(run_id)
             assert run is not None and run.status == dg.DagsterRunStatus.SUCCESS
-        expected = {"raw_images", "raw_annotations", "rejected_inputs", "image_attributes", "tooth_attributes", "location_captions"}
+        expected = {
+            "raw_images",
+            "raw_annotations",
+            "rejected_inputs",
+            "image_attributes",
+            "tooth_attributes",
+            "location_captions",
+        }
         for name in expected:
             parts = instance.get_materialized_partitions(dg.AssetKey(name))
             assert parts == {"north", "south"}, name

@@ -55,12 +55,17 @@ def test_own_tiny_builder_and_generation_without_realdata(tmp_path):
     from .factories import make_attributes
 
     a = make_attributes(4)
-    closed, open_, _ = build_benchmark([a], images_b64={a.image_id: encode_image_jpeg(Image.new("RGB", (300, 150), (90, 90, 90)))})
+    closed, open_, _ = build_benchmark(
+        [a], images_b64={a.image_id: encode_image_jpeg(Image.new("RGB", (300, 150), (90, 90, 90)))}
+    )
     ck = _own([closed_prompt(it) for it in closed] * 2, tmp_path / "own")
     runner = HFRunner(str(ck), batch_size=2, max_new_tokens_closed=3, max_new_tokens_open=4, max_pixels=32 * 28 * 28,
                       use_training_infer=False)
-    res = score_run(ModelRun(model="own", closed_outputs=runner.answer_closed(closed), open_outputs=runner.answer_open(open_[:2])),
-                    closed, open_[:2])
+    res = score_run(
+        ModelRun(model="own", closed_outputs=runner.answer_closed(closed), open_outputs=runner.answer_open(open_[:2])),
+        closed,
+        open_[:2],
+    )
     assert res.scores.closed_counts["Overall"] == 5 and res.scores.open_counts["Overall"] == 2
     assert res.scores.extraction_failure_rate is not None
 

@@ -44,20 +44,32 @@ class EchoServer:
             def log_message(self, *args) -> None:
                 pass
 
-            def do_POST(self) -> None:  # noqa: N802 - http.server API
+            def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
                 auth = self.headers.get("Authorization", "")
                 outer.keys.append(auth.removeprefix("Bearer "))
                 n = len(outer.keys) - 1
                 if n % 3 == 0:
                     status = 200
-                    payload = {"id": f"c{n}", "object": "chat.completion", "created": 0, "model": body.get("model", "m"),
-                               "choices": [{"index": 0, "finish_reason": "stop",
-                                            "message": {"role": "assistant", "content": f"You sent {auth}. Key {auth[7:]} ok."}}],
-                               "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+                    payload = {
+                        "id": f"c{n}",
+                        "object": "chat.completion",
+                        "created": 0,
+                        "model": body.get("model", "m"),
+                        "choices": [
+                            {
+                                "index": 0,
+                                "finish_reason": "stop",
+                                "message": {"role": "assistant", "content": f"You sent {auth}. Key {auth[7:]} ok."},
+                            }
+                        ],
+                        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+                    }
                 else:
                     status = 401 if n % 3 == 1 else 500
-                    payload = {"error": {"message": f"Incorrect API key provided: {auth[7:]} (header {auth})", "type": "auth"}}
+                    payload = {
+                        "error": {"message": f"Incorrect API key provided: {auth[7:]} (header {auth})", "type": "auth"}
+                    }
                 data = json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -85,15 +97,38 @@ class EchoServer:
 
 @dg.asset(partitions_def=batch_partitions, name="image_attributes")
 def stub_image_attributes(context: dg.AssetExecutionContext) -> pl.DataFrame:
-    return pl.DataFrame([{"image_id": d.image_id, "source": "synthetic", "partition": context.partition_key, "file_name": d.file_name,
-                          "path": "", "width": d.width, "height": d.height, "attribute_row_hash": d.content_hash(),
-                          "document": d.model_dump_json()} for d in DOCS])
+    return pl.DataFrame(
+        [
+            {
+                "image_id": d.image_id,
+                "source": "synthetic",
+                "partition": context.partition_key,
+                "file_name": d.file_name,
+                "path": "",
+                "width": d.width,
+                "height": d.height,
+                "attribute_row_hash": d.content_hash(),
+                "document": d.model_dump_json(),
+            }
+            for d in DOCS
+        ]
+    )
 
 
 @dg.asset(partitions_def=batch_partitions, name="location_captions")
 def stub_location_captions(context: dg.AssetExecutionContext, image_attributes: pl.DataFrame) -> pl.DataFrame:
-    return pl.DataFrame([{"image_id": d.image_id, "partition": context.partition_key, "attribute_row_hash": d.content_hash(),
-                          "caption": fallback_caption(d), "caption_version": "test"} for d in DOCS])
+    return pl.DataFrame(
+        [
+            {
+                "image_id": d.image_id,
+                "partition": context.partition_key,
+                "attribute_row_hash": d.content_hash(),
+                "caption": fallback_caption(d),
+                "caption_version": "test",
+            }
+            for d in DOCS
+        ]
+    )
 
 
 def _strings_in_parquet(root: Path) -> list[str]:
@@ -114,22 +149,47 @@ def test_an_echoed_key_reaches_no_table_cache_metadata_or_log(tmp_path: Path, mo
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("batches", ["b1"])
     with EchoServer() as server:
-        llm = LLMResource(backend="openai", base_url=server.url, model="echo", api_key=dg.EnvVar(KEY_ENV), max_retries=0,
-                          json_retries=1, cache_path=str(cache))
+        llm = LLMResource(
+            backend="openai",
+            base_url=server.url,
+            model="echo",
+            api_key=dg.EnvVar(KEY_ENV),
+            max_retries=0,
+            json_retries=1,
+            cache_path=str(cache),
+        )
         gen = dg.materialize([stub_image_attributes, stub_location_captions, *generation_assets, *generation_checks],
                              partition_key="b1", instance=instance, raise_on_error=False,
                              resources={"io_manager": ParquetIOManager(str(home)), "llm": llm})
-        items = [ClosedItem(index="1", question="Which jaw?", options=["Upper", "Lower", "Both", "None"], answer="B", category="Jaw"),
-                 ClosedItem(index="2", question="Which side?", options=["Left", "Right", "Both", "None"], answer="A", category="Teeth"),
-                 OpenItem(index="3", question="Describe the teeth.", answer="Caries on 36.", category="Teeth")]
+        items = [
+            ClosedItem(
+                index="1", question="Which jaw?", options=["Upper", "Lower", "Both", "None"], answer="B", category="Jaw"
+            ),
+            ClosedItem(
+                index="2",
+                question="Which side?",
+                options=["Left", "Right", "Both", "None"],
+                answer="A",
+                category="Teeth",
+            ),
+            OpenItem(index="3", question="Describe the teeth.", answer="Caries on 36.", category="Teeth"),
+        ]
         home.mkdir(parents=True, exist_ok=True)
-        items_frame([i for i in items if isinstance(i, ClosedItem)], [i for i in items if isinstance(i, OpenItem)], {}).write_parquet(
-            home / "benchmark_items.parquet")
-        endpoints = ModelEndpoints(endpoints=[ModelEndpoint(name="echo", base_url=server.url, model="echo", api_key=dg.EnvVar(KEY_ENV))])
+        items_frame(
+            [i for i in items if isinstance(i, ClosedItem)], [i for i in items if isinstance(i, OpenItem)], {}
+        ).write_parquet(home / "benchmark_items.parquet")
+        endpoints = ModelEndpoints(
+            endpoints=[ModelEndpoint(name="echo", base_url=server.url, model="echo", api_key=dg.EnvVar(KEY_ENV))]
+        )
         bench = dg.materialize(
-            [benchmark_results, dg.AssetSpec("benchmark_items")], instance=instance,
+            [benchmark_results, dg.AssetSpec("benchmark_items")],
+            instance=instance,
             resources={"io_manager": ParquetIOManager(str(home)), "endpoints": endpoints},
-            run_config={"ops": {"benchmark_results": {"config": {"models": [], "endpoints": ["echo"], "judge_endpoint": "echo"}}}},
+            run_config={
+                "ops": {
+                    "benchmark_results": {"config": {"models": [], "endpoints": ["echo"], "judge_endpoint": "echo"}}
+                }
+            },
         )
     assert gen.success is not None and bench.success
     # the key really went out, and the server really echoed it back
@@ -164,13 +224,20 @@ def test_run_config_can_only_name_an_endpoint(monkeypatch):
     assert not {f for f in fields if "url" in f or "key" in f}, fields  # no URL, no key variable in run config
     with pytest.raises(KeyError, match="no endpoint named 'other'"):
         ModelEndpoints().get("other")
-    monkeypatch.setenv("MMORAL_BENCH_ENDPOINTS", json.dumps([{"name": "vllm", "base_url": "http://gpu:8000/v1", "model": "qwen",
-                                                              "api_key_env": KEY_ENV}]))
+    monkeypatch.setenv(
+        "MMORAL_BENCH_ENDPOINTS",
+        json.dumps([{"name": "vllm", "base_url": "http://gpu:8000/v1", "model": "qwen", "api_key_env": KEY_ENV}]),
+    )
     resource = endpoints_from_env()
     assert resource.get("vllm").api_key == KEY_ENV  # an EnvVar reference: the value is read only when a run starts
     assert KEY not in repr(resource)
 
 
 def test_redaction_rules():
-    assert redact(f"key {KEY} and Bearer abcdefghijkl and sk-zzzzzzzzzz1 and api_key=\"qwertyuiop\"", [KEY]).count("[REDACTED]") == 4
+    assert (
+        redact(f'key {KEY} and Bearer abcdefghijkl and sk-zzzzzzzzzz1 and api_key="qwertyuiop"', [KEY]).count(
+            "[REDACTED]"
+        )
+        == 4
+    )
     assert redact("200 tokens, EMPTY reply, skipping", []) == "200 tokens, EMPTY reply, skipping"

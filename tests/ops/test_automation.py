@@ -9,6 +9,7 @@ import dagster as dg
 import pytest
 import yaml
 
+from mmoral_pipeline.config import load_sources
 from mmoral_pipeline.defs import automation
 from mmoral_pipeline.defs.automation import (
     batch_fingerprints,
@@ -18,7 +19,6 @@ from mmoral_pipeline.defs.automation import (
 )
 from mmoral_pipeline.defs.partitions import BATCHES, batch_partitions
 from mmoral_pipeline.defs.resources import SourcesResource
-from mmoral_pipeline.config import load_sources
 from mmoral_pipeline.synth import generate
 
 from .helpers import full_definitions
@@ -45,7 +45,9 @@ def _tick(instance, sources_file: Path, cursor: str | None):
     """One sensor evaluation; applies the partition requests the way the daemon would."""
     # as a context manager: the context enters an instance for its resources, and only its exit
     # resets Dagster's current defs-state storage (left dangling, it breaks later tests)
-    with dg.build_sensor_context(instance=instance, cursor=cursor, resources={"sources": SourcesResource(path=str(sources_file))}) as ctx:
+    with dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources={"sources": SourcesResource(path=str(sources_file))}
+    ) as ctx:
         result = raw_data_sensor(ctx)
     assert isinstance(result, dg.SensorResult)
     added = []
@@ -166,7 +168,7 @@ def test_weekly_schedule_requests_every_registered_batch(sources_file: Path):
     with dg.instance_for_test() as instance:
         with dg.build_schedule_context(
             instance=instance,
-            scheduled_execution_time=dt.datetime(2026, 11, 30, 3, 0, tzinfo=dt.timezone.utc),
+            scheduled_execution_time=dt.datetime(2026, 11, 30, 3, 0, tzinfo=dt.UTC),
             repository_def=repo,
             resources={"sources": SourcesResource(path=str(sources_file))},
         ) as ctx:
@@ -281,11 +283,15 @@ def test_a_failed_blocking_check_holds_back_what_reads_the_asset():
     def trl_export():
         return 1
 
-    defs = dg.Definitions(assets=[instruction_samples, trl_export], asset_checks=[split_disjoint], sensors=[derived_assets_automation])
+    defs = dg.Definitions(
+        assets=[instruction_samples, trl_export], asset_checks=[split_disjoint], sensors=[derived_assets_automation]
+    )
     check = dg.AssetCheckKey(dg.AssetKey("instruction_samples"), "split_disjoint")
 
     def evaluated(passed: bool) -> None:
-        instance.report_runless_asset_event(dg.AssetCheckEvaluation(asset_key=check.asset_key, check_name=check.name, passed=passed))
+        instance.report_runless_asset_event(
+            dg.AssetCheckEvaluation(asset_key=check.asset_key, check_name=check.name, passed=passed)
+        )
 
     with dg.instance_for_test() as instance:
         tick = _AutomationTicks(instance, defs)

@@ -71,7 +71,9 @@ def test_failed_batches_are_left_out_of_every_fan_in(env):
     why = second.left_out["instruction_samples"]["beta"]
     assert "blocking check raw_annotations.fdi_side_consistency failed" in why
     assert "beta: blocking check raw_annotations.fdi_side_consistency failed" in format_left_out(second)
-    assert not [k for k in second.left_out if k != "instruction_samples"]  # exports read instruction_samples, not batches
+    assert not [
+        k for k in second.left_out if k != "instruction_samples"
+    ]  # exports read instruction_samples, not batches
     mat = instance.get_latest_materialization_event(dg.AssetKey("instruction_samples")).asset_materialization
     assert mat.metadata["partitions_left_out"].value == {"beta": why}
     assert mat.metadata["partitions_used"].value == 1
@@ -82,9 +84,15 @@ def test_failed_batches_are_left_out_of_every_fan_in(env):
     from mmoral_pipeline.definitions import defs
 
     broken = {"ops": {"generate_instructions": {"config": {"dialogue_turns": 3}}}}  # GenerationSettings refuses < 8
-    result = dg.materialize(list(defs.assets) + list(defs.asset_checks), selection=dg.AssetSelection.from_string(BATCHES),
-                            partition_key="beta", instance=instance, resources=dict(defs.resources), run_config=broken,
-                            raise_on_error=False)
+    result = dg.materialize(
+        list(defs.assets) + list(defs.asset_checks),
+        selection=dg.AssetSelection.from_string(BATCHES),
+        partition_key="beta",
+        instance=instance,
+        resources=dict(defs.resources),
+        run_config=broken,
+        raise_on_error=False,
+    )
     assert not result.success
     assert {c.check_name: c.passed for c in result.get_asset_check_evaluations()}["fdi_side_consistency"]
     third = materialize(selection=DATASET, sources_path=str(sources), instance=instance, log=lambda *_: None)
@@ -139,7 +147,9 @@ def test_reencoded_copies_share_a_split_and_split_disjoint_can_fail(env):
     assert checks["split_disjoint"].passed and not checks["copies_across_sources"].passed  # a warning: 6 copies
     samples = read_table("instruction_samples", base_dir=str(home))
     per_image = samples.unique("image_id").select("image_id", "split", "split_group")
-    by_name = {r["image_id"].split("-", 1)[1]: r for r in per_image.iter_rows(named=True) if r["image_id"].startswith("orig-")}
+    by_name = {
+        r["image_id"].split("-", 1)[1]: r for r in per_image.iter_rows(named=True) if r["image_id"].startswith("orig-")
+    }
     for r in per_image.iter_rows(named=True):
         if r["image_id"].startswith("copy-"):
             twin = by_name[r["image_id"].split("-", 1)[1]]
@@ -149,12 +159,19 @@ def test_reencoded_copies_share_a_split_and_split_disjoint_can_fail(env):
 
     # grouping only exact copies (distance 0): copies land in different splits, the check fails and blocks
     (home / "exports").rename(home / "exports_before")
-    report = materialize(selection=EXPORT, sources_path=str(sources), instance=instance, log=lambda *_: None,
-                         run_config={**quiet, "ops": {"instruction_samples": {"config": {**split, "near_duplicate_max_distance": 0}}}})
+    report = materialize(
+        selection=EXPORT,
+        sources_path=str(sources),
+        instance=instance,
+        log=lambda *_: None,
+        run_config={**quiet, "ops": {"instruction_samples": {"config": {**split, "near_duplicate_max_distance": 0}}}},
+    )
     failed = next(c for c in report.checks if c.check == "split_disjoint")
     assert not failed.passed and "phash" in failed.description
     assert not (home / "exports" / "llamafactory").exists()
-    evaluation = instance.get_latest_asset_check_evaluation_record(dg.AssetCheckKey(dg.AssetKey("instruction_samples"), "split_disjoint"))
+    evaluation = instance.get_latest_asset_check_evaluation_record(
+        dg.AssetCheckKey(dg.AssetKey("instruction_samples"), "split_disjoint")
+    )
     meta = evaluation.evaluation.metadata
     assert meta["pairs_by_kind"].value["phash"] == meta["image_pairs_across_splits"].value >= 1
     assert all(e["kind"] == "phash" and e["phash_distance"] <= 24 for e in meta["examples"].value)

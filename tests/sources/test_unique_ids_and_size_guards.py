@@ -34,7 +34,9 @@ def tiff_claiming(width: int, height: int, bits: int = 8, sample_format: int = 1
     ]
     out = b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", len(entries))
     for tag, typ, value in entries:
-        out += struct.pack("<HHI", tag, typ, 1) + (struct.pack("<HH", value, 0) if typ == 3 else struct.pack("<I", value))
+        out += struct.pack("<HHI", tag, typ, 1) + (
+            struct.pack("<HH", value, 0) if typ == 3 else struct.pack("<I", value)
+        )
     return out + struct.pack("<I", 0) + b"\x00" * 64
 
 
@@ -91,7 +93,11 @@ def test_colliding_ids_are_rejected_with_their_own_reason(tmp_path: Path, write_
 
 def test_shards_keep_colliding_items_together(tmp_path: Path, write_image):
     assert shard_items(["a", "b", "c", "d", "e"], 2) == [["a", "b"], ["c", "d"], ["e"]]  # no collision: plain slices
-    assert shard_items(["a b.jpg", "a/b.png", "a_b.png", "c.png", "d.png"], 1) == [["a b.jpg", "a/b.png", "a_b.png"], ["c.png"], ["d.png"]]
+    assert shard_items(["a b.jpg", "a/b.png", "a_b.png", "c.png", "d.png"], 1) == [
+        ["a b.jpg", "a/b.png", "a_b.png"],
+        ["c.png"],
+        ["d.png"],
+    ]
     assert shard_items([], 3) == [[]]
 
     root = tmp_path / "c"
@@ -100,7 +106,9 @@ def test_shards_keep_colliding_items_together(tmp_path: Path, write_image):
         write_image(root / "images" / name, (40, 30))
     write_coco(root, [{"id": i + 1, "file_name": n} for i, n in enumerate(names)], [])
     sources = tmp_path / "sources.yaml"
-    sources.write_text(yaml.safe_dump({"sources": [{"name": "s", "format": "coco", "root": "c", "images": "images", "shard_size": 1}]}))
+    sources.write_text(
+        yaml.safe_dump({"sources": [{"name": "s", "format": "coco", "root": "c", "images": "images", "shard_size": 1}]})
+    )
     sf = load_sources(sources)
     total = IngestBatch()
     for b in plan_batches(sf):
@@ -159,7 +167,11 @@ def test_patient_key_option_groups_a_patients_images(tmp_path: Path, write_image
     write_coco(root, [{"id": i + 1, "file_name": n} for i, n in enumerate(names)], [])
     batch = ingest(root, "coco", images="images", options={"patient_key": r"(?P<patient>P\d+)_"})
     assert {i.file_name: i.patient_key for i in batch.images} == {
-        "images/P001_2019.png": "P001", "images/P001_2021.png": "P001", "images/P002_2020.png": "P002", "images/unknown.png": None}
+        "images/P001_2019.png": "P001",
+        "images/P001_2021.png": "P001",
+        "images/P002_2020.png": "P002",
+        "images/unknown.png": None,
+    }
     assert all(i.phash and len(i.phash) == 64 for i in batch.images)
 
 
@@ -173,7 +185,9 @@ def test_ufba_tiff_masks_are_guarded_by_their_header(tmp_path: Path, write_image
     masks.mkdir(parents=True)
     (masks / "img_11.ome.tiff").write_bytes(tiff_claiming(100_000, 100_000))  # Pillow: a bomb
     (masks / "img_12.ome.tiff").write_bytes(tiff_claiming(200, 200))  # under Pillow's limit, over ours
-    (masks / "img_13.ome.tiff").write_bytes(tiff_claiming(30_000, 30_000, bits=64, sample_format=3))  # float64: tifffile's header
+    (masks / "img_13.ome.tiff").write_bytes(
+        tiff_claiming(30_000, 30_000, bits=64, sample_format=3)
+    )  # float64: tifffile's header
     (masks / "img_14.ome.tiff").write_bytes(tiff_claiming(10, 10))  # fits the limit but not the image
     batch = ingest(root, "ufba_masks", max_image_pixels=5_000, check_shards=False)
     got = {r.record: (r.reason, r.message) for r in batch.rejections}
@@ -193,7 +207,10 @@ def test_png_bomb_as_mask_and_as_image(tmp_path: Path, write_image, ingest, no_d
     (root / "labels").mkdir(parents=True)
     (root / "labels" / "ok.png").write_bytes(png_bomb(50_000, 50_000))
     batch = ingest(root, "dc1000_masks", check_shards=False)
-    assert {(r.kind, r.reason) for r in batch.rejections} == {("image", RejectReason.IMAGE_TOO_LARGE), ("annotation", RejectReason.IMAGE_TOO_LARGE)}
+    assert {(r.kind, r.reason) for r in batch.rejections} == {
+        ("image", RejectReason.IMAGE_TOO_LARGE),
+        ("annotation", RejectReason.IMAGE_TOO_LARGE),
+    }
     assert [i.file_name for i in batch.images] == ["images/ok.png"] and not batch.annotations
 
 
@@ -228,5 +245,5 @@ def test_document_limit_follows_the_pixel_limit():
     from mmoral_pipeline.sources.labelme import max_document_bytes
 
     assert max_document_bytes(120_000_000) > 120_000_000 * 8  # a legitimate full-size OPG always fits
-    s, sf = make_sources(Path("."), "labelme", max_image_pixels=1000)
+    _, sf = make_sources(Path("."), "labelme", max_image_pixels=1000)
     assert max_document_bytes(sf.max_image_pixels) < 20 << 20

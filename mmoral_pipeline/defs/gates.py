@@ -101,59 +101,56 @@ def partition_gate(
     cause), else the run that did not materialise an asset of it, else a check that did not settle.
     """
     partitions = list(partitions)
-    failed: dict[str, list[str]] = {}  # partition -> blocking checks that failed
-    unsettled: dict[str, list[str]] = {}  # partition -> blocking checks that did not complete or are stale
-    runs_: dict[str, str] = {}  # partition -> the run that did not materialise one of its assets
     storage = instance.event_log_storage
-    runs: dict[str, str] = {}
+    statuses: dict[str, str] = {}  # run id -> status (a cache)
     closure = _batch_closure(graph, asset_key)
     latest_mat: dict[dg.AssetKey, dict[str, int]] = {}
+    unfinished: dict[str, str] = {}  # partition -> the run that did not materialise one of its assets
     for key in closure:
         latest_mat[key] = dict(
             storage.get_latest_storage_id_by_partition(key, DagsterEventType.ASSET_MATERIALIZATION, set(partitions))
         )
         attempts = storage.get_latest_asset_partition_materialization_attempts_without_materializations(key)
         for p in partitions:
-            if p in attempts and p not in runs_:
+            if p in attempts and p not in unfinished:
                 run_id = attempts[p][0]
-                runs_[p] = _why_not_materialised(key.to_user_string(), run_id, _run_status(instance, run_id, runs))
+                status = _run_status(instance, run_id, statuses)
+                unfinished[p] = _why_not_materialised(key.to_user_string(), run_id, status)
     for p in partitions:
-        if p not in latest_mat.get(asset_key, {}) and p not in runs_:
-            runs_[p] = f"{asset_key.to_user_string()} was never materialised for it"
+        if p not in latest_mat.get(asset_key, {}) and p not in unfinished:
+            unfinished[p] = f"{asset_key.to_user_string()} was never materialised for it"
 
+    failed: dict[str, list[str]] = {}  # partition -> its blocking checks that failed
+    unsettled: dict[str, list[str]] = {}  # partition -> its blocking checks that did not complete or are stale
     blocking = _blocking_checks(graph, closure)
-    if blocking:
-        infos = {
-            (i.check_key, i.partition_key): i
-            for i in storage.get_asset_check_partition_info(blocking, partition_keys=partitions)
-        }
-        for p in partitions:
-            for ck in blocking:
-                if p not in latest_mat.get(ck.asset_key, {}):
-                    continue  # that asset has no data for the partition: nothing was checked (its absence is above)
-                name = f"{ck.asset_key.to_user_string()}.{ck.name}"
-                info = infos.get((ck, p))
-                why = None
-                if info is None:
-                    continue  # never evaluated on it: nothing failed (our runs select checks with their assets)
-                if info.latest_execution_status == AssetCheckExecutionRecordStatus.PLANNED:
-                    status = _run_status(instance, info.latest_planned_run_id, runs)
-                    run = info.latest_planned_run_id[:8]
-                    why = f"blocking check {name} did not complete (run {run}: {status.lower()})"
-                elif not info.is_current:
-                    why = f"blocking check {name} has not run on its latest materialisation"
-                elif info.latest_execution_status == AssetCheckExecutionRecordStatus.FAILED:
-                    failure = _failure(storage, ck, p)
-                    if failure is not None:
-                        why = f"blocking check {name} failed" + (f": {failure}" if failure else "")
-                if why:
-                    (failed if " failed" in why else unsettled).setdefault(p, []).append(why)
+    infos = {
+        (i.check_key, i.partition_key): i
+        for i in (storage.get_asset_check_partition_info(blocking, partition_keys=partitions) if blocking else [])
+    }
+    for p in partitions:
+        for ck in blocking:
+            info = infos.get((ck, p))
+            if info is None or p not in latest_mat.get(ck.asset_key, {}):
+                continue  # never evaluated on it, or no data of it: nothing failed (runs select checks with assets)
+            name = f"{ck.asset_key.to_user_string()}.{ck.name}"
+            if info.latest_execution_status == AssetCheckExecutionRecordStatus.PLANNED:
+                status = _run_status(instance, info.latest_planned_run_id, statuses)
+                run = info.latest_planned_run_id[:8]
+                why = f"blocking check {name} did not complete (run {run}: {status.lower()})"
+                unsettled.setdefault(p, []).append(why)
+            elif not info.is_current:
+                unsettled.setdefault(p, []).append(f"blocking check {name} has not run on its latest materialisation")
+            elif info.latest_execution_status == AssetCheckExecutionRecordStatus.FAILED:
+                description = _failure(storage, ck, p)
+                if description is not None:
+                    why = f"blocking check {name} failed" + (f": {description}" if description else "")
+                    failed.setdefault(p, []).append(why)
     left: dict[str, str] = {}
     for p in partitions:  # the cause first: failed checks, then the run that did not finish, then anything else
         if p in failed:
             left[p] = "; ".join(failed[p])
-        elif p in runs_:
-            left[p] = runs_[p]
+        elif p in unfinished:
+            left[p] = unfinished[p]
         elif p in unsettled:
             left[p] = unsettled[p][0]
     return GateReport([p for p in partitions if p not in left], dict(sorted(left.items())))
@@ -167,7 +164,7 @@ def _blocking_checks(graph, closure: list[dg.AssetKey]) -> list[dg.AssetCheckKey
         from mmoral_pipeline.definitions import defs
 
         graphs.append(defs.get_repository_def().asset_graph)
-    except Exception:
+    except Exception:  # the project's definitions are a second opinion, not a requirement (tests build their own)
         pass
     in_closure = set(closure)
     found: set[dg.AssetCheckKey] = set()

@@ -163,3 +163,34 @@ def test_column_normalisation_matches_the_row_rule() -> None:
         "",
     ]
     assert normalise_texts(pl.Series(texts)).to_list() == [normalise_text(t) for t in texts]
+
+
+def test_every_dropped_or_altered_row_is_in_the_drop_log(world) -> None:
+    """Rows in = rows out + rows dropped, per table, and altered dialogues say what was changed."""
+    from mmoral_pipeline.dataset.drops import balance
+
+    trimmed = item("srcA-img00", "srcA", "dialogue", 11, turns=[
+        {"role": "assistant", "content": "Hello, I am the radiologist."},  # before the first user turn: cut
+        {"role": "user", "content": "Is my jaw fine?"},
+        {"role": "user", "content": "And my teeth?"},  # merged into the previous user turn
+        {"role": "assistant", "content": "Both look fine."},
+        {"role": "user", "content": "Thanks!"},  # after the last assistant turn: cut
+    ])
+    dialogues = pl.concat([world.tables["dialogues"], to_frame([trimmed])], how="diagonal_relaxed")
+    rows = {**generated(world), "dialogues": dialogues}
+    frame, stats = assemble_samples(rows, world.tables["raw_images"], **SPLIT)
+    dropped = stats.drops.frame()
+    out = dict(frame.group_by("generation_table").len().iter_rows())
+    table = balance({k: v.height for k, v in rows.items()}, out, dropped)
+    assert all(v["ok"] for v in table.values()), table
+    assert table["vqa_items"]["dropped"] == 3  # the exact and near duplicates and the invalid row
+    assert stats.drops.counts("dropped") == {"exact_duplicate": 1, "near_duplicate": 1, "invalid": 1}
+    altered = dropped.filter(pl.col("action") == "altered")
+    assert set(altered["reason"]) == {"turns_merged", "turns_trimmed"}
+    assert set(altered["item_id"]) == {trimmed["item_id"]}
+    kept = frame.filter(pl.col("item_id") == trimmed["item_id"]).row(0, named=True)
+    assert kept["n_turns"] == 2 and kept["question"] == "Is my jaw fine?\nAnd my teeth?"
+    assert set(altered["sample_id"]) == {kept["sample_id"]}
+    # a duplicate names the sample kept in its place
+    near = dropped.filter(pl.col("reason") == "near_duplicate").row(0, named=True)
+    assert near["kept_id"] in set(frame["sample_id"]) and near["stage"] == "dedup"

@@ -5,7 +5,6 @@ cell, no export file, no cache row, no event (metadata, log message) and no capt
 
 import json
 import logging
-import random
 import sqlite3
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,16 +17,14 @@ import pytest
 from mmoral_pipeline.defs.evaluation import benchmark_results, items_frame
 from mmoral_pipeline.defs.generation import LLMResource, generation_assets, generation_checks
 from mmoral_pipeline.defs.io_manager import ParquetIOManager
-from mmoral_pipeline.defs.partitions import batch_partitions
 from mmoral_pipeline.defs.resources import ModelEndpoint, ModelEndpoints, endpoints_from_env
 from mmoral_pipeline.evaluation.items import ClosedItem, OpenItem
 from mmoral_pipeline.generation.openai_backend import redact
-from mmoral_pipeline.generation.pipeline import fallback_caption
-from mmoral_pipeline.generation.samples import random_attributes
+
+from .test_defs_generation import stub_image_attributes, stub_location_captions
 
 KEY = "sk-test-0123456789abcdefSECRET"
 KEY_ENV = "MMORAL_TEST_ECHO_KEY"
-DOCS = [random_attributes(random.Random(7 + i), f"sec{i}") for i in range(2)]
 
 
 class EchoServer:
@@ -93,42 +90,6 @@ class EchoServer:
     def __exit__(self, *exc) -> None:
         self._server.shutdown()
         self._server.server_close()
-
-
-@dg.asset(partitions_def=batch_partitions, name="image_attributes")
-def stub_image_attributes(context: dg.AssetExecutionContext) -> pl.DataFrame:
-    return pl.DataFrame(
-        [
-            {
-                "image_id": d.image_id,
-                "source": "synthetic",
-                "partition": context.partition_key,
-                "file_name": d.file_name,
-                "path": "",
-                "width": d.width,
-                "height": d.height,
-                "attribute_row_hash": d.content_hash(),
-                "document": d.model_dump_json(),
-            }
-            for d in DOCS
-        ]
-    )
-
-
-@dg.asset(partitions_def=batch_partitions, name="location_captions")
-def stub_location_captions(context: dg.AssetExecutionContext, image_attributes: pl.DataFrame) -> pl.DataFrame:
-    return pl.DataFrame(
-        [
-            {
-                "image_id": d.image_id,
-                "partition": context.partition_key,
-                "attribute_row_hash": d.content_hash(),
-                "caption": fallback_caption(d),
-                "caption_version": "test",
-            }
-            for d in DOCS
-        ]
-    )
 
 
 def _strings_in_parquet(root: Path) -> list[str]:

@@ -143,7 +143,9 @@ def caption_context(doc: ImageAttributes) -> dict[str, Any]:
             "periapical": Category.PERIAPICAL_LESION in have,
             "retained_roots": Category.RETAINED_ROOT in have,
             "treatments": bool(treated),
-            "treatments_assessed": ", ".join(DISPLAY_NAMES[c] for c in treated) if 0 < len(treated) < len(TREATMENTS) else "",
+            "treatments_assessed": ", ".join(DISPLAY_NAMES[c] for c in treated)
+            if 0 < len(treated) < len(TREATMENTS)
+            else "",
             "bone_loss": Category.BONE_LOSS in have,
             "mandibular_canals": Category.MANDIBULAR_CANAL in have,
             "maxillary_sinuses": Category.MAXILLARY_SINUS in have,

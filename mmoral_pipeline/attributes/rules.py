@@ -187,7 +187,11 @@ def merge_copy_findings(findings: Sequence[Finding], iou_threshold: float) -> tu
     merged: dict[str, str] = {}
     for f in order:
         target = next(
-            (k for k in kept if k.category == f.category and k.origin != f.origin and iou(k.box, f.box) > iou_threshold),
+            (
+                k
+                for k in kept
+                if k.category == f.category and k.origin != f.origin and iou(k.box, f.box) > iou_threshold
+            ),
             None,
         )
         if target is None:

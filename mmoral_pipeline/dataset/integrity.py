@@ -100,7 +100,10 @@ def check_integrity(
         anns = _read(read, "raw_annotations", report)
         anns = read_annotations(read) if anns is not None else None  # + the experts' boxes documents cite
         if attrs is not None:
-            docs = {(r["image_id"], r["attribute_row_hash"]): r["document"] for r in attrs.select("image_id", "attribute_row_hash", "document").iter_rows(named=True)}
+            docs = {
+                (r["image_id"], r["attribute_row_hash"]): r["document"]
+                for r in attrs.select("image_id", "attribute_row_hash", "document").iter_rows(named=True)
+            }
             ann_ids = set(anns["annotation_id"].to_list()) if anns is not None else None
             checked_docs: set[tuple[str, str]] = set()
             for sid, image_id, h in with_hash.select("sample_id", "image_id", "attribute_row_hash").iter_rows():
@@ -120,7 +123,12 @@ def check_integrity(
 
 
 def report_markdown(report: IntegrityReport) -> str:
-    lines = [f"{report.samples} samples, {report.images_checked} images re-hashed", "", "| problem | count | examples |", "|---|---|---|"]
+    lines = [
+        f"{report.samples} samples, {report.images_checked} images re-hashed",
+        "",
+        "| problem | count | examples |",
+        "|---|---|---|",
+    ]
     for kind, n in sorted(report.problems.items()):
         lines.append(f"| {kind} | {n} | {'; '.join(report.examples.get(kind, []))[:300]} |")
     for t in report.missing_tables:

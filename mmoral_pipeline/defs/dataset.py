@@ -126,8 +126,14 @@ def _image_rows(samples: pl.DataFrame) -> list[dict[str, Any]]:
     """One row per (image, split) of instruction_samples, with the content the split compares."""
     if samples.height == 0:
         return []
-    cols = {"image_id": "image_id", "split": "split", "image_sha256": "sha256", "image_phash": "phash", "patient_key": "patient_key",
-            "source": "source"}
+    cols = {
+        "image_id": "image_id",
+        "split": "split",
+        "image_sha256": "sha256",
+        "image_phash": "phash",
+        "patient_key": "patient_key",
+        "source": "source",
+    }
     present = [c for c in cols if c in samples.columns]
     return samples.select(present).unique(["image_id", "split"]).rename({c: cols[c] for c in present}).to_dicts()
 
@@ -141,7 +147,9 @@ def split_disjoint(context: dg.AssetCheckExecutionContext, instruction_samples: 
     not run when this fails, so no copy of a held-out X-ray reaches training.
     """
     links = split.cross_split_links(_image_rows(instruction_samples), max_distance=NEAR_DUPLICATE_MAX_DISTANCE)
-    dup_ids = instruction_samples.height - instruction_samples["sample_id"].n_unique() if instruction_samples.height else 0
+    dup_ids = (
+        instruction_samples.height - instruction_samples["sample_id"].n_unique() if instruction_samples.height else 0
+    )
     by_kind: dict[str, int] = {}
     for link in links:
         by_kind[link.kind] = by_kind.get(link.kind, 0) + 1
@@ -155,33 +163,46 @@ def split_disjoint(context: dg.AssetCheckExecutionContext, instruction_samples: 
             "near_duplicate_max_distance": NEAR_DUPLICATE_MAX_DISTANCE,
             "examples": dg.MetadataValue.json([link.as_dict() for link in links[:10]]),
         },
-        description=None if passed else f"{len(links)} pair(s) of one X-ray or one patient in different splits {by_kind}"
+        description=None
+        if passed
+        else f"{len(links)} pair(s) of one X-ray or one patient in different splits {by_kind}"
         + (f", {dup_ids} duplicate sample id(s)" if dup_ids else ""),
     )
 
 
 @dg.asset_check(asset="instruction_samples", blocking=False)
-def copies_across_sources(context: dg.AssetCheckExecutionContext, instruction_samples: pl.DataFrame) -> dg.AssetCheckResult:
+def copies_across_sources(
+    context: dg.AssetCheckExecutionContext, instruction_samples: pl.DataFrame
+) -> dg.AssetCheckResult:
     """The same X-ray arriving from two sources (sha256 or perceptual hash): kept in one split, but trained on
     twice. A warning for the sources' owner (drop one copy from a source to silence it)."""
     rows = _image_rows(instruction_samples)
     links = content_links([r.get("sha256") for r in rows], [r.get("phash") for r in rows], [None] * len(rows))
-    pairs = [(rows[link.a], rows[link.b], link) for link in links if rows[link.a].get("source") != rows[link.b].get("source")]
+    pairs = [
+        (rows[link.a], rows[link.b], link) for link in links if rows[link.a].get("source") != rows[link.b].get("source")
+    ]
     return dg.AssetCheckResult(
         passed=not pairs,
         severity=dg.AssetCheckSeverity.WARN,
         metadata={
             "copies": len(pairs),
-            "examples": dg.MetadataValue.json([{"images": [a["image_id"], b["image_id"]], "kind": link.kind} for a, b, link in pairs[:10]]),
+            "examples": dg.MetadataValue.json(
+                [{"images": [a["image_id"], b["image_id"]], "kind": link.kind} for a, b, link in pairs[:10]]
+            ),
         },
-        description=None if not pairs else f"{len(pairs)} X-ray(s) present in two sources (same split; consider removing one copy)",
+        description=None
+        if not pairs
+        else f"{len(pairs)} X-ray(s) present in two sources (same split; consider removing one copy)",
     )
 
 
 @dg.asset_check(
     asset="instruction_samples",
     blocking=True,
-    additional_ins={"dropped_samples": dg.AssetIn("dropped_samples"), **{name: _all_batches(name) for name in assemble.GENERATION_TABLES}},
+    additional_ins={
+        "dropped_samples": dg.AssetIn("dropped_samples"),
+        **{name: _all_batches(name) for name in assemble.GENERATION_TABLES},
+    },
 )
 def rows_accounted(
     context: dg.AssetCheckExecutionContext,
@@ -225,10 +246,13 @@ def referential_integrity(
     dialogues: pl.DataFrame,
     attribute_tasks: pl.DataFrame,
 ) -> dg.AssetCheckResult:
-    """No orphans: every sample's generation row, image, attribute row and annotations exist; images unchanged (sha256)."""
+    """No orphans: every sample's generation row, image, attribute row and annotations exist; images unchanged
+    (sha256)."""
     tables = {"raw_images": raw_images, "image_attributes": image_attributes, "raw_annotations": raw_annotations,
               "reports": reports, "vqa_items": vqa_items, "dialogues": dialogues, "attribute_tasks": attribute_tasks}
-    report = integrity.check_integrity(instruction_samples, lambda name: tables[name] if name in tables and tables[name].width else None)
+    report = integrity.check_integrity(
+        instruction_samples, lambda name: tables[name] if name in tables and tables[name].width else None
+    )
     return dg.AssetCheckResult(
         passed=report.ok,
         severity=dg.AssetCheckSeverity.ERROR,
@@ -242,16 +266,24 @@ def referential_integrity(
     )
 
 
-@dg.asset_check(asset="benchmark_items", blocking=True, additional_ins={"instruction_samples": dg.AssetIn("instruction_samples")})
+@dg.asset_check(
+    asset="benchmark_items", blocking=True, additional_ins={"instruction_samples": dg.AssetIn("instruction_samples")}
+)
 def benchmark_images_held_out(
     context: dg.AssetCheckExecutionContext, benchmark_items: pl.DataFrame, instruction_samples: pl.DataFrame
 ) -> dg.AssetCheckResult:
     """Every benchmark item's X-ray is in the bench split, and no train/val sample is of the same X-ray or
     patient (sha256, perceptual hash, patient key). Blocking: no model is scored on a leaked benchmark."""
-    bench_ids = set(benchmark_items["image_id"].drop_nulls().to_list()) if "image_id" in benchmark_items.columns else set()
+    bench_ids = (
+        set(benchmark_items["image_id"].drop_nulls().to_list()) if "image_id" in benchmark_items.columns else set()
+    )
     rows = _image_rows(instruction_samples)
     outside = sorted(bench_ids - {r["image_id"] for r in rows if r["split"] == "bench"})
-    marked = [{**r, "split": "bench" if r["image_id"] in bench_ids else "train/val"} for r in rows if r["image_id"] in bench_ids or r["split"] != "bench"]
+    marked = [
+        {**r, "split": "bench" if r["image_id"] in bench_ids else "train/val"}
+        for r in rows
+        if r["image_id"] in bench_ids or r["split"] != "bench"
+    ]
     leaks = split.cross_split_links(marked)
     passed = not outside and not leaks
     return dg.AssetCheckResult(
@@ -262,7 +294,9 @@ def benchmark_images_held_out(
             "train_val_copies": len(leaks),
             "examples": dg.MetadataValue.json([link.as_dict() for link in leaks[:10]]),
         },
-        description=None if passed else f"{len(outside)} benchmark image(s) outside the bench split, {len(leaks)} train/val copies",
+        description=None
+        if passed
+        else f"{len(outside)} benchmark image(s) outside the bench split, {len(leaks)} train/val copies",
     )
 
 
@@ -296,7 +330,9 @@ class TrlExportConfig(dg.Config):
 
 
 @dg.asset(group_name="export", kinds={"json", "huggingface"}, code_version=EXPORT_CODE_VERSION)
-def trl_export(context: dg.AssetExecutionContext, config: TrlExportConfig, instruction_samples: pl.DataFrame) -> dg.MaterializeResult:
+def trl_export(
+    context: dg.AssetExecutionContext, config: TrlExportConfig, instruction_samples: pl.DataFrame
+) -> dg.MaterializeResult:
     """TRL conversational rows (messages + relative images) as train/val JSONL and a Hugging Face dataset on disk,
     with the images, under exports/trl/ (self-contained)."""
     out = exports_dir() / "trl"
@@ -318,7 +354,9 @@ class BenchExportConfig(dg.Config):
 
 
 @dg.asset(group_name="export", kinds={"tsv"}, code_version=EXPORT_CODE_VERSION)
-def bench_tsv_export(context: dg.AssetExecutionContext, config: BenchExportConfig, instruction_samples: pl.DataFrame) -> dg.MaterializeResult:
+def bench_tsv_export(
+    context: dg.AssetExecutionContext, config: BenchExportConfig, instruction_samples: pl.DataFrame
+) -> dg.MaterializeResult:
     """Every generated question on the benchmark hold-out images as MMOral-OPG-Bench TSVs
     (closed_ended.tsv, open_ended.tsv, base64 JPEG images), under exports/holdout/.
 
@@ -342,7 +380,7 @@ def bench_tsv_export(context: dg.AssetExecutionContext, config: BenchExportConfi
 def _latest_metadata(context: dg.AssetExecutionContext, key: str) -> dict[str, Any]:
     try:
         event = context.instance.get_latest_materialization_event(dg.AssetKey(key))
-    except Exception:  # noqa: BLE001 - the card is still useful without the upstream metadata
+    except Exception:
         return {}
     if event is None or event.asset_materialization is None:
         return {}
@@ -356,7 +394,8 @@ def _latest_metadata(context: dg.AssetExecutionContext, key: str) -> dict[str, A
     deps=[llamafactory_export, trl_export, bench_tsv_export],
 )
 def dataset_card(context: dg.AssetExecutionContext, instruction_samples: pl.DataFrame) -> dg.MaterializeResult:
-    """DATASET_CARD.md beside the exports: counts by task, dimension, source and split, plots, prompt/code versions, config."""
+    """DATASET_CARD.md beside the exports: counts by task, dimension, source and split, plots, prompt/code
+    versions, config."""
     upstream = _latest_metadata(context, "instruction_samples")
     out = exports_dir()
     code_versions = {
@@ -429,12 +468,17 @@ def trace_sample(context: dg.OpExecutionContext, config: SampleLineageConfig) ->
     context.log.info(lineage.render_text(chain))
 
 
-@dg.job(name="sample_lineage", description="Show one instruction sample's whole lineage (run config: ops.trace_sample.config.sample_id).")
+@dg.job(
+    name="sample_lineage",
+    description="Show one instruction sample's whole lineage (run config: ops.trace_sample.config.sample_id).",
+)
 def sample_lineage():
     trace_sample()
 
 
 dataset_assets = [instruction_samples, llamafactory_export, trl_export, bench_tsv_export, dataset_card]
 dataset_checks = [split_disjoint, copies_across_sources, rows_accounted, referential_integrity]
-benchmark_checks = [benchmark_images_held_out]  # checks on benchmark_items (defs/evaluation.py); in the Definitions beside it
+benchmark_checks = [
+    benchmark_images_held_out
+]  # checks on benchmark_items (defs/evaluation.py); in the Definitions beside it
 dataset_jobs = [sample_lineage]

@@ -155,6 +155,7 @@ def _table_outputs(result: GenerationOutput, backend, llm: LLMResource, config: 
                 md["per_dimension"] = dg.MetadataValue.md(counts_markdown(dims, key="dimension"))
                 md["per_dimension_chart"] = png_markdown(bar_chart_png(dims, f"{name}: items per dimension"), "dimensions")
         yield dg.Output(df, output_name=name, metadata=md)
+    top_validators = sorted(stats["by_validator"].items(), key=lambda kv: -kv[1])[:3]
     rate = stats["rate"]
     passed = rate <= config.max_rejection_rate
     yield dg.AssetCheckResult(
@@ -171,9 +172,12 @@ def _table_outputs(result: GenerationOutput, backend, llm: LLMResource, config: 
             "rate_by_validator": dg.MetadataValue.json({k: round(v / max(stats["candidates"], 1), 4) for k, v in stats["by_validator"].items()}),
             "repairs": dg.MetadataValue.json({k: int(v) for k, v in sorted(stats["repairs"].items())}),
         },
-        description=None if passed else (
-            f"rejection rate {rate:.1%} ({stats['rejected']} of {stats['candidates']}) > {config.max_rejection_rate:.0%}; "
-            f"most by {', '.join(f'{k} ({v})' for k, v in sorted(stats['by_validator'].items(), key=lambda kv: -kv[1])[:3])}. "
+        description=None
+        if passed
+        else (
+            f"rejection rate {rate:.1%} ({stats['rejected']} of {stats['candidates']}) > "
+            f"{config.max_rejection_rate:.0%}; "
+            f"most by {', '.join(f'{k} ({v})' for k, v in top_validators)}. "
             "Read their reasons in rejected_generations (reject_reason); fix the prompt or the model, or raise "
             "GenerationConfig.max_rejection_rate if they are acceptable."
         ),

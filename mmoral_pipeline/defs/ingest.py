@@ -20,7 +20,9 @@ from mmoral_pipeline.sources.base import MODEL_IMAGE_MODES, NORMALISE_VERSION
 from mmoral_pipeline.sources.coverage import source_coverage
 from mmoral_pipeline.viz import DrawnBox, draw_boxes, thumbnail_grid, to_jpeg
 
-INGEST_CODE_VERSION = f"ingest-v2+{NORMALISE_VERSION}"  # v2: perceptual hash, id collisions and duplicate stems quarantined
+INGEST_CODE_VERSION = (
+    f"ingest-v2+{NORMALISE_VERSION}"  # v2: perceptual hash, id collisions and duplicate stems quarantined
+)
 
 
 def _thumbnail_markdown(images: pl.DataFrame, annotations: pl.DataFrame, n: int = 6) -> str:
@@ -144,16 +146,26 @@ def images_decode(context: dg.AssetCheckExecutionContext, raw_images: pl.DataFra
             with Image.open(row["model_image_path"] or row["path"]) as im:
                 im.load()
                 if im.mode not in MODEL_IMAGE_MODES or im.size != (row["width"], row["height"]):
-                    raise ValueError(f"model image is {im.mode} {im.size[0]}x{im.size[1]}, expected L/RGB {row['width']}x{row['height']}")
-        except Exception as exc:  # noqa: BLE001 - any failure to decode is the finding
+                    raise ValueError(
+                        f"model image is {im.mode} {im.size[0]}x{im.size[1]}, expected L/RGB "
+                        f"{row['width']}x{row['height']}"
+                    )
+        except Exception as exc:
             failures.append({"image_id": row["image_id"], "error": str(exc)[:200]})
     return dg.AssetCheckResult(
         passed=not failures,
-        description=None if not failures else (
+        description=None
+        if not failures
+        else (
             f"{len(failures)} of {raw_images.height} accepted images no longer decode (e.g. {failures[0]['image_id']}: "
-            f"{failures[0]['error'][:80]}): the files changed on disk after ingest; restore them or re-run ingest for this batch."
+            f"{failures[0]['error'][:80]}): the files changed on disk after ingest; restore them or re-run ingest for "
+            "this batch."
         ),
-        metadata={"checked": raw_images.height, "failures": len(failures), "examples": dg.MetadataValue.json(failures[:5])},
+        metadata={
+            "checked": raw_images.height,
+            "failures": len(failures),
+            "examples": dg.MetadataValue.json(failures[:5]),
+        },
     )
 
 
@@ -170,12 +182,18 @@ def boxes_inside_images(
     bad = quality.boxes_outside(raw_annotations, raw_images)
     return dg.AssetCheckResult(
         passed=bad.height == 0,
-        description=None if bad.height == 0 else (
+        description=None
+        if bad.height == 0
+        else (
             f"{bad.height} of {raw_annotations.height} accepted boxes lie outside their image or have no image "
             f"(e.g. {bad['annotation_id'][0]} box {bad['box'][0].to_list()} in {bad['width'][0]}x{bad['height'][0]}): "
             "raw_images and raw_annotations are out of step; re-run ingest for this batch."
         ),
-        metadata={"checked": raw_annotations.height, "outside": bad.height, "examples": dg.MetadataValue.json(bad.head(5).to_dicts())},
+        metadata={
+            "checked": raw_annotations.height,
+            "outside": bad.height,
+            "examples": dg.MetadataValue.json(bad.head(5).to_dicts()),
+        },
     )
 
 
@@ -202,9 +220,12 @@ def no_unmapped_categories(
     top = ", ".join(f"{m} ({n})" for m, n in messages.most_common(3))
     return dg.AssetCheckResult(
         passed=passed,
-        description=None if passed else (
+        description=None
+        if passed
+        else (
             f"{bad_rows.height} accepted rows outside the taxonomy; {unknown.height} annotations of unknown classes "
-            f"quarantined ({top}). Map the classes you want with `options.class_map` on this source in the sources file; "
+            f"quarantined ({top}). Map the classes you want with `options.class_map` on this source in the sources "
+            "file; "
             "the quarantined ones are listed in rejected_inputs."
         ),
         severity=dg.AssetCheckSeverity.ERROR if bad_rows.height else dg.AssetCheckSeverity.WARN,
@@ -235,7 +256,10 @@ def fdi_side_consistency(
     per_source = quality.side_summary(per_quadrant)
     worst = float(per_source["wrong_share"].max()) if per_source.height else 0.0
     description = quality.side_failure_description(per_quadrant, sf.side_consistency_max_wrong)
-    fixes = {s: quality.suggested_quadrant_map(per_quadrant.filter(pl.col("source") == s)) for s in per_source["source"].to_list()}
+    fixes = {
+        s: quality.suggested_quadrant_map(per_quadrant.filter(pl.col("source") == s))
+        for s in per_source["source"].to_list()
+    }
     return dg.AssetCheckResult(
         passed=worst <= sf.side_consistency_max_wrong,
         description=description,
@@ -244,7 +268,10 @@ def fdi_side_consistency(
             "threshold": dg.MetadataValue.float(sf.side_consistency_max_wrong),
             "per_source": dg.MetadataValue.md(
                 "| source | teeth | wrong side | share |\n|---|---|---|---|\n"
-                + "\n".join(f"| {r['source']} | {r['teeth']} | {r['wrong_side']} | {r['wrong_share']:.3f} |" for r in per_source.iter_rows(named=True))
+                + "\n".join(
+                    f"| {r['source']} | {r['teeth']} | {r['wrong_side']} | {r['wrong_share']:.3f} |"
+                    for r in per_source.iter_rows(named=True)
+                )
             ),
             "per_quadrant": dg.MetadataValue.md(
                 "| source | quadrant | teeth | wrong side | share |\n|---|---|---|---|---|\n"
@@ -254,7 +281,9 @@ def fdi_side_consistency(
                 )
             ),
             "per_quadrant_json": dg.MetadataValue.json(per_quadrant.to_dicts()),
-            "suggested_quadrant_map": dg.MetadataValue.json({s: {str(k): v for k, v in m.items()} for s, m in fixes.items() if m}),
+            "suggested_quadrant_map": dg.MetadataValue.json(
+                {s: {str(k): v for k, v in m.items()} for s, m in fixes.items() if m}
+            ),
         },
     )
 

@@ -38,8 +38,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from mmoral_pipeline.config import SourceSpec, SourcesFile
-from mmoral_pipeline.domain.records import IngestBatch, ImageRecord, RejectReason
+from mmoral_pipeline.config import SourcesFile, SourceSpec
+from mmoral_pipeline.domain.records import ImageRecord, IngestBatch, RejectReason
+from mmoral_pipeline.domain.taxonomy import Category
 from mmoral_pipeline.sources.base import IMAGE_SUFFIXES
 from mmoral_pipeline.sources.common import (
     Label,
@@ -51,7 +52,6 @@ from mmoral_pipeline.sources.common import (
     rel_to,
 )
 from mmoral_pipeline.sources.dicom import alias_sop_uids
-from mmoral_pipeline.domain.taxonomy import Category
 
 MASK_SUFFIXES = (".ome.tiff", ".ome.tif", ".tiff", ".tif", ".png")
 
@@ -103,7 +103,9 @@ def read_mask(path: Path, max_pixels: int, expected_size: tuple[int, int] | None
     shape = mask_header_shape(path)
     declared = math.prod(shape)
     if declared > max_pixels:
-        raise MaskTooLarge(f"header declares {'x'.join(map(str, shape))} = {declared} values, over the limit of {max_pixels}")
+        raise MaskTooLarge(
+            f"header declares {'x'.join(map(str, shape))} = {declared} values, over the limit of {max_pixels}"
+        )
     plane = tuple(d for d in shape if d > 1)[:2] if len(shape) > 2 else shape
     if expected_size is not None and len(plane) == 2 and plane != (expected_size[1], expected_size[0]):
         raise ValueError(f"mask {plane[1]}x{plane[0]} differs from image {expected_size[0]}x{expected_size[1]}")
@@ -114,7 +116,7 @@ def read_mask(path: Path, max_pixels: int, expected_size: tuple[int, int] | None
                 arr = np.asarray(im)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise MaskTooLarge(str(exc)) from exc
-    except Exception:  # noqa: BLE001 - any other decoder failure: try the other library (header already guarded)
+    except Exception:
         import tifffile
 
         arr = tifffile.imread(path)
@@ -177,7 +179,7 @@ def whole_mask(fg: np.ndarray) -> Component | None:
     rows, starts, ends = mask_runs(fg)
     if len(rows) == 0:
         return None
-    return _component(list(zip(rows.tolist(), starts.tolist(), ends.tolist())))
+    return _component(list(zip(rows.tolist(), starts.tolist(), ends.tolist(), strict=True)))
 
 
 def connected_components(fg: np.ndarray, connectivity: int = 8) -> list[Component]:
@@ -259,8 +261,14 @@ def _first_of_stem(batch: IngestBatch, src: str, key: str, paths: list[Path] | N
         return None
     first, *others = paths
     for other in others:
-        reject_image(batch, source=src, path=str(other), reason=RejectReason.DUPLICATE_STEM,
-                     message=f"{other.name} has the same stem {key!r} as {first.name}; only {first.name} is paired with its masks")
+        reject_image(
+            batch,
+            source=src,
+            path=str(other),
+            reason=RejectReason.DUPLICATE_STEM,
+            message=f"{other.name} has the same stem {key!r} as {first.name}; "
+            f"only {first.name} is paired with its masks",
+        )
     return first
 
 
@@ -275,7 +283,11 @@ class UfbaMasksReader:
 
     def _dirs(self, spec: SourceSpec, sources: SourcesFile) -> tuple[Path, Path, Path]:
         root = sources.root_of(spec)
-        return root, folder(spec, sources, spec.images, "."), folder(spec, sources, spec.options.get("masks") or spec.annotations, "masks")
+        return (
+            root,
+            folder(spec, sources, spec.images, "."),
+            folder(spec, sources, spec.options.get("masks") or spec.annotations, "masks"),
+        )
 
     def _maps(self, spec: SourceSpec, sources: SourcesFile) -> tuple[dict[str, list[Path]], dict[str, Path]]:
         _, images_dir, masks_dir = self._dirs(spec, sources)
@@ -288,7 +300,7 @@ class UfbaMasksReader:
         return sorted(set(images) | set(masks))
 
     def read(self, spec: SourceSpec, sources: SourcesFile, items: Sequence[str] | None = None) -> IngestBatch:
-        root, images_dir, masks_dir = self._dirs(spec, sources)
+        root, images_dir, _ = self._dirs(spec, sources)
         images, masks = self._maps(spec, sources)
         known = set(images) | set(masks)
         keys = sorted(known) if items is None else sorted(k for k in items if k in known)
@@ -326,14 +338,16 @@ class UfbaMasksReader:
         tag = m.group("tag") if m else _stem_of(path)
         common = dict(source=src, path=str(path), record=record)
         if not tag.isdigit():
-            reject_annotation(batch, **common, reason=RejectReason.UNKNOWN_CLASS, message=f"mask tag {tag!r} is not an FDI tooth")
+            reject_annotation(
+                batch, **common, reason=RejectReason.UNKNOWN_CLASS, message=f"mask tag {tag!r} is not an FDI tooth"
+            )
             return
         try:
             arr = read_mask(path, max_pixels, expected_size=(image.width, image.height))
         except MaskTooLarge as exc:
             reject_annotation(batch, **common, reason=RejectReason.IMAGE_TOO_LARGE, message=f"mask not decoded: {exc}")
             return
-        except Exception as exc:  # noqa: BLE001 - any unreadable mask is quarantined
+        except Exception as exc:
             reject_annotation(batch, **common, reason=RejectReason.MALFORMED_RECORD, message=f"cannot read mask: {exc}")
             return
         fg = arr != 0
@@ -386,8 +400,14 @@ class Dc1000MasksReader:
         for key in keys:
             label_path, *extra_labels = labels.get(key) or [None]
             for other in extra_labels:  # labels/x.png and labels/x.tif: one mask per image
-                reject_annotation(batch, source=src, path=str(other), record=other.name, reason=RejectReason.DUPLICATE_STEM,
-                                  message=f"{other.name} has the same stem {key!r} as {label_path.name}, which is the mask used")
+                reject_annotation(
+                    batch,
+                    source=src,
+                    path=str(other),
+                    record=other.name,
+                    reason=RejectReason.DUPLICATE_STEM,
+                    message=f"{other.name} has the same stem {key!r} as {label_path.name}, which is the mask used",
+                )
             comps: list[Component] = []
             label_arr = None
             label_error = None
@@ -398,7 +418,7 @@ class Dc1000MasksReader:
                     comps = [c for c in connected_components(label_arr != 0, connectivity) if c.area >= min_area]
                 except MaskTooLarge as exc:
                     label_error, label_reason = f"mask not decoded: {exc}", RejectReason.IMAGE_TOO_LARGE
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     label_error = f"cannot read mask: {exc}"
             records = [f"{label_path.name}#component{k}" for k in range(len(comps))] if label_path else []
             if label_error:
@@ -414,11 +434,25 @@ class Dc1000MasksReader:
             if label_path is None:
                 continue  # an image without a mask: no caries
             if label_error or label_arr is None:
-                reject_annotation(batch, source=src, path=str(label_path), record=records[0], reason=label_reason, message=label_error or "unreadable")
+                reject_annotation(
+                    batch,
+                    source=src,
+                    path=str(label_path),
+                    record=records[0],
+                    reason=label_reason,
+                    message=label_error or "unreadable",
+                )
                 continue
             if label_arr.shape != (image.height, image.width):
                 for r in records:
-                    reject_annotation(batch, source=src, path=str(label_path), record=r, reason=RejectReason.MALFORMED_RECORD, message=f"mask {label_arr.shape[::-1]} differs from image {image.width}x{image.height}")
+                    reject_annotation(
+                        batch,
+                        source=src,
+                        path=str(label_path),
+                        record=r,
+                        reason=RejectReason.MALFORMED_RECORD,
+                        message=f"mask {label_arr.shape[::-1]} differs from image {image.width}x{image.height}",
+                    )
                 continue
             depth = None
             if key in colors:
@@ -426,19 +460,23 @@ class Dc1000MasksReader:
                     depth = read_mask(colors[key][0], max_pixels)
                     if depth.shape != label_arr.shape:
                         depth = None
-                except Exception:  # noqa: BLE001 - colors/ is optional extra information
+                except Exception:
                     depth = None
-            for comp, record in zip(comps, records):
+            for comp, record in zip(comps, records, strict=True):
                 extra: dict = {"mask_area": comp.area}
                 if depth is not None:
                     levels: dict[int, int] = {}
                     for y, s, e in comp.runs:
                         vals, counts = np.unique(depth[y, s:e], return_counts=True)
-                        for v, c in zip(vals.tolist(), counts.tolist()):
+                        for v, c in zip(vals.tolist(), counts.tolist(), strict=True):
                             if v:
                                 levels[v] = levels.get(v, 0) + c
                     if levels:
-                        extra.update(depth=max(levels), depth_pixels={str(k): v for k, v in sorted(levels.items())}, depth_note=DEPTH_NOTE)
+                        extra.update(
+                            depth=max(levels),
+                            depth_pixels={str(k): v for k, v in sorted(levels.items())},
+                            depth_note=DEPTH_NOTE,
+                        )
                 emit_annotation(
                     batch, image=image, source_file=rel_to(label_path, root), path=str(label_path), record=record,
                     source_category=category, box=comp.box, polygon=comp.polygon, extra=extra,

@@ -86,17 +86,26 @@ def test_synthetic_pair_merges_into_one_document_through_mmoral_materialize(tmp_
     for table in ("reports", "vqa_items", "dialogues", "attribute_tasks"):
         assert set(read_table(table, base_dir=str(home))["image_id"]) == set(docs["image_id"]), table
     samples = read_table("instruction_samples", base_dir=str(home))
-    assert set(samples["image_id"]) == set(docs["image_id"]) and samples.group_by("image_id").agg(pl.col("split").n_unique())["split"].max() == 1
+    assert (
+        set(samples["image_id"]) == set(docs["image_id"])
+        and samples.group_by("image_id").agg(pl.col("split").n_unique())["split"].max() == 1
+    )
 
     # lineage of a report reaches the annotations of both sources
     report = samples.filter(pl.col("task_type") == "report").row(0, named=True)
     traced = subprocess.run([sys.executable, "-m", "mmoral_pipeline.cli", "lineage", report["sample_id"]],
                             env=env, capture_output=True, text=True, timeout=300, cwd=REPO, check=False)
     assert traced.returncode == 0, traced.stderr
-    assert "[a_teeth]" in traced.stdout and "[b_caries]" in traced.stdout and "sources=['a_teeth', 'b_caries']" in traced.stdout
+    assert (
+        "[a_teeth]" in traced.stdout
+        and "[b_caries]" in traced.stdout
+        and "sources=['a_teeth', 'b_caries']" in traced.stdout
+    )
 
 
-def _materialize(instance, home: Path, sources: Path, partition: str, groups: tuple[str, ...]) -> dg.ExecuteInProcessResult:
+def _materialize(
+    instance, home: Path, sources: Path, partition: str, groups: tuple[str, ...]
+) -> dg.ExecuteInProcessResult:
     return dg.materialize(
         [*ingest_assets, *ingest_checks, expert_annotations_batch, *attributes_assets, *attributes_checks],
         partition_key=partition, instance=instance, raise_on_error=False,
@@ -119,7 +128,9 @@ def test_a_stale_owner_document_fails_the_copys_accounting_check(tmp_path: Path)
         assert "Re-materialise the owner's attributes" in checks["copies_in_owner_document"].description
         assert "owner batch(es) ['a_teeth']" in checks["copies_in_owner_document"].description
         assert checks["copies_in_owner_document"].metadata["missing"].value > 0
-        assert _materialize(instance, home, sources, "a_teeth", ("attributes",)).success  # the owner takes b's annotations in
+        assert _materialize(
+            instance, home, sources, "a_teeth", ("attributes",)
+        ).success  # the owner takes b's annotations in
         fixed = _materialize(instance, home, sources, "b_caries", ("attributes",))
         assert fixed.success and all(ev.passed for ev in fixed.get_asset_check_evaluations())
 
@@ -169,12 +180,19 @@ def test_real_dc1000_caries_and_a_tooth_mask_layer_of_the_same_xray(realdata: Pa
     assert row["assessed"] == ["tooth", "caries"] and row["sources"] == ["dc1000", "teeth_layer"]
     merged = ImageAttributes.model_validate_json(row["document"])
     assert merged.unknown_tooth_findings == []
-    assert {t.tooth_id: [c.annotation_ids for c in t.conditions] for t in merged.teeth} == {f: [[aid]] for f, aid in teeth.items()}
+    assert {t.tooth_id: [c.annotation_ids for c in t.conditions] for t in merged.teeth} == {
+        f: [[aid]] for f, aid in teeth.items()
+    }
 
-    out = generate_rows([ImageInput(merged.image_id, "dc1000", row["attribute_row_hash"], merged, fallback_caption(merged))],
-                        CachedBackend(OfflineBackend(), None), GenerationSettings())
+    out = generate_rows(
+        [ImageInput(merged.image_id, "dc1000", row["attribute_row_hash"], merged, fallback_caption(merged))],
+        CachedBackend(OfflineBackend(), None),
+        GenerationSettings(),
+    )
     (report,) = out.reports
-    assert report.answer.startswith("1. Teeth-Specific Observations\nGeneral Condition: This review covers the teeth and caries only;")
+    assert report.answer.startswith(
+        "1. Teeth-Specific Observations\nGeneral Condition: This review covers the teeth and caries only;"
+    )
     assert all(f" {t}" in report.answer for t in teeth) and "3 teeth" in report.answer
 
 
@@ -193,5 +211,8 @@ def test_a_source_listing_one_xray_twice_is_merged_with_a_warning(tmp_path: Path
         result = _materialize(instance, home, sources, "s", ("ingest", "attributes"))
     check = next(ev for ev in result.get_asset_check_evaluations() if ev.check_name == "copies_are_one_patient")
     assert result.success and not check.passed and check.severity == dg.AssetCheckSeverity.WARN
-    assert "byte-identical copies inside one source" in check.description and "Remove the duplicate file" in check.description
+    assert (
+        "byte-identical copies inside one source" in check.description
+        and "Remove the duplicate file" in check.description
+    )
     assert read_table("image_attributes", base_dir=str(home)).height == 2  # three images, two X-rays

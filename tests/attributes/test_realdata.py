@@ -30,7 +30,9 @@ def attributes_of(root: Path, fmt: str, **spec: Any):
         ids = [t.tooth_id for t in doc.teeth]
         assert len(ids) == len(set(ids))
         caption = render_caption(doc)
-        assert doc.assessed == images.filter(images["image_id"] == doc.image_id)["covers"][0].to_list()  # coverage travels
+        assert (
+            doc.assessed == images.filter(images["image_id"] == doc.image_id)["covers"][0].to_list()
+        )  # coverage travels
         if Category.TOOTH in doc.assessed:
             assert f"Teeth visibility with center points (total: {len(doc.teeth)})" in caption
         else:  # no tooth labels: no teeth section (an empty one would read "0 teeth")
@@ -60,7 +62,11 @@ def test_dc1000_caries_without_teeth_go_to_unknown_bucket(realdata: Path, mmoral
         assert doc.teeth == [] and doc.assessed == [Category.CARIES]
         assert all(c.category == Category.CARIES and c.side for c in doc.unknown_tooth_findings)
         caption = render_caption(doc)
-        assert "Dental caries detection" in caption and "Historical treatments" not in caption and "Bone loss" not in caption
+        assert (
+            "Dental caries detection" in caption
+            and "Historical treatments" not in caption
+            and "Bone loss" not in caption
+        )
     assert set(result.outcomes.values()) <= {"unknown_tooth"}
 
 

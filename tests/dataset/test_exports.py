@@ -162,7 +162,10 @@ def test_images_with_the_same_file_name_do_not_collide_and_stale_images_go(sampl
         if path in by_source:
             by_source[path].add(r["images"][0])
     assert all(len(v) == 1 for v in by_source.values()) and len(set().union(*by_source.values())) == 2
-    assert info["images"]["images"] == renamed["image_id"].n_unique() and info["images"]["linked"] + info["images"]["copied"] > 0
+    assert (
+        info["images"]["images"] == renamed["image_id"].n_unique()
+        and info["images"]["linked"] + info["images"]["copied"] > 0
+    )
     # a second export of fewer samples removes the images nobody references any more
     fewer = renamed.filter(pl.col("image_path") == str(same_name[first]))
     again = write_trl(fewer, tmp_path / "trl", hf_dataset=False)

@@ -45,7 +45,9 @@ def test_ingest_assets_and_checks_materialise(small_sources: Path, tmp_path: Pat
         resources = {"io_manager": ParquetIOManager(str(home)), "sources": SourcesResource(path=str(small_sources))}
         checks = {}
         for key in keys:
-            result = dg.materialize([*ingest_assets, *ingest_checks], partition_key=key, instance=instance, resources=resources)
+            result = dg.materialize(
+                [*ingest_assets, *ingest_checks], partition_key=key, instance=instance, resources=resources
+            )
             assert result.success
             for ev in result.get_asset_check_evaluations():
                 checks[(key, ev.check_name)] = ev.passed

@@ -26,10 +26,21 @@ def test_stages_follow_the_all_batch_inputs_and_the_unpartitioned_assets_between
 
 
 def test_a_failed_check_prints_its_description_under_it():
-    report = MaterializeReport(checks=[
-        CheckLine("raw_annotations", "fdi_side_consistency", "aku", False, "ERROR", "aku: 56 of 117 teeth " + "x " * 80 + "fix it."),
-        CheckLine("raw_images", "images_decode", "aku", True, "ERROR", None),
-    ])
+    report = MaterializeReport(
+        checks=[
+            CheckLine(
+                "raw_annotations",
+                "fdi_side_consistency",
+                "aku",
+                False,
+                "ERROR",
+                "aku: 56 of 117 teeth " + "x " * 80 + "fix it.",
+            ),
+            CheckLine("raw_images", "images_decode", "aku", True, "ERROR", None),
+        ]
+    )
     lines = format_checks(report).splitlines()
-    assert lines[1] == "  FAIL raw_annotations.fdi_side_consistency [aku]" and lines[2].startswith("         aku: 56 of 117 teeth")
+    assert lines[1] == "  FAIL raw_annotations.fdi_side_consistency [aku]" and lines[2].startswith(
+        "         aku: 56 of 117 teeth"
+    )
     assert lines[-2].endswith("fix it.") and lines[-1] == "  PASS raw_images.images_decode [aku]"

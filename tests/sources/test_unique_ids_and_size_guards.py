@@ -103,7 +103,7 @@ def test_shards_keep_colliding_items_together(tmp_path: Path, write_image):
     root = tmp_path / "c"
     names = ("a b.jpg", "a/b.png", "a_b.png", "c.png")
     for name in names:
-        write_image(root / "images" / name, (40, 30))
+        write_image(root / "images" / name, (80, 40))  # OPG-shaped (2:1), or not_panoramic would take them
     write_coco(root, [{"id": i + 1, "file_name": n} for i, n in enumerate(names)], [])
     sources = tmp_path / "sources.yaml"
     sources.write_text(

@@ -158,7 +158,10 @@ def materialize(selection: str | None = None, sources_path: str | None = None, i
     graph = repo.asset_graph
     with warnings.catch_warnings():  # the selection parser's own beta notice is noise on the terminal
         warnings.simplefilter("ignore", dg.BetaWarning)
-        sel = dg.AssetSelection.from_string(selection) if selection else default_selection(sources_path)
+        # an asset made together with others (instruction_samples and dropped_samples) brings them along
+        sel = default_selection(sources_path)
+        if selection:
+            sel = dg.AssetSelection.from_string(selection).required_multi_asset_neighbors()
     chosen = sel.resolve(graph)
     assets = list(defs.assets or []) + list(defs.asset_checks or [])
     resources = dict(defs.resources or {})

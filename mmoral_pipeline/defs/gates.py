@@ -93,9 +93,17 @@ def _why_not_materialised(asset: str, run_id: str, status: str) -> str:
 
 
 def partition_gate(
-    instance: dg.DagsterInstance, graph, asset_key: dg.AssetKey, partitions: Sequence[str]
+    instance: dg.DagsterInstance,
+    graph,
+    asset_key: dg.AssetKey,
+    partitions: Sequence[str],
+    current_run_id: str | None = None,
 ) -> GateReport:
     """Which of `partitions` of `asset_key` a fan-in may read (see the module docstring).
+
+    What the reading run itself has planned (`current_run_id`) is not held against a partition: inside
+    one run Dagster's own blocking already orders checks before what depends on their asset, and a
+    partitioned step reading every batch must see its own batch.
 
     The reason given for a partition left out is its failed blocking checks when there are any (the
     cause), else the run that did not materialise an asset of it, else a check that did not settle.
@@ -112,7 +120,7 @@ def partition_gate(
         )
         attempts = storage.get_latest_asset_partition_materialization_attempts_without_materializations(key)
         for p in partitions:
-            if p in attempts and p not in unfinished:
+            if p in attempts and p not in unfinished and attempts[p][0] != current_run_id:
                 run_id = attempts[p][0]
                 status = _run_status(instance, run_id, statuses)
                 unfinished[p] = _why_not_materialised(key.to_user_string(), run_id, status)
@@ -134,6 +142,8 @@ def partition_gate(
                 continue  # never evaluated on it, or no data of it: nothing failed (runs select checks with assets)
             name = f"{ck.asset_key.to_user_string()}.{ck.name}"
             if info.latest_execution_status == AssetCheckExecutionRecordStatus.PLANNED:
+                if info.latest_planned_run_id == current_run_id:
+                    continue  # still to run in this very run: Dagster blocks inside the run
                 status = _run_status(instance, info.latest_planned_run_id, statuses)
                 run = info.latest_planned_run_id[:8]
                 why = f"blocking check {name} did not complete (run {run}: {status.lower()})"
@@ -198,5 +208,5 @@ def fan_in_gate(
             continue
         partitions_def = graph.get(key).partitions_def
         keys = partitions_def.get_partition_keys(dynamic_partitions_store=instance)
-        report = report.merge(partition_gate(instance, graph, key, keys))
+        report = report.merge(partition_gate(instance, graph, key, keys, current_run_id=context.run_id))
     return report

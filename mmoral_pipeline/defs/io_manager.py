@@ -78,8 +78,10 @@ class ParquetIOManager(dg.UPathIOManager):
         """Several partitions of one table (a fan-in): only those the gate admits, concatenated."""
         from mmoral_pipeline.defs.gates import partition_gate
 
-        graph = context.step_context.job_def.asset_layer.asset_graph
-        gate = partition_gate(context.instance, graph, context.asset_key, context.asset_partition_keys)
+        step = context.step_context
+        graph = step.job_def.asset_layer.asset_graph
+        keys = context.asset_partition_keys
+        gate = partition_gate(context.instance, graph, context.asset_key, keys, current_run_id=step.run_id)
         name = context.asset_key.to_user_string()
         if gate.left_out:
             context.log.warning(

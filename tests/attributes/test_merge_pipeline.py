@@ -66,8 +66,8 @@ def test_synthetic_pair_merges_into_one_document_through_mmoral_materialize(tmp_
     assert done.returncode == 0, done.stdout + done.stderr
     assert "in 3 stages" in done.stdout and "FAIL" not in done.stdout  # ingest; copies + documents; the copies check
 
-    raw = read_table("raw_images", base_dir=str(home))
-    docs = read_table("image_attributes", base_dir=str(home))
+    raw = read_table("raw_images", base_dir=str(home), partitions="all")
+    docs = read_table("image_attributes", base_dir=str(home), partitions="all")
     assert raw.height == 6 and raw["sha256"].n_unique() == 3
     # one document per X-ray, owned by the first batch, with both sources' coverage and annotations
     assert docs.height == 3 and set(docs["partition"]) == {"a_teeth"}
@@ -78,14 +78,14 @@ def test_synthetic_pair_merges_into_one_document_through_mmoral_materialize(tmp_
     merged = [ImageAttributes.model_validate_json(d) for d in docs["document"]]
     on_teeth = [c for d in merged for t in d.teeth for c in t.conditions]
     assert on_teeth and {c.category for c in on_teeth} <= {C.CARIES, C.DEEP_CARIES}  # b's caries found a's teeth
-    outcomes = read_table("annotation_outcomes", base_dir=str(home))
-    b_anns = read_table("raw_annotations", base_dir=str(home)).filter(pl.col("source") == "b_caries")
+    outcomes = read_table("annotation_outcomes", base_dir=str(home), partitions="all")
+    b_anns = read_table("raw_annotations", base_dir=str(home), partitions="all").filter(pl.col("source") == "b_caries")
     in_b = outcomes.filter(pl.col("partition") == "b_caries")
     assert set(in_b["outcome"]) == {"in_owner_document"} and in_b.height == b_anns.height
     # the copy is generated, split and sampled once, under the owner's id
     for table in ("reports", "vqa_items", "dialogues", "attribute_tasks"):
-        assert set(read_table(table, base_dir=str(home))["image_id"]) == set(docs["image_id"]), table
-    samples = read_table("instruction_samples", base_dir=str(home))
+        assert set(read_table(table, base_dir=str(home), partitions="all")["image_id"]) == set(docs["image_id"]), table
+    samples = read_table("instruction_samples", base_dir=str(home), partitions="all")
     assert (
         set(samples["image_id"]) == set(docs["image_id"])
         and samples.group_by("image_id").agg(pl.col("split").n_unique())["split"].max() == 1
@@ -174,7 +174,7 @@ def test_real_dc1000_caries_and_a_tooth_mask_layer_of_the_same_xray(realdata: Pa
         for key in ("dc1000", "teeth_layer"):
             result = _materialize(instance, home, sources, key, ("attributes",))
             assert result.success and all(ev.passed for ev in result.get_asset_check_evaluations())
-    docs = read_table("image_attributes", base_dir=str(home))
+    docs = read_table("image_attributes", base_dir=str(home), partitions="all")
     row = docs.filter(pl.col("image_id") == "dc1000-images_306").row(0, named=True)
     assert docs.filter(pl.col("partition") == "teeth_layer").height == 0  # the layer's copy has no document
     assert row["assessed"] == ["tooth", "caries"] and row["sources"] == ["dc1000", "teeth_layer"]
@@ -215,4 +215,4 @@ def test_a_source_listing_one_xray_twice_is_merged_with_a_warning(tmp_path: Path
         "byte-identical copies inside one source" in check.description
         and "Remove the duplicate file" in check.description
     )
-    assert read_table("image_attributes", base_dir=str(home)).height == 2  # three images, two X-rays
+    assert read_table("image_attributes", base_dir=str(home), partitions="all").height == 2  # three images, two X-rays

@@ -23,9 +23,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mmoral_pipeline.domain.attributes import ImageAttributes
-from mmoral_pipeline.generation.facts import facts_of
-from mmoral_pipeline.generation.validators import validate_item
+from mmoral_pipeline.domain.attributes import ImageAttributes  # noqa: E402 - after the sys.path line above
+from mmoral_pipeline.generation.facts import facts_of  # noqa: E402
+from mmoral_pipeline.generation.validators import validate_item  # noqa: E402
 
 CORPUS = ROOT / "tests" / "generation" / "corpus"
 TASKS = ("report", "vqa_closed", "vqa_open", "dialogue", "attribute")

@@ -132,11 +132,22 @@ class Claim:
 
     @property
     def name(self) -> str:
-        base = self.category.value.replace("_", " ") if self.category else "/".join(sorted(c.value for c in self.categories))
+        base = (
+            self.category.value.replace("_", " ")
+            if self.category
+            else "/".join(sorted(c.value for c in self.categories))
+        )
         return f"{base} ({self.lesion_type})" if self.lesion_type else base
 
     def key(self) -> tuple:
-        return (self.tooth, self.region.name if self.region else None, self.categories, self.polarity, self.lesion_type, self.count)
+        return (
+            self.tooth,
+            self.region.name if self.region else None,
+            self.categories,
+            self.polarity,
+            self.lesion_type,
+            self.count,
+        )
 
 
 @dataclass(frozen=True)
@@ -163,8 +174,13 @@ class Extraction:
 PATHO_TOOTH = frozenset({C.CARIES, C.DEEP_CARIES, C.PERIAPICAL_LESION, C.RETAINED_ROOT})
 CARIES_ANY = frozenset({C.CARIES, C.DEEP_CARIES})
 RESTORATIONS = frozenset({C.FILLING, C.CROWN, C.BRIDGE})
-FINDINGS_ANY = frozenset({C.CARIES, C.DEEP_CARIES, C.PERIAPICAL_LESION, C.IMPACTED_TOOTH, C.RETAINED_ROOT, C.BONE_LOSS}) | TREATMENTS
-PATHOLOGY_ANY = frozenset({C.CARIES, C.DEEP_CARIES, C.PERIAPICAL_LESION, C.IMPACTED_TOOTH, C.RETAINED_ROOT, C.BONE_LOSS})
+FINDINGS_ANY = (
+    frozenset({C.CARIES, C.DEEP_CARIES, C.PERIAPICAL_LESION, C.IMPACTED_TOOTH, C.RETAINED_ROOT, C.BONE_LOSS})
+    | TREATMENTS
+)
+PATHOLOGY_ANY = frozenset(
+    {C.CARIES, C.DEEP_CARIES, C.PERIAPICAL_LESION, C.IMPACTED_TOOTH, C.RETAINED_ROOT, C.BONE_LOSS}
+)
 LESION_ANY = frozenset({C.PERIAPICAL_LESION, C.CARIES, C.DEEP_CARIES})
 
 
@@ -188,74 +204,153 @@ class Term:
         return bool(self.alternatives) and self.alternatives <= ANATOMY
 
 
-def _t(cat: Category | None, alts: Iterable[Category] | None = None, sense: str = "pos", lesion: str | None = None) -> Term:
+def _t(
+    cat: Category | None, alts: Iterable[Category] | None = None, sense: str = "pos", lesion: str | None = None
+) -> Term:
     if alts is None:
         alts = CARIES_ANY if cat == C.CARIES else {cat}
     return Term(cat, frozenset(alts), sense, lesion)
 
 
-_ADJ = r"(?:occlusal|mesial|distal|proximal|interproximal|buccal|lingual|palatal|cervical|extensive|large|small|secondary|recurrent|dentinal|early|incipient|active|gross|rampant|and|,)"
-_LESION_NOUNS = r"(?:lesions?|radiolucenc(?:y|ies)|lucenc(?:y|ies)|patholog(?:y|ies)|pathos[ie]s|rarefactions?|osteitis|inflammation|changes?|involvement|shadows?|infections?|periodontitis|areas?|translucenc(?:y|ies))"
-_APEX = r"(?:the\s+|a\s+|its\s+)?(?:apex|apices|apical\s+(?:third|region|area)|root\s+tips?|tips?\s+of\s+(?:the\s+|its\s+)?roots?|roots?)"
+_ADJ = r"(?:occlusal|mesial|distal|proximal|interproximal|buccal|lingual|palatal|cervical|extensive|large|small|secondary|recurrent|dentinal|early|incipient|active|gross|rampant|and|,)"  # noqa: E501 - one alternation per line reads best
+_LESION_NOUNS = r"(?:lesions?|radiolucenc(?:y|ies)|lucenc(?:y|ies)|patholog(?:y|ies)|pathos[ie]s|rarefactions?|osteitis|inflammation|changes?|involvement|shadows?|infections?|periodontitis|areas?|translucenc(?:y|ies))"  # noqa: E501 - one alternation per line reads best
+_APEX = r"(?:the\s+|a\s+|its\s+)?(?:apex|apices|apical\s+(?:third|region|area)|root\s+tips?|tips?\s+of\s+(?:the\s+|its\s+)?roots?|roots?)"  # noqa: E501 - one alternation per line reads best
 
 # (pattern, term); overlapping matches resolve to the longest (then the earlier entry).
 TERMS: list[tuple[str, Term]] = [
     # deep caries
-    (rf"\bdeep(?:ly)?(?:\s+{_ADJ})*\s+(?:carious\s+lesions?|caries|carious|cavit(?:y|ies)|decay(?:ed)?)", _t(C.DEEP_CARIES)),
-    (r"\b(?:caries|decay|carious\s+lesions?|cavit(?:y|ies))\s+(?:\w+\s+){0,2}?(?:approaching|reaching|extending\s+(?:in)?to(?:wards)?|involving|close\s+to|near(?:ing)?|into|encroaching\s+(?:on|upon)|in\s+proximity\s+to)\s+(?:the\s+)?pulp\w*", _t(C.DEEP_CARIES)),
+    (
+        rf"\bdeep(?:ly)?(?:\s+{_ADJ})*\s+(?:carious\s+lesions?|caries|carious|cavit(?:y|ies)|decay(?:ed)?)",
+        _t(C.DEEP_CARIES),
+    ),
+    (
+        r"\b(?:caries|decay|carious\s+lesions?|cavit(?:y|ies))\s+(?:\w+\s+){0,2}?(?:approaching|reaching|extending\s+(?:in)?to(?:wards)?|involving|close\s+to|near(?:ing)?|into|encroaching\s+(?:on|upon)|in\s+proximity\s+to)\s+(?:the\s+)?pulp\w*",
+        _t(C.DEEP_CARIES),
+    ),
     (r"\bpulpal\s+(?:involvement|exposure)|\bpulp\s+(?:involvement|exposure)", _t(C.DEEP_CARIES)),
     # caries
     (r"\bcaries[\s-]free\b|\bnon[\s-]?carious\b|\bfree\s+of\s+(?:caries|decay)\b", _t(C.CARIES, sense="neg")),
     (r"\b(?:dental\s+)?caries\b|\bcarious(?:\s+lesions?)?\b|\bdecay(?:ed)?\b|\bdemineraliz\w+", _t(C.CARIES)),
     (r"\b(?<!oral\s)(?<!nasal\s)(?<!pulp\s)(?<!pulpal\s)cavit(?:y|ies)\b(?!\s+prep)", _t(C.CARIES)),
     # periapical lesions
-    (r"\b(?:periapical|peri-apical|apical|periradicular)\s+(?:\w+\s+)?abscess(?:es)?\b", _t(C.PERIAPICAL_LESION, lesion="abscess")),
-    (r"\b(?:periapical|peri-apical|apical|periradicular)\s+(?:\w+\s+)?granulomas?\b", _t(C.PERIAPICAL_LESION, lesion="granuloma")),
-    (r"\b(?:periapical|peri-apical|apical|periradicular|radicular)\s+(?:\w+\s+)?cysts?\b", _t(C.PERIAPICAL_LESION, lesion="cyst")),
+    (
+        r"\b(?:periapical|peri-apical|apical|periradicular)\s+(?:\w+\s+)?abscess(?:es)?\b",
+        _t(C.PERIAPICAL_LESION, lesion="abscess"),
+    ),
+    (
+        r"\b(?:periapical|peri-apical|apical|periradicular)\s+(?:\w+\s+)?granulomas?\b",
+        _t(C.PERIAPICAL_LESION, lesion="granuloma"),
+    ),
+    (
+        r"\b(?:periapical|peri-apical|apical|periradicular|radicular)\s+(?:\w+\s+)?cysts?\b",
+        _t(C.PERIAPICAL_LESION, lesion="cyst"),
+    ),
     (rf"\b(?:periapical|peri-apical|apical|periradicular)\s+(?:\w+\s+)?{_LESION_NOUNS}\b", _t(C.PERIAPICAL_LESION)),
-    (rf"\b(?:lesions?|infections?|radiolucen(?:cy|cies|t\s+(?:area|lesion|zone)s?)|lucenc(?:y|ies)|abscess(?:es)?|granulomas?|cysts?|rarefactions?)\s+(?:at|around|below|under|beneath|near|of|on|in)\s+{_APEX}\b", _t(C.PERIAPICAL_LESION)),
+    (
+        rf"\b(?:lesions?|infections?|radiolucen(?:cy|cies|t\s+(?:area|lesion|zone)s?)|lucenc(?:y|ies)|abscess(?:es)?|granulomas?|cysts?|rarefactions?)\s+(?:at|around|below|under|beneath|near|of|on|in)\s+{_APEX}\b",
+        _t(C.PERIAPICAL_LESION),
+    ),
     (r"\babscess(?:es|ed)?\b", _t(C.PERIAPICAL_LESION, lesion="abscess")),
     (r"\bgranulomas?\b", _t(C.PERIAPICAL_LESION, lesion="granuloma")),
     (r"\bcysts?\b", _t(C.PERIAPICAL_LESION, lesion="cyst")),
-    (r"\b(?:periapical|apical)\s+(?:region|area|tissues?|status|bone|health)\b|\bperiapical(?:ly)?\b", _t(C.PERIAPICAL_LESION, sense="neutral")),
+    (
+        r"\b(?:periapical|apical)\s+(?:region|area|tissues?|status|bone|health)\b|\bperiapical(?:ly)?\b",
+        _t(C.PERIAPICAL_LESION, sense="neutral"),
+    ),
     (r"\binfections?\b", _t(C.PERIAPICAL_LESION)),
     # impacted (erupted is read as a presence word, see _PRESENCE)
-    (r"\bimpact(?:ed|ion|ions)\b|\bun-?erupted\b|\bpartially\s+erupted\b|\bembedded\b|\bstuck\s+(?:under|in|below|beneath)\b", _t(C.IMPACTED_TOOTH)),
+    (
+        r"\bimpact(?:ed|ion|ions)\b|\bun-?erupted\b|\bpartially\s+erupted\b|\bembedded\b|\bstuck\s+(?:under|in|below|beneath)\b",
+        _t(C.IMPACTED_TOOTH),
+    ),
     # missing teeth
-    ((r"\bmissing(?:[\s-]+(?:tooth|teeth))?(?:[\s-]+region)?\b|\bedentulous\b|\bedentulism\b|\bagenesis\b|\btooth\s+loss\b|\bextraction\s+(?:site|socket|space)s?\b"
-      r"|\b(?:has|have|had)\s+been\s+(?:lost|extracted|removed)\b|\bwas\s+(?:lost|extracted|removed)\b"), _t(C.MISSING_TOOTH)),
+    (
+        (
+            r"\bmissing(?:[\s-]+(?:tooth|teeth))?(?:[\s-]+region)?\b|\bedentulous\b|\bedentulism\b|\bagenesis\b|\btooth\s+loss\b|\bextraction\s+(?:site|socket|space)s?\b"
+            r"|\b(?:has|have|had)\s+been\s+(?:lost|extracted|removed)\b|\bwas\s+(?:lost|extracted|removed)\b"
+        ),
+        _t(C.MISSING_TOOTH),
+    ),
     # retained roots
-    ((r"\b(?:retained|residual|remaining)\s+roots?\b|\broot\s+(?:remnants?|rests?|fragments?|stumps?|pieces?)\b|\bradix\s+relicta\b"
-      r"|\b(?<!at\s)(?<!the\s)(?<!a\s)root\s+tips?\b|\bonly\s+(?:a\s+|the\s+)?roots?\s+(?:\w+\s+){0,3}?(?:remains?|is\s+left|left)\b|\broots?\s+(?:is|are)\s+retained\b"), _t(C.RETAINED_ROOT)),
+    (
+        (
+            r"\b(?:retained|residual|remaining)\s+roots?\b|\broot\s+(?:remnants?|rests?|fragments?|stumps?|pieces?)\b|\bradix\s+relicta\b"
+            r"|\b(?<!at\s)(?<!the\s)(?<!a\s)root\s+tips?\b|\bonly\s+(?:a\s+|the\s+)?roots?\s+(?:\w+\s+){0,3}?(?:remains?|is\s+left|left)\b|\broots?\s+(?:is|are)\s+retained\b"
+        ),
+        _t(C.RETAINED_ROOT),
+    ),
     # bone loss
-    ((r"\b(?:(?:alveolar|horizontal|vertical|angular|crestal|marginal|periodontal|mild|moderate|severe|advanced|marked|extensive|significant|slight|minimal|early)\s+)*bone\s+(?:loss|resorption|destruction|defects?)\b|\bloss\s+of\s+(?:\w+\s+)?bone\b|\b(?<!apical\s)periodontitis\b"
-      r"|\bperiodontal(?:ly)?\s+(?:disease|breakdown|involvement|compromised|bone\s+loss)\b|\bgum\s+(?:disease|problems?|recession)\b"
-      r"|\b(?:reduced|decreased|diminished|lowered|low|receding)\s+(?:alveolar\s+|crestal\s+|marginal\s+)?bone(?:\s+(?:levels?|height|support))?\b"
-      r"|\b(?:alveolar\s+|crestal\s+|marginal\s+)?bone\s+(?:levels?|height|support)\s+(?:is|are|appears?)\s+(?:\w+\s+)?(?:reduced|decreased|diminished|lowered)\b"), _t(C.BONE_LOSS)),
-    ((r"\b(?:alveolar\s+|crestal\s+|marginal\s+)?bone\s+(?:levels?|height|support)\b|\balveolar\s+(?:bone|crests?)\b|\bcrestal\s+bone\b|\bjaw\s*bones?\b"
-      r"|\bperiodontal\s+(?:status|support|condition)\b|\bbone\b"), _t(C.BONE_LOSS, sense="neutral")),
+    (
+        (
+            r"\b(?:(?:alveolar|horizontal|vertical|angular|crestal|marginal|periodontal|mild|moderate|severe|advanced|marked|extensive|significant|slight|minimal|early)\s+)*bone\s+(?:loss|resorption|destruction|defects?)\b|\bloss\s+of\s+(?:\w+\s+)?bone\b|\b(?<!apical\s)periodontitis\b"
+            r"|\bperiodontal(?:ly)?\s+(?:disease|breakdown|involvement|compromised|bone\s+loss)\b|\bgum\s+(?:disease|problems?|recession)\b"
+            r"|\b(?:reduced|decreased|diminished|lowered|low|receding)\s+(?:alveolar\s+|crestal\s+|marginal\s+)?bone(?:\s+(?:levels?|height|support))?\b"
+            r"|\b(?:alveolar\s+|crestal\s+|marginal\s+)?bone\s+(?:levels?|height|support)\s+(?:is|are|appears?)\s+(?:\w+\s+)?(?:reduced|decreased|diminished|lowered)\b"
+        ),
+        _t(C.BONE_LOSS),
+    ),
+    (
+        (
+            r"\b(?:alveolar\s+|crestal\s+|marginal\s+)?bone\s+(?:levels?|height|support)\b|\balveolar\s+(?:bone|crests?)\b|\bcrestal\s+bone\b|\bjaw\s*bones?\b"
+            r"|\bperiodontal\s+(?:status|support|condition)\b|\bbone\b"
+        ),
+        _t(C.BONE_LOSS, sense="neutral"),
+    ),
     # root canal treatment
-    ((r"\broot[\s-]canal(?:s)?(?:[\s-](?:treatments?|therapy|therapies|fillings?|obturations?|fill|treated|work|filled))?\b|\broot[\s-](?:canal[\s-])?(?:treated|filled|fillings?)\b"
-      r"|\brcts?\b|\bendodontic(?:ally)?[\s-](?:treat\w*|therap\w*|fill\w*|obturat\w*|restored)|\bendodontics\b|\bobturat\w+|\bgutta[\s-]?percha\b|\bpulp(?:ectom|otom)\w+|\bpulp\s+(?:therapy|treatment)\b"), _t(C.ROOT_CANAL_TREATMENT)),
+    (
+        (
+            r"\broot[\s-]canal(?:s)?(?:[\s-](?:treatments?|therapy|therapies|fillings?|obturations?|fill|treated|work|filled))?\b|\broot[\s-](?:canal[\s-])?(?:treated|filled|fillings?)\b"
+            r"|\brcts?\b|\bendodontic(?:ally)?[\s-](?:treat\w*|therap\w*|fill\w*|obturat\w*|restored)|\bendodontics\b|\bobturat\w+|\bgutta[\s-]?percha\b|\bpulp(?:ectom|otom)\w+|\bpulp\s+(?:therapy|treatment)\b"
+        ),
+        _t(C.ROOT_CANAL_TREATMENT),
+    ),
     # implants (an implant crown is the implant)
-    (r"\b(?:dental\s+|osseointegrated\s+|titanium\s+|single\s+)?implants?(?:[\s-](?:supported|retained|borne))?(?:\s+(?:crowns?|restorations?|prosthes[ie]s|fixtures?|bridges?|abutments?))?\b", _t(C.IMPLANT)),
+    (
+        r"\b(?:dental\s+|osseointegrated\s+|titanium\s+|single\s+)?implants?(?:[\s-](?:supported|retained|borne))?(?:\s+(?:crowns?|restorations?|prosthes[ie]s|fixtures?|bridges?|abutments?))?\b",
+        _t(C.IMPLANT),
+    ),
     # bridges
-    (r"\b(?:\w+[\s-]unit\s+)?(?:fixed\s+)?bridges?(?:work)?\b|\bfixed\s+(?:partial\s+)?(?:dentures?|prosthes[ie]s)\b|\bfpds?\b|\bpontics?\b", _t(C.BRIDGE)),
+    (
+        r"\b(?:\w+[\s-]unit\s+)?(?:fixed\s+)?bridges?(?:work)?\b|\bfixed\s+(?:partial\s+)?(?:dentures?|prosthes[ie]s)\b|\bfpds?\b|\bpontics?\b",
+        _t(C.BRIDGE),
+    ),
     # crowns (not the anatomical crown: "the crown of 36", "in the crown", "crown-root ratio")
-    ((r"\b(?:(?:pfm|porcelain(?:[\s-]fused[\s-]to[\s-]metal)?|zirconia|ceramic|metal[\s-]ceramic|all[\s-]ceramic|gold|full[\s-]coverage|stainless[\s-]steel|prosthetic|artificial|metal)\s+)*crowns?\b"
-      r"(?!\s+(?:of\b|portion|region|area|surface|structure|height|lengthening|form|morphology|and\s+root))(?![\s-]root)|\bcrowned\b"), _t(C.CROWN)),
+    (
+        (
+            r"\b(?:(?:pfm|porcelain(?:[\s-]fused[\s-]to[\s-]metal)?|zirconia|ceramic|metal[\s-]ceramic|all[\s-]ceramic|gold|full[\s-]coverage|stainless[\s-]steel|prosthetic|artificial|metal)\s+)*crowns?\b"
+            r"(?!\s+(?:of\b|portion|region|area|surface|structure|height|lengthening|form|morphology|and\s+root))(?![\s-]root)|\bcrowned\b"
+        ),
+        _t(C.CROWN),
+    ),
     # fillings
-    ((r"\b(?<!root\s)(?<!root-)(?<!canal\s)(?<!canal-)(?<!endodontic\s)fillings?\b|\b(?<!root\s)(?<!root-)(?<!canal\s)filled\b|\bamalgams?\b|\bcomposites?(?:\s+resin)?(?:\s+(?:fillings?|restorations?))?\b"
-      r"|\b(?:inlays?|onlays?)\b|\bglass[\s-]ionomer\b|\bgic\b"), _t(C.FILLING)),
+    (
+        (
+            r"\b(?<!root\s)(?<!root-)(?<!canal\s)(?<!canal-)(?<!endodontic\s)fillings?\b|\b(?<!root\s)(?<!root-)(?<!canal\s)filled\b|\bamalgams?\b|\bcomposites?(?:\s+resin)?(?:\s+(?:fillings?|restorations?))?\b"
+            r"|\b(?:inlays?|onlays?)\b|\bglass[\s-]ionomer\b|\bgic\b"
+        ),
+        _t(C.FILLING),
+    ),
     # generic terms
     (r"\bunrestored\b|\bvirgin\b", _t(None, RESTORATIONS, sense="neg")),
-    (r"\brestorations?\b|\brestored\b|\brestorative\s+(?:material|work|treatment|therapy|care)\b|\bprosthe(?:sis|ses|tic\s+(?:work|restorations?|rehabilitation))\b", _t(None, RESTORATIONS)),
-    (r"\b(?:(?:historical|previous|prior|past|existing)\s+)?(?:dental\s+)?(?:treatments?|interventions?|therap(?:y|ies))\b|\bdental\s+work\b", _t(None, TREATMENTS)),
-    (r"\bpatholog(?:y|ies|ic|ical)(?:\s+(?:findings?|changes?|lesions?|processes?|conditions?))?\b|\babnormal(?:it(?:y|ies))?\b|\bdiseases?\b", _t(None, PATHOLOGY_ANY)),
+    (
+        r"\brestorations?\b|\brestored\b|\brestorative\s+(?:material|work|treatment|therapy|care)\b|\bprosthe(?:sis|ses|tic\s+(?:work|restorations?|rehabilitation))\b",
+        _t(None, RESTORATIONS),
+    ),
+    (
+        r"\b(?:(?:historical|previous|prior|past|existing)\s+)?(?:dental\s+)?(?:treatments?|interventions?|therap(?:y|ies))\b|\bdental\s+work\b",
+        _t(None, TREATMENTS),
+    ),
+    (
+        r"\bpatholog(?:y|ies|ic|ical)(?:\s+(?:findings?|changes?|lesions?|processes?|conditions?))?\b|\babnormal(?:it(?:y|ies))?\b|\bdiseases?\b",
+        _t(None, PATHOLOGY_ANY),
+    ),
     (r"\bfindings?\b", _t(None, FINDINGS_ANY)),
     (r"\blesions?\b|\bradiolucen(?:cy|cies|t\s+(?:area|lesion|zone)s?)\b|\blucenc(?:y|ies)\b", _t(None, LESION_ANY)),
     # anatomy
-    (r"\b(?:mandibular|inferior\s+alveolar(?:\s+nerve)?|ian|mandibular\s+nerve|nerve)\s+canals?\b|\binferior\s+alveolar\s+nerves?\b", _t(C.MANDIBULAR_CANAL)),
+    (
+        r"\b(?:mandibular|inferior\s+alveolar(?:\s+nerve)?|ian|mandibular\s+nerve|nerve)\s+canals?\b|\binferior\s+alveolar\s+nerves?\b",
+        _t(C.MANDIBULAR_CANAL),
+    ),
     (r"\bmaxillary\s+(?:sinus(?:es)?|antr(?:um|a))\b|\bsinus(?:es)?\b|\bantr(?:um|a|al)\b", _t(C.MAXILLARY_SINUS)),
     (r"\banatomical\s+structures?\b|\banatomy\b", _t(None, ANATOMY)),
 ]
@@ -263,7 +358,7 @@ TERMS: list[tuple[str, Term]] = [
 # --- tooth names and regions ------------------------------------------------------------------------
 
 _ORD = {"first": 1, "1st": 1, "second": 2, "2nd": 2, "third": 3, "3rd": 3}
-_KIND = r"(?:central\s+incisors?|lateral\s+incisors?|incisors?|canines?|cuspids?|eye\s*teeth|eye\s*tooth|premolars?|bicuspids?|molars?|wisdom\s+(?:tooth|teeth))"
+_KIND = r"(?:central\s+incisors?|lateral\s+incisors?|incisors?|canines?|cuspids?|eye\s*teeth|eye\s*tooth|premolars?|bicuspids?|molars?|wisdom\s+(?:tooth|teeth))"  # noqa: E501 - one alternation per line reads best
 _ARCH_W = r"(?:upper|lower|maxillary|mandibular)"
 _SIDE_W = r"(?:left|right)"
 _DENT = r"(?:primary|deciduous|baby|milk|permanent|adult)"
@@ -289,16 +384,20 @@ _REGION = re.compile(
 
 # --- tooth numbers ----------------------------------------------------------------------------------
 
-_NUM = r"(?<![\w.,/])#?\s?(\d{1,2})(?![\w]|[.,]\d|\s*(?:%|mm\b|cm\b|px\b|pixels?\b|years?\b|yrs?\b|y/?o\b|months?\b|days?\b|weeks?\b|degrees?\b|°|x\b|:\d))"
+_NUM = r"(?<![\w.,/])#?\s?(\d{1,2})(?![\w]|[.,]\d|\s*(?:%|mm\b|cm\b|px\b|pixels?\b|years?\b|yrs?\b|y/?o\b|months?\b|days?\b|weeks?\b|degrees?\b|°|x\b|:\d))"  # noqa: E501 - one alternation per line reads best
 _NUMBER = re.compile(_NUM)
 _TOOTH_PREFIX = re.compile(r"(?:\b(?:teeth|tooth|nos?\.?|numbers?|fdi|positions?|sites?)\s*#?\s*|#\s*)$")
-_COUNT_ADJECTIVES = (r"(?:permanent|primary|deciduous|adult|natural|visible|remaining|erupted|present|existing|carious|decayed|impacted|missing|restored|filled|crowned|"
-                     r"treated|root-filled|endodontically|molar|premolar|anterior|posterior|upper|lower|healthy|sound|intact|definite|definitely|suspected|additional|other|more|"
-                     r"individual|separate|identifiable|identified|unerupted|wisdom|front|back|total|large|small|occlusal|distinct|clearly|partially|fully|"
-                     r"maxillary|mandibular|inferior|alveolar|nerve)")
+_COUNT_ADJECTIVES = (
+    r"(?:permanent|primary|deciduous|adult|natural|visible|remaining|erupted|present|existing|carious|decayed|impacted|missing|restored|filled|crowned|"
+    r"treated|root-filled|endodontically|molar|premolar|anterior|posterior|upper|lower|healthy|sound|intact|definite|definitely|suspected|additional|other|more|"
+    r"individual|separate|identifiable|identified|unerupted|wisdom|front|back|total|large|small|occlusal|distinct|clearly|partially|fully|"
+    r"maxillary|mandibular|inferior|alveolar|nerve)"
+)
 _COUNT_AFTER = re.compile(rf"^\s+(?:{_COUNT_ADJECTIVES}\s+){{0,2}}"
                           r"(?:teeth|tooth|restorations?|fillings?|crowns?|implants?|lesions?|findings?|roots?|canals?|sinuses|bridges?|items?|images?|patients?|quadrants?|units?)\b")
-_NOT_TOOTH_BEFORE = re.compile(r"(?:\b(?:age|aged|total\s+of|out\s+of|of\s+the|score|grade|class|type|stage|size|page|figure|version|approximately|about|than|least|up\s+to|n\s*=|count)\s*)$")
+_NOT_TOOTH_BEFORE = re.compile(
+    r"(?:\b(?:age|aged|total\s+of|out\s+of|of\s+the|score|grade|class|type|stage|size|page|figure|version|approximately|about|than|least|up\s+to|n\s*=|count)\s*)$"
+)
 _JOIN = re.compile(r"^\s*(?:,|and|or|&|/|\+|as\s+well\s+as|,\s*and|,\s*or)\s*(?:teeth\s+|tooth\s+|#)?$")
 _RANGE = re.compile(r"^\s*(?:-|–|—|to|through|thru)\s*(?:tooth\s+)?#?$")
 
@@ -320,62 +419,249 @@ def _expand_range(a: int, b: int) -> list[int] | None:
 # --- cues ---------------------------------------------------------------------------------------------
 
 _CUES: list[tuple[str, str]] = [
-    ("noop", (r"\b(?:tooth\s+)?numbers?\s+(?:is\s+|are\s+)?(?:unclear|unknown|uncertain|not\s+(?:clear|identifiable|determinable|known))\b|\bcannot\s+(?:be\s+)?(?:determined|identified|identify|determine|numbered|assigned|ascertained|established|localized|localised|specified)\b"
-              r"|\bcan'?t\s+(?:be\s+)?(?:determined|identified|identify|determine)\b|\bun(?:identified|identifiable)\b|\bnot\s+(?:be\s+)?identifi(?:ed|able)\b"
-              r"|\b(?:can(?:no|')?t|could\s*n[o']?t|unable\s+to)\s+(?:\w+\s+)?(?:number|identify|tell|determine|say|pinpoint|be\s+sure|name|specify|see\s+which)\b")),
-    ("meta", (r"\b(?:not|never|n't|neither|nor)\s+(?:been\s+)?(?:\w+\s+)?(?:assess(?:ed)?|evaluat(?:ed|e)|examin(?:ed|e)|label(?:l?ed|s)?|annotat(?:ed|e)|analy[sz](?:ed|e)|includ(?:ed|e)|cover(?:ed)?|available|assessable|reported|looked\s+for|in\s+scope|part\s+of\s+(?:this|the))\b"
-              r"|\bcannot\s+comment\b|\boutside\s+(?:the|this)\s+scope\b|\bno\s+(?:information|data|labels?)\b|\bwere\s+not\s+part\b")),
-    ("hedge_back", r"\bcannot\s+be\s+(?:excluded|ruled\s+out|confirmed)\b|\bcan(?:no|')t\s+be\s+(?:excluded|ruled\s+out)\b|\bnot\s+(?:be\s+)?(?:excluded|ruled\s+out)\b"),
-    ("neg_weak", r"\bno\s+(?:definite|definitive|obvious|clear|frank|overt|significant|apparent|major|relevant)\b|\bnothing\s+(?:definite|significant)\b"),
-    ("neg_fwd", r"\bno\s+(?:evidence|signs?|indication)\s+of\b|\bno\b(?!\.)|\bwithout\b|\babsence\s+of\b|\bfree\s+(?:of|from)\b|\bnegative\s+for\b|\bneither\b|\bnor\b|\bnone\s+of\b|\black\s+of\b|\bdevoid\s+of\b|\bnothing\b|\bnot\s+any\b"),
-    ("neg_all", r"\bnot\b(?!\s+only\b)|n't\b|\bnever\b|\bno\s+longer\b|\bcannot\b|\bnil\b|\bruled\s+out\b|\b(?<!be\s)excluded\b|\bnone\b|\bnegative\b"),
+    (
+        "noop",
+        (
+            r"\b(?:tooth\s+)?numbers?\s+(?:is\s+|are\s+)?(?:unclear|unknown|uncertain|not\s+(?:clear|identifiable|determinable|known))\b|\bcannot\s+(?:be\s+)?(?:determined|identified|identify|determine|numbered|assigned|ascertained|established|localized|localised|specified)\b"
+            r"|\bcan'?t\s+(?:be\s+)?(?:determined|identified|identify|determine)\b|\bun(?:identified|identifiable)\b|\bnot\s+(?:be\s+)?identifi(?:ed|able)\b"
+            r"|\b(?:can(?:no|')?t|could\s*n[o']?t|unable\s+to)\s+(?:\w+\s+)?(?:number|identify|tell|determine|say|pinpoint|be\s+sure|name|specify|see\s+which)\b"
+        ),
+    ),
+    (
+        "meta",
+        (
+            r"\b(?:not|never|n't|neither|nor)\s+(?:been\s+)?(?:\w+\s+)?(?:assess(?:ed)?|evaluat(?:ed|e)|examin(?:ed|e)|label(?:l?ed|s)?|annotat(?:ed|e)|analy[sz](?:ed|e)|includ(?:ed|e)|cover(?:ed)?|available|assessable|reported|looked\s+for|in\s+scope|part\s+of\s+(?:this|the))\b"
+            r"|\bcannot\s+comment\b|\boutside\s+(?:the|this)\s+scope\b|\bno\s+(?:information|data|labels?)\b|\bwere\s+not\s+part\b"
+        ),
+    ),
+    (
+        "hedge_back",
+        r"\bcannot\s+be\s+(?:excluded|ruled\s+out|confirmed)\b|\bcan(?:no|')t\s+be\s+(?:excluded|ruled\s+out)\b|\bnot\s+(?:be\s+)?(?:excluded|ruled\s+out)\b",
+    ),
+    (
+        "neg_weak",
+        r"\bno\s+(?:definite|definitive|obvious|clear|frank|overt|significant|apparent|major|relevant)\b|\bnothing\s+(?:definite|significant)\b",
+    ),
+    (
+        "neg_fwd",
+        r"\bno\s+(?:evidence|signs?|indication)\s+of\b|\bno\b(?!\.)|\bwithout\b|\babsence\s+of\b|\bfree\s+(?:of|from)\b|\bnegative\s+for\b|\bneither\b|\bnor\b|\bnone\s+of\b|\black\s+of\b|\bdevoid\s+of\b|\bnothing\b|\bnot\s+any\b",
+    ),
+    (
+        "neg_all",
+        r"\bnot\b(?!\s+only\b)|n't\b|\bnever\b|\bno\s+longer\b|\bcannot\b|\bnil\b|\bruled\s+out\b|\b(?<!be\s)excluded\b|\bnone\b|\bnegative\b",
+    ),
     ("absent", r"\babsent\b|\bnot\s+present\b"),
-    ("hedge_fwd", r"\bpossibly\b|\bprobably\b|\bmaybe\b|\bperhaps\b|\bmay\b|\bmight\b|\bcould\b|\bsuspicious\s+(?:for|of)\b|\bsuggestive\s+of\b|\bsuggesting\b|\bconcerning\s+for\b|\bworrisome\s+for\b|\bappears?\s+to\b|\bseems?\s+to\b|\bapparently\b|\bpresumably\b|\bquestionabl[ey]\b|\bsuspect(?:ed)?\s+(?:of|for)\b|\bsuspect\b"),
-    ("hedge_adj", r"\b(?:possible|probable|suspected|questionable|likely|presumed|presumptive|equivocal|indeterminate|apparent|query|suspicious)\b(?=\s+(?:\w+\s+){0,2}?[a-z])"),
-    ("hedge_back", (r"\b(?:is|are|was|were|be|remains?)\s+(?:\w+\s+)?(?:suspected|possible|likely|probable|questionable|uncertain|equivocal|suspicious)\b|\b(?:to\s+be|should\s+be|needs?\s+to\s+be|must\s+be|be)\s+confirmed\b"
-                    r"|\b(?:needs?|requires?|pending)\s+(?:clinical\s+)?(?:confirmation|correlation|verification)\b|\bclinical(?:ly)?\s+(?:correlation|confirmation|verification|check)\b|\bconfirm(?:ed)?\s+clinically\b"
-                    r"|\bre-?evaluat\w*|\bre-?check\w*|\bchecked\s+clinically\b|\bcheck\s+clinically\b|\bverif(?:y|ied|ication)\b|\bsuspicion\b")),
-    ("rec", (r"\brecommend\w*|\badvis\w*|\bsuggest(?:s|ed|ion|ions)?\b(?!\s+of)|\bconsider\w*|\bshould\b|\bneeds?\b|\bneeded\b|\brequir\w*|\bindicated\b|\bwarrant\w*|\bwould\s+benefit\b|\brefer\w*|\bplan(?:ned|ning)?\b"
-             r"|\bevaluat\w*|\bassess(?:ment|ed)?\b|\bconsult\w*|\breview\b|\bmonitor\w*|\bfollow[\s-]?up\b|\bextract(?:ion|ions|ed)?\b|\bremov(?:e|al)\b|\breplace(?:ment)?\b(?!s)|\brestore\b|\btreat\b|\bfill\b"
-             r"|\bcandidate\s+for\b|\bsav(?:e|ed|ing)\b|\bprescri\w+|\bproposed\b|\bopinion\b|\bmanagement\b|\bcare\s+for\b|\burgent\b|\bcheck(?:ed|-up)?\b|\bpulp\s+(?:therapy|treatment)\b|\bpulpectomy\b|\bto\s+be\s+(?:done|placed|performed)\b|\bplace(?:ment)?\s+of\b")),
-    ("prevent", r"\bprevent\w*|\bmonitor(?:ing)?\s+for\b|\bwatch\s+for\b|\bscreen(?:ing)?\s+for\b|\bcheck\s+for\b|\brisk\s+of\b|\bto\s+avoid\b|\bprophyla\w+"),
+    (
+        "hedge_fwd",
+        r"\bpossibly\b|\bprobably\b|\bmaybe\b|\bperhaps\b|\bmay\b|\bmight\b|\bcould\b|\bsuspicious\s+(?:for|of)\b|\bsuggestive\s+of\b|\bsuggesting\b|\bconcerning\s+for\b|\bworrisome\s+for\b|\bappears?\s+to\b|\bseems?\s+to\b|\bapparently\b|\bpresumably\b|\bquestionabl[ey]\b|\bsuspect(?:ed)?\s+(?:of|for)\b|\bsuspect\b",
+    ),
+    (
+        "hedge_adj",
+        r"\b(?:possible|probable|suspected|questionable|likely|presumed|presumptive|equivocal|indeterminate|apparent|query|suspicious)\b(?=\s+(?:\w+\s+){0,2}?[a-z])",
+    ),
+    (
+        "hedge_back",
+        (
+            r"\b(?:is|are|was|were|be|remains?)\s+(?:\w+\s+)?(?:suspected|possible|likely|probable|questionable|uncertain|equivocal|suspicious)\b|\b(?:to\s+be|should\s+be|needs?\s+to\s+be|must\s+be|be)\s+confirmed\b"
+            r"|\b(?:needs?|requires?|pending)\s+(?:clinical\s+)?(?:confirmation|correlation|verification)\b|\bclinical(?:ly)?\s+(?:correlation|confirmation|verification|check)\b|\bconfirm(?:ed)?\s+clinically\b"
+            r"|\bre-?evaluat\w*|\bre-?check\w*|\bchecked\s+clinically\b|\bcheck\s+clinically\b|\bverif(?:y|ied|ication)\b|\bsuspicion\b"
+        ),
+    ),
+    (
+        "rec",
+        (
+            r"\brecommend\w*|\badvis\w*|\bsuggest(?:s|ed|ion|ions)?\b(?!\s+of)|\bconsider\w*|\bshould\b|\bneeds?\b|\bneeded\b|\brequir\w*|\bindicated\b|\bwarrant\w*|\bwould\s+benefit\b|\brefer\w*|\bplan(?:ned|ning)?\b"
+            r"|\bevaluat\w*|\bassess(?:ment|ed)?\b|\bconsult\w*|\breview\b|\bmonitor\w*|\bfollow[\s-]?up\b|\bextract(?:ion|ions|ed)?\b|\bremov(?:e|al)\b|\breplace(?:ment)?\b(?!s)|\brestore\b|\btreat\b|\bfill\b"
+            r"|\bcandidate\s+for\b|\bsav(?:e|ed|ing)\b|\bprescri\w+|\bproposed\b|\bopinion\b|\bmanagement\b|\bcare\s+for\b|\burgent\b|\bcheck(?:ed|-up)?\b|\bpulp\s+(?:therapy|treatment)\b|\bpulpectomy\b|\bto\s+be\s+(?:done|placed|performed)\b|\bplace(?:ment)?\s+of\b"
+        ),
+    ),
+    (
+        "prevent",
+        r"\bprevent\w*|\bmonitor(?:ing)?\s+for\b|\bwatch\s+for\b|\bscreen(?:ing)?\s+for\b|\bcheck\s+for\b|\brisk\s+of\b|\bto\s+avoid\b|\bprophyla\w+",
+    ),
     ("ruleout", r"\brule\s+out\b|\bto\s+exclude\b|\b(?:evaluat\w+|assess\w*|examin\w+)\s+for\b|\bto\s+confirm\b"),
-    ("normal", r"\b(?:healthy|unremarkable|normal(?:ly)?|intact|sound|disease[\s-]free|within\s+normal\s+limits|wnl|in\s+good\s+(?:condition|health|shape)|preserved|well[\s-]maintained|maintained|adequate|fine|okay|ok|clear|well[\s-]aerated)\b"),
-    ("presence", r"\b(?:present|visible|visuali[sz]ed|seen|identified|identifiable|noted|observed|evident|in\s+place|erupted|remain(?:s|ing)?|detected|depicted|appreciated|traceable|shown|displayed|delineated|there)\b"),
+    (
+        "normal",
+        r"\b(?:healthy|unremarkable|normal(?:ly)?|intact|sound|disease[\s-]free|within\s+normal\s+limits|wnl|in\s+good\s+(?:condition|health|shape)|preserved|well[\s-]maintained|maintained|adequate|fine|okay|ok|clear|well[\s-]aerated)\b",
+    ),
+    (
+        "presence",
+        r"\b(?:present|visible|visuali[sz]ed|seen|identified|identifiable|noted|observed|evident|in\s+place|erupted|remain(?:s|ing)?|detected|depicted|appreciated|traceable|shown|displayed|delineated|there)\b",
+    ),
     ("others", r"\b(?:other|others|remaining|rest\s+of\s+the|additional|further|elsewhere|another)\b"),
     ("only", r"\bonly\b|\bsolely\b|\bjust\b"),
-    ("pron", r"\b(?:it|its|this\s+tooth|that\s+tooth|the\s+same\s+tooth|this\s+one|that\s+one|they|them|their|these\s+teeth|those\s+teeth|both\s+of\s+them|the\s+latter|the\s+former)\b|\bthere\b(?=\s*(?:[.,;!?]|$|\s+(?:as\s+well|too|either|also)))"),
+    (
+        "pron",
+        r"\b(?:it|its|this\s+tooth|that\s+tooth|the\s+same\s+tooth|this\s+one|that\s+one|they|them|their|these\s+teeth|those\s+teeth|both\s+of\s+them|the\s+latter|the\s+former)\b|\bthere\b(?=\s*(?:[.,;!?]|$|\s+(?:as\s+well|too|either|also)))",
+    ),
     ("for", r"\bfor\b"),
     ("hedge_back", r"\b(?:suspected|possible|questionable|probable)\b"),
 ]
 _CUE_RE = [(kind, re.compile(p)) for kind, p in _CUES]
 _TERM_RE = [(re.compile(p), term) for p, term in TERMS]
-_NUMBER_WORDS = {w: i for i, w in enumerate(
-    ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty"])}
+_NUMBER_WORDS = {
+    w: i
+    for i, w in enumerate(
+        [
+            "zero",
+            "one",
+            "two",
+            "three",
+            "four",
+            "five",
+            "six",
+            "seven",
+            "eight",
+            "nine",
+            "ten",
+            "eleven",
+            "twelve",
+            "thirteen",
+            "fourteen",
+            "fifteen",
+            "sixteen",
+            "seventeen",
+            "eighteen",
+            "nineteen",
+            "twenty",
+        ]
+    )
+}
 for _i, _w in enumerate(["one", "two", "three", "four", "five", "six", "seven", "eight", "nine"], 1):
     _NUMBER_WORDS[f"twenty-{_w}"] = 20 + _i
     _NUMBER_WORDS[f"twenty {_w}"] = 20 + _i
-_NUMBER_WORDS.update({"thirty": 30, "thirty-one": 31, "thirty-two": 32, "thirty one": 31, "thirty two": 32, "both": 2, "single": 1, "a single": 1})
+_NUMBER_WORDS.update(
+    {
+        "thirty": 30,
+        "thirty-one": 31,
+        "thirty-two": 32,
+        "thirty one": 31,
+        "thirty two": 32,
+        "both": 2,
+        "single": 1,
+        "a single": 1,
+    }
+)
 _COUNT = re.compile(
-    r"\b(?P<n>" + "|".join(sorted((re.escape(w) for w in _NUMBER_WORDS), key=len, reverse=True)) + r"|\d{1,2})\s+(?P<adj>(?:" + _COUNT_ADJECTIVES + r"\s+){0,2})"
-    r"(?P<noun>teeth|tooth|restorations|fillings|crowns|implants|lesions|canals|sinuses|bridges|roots)\b")
-_COUNT_ADJ = {"carious": C.CARIES, "decayed": C.CARIES, "impacted": C.IMPACTED_TOOTH, "missing": C.MISSING_TOOTH, "filled": C.FILLING,
-              "crowned": C.CROWN, "restored": C.FILLING, "root-filled": C.ROOT_CANAL_TREATMENT, "unerupted": C.IMPACTED_TOOTH}
-_COUNT_NOUN = {"restorations": None, "fillings": C.FILLING, "crowns": C.CROWN, "implants": C.IMPLANT, "lesions": C.PERIAPICAL_LESION,
-               "canals": C.MANDIBULAR_CANAL, "sinuses": C.MAXILLARY_SINUS, "bridges": C.BRIDGE, "roots": C.RETAINED_ROOT}
+    r"\b(?P<n>"
+    + "|".join(sorted((re.escape(w) for w in _NUMBER_WORDS), key=len, reverse=True))
+    + r"|\d{1,2})\s+(?P<adj>(?:"
+    + _COUNT_ADJECTIVES
+    + r"\s+){0,2})"
+    r"(?P<noun>teeth|tooth|restorations|fillings|crowns|implants|lesions|canals|sinuses|bridges|roots)\b"
+)
+_COUNT_ADJ = {
+    "carious": C.CARIES,
+    "decayed": C.CARIES,
+    "impacted": C.IMPACTED_TOOTH,
+    "missing": C.MISSING_TOOTH,
+    "filled": C.FILLING,
+    "crowned": C.CROWN,
+    "restored": C.FILLING,
+    "root-filled": C.ROOT_CANAL_TREATMENT,
+    "unerupted": C.IMPACTED_TOOTH,
+}
+_COUNT_NOUN = {
+    "restorations": None,
+    "fillings": C.FILLING,
+    "crowns": C.CROWN,
+    "implants": C.IMPLANT,
+    "lesions": C.PERIAPICAL_LESION,
+    "canals": C.MANDIBULAR_CANAL,
+    "sinuses": C.MAXILLARY_SINUS,
+    "bridges": C.BRIDGE,
+    "roots": C.RETAINED_ROOT,
+}
 _COORD_GAP = re.compile(r"^[\s,/()]*(?:(?:and|or|some|small|early|mild|slight|minor|possible|also)[\s,/()]+)*$")
-_STRONG = re.compile(r"\b(?:but|however|whereas|although|though|while|yet)\b|,\s*(?=(?:which|whose)\b)|\b(?P<exc>except(?:\s+for)?|apart\s+from|other\s+than|besides|with\s+the\s+exception\s+of)\b")
+_STRONG = re.compile(
+    r"\b(?:but|however|whereas|although|though|while|yet)\b|,\s*(?=(?:which|whose)\b)|\b(?P<exc>except(?:\s+for)?|apart\s+from|other\s+than|besides|with\s+the\s+exception\s+of)\b"
+)
 _WEAK = re.compile(r",|\band\b|\bas\s+well\s+as\b|\bplus\b|\balong\s+with\b|\+")
 _PARTICLE = re.compile(r"^\s*(?P<p>yes|no|correct|indeed|nope|right)\b\s*[,.!:;-]")
 _SECTION_WORDS = frozenset(
-    ["general", "condition", "conditions", "pathological", "pathology", "pathologies", "findings", "finding", "historical", "history", "interventions", "intervention", "treatments", "treatment", "jaw", "jaws", "jaw-specific", "tooth-specific", "teeth-specific", "specific", "teeth", "tooth", "observations", "observation", "summary", "clinical", "recommendations", "recommendation", "impression", "impressions", "conclusion", "conclusions", "dentition", "status", "other", "notes", "note", "assessment", "plan", "overview", "key", "main", "radiographic", "radiological", "report", "&", "and", "of", "the", "dental", "previous", "existing", "past", "prior", "restorative", "work", "anatomy", "anatomical", "structures", "additional", "comments", "next", "steps", "advice", "suggestions", "diagnosis", "diagnoses", "findings:", "radiology"])
+    [
+        "general",
+        "condition",
+        "conditions",
+        "pathological",
+        "pathology",
+        "pathologies",
+        "findings",
+        "finding",
+        "historical",
+        "history",
+        "interventions",
+        "intervention",
+        "treatments",
+        "treatment",
+        "jaw",
+        "jaws",
+        "jaw-specific",
+        "tooth-specific",
+        "teeth-specific",
+        "specific",
+        "teeth",
+        "tooth",
+        "observations",
+        "observation",
+        "summary",
+        "clinical",
+        "recommendations",
+        "recommendation",
+        "impression",
+        "impressions",
+        "conclusion",
+        "conclusions",
+        "dentition",
+        "status",
+        "other",
+        "notes",
+        "note",
+        "assessment",
+        "plan",
+        "overview",
+        "key",
+        "main",
+        "radiographic",
+        "radiological",
+        "report",
+        "&",
+        "and",
+        "of",
+        "the",
+        "dental",
+        "previous",
+        "existing",
+        "past",
+        "prior",
+        "restorative",
+        "work",
+        "anatomy",
+        "anatomical",
+        "structures",
+        "additional",
+        "comments",
+        "next",
+        "steps",
+        "advice",
+        "suggestions",
+        "diagnosis",
+        "diagnoses",
+        "findings:",
+        "radiology",
+    ]
+)
 _REC_LABEL = re.compile(r"\b(?:recommend\w*|plan|advice|next\s+steps|suggestions?|management)\b")
 _MIXED_LABEL = re.compile(r"\b(?:summary|impression|findings?|conclusions?|observations?)\b")
 _LABEL = re.compile(r"^(?P<lead>\s*(?:[-*•+]\s+|\(?\d+[.)]\s+|\(?[a-z][.)]\s+)?)(?P<label>[^:\n]{1,60}?)\s*:(?!\d)")
-_EXISTING = re.compile(r"\b(?:has|have|had|with|existing|previous(?:ly)?|prior|present|status\s+post|s/p|treated|restored|crowned|filled|root[\s-]filled|"
-                       r"in\s+place|carries|carry|carrying|shows?|showing|visible|seen|noted|observed|despite|after|extensively|intact|sound|adequate|"
-                       r"failing|defective|fractured|loose|satisfactory|overhanging|well[\s-]fitting|good\s+condition|looks?|appears?)\b")
-_REC_QUESTION = re.compile(r"\b(?:recommend\w*|advis\w*|should\s+(?:i|we|be)|what\s+(?:treatment|to\s+do|can\s+be\s+done)|next\s+steps?|plan|do\s+i\s+need|need\s+any|would\s+you\s+suggest)\b")
+_EXISTING = re.compile(
+    r"\b(?:has|have|had|with|existing|previous(?:ly)?|prior|present|status\s+post|s/p|treated|restored|crowned|filled|root[\s-]filled|"
+    r"in\s+place|carries|carry|carrying|shows?|showing|visible|seen|noted|observed|despite|after|extensively|intact|sound|adequate|"
+    r"failing|defective|fractured|loose|satisfactory|overhanging|well[\s-]fitting|good\s+condition|looks?|appears?)\b"
+)
+_REC_QUESTION = re.compile(
+    r"\b(?:recommend\w*|advis\w*|should\s+(?:i|we|be)|what\s+(?:treatment|to\s+do|can\s+be\s+done)|next\s+steps?|plan|do\s+i\s+need|need\s+any|would\s+you\s+suggest)\b"
+)
 _ABBREV = re.compile(r"(?:\b(?:e\.g|i\.e|approx|vs|dr|mr|mrs|ms|fig|st|no|nos|ca|cf|etc))\.$")
 
 # --- the report-section parser -------------------------------------------------------------------
@@ -387,12 +673,17 @@ SECTION_KEYWORDS = {
 }
 _SECTION_KIND = {1: "teeth", 2: "jaw", 3: "summary"}
 _HEADING = re.compile(
-    r"^[ \t]*(?:#{1,6}[ \t]*)?(?:\*\*|__)?[ \t]*\(?(?P<num>[1-9])[ \t]*[.)][ \t]*(?:\*\*|__)?[ \t]*(?P<title>[A-Za-z][^:\n]{1,78}?)[ \t]*(?:\*\*|__)?[ \t]*(?::[ \t]*(?:\*\*|__)?[ \t]*(?P<inline>.*?))?[ \t]*$",
-    re.MULTILINE)
-_UNNUMBERED = re.compile(r"^[ \t]*(?:#{1,6}[ \t]+|\*\*|__)(?P<title>[A-Za-z][^:\n*_#]{1,78}?)[ \t]*(?:\*\*|__)?[ \t]*:?[ \t]*(?:\*\*|__)?[ \t]*$", re.MULTILINE)
+    r"^[ \t]*(?:#{1,6}[ \t]*)?(?:\*\*|__)?[ \t]*\(?(?P<num>[1-9])[ \t]*[.)][ \t]*(?:\*\*|__)?[ \t]*(?P<title>[A-Za-z][^:\n]{1,78}?)[ \t]*(?:\*\*|__)?[ \t]*(?::[ \t]*(?:\*\*|__)?[ \t]*(?P<inline>.*?))?[ \t]*$",  # noqa: E501 - one alternation per line reads best
+    re.MULTILINE,
+)
+_UNNUMBERED = re.compile(
+    r"^[ \t]*(?:#{1,6}[ \t]+|\*\*|__)(?P<title>[A-Za-z][^:\n*_#]{1,78}?)[ \t]*(?:\*\*|__)?[ \t]*:?[ \t]*(?:\*\*|__)?[ \t]*$",  # noqa: E501 - one alternation per line reads best
+    re.MULTILINE,
+)
 _SUBLABEL = re.compile(
-    r"^[ \t]*(?:[-*•][ \t]*)?(?:\*\*|\*|__)?[ \t]*(?P<label>general\s+condition|patholog\w*(?:\s+findings?)?|historical\s+(?:interventions?|treatments?)|treatment\s+history|(?:previous\s+|past\s+|historical\s+)?(?:treatments?|interventions?|restorations?))[ \t]*(?:\*\*|\*|__)?[ \t]*[:\-–][ \t]*(?:\*\*|\*|__)?",
-    re.IGNORECASE | re.MULTILINE)
+    r"^[ \t]*(?:[-*•][ \t]*)?(?:\*\*|\*|__)?[ \t]*(?P<label>general\s+condition|patholog\w*(?:\s+findings?)?|historical\s+(?:interventions?|treatments?)|treatment\s+history|(?:previous\s+|past\s+|historical\s+)?(?:treatments?|interventions?|restorations?))[ \t]*(?:\*\*|\*|__)?[ \t]*[:\-–][ \t]*(?:\*\*|\*|__)?",  # noqa: E501 - one alternation per line reads best
+    re.IGNORECASE | re.MULTILINE,
+)
 
 
 @dataclass(frozen=True)
@@ -434,8 +725,13 @@ def _sections(text: str) -> tuple[Section, ...]:
     heads: list[tuple[int, int, int | None, str, int]] = []  # (heading start, body start, number, title, line end)
     for m in _HEADING.finditer(text):
         n, title = int(m.group("num")), m.group("title").strip(" *_#")
-        if (n in SECTION_KEYWORDS and SECTION_KEYWORDS[n].search(title) and len(title.split()) <= 8 and not re.search(r"\d", title)
-                and not (m.group("inline") is None and title.endswith("."))):
+        if (
+            n in SECTION_KEYWORDS
+            and SECTION_KEYWORDS[n].search(title)
+            and len(title.split()) <= 8
+            and not re.search(r"\d", title)
+            and not (m.group("inline") is None and title.endswith("."))
+        ):
             body_start = m.start("inline") if m.group("inline") else m.end()
             heads.append((m.start(), body_start, n, title, m.end()))
     if not heads:
@@ -447,7 +743,11 @@ def _sections(text: str) -> tuple[Section, ...]:
     out = []
     for j, (_hs, bs, n, title, _le) in enumerate(heads):
         end = heads[j + 1][0] if j + 1 < len(heads) else len(text)
-        kind = _SECTION_KIND.get(n) if n else next((_SECTION_KIND[k] for k, rx in SECTION_KEYWORDS.items() if rx.search(title)), None)
+        kind = (
+            _SECTION_KIND.get(n)
+            if n
+            else next((_SECTION_KIND[k] for k, rx in SECTION_KEYWORDS.items() if rx.search(title)), None)
+        )
         body = text[bs:end].strip("\n")
         out.append(Section(n, title, body, bs, end, kind, _parts(text, bs, end) if kind == "teeth" else ()))
     return tuple(out)
@@ -499,7 +799,9 @@ def _mask(text: str) -> tuple[str, list[tuple[int, int, str]]]:
             if words and not re.search(r"\d", m.group("label")) and all(w in _SECTION_WORDS for w in words):
                 for i in range(start + m.start("label"), start + m.end()):
                     chars[i] = " "
-                mode = "rec" if _REC_LABEL.search(m.group("label")) and not _MIXED_LABEL.search(m.group("label")) else ""
+                mode = (
+                    "rec" if _REC_LABEL.search(m.group("label")) and not _MIXED_LABEL.search(m.group("label")) else ""
+                )
             elif len(words) <= 6 and not re.search(r"\d", m.group("label")):
                 mode = ""
             if not mode and any(a <= start < b for a, b in summary):
@@ -555,7 +857,9 @@ class _Tok:
     value: Any = None
 
 
-def _name_region(m: re.Match, inherit: tuple[str | None, str | None, bool | None] | None = None) -> tuple[Region, bool, bool]:
+def _name_region(
+    m: re.Match, inherit: tuple[str | None, str | None, bool | None] | None = None
+) -> tuple[Region, bool, bool]:
     """(region, singular, fully specified) of a tooth-name match; `inherit` = (arch, side, primary)
     of the name it is coordinated with ("the upper right canine and first molar")."""
     g = m.groupdict()
@@ -563,9 +867,11 @@ def _name_region(m: re.Match, inherit: tuple[str | None, str | None, bool | None
     arch = {"upper": "upper", "maxillary": "upper", "lower": "lower", "mandibular": "lower"}.get(arch_w or "")
     side = g.get("s1") or g.get("s3")
     kind = re.sub(r"\s+", " ", g["kind"])
-    plural = kind.endswith("s") and not kind.endswith("tooth") or kind.endswith("teeth")
+    plural = (kind.endswith("s") and not kind.endswith("tooth")) or kind.endswith("teeth")
     dent = (g.get("d1") or g.get("d2") or "")
-    primary = True if dent in ("primary", "deciduous", "baby", "milk") else False if dent in ("permanent", "adult") else None
+    primary = (
+        True if dent in ("primary", "deciduous", "baby", "milk") else False if dent in ("permanent", "adult") else None
+    )
     if inherit is not None and arch is None and side is None:
         arch, side = inherit[0], inherit[1]
     if inherit is not None and primary is None and inherit[2]:
@@ -593,7 +899,13 @@ def _name_region(m: re.Match, inherit: tuple[str | None, str | None, bool | None
                 primary = False
     if primary is None and "molar" not in base:
         primary = False  # "lower canine" means the permanent one unless said otherwise
-    region = region_of(arch, side, positions, primary, name=re.sub(r"^(?:the|both|all|each|every)\s+|\s+", " ", m.group().strip()).strip())
+    region = region_of(
+        arch,
+        side,
+        positions,
+        primary,
+        name=re.sub(r"^(?:the|both|all|each|every)\s+|\s+", " ", m.group().strip()).strip(),
+    )
     specific = arch is not None and side is not None and len(region.teeth) == 1
     return region, not plural, specific
 
@@ -608,7 +920,9 @@ def _scan_teeth(s: str, base: int) -> tuple[list[_Tok], list[ToothMention]]:
     for m in _NUMBER.finditer(s):
         v = int(m.group(1))
         before = s[: m.start()]
-        explicit = bool(_TOOTH_PREFIX.search(before + m.group()[: m.start(1) - m.start()])) or m.group().lstrip().startswith("#")
+        explicit = bool(
+            _TOOTH_PREFIX.search(before + m.group()[: m.start(1) - m.start()])
+        ) or m.group().lstrip().startswith("#")
         if not explicit and _NOT_TOOTH_BEFORE.search(before):
             continue
         if v < 10 and not explicit:
@@ -630,7 +944,8 @@ def _scan_teeth(s: str, base: int) -> tuple[list[_Tok], list[ToothMention]]:
                 groups[-1].append(n)
                 continue
         groups.append([n])
-    # a lone number before the noun it counts is a count, not a tooth ("28 teeth"); in a list it is a tooth ("11, 24, 46 | fillings")
+    # a lone number before the noun it counts is a count, not a tooth ("28 teeth");
+    # in a list it is a tooth ("11, 24, 46 | fillings")
     groups = [g for g in groups if not (len(g) == 1 and g[0][1] in count_like and not g[0][3])]
     for grp in groups:
         teeth: list[int] = []
@@ -653,7 +968,7 @@ def _scan_teeth(s: str, base: int) -> tuple[list[_Tok], list[ToothMention]]:
     # Palmer-like "LL6", "upper right 8"
     for m in _PALMER.finditer(s):
         a, sd, p = m.group("a")[0], m.group("s")[0], int(m.group("p"))
-        if m.group("a") in ("u", "l") and m.group("s") in ("r", "l") or len(m.group("a")) > 1:
+        if (m.group("a") in ("u", "l") and m.group("s") in ("r", "l")) or len(m.group("a")) > 1:
             q = _QUADRANT[("upper" if a == "u" else "lower", "right" if sd == "r" else "left")]
             t = q * 10 + p
             toks.append(_Tok("teeth", m.start(), m.end(), group=_Group(m.start(), m.end(), (t,))))
@@ -664,10 +979,18 @@ def _scan_teeth(s: str, base: int) -> tuple[list[_Tok], list[ToothMention]]:
         if not m.group("kind"):
             continue
         g = m.groupdict()
-        coordinated = prev_name is not None and re.fullmatch(r"[\s,]*(?:and|or|,)[\s,]*(?:the\s+)?", s[prev_name[0]: m.start()])
+        coordinated = prev_name is not None and re.fullmatch(
+            r"[\s,]*(?:and|or|,)[\s,]*(?:the\s+)?", s[prev_name[0] : m.start()]
+        )
         region, singular, specific = _name_region(m, prev_name[1:] if coordinated and prev_name else None)
         bare = not any(g.get(k) for k in ("quant", "a1", "a2", "a3", "s1", "s3", "d1", "d2", "ord"))
-        if bare and singular and re.match(r"\s+(?:fillings?|crowns?|restorations?|caries|implants?|bridges?|region|area|segment)\b", s[m.end():]):
+        if (
+            bare
+            and singular
+            and re.match(
+                r"\s+(?:fillings?|crowns?|restorations?|caries|implants?|bridges?|region|area|segment)\b", s[m.end() :]
+            )
+        ):
             continue
         prev_name = (m.end(), region.arch, region.side, bool(region.teeth) and all(t > 50 for t in region.teeth))
         quant = (g.get("quant") or "")
@@ -688,11 +1011,15 @@ def _scan_teeth(s: str, base: int) -> tuple[list[_Tok], list[ToothMention]]:
             else:
                 regs = [region_of("upper", name="upper jaw"), region_of("lower", name="lower jaw")]
             for r in regs:
-                toks.append(_Tok("teeth", m.start(), m.end(), group=_Group(m.start(), m.end(), (), r, name=r.name, area=True)))
+                toks.append(
+                    _Tok("teeth", m.start(), m.end(), group=_Group(m.start(), m.end(), (), r, name=r.name, area=True))
+                )
             continue
         if g["quad_n"]:
             qn = re.search(r"[1-4]|first|second|third|fourth|1st|2nd|3rd|4th", g["quad_n"]).group()
-            q = {"first": 1, "1st": 1, "second": 2, "2nd": 2, "third": 3, "3rd": 3, "fourth": 4, "4th": 4}.get(qn) or int(qn)
+            q = {"first": 1, "1st": 1, "second": 2, "2nd": 2, "third": 3, "3rd": 3, "fourth": 4, "4th": 4}.get(
+                qn
+            ) or int(qn)
             arch, side = next(k for k, v in _QUADRANT.items() if v == q)
             r = region_of(arch, side)
         elif g["a"] or g["s2"]:
@@ -700,10 +1027,15 @@ def _scan_teeth(s: str, base: int) -> tuple[list[_Tok], list[ToothMention]]:
             r = region_of(arch, g["s"] or g["s2"])
         elif g["ant"]:
             arch = {"upper": "upper", "maxillary": "upper", "lower": "lower", "mandibular": "lower"}.get(g["a3"] or "")
-            r = region_of(arch, None, {1, 2, 3} if re.search(r"anterior|front", g["ant"]) else {4, 5, 6, 7, 8}, name=g["ant"])
+            r = region_of(
+                arch, None, {1, 2, 3} if re.search(r"anterior|front", g["ant"]) else {4, 5, 6, 7, 8}, name=g["ant"]
+            )
         elif g["arch"] or g["arch_adj"]:
             w = g["arch"] or g["arch_adj"]
-            r = region_of("upper" if re.match(r"upper|maxill", w) else "lower", name="upper jaw" if re.match(r"upper|maxill", w) else "lower jaw")
+            r = region_of(
+                "upper" if re.match(r"upper|maxill", w) else "lower",
+                name="upper jaw" if re.match(r"upper|maxill", w) else "lower jaw",
+            )
         elif g["side"]:
             r = region_of(side="left" if "left" in g["side"] else "right")
         elif g["all_teeth"]:
@@ -712,7 +1044,14 @@ def _scan_teeth(s: str, base: int) -> tuple[list[_Tok], list[ToothMention]]:
             r = replace(WHOLE_MOUTH, name="jaws", scope="jaw")
         else:
             r = WHOLE_MOUTH
-        toks.append(_Tok("teeth", m.start(), m.end(), group=_Group(m.start(), m.end(), (), r, name=r.name, area=r.scope != "teeth")))
+        toks.append(
+            _Tok(
+                "teeth",
+                m.start(),
+                m.end(),
+                group=_Group(m.start(), m.end(), (), r, name=r.name, area=r.scope != "teeth"),
+            )
+        )
     return toks, mentions
 
 
@@ -741,18 +1080,31 @@ def _merge_names_and_numbers(toks: list[_Tok], s: str, base: int, mismatches: li
             gap = s[t.end: u.start]
             names = [x for x in (t, u) if x.group.name]
             numbers = [x for x in (t, u) if not x.group.name and x.group.teeth]
-            if len(names) == 1 and len(numbers) == 1 and re.fullmatch(r"[\s(),:#=/-]*(?:(?:tooth|teeth|i\.?e\.?|fdi|no\.?)[\s(),:#=/-]*)?", gap):
+            if (
+                len(names) == 1
+                and len(numbers) == 1
+                and re.fullmatch(r"[\s(),:#=/-]*(?:(?:tooth|teeth|i\.?e\.?|fdi|no\.?)[\s(),:#=/-]*)?", gap)
+            ):
                 name, num = names[0], numbers[0]
                 allowed = set(name.group.teeth) | (set(name.group.region.teeth) if name.group.region else set())
                 # coordinated names before this one ("canine and first molar (13, 16)")
                 j = len(out) - 1
                 k = t.start if name is t else u.start
-                while j >= 0 and out[j].kind == "teeth" and out[j].group.name and re.fullmatch(r"[\s,]*(?:and|or|,)[\s,]*(?:the\s+)?", s[out[j].end: k]):
-                    allowed |= set(out[j].group.teeth) | (set(out[j].group.region.teeth) if out[j].group.region else set())
+                while (
+                    j >= 0
+                    and out[j].kind == "teeth"
+                    and out[j].group.name
+                    and re.fullmatch(r"[\s,]*(?:and|or|,)[\s,]*(?:the\s+)?", s[out[j].end : k])
+                ):
+                    allowed |= set(out[j].group.teeth) | (
+                        set(out[j].group.region.teeth) if out[j].group.region else set()
+                    )
                     k = out[j].start
                     j -= 1
                 if not allowed & set(num.group.teeth):
-                    mismatches.append((name.group.name, num.group.teeth, (base + min(t.start, u.start), base + max(t.end, u.end))))
+                    mismatches.append(
+                        (name.group.name, num.group.teeth, (base + min(t.start, u.start), base + max(t.end, u.end)))
+                    )
                 g = _Group(min(t.start, u.start), max(t.end, u.end), num.group.teeth, name=name.group.name)
                 out.append(_Tok("teeth", g.start, g.end, group=g))
                 i += 2
@@ -772,11 +1124,15 @@ def _terms_and_cues(norm: str) -> tuple[tuple[tuple[int, int, Term], ...], tuple
     hedges: list[tuple[int, int]] = []
     for kind, rx in _CUE_RE:
         for m in rx.finditer(norm):
-            if kind in ("neg_fwd", "neg_all", "hedge_back", "hedge_fwd", "hedge_adj", "absent") and any(a <= m.start() < b for a, b in taken):
+            if kind in ("neg_fwd", "neg_all", "hedge_back", "hedge_fwd", "hedge_adj", "absent") and any(
+                a <= m.start() < b for a, b in taken
+            ):
                 continue
             if kind.startswith("hedge") and any(a <= m.start() < b for a, b in hedges):
                 continue
-            if kind in ("hedge_adj", "normal", "presence", "others", "only", "for", "absent") and any(a <= m.start() < b for a, b, _ in terms):
+            if kind in ("hedge_adj", "normal", "presence", "others", "only", "for", "absent") and any(
+                a <= m.start() < b for a, b, _ in terms
+            ):
                 continue  # inside a term ("restorative treatment", "caries-free"): the term decides
             cues.append((kind, m.start(), m.end()))
             if kind in ("meta", "hedge_back", "noop", "neg_weak"):
@@ -798,7 +1154,11 @@ def _scan(s: str, base: int) -> tuple[list[_Tok], list[ToothMention], list]:
     content = _resolve_overlaps(content)
     mismatches: list = []
     content = _merge_names_and_numbers(content, s, base, mismatches)
-    kept_mentions = [mm for mm in mentions if not mm.valid or any(t.kind == "teeth" and t.start <= mm.span[0] - base < t.end for t in content)]
+    kept_mentions = [
+        mm
+        for mm in mentions
+        if not mm.valid or any(t.kind == "teeth" and t.start <= mm.span[0] - base < t.end for t in content)
+    ]
     cues = [_Tok(kind, a, b) for kind, a, b in cue_spans]
     for m in _COUNT.finditer(s):
         if not any(t.kind == "teeth" and t.start <= m.start("n") < t.end for t in content):
@@ -810,8 +1170,139 @@ def _scan(s: str, base: int) -> tuple[list[_Tok], list[ToothMention], list]:
 
 
 _LINK_WORDS = frozenset(
-    ["on", "at", "in", "of", "the", "a", "an", "and", "or", "to", "from", "between", "teeth", "tooth", "region", "regions", "area", "areas", "site", "sites", "position", "positions", "is", "are", "was", "were", "be", "been", "seen", "noted", "observed", "present", "visible", "evident", "identified", "detected", "found", "located", "also", "both", "spans", "span", "spanning", "extends", "extending", "involving", "affecting", "around", "below", "under", "beneath", "near", "above", "apex", "apices", "root", "roots", "tip", "tips", "with", "associated", "there", "which", "that", "replaces", "replacing", "replaced", "replace", "recommended", "advised", "suggested", "planned", "needed", "required", "indicated", "considered", "for", "any", "all", "each", "every", "one", "two", "three", "four", "quadrant", "side", "distal", "mesial", "occlusal", "buccal", "lingual", "aspect", "aspects", "surface", "surfaces", "as", "well", "including", "include", "includes", "within", "across", "over", "into", "onto", "upper", "lower", "left", "right", "jaw", "arch", "your", "his", "her", "their", "my", "our", "this", "these", "those", "its", "it", "numbers", "number", "fdi", "no"])
-_PREDICATES = frozenset({"term", "normal", "count", "presence", "absent", "hedge_adj", "hedge_back", "hedge_fwd", "neg_all", "neg_fwd"})
+    [
+        "on",
+        "at",
+        "in",
+        "of",
+        "the",
+        "a",
+        "an",
+        "and",
+        "or",
+        "to",
+        "from",
+        "between",
+        "teeth",
+        "tooth",
+        "region",
+        "regions",
+        "area",
+        "areas",
+        "site",
+        "sites",
+        "position",
+        "positions",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "been",
+        "seen",
+        "noted",
+        "observed",
+        "present",
+        "visible",
+        "evident",
+        "identified",
+        "detected",
+        "found",
+        "located",
+        "also",
+        "both",
+        "spans",
+        "span",
+        "spanning",
+        "extends",
+        "extending",
+        "involving",
+        "affecting",
+        "around",
+        "below",
+        "under",
+        "beneath",
+        "near",
+        "above",
+        "apex",
+        "apices",
+        "root",
+        "roots",
+        "tip",
+        "tips",
+        "with",
+        "associated",
+        "there",
+        "which",
+        "that",
+        "replaces",
+        "replacing",
+        "replaced",
+        "replace",
+        "recommended",
+        "advised",
+        "suggested",
+        "planned",
+        "needed",
+        "required",
+        "indicated",
+        "considered",
+        "for",
+        "any",
+        "all",
+        "each",
+        "every",
+        "one",
+        "two",
+        "three",
+        "four",
+        "quadrant",
+        "side",
+        "distal",
+        "mesial",
+        "occlusal",
+        "buccal",
+        "lingual",
+        "aspect",
+        "aspects",
+        "surface",
+        "surfaces",
+        "as",
+        "well",
+        "including",
+        "include",
+        "includes",
+        "within",
+        "across",
+        "over",
+        "into",
+        "onto",
+        "upper",
+        "lower",
+        "left",
+        "right",
+        "jaw",
+        "arch",
+        "your",
+        "his",
+        "her",
+        "their",
+        "my",
+        "our",
+        "this",
+        "these",
+        "those",
+        "its",
+        "it",
+        "numbers",
+        "number",
+        "fdi",
+        "no",
+    ]
+)
+_PREDICATES = frozenset(
+    {"term", "normal", "count", "presence", "absent", "hedge_adj", "hedge_back", "hedge_fwd", "neg_all", "neg_fwd"}
+)
 
 
 def _complete(toks: Sequence[_Tok]) -> bool:
@@ -840,9 +1331,17 @@ def _clauses(s: str, toks: list[_Tok]) -> list[tuple[int, int, list[_Tok], bool]
         pieces.append((start, cut, False if lead else exc))
         start = nxt
         if lead:
-            # "apart from 25 and the questionable 14, no caries is seen": the excepted phrase, then the rest about the others
+            # "apart from 25 and the questionable 14, no caries is seen": the excepted phrase, then the rest
+            # about the others
             end = min([b[0] for b in bounds if b[0] > start] + [len(s)])
-            first_term = min([t.start for t in toks if t.kind in ("term", "neg_fwd", "neg_all", "neg_weak") and start <= t.start < end] + [end])
+            first_term = min(
+                [
+                    t.start
+                    for t in toks
+                    if t.kind in ("term", "neg_fwd", "neg_all", "neg_weak") and start <= t.start < end
+                ]
+                + [end]
+            )
             comma = s.rfind(",", start, first_term)  # the list of excepted teeth may hold commas itself
             if comma >= 0:
                 pieces.append((start, comma, "lead_exc"))
@@ -857,7 +1356,15 @@ def _clauses(s: str, toks: list[_Tok]) -> list[tuple[int, int, list[_Tok], bool]
         first = len(out)
         sub = [t for t in toks if a <= t.start < b]
         # weak cuts between two complete statements
-        cuts = [m for m in _WEAK.finditer(s, a, b) if not any(t.start <= m.start() < t.end for t in sub if t.kind in ("term", "teeth", "count", "normal", "presence", "meta", "rec", "hedge_back"))]
+        cuts = [
+            m
+            for m in _WEAK.finditer(s, a, b)
+            if not any(
+                t.start <= m.start() < t.end
+                for t in sub
+                if t.kind in ("term", "teeth", "count", "normal", "presence", "meta", "rec", "hedge_back")
+            )
+        ]
         segs: list[tuple[int, int]] = []
         st = a
         for m in cuts:
@@ -875,7 +1382,10 @@ def _clauses(s: str, toks: list[_Tok]) -> list[tuple[int, int, list[_Tok], bool]
                 cur_b = sb
         out.append((cur_a, cur_b, [t for t in sub if cur_a <= t.start < cur_b], exc))
         if any(t.kind == "rec" for t in sub):  # "endodontic treatment of 22 and a filling for 47 are recommended"
-            out[first:] = [(ca, cb, tk if any(t.kind == "rec" for t in tk) else [*tk, _Tok("rec", b, b)], e) for ca, cb, tk, e in out[first:]]
+            out[first:] = [
+                (ca, cb, tk if any(t.kind == "rec" for t in tk) else [*tk, _Tok("rec", b, b)], e)
+                for ca, cb, tk, e in out[first:]
+            ]
     if leading_exception:
         k = next((i for i, c in enumerate(out) if c[3] == "lead_exc"), 0)
         out = out[: k + 1] + [(a, b, tk, "others") for a, b, tk, _e in out[k + 1:]]
@@ -904,8 +1414,12 @@ def _claims_of_clause(s: str, base: int, a: int, b: int, toks: list[_Tok], ctx: 
     drop: set[int] = set()
     for t in terms:
         if t.term.generic and any(x.term.alternatives <= t.term.alternatives for x in specific):
-            drop.add(id(t))  # "pathological findings include caries": the generic word is the heading of the specific one
-        if t.term.anatomy and any(not x.term.anatomy and not x.term.generic and x.term.sense != "neutral" for x in nonanat):
+            drop.add(
+                id(t)
+            )  # "pathological findings include caries": the generic word is the heading of the specific one
+        if t.term.anatomy and any(
+            not x.term.anatomy and not x.term.generic and x.term.sense != "neutral" for x in nonanat
+        ):
             drop.add(id(t))  # "caries near the mandibular canal": the canal is a landmark
         if t.term.sense == "neutral" and "normal" not in kinds:
             drop.add(id(t))
@@ -918,7 +1432,9 @@ def _claims_of_clause(s: str, base: int, a: int, b: int, toks: list[_Tok], ctx: 
         if t.term.generic and not specific and anatomy_named:
             drop.add(id(t))  # "no sinus pathology": about the sinus, which the attributes only see or not
         elif t.term.generic and not specific and neutral:
-            t.term = replace(t.term, alternatives=t.term.alternatives & neutral[0].term.alternatives or t.term.alternatives)
+            t.term = replace(
+                t.term, alternatives=t.term.alternatives & neutral[0].term.alternatives or t.term.alternatives
+            )
     toks = [t for t in toks if id(t) not in drop]
     idx = {id(t): i for i, t in enumerate(toks)}
 
@@ -990,7 +1506,13 @@ def _claims_of_clause(s: str, base: int, a: int, b: int, toks: list[_Tok], ctx: 
             words = re.findall(r"[a-z]+", gap_text)
             if any(w not in _LINK_WORDS for w in words):
                 break
-            if out and re.search(r"\band\b|,", gap_text) and re.match(r"\s+(?:is|are|was|were|has|have|had|shows?|looks?|seems?|appears?|remains?)\b", s[g.end:]):
+            if (
+                out
+                and re.search(r"\band\b|,", gap_text)
+                and re.match(
+                    r"\s+(?:is|are|was|were|has|have|had|shows?|looks?|seems?|appears?|remains?)\b", s[g.end :]
+                )
+            ):
                 break  # a new subject with its own verb
             out.append(g)
             pos = g.end
@@ -1034,10 +1556,19 @@ def _claims_of_clause(s: str, base: int, a: int, b: int, toks: list[_Tok], ctx: 
     claims: list[Claim] = []
     named: list[int] = []
 
-    def emit(term: Term, pol: Polarity, grps: list[_Group], count: int | None = None, oth: bool = False, definite_only: bool = False) -> None:
+    def emit(
+        term: Term,
+        pol: Polarity,
+        grps: list[_Group],
+        count: int | None = None,
+        oth: bool = False,
+        definite_only: bool = False,
+    ) -> None:
         def one(tooth: int | None, region: Region | None) -> None:
             alts = term.alternatives
-            if term.generic and region is not None and region.scope != "any":  # "no pathology on the teeth": not the jaw bone
+            if (
+                term.generic and region is not None and region.scope != "any"
+            ):  # "no pathology on the teeth": not the jaw bone
                 alts = (alts - JAW_LEVEL if region.scope == "teeth" else alts & JAW_LEVEL) or alts
             claims.append(Claim(term.category, pol, span, tooth, region, alts, term.lesion_type, count, oth, question,
                                 clause_text, definite_only))
@@ -1092,8 +1623,17 @@ def _claims_of_clause(s: str, base: int, a: int, b: int, toks: list[_Tok], ctx: 
                     emit(_t(cat), "present", [_Group(0, 0, (), region_of(side=side), name=side)])
                 continue
             term = _t(cat)
-            region = next((x.group.region for x in toks if x.kind == "teeth" and x.group.region is not None and t.start <= x.start < t.end), None)
-            claims.append(Claim(cat, "present", span, None, region, term.alternatives, None, n, False, question, clause_text))
+            region = next(
+                (
+                    x.group.region
+                    for x in toks
+                    if x.kind == "teeth" and x.group.region is not None and t.start <= x.start < t.end
+                ),
+                None,
+            )
+            claims.append(
+                Claim(cat, "present", span, None, region, term.alternatives, None, n, False, question, clause_text)
+            )
     # subject-only clauses
     if not terms_i:
         grps = [x for _, g in groups for x in resolve(g)]
@@ -1119,7 +1659,16 @@ def _claims_of_clause(s: str, base: int, a: int, b: int, toks: list[_Tok], ctx: 
                 if w in ("intact", "sound"):
                     cats |= {C.CARIES, C.DEEP_CARIES}
                     cats |= set(RESTORATIONS)
-                elif w not in ("clear", "well-aerated", "well aerated", "adequate", "preserved", "maintained", "well-maintained", "well maintained"):
+                elif w not in (
+                    "clear",
+                    "well-aerated",
+                    "well aerated",
+                    "adequate",
+                    "preserved",
+                    "maintained",
+                    "well-maintained",
+                    "well maintained",
+                ):
                     cats |= set(PATHO_TOOTH)
             for cat in sorted(cats, key=lambda c: c.value):
                 emit(_t(cat, {cat} if cat != C.CARIES else CARIES_ANY), "absent", grps, oth=others)
@@ -1164,7 +1713,13 @@ def _claims_of_clause(s: str, base: int, a: int, b: int, toks: list[_Tok], ctx: 
                 continue  # "no treatment is indicated for the findings assessed": advice, not a finding
             elif any(p < tok.start for p in prevent_at):
                 continue
-            elif (any(p < tok.start for p in ruleout_at) or re.match(r"\s+(?:check|evaluation|assessment|review|monitoring|screening|follow-up|re-?evaluation)\b", s[tok.end:])) and pol == "present":
+            elif (
+                any(p < tok.start for p in ruleout_at)
+                or re.match(
+                    r"\s+(?:check|evaluation|assessment|review|monitoring|screening|follow-up|re-?evaluation)\b",
+                    s[tok.end :],
+                )
+            ) and pol == "present":
                 pol = "suspected"
         if any(a <= tok.start < b for a, b in counted):
             continue  # "four molar fillings": the count claim says it
@@ -1183,11 +1738,14 @@ def _claims_of_clause(s: str, base: int, a: int, b: int, toks: list[_Tok], ctx: 
 
 
 @lru_cache(maxsize=16384)
-def _sentence_claims(sentence: str, masked: str, mode: str, question: bool, subject: tuple[int, ...], pron: tuple[int, ...]
-                     ) -> tuple[tuple[Claim, ...], tuple[ToothMention, ...], tuple, tuple[int, ...]]:
+def _sentence_claims(
+    sentence: str, masked: str, mode: str, question: bool, subject: tuple[int, ...], pron: tuple[int, ...]
+) -> tuple[tuple[Claim, ...], tuple[ToothMention, ...], tuple, tuple[int, ...]]:
     """Claims of one sentence, offsets relative to it (memoised: generated text repeats sentences)."""
     toks, mentions, mismatches = _scan(masked, 0)
-    if is_coverage_statement(sentence):  # "This review covers caries only; ... were not assessed": says nothing found or not
+    if is_coverage_statement(
+        sentence
+    ):  # "This review covers caries only; ... were not assessed": says nothing found or not
         return (), tuple(mentions), tuple(mismatches), ()
     ctx = _Ctx(subject=subject, pron=pron or subject)
     out: list[Claim] = []
@@ -1205,11 +1763,26 @@ def _sentence_claims(sentence: str, masked: str, mode: str, question: bool, subj
             for term in prev_exc_terms:
                 for t in ctoks:
                     for tooth in (t.group.teeth if t.kind == "teeth" else ()):
-                        out.append(Claim(term.category, "present", (ca, cb), tooth, None, term.alternatives, term.lesion_type, None, False,
-                                         question, sentence[ca:cb].strip()))
+                        out.append(
+                            Claim(
+                                term.category,
+                                "present",
+                                (ca, cb),
+                                tooth,
+                                None,
+                                term.alternatives,
+                                term.lesion_type,
+                                None,
+                                False,
+                                question,
+                                sentence[ca:cb].strip(),
+                            )
+                        )
             prev_exc_terms = []
             continue
-        claims, named = _claims_of_clause(masked, 0, ca, cb, ctoks, ctx, mode, question, "others" if exc == "lead_exc" else exc, sentence)
+        claims, named = _claims_of_clause(
+            masked, 0, ca, cb, ctoks, ctx, mode, question, "others" if exc == "lead_exc" else exc, sentence
+        )
         out += claims
         if held is not None:  # the excepted teeth have what the rest denies
             ha, hb, htoks = held
@@ -1219,11 +1792,24 @@ def _sentence_claims(sentence: str, masked: str, mode: str, question: bool, subj
                         if t.kind != "teeth":
                             continue
                         # "the questionable 14": a hedge right before the teeth
-                        hedged = any(h.kind.startswith("hedge") and h.end <= t.start and re.fullmatch(r"\s*(?:the\s+)?", masked[h.end:t.start])
-                                     for h in htoks)
+                        hedged = any(
+                            h.kind.startswith("hedge")
+                            and h.end <= t.start
+                            and re.fullmatch(r"\s*(?:the\s+)?", masked[h.end : t.start])
+                            for h in htoks
+                        )
                         for tooth in t.group.teeth:
-                            out.append(replace(c, polarity="suspected" if hedged else "present", tooth=tooth, region=None, others=False,
-                                               span=(ha, hb), text=sentence[ha:hb].strip()))
+                            out.append(
+                                replace(
+                                    c,
+                                    polarity="suspected" if hedged else "present",
+                                    tooth=tooth,
+                                    region=None,
+                                    others=False,
+                                    span=(ha, hb),
+                                    text=sentence[ha:hb].strip(),
+                                )
+                            )
             held = None
         topic = tuple(t.term for t in ctoks if t.kind == "term" and not t.term.generic and t.term.sense == "pos")
         if topic:
@@ -1235,7 +1821,9 @@ def _sentence_claims(sentence: str, masked: str, mode: str, question: bool, subj
     return tuple(out), tuple(mentions), tuple(mismatches), last
 
 
-def _shift(claims: Iterable[Claim], mentions: Iterable[ToothMention], mismatches: Iterable, a: int) -> tuple[list, list, list]:
+def _shift(
+    claims: Iterable[Claim], mentions: Iterable[ToothMention], mismatches: Iterable, a: int
+) -> tuple[list, list, list]:
     if not a:
         return list(claims), list(mentions), list(mismatches)
     return ([replace(c, span=(c.span[0] + a, c.span[1] + a)) for c in claims],
@@ -1315,12 +1903,31 @@ def categories_in(text: str) -> set[Category]:
 # --- structured answers -------------------------------------------------------------------------------
 
 _TOOTH_KEYS = ("tooth_id", "tooth", "fdi", "tooth_number", "number", "tooth_fdi", "id")
-_CAT_KEYS = ("category", "finding", "condition", "label", "type", "name", "treatment", "pathology", "status", "wisdom_status")
+_CAT_KEYS = (
+    "category",
+    "finding",
+    "condition",
+    "label",
+    "type",
+    "name",
+    "treatment",
+    "pathology",
+    "status",
+    "wisdom_status",
+)
 _LIST_KEYS = ("conditions", "findings", "treatments", "pathologies", "diagnoses", "labels")
 _JAW_KEYS = {"bone_loss": C.BONE_LOSS, "mandibular_canal": C.MANDIBULAR_CANAL, "mandibular_canals": C.MANDIBULAR_CANAL,
              "maxillary_sinus": C.MAXILLARY_SINUS, "maxillary_sinuses": C.MAXILLARY_SINUS}
-_TEETH_LIST_KEYS = {"teeth": C.TOOTH, "teeth_present": C.TOOTH, "visible_teeth": C.TOOTH, "present_teeth": C.TOOTH, "missing_teeth": C.MISSING_TOOTH,
-                    "missing": C.MISSING_TOOTH, "impacted_teeth": C.IMPACTED_TOOTH, "wisdom_teeth": C.TOOTH}
+_TEETH_LIST_KEYS = {
+    "teeth": C.TOOTH,
+    "teeth_present": C.TOOTH,
+    "visible_teeth": C.TOOTH,
+    "present_teeth": C.TOOTH,
+    "missing_teeth": C.MISSING_TOOTH,
+    "missing": C.MISSING_TOOTH,
+    "impacted_teeth": C.IMPACTED_TOOTH,
+    "wisdom_teeth": C.TOOTH,
+}
 
 
 @lru_cache(maxsize=4096)
@@ -1361,7 +1968,11 @@ def _shown(node: Any) -> str:
     if isinstance(node, str):
         return node[:160]
     if isinstance(node, dict):
-        parts = [f'"{k}":{v!r}' if not isinstance(v, (dict, list)) else f'"{k}":[...]' for k, v in list(node.items())[:6] if k not in _BOX_KEYS]
+        parts = [
+            f'"{k}":{v!r}' if not isinstance(v, (dict, list)) else f'"{k}":[...]'
+            for k, v in list(node.items())[:6]
+            if k not in _BOX_KEYS
+        ]
         return ("{" + ",".join(parts) + "}")[:160]
     return str(node)[:160]
 
@@ -1378,7 +1989,21 @@ def claims_from_json(obj: Any) -> list[Claim]:
     span = (0, 0)
 
     def add(term: Term, pol: Polarity, tooth: int | None = None, region: Region | None = None, text: Any = "") -> None:
-        out.append(Claim(term.category, pol, span, tooth, region, term.alternatives, term.lesion_type, None, False, False, _shown(text)))
+        out.append(
+            Claim(
+                term.category,
+                pol,
+                span,
+                tooth,
+                region,
+                term.alternatives,
+                term.lesion_type,
+                None,
+                False,
+                False,
+                _shown(text),
+            )
+        )
 
     def tooth_of(d: dict) -> int | None:
         for k in _TOOTH_KEYS:
@@ -1391,8 +2016,14 @@ def claims_from_json(obj: Any) -> list[Claim]:
 
     def conditions(d: dict, tooth: int | None, region: Region | None) -> int:
         n = 0
-        suspected_flag = bool(d.get("suspected") or d.get("hedged") or str(d.get("certainty", "")).lower() in ("suspected", "possible"))
-        lesion = normalise_name(str(d.get("type") or "")) if normalise_name(str(d.get("type") or "")) in LESION_TYPES_SET else None
+        suspected_flag = bool(
+            d.get("suspected") or d.get("hedged") or str(d.get("certainty", "")).lower() in ("suspected", "possible")
+        )
+        lesion = (
+            normalise_name(str(d.get("type") or ""))
+            if normalise_name(str(d.get("type") or "")) in LESION_TYPES_SET
+            else None
+        )
         for k in _CAT_KEYS:
             if k in d and isinstance(d[k], str):
                 if k == "type" and lesion:
@@ -1425,7 +2056,11 @@ def claims_from_json(obj: Any) -> list[Claim]:
             if not node and key in _JAW_KEYS:
                 add(_t(_JAW_KEYS[key]), "absent", text={key: []})
             if not node and key in ("treatments", "findings"):
-                add(_t(None, TREATMENTS if key == "treatments" else PATHOLOGY_ANY - {C.BONE_LOSS}), "absent", text={key: []})  # bone loss has its own key
+                add(
+                    _t(None, TREATMENTS if key == "treatments" else PATHOLOGY_ANY - {C.BONE_LOSS}),
+                    "absent",
+                    text={key: []},
+                )  # bone loss has its own key
             for item in node:
                 if isinstance(item, (int, float)) or (isinstance(item, str) and item.strip().lstrip("#").isdigit()):
                     t = int(str(item).strip().lstrip("#"))

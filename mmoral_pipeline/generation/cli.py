@@ -37,7 +37,9 @@ def _facts_by_image(image_ids: set[str], home: str | None) -> dict[str, Any]:
     out = {}
     for row in rows:
         doc = row["document"]
-        attrs = ImageAttributes.model_validate_json(doc) if isinstance(doc, str) else ImageAttributes.model_validate(doc)
+        attrs = (
+            ImageAttributes.model_validate_json(doc) if isinstance(doc, str) else ImageAttributes.model_validate(doc)
+        )
         out[row["image_id"]] = facts_of(attrs)
     return out
 
@@ -89,6 +91,9 @@ def run_validate(args: argparse.Namespace) -> int:
         tally.update(result.rejected_by)
         print(V.dumps(result.model_dump()))
     by = ", ".join(f"{k} {v}" for k, v in sorted(tally.items()) if k not in ("passed", "rejected"))
-    print(f"validated {len(parsed)} items: {tally['passed']} passed, {tally['rejected']} rejected" + (f" ({by})" if by else ""),
-          file=sys.stderr)
+    print(
+        f"validated {len(parsed)} items: {tally['passed']} passed, {tally['rejected']} rejected"
+        + (f" ({by})" if by else ""),
+        file=sys.stderr,
+    )
     return 0

@@ -72,13 +72,28 @@ def failures(verdicts: Iterable[Verdict]) -> list[str]:
     return [f"{v.validator}: {v.reason}" for v in verdicts if not v.passed]
 
 
-SCORES = re.compile(r"(?<![\w.])0?\.\d+|\b\d{1,3}(?:\.\d+)?\s?%|\bconfidence\b|\bscores?\b|\bscored\b|\bprobability\b", re.IGNORECASE)
+SCORES = re.compile(
+    r"(?<![\w.])0?\.\d+|\b\d{1,3}(?:\.\d+)?\s?%|\bconfidence\b|\bscores?\b|\bscored\b|\bprobability\b", re.IGNORECASE
+)
 IDENTITY = re.compile(
     r"\bpatient(?:'s)?\s+(?:name|id|identifier|number)\b|\bname\s*:|\bdate\s+of\s+birth\b|\bDOB\b|\bMRN\b"
     r"|\bmedical\s+record\s+(?:number|no)\b|\bage\s*:|\bsex\s*:|\bgender\s*:|\b(?:Mr|Mrs|Ms|Miss)\.?\s+[A-Z]",
 )
 # Cheap screen: every SCORES / IDENTITY match contains one of these.
-_SCREEN_WORDS = ("%", "confiden", "score", "probab", "patient", "name", "birth", "dob", "mrn", "record", "sex", "gender")
+_SCREEN_WORDS = (
+    "%",
+    "confiden",
+    "score",
+    "probab",
+    "patient",
+    "name",
+    "birth",
+    "dob",
+    "mrn",
+    "record",
+    "sex",
+    "gender",
+)
 _SCREEN_RE = re.compile(r"\.\d|\bM(?:r|rs|s|iss)\b")
 
 
@@ -222,8 +237,15 @@ def grounded_teeth(text: str | Extraction, facts: Facts, absent_ok: Iterable[int
     name = "grounded_teeth"
     ext = text if isinstance(text, Extraction) else C.extract(text)
     known = facts.known_teeth() | set(absent_ok)
-    said_absent = {c.tooth for c in ext.claims if c.tooth is not None and (
-        (c.polarity == "absent" and Category.TOOTH in c.categories) or (c.asserts and c.categories == {Category.MISSING_TOOTH}))}
+    said_absent = {
+        c.tooth
+        for c in ext.claims
+        if c.tooth is not None
+        and (
+            (c.polarity == "absent" and Category.TOOTH in c.categories)
+            or (c.asserts and c.categories == {Category.MISSING_TOOTH})
+        )
+    }
     if facts.is_assessed(Category.TOOTH):
         known |= said_absent
     problems = []
@@ -242,7 +264,9 @@ def _same_line(a: Claim, b: Claim, text: str | None) -> bool:
     return "\n" not in text[min(a.span[0], b.span[0]): max(a.span[1], b.span[1])]
 
 
-def check_claims(claims: Sequence[Claim], facts: Facts, *, hedging: bool = True, text: str | None = None) -> list[Verdict]:
+def check_claims(
+    claims: Sequence[Claim], facts: Facts, *, hedging: bool = True, text: str | None = None
+) -> list[Verdict]:
     """coverage, grounding, contradiction and hedging verdicts for a text's claims. `text` (the
     text the claims come from) lets a definite sign and its hedged reading on one line pass
     ("36: periapical radiolucency; a cyst is suspected")."""
@@ -282,23 +306,41 @@ def check_claims(claims: Sequence[Claim], facts: Facts, *, hedging: bool = True,
             ground_truth = [f for f in matching(c, facts) if f not in exclude and not (c.definite_only and f.hedged)]
             what = ground_truth[0].name if ground_truth else c.name
             contra.append(f"says no {c.name} on {c.where}, but the attributes have {what} there: {_quote(c)}")
-        elif hedging and c.asserts and not c.inferred and not (cats & (ANATOMY | {Category.TOOTH, Category.MISSING_TOOTH})):
+        elif (
+            hedging
+            and c.asserts
+            and not c.inferred
+            and not (cats & (ANATOMY | {Category.TOOTH, Category.MISSING_TOOTH}))
+        ):
             found = matching(c, facts)
             if found and c.polarity == "present" and all(f.score < HEDGE_THRESHOLD for f in found):
-                if any(o.polarity == "suspected" and o.tooth in (c.tooth, None) and o.region in (c.region, None) and o.categories & cats
-                       and _same_line(o, c, text)
-                       for o in claims):
+                if any(
+                    o.polarity == "suspected"
+                    and o.tooth in (c.tooth, None)
+                    and o.region in (c.region, None)
+                    and o.categories & cats
+                    and _same_line(o, c, text)
+                    for o in claims
+                ):
                     continue
                 hedge.append(f"suspected {c.name} on {c.where} stated as definite: {_quote(c)}")
             elif found and c.polarity == "suspected" and all(f.score >= HEDGE_THRESHOLD for f in found):
                 hedge.append(f"definite {c.name} on {c.where} worded as suspicion: {_quote(c)}")
-    return [_summary("coverage", cover), _summary("grounding", ground), _summary("contradiction", contra), _summary("hedging", hedge)]
+    return [
+        _summary("coverage", cover),
+        _summary("grounding", ground),
+        _summary("contradiction", contra),
+        _summary("hedging", hedge),
+    ]
 
 
 def validate_text(text: str, facts: Facts, context: str | None = None, *, hedging: bool = True) -> list[Verdict]:
     """Every claim of one free text (an open answer, a dialogue turn, a report) against the facts."""
     ext = C.extract(text, context)
-    return [grounded_teeth(ext, facts), *check_claims(answer_claims(context, ext) if context else ext.claims, facts, hedging=hedging, text=text)]
+    return [
+        grounded_teeth(ext, facts),
+        *check_claims(answer_claims(context, ext) if context else ext.claims, facts, hedging=hedging, text=text),
+    ]
 
 
 def answer_claims(question: str | None, answer: str | Extraction) -> list[Claim]:
@@ -332,7 +374,10 @@ def _with_question(question: str, answer: str) -> list[Claim]:
             for c in combined.claims if c.key() not in asked]
 
 
-_HEDGED_ANSWER = re.compile(r"^\W*(?:(?:yes|no)\W+)?(?:possibly|maybe|perhaps|probably|likely|potentially|suspected|questionabl[ey]|it\s+(?:may|might|could)|there\s+(?:may|might|could))\b", re.IGNORECASE)
+_HEDGED_ANSWER = re.compile(
+    r"^\W*(?:(?:yes|no)\W+)?(?:possibly|maybe|perhaps|probably|likely|potentially|suspected|questionabl[ey]|it\s+(?:may|might|could)|there\s+(?:may|might|could))\b",
+    re.IGNORECASE,
+)
 
 
 # --- report validators ----------------------------------------------------------------------------
@@ -343,7 +388,9 @@ def report_sections(text: str) -> Verdict:
     secs = C.report_sections(text)
     numbers = [s.number for s in secs]
     if numbers != [1, 2, 3]:
-        return fail(name, f"expected sections 1, 2, 3 (teeth, jaw, summary); found {[n for n in numbers if n] or 'none'}")
+        return fail(
+            name, f"expected sections 1, 2, 3 (teeth, jaw, summary); found {[n for n in numbers if n] or 'none'}"
+        )
     empty = [s.number for s in secs if not s.body.strip()]
     if empty:
         return fail(name, f"empty section(s) {empty}")
@@ -424,12 +471,19 @@ def mcq_form(options: Sequence[str], answer_letter: str, answer_text: str | None
     return ok(name)
 
 
-_NONE_OPTION = re.compile(r"^(?:none(?:\s+of\s+(?:the\s+)?(?:above|these|them))?|neither(?:\s+of\s+(?:the\s+)?(?:above|these|them))?|nothing)\.?$", re.IGNORECASE)
-_ALL_OPTION = re.compile(r"^(?:all(?:\s+(?:four|of\s+them|of\s+these))?|both(?:\s+of\s+them)?|all\s+of\s+the\s+above)\.?$", re.IGNORECASE)
+_NONE_OPTION = re.compile(
+    r"^(?:none(?:\s+of\s+(?:the\s+)?(?:above|these|them))?|neither(?:\s+of\s+(?:the\s+)?(?:above|these|them))?|nothing)\.?$",
+    re.IGNORECASE,
+)
+_ALL_OPTION = re.compile(
+    r"^(?:all(?:\s+(?:four|of\s+them|of\s+these))?|both(?:\s+of\s+them)?|all\s+of\s+the\s+above)\.?$", re.IGNORECASE
+)
 _YES = re.compile(r"^\s*(?:yes|no)\b", re.IGNORECASE)
 _HOW_MANY = re.compile(r"\bhow\s+many\b|\bnumber\s+of\b", re.IGNORECASE)
 _YESNO_Q = re.compile(r"^\s*(?:is|are|does|do|did|was|were|has|have|can|could|will)\b", re.IGNORECASE)
-_OPTION_NUMBER = re.compile(r"^\s*(\d{1,2}|" + "|".join(sorted(C._NUMBER_WORDS, key=len, reverse=True)) + r")\b", re.IGNORECASE)
+_OPTION_NUMBER = re.compile(
+    r"^\s*(\d{1,2}|" + "|".join(sorted(C._NUMBER_WORDS, key=len, reverse=True)) + r")\b", re.IGNORECASE
+)
 
 
 def _option_claims(question: str, option: str, q_claims: list[Claim]) -> list[Claim] | str:
@@ -445,7 +499,21 @@ def _option_claims(question: str, option: str, q_claims: list[Claim]) -> list[Cl
             base = next((c for c in q_claims if c.category is not None), None)
             cat = base.category if base else Category.TOOTH
             alts = base.alternatives if base else frozenset({Category.TOOTH})
-            return [Claim(cat, "present", (0, len(opt)), None, base.region if base else None, alts, None, n, False, False, f"{question} {opt}")]
+            return [
+                Claim(
+                    cat,
+                    "present",
+                    (0, len(opt)),
+                    None,
+                    base.region if base else None,
+                    alts,
+                    None,
+                    n,
+                    False,
+                    False,
+                    f"{question} {opt}",
+                )
+            ]
     if _ALL_OPTION.match(opt):
         out = []
         for c in q_claims:
@@ -518,17 +586,25 @@ def option_truth(question: str, options: Sequence[str], answer_letter: str, fact
         return fail(name, f"keyed answer {answer_letter} ({options[k]!r}) is not true for this image: {question!r}")
     also = [LETTERS[i] for i, v in enumerate(truths) if v and i != k]
     if also:
-        return fail(name, f"option(s) {', '.join(also)} ({', '.join(repr(options[LETTERS.index(x)]) for x in also)}) are true as well: {question!r}")
+        return fail(
+            name,
+            f"option(s) {', '.join(also)} ({', '.join(repr(options[LETTERS.index(x)]) for x in also)}) are true as "
+            f"well: {question!r}",
+        )
     return ok(name)
 
 
-def validate_closed(question: str, options: Sequence[str], answer_letter: str, facts: Facts, answer_text: str | None = None) -> list[Verdict]:
+def validate_closed(
+    question: str, options: Sequence[str], answer_letter: str, facts: Facts, answer_text: str | None = None
+) -> list[Verdict]:
     """Form, the question, the keyed answer and every distractor."""
     letter = (answer_letter or "").strip().strip("()").upper()[:1]
     keyed = options[LETTERS.index(letter)] if letter in LETTERS and len(options) == 4 else (answer_text or "")
     q_ext = C.extract(question)
     advice = C.is_recommendation_question(question)  # the options recommend; they state nothing about the image
-    all_claims = [c for o in options if not advice for c in C.extract(o, question).claims] + [replace(c, question=False) for c in q_ext.claims]
+    all_claims = [c for o in options if not advice for c in C.extract(o, question).claims] + [
+        replace(c, question=False) for c in q_ext.claims
+    ]
     covered = [v for v in check_claims(all_claims, facts) if v.validator == "coverage"]
     return [
         mcq_form(options, letter, answer_text or None),
@@ -604,10 +680,18 @@ def validate_dialogue(turns: Sequence[dict[str, str]], facts: Facts) -> list[Ver
         exts.append(C.extract(content, prev or None))
         prev = content
     # a tooth one turn asks about and another says is absent is grounded
-    said_absent = {c.tooth for e in exts for c in e.claims if c.tooth is not None and (
-        (c.polarity == "absent" and Category.TOOTH in c.categories) or (c.asserts and c.categories == {Category.MISSING_TOOTH}))}
+    said_absent = {
+        c.tooth
+        for e in exts
+        for c in e.claims
+        if c.tooth is not None
+        and (
+            (c.polarity == "absent" and Category.TOOTH in c.categories)
+            or (c.asserts and c.categories == {Category.MISSING_TOOTH})
+        )
+    }
     prev = ""
-    for i, (t, ext) in enumerate(zip(turns, exts)):
+    for i, (t, ext) in enumerate(zip(turns, exts, strict=True)):
         content = str(t.get("content", ""))
         role = str(t.get("role", "")).lower()
         teeth_problems.append(grounded_teeth(ext, facts, said_absent if facts.is_assessed(Category.TOOTH) else ()))
@@ -629,7 +713,9 @@ def validate_dialogue(turns: Sequence[dict[str, str]], facts: Facts) -> list[Ver
 _BOX_KEYS = C._BOX_KEYS
 
 
-def _json_boxes(node: Any, tooth: int | None = None, out: list | None = None) -> list[tuple[int, str | None, list[float]]]:
+def _json_boxes(
+    node: Any, tooth: int | None = None, out: list | None = None
+) -> list[tuple[int, str | None, list[float]]]:
     """(tooth, category or None for the tooth itself, box) for every boxed tooth/condition."""
     out = [] if out is None else out
     if isinstance(node, list):
@@ -645,7 +731,7 @@ def _json_boxes(node: Any, tooth: int | None = None, out: list | None = None) ->
         if box is not None and t is not None:
             own_tooth = any(k in node for k in ("tooth_id", "tooth", "fdi"))
             out.append((t, None if own_tooth and cat is None else cat, [float(v) for v in box]))
-        for k, v in node.items():
+        for v in node.values():
             if isinstance(v, (dict, list)):
                 _json_boxes(v, t, out)
     return out
@@ -662,9 +748,20 @@ def validate_attribute(answer: str, facts: Facts, max_chars: int = JSON_ANSWER_M
     claims = [replace(c, alternatives=c.alternatives & facts.assessed) if c.category is None and c.polarity == "absent"
               and c.alternatives & facts.assessed else c for c in C.claims_from_json(obj)]
     teeth = [c.tooth for c in claims if c.tooth is not None]
-    unknown = sorted({t for t in teeth if t not in facts.known_teeth() and not (
-        facts.is_assessed(Category.TOOTH) and any(c.tooth == t and c.categories == {Category.MISSING_TOOTH} for c in claims))})
-    teeth_v = fail("grounded_teeth", f"tooth number(s) not in the attributes: {unknown}") if unknown else ok("grounded_teeth")
+    unknown = sorted(
+        {
+            t
+            for t in teeth
+            if t not in facts.known_teeth()
+            and not (
+                facts.is_assessed(Category.TOOTH)
+                and any(c.tooth == t and c.categories == {Category.MISSING_TOOTH} for c in claims)
+            )
+        }
+    )
+    teeth_v = (
+        fail("grounded_teeth", f"tooth number(s) not in the attributes: {unknown}") if unknown else ok("grounded_teeth")
+    )
     box_problems = []
     for tooth, cat, box in _json_boxes(obj):
         if cat is None:
@@ -713,7 +810,10 @@ def validate_item(item: ExternalItem | dict[str, Any], facts: Facts) -> list[Ver
     if it.task_type == "dialogue":
         return validate_dialogue(it.turns or [], facts)
     if it.task_type == "attribute":
-        return [question_text(it.question) if it.question else ok("question_text"), *validate_attribute(it.answer, facts, 40_000)]
+        return [
+            question_text(it.question) if it.question else ok("question_text"),
+            *validate_attribute(it.answer, facts, 40_000),
+        ]
     return [fail("task_type", f"unknown task_type {it.task_type!r}; use one of {', '.join(TASK_TYPES)}")]
 
 
@@ -726,7 +826,9 @@ class ItemResult(BaseModel):
 
 def item_result(line: int, verdicts: Sequence[Verdict]) -> ItemResult:
     bad = [v for v in verdicts if not v.passed]
-    return ItemResult(line=line, passed=not bad, rejected_by=[v.validator for v in bad], reasons=[v.reason for v in bad])
+    return ItemResult(
+        line=line, passed=not bad, rejected_by=[v.validator for v in bad], reasons=[v.reason for v in bad]
+    )
 
 
 def dumps(obj: Any) -> str:

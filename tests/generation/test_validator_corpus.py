@@ -33,7 +33,10 @@ def _rates(results, parts):
 
 def test_corpus_size_and_task_types(results):
     items = [it for it, _ in results if it["split"] != "probe"]
-    assert sum(it["label"] == "hallucinated" for it in items) >= 150 and sum(it["label"] == "faithful" for it in items) >= 150
+    assert (
+        sum(it["label"] == "hallucinated" for it in items) >= 150
+        and sum(it["label"] == "faithful" for it in items) >= 150
+    )
     for task in corpus.TASKS:
         assert {it["label"] for it in items if it["task_type"] == task} == {"hallucinated", "faithful"}, task
 
@@ -53,5 +56,9 @@ def test_hallucinations_are_rejected_for_a_content_reason(results):
 
 
 def test_tuning_probes(results):
-    wrong = [it["id"] for it, vs in results if it["split"] == "probe" and any(not v.passed for v in vs) != (it["label"] == "hallucinated")]
+    wrong = [
+        it["id"]
+        for it, vs in results
+        if it["split"] == "probe" and any(not v.passed for v in vs) != (it["label"] == "hallucinated")
+    ]
     assert not wrong

@@ -32,7 +32,7 @@ def _facts_by_image(image_ids: set[str], home: str | None) -> dict[str, Any]:
     from mmoral_pipeline.domain.attributes import ImageAttributes
     from mmoral_pipeline.generation.facts import facts_of
 
-    table = read_table("image_attributes", base_dir=home or mmoral_home())
+    table = read_table("image_attributes", base_dir=home or mmoral_home(), partitions="all")  # every file in the folder
     rows = table.filter(pl.col("image_id").is_in(sorted(image_ids))).select("image_id", "document").to_dicts()
     out = {}
     for row in rows:

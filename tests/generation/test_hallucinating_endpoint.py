@@ -57,10 +57,10 @@ def run(tmp_path_factory):
     for k in ("MMORAL_LLM_BACKEND", "MMORAL_LLM_BASE_URL", "MMORAL_LLM_MODEL", "MMORAL_LLM_API_KEY"):
         env.pop(k, None)
     _materialize("group:ingest or group:attributes", env)
-    captions = read_table("location_captions", base_dir=str(home))
+    captions = read_table("location_captions", base_dir=str(home), partitions="all")
     docs = {
         r["image_id"]: ImageAttributes.model_validate_json(r["document"])
-        for r in read_table("image_attributes", base_dir=str(home)).to_dicts()
+        for r in read_table("image_attributes", base_dir=str(home), partitions="all").to_dicts()
     }
     llm = HallucinatingLLM({r["caption"]: docs[r["image_id"]] for r in captions.to_dicts()}, share=0.35, seed=1)
     with LocalChatServer(llm) as server:
@@ -73,7 +73,7 @@ def run(tmp_path_factory):
         }
         _materialize("group:generation or key:instruction_samples", env)
         requests = server.count()
-    tables = {name: read_table(name, base_dir=str(home)) for name in
+    tables = {name: read_table(name, base_dir=str(home), partitions="all") for name in
               ("reports", "vqa_items", "dialogues", "attribute_tasks", "rejected_generations", "instruction_samples")}
     return llm, tables, tmp / "dagster_home", requests
 

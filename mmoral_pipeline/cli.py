@@ -38,7 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("materialize", help="register partitions and materialise assets on the persistent instance")
-    p.add_argument("--select", default=None, help="Dagster asset selection, e.g. 'group:ingest' or 'key:raw_images+' (default: everything)")
+    p.add_argument(
+        "--select",
+        default=None,
+        help="Dagster asset selection, e.g. 'group:ingest' or 'key:raw_images+' (default: everything)",
+    )
     p.add_argument("--sources", default=None, help="sources YAML (default: $MMORAL_SOURCES or assets/sources.yaml)")
     p.add_argument("--quiet", action="store_true", help="no summary at the end")
     p.set_defaults(func=_cmd_materialize)
@@ -47,10 +51,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sources", default=None)
     p.set_defaults(func=_cmd_partitions)
 
-    _optional(sub, "synth", "write procedural panoramic X-rays with annotations", "mmoral_pipeline.synth.cli", "add_synth_arguments", "run_synth")
-    _optional(sub, "lineage", "trace one instruction sample back to its image, annotations and prompt", "mmoral_pipeline.dataset.cli", "add_lineage_arguments", "run_lineage")
-    _optional(sub, "expert", "evaluate a visual expert on labelled sources; compare pseudo-labelled reports with true ones", "mmoral_pipeline.experts.cli", "add_expert_arguments", "run_expert")
-    _optional(sub, "bench", "score a model on MMOral-OPG-Bench-style TSVs", "mmoral_pipeline.evaluation.cli", "add_bench_arguments", "run_bench")
+    _optional(
+        sub,
+        "synth",
+        "write procedural panoramic X-rays with annotations",
+        "mmoral_pipeline.synth.cli",
+        "add_synth_arguments",
+        "run_synth",
+    )
+    _optional(
+        sub,
+        "lineage",
+        "trace one instruction sample back to its image, annotations and prompt",
+        "mmoral_pipeline.dataset.cli",
+        "add_lineage_arguments",
+        "run_lineage",
+    )
+    _optional(
+        sub,
+        "expert",
+        "evaluate a visual expert on labelled sources; compare pseudo-labelled reports with true ones",
+        "mmoral_pipeline.experts.cli",
+        "add_expert_arguments",
+        "run_expert",
+    )
+    _optional(
+        sub,
+        "bench",
+        "score a model on MMOral-OPG-Bench-style TSVs",
+        "mmoral_pipeline.evaluation.cli",
+        "add_bench_arguments",
+        "run_bench",
+    )
     _optional(sub, "validate", "validate externally written items (JSONL) against the attributes in $MMORAL_HOME",
               "mmoral_pipeline.generation.cli", "add_validate_arguments", "run_validate")
     return parser

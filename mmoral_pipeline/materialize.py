@@ -134,7 +134,9 @@ def run_problems(instance, run_id: str) -> list[str]:
     return lines
 
 
-def materialize(selection: str | None = None, sources_path: str | None = None, instance=None, run_config=None, log=print) -> MaterializeReport:
+def materialize(
+    selection: str | None = None, sources_path: str | None = None, instance=None, run_config=None, log=print
+) -> MaterializeReport:
     import dagster as dg
 
     from mmoral_pipeline.definitions import defs
@@ -213,8 +215,15 @@ def materialize(selection: str | None = None, sources_path: str | None = None, i
             continue
         stages = sum(1 for p, _ in phases if p)
         if i == first_partitioned:
-            note = (f" in {stages} stages (a stage that reads every batch, or an unpartitioned asset such as expert_model, "
-                    "waits for all of them)") if stages > 1 else ""
+            note = (
+                (
+                    f" in {stages} stages (a stage that reads every batch, or an unpartitioned asset such as "
+                    "expert_model, "
+                    "waits for all of them)"
+                )
+                if stages > 1
+                else ""
+            )
         else:
             note = " (next stage)"
         log(f"Materialising {len(keys)} partitioned asset(s) for {len(report.partitions)} partition(s){note}")

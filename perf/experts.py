@@ -50,8 +50,11 @@ def main() -> int:
 
     torch.set_num_threads(args.threads)
     work = Path(args.work or tempfile.mkdtemp(prefix="perf_experts_"))
-    print(f"machine: {os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f}), torch threads {torch.get_num_threads()}, "
-          f"CUDA {'yes: ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no'}; work folder {work}")
+    print(
+        f"machine: {os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f}), torch threads "
+        f"{torch.get_num_threads()}, "
+        f"CUDA {'yes: ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no'}; work folder {work}"
+    )
 
     labelled = work / "labelled"
     if not (labelled / "annotations.json").exists():
@@ -67,13 +70,18 @@ def main() -> int:
     report = train_expert(settings, images, annotations, log=lambda m: print("  " + m, flush=True))
     total = time.perf_counter() - t0
     print("\n== training (default expert settings)")
-    print(f"images train/val/bench: {report.images}; {report.train_boxes} training boxes; {len(report.classes)} classes")
+    print(
+        f"images train/val/bench: {report.images}; {report.train_boxes} training boxes; {len(report.classes)} classes"
+    )
     print(f"{report.steps} steps ({report.epochs} epochs, batch {settings.batch_size}) on {report.device}: "
           f"training loop {report.train_time_s:.1f} s wall, {report.train_cpu_s:.1f} s CPU; "
           f"{report.train_images_per_s:.2f} images/s; whole run (load, train, score, save, ONNX export) {total:.1f} s")
     print(f"validation ({report.metrics['images']} images): mAP@0.5 {report.metrics['map50']:.3f}, "
           f"mAP@[.5:.95] {report.metrics['map']:.3f}; covers {report.covers}")
-    print("AP50 per category: " + ", ".join(f"{k} {v['ap50']:.2f}" for k, v in report.per_category.items() if v["ap50"] is not None))
+    print(
+        "AP50 per category: "
+        + ", ".join(f"{k} {v['ap50']:.2f}" for k, v in report.per_category.items() if v["ap50"] is not None)
+    )
 
     unlabelled = work / "unlabelled"
     if not (unlabelled / "images").exists():
@@ -87,8 +95,11 @@ def main() -> int:
             predict_in_batches(expert, paths[:4], batch_size)  # warm-up
             run = predict_in_batches(expert, paths, batch_size)
             boxes = sum(1 for found in run.detections for d in found if d.score > 0.3)
-            print(f"{backend:12} {run.throughput.device:5} batch {batch_size}: {run.throughput.images_per_s:6.1f} images/s "
-                  f"({boxes / max(1, len(paths)):.1f} boxes > 0.3 per image)")
+            print(
+                f"{backend:12} {run.throughput.device:5} batch {batch_size}: {run.throughput.images_per_s:6.1f} "
+                "images/s "
+                f"({boxes / max(1, len(paths)):.1f} boxes > 0.3 per image)"
+            )
     return 0
 
 

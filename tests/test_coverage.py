@@ -64,7 +64,11 @@ def test_what_statements_need():
         ),
         (ALL_CATEGORIES, None),
         # a folder of images no visual expert labelled
-        (set(), "This review assessed nothing; tooth numbering, pathology, previous treatments and jaw anatomy were not assessed."),
+        (
+            set(),
+            "This review assessed nothing; tooth numbering, pathology, previous treatments and jaw anatomy were not "
+            "assessed.",
+        ),
     ],
 )
 def test_coverage_sentence(covers, sentence):

@@ -42,7 +42,9 @@ ANNOTATIONS_CODE_VERSION = "expert-annotations-v1"
 class ExpertModelConfig(dg.Config):
     """Launchpad knobs of one expert training run (mirrors `mmoral_pipeline.experts.settings.ExpertTrainSettings`)."""
 
-    sources: list[str] = Field(default=[], description="train on these sources only; empty: every source with annotations")
+    sources: list[str] = Field(
+        default=[], description="train on these sources only; empty: every source with annotations"
+    )
     name: str = "mmoral-expert"
     arch: str = Field(default="fasterrcnn_tiny", description="fasterrcnn_tiny | fcos_tiny | fasterrcnn_mobilenet_v3")
     image_size: int = 512
@@ -68,7 +70,9 @@ class ExpertModelConfig(dg.Config):
 
     def to_settings(self, run_name: str) -> ExpertTrainSettings:
         fields = self.model_dump(exclude={"sources"})
-        return ExpertTrainSettings.model_validate({**fields, "run_name": run_name, "output_root": default_expert_root()})
+        return ExpertTrainSettings.model_validate(
+            {**fields, "run_name": run_name, "output_root": default_expert_root()}
+        )
 
 
 _ALL = {"allow_missing_partitions": True}
@@ -79,14 +83,18 @@ _ALL = {"allow_missing_partitions": True}
     group_name="experts",
     kinds={"pytorch"},
     tags={"mmoral/training": "true"},  # defs.automation: never started by a job, schedule or sensor
-    ins={"raw_images": dg.AssetIn("raw_images", metadata=_ALL), "raw_annotations": dg.AssetIn("raw_annotations", metadata=_ALL)},
+    ins={
+        "raw_images": dg.AssetIn("raw_images", metadata=_ALL),
+        "raw_annotations": dg.AssetIn("raw_annotations", metadata=_ALL),
+    },
     code_version="expert-model-v1",
     check_specs=[
         dg.AssetCheckSpec(
             CHECK_NAME,
             asset=EXPERT_MODEL,
             blocking=True,
-            description="The expert's validation mAP@0.5 reaches the floor (config map50_floor) and its losses are finite; "
+            description="The expert's validation mAP@0.5 reaches the floor (config map50_floor) "
+            "and its losses are finite; "
             "expert_annotations refuses a checkpoint that failed it.",
         )
     ],
@@ -155,7 +163,10 @@ def trained_expert_refusal(instance: dg.DagsterInstance, version: str) -> str | 
     md = event.asset_materialization.metadata
     latest_version = getattr(md.get("expert_version"), "value", None)
     if latest_version != version:
-        return f"the checkpoint at expert_model/latest ({version}) is not the one expert_model last materialised ({latest_version})"
+        return (
+            f"the checkpoint at expert_model/latest ({version}) is not the one expert_model last materialised "
+            f"({latest_version})"
+        )
     record = instance.get_latest_asset_check_evaluation_record(dg.AssetCheckKey(EXPERT_MODEL, CHECK_NAME))
     evaluation = record.evaluation if record is not None else None
     if evaluation is None or record.run_id != event.run_id:
@@ -175,7 +186,8 @@ def trained_expert_refusal(instance: dg.DagsterInstance, version: str) -> str | 
             code_version=ANNOTATIONS_CODE_VERSION,
         ),
         "expert_coverage": dg.AssetOut(
-            description="One row per (image, expert): the categories the expert assessed on the image (its coverage) and "
+            description="One row per (image, expert): the categories the expert assessed on the image "
+            "(its coverage) and "
             "those it deferred to the source's human labels.",
             kinds={"parquet", "polars"},
             code_version=ANNOTATIONS_CODE_VERSION,
@@ -195,7 +207,10 @@ def trained_expert_refusal(instance: dg.DagsterInstance, version: str) -> str | 
     ],
 )
 def expert_annotations_batch(
-    context: dg.AssetExecutionContext, config: ExpertAnnotationsConfig, sources: SourcesResource, raw_images: pl.DataFrame
+    context: dg.AssetExecutionContext,
+    config: ExpertAnnotationsConfig,
+    sources: SourcesResource,
+    raw_images: pl.DataFrame,
 ):
     """Run the experts named in the source's `experts:` over the batch's images (none configured: empty tables).
 
@@ -207,8 +222,14 @@ def expert_annotations_batch(
     key = context.partition_key
     if not checkpoints:
         empty_a, empty_c = pl.DataFrame(schema=EXPERT_ANNOTATIONS), pl.DataFrame(schema=EXPERT_COVERAGE)
-        yield dg.Output(empty_a, output_name="expert_annotations", metadata={**table_metadata(empty_a), "experts": "none configured"})
-        yield dg.Output(empty_c, output_name="expert_coverage", metadata={**table_metadata(empty_c), "experts": "none configured"})
+        yield dg.Output(
+            empty_a,
+            output_name="expert_annotations",
+            metadata={**table_metadata(empty_a), "experts": "none configured"},
+        )
+        yield dg.Output(
+            empty_c, output_name="expert_coverage", metadata={**table_metadata(empty_c), "experts": "none configured"}
+        )
         yield dg.AssetCheckResult(check_name="experts_ran_on_every_image", asset_key="expert_coverage", passed=True,
                                   metadata={"experts": 0, "images": raw_images.height})
         return
@@ -253,7 +274,10 @@ def expert_annotations_batch(
     yield dg.Output(
         run.coverage,
         output_name="expert_coverage",
-        metadata={**table_metadata(run.coverage, max_cell=60), "assessed": dg.MetadataValue.json({s["expert"]: s["assessed"] for s in stats})},
+        metadata={
+            **table_metadata(run.coverage, max_cell=60),
+            "assessed": dg.MetadataValue.json({s["expert"]: s["assessed"] for s in stats}),
+        },
     )
     expected = {(i, s.expert) for i in raw_images["image_id"].to_list() for s in run.experts}
     have = set(zip(run.coverage["image_id"].to_list(), run.coverage["expert"].to_list(), strict=True))

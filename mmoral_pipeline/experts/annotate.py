@@ -60,7 +60,9 @@ def human_covers(spec: SourceSpec) -> set[str]:
     return {c.value for c in Category}
 
 
-def assignments(human_covers: Iterable[str], expert_covers: Sequence[Sequence[str]]) -> list[tuple[list[str], list[str]]]:
+def assignments(
+    human_covers: Iterable[str], expert_covers: Sequence[Sequence[str]]
+) -> list[tuple[list[str], list[str]]]:
     """Per expert: (categories it assesses, its categories that someone earlier in line already covers)."""
     taken = {Category(c).value for c in human_covers}
     out = []
@@ -96,7 +98,9 @@ def annotate_images(
     default = frozenset(Category(c).value for c in human_covers)
     own = images["covers"].to_list() if "covers" in images.columns else [None] * images.height
     every = frozenset(c.value for c in Category)
-    human = [default if c is None and "covers" not in images.columns else every if c is None else frozenset(c) for c in own]
+    human = [
+        default if c is None and "covers" not in images.columns else every if c is None else frozenset(c) for c in own
+    ]
     plans = {h: assignments(h, [e.manifest.covers for e in experts]) for h in set(human)}
     rows: list[dict[str, Any]] = []
     coverage: list[dict[str, Any]] = []

@@ -1,4 +1,5 @@
-"""`mmoral expert evaluate | compare`: score an expert on labelled sources; compare pseudo-labelled reports with true ones.
+"""`mmoral expert evaluate | compare`: score an expert on labelled sources; compare pseudo-labelled reports with
+true ones.
 
 - `evaluate CHECKPOINT [--sources FILE] [--source NAME ...]`: run the expert over every image of the
   sources (through their readers, so embedded images work too) and score it against their labels:
@@ -134,10 +135,16 @@ def evaluation_markdown(figures: dict[str, Any]) -> str:
     def f(v: Any) -> str:
         return "–" if v is None else (f"{v:.2f}" if isinstance(v, float) else str(v))
 
-    lines = [f"expert {figures['expert']}@{figures['version']} (covers {', '.join(figures['covers'])})", "",
-             ("| source | images | images/s | boxes kept (score > 0.3, covered) | other classes > 0.3 (not kept) | AP50 where labelled "
-             "| teeth found (any number) | right number |"),
-             "|---|---:|---:|---|---|---|---:|---:|"]
+    lines = [
+        f"expert {figures['expert']}@{figures['version']} (covers {', '.join(figures['covers'])})",
+        "",
+        (
+            "| source | images | images/s | boxes kept (score > 0.3, covered) | other classes > 0.3 (not kept) | AP50 "
+            "where labelled "
+            "| teeth found (any number) | right number |"
+        ),
+        "|---|---:|---:|---|---|---|---:|---:|",
+    ]
     for name, s in figures["sources"].items():
         kept = ", ".join(f"{k} {v}" for k, v in s["boxes_kept"].items()) or "none"
         other = ", ".join(f"{k} {v}" for k, v in s["boxes_not_covered"].items()) or "none"
@@ -154,12 +161,16 @@ def _compare(args: argparse.Namespace) -> int:
     from mmoral_pipeline.attributes.frames import documents_from_frame
     from mmoral_pipeline.attributes.stage import build_attribute_tables
     from mmoral_pipeline.config import SourcesFile, SourceSpec
-    from mmoral_pipeline.defs.io_manager import read_table
+    from mmoral_pipeline.defs.io_manager import read_table, registered_partitions
     from mmoral_pipeline.experts.compare import compare_documents, comparison_markdown, side_by_side_sheet
+    from mmoral_pipeline.materialize import ensure_dagster_home
     from mmoral_pipeline.sources import read_source
     from mmoral_pipeline.viz import to_png
 
-    attrs = read_table("image_attributes", base_dir=args.home).filter(pl.col("source") == args.source)
+    ensure_dagster_home()
+    batches = registered_partitions()  # only the batches still registered, as every fan-in reads them
+    attrs = read_table("image_attributes", base_dir=args.home, partitions=batches)
+    attrs = attrs.filter(pl.col("source") == args.source)
     if attrs.height == 0:
         print(f"no image_attributes of source {args.source!r}: materialise it first", file=sys.stderr)
         return 2
@@ -174,12 +185,18 @@ def _compare(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(result.as_dict(), indent=2) + "\n")
     if args.sheet:
-        expert = read_table("expert_annotations", base_dir=args.home).filter(pl.col("source") == args.source)
+        expert = read_table("expert_annotations", base_dir=args.home, partitions=batches).filter(
+            pl.col("source") == args.source
+        )
         paths = dict(zip(attrs["image_id"].to_list(), attrs["path"].to_list(), strict=True))
         rows = []
         for image_id in sorted(paths)[: args.sheet_images]:
-            true_boxes = [(c, str(f) if c == "tooth" and f else "", b) for c, f, b in
-                          annotations.filter(pl.col("image_id") == image_id).select("category", "fdi", "box").iter_rows()]
+            true_boxes = [
+                (c, str(f) if c == "tooth" and f else "", b)
+                for c, f, b in annotations.filter(pl.col("image_id") == image_id)
+                .select("category", "fdi", "box")
+                .iter_rows()
+            ]
             pred_boxes = [(c, str(t) if c == "tooth" and t else "", b) for c, t, b in
                           expert.filter(pl.col("image_id") == image_id).select("category", "tooth", "box").iter_rows()]
             rows.append((paths[image_id], true_boxes, pred_boxes))

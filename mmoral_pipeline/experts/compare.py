@@ -131,13 +131,17 @@ def _pct(n: int, d: int) -> str:
 def comparison_markdown(result: Comparison) -> str:
     """The comparison as a Markdown table: one row per assessed category, totals, and what went unsaid."""
     lines = [
-        "| statement | true | pseudo | recovered | missed | invented | hedged (recovered / invented) | recall | precision |",
+        "| statement | true | pseudo | recovered | missed | invented | hedged (recovered / invented) | recall | "
+        "precision |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
 
     def row(name: str, c: CategoryCounts) -> str:
-        return (f"| {name} | {c.true} | {c.pseudo} | {c.recovered} | {c.missed} | {c.invented} | "
-                f"{c.hedged_recovered} / {c.hedged_invented} | {_pct(c.recovered, c.true)} | {_pct(c.recovered, c.pseudo)} |")
+        return (
+            f"| {name} | {c.true} | {c.pseudo} | {c.recovered} | {c.missed} | {c.invented} | "
+            f"{c.hedged_recovered} / {c.hedged_invented} | {_pct(c.recovered, c.true)} | "
+            f"{_pct(c.recovered, c.pseudo)} |"
+        )
 
     for name, counts in result.per_category.items():
         label = "tooth present (FDI)" if name == Category.TOOTH.value else name.replace("_", " ")
@@ -146,8 +150,13 @@ def comparison_markdown(result: Comparison) -> str:
     if findings:
         lines.append(row("**all findings**", result.total(findings)))
     unsaid = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in result.unsaid.items()) or "none"
-    lines += ["", (f"{result.images} images. True statements of categories the expert did not assess (the pseudo-labelled "
-                   f"reports say nothing about them): {unsaid}.")]
+    lines += [
+        "",
+        (
+            f"{result.images} images. True statements of categories the expert did not assess (the pseudo-labelled "
+            f"reports say nothing about them): {unsaid}."
+        ),
+    ]
     return "\n".join(lines)
 
 

@@ -35,9 +35,11 @@ class Sample:
 
 
 def split_frame(images: pl.DataFrame, val_fraction: float, holdout_fraction: float) -> dict[str, str]:
-    """image_id -> 'train' | 'val' | 'bench', by the dataset's rule."""
-    pairs = list(zip(images["image_id"].to_list(), images["source"].to_list(), strict=True))
-    return split_images(pairs, val_fraction=val_fraction, holdout_fraction=holdout_fraction)
+    """image_id -> 'train' | 'val' | 'bench', by the dataset's rule (content groups: a copy of a held-out
+    X-ray, or another X-ray of its patient, is held out too)."""
+    columns = [c for c in ("image_id", "source", "sha256", "phash", "patient_key") if c in images.columns]
+    rows = images.select(columns).to_dicts()
+    return split_images(rows, val_fraction=val_fraction, holdout_fraction=holdout_fraction).split
 
 
 def fully_labelled(images: pl.DataFrame, categories: Sequence[str]) -> pl.DataFrame:
@@ -54,7 +56,9 @@ def labels_of(annotations: pl.DataFrame) -> list[tuple[str, int | None]]:
     return list(zip(annotations["category"].to_list(), annotations["fdi"].to_list(), strict=True))
 
 
-def load_samples(images: pl.DataFrame, annotations: pl.DataFrame, classes: Sequence[str], image_size: int) -> list[Sample]:
+def load_samples(
+    images: pl.DataFrame, annotations: pl.DataFrame, classes: Sequence[str], image_size: int
+) -> list[Sample]:
     """One `Sample` per image row, with the boxes of the given classes (others are not learnt)."""
     wanted = set(classes)
     by_image: dict[str, list[tuple[str, list[float]]]] = {}
@@ -71,10 +75,14 @@ def load_samples(images: pl.DataFrame, annotations: pl.DataFrame, classes: Seque
         h, w = grey.shape
         sx, sy = w / width, h / height
         found = by_image.get(image_id, [])
-        boxes = np.array([[b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy] for _, b in found], dtype=np.float32).reshape(-1, 4)
+        boxes = np.array([[b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy] for _, b in found], dtype=np.float32).reshape(
+            -1, 4
+        )
         boxes[:, 2] = np.maximum(boxes[:, 2], boxes[:, 0] + 1.0)  # the detector needs positive sizes: >= 1 px
         boxes[:, 3] = np.maximum(boxes[:, 3], boxes[:, 1] + 1.0)
-        samples.append(Sample(image_id, (grey * 255.0 + 0.5).astype(np.uint8), boxes, [n for n, _ in found], width, height))
+        samples.append(
+            Sample(image_id, (grey * 255.0 + 0.5).astype(np.uint8), boxes, [n for n, _ in found], width, height)
+        )
     return samples
 
 

@@ -93,7 +93,9 @@ def as_raw_annotations(expert_annotations: pl.DataFrame) -> pl.DataFrame:
 def with_expert_annotations(raw_annotations: pl.DataFrame, expert_annotations: pl.DataFrame | None) -> pl.DataFrame:
     """Human annotations plus the experts' (human labels already won: the expert table holds only the
     categories the source does not cover), with the `expert` column (null on human rows)."""
-    experts = as_raw_annotations(expert_annotations if expert_annotations is not None else pl.DataFrame(schema=EXPERT_ANNOTATIONS))
+    experts = as_raw_annotations(
+        expert_annotations if expert_annotations is not None else pl.DataFrame(schema=EXPERT_ANNOTATIONS)
+    )
     if EXPERT_COLUMN not in raw_annotations.columns:
         raw_annotations = raw_annotations.with_columns(pl.lit(None, dtype=pl.String).alias(EXPERT_COLUMN))
     if experts.height == 0:
@@ -106,7 +108,9 @@ def assessed_by_experts(expert_coverage: pl.DataFrame | None) -> dict[str, set[s
     out: dict[str, set[str]] = {}
     if expert_coverage is None or expert_coverage.height == 0:
         return out
-    for image_id, assessed in zip(expert_coverage["image_id"].to_list(), expert_coverage["assessed"].to_list(), strict=True):
+    for image_id, assessed in zip(
+        expert_coverage["image_id"].to_list(), expert_coverage["assessed"].to_list(), strict=True
+    ):
         out.setdefault(image_id, set()).update(assessed or [])
     return out
 

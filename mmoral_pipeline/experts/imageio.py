@@ -65,7 +65,9 @@ def model_image_paths(images: pl.DataFrame) -> list[str]:
     orientation; a DICOM's rendering), else the source file."""
     if "model_image_path" not in images.columns:
         return images["path"].to_list()
-    return images.select(pl.coalesce(pl.col("model_image_path").replace("", None), "path"))["model_image_path"].to_list()
+    return images.select(pl.coalesce(pl.col("model_image_path").replace("", None), "path"))[
+        "model_image_path"
+    ].to_list()
 
 
 def input_array(grey: np.ndarray, coord_channels: bool) -> np.ndarray:

@@ -92,7 +92,11 @@ def _build(spec: DetectorSpec) -> nn.Module:
     )
     anchors = AnchorGenerator(((8,), (16,), (32,), (64,), (128,)), ((1.0,),) * 5)
     return FCOS(
-        backbone, num_classes=spec.num_classes, anchor_generator=anchors, head=_SmallFCOSHead(spec), score_thresh=spec.score_floor,
+        backbone,
+        num_classes=spec.num_classes,
+        anchor_generator=anchors,
+        head=_SmallFCOSHead(spec),
+        score_thresh=spec.score_floor,
         **common,
     )
 
@@ -105,7 +109,9 @@ class _SmallFCOSHead(FCOSHead):
         nn.Module.__init__(self)
         norm = partial(nn.GroupNorm, 8)
         self.box_coder = BoxLinearCoder(normalize_by_size=True)
-        self.classification_head = FCOSClassificationHead(spec.fpn_channels, 1, spec.num_classes, num_convs, norm_layer=norm)
+        self.classification_head = FCOSClassificationHead(
+            spec.fpn_channels, 1, spec.num_classes, num_convs, norm_layer=norm
+        )
         self.regression_head = FCOSRegressionHead(spec.fpn_channels, 1, num_convs, norm_layer=norm)
 
 

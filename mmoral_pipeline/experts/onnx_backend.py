@@ -47,7 +47,9 @@ class OnnxExpert:
         self.manifest = read_manifest(checkpoint_dir)
         path = Path(checkpoint_dir) / (self.manifest.onnx or ONNX_FILE)
         if not path.exists():
-            raise FileNotFoundError(f"{checkpoint_dir}: no {path.name}; export it with experts.onnx_backend.export_onnx")
+            raise FileNotFoundError(
+                f"{checkpoint_dir}: no {path.name}; export it with experts.onnx_backend.export_onnx"
+            )
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads

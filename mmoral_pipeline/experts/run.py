@@ -1,4 +1,5 @@
-"""Expert trainer entry point: `python -m mmoral_pipeline.experts.run --images X.parquet --annotations Y.parquet [--set k=v]`.
+"""Expert trainer entry point:
+`python -m mmoral_pipeline.experts.run --images X.parquet --annotations Y.parquet [--set k=v]`.
 
 Needs `dagster-pipes`, never `dagster`. Launched by the `expert_model` asset through Dagster Pipes: it
 reads its settings and input tables from the Pipes extra `expert_train`, trains (`train.train_expert`)
@@ -108,7 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     with open_dagster_pipes() as pipes:
         extra = (pipes.extras or {}).get(EXTRA_KEY) or {}
         try:
-            report = _train({**extra.get("settings", {}), **overrides}, extra["images"], extra["annotations"], pipes.log.info)
+            report = _train(
+                {**extra.get("settings", {}), **overrides}, extra["images"], extra["annotations"], pipes.log.info
+            )
         except Exception:
             pipes.log.error(traceback.format_exc())
             raise

@@ -21,8 +21,12 @@ def default_expert_root() -> str:
 class ExpertTrainSettings(BaseModel):
     """What one expert training run does. Defaults: the tiny Faster R-CNN, CPU-sized, a few minutes."""
 
-    name: str = Field("mmoral-expert", pattern=r"^[A-Za-z0-9_.-]+$", description="the expert's name in every box it draws")
-    output_root: str = Field(default_factory=default_expert_root, description="runs go to <root>/<run>/, the newest at <root>/latest")
+    name: str = Field(
+        "mmoral-expert", pattern=r"^[A-Za-z0-9_.-]+$", description="the expert's name in every box it draws"
+    )
+    output_root: str = Field(
+        default_factory=default_expert_root, description="runs go to <root>/<run>/, the newest at <root>/latest"
+    )
     run_name: str | None = Field(default=None, description="folder of this run; None: UTC time + a short id")
     arch: Arch = "fasterrcnn_tiny"
     image_size: int = Field(512, ge=64, le=4096, description="long side of the network input, pixels")

@@ -131,7 +131,10 @@ def predict_samples(model: Any, samples: Sequence[Sample], spec: DetectorSpec, d
     with torch.inference_mode():
         for start in range(0, len(samples), batch_size):
             chunk = samples[start : start + batch_size]
-            inputs = [torch.from_numpy(training_arrays(s, {}, coord_channels=spec.coord_channels)[0]).to(device) for s in chunk]
+            inputs = [
+                torch.from_numpy(training_arrays(s, {}, coord_channels=spec.coord_channels)[0]).to(device)
+                for s in chunk
+            ]
             for s, res in zip(chunk, model(inputs), strict=True):
                 sx, sy = s.scale
 
@@ -139,7 +142,11 @@ def predict_samples(model: Any, samples: Sequence[Sample], spec: DetectorSpec, d
                     return [b[0] / sx, b[1] / sy, b[2] / sx, b[3] / sy]
 
                 out[s.image_id] = detections_from_outputs(
-                    spec.classes, res["boxes"].cpu().tolist(), res["labels"].cpu().tolist(), res["scores"].cpu().tolist(), to_image
+                    spec.classes,
+                    res["boxes"].cpu().tolist(),
+                    res["labels"].cpu().tolist(),
+                    res["scores"].cpu().tolist(),
+                    to_image,
                 )
     return out, time.perf_counter() - t0
 
@@ -164,14 +171,23 @@ def train_expert(
     device = resolve_device(settings.device)
 
     images = images.unique("image_id", keep="first").sort("image_id")
-    split = split_frame(images, settings.val_fraction, settings.holdout_fraction)  # before any filter: the dataset's split
-    candidates = classes_from_labels(labels_of(annotations), min_instances=settings.min_instances, categories=settings.categories)
+    split = split_frame(
+        images, settings.val_fraction, settings.holdout_fraction
+    )  # before any filter: the dataset's split
+    candidates = classes_from_labels(
+        labels_of(annotations), min_instances=settings.min_instances, categories=settings.categories
+    )
     complete = fully_labelled(images, [c.value for c in categories_of(candidates)])
     partly_labelled = images.height - complete.height
-    by_split = {name: complete.filter(pl.col("image_id").is_in([i for i, s in split.items() if s == name])) for name in ("train", "val", "bench")}
+    by_split = {
+        name: complete.filter(pl.col("image_id").is_in([i for i, s in split.items() if s == name]))
+        for name in ("train", "val", "bench")
+    }
     train_ids = set(by_split["train"]["image_id"].to_list())
     train_anns = annotations.filter(pl.col("image_id").is_in(list(train_ids)))
-    classes = classes_from_labels(labels_of(train_anns), min_instances=settings.min_instances, categories=settings.categories)
+    classes = classes_from_labels(
+        labels_of(train_anns), min_instances=settings.min_instances, categories=settings.categories
+    )
     if partly_labelled:
         log(f"{partly_labelled} images left out: their sources do not label every category learnt here")
     if not classes:
@@ -196,7 +212,9 @@ def train_expert(
     optimizer = torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=settings.weight_decay)
     steps_per_epoch = max(1, math.ceil(len(train_samples) / settings.batch_size))
     total_steps = settings.max_steps if settings.max_steps > 0 else max(1, round(settings.epochs * steps_per_epoch))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, total_steps, settings.warmup_steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: _lr_factor(s, total_steps, settings.warmup_steps)
+    )
 
     losses: list[float] = []
     loss_steps: list[int] = []
@@ -215,10 +233,16 @@ def train_expert(
             inputs, targets = [], []
             for i in order[start : start + settings.batch_size]:
                 arr, boxes, labels = training_arrays(
-                    train_samples[int(i)], class_index, coord_channels=spec.coord_channels, rng=rng, hflip=settings.hflip
+                    train_samples[int(i)],
+                    class_index,
+                    coord_channels=spec.coord_channels,
+                    rng=rng,
+                    hflip=settings.hflip,
                 )
                 inputs.append(torch.from_numpy(arr).to(device))
-                targets.append({"boxes": torch.from_numpy(boxes).to(device), "labels": torch.from_numpy(labels).to(device)})
+                targets.append(
+                    {"boxes": torch.from_numpy(boxes).to(device), "labels": torch.from_numpy(labels).to(device)}
+                )
             loss_parts = model(inputs, targets)
             loss = sum(loss_parts.values())
             optimizer.zero_grad(set_to_none=True)
@@ -261,7 +285,12 @@ def train_expert(
             "train_boxes": train_boxes,
             "settings": settings.model_dump(mode="json"),
         },
-        metrics={"map": metrics["map"], "map50": metrics["map50"], "per_category": by_category, "images": metrics["images"]},
+        metrics={
+            "map": metrics["map"],
+            "map50": metrics["map50"],
+            "per_category": by_category,
+            "images": metrics["images"],
+        },
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
     write_manifest(run_dir, manifest)

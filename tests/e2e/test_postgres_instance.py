@@ -23,7 +23,9 @@ from .conftest import REPO, write_sources
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
-BLOCK = re.compile(r"<!-- production-dagster-yaml: begin.*?-->\s*```yaml\n(.*?)```\s*<!-- production-dagster-yaml: end -->", re.DOTALL)
+BLOCK = re.compile(
+    r"<!-- production-dagster-yaml: begin.*?-->\s*```yaml\n(.*?)```\s*<!-- production-dagster-yaml: end -->", re.DOTALL
+)
 
 
 def production_yaml() -> str:

@@ -19,9 +19,21 @@ def tiny_settings(output_root: Path, **over):
     from mmoral_pipeline.experts.settings import ExpertTrainSettings
 
     fields = {
-        "output_root": str(output_root), "image_size": 256, "width": 8, "fpn_channels": 32, "categories": TINY_CATEGORIES,
-        "min_instances": 3, "max_steps": 60, "batch_size": 4, "learning_rate": 3e-3, "threads": 1, "cover_min_ap50": 0.0,
-        "map50_floor": 0.0, "val_fraction": 0.2, "holdout_fraction": 0.1, "warmup_steps": 5,
+        "output_root": str(output_root),
+        "image_size": 256,
+        "width": 8,
+        "fpn_channels": 32,
+        "categories": TINY_CATEGORIES,
+        "min_instances": 3,
+        "max_steps": 60,
+        "batch_size": 4,
+        "learning_rate": 3e-3,
+        "threads": 1,
+        "cover_min_ap50": 0.0,
+        "map50_floor": 0.0,
+        "val_fraction": 0.2,
+        "holdout_fraction": 0.1,
+        "warmup_steps": 5,
     }
     fields.update(over)
     return ExpertTrainSettings(**fields)

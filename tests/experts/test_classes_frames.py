@@ -36,7 +36,9 @@ def test_class_names_round_trip_and_teeth_need_a_valid_fdi():
 
 
 def test_classes_from_labels_keeps_frequent_classes_in_taxonomy_order():
-    labels = [("caries", None)] * 3 + [("tooth", 21)] * 5 + [("tooth", 11)] * 5 + [("tooth", None)] * 9 + [("implant", None)]
+    labels = (
+        [("caries", None)] * 3 + [("tooth", 21)] * 5 + [("tooth", 11)] * 5 + [("tooth", None)] * 9 + [("implant", None)]
+    )
     assert classes_from_labels(labels, min_instances=3) == ["tooth_11", "tooth_21", "caries"]
     assert classes_from_labels(labels, min_instances=1, categories=["caries", "implant"]) == ["caries", "implant"]
     assert [c.value for c in categories_of(["caries", "tooth_11", "tooth_21"])] == ["tooth", "caries"]
@@ -56,12 +58,34 @@ def test_human_labels_come_first_then_experts_in_their_order():
 
 def _expert_rows() -> pl.DataFrame:
     rows = [
-        {"annotation_id": annotation_id("v1", "img-1", "tooth_11", [1, 2, 3, 4]), "image_id": "img-1", "source": "s",
-         "partition": "s", "category": "tooth", "tooth": 11, "box": [1.0, 2.0, 3.0, 4.0], "score": 0.91, "label": "tooth_11",
-         "expert": "e", "expert_version": "v1", "checkpoint": "/ckpt"},
-        {"annotation_id": annotation_id("v1", "img-1", "caries", [1, 2, 3, 4]), "image_id": "img-1", "source": "s",
-         "partition": "s", "category": "caries", "tooth": None, "box": [1.0, 2.0, 3.0, 4.0], "score": 0.5, "label": "caries",
-         "expert": "e", "expert_version": "v1", "checkpoint": "/ckpt"},
+        {
+            "annotation_id": annotation_id("v1", "img-1", "tooth_11", [1, 2, 3, 4]),
+            "image_id": "img-1",
+            "source": "s",
+            "partition": "s",
+            "category": "tooth",
+            "tooth": 11,
+            "box": [1.0, 2.0, 3.0, 4.0],
+            "score": 0.91,
+            "label": "tooth_11",
+            "expert": "e",
+            "expert_version": "v1",
+            "checkpoint": "/ckpt",
+        },
+        {
+            "annotation_id": annotation_id("v1", "img-1", "caries", [1, 2, 3, 4]),
+            "image_id": "img-1",
+            "source": "s",
+            "partition": "s",
+            "category": "caries",
+            "tooth": None,
+            "box": [1.0, 2.0, 3.0, 4.0],
+            "score": 0.5,
+            "label": "caries",
+            "expert": "e",
+            "expert_version": "v1",
+            "checkpoint": "/ckpt",
+        },
     ]
     return pl.DataFrame(rows, schema=EXPERT_ANNOTATIONS)
 
@@ -75,7 +99,9 @@ def test_expert_rows_become_raw_annotations_that_name_their_expert():
     assert first["fdi"] == 11 and first["source_file"] == "/ckpt" and first["record"] == "expert e@v1"
     assert expert_of_annotation(first["extra"]) == {"expert": "e", "expert_version": "v1", "label": "tooth_11"}
     assert expert_of_annotation(json.dumps({"side": "left"})) is None
-    human = pl.DataFrame([{"annotation_id": "h1", "image_id": "img-1", "category": "tooth", "fdi": 21, "box": [5.0, 5, 9, 9]}])
+    human = pl.DataFrame(
+        [{"annotation_id": "h1", "image_id": "img-1", "category": "tooth", "fdi": 21, "box": [5.0, 5, 9, 9]}]
+    )
     both = with_expert_annotations(human, expert)
     assert both.height == 3 and set(both["annotation_id"]) == {"h1", *expert["annotation_id"]}
     assert both.filter(pl.col("annotation_id") == "h1")["expert"].to_list() == [None]

@@ -15,7 +15,9 @@ def _tooth(t: int, conds=()) -> ToothAttributes:
 
 
 def _doc(teeth, assessed=None, canals=()) -> ImageAttributes:
-    jaw = JawAttributes(mandibular_canal=[Condition(category="mandibular_canal", bbox=[0, 300, 100, 350], side=s) for s in canals])
+    jaw = JawAttributes(
+        mandibular_canal=[Condition(category="mandibular_canal", bbox=[0, 300, 100, 350], side=s) for s in canals]
+    )
     kw = {"assessed": assessed} if assessed is not None else {}
     return ImageAttributes(image_id="img", width=1000, height=500, teeth=teeth, jaw=jaw, **kw)
 

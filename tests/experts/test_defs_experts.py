@@ -66,7 +66,9 @@ def _materialize(instance, resources, selection, partition=None, run_config=None
 
 
 def _train(instance, resources, **over) -> dg.ExecuteInProcessResult:
-    return _materialize(instance, resources, ["expert_model"], run_config={"ops": {"expert_model": {"config": {**TINY_CONFIG, **over}}}})
+    return _materialize(
+        instance, resources, ["expert_model"], run_config={"ops": {"expert_model": {"config": {**TINY_CONFIG, **over}}}}
+    )
 
 
 def test_trained_expert_labels_an_images_source_end_to_end(world):
@@ -85,8 +87,20 @@ def test_trained_expert_labels_an_images_source_end_to_end(world):
         assert check.check_name == "expert_map_floor" and check.passed
         assert (home / "expert_model" / "latest" / "expert.json").exists()
 
-        per_batch = ["expert_annotations", "expert_coverage", "image_copies", "image_attributes", "tooth_attributes", "annotation_outcomes",
-                     "location_captions", "reports", "vqa_items", "dialogues", "attribute_tasks", "rejected_generations"]
+        per_batch = [
+            "expert_annotations",
+            "expert_coverage",
+            "image_copies",
+            "image_attributes",
+            "tooth_attributes",
+            "annotation_outcomes",
+            "location_captions",
+            "reports",
+            "vqa_items",
+            "dialogues",
+            "attribute_tasks",
+            "rejected_generations",
+        ]
         run = _materialize(instance, resources, per_batch, "clinic")
         assert run.success
         checks = {e.check_name: e.passed for e in run.get_asset_check_evaluations()}
@@ -108,16 +122,36 @@ def test_trained_expert_labels_an_images_source_end_to_end(world):
         expert_ids = set(boxes["annotation_id"])
         cited = {aid for blob in docs["document"] for t in json.loads(blob)["teeth"] for aid in t["annotation_ids"]}
         assert cited and cited <= expert_ids
-        joined = read_annotations(lambda name: read_table(name, base_dir=str(home)))
+        joined = read_annotations(lambda name: read_table(name, base_dir=str(home), partitions="all"))
         mine = joined.filter(pl.col("annotation_id").is_in(list(cited)))
         assert mine["expert"].unique().to_list() == [f"mmoral-expert@{md['expert_version'].value}"]
-        assert joined.filter(pl.col("source") == "labelled")["expert"].null_count() == joined.filter(pl.col("source") == "labelled").height
+        assert (
+            joined.filter(pl.col("source") == "labelled")["expert"].null_count()
+            == joined.filter(pl.col("source") == "labelled").height
+        )
         assert read_table("reports", "clinic", base_dir=str(home)).height == 4
 
         # the commands: the withheld labels against the reports' statements, and the expert scored on a labelled source
         out = home.parent
-        assert mmoral(["expert", "compare", "--source", "clinic", "--truth-root", str(out / "clinic"), "--home", str(home),
-                       "--json", str(out / "compare.json"), "--sheet", str(out / "sheet.png")]) == 0
+        assert (
+            mmoral(
+                [
+                    "expert",
+                    "compare",
+                    "--source",
+                    "clinic",
+                    "--truth-root",
+                    str(out / "clinic"),
+                    "--home",
+                    str(home),
+                    "--json",
+                    str(out / "compare.json"),
+                    "--sheet",
+                    str(out / "sheet.png"),
+                ]
+            )
+            == 0
+        )
         compared = json.loads((out / "compare.json").read_text())
         assert compared["images"] == 4 and compared["assessed"] == TINY_CATEGORIES
         assert compared["per_category"]["tooth"]["true"] > 0 and compared["unsaid"]  # findings: not assessed, unsaid
@@ -125,7 +159,10 @@ def test_trained_expert_labels_an_images_source_end_to_end(world):
         assert mmoral(["expert", "evaluate", md["checkpoint_path"].value, "--sources", str(out / "sources.yaml"),
                        "--source", "labelled", "--json", str(out / "eval.json")]) == 0
         evaluated = json.loads((out / "eval.json").read_text())["sources"]["labelled"]
-        assert evaluated["images"] == 40 and 0.0 <= evaluated["tooth_recall_right_number"] <= evaluated["tooth_recall_any_number"]
+        assert (
+            evaluated["images"] == 40
+            and 0.0 <= evaluated["tooth_recall_right_number"] <= evaluated["tooth_recall_any_number"]
+        )
 
         # a labelled source without experts gets empty expert tables and its own labels only
         assert _materialize(instance, resources, ["expert_annotations", "expert_coverage"], "labelled").success

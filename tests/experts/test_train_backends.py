@@ -21,7 +21,9 @@ def test_training_writes_a_complete_checkpoint_and_points_latest_at_it(tiny_expe
     assert latest.is_symlink() and latest.resolve() == ckpt.resolve()
     manifest = read_manifest(latest)
     assert manifest.version == report.version and len(manifest.version) == 12
-    assert manifest.spec.classes == report.classes and all(c.startswith("tooth_") or c in ("mandibular_canal", "maxillary_sinus") for c in report.classes)
+    assert manifest.spec.classes == report.classes and all(
+        c.startswith("tooth_") or c in ("mandibular_canal", "maxillary_sinus") for c in report.classes
+    )
     assert manifest.trained_on["images"] == report.images and report.images["val"] > 0
     metrics = json.loads((ckpt / METRICS_FILE).read_text())
     assert metrics["metrics"]["evaluator"] == "pycocotools" and metrics["version"] == report.version
@@ -33,7 +35,9 @@ def test_training_writes_a_complete_checkpoint_and_points_latest_at_it(tiny_expe
 
 def test_coverage_needs_a_validation_score_above_the_bar():
     covers, why = coverage_from_metrics(
-        ["tooth", "caries", "implant"], {"tooth": {"ap50": 0.8}, "caries": {"ap50": 0.2}, "implant": {"ap50": None}}, 0.5
+        ["tooth", "caries", "implant"],
+        {"tooth": {"ap50": 0.8}, "caries": {"ap50": 0.2}, "implant": {"ap50": None}},
+        0.5,
     )
     assert covers == ["tooth"]
     assert why == {"caries": "validation AP50 0.200 < 0.5", "implant": "no validation box to score it on"}
@@ -83,10 +87,15 @@ def test_annotate_keeps_confident_boxes_of_what_nobody_else_covers_per_image(tin
     run = annotate_images(two, [expert], [str(ckpt)], partition="p", keep_score=0.3)
     first, second = two["image_id"].to_list()
     assessed = dict(zip(run.coverage["image_id"].to_list(), run.coverage["assessed"].to_list(), strict=True))
-    assert assessed == {first: ["mandibular_canal", "maxillary_sinus"], second: ["tooth", "mandibular_canal", "maxillary_sinus"]}
+    assert assessed == {
+        first: ["mandibular_canal", "maxillary_sinus"],
+        second: ["tooth", "mandibular_canal", "maxillary_sinus"],
+    }
     assert run.coverage.filter(pl.col("image_id") == first)["deferred"].to_list() == [["tooth"]]
     boxes = run.annotations
-    assert boxes["score"].min() > 0.3 and boxes.filter(pl.col("image_id") == first)["category"].is_in(["tooth"]).sum() == 0
+    assert (
+        boxes["score"].min() > 0.3 and boxes.filter(pl.col("image_id") == first)["category"].is_in(["tooth"]).sum() == 0
+    )
     assert boxes.filter(pl.col("image_id") == second).height > 0
     [stats] = run.experts
     assert stats.boxes_kept == boxes.height and stats.not_assessed > 0 and stats.throughput.images == 2

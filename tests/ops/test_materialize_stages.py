@@ -21,7 +21,13 @@ def test_stages_follow_the_all_batch_inputs_and_the_unpartitioned_assets_between
     assert run_phases(graph, raws) == [(True, raws)]
     without_expert = {k for k in every if graph.get(k).is_partitioned}
     partitioned_only = [{k.to_user_string() for k in keys} for _, keys in run_phases(graph, without_expert)]
-    assert partitioned_only[0] == {"raw_images", "raw_annotations", "rejected_inputs", "expert_annotations", "expert_coverage"}
+    assert partitioned_only[0] == {
+        "raw_images",
+        "raw_annotations",
+        "rejected_inputs",
+        "expert_annotations",
+        "expert_coverage",
+    }
     assert {"image_copies", "image_attributes"} <= partitioned_only[1] and partitioned_only[2] == {"merged_copies"}
 
 

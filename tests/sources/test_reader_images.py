@@ -32,11 +32,18 @@ def test_a_labelled_folder_read_as_images_keeps_the_image_ids(tmp_path):
     generate(2, seed=1, out=tmp_path / "s", fmt="coco", width=300, height=150)
     as_coco = SourceSpec(name="s", format="coco", root=str(tmp_path / "s"))
     as_images = SourceSpec(name="s", format="images", root=str(tmp_path / "s"), images="images")
-    ids = [{i.image_id for i in read_source(spec, SourcesFile(sources=[spec], base_dir="/")).images} for spec in (as_coco, as_images)]
+    ids = [
+        {i.image_id for i in read_source(spec, SourcesFile(sources=[spec], base_dir="/")).images}
+        for spec in (as_coco, as_images)
+    ]
     assert ids[0] == ids[1] and len(ids[0]) == 2
 
 
 def test_experts_resolve_relative_to_the_sources_file_and_the_trained_one_to_mmoral_home(tmp_path, mmoral_home):
     spec = SourceSpec(name="c", format="images", root=".", experts=["expert_model", "ckpts/caries", "/abs/ckpt"])
     paths = spec.expert_paths(tmp_path)
-    assert paths == [mmoral_home.resolve() / "expert_model" / "latest", tmp_path.resolve() / "ckpts" / "caries", Path("/abs/ckpt")]
+    assert paths == [
+        mmoral_home.resolve() / "expert_model" / "latest",
+        tmp_path.resolve() / "ckpts" / "caries",
+        Path("/abs/ckpt"),
+    ]

@@ -11,7 +11,19 @@ from mmoral_pipeline.sources import READERS, get_reader, list_source_items, read
 
 from .conftest import make_sources
 
-FORMATS = {"coco", "dentex", "labelme", "yolo", "ufba_masks", "dc1000_masks", "tufts", "mmoral_json", "manifest", "dicom", "images"}
+FORMATS = {
+    "coco",
+    "dentex",
+    "labelme",
+    "yolo",
+    "ufba_masks",
+    "dc1000_masks",
+    "tufts",
+    "mmoral_json",
+    "manifest",
+    "dicom",
+    "images",
+}
 
 
 def test_every_format_is_registered_and_follows_the_contract():

@@ -12,7 +12,8 @@ closed questions are those of the benchmark, prompted with its `closed_prompt` a
 
     .venv/bin/python perf/cpu_sft.py --train-jsonl $MMORAL_HOME/exports/trl/train.jsonl \
         --bench-items $MMORAL_HOME/benchmark_items.parquet
-    .venv/bin/python perf/cpu_sft.py --checkpoint $MMORAL_HOME/sft_model/latest --bench-items $MMORAL_HOME/benchmark_items.parquet
+    .venv/bin/python perf/cpu_sft.py --checkpoint $MMORAL_HOME/sft_model/latest \
+        --bench-items $MMORAL_HOME/benchmark_items.parquet
 
 Data (both tables): `make demo`'s sources (assets/sources_demo.yaml: the embedded sample + 200 generated images,
 `mmoral synth --n 200 --seed 42 --width 700 --height 350 --scores`) materialised offline; training on the
@@ -126,8 +127,12 @@ def bench_closed_figures(bench_items: str, checkpoint_dir: str, base_dir: str, p
     prior_runner = {"question_prior": QuestionPriorRunner(load_prior(prior_train))} if prior_train else {}
     runners = {
         "trained": HFRunner(checkpoint_dir, name="trained", max_new_tokens_closed=24),
-        "trained_text_only": HFRunner(checkpoint_dir, name="trained-text-only", use_images=False, max_new_tokens_closed=24),
-        "trained_other_image": HFRunner(checkpoint_dir, name="trained-other-image", other_images=True, max_new_tokens_closed=24),
+        "trained_text_only": HFRunner(
+            checkpoint_dir, name="trained-text-only", use_images=False, max_new_tokens_closed=24
+        ),
+        "trained_other_image": HFRunner(
+            checkpoint_dir, name="trained-other-image", other_images=True, max_new_tokens_closed=24
+        ),
         "untrained_base": HFRunner(base_dir, name="base", max_new_tokens_closed=24),
         "most_frequent_letter": MostFrequentRunner(),
         "random": RandomRunner(seed=0),
@@ -143,7 +148,9 @@ def bench_closed_figures(bench_items: str, checkpoint_dir: str, base_dir: str, p
             out[f"bench_{key}_methods"] = dict(Counter(p.method for p in preds))
             by_source: dict[str, list[bool]] = {}
             for it, p in zip(closed, preds, strict=True):
-                by_source.setdefault("vqa (generated)" if it.source.startswith("vqa:") else it.source, []).append(p.correct)
+                by_source.setdefault("vqa (generated)" if it.source.startswith("vqa:") else it.source, []).append(
+                    p.correct
+                )
             out[f"bench_{key}_by_source"] = {c: f"{sum(v)}/{len(v)}" for c, v in sorted(by_source.items())}
     out["bench_eval_s"] = round(time.perf_counter() - t0, 1)
     return out
@@ -152,7 +159,9 @@ def bench_closed_figures(bench_items: str, checkpoint_dir: str, base_dir: str, p
 SANITY_QUESTION = "Is this panoramic X-ray shown as its negative (inverted grey levels)? Answer yes or no."
 
 
-def negative_sanity_data(image_dir: str | Path, work: Path, seed: int = 0, eval_fraction: float = 0.2) -> tuple[Path, list[dict]]:
+def negative_sanity_data(
+    image_dir: str | Path, work: Path, seed: int = 0, eval_fraction: float = 0.2
+) -> tuple[Path, list[dict]]:
     """Every X-ray as is ("no") and inverted ("yes"): a TRL JSONL of the training images' versions, and the held-out
     images' versions as scoring items {image, prompt, label}. Split by image, so no held-out X-ray is trained on."""
     import random
@@ -175,9 +184,17 @@ def negative_sanity_data(image_dir: str | Path, work: Path, seed: int = 0, eval_
             if k < n_eval:
                 held.append({"image": str(path), "prompt": SANITY_QUESTION, "label": label})
             else:
-                rows.append({"sample_id": path.stem, "task_type": "sanity_negative", "images": [str(path)], "messages": [
-                    {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": SANITY_QUESTION}]},
-                    {"role": "assistant", "content": [{"type": "text", "text": label}]}]})
+                rows.append(
+                    {
+                        "sample_id": path.stem,
+                        "task_type": "sanity_negative",
+                        "images": [str(path)],
+                        "messages": [
+                            {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": SANITY_QUESTION}]},
+                            {"role": "assistant", "content": [{"type": "text", "text": label}]},
+                        ],
+                    }
+                )
     random.Random(seed + 1).shuffle(rows)
     train_jsonl = work / "sanity" / "train.jsonl"
     train_jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
@@ -241,7 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bench-items", help="benchmark_items parquet (held-out images) to score closed questions on")
     ap.add_argument("--prior-train", help="training data of the question-wording prior scored beside the model "
                     "(instruction_samples .parquet, TRL .jsonl, LLaMA-Factory .json)")
-    ap.add_argument("--base-model", default="tiny", help="SftSettings.base_model: 'tiny' or a local Qwen2.5-VL checkpoint")
+    ap.add_argument(
+        "--base-model", default="tiny", help="SftSettings.base_model: 'tiny' or a local Qwen2.5-VL checkpoint"
+    )
     ap.add_argument("--finetune", choices=["full", "lora"], default="full")
     ap.add_argument("--max-steps", type=int, default=-1, help="> 0: stop after this many steps")
     ap.add_argument("--sanity", choices=["negative"], help="the image-path sanity control instead of an SFT run")
@@ -276,14 +295,27 @@ def main(argv: list[str] | None = None) -> int:
 
         image_dir = args.sanity_images or str(Path(mmoral_home()) / "synth_train" / "images")
         train_jsonl, held = negative_sanity_data(image_dir, work)
-        settings = SftSettings(train_jsonl=str(train_jsonl), output_dir=str(work / "sanity_ckpt"), task_types=["sanity_negative"],
-                               max_steps=args.sanity_steps, per_device_train_batch_size=args.batch or 4,
-                               learning_rate=args.lr, logging_steps=20,
-                               **({"tiny_hidden_size": args.hidden} if args.hidden else {}))
+        settings = SftSettings(
+            train_jsonl=str(train_jsonl),
+            output_dir=str(work / "sanity_ckpt"),
+            task_types=["sanity_negative"],
+            max_steps=args.sanity_steps,
+            per_device_train_batch_size=args.batch or 4,
+            learning_rate=args.lr,
+            logging_steps=20,
+            **({"tiny_hidden_size": args.hidden} if args.hidden else {}),
+        )
         report = train(settings)
-        figures = {"sanity": "negative", "images": image_dir, "train_samples": report.train_samples, "steps": report.steps,
-                   "train_time_s": round(report.train_time_s, 1), "loss_start": round(report.loss_start, 3),
-                   "loss_end": round(report.loss_end, 3), **negative_sanity_figures(report.checkpoint_dir, held)}
+        figures = {
+            "sanity": "negative",
+            "images": image_dir,
+            "train_samples": report.train_samples,
+            "steps": report.steps,
+            "train_time_s": round(report.train_time_s, 1),
+            "loss_start": round(report.loss_start, 3),
+            "loss_end": round(report.loss_end, 3),
+            **negative_sanity_figures(report.checkpoint_dir, held),
+        }
         print(json.dumps(figures, indent=1))
         if args.out:
             Path(args.out).write_text(json.dumps(figures, indent=1))
@@ -299,10 +331,19 @@ def main(argv: list[str] | None = None) -> int:
         "task_types": args.task_types.split(",") if args.task_types else None, "max_pixels": args.max_pixels,
         "tiny_hidden_size": args.hidden, "tiny_layers": args.layers,
         "closed_target": args.closed_target}.items() if v is not None}
-    settings = SftSettings(train_jsonl=train_jsonl, output_dir=args.output_dir or str(work / "ckpt"), num_train_epochs=args.epochs,
-                           max_samples=args.max_samples, learning_rate=args.lr, base_model=args.base_model,
-                           finetune=args.finetune, max_steps=args.max_steps,
-                           per_device_train_batch_size=args.batch, logging_steps=10, **overrides)
+    settings = SftSettings(
+        train_jsonl=train_jsonl,
+        output_dir=args.output_dir or str(work / "ckpt"),
+        num_train_epochs=args.epochs,
+        max_samples=args.max_samples,
+        learning_rate=args.lr,
+        base_model=args.base_model,
+        finetune=args.finetune,
+        max_steps=args.max_steps,
+        per_device_train_batch_size=args.batch,
+        logging_steps=10,
+        **overrides,
+    )
     cpu0 = resource.getrusage(resource.RUSAGE_SELF).ru_utime
     report = train(settings)
     cpu_train = resource.getrusage(resource.RUSAGE_SELF).ru_utime - cpu0
@@ -322,7 +363,9 @@ def main(argv: list[str] | None = None) -> int:
             text_only = generate_answers(report.checkpoint_dir, items, use_images=False, max_new_tokens=4)
             from mmoral_pipeline.evaluation.bench import base_checkpoint_of
 
-            base = generate_answers(base_checkpoint_of(report.checkpoint_dir) or args.base_model, items, max_new_tokens=4)
+            base = generate_answers(
+                base_checkpoint_of(report.checkpoint_dir) or args.base_model, items, max_new_tokens=4
+            )
             letter, n = Counter(gold).most_common(1)[0]
             figures.update({
                 "closed_items": len(gold), "acc_trained": round(accuracy(trained, gold), 3),
@@ -335,8 +378,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.bench_items:
         from mmoral_pipeline.evaluation.bench import base_checkpoint_of
 
-        figures.update(bench_closed_figures(args.bench_items, report.checkpoint_dir,
-                                            base_checkpoint_of(report.checkpoint_dir) or args.base_model, args.prior_train))
+        figures.update(
+            bench_closed_figures(
+                args.bench_items,
+                report.checkpoint_dir,
+                base_checkpoint_of(report.checkpoint_dir) or args.base_model,
+                args.prior_train,
+            )
+        )
     figures["settings"] = settings.model_dump(exclude={"train_jsonl", "output_dir"}, exclude_defaults=True)
     print(json.dumps(figures, indent=1))
     if args.out:

@@ -45,8 +45,7 @@ def test_every_check_on_a_batch_asset_is_recorded_per_batch():
 
 
 def test_no_asset_reads_parquet_behind_dagsters_back():
-    """Declared inputs: the Dagster shell never reads MMORAL_HOME tables itself (evaluation's
-    benchmark_items is the one known exception, until it takes its tables as inputs)."""
+    """Declared inputs: the Dagster shell never reads MMORAL_HOME tables itself (only the IO manager does)."""
     import re
     from pathlib import Path
 
@@ -59,5 +58,4 @@ def test_no_asset_reads_parquet_behind_dagsters_back():
         for n, line in enumerate(path.read_text().splitlines(), 1):
             if re.search(r"\bread_table\(|pl\.read_parquet|pq\.read_table", line):
                 offenders.append(f"{path.name}:{n}: {line.strip()}")
-    assert [o for o in offenders if not o.startswith("evaluation.py:")] == []
-    assert len(offenders) <= 1  # evaluation.py's one reader (benchmark_items), nothing new
+    assert offenders == []

@@ -61,12 +61,21 @@ ITEMS_DESCRIPTION = (
 
 @dg.multi_asset(
     outs={
-        "benchmark_items": dg.AssetOut(group_name=GROUP, kinds={"polars", "parquet"}, code_version=BUILD_VERSION, is_required=False,
-                                       description=ITEMS_DESCRIPTION),
-        "benchmark_holdout_pool": dg.AssetOut(group_name=GROUP, kinds={"polars", "parquet"}, code_version=BUILD_VERSION,
-                                              is_required=False,
-                                              description="Every held-out image: in the benchmark, in reserve (over the "
-                                              "image cap) or left without a valid item"),
+        "benchmark_items": dg.AssetOut(
+            group_name=GROUP,
+            kinds={"polars", "parquet"},
+            code_version=BUILD_VERSION,
+            is_required=False,
+            description=ITEMS_DESCRIPTION,
+        ),
+        "benchmark_holdout_pool": dg.AssetOut(
+            group_name=GROUP,
+            kinds={"polars", "parquet"},
+            code_version=BUILD_VERSION,
+            is_required=False,
+            description="Every held-out image: in the benchmark, in reserve (over the "
+            "image cap) or left without a valid item",
+        ),
     },
     ins={
         "image_attributes": dg.AssetIn("image_attributes", metadata=_ALL_BATCHES),
@@ -85,7 +94,9 @@ def benchmark_items(context: dg.AssetExecutionContext, config: BenchmarkItemsCon
 
     if image_attributes.height == 0:
         raise dg.Failure("image_attributes has no rows: materialise the attributes stage first")
-    attrs = {a.image_id: a for a in (ImageAttributes.from_mmoral_json(json.loads(d)) for d in image_attributes["document"])}
+    attrs = {
+        a.image_id: a for a in (ImageAttributes.from_mmoral_json(json.loads(d)) for d in image_attributes["document"])
+    }
     if {"split", "image_id"} <= set(instruction_samples.columns) and instruction_samples.height:
         bench_ids = set(instruction_samples.filter(pl.col("split") == "bench")["image_id"].to_list())
         held_ids = sorted(i for i in attrs if i in bench_ids)
@@ -104,8 +115,12 @@ def benchmark_items(context: dg.AssetExecutionContext, config: BenchmarkItemsCon
     closed, open_ = build.closed, build.open
     images = encode_images({i: paths.get(i, "") for i in chosen}, config.image_max_side)
     out_dir = Path(config.export_dir or Path(mmoral_home()) / "exports" / "bench")
-    closed_tsv = write_closed_tsv([it.model_copy(update={"image": images.get(it.image_id, "")}) for it in closed], out_dir / "closed_ended.tsv")
-    open_tsv = write_open_tsv([it.model_copy(update={"image": images.get(it.image_id, "")}) for it in open_], out_dir / "open_ended.tsv")
+    closed_tsv = write_closed_tsv(
+        [it.model_copy(update={"image": images.get(it.image_id, "")}) for it in closed], out_dir / "closed_ended.tsv"
+    )
+    open_tsv = write_open_tsv(
+        [it.model_copy(update={"image": images.get(it.image_id, "")}) for it in open_], out_dir / "open_ended.tsv"
+    )
     df = items_frame(closed, open_, paths)
     sources = dict(zip(image_attributes["image_id"].to_list(), image_attributes["source"].to_list()
                        if "source" in image_attributes.columns else [""] * image_attributes.height, strict=True))
@@ -118,9 +133,11 @@ def benchmark_items(context: dg.AssetExecutionContext, config: BenchmarkItemsCon
                 labels[f"{kind}:{lab}"] = labels.get(f"{kind}:{lab}", 0) + 1
     sel = build.selection
     write = [it for it in open_ if it.kind == "write_report"]
-    context.log.info(f"{len(held_ids)} held-out images: {len(chosen)} in the benchmark, {len(reserve)} in reserve -> "
-                     f"{len(closed)} closed, {len(open_)} open, {len(build.rejected)} rejected; question-wording prior "
-                     f"{sel.prior_accuracy if sel.prior_accuracy is not None else float('nan'):.1f} % on the closed set")
+    context.log.info(
+        f"{len(held_ids)} held-out images: {len(chosen)} in the benchmark, {len(reserve)} in reserve -> "
+        f"{len(closed)} closed, {len(open_)} open, {len(build.rejected)} rejected; question-wording prior "
+        f"{sel.prior_accuracy if sel.prior_accuracy is not None else float('nan'):.1f} % on the closed set"
+    )
     items_metadata = {
         **table_metadata(df),
         "held_out_images": dg.MetadataValue.int(len(chosen)),
@@ -134,14 +151,23 @@ def benchmark_items(context: dg.AssetExecutionContext, config: BenchmarkItemsCon
         "rejected_by_validator": dg.MetadataValue.json(rejection_counts(build.rejected)),
         "answer_letters": dg.MetadataValue.json(letters),
         "closed_from": dg.MetadataValue.json(
-            {"generated_vqa": sum(it.source.startswith("vqa:") for it in closed),
-             "rules": sum(it.source.startswith(("rule:loc_", "rule:count_")) for it in closed),
-             "benchmark_builders": sum(it.source.startswith("rule:") and not it.source.startswith(("rule:loc_", "rule:count_"))
-                                       for it in closed)}),
+            {
+                "generated_vqa": sum(it.source.startswith("vqa:") for it in closed),
+                "rules": sum(it.source.startswith(("rule:loc_", "rule:count_")) for it in closed),
+                "benchmark_builders": sum(
+                    it.source.startswith("rule:") and not it.source.startswith(("rule:loc_", "rule:count_"))
+                    for it in closed
+                ),
+            }
+        ),
         "closed_selection": dg.MetadataValue.json(sel.as_dict()),
         "question_prior": dg.MetadataValue.json({**prior.summary(), "closed_accuracy": sel.prior_accuracy}),
-        "report_answers": dg.MetadataValue.json({"generated_report": sum(it.source.startswith("report") for it in write),
-                                                 "composed_from_attributes": sum(it.source == "rule:write_report" for it in write)}),
+        "report_answers": dg.MetadataValue.json(
+            {
+                "generated_report": sum(it.source.startswith("report") for it in write),
+                "composed_from_attributes": sum(it.source == "rule:write_report" for it in write),
+            }
+        ),
         "dimension_labels": dg.MetadataValue.json(dict(sorted(labels.items()))),
         "closed_tsv": dg.MetadataValue.path(str(closed_tsv)),
         "open_tsv": dg.MetadataValue.path(str(open_tsv)),
@@ -150,7 +176,10 @@ def benchmark_items(context: dg.AssetExecutionContext, config: BenchmarkItemsCon
     if "benchmark_items" in selected:
         yield dg.MaterializeResult(asset_key="benchmark_items", value=df, metadata=items_metadata)
     if "benchmark_holdout_pool" in selected:
-        pool_metadata = {**table_metadata(pool), "by_status": dg.MetadataValue.json(dict(pool.group_by("status").len().iter_rows()))}
+        pool_metadata = {
+            **table_metadata(pool),
+            "by_status": dg.MetadataValue.json(dict(pool.group_by("status").len().iter_rows())),
+        }
         yield dg.MaterializeResult(asset_key="benchmark_holdout_pool", value=pool, metadata=pool_metadata)
 
 
@@ -191,13 +220,24 @@ class BenchmarkResultsConfig(dg.Config):
     controls: list[str] = Field(default=list(CONTROLS), description="runs added for every model that sees images (sft, "
                                 "base, endpoints): text_only (no image) and other_image (each question shown another "
                                 "held-out patient's X-ray: does it read the right one?)")
-    endpoints: list[str] = Field(default=[], description="names of OpenAI-compatible vision endpoints configured on the "
-                                 "`endpoints` resource (MMORAL_BENCH_ENDPOINTS where the code runs)")
+    endpoints: list[str] = Field(
+        default=[],
+        description="names of OpenAI-compatible vision endpoints configured on the "
+        "`endpoints` resource (MMORAL_BENCH_ENDPOINTS where the code runs)",
+    )
     sft_path: str | None = Field(default=None, description="None: $MMORAL_HOME/sft_model/latest")
-    base_path: str | None = Field(default=None, description="None: <sft>/base_model.txt, else <sft>_base (the tiny base)")
-    tsv_paths: list[str] = Field(default=[], description="official MMOral-OPG-Bench TSVs to use instead of benchmark_items")
-    judge_endpoint: str | None = Field(default=None, description="name of a configured endpoint; None: the offline fact judge")
-    judge_repeats: int = Field(default=1, description="> 1: re-score open answers with the LLM judge, report the spread")
+    base_path: str | None = Field(
+        default=None, description="None: <sft>/base_model.txt, else <sft>_base (the tiny base)"
+    )
+    tsv_paths: list[str] = Field(
+        default=[], description="official MMOral-OPG-Bench TSVs to use instead of benchmark_items"
+    )
+    judge_endpoint: str | None = Field(
+        default=None, description="name of a configured endpoint; None: the offline fact judge"
+    )
+    judge_repeats: int = Field(
+        default=1, description="> 1: re-score open answers with the LLM judge, report the spread"
+    )
     limit: int | None = Field(default=None, description="first N closed and N open items")
     seed: int = 0
     batch_size: int = 4
@@ -262,7 +302,9 @@ def benchmark_results(context: dg.AssetExecutionContext, config: BenchmarkResult
         for m in config.models:
             if m in ("sft", "base"):
                 path = sft if m == "sft" else base
-                if not path or not (Path(path, "config.json").exists() or not Path(path).is_absolute()):  # else a hub id
+                if not path or not (
+                    Path(path, "config.json").exists() or not Path(path).is_absolute()
+                ):  # else a hub id
                     skipped[m] = f"no checkpoint at {sft}" if m == "sft" else f"no base checkpoint found (sft={sft})"
                     continue
                 specs += with_controls(ModelSpec(name=m, kind="hf", path=path, **common), config.controls)
@@ -271,7 +313,9 @@ def benchmark_results(context: dg.AssetExecutionContext, config: BenchmarkResult
         endpoint_of: dict[str, str] = {}  # run name -> configured endpoint: keys stay on the resource
         for name in config.endpoints:
             e = endpoints.get(name)
-            spec = ModelSpec(name=e.name, kind="openai", base_url=e.base_url, model=e.model, use_images=not e.text_only, **common)
+            spec = ModelSpec(
+                name=e.name, kind="openai", base_url=e.base_url, model=e.model, use_images=not e.text_only, **common
+            )
             for s in with_controls(spec, config.controls):
                 endpoint_of[s.name] = e.name
                 specs.append(s)
@@ -284,7 +328,9 @@ def benchmark_results(context: dg.AssetExecutionContext, config: BenchmarkResult
     if not specs:
         raise dg.Failure(f"no model to run; skipped: {skipped}")
     # cache: $MMORAL_HOME/llm_cache.sqlite
-    judge = LLMJudge(endpoints.backend(config.judge_endpoint), temperature=0.0) if config.judge_endpoint else make_judge()
+    judge = (
+        LLMJudge(endpoints.backend(config.judge_endpoint), temperature=0.0) if config.judge_endpoint else make_judge()
+    )
     results = []
     for spec in specs:
         context.log.info(f"running {spec.name} ({spec.kind}) on {len(closed)} closed / {len(open_)} open items")
@@ -299,11 +345,31 @@ def benchmark_results(context: dg.AssetExecutionContext, config: BenchmarkResult
     out_dir = Path(mmoral_home()) / "benchmark_results"
     paths = write_outputs(out_dir, results)
     rows = [r.scores for r in results]
-    df = pl.DataFrame([{"model": s.model, "closed_overall": s.closed.get("Overall"), "open_overall": s.open.get("Overall"),
-                        "avg": s.avg, "extraction_failure_rate": s.extraction_failure_rate, "n_closed": s.closed_counts.get("Overall", 0),
-                        "n_open": s.open_counts.get("Overall", 0), "judge": s.judge, "judge_prompt_version": s.judge_prompt_version,
-                        "scores_json": s.model_dump_json()} for s in rows], schema=SCORE_COLUMNS)
-    preds = pl.DataFrame([p.model_dump(include={"model", "index", "gold", "letter", "method", "correct", "output"}) for r in results for p in r.closed])
+    df = pl.DataFrame(
+        [
+            {
+                "model": s.model,
+                "closed_overall": s.closed.get("Overall"),
+                "open_overall": s.open.get("Overall"),
+                "avg": s.avg,
+                "extraction_failure_rate": s.extraction_failure_rate,
+                "n_closed": s.closed_counts.get("Overall", 0),
+                "n_open": s.open_counts.get("Overall", 0),
+                "judge": s.judge,
+                "judge_prompt_version": s.judge_prompt_version,
+                "scores_json": s.model_dump_json(),
+            }
+            for s in rows
+        ],
+        schema=SCORE_COLUMNS,
+    )
+    preds = pl.DataFrame(
+        [
+            p.model_dump(include={"model", "index", "gold", "letter", "method", "correct", "output"})
+            for r in results
+            for p in r.closed
+        ]
+    )
     return dg.MaterializeResult(
         value=df,
         metadata={
@@ -332,12 +398,24 @@ def _scores(df: pl.DataFrame) -> dict[str, float | None]:
 
 
 SFT_CHECKS = [
-    dg.AssetCheckSpec("sft_beats_baselines_on_closed", asset="benchmark_results", description=(
-        f"The fine-tuned model reads the X-ray: its closed accuracy is at least {verdicts.SFT_MARGIN_POINTS:g} points "
-        "above the question-wording prior, itself shown another patient's X-ray, the most frequent letter and its "
-        "untrained base. Skipped when the fine-tuned model did not run.")),
-    dg.AssetCheckSpec("sft_not_worse_than_base", asset="benchmark_results", description=(
-        "The fine-tuned model scores at least as well as its base (Avg, else closed accuracy). Skipped unless both ran.")),
+    dg.AssetCheckSpec(
+        "sft_beats_baselines_on_closed",
+        asset="benchmark_results",
+        description=(
+            f"The fine-tuned model reads the X-ray: its closed accuracy is at least {verdicts.SFT_MARGIN_POINTS:g} "
+            "points "
+            "above the question-wording prior, itself shown another patient's X-ray, the most frequent letter and its "
+            "untrained base. Skipped when the fine-tuned model did not run."
+        ),
+    ),
+    dg.AssetCheckSpec(
+        "sft_not_worse_than_base",
+        asset="benchmark_results",
+        description=(
+            "The fine-tuned model scores at least as well as its base (Avg, else closed accuracy). Skipped unless "
+            "both ran."
+        ),
+    ),
 ]
 
 
@@ -356,9 +434,14 @@ def sft_checks(context: dg.AssetCheckExecutionContext, benchmark_results: pl.Dat
             context.log.info(f"{name}: skipped, the models it compares did not run "
                              f"(results: {benchmark_results['model'].to_list()})")
             continue
-        yield dg.AssetCheckResult(check_name=name, asset_key="benchmark_results", passed=v.passed,
-                                  severity=dg.AssetCheckSeverity.WARN, description=v.description,
-                                  metadata={k.replace("-", "_"): dg.MetadataValue.float(x) for k, x in v.figures.items()})
+        yield dg.AssetCheckResult(
+            check_name=name,
+            asset_key="benchmark_results",
+            passed=v.passed,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=v.description,
+            metadata={k.replace("-", "_"): dg.MetadataValue.float(x) for k, x in v.figures.items()},
+        )
 
 
 evaluation_assets = [benchmark_items, benchmark_results]

@@ -145,13 +145,22 @@ def make_runner(spec: ModelSpec, cache_dir: str | None = None, prior: QuestionPr
         return MostFrequentRunner(name=spec.name)
     if spec.kind == "question_prior":
         if prior is None:
-            raise ValueError("the question_prior baseline needs training data (instruction_samples or a training export)")
+            raise ValueError(
+                "the question_prior baseline needs training data (instruction_samples or a training export)"
+            )
         return QuestionPriorRunner(prior, name=spec.name)
     if spec.kind == "constant":
         return ConstantRunner(spec.text, name=spec.name)
     if spec.kind == "hf":
-        return HFRunner(spec.path, name=spec.name, use_images=spec.use_images, batch_size=spec.batch_size, max_pixels=spec.max_pixels,
-                        max_new_tokens_open=spec.max_new_tokens_open, other_images=spec.other_images)
+        return HFRunner(
+            spec.path,
+            name=spec.name,
+            use_images=spec.use_images,
+            batch_size=spec.batch_size,
+            max_pixels=spec.max_pixels,
+            max_new_tokens_open=spec.max_new_tokens_open,
+            other_images=spec.other_images,
+        )
     from mmoral_pipeline.evaluation.backends import openai_backend
 
     backend = openai_backend(spec.base_url, spec.model, spec.api_key_env, cache_dir=cache_dir)

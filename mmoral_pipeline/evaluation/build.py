@@ -75,7 +75,13 @@ REPORT_PHRASINGS: tuple[str, ...] = (
     "Act as a dental radiologist and write the report for this OPG.",
     "Provide a full report of this panoramic X-ray: teeth, jaw, and clinical summary with recommendations.",
 )
-TREATMENT_CATEGORIES = (Category.FILLING, Category.CROWN, Category.ROOT_CANAL_TREATMENT, Category.IMPLANT, Category.BRIDGE)
+TREATMENT_CATEGORIES = (
+    Category.FILLING,
+    Category.CROWN,
+    Category.ROOT_CANAL_TREATMENT,
+    Category.IMPLANT,
+    Category.BRIDGE,
+)
 CARIES_CATEGORIES = (Category.CARIES, Category.DEEP_CARIES)
 
 
@@ -129,7 +135,9 @@ def _count(a: ImageAttributes, facts: Facts, target: str) -> _Candidate | None:
 
 def _rule_items(a: ImageAttributes, facts: Facts, purpose: str, closed: int = 0, open_: int = 0) -> list[RuleItem]:
     """Generation location rule items for one image, from an rng seeded by the image and purpose."""
-    return build_rule_items(facts, random.Random(_h(a.image_id, purpose)), max_loc_closed=closed, max_loc_open=open_, max_count=0)
+    return build_rule_items(
+        facts, random.Random(_h(a.image_id, purpose)), max_loc_closed=closed, max_loc_open=open_, max_count=0
+    )
 
 
 # ---------------------------------------------------------------- closed-ended builders
@@ -159,7 +167,9 @@ def _q_impacted_wisdom(a: ImageAttributes, facts: Facts) -> _Candidate | None:
     distract = [_join_teeth(s) for s in subsets if sorted(s) != impacted][:3]
     if impacted and "None" not in distract:
         distract = distract[:2] + ["None"]
-    return _Candidate("Which of the following wisdom teeth are impacted?", correct, distract, "Teeth", "impacted_wisdom")
+    return _Candidate(
+        "Which of the following wisdom teeth are impacted?", correct, distract, "Teeth", "impacted_wisdom"
+    )
 
 
 def _q_treatment(a: ImageAttributes, facts: Facts) -> _Candidate | None:
@@ -170,9 +180,15 @@ def _q_treatment(a: ImageAttributes, facts: Facts) -> _Candidate | None:
     cat = next(c.category for c in t.conditions if c.category in TREATMENT_CATEGORIES)
     same = {x.tooth_id for x in treated if any(c.category == cat for c in x.conditions)}
     present = {x.tooth_id for x in a.teeth}
-    pool = [n for n in _neighbours(t.tooth_id, same) if n in present] + _neighbours(t.tooth_id, same) + sorted(present - same)
+    pool = (
+        [n for n in _neighbours(t.tooth_id, same) if n in present]
+        + _neighbours(t.tooth_id, same)
+        + sorted(present - same)
+    )
     distract = [f"#{d}" for d in list(dict.fromkeys(pool))[:3]]
-    return _Candidate(f"Which of the following teeth has a {_name(cat)}?", f"#{t.tooth_id}", distract, "Teeth,HisT", "treatment_tooth")
+    return _Candidate(
+        f"Which of the following teeth has a {_name(cat)}?", f"#{t.tooth_id}", distract, "Teeth,HisT", "treatment_tooth"
+    )
 
 
 def _q_bone_loss(a: ImageAttributes, facts: Facts) -> _Candidate:
@@ -185,7 +201,12 @@ def _q_bone_loss(a: ImageAttributes, facts: Facts) -> _Candidate:
         correct = "Bone loss in the lower jaw"
     else:
         correct = "No bone loss"
-    opts = ["No bone loss", "Bone loss in the upper jaw", "Bone loss in the lower jaw", "Bone loss in both the upper and lower jaws"]
+    opts = [
+        "No bone loss",
+        "Bone loss in the upper jaw",
+        "Bone loss in the lower jaw",
+        "Bone loss in both the upper and lower jaws",
+    ]
     return _Candidate("Which statement best describes the alveolar bone level in this panoramic X-ray?", correct,
                       [o for o in opts if o != correct], "Jaw", "bone_loss")
 
@@ -193,13 +214,22 @@ def _q_bone_loss(a: ImageAttributes, facts: Facts) -> _Candidate:
 def _q_recommendation(a: ImageAttributes, facts: Facts) -> _Candidate | None:
     if a.recommendations:
         r = a.recommendations[0]
-        nb = [w for w in WISDOM_TEETH if w != r.tooth_id] if r.tooth_id in WISDOM_TEETH else _neighbours(r.tooth_id, {r.tooth_id})
+        nb = (
+            [w for w in WISDOM_TEETH if w != r.tooth_id]
+            if r.tooth_id in WISDOM_TEETH
+            else _neighbours(r.tooth_id, {r.tooth_id})
+        )
         return _Candidate("Which tooth is recommended for extraction?", f"#{r.tooth_id}", [f"#{x}" for x in nb[:3]],
                           "Teeth,SumRec", "recommend_extraction")
     lesion = _teeth_with(a, (Category.PERIAPICAL_LESION,))
     if lesion:
-        return _Candidate(f"What is required for the periapical lesion at tooth {lesion[0].tooth_id}?", "Endodontic evaluation",
-                          ["Extraction", "Filling", "Crown restoration"], "Teeth,Patho,SumRec", "recommend_lesion")
+        return _Candidate(
+            f"What is required for the periapical lesion at tooth {lesion[0].tooth_id}?",
+            "Endodontic evaluation",
+            ["Extraction", "Filling", "Crown restoration"],
+            "Teeth,Patho,SumRec",
+            "recommend_lesion",
+        )
     caries = _teeth_with(a, CARIES_CATEGORIES)
     if caries:
         return _Candidate(f"What is the recommended management of the caries on tooth {caries[0].tooth_id}?",
@@ -219,10 +249,14 @@ BUILDER_NEEDS: dict[str, frozenset[Category]] = {
 }
 OPEN_NEEDS: dict[str, frozenset[Category]] = {  # open rows: their answers also say what is absent
     "teeth": frozenset({Category.TOOTH, Category.IMPACTED_TOOTH, Category.MISSING_TOOTH}),
-    "patho": frozenset({Category.TOOTH, Category.CARIES, Category.DEEP_CARIES, Category.PERIAPICAL_LESION, Category.RETAINED_ROOT}),
+    "patho": frozenset(
+        {Category.TOOTH, Category.CARIES, Category.DEEP_CARIES, Category.PERIAPICAL_LESION, Category.RETAINED_ROOT}
+    ),
     "hist": frozenset({Category.TOOTH, *TREATMENT_CATEGORIES}),
     "jaw": frozenset({Category.BONE_LOSS, Category.MANDIBULAR_CANAL, Category.MAXILLARY_SINUS}),
-    "sumrec": frozenset({Category.TOOTH, Category.CARIES, Category.DEEP_CARIES, Category.PERIAPICAL_LESION, Category.RETAINED_ROOT}),
+    "sumrec": frozenset(
+        {Category.TOOTH, Category.CARIES, Category.DEEP_CARIES, Category.PERIAPICAL_LESION, Category.RETAINED_ROOT}
+    ),
     "attribute_report": frozenset(Category),
 }
 
@@ -249,15 +283,26 @@ def _from_generated(g: GeneratedClosed) -> _Candidate:
                       f"vqa:{g.item_id}", slot=GENERATED)
 
 
-def closed_pool(a: ImageAttributes, facts: Facts | None = None, generated: Sequence[GeneratedClosed] = ()) -> list[_Candidate]:
+def closed_pool(
+    a: ImageAttributes, facts: Facts | None = None, generated: Sequence[GeneratedClosed] = ()
+) -> list[_Candidate]:
     """Every closed question one image offers, one per wording: its generated VQA (4 options, the answer among
     them), the generation's location rules and every counting target, then the benchmark's own builders."""
     facts = facts or facts_of(a)
     out: list[_Candidate] = [_from_generated(g) for g in sorted(generated, key=lambda g: g.item_id)
                              if g.answer_text in g.options and len(set(g.options)) == 4]
     for r in _rule_items(a, facts, "loc-closed", closed=LOCATION_POOL):
-        out.append(_Candidate(r.question, r.answer, [o for o in r.options or [] if o != r.answer], ",".join(r.dimensions),
-                              f"loc_{r.builder}", r, slot=RULE))
+        out.append(
+            _Candidate(
+                r.question,
+                r.answer,
+                [o for o in r.options or [] if o != r.answer],
+                ",".join(r.dimensions),
+                f"loc_{r.builder}",
+                r,
+                slot=RULE,
+            )
+        )
     out += [c for c in (_count(a, facts, t) for t in COUNT_TARGETS) if c is not None]
     own = [b for b in OWN_BUILDERS if asks_only_assessed(BUILDER_NEEDS.get(b.__name__, ()), facts.assessed)]
     out += [c for c in (b(a, facts) for b in own) if c is not None]
@@ -271,7 +316,11 @@ def _pad_distractors(c: _Candidate) -> list[str]:
         if d != c.correct and d not in out:
             out.append(d)
     while len(out) < 3:
-        filler = NONE_OF_ABOVE if NONE_OF_ABOVE not in out and c.correct != NONE_OF_ABOVE else f"Cannot be determined ({len(out)})"
+        filler = (
+            NONE_OF_ABOVE
+            if NONE_OF_ABOVE not in out and c.correct != NONE_OF_ABOVE
+            else f"Cannot be determined ({len(out)})"
+        )
         out.append(filler)
     return out[:3]
 
@@ -311,7 +360,9 @@ def _answer_spreads(pools: Mapping[str, Sequence[_Candidate]], prior: QuestionPr
     for template, counts in golds.items():
         trained = prior.answer_spread(template) if prior is not None else None
         total = sum(counts.values())
-        spreads[template] = trained if trained is not None else (1.0 - max(counts.values()) / total if total >= 3 else 1.0)
+        spreads[template] = (
+            trained if trained is not None else (1.0 - max(counts.values()) / total if total >= 3 else 1.0)
+        )
     return spreads
 
 
@@ -346,10 +397,22 @@ def _build_closed(attrs: Sequence[ImageAttributes], images_b64: Mapping[str, str
     for image_id, pool in pools.items():
         choices[image_id] = []
         for c in pool:
-            right = None if prior is None else prior.closed_choice(c.question, [c.correct, *_pad_distractors(c)]) == c.correct
-            choices[image_id].append(Choice(image_id=image_id, key=c.question, slot=c.slot, template=question_template(c.question),
-                                            spread=spreads[question_template(c.question)], prior_right=right,
-                                            dims=frozenset(split_labels(c.category))))
+            right = (
+                None
+                if prior is None
+                else prior.closed_choice(c.question, [c.correct, *_pad_distractors(c)]) == c.correct
+            )
+            choices[image_id].append(
+                Choice(
+                    image_id=image_id,
+                    key=c.question,
+                    slot=c.slot,
+                    template=question_template(c.question),
+                    spread=spreads[question_template(c.question)],
+                    prior_right=right,
+                    dims=frozenset(split_labels(c.category)),
+                )
+            )
             by_key[(image_id, c.question)] = c
     picked, report = select_closed(choices, balance=balance)
     chosen = [(by_id[i], by_key[(i, ch.key)]) for i in sorted(picked) for ch in picked[i]]
@@ -378,7 +441,11 @@ def teeth_answer(a: ImageAttributes) -> str:
     present = sorted(t.tooth_id for t in a.teeth)
     parts = [f"{len(present)} teeth are visible."]
     wis = [t for t in a.teeth if t.tooth_id in WISDOM_TEETH]
-    imp = sorted(t.tooth_id for t in wis if t.wisdom_status == "impacted" or any(c.category == Category.IMPACTED_TOOTH for c in t.conditions))
+    imp = sorted(
+        t.tooth_id
+        for t in wis
+        if t.wisdom_status == "impacted" or any(c.category == Category.IMPACTED_TOOTH for c in t.conditions)
+    )
     erupted = sorted(t.tooth_id for t in wis if t.tooth_id not in imp)
     if imp:
         parts.append(f"Wisdom teeth {_join_teeth(imp, False)} impacted.")
@@ -402,7 +469,9 @@ def _findings_sentences(a: ImageAttributes, cats: Sequence[Category]) -> list[st
 
 
 def patho_answer(a: ImageAttributes) -> str:
-    s = _findings_sentences(a, (Category.CARIES, Category.DEEP_CARIES, Category.PERIAPICAL_LESION, Category.RETAINED_ROOT))
+    s = _findings_sentences(
+        a, (Category.CARIES, Category.DEEP_CARIES, Category.PERIAPICAL_LESION, Category.RETAINED_ROOT)
+    )
     return " ".join(s) if s else "No caries, periapical lesions or retained roots are detected."
 
 
@@ -423,7 +492,10 @@ def jaw_answer(a: ImageAttributes) -> str:
 
 def sumrec_answer(a: ImageAttributes) -> str:
     parts = [f"Extraction of tooth {r.tooth_id} is recommended ({r.reason})." for r in a.recommendations]
-    parts += [f"Endodontic evaluation of tooth {t.tooth_id} for the periapical lesion." for t in _teeth_with(a, (Category.PERIAPICAL_LESION,))]
+    parts += [
+        f"Endodontic evaluation of tooth {t.tooth_id} for the periapical lesion."
+        for t in _teeth_with(a, (Category.PERIAPICAL_LESION,))
+    ]
     parts += [f"Restorative treatment of the caries on tooth {t.tooth_id}." for t in _teeth_with(a, CARIES_CATEGORIES)]
     return " ".join(parts) if parts else "No pathological findings requiring treatment; routine care."
 
@@ -472,23 +544,53 @@ def _build_open(attrs: Sequence[ImageAttributes], reports: Mapping[str, Generate
         from_report = f"report:{report.item_id}" if report.item_id else "report"
         sections = report_sections(report.text)
         summary = sections.get("3")
-        fourth = ("Describe the jaw-specific observations (bone level, mandibular canal, maxillary sinus).", jaw_answer(a), "Jaw",
-                  "rule:report") if _h(a.image_id, "fourth") % 2 == 0 else \
-            ("What is the clinical summary and what treatment is recommended?", summary or sumrec_answer(a), "SumRec",
-             f"{from_report}#3" if summary else "rule:report")
+        fourth = (
+            (
+                "Describe the jaw-specific observations (bone level, mandibular canal, maxillary sinus).",
+                jaw_answer(a),
+                "Jaw",
+                "rule:report",
+            )
+            if _h(a.image_id, "fourth") % 2 == 0
+            else (
+                "What is the clinical summary and what treatment is recommended?",
+                summary or sumrec_answer(a),
+                "SumRec",
+                f"{from_report}#3" if summary else "rule:report",
+            )
+        )
         loc_q, loc_a, loc_cat, loc_rule = location_item(a)
         needs = [OPEN_NEEDS["teeth"], OPEN_NEEDS["patho"], OPEN_NEEDS["hist"], OPEN_NEEDS[fourth[2].lower()],
                  COUNT_NEEDS["teeth"] if loc_rule is not None and loc_rule.builder == "count" else frozenset(),
                  frozenset() if report.text else OPEN_NEEDS["attribute_report"]]
         rows = [
-            ("report", "Describe the general condition of the teeth, including wisdom teeth and missing teeth.", teeth_answer(a), "Teeth",
-             "rule:report", None),
-            ("report", "What pathological findings are present in the teeth?", patho_answer(a), "Teeth,Patho", "rule:report", None),
+            (
+                "report",
+                "Describe the general condition of the teeth, including wisdom teeth and missing teeth.",
+                teeth_answer(a),
+                "Teeth",
+                "rule:report",
+                None,
+            ),
+            (
+                "report",
+                "What pathological findings are present in the teeth?",
+                patho_answer(a),
+                "Teeth,Patho",
+                "rule:report",
+                None,
+            ),
             ("report", "What historical dental treatments are visible?", hist_answer(a), "HisT", "rule:report", None),
             ("report", *fourth, None),
             ("location", loc_q, loc_a, loc_cat, "rule:location", loc_rule),
-            ("write_report", REPORT_PHRASINGS[_h(a.image_id, "phrase") % len(REPORT_PHRASINGS)],
-             report.text or attribute_report(a), "Report", from_report if report.text else "rule:write_report", None),
+            (
+                "write_report",
+                REPORT_PHRASINGS[_h(a.image_id, "phrase") % len(REPORT_PHRASINGS)],
+                report.text or attribute_report(a),
+                "Report",
+                from_report if report.text else "rule:write_report",
+                None,
+            ),
         ]
         for (kind, q, ans, cat, source, rule), need in zip(rows, needs, strict=True):
             if not asks_only_assessed(need, a.assessed):  # label coverage: nothing about what was not looked for
@@ -531,7 +633,8 @@ def _failures(verdicts: Sequence[gv.Verdict]) -> list[str]:
 
 
 def benchmark_rules(it: ClosedItem | OpenItem) -> list[str]:
-    """The benchmark's own rules (beyond the generation validators): MMOral-Bench dimension labels, no scheduling questions."""
+    """The benchmark's own rules (beyond the generation validators): MMOral-Bench dimension labels, no scheduling
+    questions."""
     dims = CLOSED_DIMENSIONS if isinstance(it, ClosedItem) else OPEN_DIMENSIONS
     problems = []
     if not it.labels or any(label not in dims for label in it.labels):
@@ -541,11 +644,17 @@ def benchmark_rules(it: ClosedItem | OpenItem) -> list[str]:
     return problems
 
 
-def generation_verdicts_closed(it: ClosedItem, attrs: ImageAttributes | None, rule: RuleItem | None = None) -> list[str]:
+def generation_verdicts_closed(
+    it: ClosedItem, attrs: ImageAttributes | None, rule: RuleItem | None = None
+) -> list[str]:
     """The generation validators on a closed item: MCQ form, question text, no scores/identity,
     grounded tooth numbers and, for a rule item, the answer recomputed from the attributes."""
     text = " ".join([it.question, *it.options])
-    verdicts = [gv.mcq_form(it.options, it.answer, it.answer_text), gv.question_text(it.question), gv.no_scores_or_identity(text)]
+    verdicts = [
+        gv.mcq_form(it.options, it.answer, it.answer_text),
+        gv.question_text(it.question),
+        gv.no_scores_or_identity(text),
+    ]
     if attrs is not None:
         facts = facts_of(attrs)
         # a count answer ("28") is no tooth number: only the question is checked then
@@ -574,7 +683,9 @@ def generation_verdicts_open(it: OpenItem, attrs: ImageAttributes | None, rule: 
     return _failures(verdicts)
 
 
-def validate_closed_item(it: ClosedItem, attrs: ImageAttributes | None = None, rule: RuleItem | None = None) -> list[str]:
+def validate_closed_item(
+    it: ClosedItem, attrs: ImageAttributes | None = None, rule: RuleItem | None = None
+) -> list[str]:
     """Every problem of a closed item ("validator: reason"): benchmark rules + generation validators."""
     return benchmark_rules(it) + generation_verdicts_closed(it, attrs, rule)
 
@@ -614,10 +725,18 @@ def build_benchmark_items(attrs: Sequence[ImageAttributes], reports: Mapping[str
     keep_c, keep_o = [], []
     for it, rule in closed.items:
         p = validate_closed_item(it, by_id.get(it.image_id), rule)  # chosen from validated candidates: a re-check
-        (rejected.append({"index": it.index, "image_id": it.image_id, "kind": "closed", "problems": p}) if p else keep_c.append(it))
+        (
+            rejected.append({"index": it.index, "image_id": it.image_id, "kind": "closed", "problems": p})
+            if p
+            else keep_c.append(it)
+        )
     for it, rule in _build_open(attrs, reports, images_b64):
         p = validate_open_item(it, by_id.get(it.image_id), rule)
-        (rejected.append({"index": it.index, "image_id": it.image_id, "kind": "open", "problems": p}) if p else keep_o.append(it))
+        (
+            rejected.append({"index": it.index, "image_id": it.image_id, "kind": "open", "problems": p})
+            if p
+            else keep_o.append(it)
+        )
     return BenchmarkBuild(keep_c, keep_o, rejected, closed.selection)
 
 

@@ -26,22 +26,30 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--controls", default="text_only,other_image",
                         help="runs added for every model that sees images: text_only (no image), other_image (each "
                         "question shown another patient's X-ray); comma-separated, 'none' for neither")
-    parser.add_argument("--prior-train", default=None,
-                        help="training data of the question_prior baseline: instruction_samples .parquet (train split), "
-                        "TRL .jsonl or LLaMA-Factory .json export; default $MMORAL_HOME/instruction_samples.parquet")
+    parser.add_argument(
+        "--prior-train",
+        default=None,
+        help="training data of the question_prior baseline: instruction_samples .parquet (train split), "
+        "TRL .jsonl or LLaMA-Factory .json export; default $MMORAL_HOME/instruction_samples.parquet",
+    )
     parser.add_argument("--api-key-env", default="OPENAI_API_KEY", help="env var holding the endpoint key")
     parser.add_argument("--judge-base-url", default=None, help="OpenAI-compatible judge endpoint; none = offline judge")
     parser.add_argument("--judge-model", default=None)
     parser.add_argument("--judge-api-key-env", default="OPENAI_API_KEY")
-    parser.add_argument("--judge-cache", default=None, help="SQLite response cache of the judge (default $MMORAL_HOME/llm_cache.sqlite, shared with generation)")
+    parser.add_argument(
+        "--judge-cache",
+        default=None,
+        help="SQLite response cache of the judge (default $MMORAL_HOME/llm_cache.sqlite, shared with generation)",
+    )
     parser.add_argument("--judge-repeats", type=int, default=1, help="> 1: re-score open answers and report the spread")
     parser.add_argument("--judge-temperature", type=float, default=0.0)
     parser.add_argument("--limit", type=int, default=None, help="first N rows of each TSV")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random baseline")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--max-pixels", type=int, default=401_408, help="image pixel budget for local checkpoints")
-    parser.add_argument("--max-new-tokens-open", type=int, default=256, help="answer length cap of local checkpoints on "
-                        "open questions")
+    parser.add_argument(
+        "--max-new-tokens-open", type=int, default=256, help="answer length cap of local checkpoints on open questions"
+    )
     parser.add_argument("--out", default=None, help="folder for results.md, dimensions.png and raw predictions")
 
 
@@ -87,7 +95,9 @@ def run_bench(args: argparse.Namespace) -> int:
             prior = load_prior(train)
         except (ValueError, FileNotFoundError) as e:
             return _fail(str(e))
-    judge = make_judge(args.judge_base_url, args.judge_model, args.judge_api_key_env, args.judge_cache, args.judge_temperature)
+    judge = make_judge(
+        args.judge_base_url, args.judge_model, args.judge_api_key_env, args.judge_cache, args.judge_temperature
+    )
     results = []
     for spec in specs:
         spec.seed, spec.batch_size, spec.max_pixels = args.seed, args.batch_size, args.max_pixels

@@ -76,28 +76,81 @@ def encode_images(paths: Mapping[str, str], max_side: int | None) -> dict[str, s
 
 
 def items_frame(closed: list[ClosedItem], open_: list[OpenItem], paths: Mapping[str, str]) -> pl.DataFrame:
-    rows = [{"kind": "closed", "index": it.index, "question": it.question, **{f"option{k + 1}": o for k, o in enumerate(it.options)},
-             "answer": it.answer, "category": it.category, "image_id": it.image_id, "file_name": it.file_name, "type": it.type,
-             "open_kind": None, "source": it.source, "image_path": paths.get(it.image_id)} for it in closed]
-    rows += [{"kind": "open", "index": it.index, "question": it.question, "option1": None, "option2": None, "option3": None,
-              "option4": None, "answer": it.answer, "category": it.category, "image_id": it.image_id, "file_name": it.file_name,
-              "type": "open", "open_kind": it.kind, "source": it.source, "image_path": paths.get(it.image_id)} for it in open_]
+    rows = [
+        {
+            "kind": "closed",
+            "index": it.index,
+            "question": it.question,
+            **{f"option{k + 1}": o for k, o in enumerate(it.options)},
+            "answer": it.answer,
+            "category": it.category,
+            "image_id": it.image_id,
+            "file_name": it.file_name,
+            "type": it.type,
+            "open_kind": None,
+            "source": it.source,
+            "image_path": paths.get(it.image_id),
+        }
+        for it in closed
+    ]
+    rows += [
+        {
+            "kind": "open",
+            "index": it.index,
+            "question": it.question,
+            "option1": None,
+            "option2": None,
+            "option3": None,
+            "option4": None,
+            "answer": it.answer,
+            "category": it.category,
+            "image_id": it.image_id,
+            "file_name": it.file_name,
+            "type": "open",
+            "open_kind": it.kind,
+            "source": it.source,
+            "image_path": paths.get(it.image_id),
+        }
+        for it in open_
+    ]
     return pl.DataFrame(rows, schema=ITEM_COLUMNS)
 
 
-def items_from_frame(df: pl.DataFrame, with_images: bool = True, max_side: int | None = None) -> tuple[list[ClosedItem], list[OpenItem]]:
+def items_from_frame(
+    df: pl.DataFrame, with_images: bool = True, max_side: int | None = None
+) -> tuple[list[ClosedItem], list[OpenItem]]:
     paths = {r["image_id"]: r["image_path"] for r in df.select("image_id", "image_path").unique().iter_rows(named=True)}
     images = encode_images(paths, max_side) if with_images else {}
     closed, open_ = [], []
     for r in df.iter_rows(named=True):
         if r["kind"] == "closed":
-            closed.append(ClosedItem(index=r["index"], question=r["question"], options=[r[f"option{k}"] for k in range(1, 5)],
-                                     answer=r["answer"], category=r["category"], image_id=r["image_id"], file_name=r["file_name"] or "",
-                                     image=images.get(r["image_id"], ""), source=r["source"] or ""))
+            closed.append(
+                ClosedItem(
+                    index=r["index"],
+                    question=r["question"],
+                    options=[r[f"option{k}"] for k in range(1, 5)],
+                    answer=r["answer"],
+                    category=r["category"],
+                    image_id=r["image_id"],
+                    file_name=r["file_name"] or "",
+                    image=images.get(r["image_id"], ""),
+                    source=r["source"] or "",
+                )
+            )
         else:
-            open_.append(OpenItem(index=r["index"], question=r["question"], answer=r["answer"], category=r["category"],
-                                  image_id=r["image_id"], file_name=r["file_name"] or "", image=images.get(r["image_id"], ""),
-                                  kind=r["open_kind"] or "", source=r["source"] or ""))
+            open_.append(
+                OpenItem(
+                    index=r["index"],
+                    question=r["question"],
+                    answer=r["answer"],
+                    category=r["category"],
+                    image_id=r["image_id"],
+                    file_name=r["file_name"] or "",
+                    image=images.get(r["image_id"], ""),
+                    kind=r["open_kind"] or "",
+                    source=r["source"] or "",
+                )
+            )
     return closed, open_
 
 

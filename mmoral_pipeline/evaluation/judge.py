@@ -109,7 +109,15 @@ def _text_claims(text: str, question: str | None) -> list[Claim]:
     for m in ex.teeth:
         if m.valid and m.tooth not in claimed:
             claimed.add(m.tooth)
-            out.append(Claim(category=Category.TOOTH, polarity="present", span=m.span, tooth=m.tooth, text=text[m.span[0]:m.span[1]]))
+            out.append(
+                Claim(
+                    category=Category.TOOTH,
+                    polarity="present",
+                    span=m.span,
+                    tooth=m.tooth,
+                    text=text[m.span[0] : m.span[1]],
+                )
+            )
     return out
 
 
@@ -133,7 +141,9 @@ def _located(text: str) -> list[Located] | None:
         if kind is None or not isinstance(coords, list) or len(coords) != (4 if kind == "box" else 2):
             return None
         try:
-            out.append(Located(kind=kind, coords=[float(x) for x in coords], label=_label_key(str(e.get("label") or ""))))
+            out.append(
+                Located(kind=kind, coords=[float(x) for x in coords], label=_label_key(str(e.get("label") or "")))
+            )
         except (TypeError, ValueError):
             return None
     return out
@@ -298,11 +308,15 @@ class OfflineJudge:
     name = "offline"
     prompt_version = OFFLINE_JUDGE_VERSION
 
-    def score(self, questions: Sequence[str], ground_truths: Sequence[str], predictions: Sequence[str], repeat: int = 0) -> list[JudgeScore]:
+    def score(
+        self, questions: Sequence[str], ground_truths: Sequence[str], predictions: Sequence[str], repeat: int = 0
+    ) -> list[JudgeScore]:
         out = []
         for q, g, p in zip(questions, ground_truths, predictions, strict=True):
             s, why = offline_score(q, g, p)
-            out.append(JudgeScore(score=s, judge="offline", prompt_version=OFFLINE_JUDGE_VERSION, rationale=why, repeat=repeat))
+            out.append(
+                JudgeScore(score=s, judge="offline", prompt_version=OFFLINE_JUDGE_VERSION, rationale=why, repeat=repeat)
+            )
         return out
 
 
@@ -354,7 +368,9 @@ class LLMJudge:
         else:
             self.backend = CachedBackend(backend, ResponseCache(cache_path))
         self.template_text, self.prompt_version = load_judge_template(prompts_dir)
-        self._template = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True).from_string(self.template_text)
+        self._template = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True).from_string(
+            self.template_text
+        )
         self.name = f"{self.backend.name}:{self.backend.model}"
         self.temperature = temperature
         self.max_tokens = max_tokens
@@ -369,10 +385,14 @@ class LLMJudge:
         params: dict[str, Any] = {"temperature": self.temperature, "max_tokens": self.max_tokens}
         if repeat:
             params["seed"] = repeat
-        return [ChatRequest(messages=[{"role": "user", "content": self.render(q, g, p)}], params=params, tag="judge_open")
-                for q, g, p in zip(questions, ground_truths, predictions, strict=True)]
+        return [
+            ChatRequest(messages=[{"role": "user", "content": self.render(q, g, p)}], params=params, tag="judge_open")
+            for q, g, p in zip(questions, ground_truths, predictions, strict=True)
+        ]
 
-    def score(self, questions: Sequence[str], ground_truths: Sequence[str], predictions: Sequence[str], repeat: int = 0) -> list[JudgeScore]:
+    def score(
+        self, questions: Sequence[str], ground_truths: Sequence[str], predictions: Sequence[str], repeat: int = 0
+    ) -> list[JudgeScore]:
         reqs = self.requests(questions, ground_truths, predictions, repeat)
         sent_before = self.backend.stats["sent"]
         responses = self.backend.complete(reqs)
@@ -380,7 +400,15 @@ class LLMJudge:
         out = []
         for resp in responses:
             value = parse_judge_score(resp.text) if not resp.error else None
-            out.append(JudgeScore(score=value if value is not None else 0.0, judge=self.name, prompt_version=self.prompt_version,
-                                  cache_hit=resp.cache_hit, parse_failed=value is None, rationale=resp.text or (resp.error or ""),
-                                  repeat=repeat))
+            out.append(
+                JudgeScore(
+                    score=value if value is not None else 0.0,
+                    judge=self.name,
+                    prompt_version=self.prompt_version,
+                    cache_hit=resp.cache_hit,
+                    parse_failed=value is None,
+                    rationale=resp.text or (resp.error or ""),
+                    repeat=repeat,
+                )
+            )
         return out

@@ -120,7 +120,8 @@ class QuestionPrior:
 # ---------------------------------------------------------------- training answers from tables and exports
 
 def prior_from_samples(samples: Any, split: str = "train") -> QuestionPrior:
-    """From an `instruction_samples` frame: closed rows (options + answer_letter) and single-turn open rows of `split`."""
+    """From an `instruction_samples` frame: closed rows (options + answer_letter) and single-turn open rows of
+    `split`."""
     import polars as pl
 
     df: pl.DataFrame = samples
@@ -141,10 +142,14 @@ def prior_from_samples(samples: Any, split: str = "train") -> QuestionPrior:
 def _text_of(content: Any) -> str:
     if isinstance(content, str):
         return content.replace("<image>", "").strip()
-    return "".join(p.get("text") or "" for p in content or [] if isinstance(p, dict) and p.get("type") == "text").strip()
+    return "".join(
+        p.get("text") or "" for p in content or [] if isinstance(p, dict) and p.get("type") == "text"
+    ).strip()
 
 
-def pairs_from_messages(conversations: Iterable[Sequence[Mapping[str, Any]]]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+def pairs_from_messages(
+    conversations: Iterable[Sequence[Mapping[str, Any]]],
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """Chat conversations (TRL or sharegpt messages) -> (closed pairs, open pairs) of their first question and answer.
 
     A first user turn laid out as the benchmark's closed prompt is closed: its answer letter (or option text) is
@@ -186,6 +191,8 @@ def load_prior(path: str | Path) -> QuestionPrior:
     elif p.suffix == ".json":
         rows = json.loads(p.read_text(encoding="utf-8"))
     else:
-        raise ValueError(f"training data {str(p)!r}: expected instruction_samples .parquet, TRL .jsonl or LLaMA-Factory .json")
+        raise ValueError(
+            f"training data {str(p)!r}: expected instruction_samples .parquet, TRL .jsonl or LLaMA-Factory .json"
+        )
     closed, open_ = pairs_from_messages(r.get("messages") or [] for r in rows)
     return QuestionPrior.fit(closed, open_)

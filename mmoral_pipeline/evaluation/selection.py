@@ -114,7 +114,8 @@ def _dim_counts(picks: Mapping[str, Sequence[Choice]]) -> Counter:
 
 
 def _keeps_minimum(counts: Counter, out: Choice, new: Choice, minimum: Mapping[str, int]) -> bool:
-    """Would swapping `out` for `new` leave every dimension `out` carries (and `new` does not) at or above its minimum?"""
+    """Would swapping `out` for `new` leave every dimension `out` carries (and `new` does not) at or above its
+    minimum?"""
     return all(counts[d] - 1 >= minimum.get(d, 0) for d in out.dims - new.dims)
 
 
@@ -163,7 +164,12 @@ def _balance(picks: dict[str, list[Choice]], pools: Mapping[str, Sequence[Choice
                     continue
                 others = {p.template for p in chosen if p is not out}
                 for new in pools[image_id]:
-                    if new in chosen or new.prior_right is None or bool(new.prior_right) != want or new.template in others:
+                    if (
+                        new in chosen
+                        or new.prior_right is None
+                        or bool(new.prior_right) != want
+                        or new.template in others
+                    ):
                         continue
                     if not _keeps_minimum(counts, out, new, minimum):
                         continue

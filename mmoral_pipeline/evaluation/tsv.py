@@ -131,7 +131,8 @@ def read_open_tsv(path: str | Path) -> list[OpenItem]:
 
 
 def read_bench_tsv(path: str | Path) -> list[ClosedItem] | list[OpenItem]:
-    """Either kind, told apart by the header: option1-option4 or A-D columns -> closed, else question + answer -> open."""
+    """Either kind, told apart by the header: option1-option4 or A-D columns -> closed, else question + answer ->
+    open."""
     header = _header(path)
     if closed_layout(header) is not None:
         return read_closed_tsv(path)

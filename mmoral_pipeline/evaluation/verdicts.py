@@ -45,8 +45,12 @@ def sft_beats_baselines(closed: Mapping[str, float | None], margin: float = SFT_
     short = [f"{SFT_COMPARISONS[m]} ({closed[m]:.1f})" for m in SFT_COMPARISONS
              if closed.get(m) is not None and sft < closed[m] + margin]  # type: ignore[operator]
     if missing:
-        return Verdict(passed=False, figures=figures, description=f"sft {sft:.1f}: cannot tell whether it reads the X-ray "
-                       f"without {' and '.join(SFT_COMPARISONS[m] for m in missing)} (add {', '.join(missing)} to the models)")
+        return Verdict(
+            passed=False,
+            figures=figures,
+            description=f"sft {sft:.1f}: cannot tell whether it reads the X-ray "
+            f"without {' and '.join(SFT_COMPARISONS[m] for m in missing)} (add {', '.join(missing)} to the models)",
+        )
     if short:
         return Verdict(passed=False, figures=figures, description=f"sft {sft:.1f} is not {margin:g} points above "
                        + "; ".join(short))
@@ -55,7 +59,8 @@ def sft_beats_baselines(closed: Mapping[str, float | None], margin: float = SFT_
 
 
 def sft_not_worse_than_base(scores: Mapping[str, float | None]) -> Verdict | None:
-    """The fine-tuning did not hurt: sft's score (Avg, else closed accuracy) >= its base's. None when either did not run."""
+    """The fine-tuning did not hurt: sft's score (Avg, else closed accuracy) >= its base's. None when either did
+    not run."""
     sft, base = scores.get(SFT), scores.get("base")
     if sft is None or base is None:
         return None

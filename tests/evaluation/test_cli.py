@@ -10,11 +10,15 @@ from mmoral_pipeline.evaluation.tsv import read_closed_tsv, write_open_tsv
 
 
 def test_bench_cli_baselines_on_official_sample(closed_sample_tsv, tmp_path, capsys):
-    rc = main(["--model", "random", "--model", "most_frequent", "--tsv", str(closed_sample_tsv), "--out", str(tmp_path)])
+    rc = main(
+        ["--model", "random", "--model", "most_frequent", "--tsv", str(closed_sample_tsv), "--out", str(tmp_path)]
+    )
     out = capsys.readouterr().out
     assert rc == 0
     assert "4 closed-ended and 0 open-ended questions" in out
-    rows = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("| ") and "Model" not in line}
+    rows = {
+        line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("| ") and "Model" not in line
+    }
     assert set(rows) == {"random", "most_frequent"}
     assert "| 50.00 |" in rows["most_frequent"]  # always B: right on 2 of the 4 sample rows
     scores = json.loads((tmp_path / "scores.json").read_text())
@@ -27,11 +31,36 @@ def test_bench_cli_endpoint_model_with_llm_judge(endpoint, closed_sample_tsv, tm
     server, url = endpoint
     monkeypatch.setenv("MMORAL_HOME", str(tmp_path))
     closed = read_closed_tsv(closed_sample_tsv)
-    open_tsv = write_open_tsv([OpenItem(index=str(i), image=closed[i].image, question=q, answer=a, category=c)
-                               for i, (q, a, c) in enumerate([("Which tooth has caries?", "Caries on tooth 36.", "Teeth,Patho"),
-                                                              ("Describe the jaw.", "No bone loss.", "Jaw")])], tmp_path / "open.tsv")
-    args = ["--model", f"{url}#vlm", "--controls", "text_only", "--tsv", str(closed_sample_tsv), "--tsv", str(open_tsv),
-            "--judge-base-url", url, "--judge-model", "judge", "--judge-repeats", "2", "--judge-cache", str(tmp_path / "judge.sqlite")]
+    open_tsv = write_open_tsv(
+        [
+            OpenItem(index=str(i), image=closed[i].image, question=q, answer=a, category=c)
+            for i, (q, a, c) in enumerate(
+                [
+                    ("Which tooth has caries?", "Caries on tooth 36.", "Teeth,Patho"),
+                    ("Describe the jaw.", "No bone loss.", "Jaw"),
+                ]
+            )
+        ],
+        tmp_path / "open.tsv",
+    )
+    args = [
+        "--model",
+        f"{url}#vlm",
+        "--controls",
+        "text_only",
+        "--tsv",
+        str(closed_sample_tsv),
+        "--tsv",
+        str(open_tsv),
+        "--judge-base-url",
+        url,
+        "--judge-model",
+        "judge",
+        "--judge-repeats",
+        "2",
+        "--judge-cache",
+        str(tmp_path / "judge.sqlite"),
+    ]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "judge: openai:judge (judge_open@" in out
@@ -46,7 +75,8 @@ def test_bench_cli_endpoint_model_with_llm_judge(endpoint, closed_sample_tsv, tm
 
 
 def _vlmevalkit_tsv(path, sample_tsv) -> None:
-    """The official sample rewritten in VLMEvalKit's closed layout (A-D columns, hint, l2-category), one blank option."""
+    """The official sample rewritten in VLMEvalKit's closed layout (A-D columns, hint, l2-category), one blank
+    option."""
     import csv
 
     rows = read_closed_tsv(sample_tsv)
@@ -66,7 +96,9 @@ def test_bench_reads_vlmevalkit_closed_tsvs(closed_sample_tsv, tmp_path, capsys)
     rows = read_bench_tsv(vlm)
     official = read_closed_tsv(closed_sample_tsv)
     assert [type(r).__name__ for r in rows] == ["ClosedItem"] * 4  # told apart from open TSVs by the A-D columns
-    assert rows[0].options[3] == "None" and rows[1].options == official[1].options  # a blank option is the literal "None"
+    assert (
+        rows[0].options[3] == "None" and rows[1].options == official[1].options
+    )  # a blank option is the literal "None"
     assert main(["--model", "most_frequent", "--tsv", str(vlm), "--tsv", str(closed_sample_tsv)]) == 0
     assert "8 closed-ended and 0 open-ended questions" in capsys.readouterr().out
 
@@ -113,11 +145,25 @@ def test_bench_baselines_prior_constant_and_controls(endpoint, closed_sample_tsv
     (tmp_path / "train.json").write_text(json.dumps(train))
     assert main(["--model", "question_prior", "--tsv", str(closed_sample_tsv)]) == 2  # no training data anywhere
     assert "question_prior needs training data" in capsys.readouterr().err
-    args = ["--model", "question_prior", "--prior-train", str(tmp_path / "train.json"), "--model", "constant:I don't know.",
-            "--model", f"{url}#vlm", "--tsv", str(closed_sample_tsv), "--out", str(tmp_path / "out")]
+    args = [
+        "--model",
+        "question_prior",
+        "--prior-train",
+        str(tmp_path / "train.json"),
+        "--model",
+        "constant:I don't know.",
+        "--model",
+        f"{url}#vlm",
+        "--tsv",
+        str(closed_sample_tsv),
+        "--out",
+        str(tmp_path / "out"),
+    ]
     assert main(args) == 0
     out = capsys.readouterr().out
-    rows = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("| ") and "Model" not in line}
+    rows = {
+        line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("| ") and "Model" not in line
+    }
     assert list(rows) == ["question_prior", "constant:I don't know.", "vlm", "vlm-text-only", "vlm-other-image"]
     scores = {s["model"]: s for s in json.loads((tmp_path / "out" / "scores.json").read_text())}
     assert scores["question_prior"]["closed"]["Overall"] >= 50.0  # the two training questions are answered from text
@@ -128,5 +174,8 @@ def test_bench_baselines_prior_constant_and_controls(endpoint, closed_sample_tsv
 
     sent = [b for b in bodies(server) if isinstance(b["messages"][-1]["content"], list)]
     own = {closed_prompt(it): it.image for it in closed}
-    shown = [(b["messages"][-1]["content"][1]["text"], b["messages"][-1]["content"][0]["image_url"]["url"].split(",", 1)[1]) for b in sent]
+    shown = [
+        (b["messages"][-1]["content"][1]["text"], b["messages"][-1]["content"][0]["image_url"]["url"].split(",", 1)[1])
+        for b in sent
+    ]
     assert sum(img == own[text] for text, img in shown) == 4 and sum(img != own[text] for text, img in shown) == 4

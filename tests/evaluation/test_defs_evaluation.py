@@ -46,8 +46,16 @@ STUBS = [*(_stub(n) for n in PARTITIONED), _stub("instruction_samples", partitio
 
 
 def _closed_sample(image_id: str, split: str, question: str, options: list[str], answer: str) -> dict:
-    return {"image_id": image_id, "split": split, "task_type": "vqa_closed", "question_stem": question, "options": options,
-            "answer_letter": "ABCD"[options.index(answer)], "answer": "ABCD"[options.index(answer)], "n_turns": 2}
+    return {
+        "image_id": image_id,
+        "split": split,
+        "task_type": "vqa_closed",
+        "question_stem": question,
+        "options": options,
+        "answer_letter": "ABCD"[options.index(answer)],
+        "answer": "ABCD"[options.index(answer)],
+        "n_turns": 2,
+    }
 
 
 @pytest.fixture()
@@ -60,16 +68,42 @@ def home(tmp_path, monkeypatch):
         img = tmp_path / "img" / a.file_name
         img.parent.mkdir(exist_ok=True)
         Image.new("RGB", (400, 200), (40 + int(a.image_id[3:]) * 3, 60, 60)).save(img)
-        images.append({"image_id": a.image_id, "path": str(img), "file_name": a.file_name, "source": "demo", "partition": "demo",
-                       "document": json.dumps(a.to_mmoral_json())})
+        images.append(
+            {
+                "image_id": a.image_id,
+                "path": str(img),
+                "file_name": a.file_name,
+                "source": "demo",
+                "partition": "demo",
+                "document": json.dumps(a.to_mmoral_json()),
+            }
+        )
         split = "bench" if a.image_id in BENCH else "train"
-        reports.append({"item_id": f"rep-{a.image_id}", "image_id": a.image_id, "task_type": "report", "partition": "demo",
-                        "answer": attribute_report(a).replace("1) Teeth", "1) Generated teeth"), "rejected_by": None})
+        reports.append(
+            {
+                "item_id": f"rep-{a.image_id}",
+                "image_id": a.image_id,
+                "task_type": "report",
+                "partition": "demo",
+                "answer": attribute_report(a).replace("1) Teeth", "1) Generated teeth"),
+                "rejected_by": None,
+            }
+        )
         facts = facts_of(a)
         for i, c in enumerate(vqa_candidates(facts, random.Random(a.image_id))[0]):
-            vqa.append({"item_id": f"{a.image_id}-{i}", "image_id": a.image_id, "task_type": "vqa_closed", "partition": "demo",
-                        "question": c["question"], "answer": c["answer_text"], "options": c["options"],
-                        "dimensions": c["dimensions"], "rejected_by": None})
+            vqa.append(
+                {
+                    "item_id": f"{a.image_id}-{i}",
+                    "image_id": a.image_id,
+                    "task_type": "vqa_closed",
+                    "partition": "demo",
+                    "question": c["question"],
+                    "answer": c["answer_text"],
+                    "options": c["options"],
+                    "dimensions": c["dimensions"],
+                    "rejected_by": None,
+                }
+            )
             samples.append(_closed_sample(a.image_id, split, c["question"], c["options"], c["answer_text"]))
         for r in build_rule_items(facts, random.Random(a.image_id), max_loc_closed=4, max_loc_open=0):
             if r.options:
@@ -112,11 +146,21 @@ def test_defs_import_without_torch():
     deps = {k.to_user_string() for k in items.asset_deps[dg.AssetKey("benchmark_items")]}
     assert deps == {"image_attributes", "reports", "vqa_items", "instruction_samples"}  # declared inputs, no side reads
     results = ev.evaluation_assets[1]
-    assert {k.to_user_string() for k in results.asset_deps[results.key]} == {"benchmark_items", "instruction_samples", "sft_model"}
+    assert {k.to_user_string() for k in results.asset_deps[results.key]} == {
+        "benchmark_items",
+        "instruction_samples",
+        "sft_model",
+    }
     import subprocess
 
-    code = "import sys, mmoral_pipeline.defs.evaluation; print(any(m.startswith(('torch', 'transformers')) for m in sys.modules))"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+    code = (
+        "import sys, mmoral_pipeline.defs.evaluation; "
+        "print(any(m.startswith(('torch', 'transformers')) for m in sys.modules))"
+    )
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+        == "False"
+    )
 
 
 def test_benchmark_items_from_declared_inputs(home):
@@ -129,7 +173,9 @@ def test_benchmark_items_from_declared_inputs(home):
     assert md["report_answers"].value == {"generated_report": 12, "composed_from_attributes": 0}
     items = pl.read_parquet(home / "benchmark_items.parquet")
     write = items.filter(pl.col("open_kind") == "write_report")
-    assert write.height == 12 and all(a.startswith("1) Generated teeth") for a in write["answer"])  # the reports table's text
+    assert write.height == 12 and all(
+        a.startswith("1) Generated teeth") for a in write["answer"]
+    )  # the reports table's text
     assert set(write["source"]) == {f"report:rep-{i}" for i in BENCH}
     closed = read_closed_tsv(home / "exports" / "bench" / "closed_ended.tsv")
     assert len(closed) == 60 and len(read_open_tsv(home / "exports" / "bench" / "open_ended.tsv")) == 72
@@ -152,11 +198,15 @@ def test_text_check_fails_on_a_closed_set_the_prior_passes(home):
 
 
 def test_the_rest_of_the_held_out_pool_is_recorded_as_reserve(home):
-    res, _ = _materialize(["benchmark_items", "benchmark_holdout_pool"], {"ops": {"benchmark_items": {"config": {"max_images": 5}}}})
+    res, _ = _materialize(
+        ["benchmark_items", "benchmark_holdout_pool"], {"ops": {"benchmark_items": {"config": {"max_images": 5}}}}
+    )
     pool = pl.read_parquet(home / "benchmark_holdout_pool.parquet")
     assert pool.height == 12 and set(pool["image_id"]) == BENCH
     assert dict(pool.group_by("status").len().iter_rows()) == {"benchmark": 5, "reserve: over the image cap": 7}
-    assert set(pl.read_parquet(home / "benchmark_items.parquet")["image_id"]) == set(pool.filter("in_benchmark")["image_id"])
+    assert set(pl.read_parquet(home / "benchmark_items.parquet")["image_id"]) == set(
+        pool.filter("in_benchmark")["image_id"]
+    )
     mat = res.asset_materializations_for_node("benchmark_items")
     md = next(m for m in mat if m.asset_key == dg.AssetKey("benchmark_items")).metadata
     assert md["reserve_images"].value == 7 and md["held_out_pool"].value == 12
@@ -237,7 +287,10 @@ def test_model_checks_through_endpoints(home):
         res, instance = _materialize(["benchmark_results"], cfg, instance, endpoints("guesser", "reader"))
         checks = _checks(res)
         assert not checks["sft_beats_baselines_on_closed"].passed and not checks["sft_not_worse_than_base"].passed
-        assert "not 5 points above the question-wording prior (25.0)" in checks["sft_beats_baselines_on_closed"].description
+        assert (
+            "not 5 points above the question-wording prior (25.0)"
+            in checks["sft_beats_baselines_on_closed"].description
+        )
         assert checks["sft_not_worse_than_base"].severity == dg.AssetCheckSeverity.WARN
         df = pl.read_parquet(home / "benchmark_results.parquet")
         assert df["model"].to_list() == ["question_prior", "most_frequent", "sft", "sft-text-only", "sft-other-image",
@@ -257,8 +310,18 @@ def test_results_with_tiny_checkpoints(home):
     cfg = {"ops": {"benchmark_results": {"config": {"limit": 8, "max_new_tokens_open": 8, "max_pixels": 64 * 28 * 28}}}}
     res, _ = _materialize(["benchmark_results"], cfg, instance)
     df = pl.read_parquet(home / "benchmark_results.parquet")
-    assert df["model"].to_list() == ["random", "most_frequent", "question_prior", "constant:I don't know.", "sft", "sft-text-only",
-                                     "sft-other-image", "base", "base-text-only", "base-other-image"]
+    assert df["model"].to_list() == [
+        "random",
+        "most_frequent",
+        "question_prior",
+        "constant:I don't know.",
+        "sft",
+        "sft-text-only",
+        "sft-other-image",
+        "base",
+        "base-text-only",
+        "base-other-image",
+    ]
     assert df.filter(pl.col("model") == "random")["open_overall"][0] is None
     assert df.filter(pl.col("model") == "sft")["n_open"][0] == 8
     floor = df.filter(pl.col("model") == "constant:I don't know.")
@@ -274,7 +337,11 @@ def test_results_with_tiny_checkpoints(home):
 
 def test_benchmark_results_on_official_sample(home, closed_sample_tsv):
     _, instance = _materialize(["benchmark_items"])
-    cfg = {"ops": {"benchmark_results": {"config": {"models": ["most_frequent", "sft"], "tsv_paths": [str(closed_sample_tsv)]}}}}
+    cfg = {
+        "ops": {
+            "benchmark_results": {"config": {"models": ["most_frequent", "sft"], "tsv_paths": [str(closed_sample_tsv)]}}
+        }
+    }
     res, _ = _materialize(["benchmark_results"], cfg, instance)
     [mat] = res.asset_materializations_for_node("benchmark_results")
     assert mat.metadata["skipped_models"].value == {"sft": f"no checkpoint at {home / 'sft_model' / 'latest'}"}

@@ -26,15 +26,29 @@ def test_read_stage_runs_end_to_end_on_cpu(tmp_path):
     model = build_tiny_checkpoint(corpus_texts(read_jsonl(toy["train"])), tmp_path / "user_model", vocab_size=400,
                                   hidden_size=64, layers=2)
     attrs = [make_attributes(s, width=224, height=112) for s in range(2)]
-    images = {a.image_id: encode_image_jpeg(Image.new("RGB", (224, 112), (40 + 80 * k, 60, 60))) for k, a in enumerate(attrs)}
+    images = {
+        a.image_id: encode_image_jpeg(Image.new("RGB", (224, 112), (40 + 80 * k, 60, 60))) for k, a in enumerate(attrs)
+    }
     closed, open_, _ = build_benchmark(attrs, images_b64=images)
     bench = tmp_path / "bench"
     write_closed_tsv(closed, bench / "closed_ended.tsv")
     write_open_tsv(open_, bench / "open_ended.tsv")
     out = tmp_path / "out"
-    env = {**os.environ, "MODEL": str(model), "THROUGHPUT": "0", "STEPS": "2", "LIMIT": "12", "MAX_NEW_TOKENS_OPEN": "16", "TRAIN": toy["train"],
-           "BENCH": str(bench), "PRIOR_TRAIN": toy["train"], "OUT": str(out), "PY": sys.executable,
-           "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "MODEL": str(model),
+        "THROUGHPUT": "0",
+        "STEPS": "2",
+        "LIMIT": "12",
+        "MAX_NEW_TOKENS_OPEN": "16",
+        "TRAIN": toy["train"],
+        "BENCH": str(bench),
+        "PRIOR_TRAIN": toy["train"],
+        "OUT": str(out),
+        "PY": sys.executable,
+        "PYTHONPATH": str(REPO),
+        "OMP_NUM_THREADS": "1",
+    }
     proc = subprocess.run(["bash", "perf/gpu_sft.sh"], cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
                           check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

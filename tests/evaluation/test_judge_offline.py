@@ -36,7 +36,9 @@ def test_worked_examples(question, gt, pred, expected):
     assert score == expected, why
 
 
-@pytest.mark.parametrize("pred", ["", "   ", "I don't know.", "xyz", "The image quality is fine.", "Please consult your dentist."])
+@pytest.mark.parametrize(
+    "pred", ["", "   ", "I don't know.", "xyz", "The image quality is fine.", "Please consult your dentist."]
+)
 def test_non_answers_score_zero(pred):
     score, why = offline_score(PATHO, KEY, pred)
     assert score == 0.0 and ("no facts" in why or "empty" in why)
@@ -48,9 +50,14 @@ def test_non_answers_score_zero(pred):
         ("No caries are detected.", "Caries on tooth 36."),  # states what the key denies
         (KEY, "Tooth 21 has no caries. Tooth 23 has caries."),  # denies what the key states, on that tooth
         (KEY, "There are no carious teeth. Periapical lesion on 46."),  # denies it image-wide
-        ("Teeth 18 and 28 are impacted. Teeth 38 and 48 are erupted.",  # one wrong wisdom-tooth status
-         "Teeth 18 and 28 are impacted. Tooth 38 is erupted and tooth 48 is impacted."),
-        ("29 teeth are visible. Wisdom tooth 18 is impacted.", "30 teeth are visible. Wisdom tooth 18 is impacted."),  # count
+        (
+            "Teeth 18 and 28 are impacted. Teeth 38 and 48 are erupted.",  # one wrong wisdom-tooth status
+            "Teeth 18 and 28 are impacted. Tooth 38 is erupted and tooth 48 is impacted.",
+        ),
+        (
+            "29 teeth are visible. Wisdom tooth 18 is impacted.",
+            "30 teeth are visible. Wisdom tooth 18 is impacted.",
+        ),  # count
     ],
 )
 def test_an_answer_that_contradicts_the_key_scores_zero(gt, pred):
@@ -78,13 +85,22 @@ def test_credit_comes_from_facts_matched():
     assert third == pytest.approx(0.3)
     untyped, why = offline_score(PATHO, KEY, "Caries on tooth 21 and 23. Periapical lesion on tooth 46.")
     assert untyped == pytest.approx(0.7), why  # the lesion without its type (granuloma) is not the key's fact
-    padded, why = offline_score(PATHO, KEY, "Caries on teeth 21, 23, 24, 25, 26, 27, 31, 32. Periapical lesion (granuloma) on 46.")
+    padded, why = offline_score(
+        PATHO, KEY, "Caries on teeth 21, 23, 24, 25, 26, 27, 31, 32. Periapical lesion (granuloma) on 46."
+    )
     assert padded == pytest.approx(0.3) and "9 in the answer" in why  # facts the key does not have lower the score
     assert offline_score(PATHO, KEY, KEY)[0] == 1.0
 
 
 def test_scores_always_on_grid():
-    preds = ["", "Caries on 36 and 37; periapical lesion at 46", "No findings", "[1,2,3,4]", "tooth 18 impacted", "lorem ipsum"]
+    preds = [
+        "",
+        "Caries on 36 and 37; periapical lesion at 46",
+        "No findings",
+        "[1,2,3,4]",
+        "tooth 18 impacted",
+        "lorem ipsum",
+    ]
     gts = ["Caries on tooth 36.", "Periapical lesion (granuloma) on tooth 46. Filling on tooth 16.", "No bone loss.",
            BOX_GT, "Wisdom teeth 18 and 28 impacted.", "The teeth look fine overall."]
     for g in gts:
@@ -97,7 +113,9 @@ def test_facts_come_from_the_claim_extractor():
     facts = extract_facts("Caries on tooth 36, filling on tooth 46 and a crown on 11.")
     assert sorted((c.tooth, c.category.value, c.polarity) for c in facts.claims) == [
         (11, "crown", "present"), (36, "caries", "present"), (46, "filling", "present")]
-    located = extract_facts('[{"box_2d": [1, 2, 3, 4], "label": "caries on tooth 36"}, {"point_2d": [5, 6], "label": "36"}]')
+    located = extract_facts(
+        '[{"box_2d": [1, 2, 3, 4], "label": "caries on tooth 36"}, {"point_2d": [5, 6], "label": "36"}]'
+    )
     assert [x.kind for x in located.located] == ["box", "point"] and located.claims == []
 
 

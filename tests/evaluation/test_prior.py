@@ -14,7 +14,10 @@ from mmoral_pipeline.evaluation.runners import QuestionPriorRunner, closed_promp
 
 
 def test_template_masks_numbers_not_names():
-    assert question_template("Which tooth is located at point_2d [412, 208]?") == "Which tooth is located at point_2d [#, #]?"
+    assert (
+        question_template("Which tooth is located at point_2d [412, 208]?")
+        == "Which tooth is located at point_2d [#, #]?"
+    )
     assert question_template("Where is tooth 36? Choose its box_2d [x1, y1, x2, y2].") == \
         "Where is tooth #? Choose its box_2d [x1, y1, x2, y2]."
 
@@ -28,8 +31,18 @@ def test_wording_then_template_then_all_answers():
     assert prior.closed_choice("How many teeth are missing?", ["0", "1", "2", "3"]) == "1"  # the wording's answer
     assert prior.closed_level("How many teeth are missing?") == "wording"
     # the wording says Crown; an unseen tooth falls back to the template, where Filling is the most frequent
-    assert prior.closed_choice("Which historical treatment is present on tooth 36?", ["Filling", "Crown", "Implant", "Bridge"]) == "Crown"
-    assert prior.closed_choice("Which historical treatment is present on tooth 21?", ["Crown", "Filling", "Implant", "Bridge"]) == "Filling"
+    assert (
+        prior.closed_choice(
+            "Which historical treatment is present on tooth 36?", ["Filling", "Crown", "Implant", "Bridge"]
+        )
+        == "Crown"
+    )
+    assert (
+        prior.closed_choice(
+            "Which historical treatment is present on tooth 21?", ["Crown", "Filling", "Implant", "Bridge"]
+        )
+        == "Filling"
+    )
     assert prior.closed_level("Which historical treatment is present on tooth 21?") == "template"
     # nothing known about the wording: the answers of all training questions
     assert prior.closed_choice("Is this new?", ["Crown", "7", "1", "x"]) == "1"
@@ -49,17 +62,47 @@ def test_choice_depends_on_the_option_set_not_the_letters():
 
 def _samples() -> pl.DataFrame:
     opts = ["0", "1", "2", "3"]
-    return pl.DataFrame([
-        {"split": "train", "question_stem": "How many teeth are missing?", "options": opts, "answer_letter": "B", "answer": "B",
-         "n_turns": 2},
-        {"split": "train", "question_stem": "How many teeth are missing?", "options": opts, "answer_letter": "B", "answer": "B",
-         "n_turns": 2},
-        {"split": "train", "question_stem": "Describe the jaw.", "options": None, "answer_letter": None,
-         "answer": "No bone loss.", "n_turns": 2},
-        # held-out and validation rows never reach the prior
-        *[{"split": s, "question_stem": "How many teeth are missing?", "options": opts, "answer_letter": "D", "answer": "D",
-           "n_turns": 2} for s in ("bench", "val") for _ in range(5)],
-    ])
+    return pl.DataFrame(
+        [
+            {
+                "split": "train",
+                "question_stem": "How many teeth are missing?",
+                "options": opts,
+                "answer_letter": "B",
+                "answer": "B",
+                "n_turns": 2,
+            },
+            {
+                "split": "train",
+                "question_stem": "How many teeth are missing?",
+                "options": opts,
+                "answer_letter": "B",
+                "answer": "B",
+                "n_turns": 2,
+            },
+            {
+                "split": "train",
+                "question_stem": "Describe the jaw.",
+                "options": None,
+                "answer_letter": None,
+                "answer": "No bone loss.",
+                "n_turns": 2,
+            },
+            # held-out and validation rows never reach the prior
+            *[
+                {
+                    "split": s,
+                    "question_stem": "How many teeth are missing?",
+                    "options": opts,
+                    "answer_letter": "D",
+                    "answer": "D",
+                    "n_turns": 2,
+                }
+                for s in ("bench", "val")
+                for _ in range(5)
+            ],
+        ]
+    )
 
 
 def test_fitted_on_the_train_split_only(tmp_path):
@@ -71,7 +114,9 @@ def test_fitted_on_the_train_split_only(tmp_path):
 
 
 def test_training_exports_are_read_back(tmp_path):
-    item = ClosedItem(index="1", question="How many teeth are missing?", options=["0", "1", "2", "3"], answer="C", category="Teeth")
+    item = ClosedItem(
+        index="1", question="How many teeth are missing?", options=["0", "1", "2", "3"], answer="C", category="Teeth"
+    )
     prompt = closed_prompt(item)
     assert parse_closed_prompt(prompt) == ("How many teeth are missing?", {"A": "0", "B": "1", "C": "2", "D": "3"})
     assert parse_closed_prompt("Describe the jaw.") is None
@@ -80,7 +125,9 @@ def test_training_exports_are_read_back(tmp_path):
            {"messages": [{"role": "user", "content": [{"type": "text", "text": "Describe the jaw."}]},
                          {"role": "assistant", "content": [{"type": "text", "text": "No bone loss."}]}]}]
     (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in trl))
-    sharegpt = [{"messages": [{"role": "user", "content": "<image>" + prompt}, {"role": "assistant", "content": "C. 2"}]}]
+    sharegpt = [
+        {"messages": [{"role": "user", "content": "<image>" + prompt}, {"role": "assistant", "content": "C. 2"}]}
+    ]
     (tmp_path / "train.json").write_text(json.dumps(sharegpt))
     for name in ("train.jsonl", "train.json"):
         prior = load_prior(tmp_path / name)
@@ -92,8 +139,20 @@ def test_training_exports_are_read_back(tmp_path):
 
 
 def test_runner_answers_closed_with_a_letter_and_open_with_text():
-    prior = QuestionPrior.fit(closed=[("How many teeth are missing?", "1")], open_=[("Describe the jaw.", "No bone loss.")])
+    prior = QuestionPrior.fit(
+        closed=[("How many teeth are missing?", "1")], open_=[("Describe the jaw.", "No bone loss.")]
+    )
     runner = QuestionPriorRunner(prior)
-    closed = [ClosedItem(index="1", question="How many teeth are missing?", options=["3", "2", "1", "0"], answer="C", category="Teeth")]
+    closed = [
+        ClosedItem(
+            index="1",
+            question="How many teeth are missing?",
+            options=["3", "2", "1", "0"],
+            answer="C",
+            category="Teeth",
+        )
+    ]
     assert runner.answer_closed(closed) == ["C"]
-    assert runner.answer_open([OpenItem(index="o", question="Describe the jaw.", answer="x", category="Jaw")]) == ["No bone loss."]
+    assert runner.answer_open([OpenItem(index="o", question="Describe the jaw.", answer="x", category="Jaw")]) == [
+        "No bone loss."
+    ]

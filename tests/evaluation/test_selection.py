@@ -19,10 +19,23 @@ from .factories import make_attributes
 def _pool(image: str, rng: random.Random) -> list[Choice]:
     out = []
     for k in range(6):
-        out.append(Choice(image, f"g{k}", GENERATED, f"gt{k}", spread=0.9 if k < 4 else 0.1, prior_right=rng.random() < 0.6,
-                          dims=frozenset({"Teeth", "Patho"})))
+        out.append(
+            Choice(
+                image,
+                f"g{k}",
+                GENERATED,
+                f"gt{k}",
+                spread=0.9 if k < 4 else 0.1,
+                prior_right=rng.random() < 0.6,
+                dims=frozenset({"Teeth", "Patho"}),
+            )
+        )
     for k in range(6):
-        out.append(Choice(image, f"r{k}", RULE, f"rt{k}", spread=0.8, prior_right=rng.random() < 0.6, dims=frozenset({"Teeth"})))
+        out.append(
+            Choice(
+                image, f"r{k}", RULE, f"rt{k}", spread=0.8, prior_right=rng.random() < 0.6, dims=frozenset({"Teeth"})
+            )
+        )
     out.append(Choice(image, "jaw", RULE, "jaw", spread=0.1, prior_right=rng.random() < 0.8, dims=frozenset({"Jaw"})))
     return out
 
@@ -38,7 +51,9 @@ def test_balances_the_prior_to_chance_and_keeps_the_paper_composition():
     # swaps prefer questions that vary, then the same slot: most images keep 3 generated + 2 rules
     on_target = sum(Counter(c.slot for c in chosen) == {GENERATED: 3, RULE: 2} for chosen in picks.values())
     assert on_target >= 30 and report.images_off_target == 40 - on_target
-    assert report.off_target_reasons == {"dimension minimum or balancing against the question-wording prior": 40 - on_target}
+    assert report.off_target_reasons == {
+        "dimension minimum or balancing against the question-wording prior": 40 - on_target
+    }
     assert all(len({c.template for c in chosen}) == 5 for chosen in picks.values())
     assert report.varying_share >= 0.9
     # the near-constant Jaw question joins only to keep the dimension at its minimum share (5 %), and the prior is

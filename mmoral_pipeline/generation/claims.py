@@ -109,7 +109,7 @@ class Claim:
     others: bool = False
     question: bool = False
     text: str = ""
-    definite_only: bool = False  # "no definite caries": only a definite finding contradicts it
+    definite_only: bool = False  # "no definite caries": only a definite finding contradicts it; "definite caries": only one makes it true
     inferred: bool = False  # read from the question an answer replies to ("Yes."): its wording is the question's
 
     @property
@@ -196,6 +196,7 @@ def _t(cat: Category | None, alts: Iterable[Category] | None = None, sense: str 
 
 _ADJ = r"(?:occlusal|mesial|distal|proximal|interproximal|buccal|lingual|palatal|cervical|extensive|large|small|secondary|recurrent|dentinal|early|incipient|active|gross|rampant|and|,)"
 _LESION_NOUNS = r"(?:lesions?|radiolucenc(?:y|ies)|lucenc(?:y|ies)|patholog(?:y|ies)|pathos[ie]s|rarefactions?|osteitis|inflammation|changes?|involvement|shadows?|infections?|periodontitis|areas?|translucenc(?:y|ies))"
+_PERIAPICAL = r"(?:periapical|peri-apical|apical|periradicular|pa)"  # "PA radiolucency": periapical, before a lesion noun
 _APEX = r"(?:the\s+|a\s+|its\s+)?(?:apex|apices|apical\s+(?:third|region|area)|root\s+tips?|tips?\s+of\s+(?:the\s+|its\s+)?roots?|roots?)"
 
 # (pattern, term); overlapping matches resolve to the longest (then the earlier entry).
@@ -209,10 +210,10 @@ TERMS: list[tuple[str, Term]] = [
     (r"\b(?:dental\s+)?caries\b|\bcarious(?:\s+lesions?)?\b|\bdecay(?:ed)?\b|\bdemineraliz\w+", _t(C.CARIES)),
     (r"\b(?<!oral\s)(?<!nasal\s)(?<!pulp\s)(?<!pulpal\s)cavit(?:y|ies)\b(?!\s+prep)", _t(C.CARIES)),
     # periapical lesions
-    (r"\b(?:periapical|peri-apical|apical|periradicular)\s+(?:\w+\s+)?abscess(?:es)?\b", _t(C.PERIAPICAL_LESION, lesion="abscess")),
-    (r"\b(?:periapical|peri-apical|apical|periradicular)\s+(?:\w+\s+)?granulomas?\b", _t(C.PERIAPICAL_LESION, lesion="granuloma")),
-    (r"\b(?:periapical|peri-apical|apical|periradicular|radicular)\s+(?:\w+\s+)?cysts?\b", _t(C.PERIAPICAL_LESION, lesion="cyst")),
-    (rf"\b(?:periapical|peri-apical|apical|periradicular)\s+(?:\w+\s+)?{_LESION_NOUNS}\b", _t(C.PERIAPICAL_LESION)),
+    (rf"\b{_PERIAPICAL}\s+(?:\w+\s+)?abscess(?:es)?\b", _t(C.PERIAPICAL_LESION, lesion="abscess")),
+    (rf"\b{_PERIAPICAL}\s+(?:\w+\s+)?granulomas?\b", _t(C.PERIAPICAL_LESION, lesion="granuloma")),
+    (rf"\b(?:{_PERIAPICAL}|radicular)\s+(?:\w+\s+)?cysts?\b", _t(C.PERIAPICAL_LESION, lesion="cyst")),
+    (rf"\b{_PERIAPICAL}\s+(?:\w+\s+)?{_LESION_NOUNS}\b", _t(C.PERIAPICAL_LESION)),
     (rf"\b(?:lesions?|infections?|radiolucen(?:cy|cies|t\s+(?:area|lesion|zone)s?)|lucenc(?:y|ies)|abscess(?:es)?|granulomas?|cysts?|rarefactions?)\s+(?:at|around|below|under|beneath|near|of|on|in)\s+{_APEX}\b", _t(C.PERIAPICAL_LESION)),
     (r"\babscess(?:es|ed)?\b", _t(C.PERIAPICAL_LESION, lesion="abscess")),
     (r"\bgranulomas?\b", _t(C.PERIAPICAL_LESION, lesion="granuloma")),
@@ -225,7 +226,7 @@ TERMS: list[tuple[str, Term]] = [
     ((r"\bmissing(?:[\s-]+(?:tooth|teeth))?(?:[\s-]+region)?\b|\bedentulous\b|\bedentulism\b|\bagenesis\b|\btooth\s+loss\b|\bextraction\s+(?:site|socket|space)s?\b"
       r"|\b(?:has|have|had)\s+been\s+(?:lost|extracted|removed)\b|\bwas\s+(?:lost|extracted|removed)\b"), _t(C.MISSING_TOOTH)),
     # retained roots
-    ((r"\b(?:retained|residual|remaining)\s+roots?\b|\broot\s+(?:remnants?|rests?|fragments?|stumps?|pieces?)\b|\bradix\s+relicta\b"
+    ((r"\b(?:retained|residual|remaining|leftover|left[\s-]over)\s+roots?\b|\broot\s+(?:remnants?|rests?|fragments?|stumps?|pieces?)\b|\bradix\s+relicta\b"
       r"|\b(?<!at\s)(?<!the\s)(?<!a\s)root\s+tips?\b|\bonly\s+(?:a\s+|the\s+)?roots?\s+(?:\w+\s+){0,3}?(?:remains?|is\s+left|left)\b|\broots?\s+(?:is|are)\s+retained\b"), _t(C.RETAINED_ROOT)),
     # bone loss
     ((r"\b(?:(?:alveolar|horizontal|vertical|angular|crestal|marginal|periodontal|mild|moderate|severe|advanced|marked|extensive|significant|slight|minimal|early)\s+)*bone\s+(?:loss|resorption|destruction|defects?)\b|\bloss\s+of\s+(?:\w+\s+)?bone\b|\b(?<!apical\s)periodontitis\b"
@@ -273,6 +274,12 @@ _TOOTH_NAME = re.compile(
     rf"(?P<ord>(?:first|second|third|1st|2nd|3rd)(?:\s*(?:,|and|or|&)\s*(?:first|second|third|1st|2nd|3rd))*)?\s*"
     rf"(?P<d2>{_DENT})?\s*(?P<kind>{_KIND})\b(?:\s+(?:in|on)\s+the\s+(?P<a3>upper|lower)?\s*(?P<s3>left|right)(?:\s+(?:side|quadrant))?)?"
 )
+# "the lower left one", "the right ones": a tooth name whose kind is the previous name's
+_ONE = re.compile(rf"\b(?:the\s+)?(?P<a>{_ARCH_W})?\s*(?P<s>{_SIDE_W})?\s*(?P<one>ones?)\b")
+# "the opposing tooth", "its antagonist", "no opposing tooth below it": the tooth of the other arch
+_OPPOSING = re.compile(r"\b(?:the\s+)?(?:opposing|antagonist(?:ic)?|opposite)\s+(?:tooth|teeth|molar|number)\b"
+                       r"(?:\s+(?:of|to|for|below|above|beneath|under|over)\s+(?:it|this\s+tooth|that\s+tooth|them))?"
+                       r"|\b(?:its|their)\s+(?:antagonists?|counterparts?)\b")
 _PALMER = re.compile(r"\b(?P<a>u|l|upper|lower)\s?(?P<s>r|l|right|left)\s?(?P<p>[1-8])\b")
 _REGION = re.compile(
     rf"\b(?P<both>both\s+(?:jaws|arches|sides)|upper\s+and\s+lower\s+(?:jaws?|arches)|maxilla\s+and\s+(?:the\s+)?mandible|bilateral(?:ly)?|on\s+both\s+sides|on\s+either\s+side)\b"
@@ -280,7 +287,7 @@ _REGION = re.compile(
     rf"|\b(?P<a>{_ARCH_W})\s+(?P<s>{_SIDE_W})(?:\s+(?:quadrant|region|side|area|segment|posterior|jaw|arch))?\b"
     rf"|\b(?P<s2>{_SIDE_W})\s+(?P<a2>{_ARCH_W})(?!\s+(?:canal|sinus|nerve|antrum))(?:\s+(?:quadrant|region|side|area|segment|jaw|arch))?\b"
     rf"|\b(?P<ant>(?:(?P<a3>{_ARCH_W})\s+)?(?:anterior|front|posterior|back)\s+(?:teeth|tooth|region|segment|area|sextant))\b"
-    rf"|\b(?P<arch>upper\s+(?:jaw|arch|teeth|dentition)|maxilla|maxillary\s+(?:arch|region|teeth|dentition|bone|ridge|anterior|posterior)|lower\s+(?:jaw|arch|teeth|dentition)|mandible|mandibular\s+(?:arch|region|teeth|dentition|bone|ridge|anterior|posterior))\b"
+    rf"|\b(?P<arch>upper\s+(?:jaw(?![\s-]*bones?\b)|arch|teeth|dentition)|maxilla|maxillary\s+(?:arch|region|teeth|dentition|ridge|anterior|posterior)|lower\s+(?:jaw(?![\s-]*bones?\b)|arch|teeth|dentition)|mandible|mandibular\s+(?:arch|region|teeth|dentition|ridge|anterior|posterior))\b"
     rf"|\b(?P<arch_adj>upper|lower|maxillary|mandibular)(?=[\s-]+(?:jaw\s+)?(?:bone\s+loss|bone|alveolar|periodontal))"
     rf"|\b(?P<side>(?:on\s+the\s+)?(?:left|right)(?:\s+side)?)\b"
     rf"|\b(?P<whole>generali[sz]ed|throughout|full[\s-]mouth)\b|\b(?P<jaws>(?:in|of|within)\s+(?:the\s+|both\s+)?jaws)\b"
@@ -323,10 +330,13 @@ _CUES: list[tuple[str, str]] = [
     ("noop", (r"\b(?:tooth\s+)?numbers?\s+(?:is\s+|are\s+)?(?:unclear|unknown|uncertain|not\s+(?:clear|identifiable|determinable|known))\b|\bcannot\s+(?:be\s+)?(?:determined|identified|identify|determine|numbered|assigned|ascertained|established|localized|localised|specified)\b"
               r"|\bcan'?t\s+(?:be\s+)?(?:determined|identified|identify|determine)\b|\bun(?:identified|identifiable)\b|\bnot\s+(?:be\s+)?identifi(?:ed|able)\b"
               r"|\b(?:can(?:no|')?t|could\s*n[o']?t|unable\s+to)\s+(?:\w+\s+)?(?:number|identify|tell|determine|say|pinpoint|be\s+sure|name|specify|see\s+which)\b")),
-    ("meta", (r"\b(?:not|never|n't|neither|nor)\s+(?:been\s+)?(?:\w+\s+)?(?:assess(?:ed)?|evaluat(?:ed|e)|examin(?:ed|e)|label(?:l?ed|s)?|annotat(?:ed|e)|analy[sz](?:ed|e)|includ(?:ed|e)|cover(?:ed)?|available|assessable|reported|looked\s+for|in\s+scope|part\s+of\s+(?:this|the))\b"
+    ("meta", (r"(?:\bnot|\bnever|n't|\bneither|\bnor)\s+(?:been\s+)?(?:\w+\s+)?(?:assess(?:ed)?|evaluat(?:ed|e)|examin(?:ed|e)|label(?:l?ed|s)?|annotat(?:ed|e)|analy[sz](?:ed|e)|includ(?:ed|e)|cover(?:ed)?|available|assessable|reported|looked\s+for|in\s+scope|part\s+of\s+(?:this|the))\b"
               r"|\bcannot\s+comment\b|\boutside\s+(?:the|this)\s+scope\b|\bno\s+(?:information|data|labels?)\b|\bwere\s+not\s+part\b")),
     ("hedge_back", r"\bcannot\s+be\s+(?:excluded|ruled\s+out|confirmed)\b|\bcan(?:no|')t\s+be\s+(?:excluded|ruled\s+out)\b|\bnot\s+(?:be\s+)?(?:excluded|ruled\s+out)\b"),
     ("neg_weak", r"\bno\s+(?:definite|definitive|obvious|clear|frank|overt|significant|apparent|major|relevant)\b|\bnothing\s+(?:definite|significant)\b"),
+    ("sure", r"\b(?:definite(?:ly)?|definitive(?:ly)?|confirmed|established|frank|certain(?:ly)?|unequivocal(?:ly)?)\b"),
+    # contrast: "a granuloma rather than a cyst", "a granuloma, not a cyst": only the next finding is denied
+    ("neg_next", r"\brather\s+than\b|\binstead\s+of\b|(?:(?<=,\s)|(?<=,))(?:but\s+)?not\b(?!\s+only\b)"),
     ("neg_fwd", r"\bno\s+(?:evidence|signs?|indication)\s+of\b|\bno\b(?!\.)|\bwithout\b|\babsence\s+of\b|\bfree\s+(?:of|from)\b|\bnegative\s+for\b|\bneither\b|\bnor\b|\bnone\s+of\b|\black\s+of\b|\bdevoid\s+of\b|\bnothing\b|\bnot\s+any\b"),
     ("neg_all", r"\bnot\b(?!\s+only\b)|n't\b|\bnever\b|\bno\s+longer\b|\bcannot\b|\bnil\b|\bruled\s+out\b|\b(?<!be\s)excluded\b|\bnone\b|\bnegative\b"),
     ("absent", r"\babsent\b|\bnot\s+present\b"),
@@ -342,7 +352,7 @@ _CUES: list[tuple[str, str]] = [
     ("ruleout", r"\brule\s+out\b|\bto\s+exclude\b|\b(?:evaluat\w+|assess\w*|examin\w+)\s+for\b|\bto\s+confirm\b"),
     ("normal", r"\b(?:healthy|unremarkable|normal(?:ly)?|intact|sound|disease[\s-]free|within\s+normal\s+limits|wnl|in\s+good\s+(?:condition|health|shape)|preserved|well[\s-]maintained|maintained|adequate|fine|okay|ok|clear|well[\s-]aerated)\b"),
     ("presence", r"\b(?:present|visible|visuali[sz]ed|seen|identified|identifiable|noted|observed|evident|in\s+place|erupted|remain(?:s|ing)?|detected|depicted|appreciated|traceable|shown|displayed|delineated|there)\b"),
-    ("others", r"\b(?:other|others|remaining|rest\s+of\s+the|additional|further|elsewhere|another)\b"),
+    ("others", r"\b(?:other|others|rest\s+of\s+the|additional|further|elsewhere|another)\b|\bremaining\b(?=\s+(?!(?:in|on|at|of|and|or|is|are|was|were|with|to)\b)[a-z])"),
     ("only", r"\bonly\b|\bsolely\b|\bjust\b"),
     ("pron", r"\b(?:it|its|this\s+tooth|that\s+tooth|the\s+same\s+tooth|this\s+one|that\s+one|they|them|their|these\s+teeth|those\s+teeth|both\s+of\s+them|the\s+latter|the\s+former)\b|\bthere\b(?=\s*(?:[.,;!?]|$|\s+(?:as\s+well|too|either|also)))"),
     ("for", r"\bfor\b"),
@@ -375,7 +385,11 @@ _LABEL = re.compile(r"^(?P<lead>\s*(?:[-*•+]\s+|\(?\d+[.)]\s+|\(?[a-z][.)]\s+)
 _EXISTING = re.compile(r"\b(?:has|have|had|with|existing|previous(?:ly)?|prior|present|status\s+post|s/p|treated|restored|crowned|filled|root[\s-]filled|"
                        r"in\s+place|carries|carry|carrying|shows?|showing|visible|seen|noted|observed|despite|after|extensively|intact|sound|adequate|"
                        r"failing|defective|fractured|loose|satisfactory|overhanging|well[\s-]fitting|good\s+condition|looks?|appears?)\b")
-_REC_QUESTION = re.compile(r"\b(?:recommend\w*|advis\w*|should\s+(?:i|we|be)|what\s+(?:treatment|to\s+do|can\s+be\s+done)|next\s+steps?|plan|do\s+i\s+need|need\s+any|would\s+you\s+suggest)\b")
+_REC_QUESTION = re.compile(r"\b(?:recommend\w*|advis\w*|should\s+(?:i|we|be)|what\s+(?:to\s+do|can\s+be\s+done)|next\s+steps?|plan|do\s+i\s+need|need\s+any|would\s+you\s+suggest)\b")
+# "What treatment ...?" asks for advice unless it asks about the past ("What treatment has 37 had?", "... is present on 16?")
+_TREATMENT_QUESTION = re.compile(r"\bwhat\s+(?:\w+\s+)?(?:treatments?|management|therapy)\b")
+_ADVICE_WORDS = re.compile(r"\b(?:needs?|needed|requires?|required|indicated|appropriate|necessary|best|next|would|should|will)\b")
+_HISTORY_WORDS = re.compile(r"\b(?:has|have|had|was|were|did|does|received|done|performed|present|existing|previous|prior|visible|seen|shown)\b")
 _ABBREV = re.compile(r"(?:\b(?:e\.g|i\.e|approx|vs|dr|mr|mrs|ms|fig|st|no|nos|ca|cf|etc))\.$")
 
 # --- the report-section parser -------------------------------------------------------------------
@@ -543,6 +557,8 @@ class _Group:
     pronoun: bool = False
     name: str = ""
     area: bool = False  # a jaw/quadrant/side, not teeth: "the left is not seen" says nothing about teeth
+    opposing: bool = False  # "the opposing tooth": the other arch's tooth of the tooth being talked about
+    singular: bool = False  # a tooth name in the singular ("the molar")
 
 
 @dataclass
@@ -676,8 +692,36 @@ def _scan_teeth(s: str, base: int) -> tuple[list[_Tok], list[ToothMention]]:
             grp = _Group(m.start(), m.end(), (t,), name=region.name)
             mentions.append(ToothMention(t, (base + m.start(), base + m.end())))
         else:
-            grp = _Group(m.start(), m.end(), (), region, each=bool(quant) and not singular, name=region.name)
+            grp = _Group(m.start(), m.end(), (), region, each=bool(quant) and not singular, name=region.name, singular=singular)
         toks.append(_Tok("teeth", m.start(), m.end(), group=grp))
+    # "the lower left one": the kind of the name before it
+    names = [t for t in toks if t.group.name and t.group.region is not None or t.group.name and t.group.teeth]
+    for m in _ONE.finditer(s):
+        if not (m.group("a") or m.group("s")):
+            continue
+        prev = [t for t in names if t.end <= m.start()]
+        if not prev:
+            continue
+        ref = prev[-1].group
+        ref_teeth = set(ref.teeth) | (set(ref.region.teeth) if ref.region else set())
+        positions = {t % 10 for t in ref_teeth}
+        arch = {"upper": "upper", "maxillary": "upper", "lower": "lower", "mandibular": "lower"}.get(m.group("a") or "")
+        side = m.group("s")
+        ref_arch = ref.region.arch if ref.region else (fdi.arch(ref.teeth[0]) if ref.teeth and fdi.is_valid_fdi(ref.teeth[0]) else None)
+        ref_side = ref.region.side if ref.region else (fdi.patient_side(ref.teeth[0]) if ref.teeth and fdi.is_valid_fdi(ref.teeth[0]) else None)
+        arch, side = arch or ref_arch, side or ref_side
+        primary = bool(ref_teeth) and all(t > 50 for t in ref_teeth)
+        region = region_of(arch, side, positions, primary, name=m.group().strip())
+        singular = m.group("one") == "one"
+        if len(region.teeth) == 1:
+            t = next(iter(region.teeth))
+            grp = _Group(m.start(), m.end(), (t,), name=region.name)
+            mentions.append(ToothMention(t, (base + m.start(), base + m.end())))
+        else:
+            grp = _Group(m.start(), m.end(), (), region, each=not singular, name=region.name, singular=singular)
+        toks.append(_Tok("teeth", m.start(), m.end(), group=grp))
+    for m in _OPPOSING.finditer(s):
+        toks.append(_Tok("teeth", m.start(), m.end(), group=_Group(m.start(), m.end(), (), opposing=True)))
     # regions
     for m in _REGION.finditer(s):
         g = m.groupdict()
@@ -772,14 +816,14 @@ def _terms_and_cues(norm: str) -> tuple[tuple[tuple[int, int, Term], ...], tuple
     hedges: list[tuple[int, int]] = []
     for kind, rx in _CUE_RE:
         for m in rx.finditer(norm):
-            if kind in ("neg_fwd", "neg_all", "hedge_back", "hedge_fwd", "hedge_adj", "absent") and any(a <= m.start() < b for a, b in taken):
+            if kind in ("neg_fwd", "neg_all", "hedge_back", "hedge_fwd", "hedge_adj", "absent", "sure") and any(a <= m.start() < b for a, b in taken):
                 continue
             if kind.startswith("hedge") and any(a <= m.start() < b for a, b in hedges):
                 continue
             if kind in ("hedge_adj", "normal", "presence", "others", "only", "for", "absent") and any(a <= m.start() < b for a, b, _ in terms):
                 continue  # inside a term ("restorative treatment", "caries-free"): the term decides
             cues.append((kind, m.start(), m.end()))
-            if kind in ("meta", "hedge_back", "noop", "neg_weak"):
+            if kind in ("meta", "hedge_back", "noop", "neg_weak", "neg_next"):
                 taken.append((m.start(), m.end()))
             if kind.startswith("hedge"):
                 hedges.append((m.start(), m.end()))
@@ -799,7 +843,9 @@ def _scan(s: str, base: int) -> tuple[list[_Tok], list[ToothMention], list]:
     mismatches: list = []
     content = _merge_names_and_numbers(content, s, base, mismatches)
     kept_mentions = [mm for mm in mentions if not mm.valid or any(t.kind == "teeth" and t.start <= mm.span[0] - base < t.end for t in content)]
-    cues = [_Tok(kind, a, b) for kind, a, b in cue_spans]
+    # a pronoun inside a tooth phrase ("the opposing tooth below it") is that phrase's
+    cues = [_Tok(kind, a, b) for kind, a, b in cue_spans
+            if not (kind == "pron" and any(t.kind == "teeth" and t.start <= a < t.end for t in content))]
     for m in _COUNT.finditer(s):
         if not any(t.kind == "teeth" and t.start <= m.start("n") < t.end for t in content):
             cues.append(_Tok("count", m.start(), m.end(), value=m))
@@ -874,12 +920,30 @@ def _clauses(s: str, toks: list[_Tok]) -> list[tuple[int, int, list[_Tok], bool]
             else:
                 cur_b = sb
         out.append((cur_a, cur_b, [t for t in sub if cur_a <= t.start < cur_b], exc))
-        if any(t.kind == "rec" for t in sub):  # "endodontic treatment of 22 and a filling for 47 are recommended"
+        if len(out) - first > 1 and _shared_rec(out[first][2], out[-1][2]):
+            # "endodontic treatment of 22 and a filling for 47 are recommended", "Recommend extraction of 18, a filling for 47"
             out[first:] = [(ca, cb, tk if any(t.kind == "rec" for t in tk) else [*tk, _Tok("rec", b, b)], e) for ca, cb, tk, e in out[first:]]
     if leading_exception:
         k = next((i for i, c in enumerate(out) if c[3] == "lead_exc"), 0)
         out = out[: k + 1] + [(a, b, tk, "others") for a, b, tk, _e in out[k + 1:]]
     return out
+
+
+def _opposing(tooth: int) -> int:
+    return (tooth // 10 + (3 if tooth // 10 in (1, 5) else 1 if tooth // 10 in (2, 6) else -1 if tooth // 10 in (3, 7) else -3)) * 10 + tooth % 10
+
+
+def _shared_rec(first: list[_Tok], last: list[_Tok]) -> bool:
+    """A recommendation word that governs a whole list of clauses: before the first clause's finding
+    ("Recommend extraction of 18, a filling for 47") or after the last one's ("... and a filling for
+    47 are recommended"). One inside a middle item ("a root at 16 that should be removed, crowns on
+    13 and 23") is that item's own."""
+    def at(toks: list[_Tok], kind: str) -> list[int]:
+        return [t.start for t in toks if t.kind == kind]
+
+    lead = at(first, "rec") and (not at(first, "term") or min(at(first, "rec")) < min(at(first, "term")))
+    trail = at(last, "rec") and (not at(last, "term") or max(at(last, "rec")) > max(at(last, "term")))
+    return bool(lead or trail)
 
 
 @dataclass
@@ -947,11 +1011,22 @@ def _claims_of_clause(s: str, base: int, a: int, b: int, toks: list[_Tok], ctx: 
                 if not _COORD_GAP.match(gap(prev, nxt)):
                     break
                 hedged.add(nxt)
+    # certainty ("definite caries on 25", "36 definitely has caries"): only a definite finding makes it true
+    sure: set[int] = set()
+    for i, t in enumerate(toks):
+        if t.kind == "sure":
+            sure |= set([j for j in terms_i if j > i][:1])
     # negation
     negated: set[int] = set()
     weak: set[int] = set()
     neg_all = any(t.kind == "neg_all" for t in toks)
     for i, t in enumerate(toks):
+        if t.kind == "neg_next":
+            after = [j for j in terms_i if j > i]
+            for k, j in enumerate(after):
+                if k and not _COORD_GAP.match(gap(after[k - 1], j)):
+                    break
+                negated.add(j)
         if t.kind in ("neg_fwd", "neg_weak"):
             negated |= {j for j in terms_i if j > i}
         if t.kind == "neg_weak":
@@ -979,7 +1054,18 @@ def _claims_of_clause(s: str, base: int, a: int, b: int, toks: list[_Tok], ctx: 
             if ctx.subject_region:
                 return [_Group(t.start, t.end, (), ctx.subject_region, pronoun=True)]
             return []
-        return [t.group]
+        g = t.group
+        if g.opposing:  # the antagonist of the tooth named before it (in the clause, else the one talked about)
+            before = [x for x in toks[: idx[id(t)]] if x.kind == "teeth" and x.group.teeth and not x.group.opposing]
+            ref = before[-1].group.teeth if before else (ctx.pron or ctx.subject)
+            opp = tuple(_opposing(x) for x in ref if fdi.is_valid_fdi(x))
+            return [_Group(t.start, t.end, opp, pronoun=True)] if opp else []
+        known = ctx.pron or ctx.subject
+        if (g.singular and g.region is not None and g.region.arch is None and g.region.side is None and known
+                and set(known) <= g.region.teeth):
+            # "What is at 36? A root-treated molar.": an unlocalised tooth name is the tooth being talked about
+            return [_Group(t.start, t.end, known, pronoun=True)]
+        return [g]
 
     def linked(after: int, grps: list[_Tok]) -> list[_Tok]:
         """The groups written after a term that belong to it: a chain of prepositions and lists
@@ -1093,7 +1179,8 @@ def _claims_of_clause(s: str, base: int, a: int, b: int, toks: list[_Tok], ctx: 
                 continue
             term = _t(cat)
             region = next((x.group.region for x in toks if x.kind == "teeth" and x.group.region is not None and t.start <= x.start < t.end), None)
-            claims.append(Claim(cat, "present", span, None, region, term.alternatives, None, n, False, question, clause_text))
+            definite = bool(re.search(r"\bdefinite(?:ly)?\b", m.group("adj"))) or any(x.kind == "sure" and x.end <= t.start for x in toks)
+            claims.append(Claim(cat, "present", span, None, region, term.alternatives, None, n, False, question, clause_text, definite))
     # subject-only clauses
     if not terms_i:
         grps = [x for _, g in groups for x in resolve(g)]
@@ -1171,7 +1258,7 @@ def _claims_of_clause(s: str, base: int, a: int, b: int, toks: list[_Tok], ctx: 
         grps = teeth_for(i)
         named += [t for g in grps for t in g.teeth]
         oth = others and pol == "absent"
-        emit(term, pol, grps, oth=oth, definite_only=i in weak and pol == "absent")
+        emit(term, pol, grps, oth=oth, definite_only=(i in weak and pol == "absent") or (i in sure and pol == "present"))
         if only and pol in ("present", "suspected") and term.category not in (C.TOOTH, None):
             if term.anatomy:
                 sides = {g.region.side for g in grps if g.region and g.region.side}
@@ -1258,7 +1345,7 @@ def _extract(text: str, context: str | None) -> Extraction:
     particle: str | None = None
     subject: tuple[int, ...] = extract(context).last_teeth if context else ()
     pron = subject
-    answer_mode = "rec" if context and _REC_QUESTION.search(context.lower()) else ""
+    answer_mode = "rec" if context and is_recommendation_question(context) else ""
     masked, modes = _mask(text)
     pm = _PARTICLE.match(masked)
     if pm:
@@ -1286,7 +1373,9 @@ def is_hedged(text: str) -> bool:
 
 def is_recommendation_question(text: str) -> bool:
     """Asks for advice ("What is recommended for 36?"): its answers recommend, they do not find."""
-    return bool(_REC_QUESTION.search((text or "").lower()))
+    low = (text or "").lower()
+    return bool(_REC_QUESTION.search(low)) or (
+        _TREATMENT_QUESTION.search(low) is not None and (_ADVICE_WORDS.search(low) is not None or _HISTORY_WORDS.search(low) is None))
 
 
 def extract_claims(text: str, context: str | None = None) -> list[Claim]:
@@ -1343,6 +1432,7 @@ def _category_of(value: str) -> tuple[Term | None, bool]:
 
 
 LESION_TYPES_SET = frozenset({"granuloma", "cyst", "abscess"})
+_HEDGED_VALUES = frozenset({"suspected", "possible", "probable", "likely", "questionable", "uncertain", "low", "equivocal", "suspicious", "tentative"})
 
 
 def _side_region(value: Any) -> Region | None:
@@ -1391,7 +1481,8 @@ def claims_from_json(obj: Any) -> list[Claim]:
 
     def conditions(d: dict, tooth: int | None, region: Region | None) -> int:
         n = 0
-        suspected_flag = bool(d.get("suspected") or d.get("hedged") or str(d.get("certainty", "")).lower() in ("suspected", "possible"))
+        suspected_flag = bool(d.get("suspected") or d.get("hedged") or d.get("possible")) or any(
+            normalise_name(str(d.get(k, ""))) in _HEDGED_VALUES for k in ("certainty", "confidence", "likelihood", "status", "diagnosis_status"))
         lesion = normalise_name(str(d.get("type") or "")) if normalise_name(str(d.get("type") or "")) in LESION_TYPES_SET else None
         for k in _CAT_KEYS:
             if k in d and isinstance(d[k], str):

@@ -36,7 +36,8 @@ from mmoral_pipeline.generation.facts import Facts, Finding
 from mmoral_pipeline.generation.prompts import HEDGE_THRESHOLD
 
 LETTERS = ("A", "B", "C", "D")
-MIN_TURNS, MAX_TURNS = 8, 12
+MIN_TURNS, MAX_TURNS = 8, 12  # what the pipeline asks its LLM for (settings.dialogue_turns is clamped to it)
+EXTERNAL_MIN_TURNS = 2  # `mmoral validate`: another generator's dialogue may be a single exchange, or long
 OPEN_ANSWER_MAX_CHARS = 600
 JSON_ANSWER_MAX_CHARS = 4000
 TASK_TYPES = ("report", "vqa_closed", "vqa_open", "dialogue", "attribute")
@@ -72,7 +73,10 @@ def failures(verdicts: Iterable[Verdict]) -> list[str]:
     return [f"{v.validator}: {v.reason}" for v in verdicts if not v.passed]
 
 
-SCORES = re.compile(r"(?<![\w.])0?\.\d+|\b\d{1,3}(?:\.\d+)?\s?%|\bconfidence\b|\bscores?\b|\bscored\b|\bprobability\b", re.IGNORECASE)
+# A number-like score, a percentage, or naming the detector's numbers ("confidence score", "probability of 0.7");
+# "confidence": "suspected" or "with high confidence" reveals no number.
+SCORES = re.compile(r"(?<![\w.])0?\.\d+|\b\d{1,3}(?:\.\d+)?\s?%|\bconfidence\s+(?:scores?|levels?|values?|of\s+\d)|\bconfidence\W{0,4}\d"
+                    r"|\bscores?\b|\bscored\b|\bprobability\b", re.IGNORECASE)
 IDENTITY = re.compile(
     r"\bpatient(?:'s)?\s+(?:name|id|identifier|number)\b|\bname\s*:|\bdate\s+of\s+birth\b|\bDOB\b|\bMRN\b"
     r"|\bmedical\s+record\s+(?:number|no)\b|\bage\s*:|\bsex\s*:|\bgender\s*:|\b(?:Mr|Mrs|Ms|Miss)\.?\s+[A-Z]",
@@ -168,8 +172,9 @@ def _count_truth(claim: Claim, facts: Facts) -> bool:
     if cats <= ANATOMY:
         return n == len(found)
     definite = [f for f in found if not f.hedged]
-    options = {len(found), len(definite), len({f.tooth_id for f in found if f.tooth_id is not None}),
-               len({f.tooth_id for f in definite if f.tooth_id is not None})}
+    options = {len(definite), len({f.tooth_id for f in definite if f.tooth_id is not None})}
+    if not claim.definite_only:  # "three definite carious teeth" counts the definite ones only
+        options |= {len(found), len({f.tooth_id for f in found if f.tooth_id is not None})}
     return n in options
 
 
@@ -192,6 +197,7 @@ def truth(claim: Claim, facts: Facts, exclude: Sequence[Finding] = ()) -> bool |
     elif Category.MISSING_TOOTH in cats and not (cats - {Category.MISSING_TOOTH}):
         there = bool(_missing(claim, facts))
     else:
+        # "no definite caries" is contradicted, and "definite caries" made true, only by a definite finding
         found = [f for f in matching(claim, facts) if f not in exclude and not (claim.definite_only and f.hedged)]
         there = bool(found)
     return there if claim.asserts else not there
@@ -272,7 +278,9 @@ def check_claims(claims: Sequence[Claim], facts: Facts, *, hedging: bool = True,
                 ground.append(f"wrong count of {c.name} ({c.count}) in {c.where}: {_quote(c)}")
             continue
         if c.asserts and not t:
-            if Category.TOOTH in cats:
+            if c.definite_only and c.count is None and matching(c, facts):
+                hedge.append(f"suspected {c.name} on {c.where} stated as definite: {_quote(c)}")
+            elif Category.TOOTH in cats:
                 ground.append(f"{c.where} is not present in the attributes: {_quote(c)}")
             elif c.tooth is not None and c.tooth not in facts.teeth and Category.MISSING_TOOTH not in cats:
                 ground.append(f"tooth {c.tooth} is not present, so it has no {c.name}: {_quote(c)}")
@@ -319,7 +327,24 @@ def answer_claims(question: str | None, answer: str | Extraction) -> list[Claim]
         out += [replace(c, polarity="absent", **said) for c in asked]
     if ext.teeth and not any(c.categories and c.count is None and Category.TOOTH not in c.categories for c in own):
         out += _with_question(question, ext.text)
+    if _HOW_MANY.search(question) and not any(c.count is not None for c in own):
+        out += _count_answer(question, ext.text, q.claims)  # "How many teeth are present? Twenty-eight."
     return out
+
+
+def _count_answer(question: str, answer: str, q_claims: Sequence[Claim]) -> list[Claim]:
+    """The count a bare number answers a how-many question with ("Six (35-37 and 45-47).", option "28"):
+    a count of what the question asks about, where it asks."""
+    m = _OPTION_NUMBER.match(answer)
+    if not m:
+        return []
+    v = m.group(1).lower()
+    n = int(v) if v.isdigit() else C._NUMBER_WORDS[v]
+    base = next((c for c in q_claims if c.category is not None), None)
+    cat = base.category if base else Category.TOOTH
+    alts = base.alternatives if base else frozenset({Category.TOOTH})
+    return [Claim(cat, "present", (0, len(answer)), None, base.region if base else None, alts, None, n, False, False,
+                  f"{question} {answer.strip()}", base.definite_only if base else False)]
 
 
 def _with_question(question: str, answer: str) -> list[Claim]:
@@ -438,14 +463,9 @@ def _option_claims(question: str, option: str, q_claims: list[Claim]) -> list[Cl
     if _NONE_OPTION.match(opt):
         return "none"
     if _HOW_MANY.search(question):
-        m = _OPTION_NUMBER.match(opt)
-        if m:
-            v = m.group(1).lower()
-            n = int(v) if v.isdigit() else C._NUMBER_WORDS[v]
-            base = next((c for c in q_claims if c.category is not None), None)
-            cat = base.category if base else Category.TOOTH
-            alts = base.alternatives if base else frozenset({Category.TOOTH})
-            return [Claim(cat, "present", (0, len(opt)), None, base.region if base else None, alts, None, n, False, False, f"{question} {opt}")]
+        counted = _count_answer(question, opt, q_claims)
+        if counted:
+            return counted
     if _ALL_OPTION.match(opt):
         out = []
         for c in q_claims:
@@ -575,11 +595,11 @@ PATIENT_ROLES = {"patient", "user"}
 DOCTOR_ROLES = {"radiologist", "assistant", "doctor", "dentist"}
 
 
-def dialogue_form(turns: Sequence[dict[str, str]]) -> Verdict:
-    """8-12 turns, patient first, roles alternating, no empty turn."""
+def dialogue_form(turns: Sequence[dict[str, str]], min_turns: int = MIN_TURNS, max_turns: int | None = MAX_TURNS) -> Verdict:
+    """min-max turns (8-12 for the pipeline's own dialogues), patient first, roles alternating, no empty turn."""
     name = "dialogue_form"
-    if not MIN_TURNS <= len(turns) <= MAX_TURNS:
-        return fail(name, f"{len(turns)} turns, need {MIN_TURNS}-{MAX_TURNS}")
+    if len(turns) < min_turns or (max_turns is not None and len(turns) > max_turns):
+        return fail(name, f"{len(turns)} turns, need {min_turns}-{max_turns if max_turns is not None else 'any'}")
     for i, t in enumerate(turns):
         role = str(t.get("role", "")).lower()
         want = PATIENT_ROLES if i % 2 == 0 else DOCTOR_ROLES
@@ -590,11 +610,11 @@ def dialogue_form(turns: Sequence[dict[str, str]]) -> Verdict:
     return ok(name)
 
 
-def validate_dialogue(turns: Sequence[dict[str, str]], facts: Facts) -> list[Verdict]:
+def validate_dialogue(turns: Sequence[dict[str, str]], facts: Facts, min_turns: int = MIN_TURNS, max_turns: int | None = MAX_TURNS) -> list[Verdict]:
     """Form, then every radiologist turn claim by claim (read with the patient's question before
     it); a patient's words are questions and worries, not findings, so only their tooth numbers
     are checked."""
-    verdicts = [dialogue_form(turns)]
+    verdicts = [dialogue_form(turns, min_turns, max_turns)]
     teeth_problems: list[Verdict] = []
     claim_verdicts: dict[str, list[str]] = {}
     prev = ""
@@ -711,7 +731,7 @@ def validate_item(item: ExternalItem | dict[str, Any], facts: Facts) -> list[Ver
     if it.task_type == "vqa_open":
         return validate_open(it.question, it.answer, facts)
     if it.task_type == "dialogue":
-        return validate_dialogue(it.turns or [], facts)
+        return validate_dialogue(it.turns or [], facts, EXTERNAL_MIN_TURNS, None)
     if it.task_type == "attribute":
         return [question_text(it.question) if it.question else ok("question_text"), *validate_attribute(it.answer, facts, 40_000)]
     return [fail("task_type", f"unknown task_type {it.task_type!r}; use one of {', '.join(TASK_TYPES)}")]

@@ -111,6 +111,8 @@ class Claim:
     text: str = ""
     definite_only: bool = False  # "no definite caries": only a definite finding contradicts it; "definite caries": only one makes it true
     inferred: bool = False  # read from the question an answer replies to ("Yes."): its wording is the question's
+    landmark: bool = False  # a treatment named as where a finding is ("caries under the filling on 16")
+    unnumbered: bool = False  # "a lesion in the upper left whose tooth cannot be identified": a finding without a tooth number
 
     @property
     def categories(self) -> frozenset[Category]:
@@ -214,7 +216,7 @@ TERMS: list[tuple[str, Term]] = [
     (rf"\b{_PERIAPICAL}\s+(?:\w+\s+)?granulomas?\b", _t(C.PERIAPICAL_LESION, lesion="granuloma")),
     (rf"\b(?:{_PERIAPICAL}|radicular)\s+(?:\w+\s+)?cysts?\b", _t(C.PERIAPICAL_LESION, lesion="cyst")),
     (rf"\b{_PERIAPICAL}\s+(?:\w+\s+)?{_LESION_NOUNS}\b", _t(C.PERIAPICAL_LESION)),
-    (rf"\b(?:lesions?|infections?|radiolucen(?:cy|cies|t\s+(?:area|lesion|zone)s?)|lucenc(?:y|ies)|abscess(?:es)?|granulomas?|cysts?|rarefactions?)\s+(?:at|around|below|under|beneath|near|of|on|in)\s+{_APEX}\b", _t(C.PERIAPICAL_LESION)),
+    (rf"\b(?:{_LESION_NOUNS}|radiolucent\s+(?:area|lesion|zone)s?|abscess(?:es)?|granulomas?|cysts?|spots?|dark\s+(?:area|spot)s?)\s+(?:at|around|below|under|beneath|near|of|on|in)\s+{_APEX}\b", _t(C.PERIAPICAL_LESION)),
     (r"\babscess(?:es|ed)?\b", _t(C.PERIAPICAL_LESION, lesion="abscess")),
     (r"\bgranulomas?\b", _t(C.PERIAPICAL_LESION, lesion="granuloma")),
     (r"\bcysts?\b", _t(C.PERIAPICAL_LESION, lesion="cyst")),
@@ -227,7 +229,7 @@ TERMS: list[tuple[str, Term]] = [
       r"|\b(?:has|have|had)\s+been\s+(?:lost|extracted|removed)\b|\bwas\s+(?:lost|extracted|removed)\b"), _t(C.MISSING_TOOTH)),
     # retained roots
     ((r"\b(?:retained|residual|remaining|leftover|left[\s-]over)\s+roots?\b|\broot\s+(?:remnants?|rests?|fragments?|stumps?|pieces?)\b|\bradix\s+relicta\b"
-      r"|\b(?<!at\s)(?<!the\s)(?<!a\s)root\s+tips?\b|\bonly\s+(?:a\s+|the\s+)?roots?\s+(?:\w+\s+){0,3}?(?:remains?|is\s+left|left)\b|\broots?\s+(?:is|are)\s+retained\b"), _t(C.RETAINED_ROOT)),
+      r"|\b(?<!at\s)(?<!the\s)(?<!a\s)(?<!its\s)(?<!their\s)(?<!your\s)(?<!his\s)(?<!her\s)(?<!my\s)(?<!of\s)root\s+tips?\b|\bonly\s+(?:a\s+|the\s+)?roots?\s+(?:\w+\s+){0,3}?(?:remains?|is\s+left|left)\b|\broots?\s+(?:is|are)\s+retained\b"), _t(C.RETAINED_ROOT)),
     # bone loss
     ((r"\b(?:(?:alveolar|horizontal|vertical|angular|crestal|marginal|periodontal|mild|moderate|severe|advanced|marked|extensive|significant|slight|minimal|early)\s+)*bone\s+(?:loss|resorption|destruction|defects?)\b|\bloss\s+of\s+(?:\w+\s+)?bone\b|\b(?<!apical\s)periodontitis\b"
       r"|\bperiodontal(?:ly)?\s+(?:disease|breakdown|involvement|compromised|bone\s+loss)\b|\bgum\s+(?:disease|problems?|recession)\b"
@@ -290,6 +292,7 @@ _REGION = re.compile(
     rf"|\b(?P<arch>upper\s+(?:jaw(?![\s-]*bones?\b)|arch|teeth|dentition)|maxilla|maxillary\s+(?:arch|region|teeth|dentition|ridge|anterior|posterior)|lower\s+(?:jaw(?![\s-]*bones?\b)|arch|teeth|dentition)|mandible|mandibular\s+(?:arch|region|teeth|dentition|ridge|anterior|posterior))\b"
     rf"|\b(?P<arch_adj>upper|lower|maxillary|mandibular)(?=[\s-]+(?:jaw\s+)?(?:bone\s+loss|bone|alveolar|periodontal))"
     rf"|\b(?P<side>(?:on\s+the\s+)?(?:left|right)(?:\s+side)?)\b"
+    rf"|\b(?P<dent>(?P<dent_w>{_DENT})\s+(?:teeth|dentition))\b"
     rf"|\b(?P<whole>generali[sz]ed|throughout|full[\s-]mouth)\b|\b(?P<jaws>(?:in|of|within)\s+(?:the\s+|both\s+)?jaws)\b"
     rf"|\b(?P<all_teeth>(?:on|of|in|for|across|among)\s+(?:the\s+|all\s+(?:the\s+)?|any\s+(?:of\s+the\s+)?|his\s+|her\s+|your\s+|their\s+|my\s+)?(?:teeth|dentition)|dentition|(?:the\s+)?(?:remaining|other|all\s+other|rest\s+of\s+the)\s+teeth|all\s+(?:the\s+)?teeth)\b"
 )
@@ -750,6 +753,9 @@ def _scan_teeth(s: str, base: int) -> tuple[list[_Tok], list[ToothMention]]:
             r = region_of("upper" if re.match(r"upper|maxill", w) else "lower", name="upper jaw" if re.match(r"upper|maxill", w) else "lower jaw")
         elif g["side"]:
             r = region_of(side="left" if "left" in g["side"] else "right")
+        elif g["dent"]:
+            primary = g["dent_w"] in ("primary", "deciduous", "baby", "milk")
+            r = replace(region_of(primary=primary, name=g["dent"]), scope="teeth")
         elif g["all_teeth"]:
             r = replace(WHOLE_MOUTH, name="teeth", scope="teeth")
         elif g["jaws"]:
@@ -929,8 +935,30 @@ def _clauses(s: str, toks: list[_Tok]) -> list[tuple[int, int, list[_Tok], bool]
     return out
 
 
+_LANDMARK = re.compile(r"\b(?:under|beneath|below|around|underneath|adjacent\s+to|next\s+to|near|along|at\s+the\s+margins?\s+of|margins?\s+of|"
+                       r"associated\s+with|in\s+contact\s+with)\s+(?:(?:an?|the|its|existing|old|large|previous)\s+)*$")
+
+
 def _opposing(tooth: int) -> int:
     return (tooth // 10 + (3 if tooth // 10 in (1, 5) else 1 if tooth // 10 in (2, 6) else -1 if tooth // 10 in (3, 7) else -3)) * 10 + tooth % 10
+
+
+_BARE_KINDS = frozenset({"teeth", "pron", "neg_fwd", "neg_all", "neg_weak", "neg_next", "hedge_fwd", "hedge_adj", "hedge_back", "presence",
+                         "absent", "only", "others", "count", "sure", "noop"})
+_BARE_WORDS = _LINK_WORDS | {"not", "no", "but", "yet", "still", "either", "too", "so", "however", "only", "s", "t", "isn", "aren", "wasn",
+                             "weren", "doesn", "don", "hasn", "haven", "can", "cannot", "clearly", "definitely", "longer", "now"}
+
+
+def _bare(s: str, a: int, b: int, toks: Sequence[_Tok]) -> bool:
+    """The clause says nothing beyond its teeth, negation/hedge and presence words ("but not on 37",
+    "38 isn't there"): no verb or noun of its own ("it hasn't come through properly", "no sign of a
+    problem there") that a negation could be about instead."""
+    chars = list(s[a:b])
+    for t in toks:
+        if t.kind in _BARE_KINDS:
+            for k in range(max(t.start, a), min(t.end, b)):
+                chars[k - a] = " "
+    return all(w in _BARE_WORDS for w in re.findall(r"[a-z]+", "".join(chars)))
 
 
 def _shared_rec(first: list[_Tok], last: list[_Tok]) -> bool:
@@ -1000,7 +1028,11 @@ def _claims_of_clause(s: str, base: int, a: int, b: int, toks: list[_Tok], ctx: 
                 alts = toks[after[0]].term.alternatives
                 hedged |= {j for j in terms_i if j < i and (toks[j].term.alternatives & alts or toks[j].term.generic)}
         elif t.kind == "hedge_back":
-            hedged |= {j for j in terms_i if j < i} or {j for j in terms_i if j > i}
+            # "... is suspected", "(re-evaluate)": the findings before it, from the first already hedged one on
+            # ("deep caries 17, with possible periapical lesion (re-evaluate)": the deep caries stays definite)
+            prior = [j for j in terms_i if j < i]
+            already = [j for j in prior if j in hedged]
+            hedged |= {j for j in prior if not already or j >= already[0]} or {j for j in terms_i if j > i}
         elif t.kind == "hedge_adj":
             after = [j for j in terms_i if j > i]
             if not after:
@@ -1015,7 +1047,7 @@ def _claims_of_clause(s: str, base: int, a: int, b: int, toks: list[_Tok], ctx: 
     sure: set[int] = set()
     for i, t in enumerate(toks):
         if t.kind == "sure":
-            sure |= set([j for j in terms_i if j > i][:1])
+            sure |= set([j for j in terms_i if j > i][:1] or [j for j in terms_i if j < i][-1:])
     # negation
     negated: set[int] = set()
     weak: set[int] = set()
@@ -1039,7 +1071,9 @@ def _claims_of_clause(s: str, base: int, a: int, b: int, toks: list[_Tok], ctx: 
         absent_cue = False
     rec_clause = mode == "rec" or any(t.kind == "rec" for t in toks)
     others = any(t.kind == "others" for t in toks) or bool(exception)
-    only = any(t.kind == "only" for t in toks)
+    only_at = [t.start for t in toks if t.kind == "only"]
+    unnumbered = "noop" in kinds
+    only = bool(only_at)
     prevent_at = [t.start for t in toks if t.kind == "prevent"]
     ruleout_at = [t.start for t in toks if t.kind == "ruleout"]
     groups = [(i, t) for i, t in enumerate(toks) if t.kind in ("teeth", "pron")]
@@ -1071,11 +1105,14 @@ def _claims_of_clause(s: str, base: int, a: int, b: int, toks: list[_Tok], ctx: 
         """The groups written after a term that belong to it: a chain of prepositions and lists
         ("on teeth 36 and 37", "in the region of 15"), up to a new noun phrase."""
         out, pos = [], toks[after].end
+        in_parens = s.count("(", a, toks[after].start) > s.count(")", a, toks[after].start)
         for g in grps:
             gap_text = s[pos:g.start]
             words = re.findall(r"[a-z]+", gap_text)
             if any(w not in _LINK_WORDS for w in words):
                 break
+            if in_parens and ")" in gap_text:
+                break  # "caries 16 (under filling) and 46": a term in parentheses belongs to what they follow
             if out and re.search(r"\band\b|,", gap_text) and re.match(r"\s+(?:is|are|was|were|has|have|had|shows?|looks?|seems?|appears?|remains?)\b", s[g.end:]):
                 break  # a new subject with its own verb
             out.append(g)
@@ -1120,13 +1157,14 @@ def _claims_of_clause(s: str, base: int, a: int, b: int, toks: list[_Tok], ctx: 
     claims: list[Claim] = []
     named: list[int] = []
 
-    def emit(term: Term, pol: Polarity, grps: list[_Group], count: int | None = None, oth: bool = False, definite_only: bool = False) -> None:
+    def emit(term: Term, pol: Polarity, grps: list[_Group], count: int | None = None, oth: bool = False, definite_only: bool = False,
+             landmark: bool = False) -> None:
         def one(tooth: int | None, region: Region | None) -> None:
             alts = term.alternatives
             if term.generic and region is not None and region.scope != "any":  # "no pathology on the teeth": not the jaw bone
                 alts = (alts - JAW_LEVEL if region.scope == "teeth" else alts & JAW_LEVEL) or alts
             claims.append(Claim(term.category, pol, span, tooth, region, alts, term.lesion_type, count, oth, question,
-                                clause_text, definite_only))
+                                clause_text, definite_only, landmark=landmark, unnumbered=unnumbered and tooth is None))
 
         if not grps:
             one(None, None)
@@ -1188,7 +1226,8 @@ def _claims_of_clause(s: str, base: int, a: int, b: int, toks: list[_Tok], ctx: 
             return claims, ()
         elliptic_neg = neg_all or any(t.kind == "neg_fwd" for t in toks)
         elliptic_hedge = any(t.kind in ("hedge_adj", "hedge_fwd") for t in toks)
-        if (ctx.topic and not ctx.topic_rec and not rec_clause and (elliptic_neg or elliptic_hedge)
+        bare = _bare(s, a, b, toks)
+        if (ctx.topic and not ctx.topic_rec and not rec_clause and (elliptic_neg or elliptic_hedge) and bare
                 and not any(t.kind in ("normal", "presence", "absent") for t in toks)):
             # "caries on 36 but not on 37", "... and one suspected (46)": the sentence's topic
             for term in ctx.topic:
@@ -1215,13 +1254,14 @@ def _claims_of_clause(s: str, base: int, a: int, b: int, toks: list[_Tok], ctx: 
         elif any(t.kind == "presence" for t in toks) and not rec_clause:
             pres_words = [s[t.start:t.end] for t in toks if t.kind == "presence"]
             if neg:
-                if "erupted" not in pres_words or len(pres_words) > 1:
+                # "38 is not present", "no upper third molars are seen"; not "no sign of a problem there"
+                if ("erupted" not in pres_words or len(pres_words) > 1) and bare:
                     emit(_t(C.TOOTH), "absent", grps, oth=others)
             else:
                 if pres_words != ["left"] and pres_words != ["there"]:
                     emit(_t(C.TOOTH), "present", grps)
                 if "erupted" in pres_words:
-                    emit(_t(C.IMPACTED_TOOTH), "absent", grps)
+                    emit(_t(C.IMPACTED_TOOTH), "absent", grps, oth=others)
         return claims, tuple(named)
     # terms
     for i in terms_i:
@@ -1258,8 +1298,13 @@ def _claims_of_clause(s: str, base: int, a: int, b: int, toks: list[_Tok], ctx: 
         grps = teeth_for(i)
         named += [t for g in grps for t in g.teeth]
         oth = others and pol == "absent"
-        emit(term, pol, grps, oth=oth, definite_only=(i in weak and pol == "absent") or (i in sure and pol == "present"))
-        if only and pol in ("present", "suspected") and term.category not in (C.TOOTH, None):
+        landmark = term.treatment and bool(_LANDMARK.search(s[a:tok.start])) and any(
+            not x.term.treatment and not x.term.generic and not x.term.anatomy for x in toks if x.kind == "term")
+        emit(term, pol, grps, oth=oth, definite_only=(i in weak and pol == "absent") or (i in sure and pol == "present"), landmark=landmark)
+        # "only 46 has a filling" / "a filling only on 46": no filling elsewhere; "46 just has a filling" says
+        # what else 46 has, not where else fillings are
+        after_teeth = any(any(g.kind in ("teeth", "pron") and g.end <= o for g in toks[:i]) for o in only_at if o < tok.start)
+        if only and not after_teeth and pol in ("present", "suspected") and term.category not in (C.TOOTH, None):
             if term.anatomy:
                 sides = {g.region.side for g in grps if g.region and g.region.side}
                 for side in {"right", "left"} - sides if sides else ():
@@ -1359,7 +1404,9 @@ def _extract(text: str, context: str | None) -> Extraction:
         claims_out += claims
         teeth_out += mentions
         mismatches_out += mismatches
-        subject = ()  # an elliptical clause takes its teeth from its own sentence (or the question) only
+        # an elliptical clause takes its teeth from its own sentence (or the question) only; a semicolon joins
+        # two clauses of one sentence ("#16 is crowned; there is a PA lesion")
+        subject = (last or subject) if masked[a:b].rstrip().endswith(";") else ()
         if last:
             pron = last
     return Extraction(text, tuple(claims_out), tuple(teeth_out), tuple(mismatches_out), particle, pron)
@@ -1457,6 +1504,7 @@ def _shown(node: Any) -> str:
 
 
 _BOX_KEYS = ("box_2d", "bbox", "box")
+_TOOTH_KEY = re.compile(r"(?:tooth[\s_#-]*|#)?(\d{2})")
 
 
 def claims_from_json(obj: Any) -> list[Claim]:
@@ -1528,18 +1576,34 @@ def claims_from_json(obj: Any) -> list[Claim]:
                         add(term, "present", t, text={key: [t]})
                     else:
                         add(_t(cat), "present", t, text={key: [t]})
+                elif isinstance(item, str) and key in _JAW_KEYS:  # "mandibular_canal": ["right", "left"]
+                    add(_t(_JAW_KEYS[key]), "present", None, _side_region(item), {key: [item]})
+                elif isinstance(item, str) and tooth is not None:  # {"36": ["deep caries", "granuloma"]}
+                    term, susp = _category_of(item)
+                    if term is not None:
+                        add(term, "suspected" if susp else "present", tooth, None, {str(tooth): [item]})
                 else:
                     walk(item, tooth, key)
             return
         if not isinstance(node, dict):
             return
         t = tooth_of(node)
-        region = _side_region(node.get("region") or node.get("side"))
+        region = _side_region(node.get("region") or node.get("side") or node.get("location") or node.get("position"))
+        has_cat = any(isinstance(node.get(k), str) for k in _CAT_KEYS)
+        # a dict under a finding's own key ({"caries": [{"tooth": 47}, {"side": "lower left"}]}) is that finding
+        key_term = _category_of(key.replace("_", " "))[0] if key and key not in _JAW_KEYS and key not in _TEETH_LIST_KEYS else None
+        if key_term is not None and (key_term.category is None or key_term.category == C.TOOTH):
+            key_term = None
+        flagged = bool(node.get("suspected") or node.get("possible")) or any(
+            normalise_name(str(node.get(k, ""))) in _HEDGED_VALUES for k in ("certainty", "confidence", "likelihood", "status"))
         if key in _JAW_KEYS and t is None:
             add(_t(_JAW_KEYS[key]), "suspected" if node.get("suspected") else "present", None, region, {key: node})
             return
         if t is not None:
             n = conditions(node, t, None)
+            if n == 0 and key_term is not None:
+                add(key_term, "suspected" if flagged else "present", t, None, {key: node})
+                n = 1
             if "teeth" in node and isinstance(node["teeth"], list):
                 walk(node["teeth"], None, "missing_teeth" if key in ("missing_teeth", "missing") else "teeth")
             if n == 0 and key not in ("unknown_tooth_findings",):
@@ -1551,20 +1615,40 @@ def claims_from_json(obj: Any) -> list[Claim]:
                 if isinstance(v, (dict, list)) and k not in _LIST_KEYS:
                     walk(v, t, k)
             return
-        if key == "unknown_tooth_findings" or (region is not None and any(k in node for k in _CAT_KEYS)):
+        if key == "unknown_tooth_findings" or (region is not None and has_cat):
             conditions(node, None, region or WHOLE_MOUTH)
+            return
+        if key_term is not None and not has_cat:
+            add(key_term, "suspected" if flagged else "present", tooth, region, {key: node})
             return
         if key in ("missing_teeth", "missing") and "teeth" in node:
             walk(node["teeth"], None, "missing_teeth")
             return
-        if any(k in node for k in _CAT_KEYS) and tooth is not None:
+        if has_cat and tooth is not None:
             conditions(node, tooth, None)
             return
-        if any(k in node for k in _CAT_KEYS) and tooth is None:
+        if has_cat and tooth is None:
             conditions(node, None, None)
             return
         for k, v in node.items():
-            if isinstance(v, (dict, list)):
+            kt = _TOOTH_KEY.fullmatch(k.strip().lower())
+            if kt:  # {"36": ["deep caries", ...]}, {"tooth_47": "caries"}: findings keyed by their tooth
+                n = int(kt.group(1))
+                if isinstance(v, str):
+                    term, susp = _category_of(v)
+                    if term is not None:
+                        add(term, "suspected" if susp else "present", n, None, {k: v})
+                    continue
+                if v in ([], {}, None):
+                    add(_t(C.TOOTH), "present", n, None, {k: v})
+                    continue
+                if isinstance(v, dict) and not any(isinstance(v.get(x), str) for x in _CAT_KEYS):
+                    walk(v, n, k)
+                elif isinstance(v, dict):
+                    conditions(v, n, None)
+                else:
+                    walk(v, n, k)
+            elif isinstance(v, (dict, list)):
                 walk(v, tooth, k)
 
     walk(obj)

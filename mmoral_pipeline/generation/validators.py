@@ -134,9 +134,11 @@ def _kind_matches(claim: Claim, f: Finding) -> bool:
 
 
 def matching(claim: Claim, facts: Facts) -> list[Finding]:
-    """The findings that make the claim's "it is there" true."""
+    """The findings that make the claim's "it is there" true ("whose tooth cannot be identified": only those
+    without a tooth number)."""
     cats = claim.categories
-    return [f for f in facts.findings if f.category in cats and _located(claim, f) and _kind_matches(claim, f)]
+    return [f for f in facts.findings if f.category in cats and _located(claim, f) and _kind_matches(claim, f)
+            and not (claim.unnumbered and f.tooth_id is not None)]
 
 
 def _teeth_of(claim: Claim, facts: Facts) -> set[int]:
@@ -387,7 +389,7 @@ def report_placement(text: str, claims: Sequence[Claim] | None = None) -> Verdic
     for c in claims:
         if not c.asserts or c.count is not None:
             continue
-        if any(p.start <= c.span[0] < p.end for p in patho) and c.categories and c.categories <= TREATMENTS:
+        if any(p.start <= c.span[0] < p.end for p in patho) and c.categories and c.categories <= TREATMENTS and not c.landmark:
             return fail(name, f"treatment {c.name} under Pathological Findings: {_quote(c)}")
         if teeth.start <= c.span[0] < teeth.end and c.categories == {Category.BONE_LOSS}:
             return fail(name, f"bone loss outside the jaw section: {_quote(c)}")
@@ -451,6 +453,10 @@ def mcq_form(options: Sequence[str], answer_letter: str, answer_text: str | None
 
 _NONE_OPTION = re.compile(r"^(?:none(?:\s+of\s+(?:the\s+)?(?:above|these|them))?|neither(?:\s+of\s+(?:the\s+)?(?:above|these|them))?|nothing)\.?$", re.IGNORECASE)
 _ALL_OPTION = re.compile(r"^(?:all(?:\s+(?:four|of\s+them|of\s+these))?|both(?:\s+of\s+them)?|all\s+of\s+the\s+above)\.?$", re.IGNORECASE)
+_NORMAL_OPTION = re.compile(r"^(?:normal(?:\s+(?:anatomy|anatomical\s+structures?|findings?|appearance|structures?|tooth|bone|variant))?|no\s+(?:abnormality|abnormalities|pathology|findings?|lesion)"
+                            r"|healthy(?:\s+tooth)?|unremarkable|wnl|within\s+normal\s+limits|sound)\.?$", re.IGNORECASE)
+_WHICH_PLACE = re.compile(r"\bwhich\s+(jaw|arch|side|quadrant)\b", re.IGNORECASE)
+_BARE_PLACE = re.compile(r"^(?:(?:upper|lower|maxillary|mandibular)(?:\s+(?:left|right))?|left|right)\.?$", re.IGNORECASE)
 _YES = re.compile(r"^\s*(?:yes|no)\b", re.IGNORECASE)
 _HOW_MANY = re.compile(r"\bhow\s+many\b|\bnumber\s+of\b", re.IGNORECASE)
 _YESNO_Q = re.compile(r"^\s*(?:is|are|does|do|did|was|were|has|have|can|could|will)\b", re.IGNORECASE)
@@ -462,6 +468,14 @@ def _option_claims(question: str, option: str, q_claims: list[Claim]) -> list[Cl
     opt = option.strip()
     if _NONE_OPTION.match(opt):
         return "none"
+    if _NORMAL_OPTION.match(opt):  # "Normal anatomy" as the diagnosis of a finding: the finding is not there
+        denied = [replace(c, polarity="absent", question=False) for c in q_claims
+                  if c.asserts and c.count is None and c.categories and Category.TOOTH not in c.categories]
+        if denied:
+            return denied
+    place = _WHICH_PLACE.search(question)
+    if place and _BARE_PLACE.match(opt):  # "In which jaw ...? Upper": the upper jaw
+        opt = f"{opt.rstrip('.')} {place.group(1)}"
     if _HOW_MANY.search(question):
         counted = _count_answer(question, opt, q_claims)
         if counted:
@@ -492,8 +506,15 @@ def option_truths(question: str, options: Sequence[str], facts: Facts) -> list[b
     q_claims = C.extract(question.strip().rstrip("?")).claims
     read = [_option_claims(question, o, q_claims) for o in options]
 
+    def one(c: Claim) -> bool | None:
+        v = truth(c, facts)
+        if v and c.polarity == "suspected" and c.count is None and not c.categories & (ANATOMY | {Category.TOOTH, Category.MISSING_TOOTH}):
+            # "Which tooth is suspicious for caries?": the hedged finding, not a definite one (the hedging rule)
+            v = any(f.hedged for f in matching(c, facts))
+        return v
+
     def holds(cl: list[Claim]) -> bool | None:
-        vals = [truth(c, facts) for c in cl if c.polarity != "recommended" or c.count is not None]
+        vals = [one(c) for c in cl if c.polarity != "recommended" or c.count is not None]
         vals = [v for v in vals if v is not None]
         if not vals:
             return None

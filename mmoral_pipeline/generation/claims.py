@@ -158,6 +158,7 @@ class Extraction:
     mismatches: tuple[tuple[str, tuple[int, ...], tuple[int, int]], ...] = ()  # (name, numbers, span)
     particle: str | None = None  # "yes" / "no" when the text starts with one (an answer)
     last_teeth: tuple[int, ...] = ()  # the last teeth named (pronoun resolution across texts)
+    last_plural: tuple[int, ...] = ()  # the teeth of the last plural phrase ("the wisdom teeth", "38 and 48"): what "both" means
 
 
 # --- lexicon ----------------------------------------------------------------------------------------
@@ -205,17 +206,17 @@ _APEX = r"(?:the\s+|a\s+|its\s+)?(?:apex|apices|apical\s+(?:third|region|area)|r
 TERMS: list[tuple[str, Term]] = [
     # deep caries
     (rf"\bdeep(?:ly)?(?:\s+{_ADJ})*\s+(?:carious\s+lesions?|caries|carious|cavit(?:y|ies)|decay(?:ed)?)", _t(C.DEEP_CARIES)),
-    (r"\b(?:caries|decay|carious\s+lesions?|cavit(?:y|ies))\s+(?:\w+\s+){0,2}?(?:approaching|reaching|extending\s+(?:in)?to(?:wards)?|involving|close\s+to|near(?:ing)?|into|encroaching\s+(?:on|upon)|in\s+proximity\s+to)\s+(?:the\s+)?pulp\w*", _t(C.DEEP_CARIES)),
+    (r"\b(?:caries|decay|carious\s+lesions?|cavit(?:y|ies))\s+(?:[a-z]+\s+){0,2}?(?:approaching|reaching|extending\s+(?:in)?to(?:wards)?|involving|close\s+to|near(?:ing)?|into|encroaching\s+(?:on|upon)|in\s+proximity\s+to)\s+(?:the\s+)?pulp\w*", _t(C.DEEP_CARIES)),
     (r"\bpulpal\s+(?:involvement|exposure)|\bpulp\s+(?:involvement|exposure)", _t(C.DEEP_CARIES)),
     # caries
     (r"\bcaries[\s-]free\b|\bnon[\s-]?carious\b|\bfree\s+of\s+(?:caries|decay)\b", _t(C.CARIES, sense="neg")),
     (r"\b(?:dental\s+)?caries\b|\bcarious(?:\s+lesions?)?\b|\bdecay(?:ed)?\b|\bdemineraliz\w+", _t(C.CARIES)),
     (r"\b(?<!oral\s)(?<!nasal\s)(?<!pulp\s)(?<!pulpal\s)cavit(?:y|ies)\b(?!\s+prep)", _t(C.CARIES)),
     # periapical lesions
-    (rf"\b{_PERIAPICAL}\s+(?:\w+\s+)?abscess(?:es)?\b", _t(C.PERIAPICAL_LESION, lesion="abscess")),
-    (rf"\b{_PERIAPICAL}\s+(?:\w+\s+)?granulomas?\b", _t(C.PERIAPICAL_LESION, lesion="granuloma")),
-    (rf"\b(?:{_PERIAPICAL}|radicular)\s+(?:\w+\s+)?cysts?\b", _t(C.PERIAPICAL_LESION, lesion="cyst")),
-    (rf"\b{_PERIAPICAL}\s+(?:\w+\s+)?{_LESION_NOUNS}\b", _t(C.PERIAPICAL_LESION)),
+    (rf"\b{_PERIAPICAL}\s+(?:[a-z]+\s+)?abscess(?:es)?\b", _t(C.PERIAPICAL_LESION, lesion="abscess")),
+    (rf"\b{_PERIAPICAL}\s+(?:[a-z]+\s+)?granulomas?\b", _t(C.PERIAPICAL_LESION, lesion="granuloma")),
+    (rf"\b(?:{_PERIAPICAL}|radicular)\s+(?:[a-z]+\s+)?cysts?\b", _t(C.PERIAPICAL_LESION, lesion="cyst")),
+    (rf"\b{_PERIAPICAL}\s+(?:[a-z]+\s+)?{_LESION_NOUNS}\b", _t(C.PERIAPICAL_LESION)),
     (rf"\b(?:{_LESION_NOUNS}|radiolucent\s+(?:area|lesion|zone)s?|abscess(?:es)?|granulomas?|cysts?|spots?|dark\s+(?:area|spot)s?)\s+(?:at|around|below|under|beneath|near|of|on|in)\s+{_APEX}\b", _t(C.PERIAPICAL_LESION)),
     (r"\babscess(?:es|ed)?\b", _t(C.PERIAPICAL_LESION, lesion="abscess")),
     (r"\bgranulomas?\b", _t(C.PERIAPICAL_LESION, lesion="granuloma")),
@@ -228,13 +229,13 @@ TERMS: list[tuple[str, Term]] = [
     ((r"\bmissing(?:[\s-]+(?:tooth|teeth))?(?:[\s-]+region)?\b|\bedentulous\b|\bedentulism\b|\bagenesis\b|\btooth\s+loss\b|\bextraction\s+(?:site|socket|space)s?\b"
       r"|\b(?:has|have|had)\s+been\s+(?:lost|extracted|removed)\b|\bwas\s+(?:lost|extracted|removed)\b"), _t(C.MISSING_TOOTH)),
     # retained roots
-    ((r"\b(?:retained|residual|remaining|leftover|left[\s-]over)\s+roots?\b|\broot\s+(?:remnants?|rests?|fragments?|stumps?|pieces?)\b|\bradix\s+relicta\b"
-      r"|\b(?<!at\s)(?<!the\s)(?<!a\s)(?<!its\s)(?<!their\s)(?<!your\s)(?<!his\s)(?<!her\s)(?<!my\s)(?<!of\s)root\s+tips?\b|\bonly\s+(?:a\s+|the\s+)?roots?\s+(?:\w+\s+){0,3}?(?:remains?|is\s+left|left)\b|\broots?\s+(?:is|are)\s+retained\b"), _t(C.RETAINED_ROOT)),
+    ((r"\b(?:retained|residual|remaining|leftover|left[\s-]over|broken[\s-]down)\s+roots?\b|\broot\s+(?:remnants?|rests?|fragments?|stumps?|pieces?)\b|\bradix\s+relicta\b"
+      r"|\b(?<!at\s)(?<!the\s)(?<!a\s)(?<!its\s)(?<!their\s)(?<!your\s)(?<!his\s)(?<!her\s)(?<!my\s)(?<!of\s)root\s+tips?\b|\bonly\s+(?:a\s+|the\s+)?roots?\s+(?:[a-z]+\s+){0,3}?(?:remains?|is\s+left|left)\b|\broots?\s+(?:is|are)\s+retained\b"), _t(C.RETAINED_ROOT)),
     # bone loss
-    ((r"\b(?:(?:alveolar|horizontal|vertical|angular|crestal|marginal|periodontal|mild|moderate|severe|advanced|marked|extensive|significant|slight|minimal|early)\s+)*bone\s+(?:loss|resorption|destruction|defects?)\b|\bloss\s+of\s+(?:\w+\s+)?bone\b|\b(?<!apical\s)periodontitis\b"
+    ((r"\b(?:(?:alveolar|horizontal|vertical|angular|crestal|marginal|periodontal|mild|moderate|severe|advanced|marked|extensive|significant|slight|minimal|early)\s+)*bone\s+(?:loss|resorption|destruction|defects?)\b|\bloss\s+of\s+(?:[a-z]+\s+)?bone\b|\b(?<!apical\s)periodontitis\b"
       r"|\bperiodontal(?:ly)?\s+(?:disease|breakdown|involvement|compromised|bone\s+loss)\b|\bgum\s+(?:disease|problems?|recession)\b"
       r"|\b(?:reduced|decreased|diminished|lowered|low|receding)\s+(?:alveolar\s+|crestal\s+|marginal\s+)?bone(?:\s+(?:levels?|height|support))?\b"
-      r"|\b(?:alveolar\s+|crestal\s+|marginal\s+)?bone\s+(?:levels?|height|support)\s+(?:is|are|appears?)\s+(?:\w+\s+)?(?:reduced|decreased|diminished|lowered)\b"), _t(C.BONE_LOSS)),
+      r"|\b(?:alveolar\s+|crestal\s+|marginal\s+)?bone\s+(?:levels?|height|support)\s+(?:is|are|appears?)\s+(?:[a-z]+\s+)?(?:reduced|decreased|diminished|lowered)\b"), _t(C.BONE_LOSS)),
     ((r"\b(?:alveolar\s+|crestal\s+|marginal\s+)?bone\s+(?:levels?|height|support)\b|\balveolar\s+(?:bone|crests?)\b|\bcrestal\s+bone\b|\bjaw\s*bones?\b"
       r"|\bperiodontal\s+(?:status|support|condition)\b|\bbone\b"), _t(C.BONE_LOSS, sense="neutral")),
     # root canal treatment
@@ -291,7 +292,7 @@ _REGION = re.compile(
     rf"|\b(?P<ant>(?:(?P<a3>{_ARCH_W})\s+)?(?:anterior|front|posterior|back)\s+(?:teeth|tooth|region|segment|area|sextant))\b"
     rf"|\b(?P<arch>upper\s+(?:jaw(?![\s-]*bones?\b)|arch|teeth|dentition)|maxilla|maxillary\s+(?:arch|region|teeth|dentition|ridge|anterior|posterior)|lower\s+(?:jaw(?![\s-]*bones?\b)|arch|teeth|dentition)|mandible|mandibular\s+(?:arch|region|teeth|dentition|ridge|anterior|posterior))\b"
     rf"|\b(?P<arch_adj>upper|lower|maxillary|mandibular)(?=[\s-]+(?:jaw\s+)?(?:bone\s+loss|bone|alveolar|periodontal))"
-    rf"|\b(?P<side>(?:on\s+the\s+)?(?:left|right)(?:\s+side)?)\b"
+    rf"|\b(?P<side>(?:on\s+the\s+)?(?:(?<!is\s)(?<!are\s)(?<!was\s)(?<!been\s)(?<!root\s)(?<!roots\s)left(?!\s+(?:at|in|behind|over|from|untreated|alone|open|after)\b)|right)(?:\s+side)?)\b"
     rf"|\b(?P<dent>(?P<dent_w>{_DENT})\s+(?:teeth|dentition))\b"
     rf"|\b(?P<whole>generali[sz]ed|throughout|full[\s-]mouth)\b|\b(?P<jaws>(?:in|of|within)\s+(?:the\s+|both\s+)?jaws)\b"
     rf"|\b(?P<all_teeth>(?:on|of|in|for|across|among)\s+(?:the\s+|all\s+(?:the\s+)?|any\s+(?:of\s+the\s+)?|his\s+|her\s+|your\s+|their\s+|my\s+)?(?:teeth|dentition)|dentition|(?:the\s+)?(?:remaining|other|all\s+other|rest\s+of\s+the)\s+teeth|all\s+(?:the\s+)?teeth)\b"
@@ -310,6 +311,7 @@ _COUNT_AFTER = re.compile(rf"^\s+(?:{_COUNT_ADJECTIVES}\s+){{0,2}}"
                           r"(?:teeth|tooth|restorations?|fillings?|crowns?|implants?|lesions?|findings?|roots?|canals?|sinuses|bridges?|items?|images?|patients?|quadrants?|units?)\b")
 _NOT_TOOTH_BEFORE = re.compile(r"(?:\b(?:age|aged|total\s+of|out\s+of|of\s+the|score|grade|class|type|stage|size|page|figure|version|approximately|about|than|least|up\s+to|n\s*=|count)\s*)$")
 _JOIN = re.compile(r"^\s*(?:,|and|or|&|/|\+|as\s+well\s+as|,\s*and|,\s*or)\s*(?:teeth\s+|tooth\s+|#)?$")
+_SINGULAR_VERB = re.compile(r"\s*\)?\s+(?:also\s+|still\s+|now\s+)?(?:has|is|was|shows|looks|appears|remains|seems|carries|needs|demonstrates|exhibits)\b")
 _RANGE = re.compile(r"^\s*(?:-|–|—|to|through|thru)\s*(?:tooth\s+)?#?$")
 
 
@@ -357,6 +359,8 @@ _CUES: list[tuple[str, str]] = [
     ("presence", r"\b(?:present|visible|visuali[sz]ed|seen|identified|identifiable|noted|observed|evident|in\s+place|erupted|remain(?:s|ing)?|detected|depicted|appreciated|traceable|shown|displayed|delineated|there)\b"),
     ("others", r"\b(?:other|others|rest\s+of\s+the|additional|further|elsewhere|another)\b|\bremaining\b(?=\s+(?!(?:in|on|at|of|and|or|is|are|was|were|with|to)\b)[a-z])"),
     ("only", r"\bonly\b|\bsolely\b|\bjust\b"),
+    ("partial", r"\b(?:most|many|some|several|majority|bulk|mostly|largely)\b"),  # "most of your teeth look fine": not all
+    ("pron_plural", r"^\s*(?:all\s+(?:four|three|two|of\s+them)|both(?:\s+of\s+them)?|each\s+of\s+them|neither(?:\s+of\s+them)?)(?=\s+(?:are|have|were|had|look|appear|seem|show|remain|is|has)\b)"),
     ("pron", r"\b(?:it|its|this\s+tooth|that\s+tooth|the\s+same\s+tooth|this\s+one|that\s+one|they|them|their|these\s+teeth|those\s+teeth|both\s+of\s+them|the\s+latter|the\s+former)\b|\bthere\b(?=\s*(?:[.,;!?]|$|\s+(?:as\s+well|too|either|also)))"),
     ("for", r"\bfor\b"),
     ("hedge_back", r"\b(?:suspected|possible|questionable|probable)\b"),
@@ -645,7 +649,8 @@ def _scan_teeth(s: str, base: int) -> tuple[list[_Tok], list[ToothMention]]:
                 ranges.add((prev[0], n[0]))
                 groups[-1].append(n)
                 continue
-            if _JOIN.match(gap) and (fdi.is_valid_fdi(n[0]) or n[3]):
+            # "an implant at 36, and 37 has a filling": a number with a verb in the singular starts a new subject
+            if _JOIN.match(gap) and (fdi.is_valid_fdi(n[0]) or n[3]) and not _SINGULAR_VERB.match(s[n[2]:]):
                 groups[-1].append(n)
                 continue
         groups.append([n])
@@ -849,9 +854,11 @@ def _scan(s: str, base: int) -> tuple[list[_Tok], list[ToothMention], list]:
     mismatches: list = []
     content = _merge_names_and_numbers(content, s, base, mismatches)
     kept_mentions = [mm for mm in mentions if not mm.valid or any(t.kind == "teeth" and t.start <= mm.span[0] - base < t.end for t in content)]
-    # a pronoun inside a tooth phrase ("the opposing tooth below it") is that phrase's
-    cues = [_Tok(kind, a, b) for kind, a, b in cue_spans
-            if not (kind == "pron" and any(t.kind == "teeth" and t.start <= a < t.end for t in content))]
+    # a pronoun inside a tooth phrase ("the opposing tooth below it") is that phrase's; one after a relative
+    # position ("the tooth next to it, 12") names where the other tooth is, not what the clause is about
+    beside = [m.span(1) for m in _BESIDE.finditer(s)]
+    cues = [_Tok("pron", a, b, value="plural") if kind == "pron_plural" else _Tok(kind, a, b) for kind, a, b in cue_spans
+            if not (kind == "pron" and (any(t.kind == "teeth" and t.start <= a < t.end for t in content) or (a, b) in beside))]
     for m in _COUNT.finditer(s):
         if not any(t.kind == "teeth" and t.start <= m.start("n") < t.end for t in content):
             cues.append(_Tok("count", m.start(), m.end(), value=m))
@@ -935,6 +942,7 @@ def _clauses(s: str, toks: list[_Tok]) -> list[tuple[int, int, list[_Tok], bool]
     return out
 
 
+_BESIDE = re.compile(r"\b(?:next\s+to|beside|behind|in\s+front\s+of|adjacent\s+to|mesial\s+to|distal\s+to|opposite)\s+(it|them|this\s+tooth|that\s+tooth)\b")
 _LANDMARK = re.compile(r"\b(?:under|beneath|below|around|underneath|adjacent\s+to|next\s+to|near|along|at\s+the\s+margins?\s+of|margins?\s+of|"
                        r"associated\s+with|in\s+contact\s+with)\s+(?:(?:an?|the|its|existing|old|large|previous)\s+)*$")
 
@@ -981,6 +989,7 @@ class _Ctx:
     subject_region: Region | None = None
     topic: tuple[Term, ...] = ()  # the sentence's findings, for "... but not on 37"
     topic_rec: bool = False
+    plural: tuple[int, ...] = ()  # what "both" / "all four" refer to
 
 
 def _claims_of_clause(s: str, base: int, a: int, b: int, toks: list[_Tok], ctx: _Ctx, mode: str, question: bool,
@@ -1073,12 +1082,15 @@ def _claims_of_clause(s: str, base: int, a: int, b: int, toks: list[_Tok], ctx: 
     others = any(t.kind == "others" for t in toks) or bool(exception)
     only_at = [t.start for t in toks if t.kind == "only"]
     unnumbered = "noop" in kinds
+    partial = "partial" in kinds
     only = bool(only_at)
     prevent_at = [t.start for t in toks if t.kind == "prevent"]
     ruleout_at = [t.start for t in toks if t.kind == "ruleout"]
     groups = [(i, t) for i, t in enumerate(toks) if t.kind in ("teeth", "pron")]
 
     def resolve(t: _Tok) -> list[_Group]:
+        if t.kind == "pron" and t.value == "plural":  # "Both are impacted." after "the lower wisdom teeth"
+            return [_Group(t.start, t.end, ctx.plural, pronoun=True)] if ctx.plural else []
         if t.kind == "pron":
             before = [g for g in toks[: idx[id(t)]] if g.kind == "teeth" and g.group.teeth]
             if before:  # "tooth 44 has a cavity under its filling"
@@ -1239,7 +1251,7 @@ def _claims_of_clause(s: str, base: int, a: int, b: int, toks: list[_Tok], ctx: 
             return claims, tuple(named)
         neg = neg_all or any(t.kind == "neg_fwd" and t.start < max(g.end for g in grps) + 40 for t in toks)
         normal_words = [s[t.start:t.end] for t in toks if t.kind == "normal"]
-        if normal_words and not neg and not rec_clause:
+        if normal_words and not neg and not rec_clause and not partial:
             cats = set()
             for w in normal_words:
                 if w in ("intact", "sound"):
@@ -1249,6 +1261,8 @@ def _claims_of_clause(s: str, base: int, a: int, b: int, toks: list[_Tok], ctx: 
                     cats |= set(PATHO_TOOTH)
             for cat in sorted(cats, key=lambda c: c.value):
                 emit(_t(cat, {cat} if cat != C.CARIES else CARIES_ANY), "absent", grps, oth=others)
+            if any(s[t.start:t.end] == "erupted" for t in toks if t.kind == "presence"):  # "have erupted normally"
+                emit(_t(C.IMPACTED_TOOTH), "absent", grps, oth=others)
         elif absent_cue and not rec_clause:
             emit(_t(C.TOOTH), "absent", grps, oth=others)
         elif any(t.kind == "presence" for t in toks) and not rec_clause:
@@ -1297,6 +1311,8 @@ def _claims_of_clause(s: str, base: int, a: int, b: int, toks: list[_Tok], ctx: 
             continue  # "four molar fillings": the count claim says it
         grps = teeth_for(i)
         named += [t for g in grps for t in g.teeth]
+        if pol == "absent" and partial and not any(g.teeth for g in grps):
+            continue  # "most teeth are caries-free" says nothing about any one tooth
         oth = others and pol == "absent"
         landmark = term.treatment and bool(_LANDMARK.search(s[a:tok.start])) and any(
             not x.term.treatment and not x.term.generic and not x.term.anatomy for x in toks if x.kind == "term")
@@ -1311,17 +1327,46 @@ def _claims_of_clause(s: str, base: int, a: int, b: int, toks: list[_Tok], ctx: 
                     emit(term, "absent", [_Group(0, 0, (), region_of(side=side), name=side)])
             elif any(g.teeth for g in grps) and term.category != C.MISSING_TOOTH:
                 emit(term, "absent", [], oth=True)
+            else:  # "bone loss in the upper jaw only": not in the lower jaw; "caries on the left side only": not on the right
+                for g in grps:
+                    r = g.region
+                    if r is not None and not g.teeth and (r.arch is None) != (r.side is None):
+                        other = region_of("lower" if r.arch == "upper" else "upper", name="other jaw") if r.arch else region_of(
+                            side="left" if r.side == "right" else "right", name="other side")
+                        emit(term, "absent", [_Group(0, 0, (), other, name=other.name)])
     return claims, tuple(dict.fromkeys(named))
 
 
+def _plural_of(toks: Sequence[_Tok]) -> tuple[int, ...]:
+    """The teeth of the last plural tooth phrase of a sentence ("the upper wisdom teeth", "38 and 48")."""
+    for t in reversed(toks):
+        if t.kind != "teeth" or t.group.area or t.group.opposing:
+            continue
+        g = t.group
+        if len(g.teeth) > 1:
+            return g.teeth
+        if g.region is not None and not g.singular and g.name and len(g.region.teeth) > 1:
+            return tuple(sorted(g.region.teeth))
+    return ()
+
+
+@lru_cache(maxsize=4096)
+def _plural_in(text: str) -> tuple[int, ...]:
+    masked, _ = _mask(text)
+    out: tuple[int, ...] = ()
+    for a, b in _sentences(masked):
+        out = _plural_of(_scan(masked[a:b], 0)[0]) or out
+    return out
+
+
 @lru_cache(maxsize=16384)
-def _sentence_claims(sentence: str, masked: str, mode: str, question: bool, subject: tuple[int, ...], pron: tuple[int, ...]
-                     ) -> tuple[tuple[Claim, ...], tuple[ToothMention, ...], tuple, tuple[int, ...]]:
+def _sentence_claims(sentence: str, masked: str, mode: str, question: bool, subject: tuple[int, ...], pron: tuple[int, ...],
+                     plural: tuple[int, ...] = ()) -> tuple[tuple[Claim, ...], tuple[ToothMention, ...], tuple, tuple[int, ...]]:
     """Claims of one sentence, offsets relative to it (memoised: generated text repeats sentences)."""
     toks, mentions, mismatches = _scan(masked, 0)
     if is_coverage_statement(sentence):  # "This review covers caries only; ... were not assessed": says nothing found or not
         return (), tuple(mentions), tuple(mismatches), ()
-    ctx = _Ctx(subject=subject, pron=pron or subject)
+    ctx = _Ctx(subject=subject, pron=pron or subject, plural=plural)
     out: list[Claim] = []
     last: tuple[int, ...] = ()
     prev_exc_terms: list[Term] = []
@@ -1390,6 +1435,7 @@ def _extract(text: str, context: str | None) -> Extraction:
     particle: str | None = None
     subject: tuple[int, ...] = extract(context).last_teeth if context else ()
     pron = subject
+    plural = extract(context).last_plural if context else ()
     answer_mode = "rec" if context and is_recommendation_question(context) else ""
     masked, modes = _mask(text)
     pm = _PARTICLE.match(masked)
@@ -1399,7 +1445,7 @@ def _extract(text: str, context: str | None) -> Extraction:
     for a, b in _sentences(masked):
         mode = next((m for s0, e0, m in modes if s0 <= a <= e0), "") or answer_mode
         question = text[a:b].rstrip().endswith("?")
-        claims, mentions, mismatches, last = _sentence_claims(text[a:b], masked[a:b], mode, question, subject, pron)
+        claims, mentions, mismatches, last = _sentence_claims(text[a:b], masked[a:b], mode, question, subject, pron, plural)
         claims, mentions, mismatches = _shift(claims, mentions, mismatches, a)
         claims_out += claims
         teeth_out += mentions
@@ -1409,7 +1455,8 @@ def _extract(text: str, context: str | None) -> Extraction:
         subject = (last or subject) if masked[a:b].rstrip().endswith(";") else ()
         if last:
             pron = last
-    return Extraction(text, tuple(claims_out), tuple(teeth_out), tuple(mismatches_out), particle, pron)
+        plural = _plural_in(text[a:b]) or plural
+    return Extraction(text, tuple(claims_out), tuple(teeth_out), tuple(mismatches_out), particle, pron, plural)
 
 
 def is_hedged(text: str) -> bool:

@@ -277,6 +277,8 @@ _TOOTH_NAME = re.compile(
     rf"(?P<ord>(?:first|second|third|1st|2nd|3rd)(?:\s*(?:,|and|or|&)\s*(?:first|second|third|1st|2nd|3rd))*)?\s*"
     rf"(?P<d2>{_DENT})?\s*(?P<kind>{_KIND})\b(?:\s+(?:in|on)\s+the\s+(?P<a3>upper|lower)?\s*(?P<s3>left|right)(?:\s+(?:side|quadrant))?)?"
 )
+_KIND_HINT = re.compile(r"incisor|canine|cuspid|eye\s*t|molar|wisdom")  # cheap screen before _TOOTH_NAME
+_OPPOSING_HINT = re.compile(r"oppos|antagon|counterpart")
 # "the lower left one", "the right ones": a tooth name whose kind is the previous name's
 _ONE = re.compile(rf"\b(?:the\s+)?(?P<a>{_ARCH_W})?\s*(?P<s>{_SIDE_W})?\s*(?P<one>ones?)\b")
 # "the opposing tooth", "its antagonist", "no opposing tooth below it": the tooth of the other arch
@@ -684,7 +686,7 @@ def _scan_teeth(s: str, base: int) -> tuple[list[_Tok], list[ToothMention]]:
             mentions.append(ToothMention(t, (base + m.start(), base + m.end())))
     # tooth names (with coordination: "upper right canine and first molar")
     prev_name: tuple[int, str | None, str | None, bool | None] | None = None
-    for m in _TOOTH_NAME.finditer(s):
+    for m in (_TOOTH_NAME.finditer(s) if _KIND_HINT.search(s) else ()):
         if not m.group("kind"):
             continue
         g = m.groupdict()
@@ -704,7 +706,7 @@ def _scan_teeth(s: str, base: int) -> tuple[list[_Tok], list[ToothMention]]:
         toks.append(_Tok("teeth", m.start(), m.end(), group=grp))
     # "the lower left one": the kind of the name before it
     names = [t for t in toks if t.group.name and t.group.region is not None or t.group.name and t.group.teeth]
-    for m in _ONE.finditer(s):
+    for m in (_ONE.finditer(s) if "one" in s else ()):
         if not (m.group("a") or m.group("s")):
             continue
         prev = [t for t in names if t.end <= m.start()]
@@ -728,7 +730,7 @@ def _scan_teeth(s: str, base: int) -> tuple[list[_Tok], list[ToothMention]]:
         else:
             grp = _Group(m.start(), m.end(), (), region, each=not singular, name=region.name, singular=singular)
         toks.append(_Tok("teeth", m.start(), m.end(), group=grp))
-    for m in _OPPOSING.finditer(s):
+    for m in (_OPPOSING.finditer(s) if _OPPOSING_HINT.search(s) else ()):
         toks.append(_Tok("teeth", m.start(), m.end(), group=_Group(m.start(), m.end(), (), opposing=True)))
     # regions
     for m in _REGION.finditer(s):
@@ -844,8 +846,10 @@ def _terms_and_cues(norm: str) -> tuple[tuple[tuple[int, int, Term], ...], tuple
 _DIGIT = str.maketrans("123456789", "000000000")
 
 
-def _scan(s: str, base: int) -> tuple[list[_Tok], list[ToothMention], list]:
-    """Tokens of one masked sentence: teeth, terms (overlaps resolved to the longest) and cues."""
+@lru_cache(maxsize=16384)
+def _scan(s: str, base: int = 0) -> tuple[tuple[_Tok, ...], tuple[ToothMention, ...], tuple]:
+    """Tokens of one masked sentence: teeth, terms (overlaps resolved to the longest) and cues (memoised:
+    a sentence is scanned once whatever its context; tokens are shared, so never mutated)."""
     terms, cue_spans = _terms_and_cues(s.translate(_DIGIT))
     content: list[_Tok] = [_Tok("term", a, b, term=term) for a, b, term in terms]
     teeth_toks, mentions = _scan_teeth(s, base)
@@ -862,7 +866,7 @@ def _scan(s: str, base: int) -> tuple[list[_Tok], list[ToothMention], list]:
     for m in _COUNT.finditer(s):
         if not any(t.kind == "teeth" and t.start <= m.start("n") < t.end for t in content):
             cues.append(_Tok("count", m.start(), m.end(), value=m))
-    return sorted(content + cues, key=lambda t: (t.start, t.end)), kept_mentions, mismatches
+    return tuple(sorted(content + cues, key=lambda t: (t.start, t.end))), tuple(kept_mentions), tuple(mismatches)
 
 
 # --- clauses ---------------------------------------------------------------------------------------
@@ -990,6 +994,15 @@ class _Ctx:
     topic: tuple[Term, ...] = ()  # the sentence's findings, for "... but not on 37"
     topic_rec: bool = False
     plural: tuple[int, ...] = ()  # what "both" / "all four" refer to
+    external: bool = True  # subject and pron still hold what the caller passed (not teeth of this sentence)
+    used: bool = False  # a value from outside the sentence was read: the claims depend on the context
+
+    def ref(self, name: str) -> Any:
+        """A context field, noting when the claims come to depend on the sentence's context."""
+        v = getattr(self, name)
+        if v and (self.external or name == "plural"):
+            self.used = True
+        return v
 
 
 def _claims_of_clause(s: str, base: int, a: int, b: int, toks: list[_Tok], ctx: _Ctx, mode: str, question: bool,
@@ -1015,12 +1028,13 @@ def _claims_of_clause(s: str, base: int, a: int, b: int, toks: list[_Tok], ctx: 
     anatomy_named = any(t.term.anatomy and not t.term.generic for t in terms)
     neutral = [t for t in terms if t.term.sense == "neutral"]
     specific = [t for t in specific if not t.term.anatomy]
+    narrowed: dict[int, _Tok] = {}
     for t in terms:
         if t.term.generic and not specific and anatomy_named:
             drop.add(id(t))  # "no sinus pathology": about the sinus, which the attributes only see or not
-        elif t.term.generic and not specific and neutral:
-            t.term = replace(t.term, alternatives=t.term.alternatives & neutral[0].term.alternatives or t.term.alternatives)
-    toks = [t for t in toks if id(t) not in drop]
+        elif t.term.generic and not specific and neutral:  # "bone levels: no abnormality": the generic word is about the bone
+            narrowed[id(t)] = replace(t, term=replace(t.term, alternatives=t.term.alternatives & neutral[0].term.alternatives or t.term.alternatives))
+    toks = [narrowed.get(id(t), t) for t in toks if id(t) not in drop]
     idx = {id(t): i for i, t in enumerate(toks)}
 
     def gap(i: int, j: int) -> str:
@@ -1090,12 +1104,12 @@ def _claims_of_clause(s: str, base: int, a: int, b: int, toks: list[_Tok], ctx: 
 
     def resolve(t: _Tok) -> list[_Group]:
         if t.kind == "pron" and t.value == "plural":  # "Both are impacted." after "the lower wisdom teeth"
-            return [_Group(t.start, t.end, ctx.plural, pronoun=True)] if ctx.plural else []
+            return [_Group(t.start, t.end, ctx.ref("plural"), pronoun=True)] if ctx.ref("plural") else []
         if t.kind == "pron":
             before = [g for g in toks[: idx[id(t)]] if g.kind == "teeth" and g.group.teeth]
             if before:  # "tooth 44 has a cavity under its filling"
                 return [_Group(t.start, t.end, before[-1].group.teeth, pronoun=True)]
-            if ctx.pron:
+            if ctx.ref("pron"):
                 return [_Group(t.start, t.end, ctx.pron, pronoun=True)]
             if ctx.subject_region:
                 return [_Group(t.start, t.end, (), ctx.subject_region, pronoun=True)]
@@ -1103,10 +1117,10 @@ def _claims_of_clause(s: str, base: int, a: int, b: int, toks: list[_Tok], ctx: 
         g = t.group
         if g.opposing:  # the antagonist of the tooth named before it (in the clause, else the one talked about)
             before = [x for x in toks[: idx[id(t)]] if x.kind == "teeth" and x.group.teeth and not x.group.opposing]
-            ref = before[-1].group.teeth if before else (ctx.pron or ctx.subject)
+            ref = before[-1].group.teeth if before else (ctx.ref("pron") or ctx.ref("subject"))
             opp = tuple(_opposing(x) for x in ref if fdi.is_valid_fdi(x))
             return [_Group(t.start, t.end, opp, pronoun=True)] if opp else []
-        known = ctx.pron or ctx.subject
+        known = (ctx.ref("pron") or ctx.ref("subject")) if g.singular and g.region is not None and g.region.arch is None and g.region.side is None else ()
         if (g.singular and g.region is not None and g.region.arch is None and g.region.side is None and known
                 and set(known) <= g.region.teeth):
             # "What is at 36? A root-treated molar.": an unlocalised tooth name is the tooth being talked about
@@ -1160,7 +1174,7 @@ def _claims_of_clause(s: str, base: int, a: int, b: int, toks: list[_Tok], ctx: 
             first_j = next(j for j, g in groups if j > i)
             nxt2 = next((j for j in terms_i if j > first_j), len(toks))
             return [x for j, g in groups if first_j <= j < nxt2 for x in resolve(g)]
-        if ctx.subject:
+        if ctx.ref("subject"):
             return [_Group(0, 0, ctx.subject, pronoun=True)]
         if ctx.subject_region:
             return [_Group(0, 0, (), ctx.subject_region, pronoun=True)]
@@ -1350,22 +1364,34 @@ def _plural_of(toks: Sequence[_Tok]) -> tuple[int, ...]:
     return ()
 
 
-@lru_cache(maxsize=4096)
-def _plural_in(text: str) -> tuple[int, ...]:
-    masked, _ = _mask(text)
-    out: tuple[int, ...] = ()
-    for a, b in _sentences(masked):
-        out = _plural_of(_scan(masked[a:b], 0)[0]) or out
-    return out
+_SentenceClaims = tuple[tuple[Claim, ...], tuple[ToothMention, ...], tuple, tuple[int, ...]]
+_CONTEXT_FREE: dict[tuple[str, str, str, bool], _SentenceClaims] = {}  # sentences whose claims do not depend on their context
+_CONTEXT_FREE_MAX = 32768
+
+
+def _sentence_claims(sentence: str, masked: str, mode: str, question: bool, subject: tuple[int, ...], pron: tuple[int, ...],
+                     plural: tuple[int, ...] = ()) -> _SentenceClaims:
+    """Claims of one sentence, offsets relative to it. Memoised twice: a sentence that never reads its context
+    (no pronoun, no elliptical clause) is cached under its text alone, so it is read once whatever precedes it."""
+    key = (sentence, masked, mode, question)
+    hit = _CONTEXT_FREE.get(key)
+    if hit is not None:
+        return hit
+    result, used = _sentence_claims_in(sentence, masked, mode, question, subject, pron, plural)
+    if not used:
+        if len(_CONTEXT_FREE) >= _CONTEXT_FREE_MAX:
+            _CONTEXT_FREE.clear()
+        _CONTEXT_FREE[key] = result
+    return result
 
 
 @lru_cache(maxsize=16384)
-def _sentence_claims(sentence: str, masked: str, mode: str, question: bool, subject: tuple[int, ...], pron: tuple[int, ...],
-                     plural: tuple[int, ...] = ()) -> tuple[tuple[Claim, ...], tuple[ToothMention, ...], tuple, tuple[int, ...]]:
-    """Claims of one sentence, offsets relative to it (memoised: generated text repeats sentences)."""
-    toks, mentions, mismatches = _scan(masked, 0)
+def _sentence_claims_in(sentence: str, masked: str, mode: str, question: bool, subject: tuple[int, ...], pron: tuple[int, ...],
+                        plural: tuple[int, ...]) -> tuple[_SentenceClaims, bool]:
+    """(claims, whether they depend on the context)."""
+    toks, mentions, mismatches = _scan(masked)
     if is_coverage_statement(sentence):  # "This review covers caries only; ... were not assessed": says nothing found or not
-        return (), tuple(mentions), tuple(mismatches), ()
+        return ((), tuple(mentions), tuple(mismatches), ()), False
     ctx = _Ctx(subject=subject, pron=pron or subject, plural=plural)
     out: list[Claim] = []
     last: tuple[int, ...] = ()
@@ -1377,6 +1403,7 @@ def _sentence_claims(sentence: str, masked: str, mode: str, question: bool, subj
             continue
         if last:
             ctx.subject = ctx.pron = last
+            ctx.external = False
         if prev_exc_terms and not any(t.kind == "term" for t in ctoks) and any(t.kind == "teeth" for t in ctoks):
             # "no caries except on 36": the excepted teeth have it
             for term in prev_exc_terms:
@@ -1409,15 +1436,21 @@ def _sentence_claims(sentence: str, masked: str, mode: str, question: bool, subj
         if named:
             last = named
         prev_exc_terms = [t.term for t in ctoks if t.kind == "term"] if exc is True else []
-    return tuple(out), tuple(mentions), tuple(mismatches), last
+    return (tuple(out), tuple(mentions), tuple(mismatches), last), ctx.used
+
+
+def _moved(obj: Any, a: int) -> Any:
+    """A copy of a frozen Claim/ToothMention with its span moved by `a` (dataclasses.replace, without its cost)."""
+    new = object.__new__(type(obj))
+    new.__dict__.update(obj.__dict__)
+    new.__dict__["span"] = (obj.span[0] + a, obj.span[1] + a)
+    return new
 
 
 def _shift(claims: Iterable[Claim], mentions: Iterable[ToothMention], mismatches: Iterable, a: int) -> tuple[list, list, list]:
     if not a:
         return list(claims), list(mentions), list(mismatches)
-    return ([replace(c, span=(c.span[0] + a, c.span[1] + a)) for c in claims],
-            [replace(m, span=(m.span[0] + a, m.span[1] + a)) for m in mentions],
-            [(n, t, (sp[0] + a, sp[1] + a)) for n, t, sp in mismatches])
+    return ([_moved(c, a) for c in claims], [_moved(m, a) for m in mentions], [(n, t, (sp[0] + a, sp[1] + a)) for n, t, sp in mismatches])
 
 
 def extract(text: str, context: str | None = None) -> Extraction:
@@ -1455,7 +1488,7 @@ def _extract(text: str, context: str | None) -> Extraction:
         subject = (last or subject) if masked[a:b].rstrip().endswith(";") else ()
         if last:
             pron = last
-        plural = _plural_in(text[a:b]) or plural
+        plural = _plural_of(_scan(masked[a:b])[0]) or plural
     return Extraction(text, tuple(claims_out), tuple(teeth_out), tuple(mismatches_out), particle, pron, plural)
 
 
@@ -1490,7 +1523,7 @@ def categories_in(text: str) -> set[Category]:
     masked, _ = _mask(text or "")
     out: set[Category] = set()
     for a, b in _sentences(masked):
-        toks, _m, _mm = _scan(masked[a:b], 0)
+        toks, _m, _mm = _scan(masked[a:b])
         out |= {t.term.category for t in toks if t.kind == "term" and t.term.category is not None}
     return out
 
@@ -1499,6 +1532,7 @@ def categories_in(text: str) -> set[Category]:
 
 _TOOTH_KEYS = ("tooth_id", "tooth", "fdi", "tooth_number", "number", "tooth_fdi", "id")
 _CAT_KEYS = ("category", "finding", "condition", "label", "type", "name", "treatment", "pathology", "status", "wisdom_status")
+_CAT_KEY_SET = frozenset(_CAT_KEYS)
 _LIST_KEYS = ("conditions", "findings", "treatments", "pathologies", "diagnoses", "labels")
 _JAW_KEYS = {"bone_loss": C.BONE_LOSS, "mandibular_canal": C.MANDIBULAR_CANAL, "mandibular_canals": C.MANDIBULAR_CANAL,
              "maxillary_sinus": C.MAXILLARY_SINUS, "maxillary_sinuses": C.MAXILLARY_SINUS}
@@ -1526,11 +1560,34 @@ def _category_of(value: str) -> tuple[Term | None, bool]:
 
 
 LESION_TYPES_SET = frozenset({"granuloma", "cyst", "abscess"})
+_HEDGE_KEY_SET = frozenset({"certainty", "confidence", "likelihood", "status", "diagnosis_status"})
+_FLAG_KEYS = _HEDGE_KEY_SET | {"suspected", "hedged", "possible"}
+
+
+@lru_cache(maxsize=1024)
+def _norm_value(v: str) -> str:
+    return normalise_name(v)
+
+
+def _flagged(d: dict) -> bool:
+    """A structured finding marked as a suspicion ("suspected": true, "certainty": "possible")."""
+    keys = d.keys() & _FLAG_KEYS
+    if not keys:
+        return False
+    return bool(d.get("suspected") or d.get("hedged") or d.get("possible")) or any(
+        isinstance(d[k], str) and _norm_value(d[k]) in _HEDGED_VALUES for k in keys & _HEDGE_KEY_SET)
+
+
 _HEDGED_VALUES = frozenset({"suspected", "possible", "probable", "likely", "questionable", "uncertain", "low", "equivocal", "suspicious", "tentative"})
 
 
 def _side_region(value: Any) -> Region | None:
-    v = normalise_name(str(value or ""))
+    return _side_region_of(value) if isinstance(value, str) and value else None
+
+
+@lru_cache(maxsize=256)
+def _side_region_of(value: str) -> Region | None:
+    v = normalise_name(value)
     if not v:
         return None
     arch = "upper" if re.search(r"upper|maxill", v) else "lower" if re.search(r"lower|mandib", v) else None
@@ -1576,9 +1633,9 @@ def claims_from_json(obj: Any) -> list[Claim]:
 
     def conditions(d: dict, tooth: int | None, region: Region | None) -> int:
         n = 0
-        suspected_flag = bool(d.get("suspected") or d.get("hedged") or d.get("possible")) or any(
-            normalise_name(str(d.get(k, ""))) in _HEDGED_VALUES for k in ("certainty", "confidence", "likelihood", "status", "diagnosis_status"))
-        lesion = normalise_name(str(d.get("type") or "")) if normalise_name(str(d.get("type") or "")) in LESION_TYPES_SET else None
+        suspected_flag = _flagged(d)
+        lesion_name = _norm_value(d["type"]) if isinstance(d.get("type"), str) else ""
+        lesion = lesion_name if lesion_name in LESION_TYPES_SET else None
         for k in _CAT_KEYS:
             if k in d and isinstance(d[k], str):
                 if k == "type" and lesion:
@@ -1636,13 +1693,12 @@ def claims_from_json(obj: Any) -> list[Claim]:
             return
         t = tooth_of(node)
         region = _side_region(node.get("region") or node.get("side") or node.get("location") or node.get("position"))
-        has_cat = any(isinstance(node.get(k), str) for k in _CAT_KEYS)
+        has_cat = not node.keys().isdisjoint(_CAT_KEY_SET) and any(isinstance(node.get(k), str) for k in _CAT_KEYS)
         # a dict under a finding's own key ({"caries": [{"tooth": 47}, {"side": "lower left"}]}) is that finding
         key_term = _category_of(key.replace("_", " "))[0] if key and key not in _JAW_KEYS and key not in _TEETH_LIST_KEYS else None
         if key_term is not None and (key_term.category is None or key_term.category == C.TOOTH):
             key_term = None
-        flagged = bool(node.get("suspected") or node.get("possible")) or any(
-            normalise_name(str(node.get(k, ""))) in _HEDGED_VALUES for k in ("certainty", "confidence", "likelihood", "status"))
+        flagged = key_term is not None and _flagged(node)
         if key in _JAW_KEYS and t is None:
             add(_t(_JAW_KEYS[key]), "suspected" if node.get("suspected") else "present", None, region, {key: node})
             return
@@ -1659,7 +1715,7 @@ def claims_from_json(obj: Any) -> list[Claim]:
                 else:
                     add(_t(C.TOOTH), "present", t, text=node)
             for k, v in node.items():
-                if isinstance(v, (dict, list)) and k not in _LIST_KEYS:
+                if isinstance(v, (dict, list)) and k not in _LIST_KEYS and k not in _BOX_KEYS:
                     walk(v, t, k)
             return
         if key == "unknown_tooth_findings" or (region is not None and has_cat):
@@ -1695,7 +1751,7 @@ def claims_from_json(obj: Any) -> list[Claim]:
                     conditions(v, n, None)
                 else:
                     walk(v, n, k)
-            elif isinstance(v, (dict, list)):
+            elif isinstance(v, (dict, list)) and k not in _BOX_KEYS:
                 walk(v, tooth, k)
 
     walk(obj)

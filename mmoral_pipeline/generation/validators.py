@@ -133,11 +133,23 @@ def _kind_matches(claim: Claim, f: Finding) -> bool:
     return claim.lesion_type is None or f.lesion_type == claim.lesion_type
 
 
+def _by_category(facts: Facts) -> dict[Category, list[Finding]]:
+    """The image's findings by category (built once per Facts; rebuilt if findings were added since)."""
+    cached = facts.__dict__.get("_by_category")
+    if cached is None or cached[0] != len(facts.findings):
+        index: dict[Category, list[Finding]] = {}
+        for f in facts.findings:
+            index.setdefault(f.category, []).append(f)
+        cached = (len(facts.findings), index)
+        facts.__dict__["_by_category"] = cached
+    return cached[1]
+
+
 def matching(claim: Claim, facts: Facts) -> list[Finding]:
     """The findings that make the claim's "it is there" true ("whose tooth cannot be identified": only those
     without a tooth number)."""
-    cats = claim.categories
-    return [f for f in facts.findings if f.category in cats and _located(claim, f) and _kind_matches(claim, f)
+    index = _by_category(facts)
+    return [f for c in claim.categories for f in index.get(c, ()) if _located(claim, f) and _kind_matches(claim, f)
             and not (claim.unnumbered and f.tooth_id is not None)]
 
 
@@ -675,7 +687,8 @@ def _json_boxes(node: Any, tooth: int | None = None, out: list | None = None) ->
     out = [] if out is None else out
     if isinstance(node, list):
         for x in node:
-            _json_boxes(x, tooth, out)
+            if isinstance(x, (dict, list)):
+                _json_boxes(x, tooth, out)
     elif isinstance(node, dict):
         t = tooth
         for k in ("tooth_id", "tooth", "fdi"):
@@ -687,7 +700,7 @@ def _json_boxes(node: Any, tooth: int | None = None, out: list | None = None) ->
             own_tooth = any(k in node for k in ("tooth_id", "tooth", "fdi"))
             out.append((t, None if own_tooth and cat is None else cat, [float(v) for v in box]))
         for k, v in node.items():
-            if isinstance(v, (dict, list)):
+            if isinstance(v, (dict, list)) and k not in _BOX_KEYS:
                 _json_boxes(v, t, out)
     return out
 
@@ -703,7 +716,8 @@ def validate_attribute(answer: str, facts: Facts, max_chars: int = JSON_ANSWER_M
     claims = [replace(c, alternatives=c.alternatives & facts.assessed) if c.category is None and c.polarity == "absent"
               and c.alternatives & facts.assessed else c for c in C.claims_from_json(obj)]
     teeth = [c.tooth for c in claims if c.tooth is not None]
-    unknown = sorted({t for t in teeth if t not in facts.known_teeth() and not (
+    known = facts.known_teeth()
+    unknown = sorted({t for t in teeth if t not in known and not (
         facts.is_assessed(Category.TOOTH) and any(c.tooth == t and c.categories == {Category.MISSING_TOOTH} for c in claims))})
     teeth_v = fail("grounded_teeth", f"tooth number(s) not in the attributes: {unknown}") if unknown else ok("grounded_teeth")
     box_problems = []

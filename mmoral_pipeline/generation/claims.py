@@ -110,7 +110,9 @@ class Claim:
     question: bool = False
     text: str = ""
     definite_only: bool = False  # "no definite caries": only a definite finding contradicts it; "definite caries": only one makes it true
-    inferred: bool = False  # read from the question an answer replies to ("Yes."): its wording is the question's
+    # not the text's own wording of the finding, so the hedging rule does not apply: read from the question an answer
+    # replies to ("Yes."), or the object of an evaluation ("evaluate the lower right periapical area")
+    inferred: bool = False
     landmark: bool = False  # a treatment named as where a finding is ("caries under the filling on 16")
     unnumbered: bool = False  # "a lesion in the upper left whose tooth cannot be identified": a finding without a tooth number
 
@@ -277,6 +279,7 @@ _TOOTH_NAME = re.compile(
     rf"(?P<ord>(?:first|second|third|1st|2nd|3rd)(?:\s*(?:,|and|or|&)\s*(?:first|second|third|1st|2nd|3rd))*)?\s*"
     rf"(?P<d2>{_DENT})?\s*(?P<kind>{_KIND})\b(?:\s+(?:in|on)\s+the\s+(?P<a3>upper|lower)?\s*(?P<s3>left|right)(?:\s+(?:side|quadrant))?)?"
 )
+_ALL_AFTER = re.compile(r"\s*[:,(-]?\s*(?:are\s+)?(?:all(?:\s+(?:four|three|two))?|both|each)\b")  # "the wisdom teeth: all four ..."
 _KIND_HINT = re.compile(r"incisor|canine|cuspid|eye\s*t|molar|wisdom")  # cheap screen before _TOOTH_NAME
 _OPPOSING_HINT = re.compile(r"oppos|antagon|counterpart")
 # "the lower left one", "the right ones": a tooth name whose kind is the previous name's
@@ -702,7 +705,8 @@ def _scan_teeth(s: str, base: int) -> tuple[list[_Tok], list[ToothMention]]:
             grp = _Group(m.start(), m.end(), (t,), name=region.name)
             mentions.append(ToothMention(t, (base + m.start(), base + m.end())))
         else:
-            grp = _Group(m.start(), m.end(), (), region, each=bool(quant) and not singular, name=region.name, singular=singular)
+            each = bool(quant or _ALL_AFTER.match(s, m.end())) and not singular
+            grp = _Group(m.start(), m.end(), (), region, each=each, name=region.name, singular=singular)
         toks.append(_Tok("teeth", m.start(), m.end(), group=grp))
     # "the lower left one": the kind of the name before it
     names = [t for t in toks if t.group.name and t.group.region is not None or t.group.name and t.group.teeth]
@@ -946,6 +950,9 @@ def _clauses(s: str, toks: list[_Tok]) -> list[tuple[int, int, list[_Tok], bool]
     return out
 
 
+_EXISTS_AFTER = re.compile(r"\s+(?:also\s+|well\s+|still\s+)?(?:be\s+)?(?:present|seen|visible|noted|evident|there|exists?|existing|represent\w*|indicat\w*)\b")
+_EVALUATE = re.compile(r"\b(?:evaluat\w*|assess\w*|examin\w*|check|investigat\w*|monitor\w*|review|locate|explore|find|identify)\s+"
+                       r"(?:(?:the|a|an|this|that|these|those|any|its|their)\s+)?(?:[a-z]+\s+){0,3}$")
 _BESIDE = re.compile(r"\b(?:next\s+to|beside|behind|in\s+front\s+of|adjacent\s+to|mesial\s+to|distal\s+to|opposite)\s+(it|them|this\s+tooth|that\s+tooth)\b")
 _LANDMARK = re.compile(r"\b(?:under|beneath|below|around|underneath|adjacent\s+to|next\s+to|near|along|at\s+the\s+margins?\s+of|margins?\s+of|"
                        r"associated\s+with|in\s+contact\s+with)\s+(?:(?:an?|the|its|existing|old|large|previous)\s+)*$")
@@ -1050,6 +1057,8 @@ def _claims_of_clause(s: str, base: int, a: int, b: int, toks: list[_Tok], ctx: 
             if after:
                 alts = toks[after[0]].term.alternatives
                 hedged |= {j for j in terms_i if j < i and (toks[j].term.alternatives & alts or toks[j].term.generic)}
+            elif _EXISTS_AFTER.match(s, t.end):  # "early bone loss may be present in the mandible" (not "... could be removed")
+                hedged |= {j for j in terms_i if j < i}
         elif t.kind == "hedge_back":
             # "... is suspected", "(re-evaluate)": the findings before it, from the first already hedged one on
             # ("deep caries 17, with possible periapical lesion (re-evaluate)": the deep caries stays definite)
@@ -1106,9 +1115,11 @@ def _claims_of_clause(s: str, base: int, a: int, b: int, toks: list[_Tok], ctx: 
         if t.kind == "pron" and t.value == "plural":  # "Both are impacted." after "the lower wisdom teeth"
             return [_Group(t.start, t.end, ctx.ref("plural"), pronoun=True)] if ctx.ref("plural") else []
         if t.kind == "pron":
-            before = [g for g in toks[: idx[id(t)]] if g.kind == "teeth" and g.group.teeth]
-            if before:  # "tooth 44 has a cavity under its filling"
+            before = [g for g in toks[: idx[id(t)]] if g.kind == "teeth" and (g.group.teeth or g.group.region is not None and not g.group.area)]
+            if before and before[-1].group.teeth:  # "tooth 44 has a cavity under its filling"
                 return [_Group(t.start, t.end, before[-1].group.teeth, pronoun=True)]
+            if before:  # "caries affecting three second molars, one of them deep": the molars, not an earlier tooth
+                return [before[-1].group]
             if ctx.ref("pron"):
                 return [_Group(t.start, t.end, ctx.pron, pronoun=True)]
             if ctx.subject_region:
@@ -1184,13 +1195,13 @@ def _claims_of_clause(s: str, base: int, a: int, b: int, toks: list[_Tok], ctx: 
     named: list[int] = []
 
     def emit(term: Term, pol: Polarity, grps: list[_Group], count: int | None = None, oth: bool = False, definite_only: bool = False,
-             landmark: bool = False) -> None:
+             landmark: bool = False, inferred: bool = False) -> None:
         def one(tooth: int | None, region: Region | None) -> None:
             alts = term.alternatives
             if term.generic and region is not None and region.scope != "any":  # "no pathology on the teeth": not the jaw bone
                 alts = (alts - JAW_LEVEL if region.scope == "teeth" else alts & JAW_LEVEL) or alts
             claims.append(Claim(term.category, pol, span, tooth, region, alts, term.lesion_type, count, oth, question,
-                                clause_text, definite_only, landmark=landmark, unnumbered=unnumbered and tooth is None))
+                                clause_text, definite_only, inferred=inferred, landmark=landmark, unnumbered=unnumbered and tooth is None))
 
         if not grps:
             one(None, None)
@@ -1323,6 +1334,7 @@ def _claims_of_clause(s: str, base: int, a: int, b: int, toks: list[_Tok], ctx: 
                 pol = "suspected"
         if any(a <= tok.start < b for a, b in counted):
             continue  # "four molar fillings": the count claim says it
+        evaluated = pol == "present" and not term.treatment and _EVALUATE.search(s[a:tok.start]) is not None
         grps = teeth_for(i)
         named += [t for g in grps for t in g.teeth]
         if pol == "absent" and partial and not any(g.teeth for g in grps):
@@ -1330,7 +1342,8 @@ def _claims_of_clause(s: str, base: int, a: int, b: int, toks: list[_Tok], ctx: 
         oth = others and pol == "absent"
         landmark = term.treatment and bool(_LANDMARK.search(s[a:tok.start])) and any(
             not x.term.treatment and not x.term.generic and not x.term.anatomy for x in toks if x.kind == "term")
-        emit(term, pol, grps, oth=oth, definite_only=(i in weak and pol == "absent") or (i in sure and pol == "present"), landmark=landmark)
+        emit(term, pol, grps, oth=oth, definite_only=(i in weak and pol == "absent") or (i in sure and pol == "present"), landmark=landmark,
+             inferred=evaluated)
         # "only 46 has a filling" / "a filling only on 46": no filling elsewhere; "46 just has a filling" says
         # what else 46 has, not where else fillings are
         after_teeth = any(any(g.kind in ("teeth", "pron") and g.end <= o for g in toks[:i]) for o in only_at if o < tok.start)
@@ -1489,7 +1502,22 @@ def _extract(text: str, context: str | None) -> Extraction:
         if last:
             pron = last
         plural = _plural_of(_scan(masked[a:b])[0]) or plural
+    claims_out += _empty_parts(text)
     return Extraction(text, tuple(claims_out), tuple(teeth_out), tuple(mismatches_out), particle, pron, plural)
+
+
+_NONE_BODY = re.compile(r"^[\s*_:.\-–—]*(?:none|nil|n/?a|no|nothing|none\s+(?:seen|noted|detected|identified|found|present|visible))[\s*_.]*$", re.IGNORECASE)
+
+
+def _empty_parts(text: str) -> list[Claim]:
+    """"Historical Interventions: None.": a report sub-section answered with a bare "none" denies its whole kind."""
+    out = []
+    for sec in _sections(text):
+        for part in sec.parts:
+            if part.kind in ("pathology", "treatments") and _NONE_BODY.match(part.body):
+                alts = TREATMENTS if part.kind == "treatments" else PATHOLOGY_ANY - {C.BONE_LOSS}
+                out.append(Claim(None, "absent", (part.start, part.end), alternatives=frozenset(alts), text=text[part.start:part.end].strip()))
+    return out
 
 
 def is_hedged(text: str) -> bool:

@@ -950,6 +950,7 @@ def _clauses(s: str, toks: list[_Tok]) -> list[tuple[int, int, list[_Tok], bool]
     return out
 
 
+_RELATIVE = re.compile(r"\s*(?:which|that|who|whose)\b")
 _EXISTS_AFTER = re.compile(r"\s+(?:also\s+|well\s+|still\s+)?(?:be\s+)?(?:present|seen|visible|noted|evident|there|exists?|existing|represent\w*|indicat\w*)\b")
 _EVALUATE = re.compile(r"\b(?:evaluat\w*|assess\w*|examin\w*|check|investigat\w*|monitor\w*|review|locate|explore|find|identify)\s+"
                        r"(?:(?:the|a|an|this|that|these|those|any|its|their)\s+)?(?:[a-z]+\s+){0,3}$")
@@ -968,16 +969,21 @@ _BARE_WORDS = _LINK_WORDS | {"not", "no", "but", "yet", "still", "either", "too"
                              "weren", "doesn", "don", "hasn", "haven", "can", "cannot", "clearly", "definitely", "longer", "now"}
 
 
-def _bare(s: str, a: int, b: int, toks: Sequence[_Tok]) -> bool:
+_NORMAL_EXTRA = frozenset({"look", "looks", "appear", "appears", "seem", "seems", "otherwise", "all", "overall", "completely", "entirely",
+                           "radiographically", "clinically", "structurally", "good", "condition", "well", "they", "them", "remain", "remains",
+                           "rest", "other", "others", "quite", "perfectly", "very", "fairly", "largely", "generally", "both", "sides"})
+
+
+def _bare(s: str, a: int, b: int, toks: Sequence[_Tok], extra: frozenset[str] = frozenset()) -> bool:
     """The clause says nothing beyond its teeth, negation/hedge and presence words ("but not on 37",
     "38 isn't there"): no verb or noun of its own ("it hasn't come through properly", "no sign of a
     problem there") that a negation could be about instead."""
     chars = list(s[a:b])
     for t in toks:
-        if t.kind in _BARE_KINDS:
+        if t.kind in _BARE_KINDS or (extra and t.kind == "normal"):
             for k in range(max(t.start, a), min(t.end, b)):
                 chars[k - a] = " "
-    return all(w in _BARE_WORDS for w in re.findall(r"[a-z]+", "".join(chars)))
+    return all(w in _BARE_WORDS or w in extra for w in re.findall(r"[a-z]+", "".join(chars)))
 
 
 def _shared_rec(first: list[_Tok], last: list[_Tok]) -> bool:
@@ -1105,6 +1111,7 @@ def _claims_of_clause(s: str, base: int, a: int, b: int, toks: list[_Tok], ctx: 
     others = any(t.kind == "others" for t in toks) or bool(exception)
     only_at = [t.start for t in toks if t.kind == "only"]
     unnumbered = "noop" in kinds
+    relative = _RELATIVE.match(s, a) is not None
     partial = "partial" in kinds
     only = bool(only_at)
     prevent_at = [t.start for t in toks if t.kind == "prevent"]
@@ -1161,6 +1168,9 @@ def _claims_of_clause(s: str, base: int, a: int, b: int, toks: list[_Tok], ctx: 
         post = linked(i, [g for j, g in groups if i < j < nxt])
         if post:
             return [x for g in post for x in resolve(g)]
+        if relative and not [g for j, g in groups if j < i] and ctx.ref("subject"):
+            # "a crown on 21, which also had a root canal, an implant at 35": the tooth the relative clause is about
+            return [_Group(0, 0, ctx.subject, pronoun=True)]
         k = i
         while True:  # "a crowned and root-filled 21": coordinated terms share the teeth after the last one
             nxt_term = next((j for j in terms_i if j > k), None)
@@ -1276,7 +1286,7 @@ def _claims_of_clause(s: str, base: int, a: int, b: int, toks: list[_Tok], ctx: 
             return claims, tuple(named)
         neg = neg_all or any(t.kind == "neg_fwd" and t.start < max(g.end for g in grps) + 40 for t in toks)
         normal_words = [s[t.start:t.end] for t in toks if t.kind == "normal"]
-        if normal_words and not neg and not rec_clause and not partial:
+        if normal_words and not neg and not rec_clause and not partial and _bare(s, a, b, toks, _NORMAL_EXTRA):
             cats = set()
             for w in normal_words:
                 if w in ("intact", "sound"):
@@ -1542,6 +1552,16 @@ def teeth_in(text: str) -> list[int]:
     lists ('11, 12 and 21') and fully specified names ('lower left first molar'). Counts ('28
     teeth'), measurements, decimals and coordinates are not teeth."""
     return list(dict.fromkeys(m.tooth for m in extract(text).teeth if m.valid))
+
+
+def region_in(text: str) -> Region | None:
+    """The first region (jaw, side, quadrant, dentition) a text names, e.g. where a how-many question counts."""
+    masked, _ = _mask(text or "")
+    for a, b in _sentences(masked):
+        for t in _scan(masked[a:b])[0]:
+            if t.kind == "teeth" and t.group.region is not None and not t.group.teeth and t.group.region is not WHOLE_MOUTH:
+                return t.group.region
+    return None
 
 
 def categories_in(text: str) -> set[Category]:

@@ -334,11 +334,14 @@ def answer_claims(question: str | None, answer: str | Extraction) -> list[Claim]
     q = C.extract(question)
     asked = [c for c in q.claims if c.asserts and Category.TOOTH not in c.categories and c.count is None]
     said = {"text": ext.text[:160], "span": (0, len(ext.text)), "question": False, "inferred": True}
+    # "Is 38 erupted?" (impacted tooth absent): "Yes" says so, "No" says it is impacted
+    denied = [c for c in q.claims if c.polarity == "absent" and c.categories and Category.TOOTH not in c.categories and c.count is None]
     if ext.particle == "yes":
         pol = "suspected" if C.is_hedged(ext.text) else "present"
-        out += [replace(c, polarity=pol, **said) for c in asked]
-    elif ext.particle == "no":
-        out += [replace(c, polarity="absent", **said) for c in asked]
+        out += [replace(c, polarity=pol, **said) for c in asked] + [replace(c, **said) for c in denied]
+    elif ext.particle == "no" and len({c.tooth for c in asked + denied}) <= 1:
+        # "No" denies a question about one tooth or place; "Are all third molars erupted? No." says only that some are not
+        out += [replace(c, polarity="absent", **said) for c in asked] + [replace(c, polarity="present", **said) for c in denied]
     if ext.teeth and not any(c.categories and c.count is None and Category.TOOTH not in c.categories for c in own):
         out += _with_question(question, ext.text)
     if _HOW_MANY.search(question) and not any(c.count is not None for c in own):
@@ -357,7 +360,8 @@ def _count_answer(question: str, answer: str, q_claims: Sequence[Claim]) -> list
     base = next((c for c in q_claims if c.category is not None), None)
     cat = base.category if base else Category.TOOTH
     alts = base.alternatives if base else frozenset({Category.TOOTH})
-    return [Claim(cat, "present", (0, len(answer)), None, base.region if base else None, alts, None, n, False, False,
+    region = base.region if base and base.region is not None else C.region_in(question)  # "How many teeth ... in the mandible?"
+    return [Claim(cat, "present", (0, len(answer)), None, region, alts, None, n, False, False,
                   f"{question} {answer.strip()}", base.definite_only if base else False)]
 
 

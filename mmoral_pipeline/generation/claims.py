@@ -170,6 +170,7 @@ CARIES_ANY = frozenset({C.CARIES, C.DEEP_CARIES})
 RESTORATIONS = frozenset({C.FILLING, C.CROWN, C.BRIDGE})
 FINDINGS_ANY = frozenset({C.CARIES, C.DEEP_CARIES, C.PERIAPICAL_LESION, C.IMPACTED_TOOTH, C.RETAINED_ROOT, C.BONE_LOSS}) | TREATMENTS
 PATHOLOGY_ANY = frozenset({C.CARIES, C.DEEP_CARIES, C.PERIAPICAL_LESION, C.IMPACTED_TOOTH, C.RETAINED_ROOT, C.BONE_LOSS})
+TOOTH_FINDINGS = frozenset({C.CARIES, C.DEEP_CARIES, C.PERIAPICAL_LESION, C.IMPACTED_TOOTH, C.RETAINED_ROOT}) | TREATMENTS
 LESION_ANY = frozenset({C.PERIAPICAL_LESION, C.CARIES, C.DEEP_CARIES})
 
 
@@ -207,7 +208,7 @@ _APEX = r"(?:the\s+|a\s+|its\s+)?(?:apex|apices|apical\s+(?:third|region|area)|r
 # (pattern, term); overlapping matches resolve to the longest (then the earlier entry).
 TERMS: list[tuple[str, Term]] = [
     # deep caries
-    (rf"\bdeep(?:ly)?(?:\s+{_ADJ})*\s+(?:carious\s+lesions?|caries|carious|cavit(?:y|ies)|decay(?:ed)?)", _t(C.DEEP_CARIES)),
+    (rf"\bdeep(?:ly|er|est)?(?:\s+{_ADJ})*\s+(?:carious\s+lesions?|caries|carious|cavit(?:y|ies)|decay(?:ed)?)", _t(C.DEEP_CARIES)),
     (r"\b(?:caries|decay|carious\s+lesions?|cavit(?:y|ies))\s+(?:[a-z]+\s+){0,2}?(?:approaching|reaching|extending\s+(?:in)?to(?:wards)?|involving|close\s+to|near(?:ing)?|into|encroaching\s+(?:on|upon)|in\s+proximity\s+to)\s+(?:the\s+)?pulp\w*", _t(C.DEEP_CARIES)),
     (r"\bpulpal\s+(?:involvement|exposure)|\bpulp\s+(?:involvement|exposure)", _t(C.DEEP_CARIES)),
     # caries
@@ -950,6 +951,7 @@ def _clauses(s: str, toks: list[_Tok]) -> list[tuple[int, int, list[_Tok], bool]
     return out
 
 
+_BARE_NEG = re.compile(r"\s*[,;:.!]")
 _RELATIVE = re.compile(r"\s*(?:which|that|who|whose)\b")
 _EXISTS_AFTER = re.compile(r"\s+(?:also\s+|well\s+|still\s+)?(?:be\s+)?(?:present|seen|visible|noted|evident|there|exists?|existing|represent\w*|indicat\w*)\b")
 _EVALUATE = re.compile(r"\b(?:evaluat\w*|assess\w*|examin\w*|check|investigat\w*|monitor\w*|review|locate|explore|find|identify)\s+"
@@ -1097,7 +1099,7 @@ def _claims_of_clause(s: str, base: int, a: int, b: int, toks: list[_Tok], ctx: 
                 if k and not _COORD_GAP.match(gap(after[k - 1], j)):
                     break
                 negated.add(j)
-        if t.kind in ("neg_fwd", "neg_weak"):
+        if t.kind in ("neg_fwd", "neg_weak") and not _BARE_NEG.match(s, t.end):  # "Nothing, the tooth is missing": no object
             negated |= {j for j in terms_i if j > i}
         if t.kind == "neg_weak":
             weak |= {j for j in terms_i if j > i}
@@ -1752,6 +1754,8 @@ def claims_from_json(obj: Any) -> list[Claim]:
             return
         if t is not None:
             n = conditions(node, t, None)
+            if any(node.get(k) == [] for k in ("conditions", "findings", "pathologies", "diagnoses")):
+                add(_t(None, TOOTH_FINDINGS), "absent", t, None, node)  # {"tooth_id": 27, "conditions": []}: nothing on 27
             if n == 0 and key_term is not None:
                 add(key_term, "suspected" if flagged else "present", t, None, {key: node})
                 n = 1

@@ -230,6 +230,7 @@ TERMS: list[tuple[str, Term]] = [
     (r"\bimpact(?:ed|ion|ions)\b|\bun-?erupted\b|\bpartially\s+erupted\b|\bembedded\b|\bstuck\s+(?:under|in|below|beneath)\b", _t(C.IMPACTED_TOOTH)),
     # missing teeth
     ((r"\bmissing(?:[\s-]+(?:tooth|teeth))?(?:[\s-]+region)?\b|\bedentulous\b|\bedentulism\b|\bagenesis\b|\btooth\s+loss\b|\bextraction\s+(?:site|socket|space)s?\b"
+      r"|\bgaps?\b(?!\s+between)|\bused\s+to\s+be\b"
       r"|\b(?:has|have|had)\s+been\s+(?:lost|extracted|removed)\b|\bwas\s+(?:lost|extracted|removed)\b"), _t(C.MISSING_TOOTH)),
     # retained roots
     ((r"\b(?:retained|residual|remaining|leftover|left[\s-]over|broken[\s-]down)\s+roots?\b|\broot\s+(?:remnants?|rests?|fragments?|stumps?|pieces?)\b|\bradix\s+relicta\b"

@@ -76,8 +76,13 @@ class Region:
     scope: str = "any"  # "teeth": the dentition, not the jaw bone; "jaw": the jaw bone, not the teeth
 
 
-def region_of(arch: str | None = None, side: str | None = None, positions: Iterable[int] | None = None,
-              primary: bool | None = None, name: str = "") -> Region:
+def region_of(
+    arch: str | None = None,
+    side: str | None = None,
+    positions: Iterable[int] | None = None,
+    primary: bool | None = None,
+    name: str = "",
+) -> Region:
     """Teeth of an arch/side/position class; `primary` None means both dentitions."""
     quads = [q for (a, s), q in _QUADRANT.items() if (arch is None or a == arch) and (side is None or s == side)]
     pos = set(positions) if positions is not None else None
@@ -109,8 +114,16 @@ class Claim:
     others: bool = False
     question: bool = False
     text: str = ""
-    definite_only: bool = False  # "no definite caries": only a definite finding contradicts it
-    inferred: bool = False  # read from the question an answer replies to ("Yes."): its wording is the question's
+    definite_only: bool = (
+        False  # "no definite caries": only a definite finding contradicts it; "definite caries": only one makes it true
+    )
+    # not the text's own wording of the finding, so the hedging rule does not apply: read from the question an answer
+    # replies to ("Yes."), or the object of an evaluation ("evaluate the lower right periapical area")
+    inferred: bool = False
+    landmark: bool = False  # a treatment named as where a finding is ("caries under the filling on 16")
+    unnumbered: bool = (
+        False  # "a lesion in the upper left whose tooth cannot be identified": a finding without a tooth number
+    )
 
     @property
     def categories(self) -> frozenset[Category]:
@@ -167,6 +180,9 @@ class Extraction:
     mismatches: tuple[tuple[str, tuple[int, ...], tuple[int, int]], ...] = ()  # (name, numbers, span)
     particle: str | None = None  # "yes" / "no" when the text starts with one (an answer)
     last_teeth: tuple[int, ...] = ()  # the last teeth named (pronoun resolution across texts)
+    last_plural: tuple[
+        int, ...
+    ] = ()  # the teeth of the last plural phrase ("the wisdom teeth", "38 and 48"): what "both" means
 
 
 # --- lexicon ----------------------------------------------------------------------------------------
@@ -180,6 +196,9 @@ FINDINGS_ANY = (
 )
 PATHOLOGY_ANY = frozenset(
     {C.CARIES, C.DEEP_CARIES, C.PERIAPICAL_LESION, C.IMPACTED_TOOTH, C.RETAINED_ROOT, C.BONE_LOSS}
+)
+TOOTH_FINDINGS = (
+    frozenset({C.CARIES, C.DEEP_CARIES, C.PERIAPICAL_LESION, C.IMPACTED_TOOTH, C.RETAINED_ROOT}) | TREATMENTS
 )
 LESION_ANY = frozenset({C.PERIAPICAL_LESION, C.CARIES, C.DEEP_CARIES})
 
@@ -212,19 +231,22 @@ def _t(
     return Term(cat, frozenset(alts), sense, lesion)
 
 
-_ADJ = r"(?:occlusal|mesial|distal|proximal|interproximal|buccal|lingual|palatal|cervical|extensive|large|small|secondary|recurrent|dentinal|early|incipient|active|gross|rampant|and|,)"  # noqa: E501 - one alternation per line reads best
-_LESION_NOUNS = r"(?:lesions?|radiolucenc(?:y|ies)|lucenc(?:y|ies)|patholog(?:y|ies)|pathos[ie]s|rarefactions?|osteitis|inflammation|changes?|involvement|shadows?|infections?|periodontitis|areas?|translucenc(?:y|ies))"  # noqa: E501 - one alternation per line reads best
-_APEX = r"(?:the\s+|a\s+|its\s+)?(?:apex|apices|apical\s+(?:third|region|area)|root\s+tips?|tips?\s+of\s+(?:the\s+|its\s+)?roots?|roots?)"  # noqa: E501 - one alternation per line reads best
+_ADJ = r"(?:occlusal|mesial|distal|proximal|interproximal|buccal|lingual|palatal|cervical|extensive|large|small|secondary|recurrent|dentinal|early|incipient|active|gross|rampant|and|,)"  # noqa: E501
+_LESION_NOUNS = r"(?:lesions?|radiolucenc(?:y|ies)|lucenc(?:y|ies)|patholog(?:y|ies)|pathos[ie]s|rarefactions?|osteitis|inflammation|changes?|involvement|shadows?|infections?|periodontitis|areas?|translucenc(?:y|ies))"  # noqa: E501
+_PERIAPICAL = (
+    r"(?:periapical|peri-apical|apical|periradicular|pa)"  # "PA radiolucency": periapical, before a lesion noun
+)
+_APEX = r"(?:the\s+|a\s+|its\s+)?(?:apex|apices|apical\s+(?:third|region|area)|root\s+tips?|tips?\s+of\s+(?:the\s+|its\s+)?roots?|roots?)"  # noqa: E501
 
 # (pattern, term); overlapping matches resolve to the longest (then the earlier entry).
 TERMS: list[tuple[str, Term]] = [
     # deep caries
     (
-        rf"\bdeep(?:ly)?(?:\s+{_ADJ})*\s+(?:carious\s+lesions?|caries|carious|cavit(?:y|ies)|decay(?:ed)?)",
+        rf"\bdeep(?:ly|er|est)?(?:\s+{_ADJ})*\s+(?:carious\s+lesions?|caries|carious|cavit(?:y|ies)|decay(?:ed)?)",
         _t(C.DEEP_CARIES),
     ),
     (
-        r"\b(?:caries|decay|carious\s+lesions?|cavit(?:y|ies))\s+(?:\w+\s+){0,2}?(?:approaching|reaching|extending\s+(?:in)?to(?:wards)?|involving|close\s+to|near(?:ing)?|into|encroaching\s+(?:on|upon)|in\s+proximity\s+to)\s+(?:the\s+)?pulp\w*",
+        r"\b(?:caries|decay|carious\s+lesions?|cavit(?:y|ies))\s+(?:[a-z]+\s+){0,2}?(?:approaching|reaching|extending\s+(?:in)?to(?:wards)?|involving|close\s+to|near(?:ing)?|into|encroaching\s+(?:on|upon)|in\s+proximity\s+to)\s+(?:the\s+)?pulp\w*",
         _t(C.DEEP_CARIES),
     ),
     (r"\bpulpal\s+(?:involvement|exposure)|\bpulp\s+(?:involvement|exposure)", _t(C.DEEP_CARIES)),
@@ -233,21 +255,12 @@ TERMS: list[tuple[str, Term]] = [
     (r"\b(?:dental\s+)?caries\b|\bcarious(?:\s+lesions?)?\b|\bdecay(?:ed)?\b|\bdemineraliz\w+", _t(C.CARIES)),
     (r"\b(?<!oral\s)(?<!nasal\s)(?<!pulp\s)(?<!pulpal\s)cavit(?:y|ies)\b(?!\s+prep)", _t(C.CARIES)),
     # periapical lesions
+    (rf"\b{_PERIAPICAL}\s+(?:[a-z]+\s+)?abscess(?:es)?\b", _t(C.PERIAPICAL_LESION, lesion="abscess")),
+    (rf"\b{_PERIAPICAL}\s+(?:[a-z]+\s+)?granulomas?\b", _t(C.PERIAPICAL_LESION, lesion="granuloma")),
+    (rf"\b(?:{_PERIAPICAL}|radicular)\s+(?:[a-z]+\s+)?cysts?\b", _t(C.PERIAPICAL_LESION, lesion="cyst")),
+    (rf"\b{_PERIAPICAL}\s+(?:[a-z]+\s+)?{_LESION_NOUNS}\b", _t(C.PERIAPICAL_LESION)),
     (
-        r"\b(?:periapical|peri-apical|apical|periradicular)\s+(?:\w+\s+)?abscess(?:es)?\b",
-        _t(C.PERIAPICAL_LESION, lesion="abscess"),
-    ),
-    (
-        r"\b(?:periapical|peri-apical|apical|periradicular)\s+(?:\w+\s+)?granulomas?\b",
-        _t(C.PERIAPICAL_LESION, lesion="granuloma"),
-    ),
-    (
-        r"\b(?:periapical|peri-apical|apical|periradicular|radicular)\s+(?:\w+\s+)?cysts?\b",
-        _t(C.PERIAPICAL_LESION, lesion="cyst"),
-    ),
-    (rf"\b(?:periapical|peri-apical|apical|periradicular)\s+(?:\w+\s+)?{_LESION_NOUNS}\b", _t(C.PERIAPICAL_LESION)),
-    (
-        rf"\b(?:lesions?|infections?|radiolucen(?:cy|cies|t\s+(?:area|lesion|zone)s?)|lucenc(?:y|ies)|abscess(?:es)?|granulomas?|cysts?|rarefactions?)\s+(?:at|around|below|under|beneath|near|of|on|in)\s+{_APEX}\b",
+        rf"\b(?:{_LESION_NOUNS}|radiolucent\s+(?:area|lesion|zone)s?|abscess(?:es)?|granulomas?|cysts?|spots?|dark\s+(?:area|spot)s?)\s+(?:at|around|below|under|beneath|near|of|on|in)\s+{_APEX}\b",
         _t(C.PERIAPICAL_LESION),
     ),
     (r"\babscess(?:es|ed)?\b", _t(C.PERIAPICAL_LESION, lesion="abscess")),
@@ -267,6 +280,7 @@ TERMS: list[tuple[str, Term]] = [
     (
         (
             r"\bmissing(?:[\s-]+(?:tooth|teeth))?(?:[\s-]+region)?\b|\bedentulous\b|\bedentulism\b|\bagenesis\b|\btooth\s+loss\b|\bextraction\s+(?:site|socket|space)s?\b"
+            r"|\bgaps?\b(?!\s+between)|\bused\s+to\s+be\b"
             r"|\b(?:has|have|had)\s+been\s+(?:lost|extracted|removed)\b|\bwas\s+(?:lost|extracted|removed)\b"
         ),
         _t(C.MISSING_TOOTH),
@@ -274,18 +288,18 @@ TERMS: list[tuple[str, Term]] = [
     # retained roots
     (
         (
-            r"\b(?:retained|residual|remaining)\s+roots?\b|\broot\s+(?:remnants?|rests?|fragments?|stumps?|pieces?)\b|\bradix\s+relicta\b"
-            r"|\b(?<!at\s)(?<!the\s)(?<!a\s)root\s+tips?\b|\bonly\s+(?:a\s+|the\s+)?roots?\s+(?:\w+\s+){0,3}?(?:remains?|is\s+left|left)\b|\broots?\s+(?:is|are)\s+retained\b"
+            r"\b(?:retained|residual|remaining|leftover|left[\s-]over|broken[\s-]down)\s+roots?\b|\broot\s+(?:remnants?|rests?|fragments?|stumps?|pieces?)\b|\bradix\s+relicta\b"
+            r"|\b(?<!at\s)(?<!the\s)(?<!a\s)(?<!its\s)(?<!their\s)(?<!your\s)(?<!his\s)(?<!her\s)(?<!my\s)(?<!of\s)root\s+tips?\b|\bonly\s+(?:a\s+|the\s+)?roots?\s+(?:[a-z]+\s+){0,3}?(?:remains?|is\s+left|left)\b|\broots?\s+(?:is|are)\s+retained\b"
         ),
         _t(C.RETAINED_ROOT),
     ),
     # bone loss
     (
         (
-            r"\b(?:(?:alveolar|horizontal|vertical|angular|crestal|marginal|periodontal|mild|moderate|severe|advanced|marked|extensive|significant|slight|minimal|early)\s+)*bone\s+(?:loss|resorption|destruction|defects?)\b|\bloss\s+of\s+(?:\w+\s+)?bone\b|\b(?<!apical\s)periodontitis\b"
+            r"\b(?:(?:alveolar|horizontal|vertical|angular|crestal|marginal|periodontal|mild|moderate|severe|advanced|marked|extensive|significant|slight|minimal|early)\s+)*bone\s+(?:loss|resorption|destruction|defects?)\b|\bloss\s+of\s+(?:[a-z]+\s+)?bone\b|\b(?<!apical\s)periodontitis\b"
             r"|\bperiodontal(?:ly)?\s+(?:disease|breakdown|involvement|compromised|bone\s+loss)\b|\bgum\s+(?:disease|problems?|recession)\b"
             r"|\b(?:reduced|decreased|diminished|lowered|low|receding)\s+(?:alveolar\s+|crestal\s+|marginal\s+)?bone(?:\s+(?:levels?|height|support))?\b"
-            r"|\b(?:alveolar\s+|crestal\s+|marginal\s+)?bone\s+(?:levels?|height|support)\s+(?:is|are|appears?)\s+(?:\w+\s+)?(?:reduced|decreased|diminished|lowered)\b"
+            r"|\b(?:alveolar\s+|crestal\s+|marginal\s+)?bone\s+(?:levels?|height|support)\s+(?:is|are|appears?)\s+(?:[a-z]+\s+)?(?:reduced|decreased|diminished|lowered)\b"
         ),
         _t(C.BONE_LOSS),
     ),
@@ -358,7 +372,7 @@ TERMS: list[tuple[str, Term]] = [
 # --- tooth names and regions ------------------------------------------------------------------------
 
 _ORD = {"first": 1, "1st": 1, "second": 2, "2nd": 2, "third": 3, "3rd": 3}
-_KIND = r"(?:central\s+incisors?|lateral\s+incisors?|incisors?|canines?|cuspids?|eye\s*teeth|eye\s*tooth|premolars?|bicuspids?|molars?|wisdom\s+(?:tooth|teeth))"  # noqa: E501 - one alternation per line reads best
+_KIND = r"(?:central\s+incisors?|lateral\s+incisors?|incisors?|canines?|cuspids?|eye\s*teeth|eye\s*tooth|premolars?|bicuspids?|molars?|wisdom\s+(?:tooth|teeth))"  # noqa: E501
 _ARCH_W = r"(?:upper|lower|maxillary|mandibular)"
 _SIDE_W = r"(?:left|right)"
 _DENT = r"(?:primary|deciduous|baby|milk|permanent|adult)"
@@ -368,6 +382,19 @@ _TOOTH_NAME = re.compile(
     rf"(?P<ord>(?:first|second|third|1st|2nd|3rd)(?:\s*(?:,|and|or|&)\s*(?:first|second|third|1st|2nd|3rd))*)?\s*"
     rf"(?P<d2>{_DENT})?\s*(?P<kind>{_KIND})\b(?:\s+(?:in|on)\s+the\s+(?P<a3>upper|lower)?\s*(?P<s3>left|right)(?:\s+(?:side|quadrant))?)?"
 )
+_ALL_AFTER = re.compile(
+    r"\s*[:,(-]?\s*(?:are\s+)?(?:all(?:\s+(?:four|three|two))?|both|each)\b"
+)  # "the wisdom teeth: all four ..."
+_KIND_HINT = re.compile(r"incisor|canine|cuspid|eye\s*t|molar|wisdom")  # cheap screen before _TOOTH_NAME
+_OPPOSING_HINT = re.compile(r"oppos|antagon|counterpart")
+# "the lower left one", "the right ones": a tooth name whose kind is the previous name's
+_ONE = re.compile(rf"\b(?:the\s+)?(?P<a>{_ARCH_W})?\s*(?P<s>{_SIDE_W})?\s*(?P<one>ones?)\b")
+# "the opposing tooth", "its antagonist", "no opposing tooth below it": the tooth of the other arch
+_OPPOSING = re.compile(
+    r"\b(?:the\s+)?(?:opposing|antagonist(?:ic)?|opposite)\s+(?:tooth|teeth|molar|number)\b"
+    r"(?:\s+(?:of|to|for|below|above|beneath|under|over)\s+(?:it|this\s+tooth|that\s+tooth|them))?"
+    r"|\b(?:its|their)\s+(?:antagonists?|counterparts?)\b"
+)
 _PALMER = re.compile(r"\b(?P<a>u|l|upper|lower)\s?(?P<s>r|l|right|left)\s?(?P<p>[1-8])\b")
 _REGION = re.compile(
     rf"\b(?P<both>both\s+(?:jaws|arches|sides)|upper\s+and\s+lower\s+(?:jaws?|arches)|maxilla\s+and\s+(?:the\s+)?mandible|bilateral(?:ly)?|on\s+both\s+sides|on\s+either\s+side)\b"
@@ -375,16 +402,17 @@ _REGION = re.compile(
     rf"|\b(?P<a>{_ARCH_W})\s+(?P<s>{_SIDE_W})(?:\s+(?:quadrant|region|side|area|segment|posterior|jaw|arch))?\b"
     rf"|\b(?P<s2>{_SIDE_W})\s+(?P<a2>{_ARCH_W})(?!\s+(?:canal|sinus|nerve|antrum))(?:\s+(?:quadrant|region|side|area|segment|jaw|arch))?\b"
     rf"|\b(?P<ant>(?:(?P<a3>{_ARCH_W})\s+)?(?:anterior|front|posterior|back)\s+(?:teeth|tooth|region|segment|area|sextant))\b"
-    rf"|\b(?P<arch>upper\s+(?:jaw|arch|teeth|dentition)|maxilla|maxillary\s+(?:arch|region|teeth|dentition|bone|ridge|anterior|posterior)|lower\s+(?:jaw|arch|teeth|dentition)|mandible|mandibular\s+(?:arch|region|teeth|dentition|bone|ridge|anterior|posterior))\b"
+    rf"|\b(?P<arch>upper\s+(?:jaw(?![\s-]*bones?\b)|arch|teeth|dentition)|maxilla|maxillary\s+(?:arch|region|teeth|dentition|ridge|anterior|posterior)|lower\s+(?:jaw(?![\s-]*bones?\b)|arch|teeth|dentition)|mandible|mandibular\s+(?:arch|region|teeth|dentition|ridge|anterior|posterior))\b"
     rf"|\b(?P<arch_adj>upper|lower|maxillary|mandibular)(?=[\s-]+(?:jaw\s+)?(?:bone\s+loss|bone|alveolar|periodontal))"
-    rf"|\b(?P<side>(?:on\s+the\s+)?(?:left|right)(?:\s+side)?)\b"
+    rf"|\b(?P<side>(?:on\s+the\s+)?(?:(?<!is\s)(?<!are\s)(?<!was\s)(?<!been\s)(?<!root\s)(?<!roots\s)left(?!\s+(?:at|in|behind|over|from|untreated|alone|open|after)\b)|right)(?:\s+side)?)\b"
+    rf"|\b(?P<dent>(?P<dent_w>{_DENT})\s+(?:teeth|dentition))\b"
     rf"|\b(?P<whole>generali[sz]ed|throughout|full[\s-]mouth)\b|\b(?P<jaws>(?:in|of|within)\s+(?:the\s+|both\s+)?jaws)\b"
     rf"|\b(?P<all_teeth>(?:on|of|in|for|across|among)\s+(?:the\s+|all\s+(?:the\s+)?|any\s+(?:of\s+the\s+)?|his\s+|her\s+|your\s+|their\s+|my\s+)?(?:teeth|dentition)|dentition|(?:the\s+)?(?:remaining|other|all\s+other|rest\s+of\s+the)\s+teeth|all\s+(?:the\s+)?teeth)\b"
 )
 
 # --- tooth numbers ----------------------------------------------------------------------------------
 
-_NUM = r"(?<![\w.,/])#?\s?(\d{1,2})(?![\w]|[.,]\d|\s*(?:%|mm\b|cm\b|px\b|pixels?\b|years?\b|yrs?\b|y/?o\b|months?\b|days?\b|weeks?\b|degrees?\b|°|x\b|:\d))"  # noqa: E501 - one alternation per line reads best
+_NUM = r"(?<![\w.,/])#?\s?(\d{1,2})(?![\w]|[.,]\d|\s*(?:%|mm\b|cm\b|px\b|pixels?\b|years?\b|yrs?\b|y/?o\b|months?\b|days?\b|weeks?\b|degrees?\b|°|x\b|:\d))"  # noqa: E501
 _NUMBER = re.compile(_NUM)
 _TOOTH_PREFIX = re.compile(r"(?:\b(?:teeth|tooth|nos?\.?|numbers?|fdi|positions?|sites?)\s*#?\s*|#\s*)$")
 _COUNT_ADJECTIVES = (
@@ -393,12 +421,17 @@ _COUNT_ADJECTIVES = (
     r"individual|separate|identifiable|identified|unerupted|wisdom|front|back|total|large|small|occlusal|distinct|clearly|partially|fully|"
     r"maxillary|mandibular|inferior|alveolar|nerve)"
 )
-_COUNT_AFTER = re.compile(rf"^\s+(?:{_COUNT_ADJECTIVES}\s+){{0,2}}"
-                          r"(?:teeth|tooth|restorations?|fillings?|crowns?|implants?|lesions?|findings?|roots?|canals?|sinuses|bridges?|items?|images?|patients?|quadrants?|units?)\b")
+_COUNT_AFTER = re.compile(
+    rf"^\s+(?:{_COUNT_ADJECTIVES}\s+){{0,2}}"
+    r"(?:teeth|tooth|restorations?|fillings?|crowns?|implants?|lesions?|findings?|roots?|canals?|sinuses|bridges?|items?|images?|patients?|quadrants?|units?)\b"
+)
 _NOT_TOOTH_BEFORE = re.compile(
     r"(?:\b(?:age|aged|total\s+of|out\s+of|of\s+the|score|grade|class|type|stage|size|page|figure|version|approximately|about|than|least|up\s+to|n\s*=|count)\s*)$"
 )
 _JOIN = re.compile(r"^\s*(?:,|and|or|&|/|\+|as\s+well\s+as|,\s*and|,\s*or)\s*(?:teeth\s+|tooth\s+|#)?$")
+_SINGULAR_VERB = re.compile(
+    r"\s*\)?\s+(?:also\s+|still\s+|now\s+)?(?:has|is|was|shows|looks|appears|remains|seems|carries|needs|demonstrates|exhibits)\b"
+)
 _RANGE = re.compile(r"^\s*(?:-|–|—|to|through|thru)\s*(?:tooth\s+)?#?$")
 
 
@@ -430,7 +463,7 @@ _CUES: list[tuple[str, str]] = [
     (
         "meta",
         (
-            r"\b(?:not|never|n't|neither|nor)\s+(?:been\s+)?(?:\w+\s+)?(?:assess(?:ed)?|evaluat(?:ed|e)|examin(?:ed|e)|label(?:l?ed|s)?|annotat(?:ed|e)|analy[sz](?:ed|e)|includ(?:ed|e)|cover(?:ed)?|available|assessable|reported|looked\s+for|in\s+scope|part\s+of\s+(?:this|the))\b"
+            r"(?:\bnot|\bnever|n't|\bneither|\bnor)\s+(?:been\s+)?(?:\w+\s+)?(?:assess(?:ed)?|evaluat(?:ed|e)|examin(?:ed|e)|label(?:l?ed|s)?|annotat(?:ed|e)|analy[sz](?:ed|e)|includ(?:ed|e)|cover(?:ed)?|available|assessable|reported|looked\s+for|in\s+scope|part\s+of\s+(?:this|the))\b"
             r"|\bcannot\s+comment\b|\boutside\s+(?:the|this)\s+scope\b|\bno\s+(?:information|data|labels?)\b|\bwere\s+not\s+part\b"
         ),
     ),
@@ -442,6 +475,12 @@ _CUES: list[tuple[str, str]] = [
         "neg_weak",
         r"\bno\s+(?:definite|definitive|obvious|clear|frank|overt|significant|apparent|major|relevant)\b|\bnothing\s+(?:definite|significant)\b",
     ),
+    (
+        "sure",
+        r"\b(?:definite(?:ly)?|definitive(?:ly)?|confirmed|established|frank|certain(?:ly)?|unequivocal(?:ly)?)\b",
+    ),
+    # contrast: "a granuloma rather than a cyst", "a granuloma, not a cyst": only the next finding is denied
+    ("neg_next", r"\brather\s+than\b|\binstead\s+of\b|(?:(?<=,\s)|(?<=,))(?:but\s+)?not\b(?!\s+only\b)"),
     (
         "neg_fwd",
         r"\bno\s+(?:evidence|signs?|indication)\s+of\b|\bno\b(?!\.)|\bwithout\b|\babsence\s+of\b|\bfree\s+(?:of|from)\b|\bnegative\s+for\b|\bneither\b|\bnor\b|\bnone\s+of\b|\black\s+of\b|\bdevoid\s+of\b|\bnothing\b|\bnot\s+any\b",
@@ -488,8 +527,19 @@ _CUES: list[tuple[str, str]] = [
         "presence",
         r"\b(?:present|visible|visuali[sz]ed|seen|identified|identifiable|noted|observed|evident|in\s+place|erupted|remain(?:s|ing)?|detected|depicted|appreciated|traceable|shown|displayed|delineated|there)\b",
     ),
-    ("others", r"\b(?:other|others|remaining|rest\s+of\s+the|additional|further|elsewhere|another)\b"),
+    (
+        "others",
+        r"\b(?:other|others|rest\s+of\s+the|additional|further|elsewhere|another)\b|\bremaining\b(?=\s+(?!(?:in|on|at|of|and|or|is|are|was|were|with|to)\b)[a-z])",
+    ),
     ("only", r"\bonly\b|\bsolely\b|\bjust\b"),
+    (
+        "partial",
+        r"\b(?:most|many|some|several|majority|bulk|mostly|largely)\b",
+    ),  # "most of your teeth look fine": not all
+    (
+        "pron_plural",
+        r"^\s*(?:all\s+(?:four|three|two|of\s+them)|both(?:\s+of\s+them)?|each\s+of\s+them|neither(?:\s+of\s+them)?)(?=\s+(?:are|have|were|had|look|appear|seem|show|remain|is|has)\b)",
+    ),
     (
         "pron",
         r"\b(?:it|its|this\s+tooth|that\s+tooth|the\s+same\s+tooth|this\s+one|that\s+one|they|them|their|these\s+teeth|those\s+teeth|both\s+of\s+them|the\s+latter|the\s+former)\b|\bthere\b(?=\s*(?:[.,;!?]|$|\s+(?:as\s+well|too|either|also)))",
@@ -660,7 +710,16 @@ _EXISTING = re.compile(
     r"failing|defective|fractured|loose|satisfactory|overhanging|well[\s-]fitting|good\s+condition|looks?|appears?)\b"
 )
 _REC_QUESTION = re.compile(
-    r"\b(?:recommend\w*|advis\w*|should\s+(?:i|we|be)|what\s+(?:treatment|to\s+do|can\s+be\s+done)|next\s+steps?|plan|do\s+i\s+need|need\s+any|would\s+you\s+suggest)\b"
+    r"\b(?:recommend\w*|advis\w*|should\s+(?:i|we|be)|what\s+(?:to\s+do|can\s+be\s+done)|next\s+steps?|plan|do\s+i\s+need|need\s+any|would\s+you\s+suggest)\b"
+)
+# "What treatment ...?" asks for advice unless it asks about the past ("What treatment has 37 had?", "... is present on
+# 16?")
+_TREATMENT_QUESTION = re.compile(r"\bwhat\s+(?:\w+\s+)?(?:treatments?|management|therapy)\b")
+_ADVICE_WORDS = re.compile(
+    r"\b(?:needs?|needed|requires?|required|indicated|appropriate|necessary|best|next|would|should|will)\b"
+)
+_HISTORY_WORDS = re.compile(
+    r"\b(?:has|have|had|was|were|did|does|received|done|performed|present|existing|previous|prior|visible|seen|shown)\b"
 )
 _ABBREV = re.compile(r"(?:\b(?:e\.g|i\.e|approx|vs|dr|mr|mrs|ms|fig|st|no|nos|ca|cf|etc))\.$")
 
@@ -673,15 +732,15 @@ SECTION_KEYWORDS = {
 }
 _SECTION_KIND = {1: "teeth", 2: "jaw", 3: "summary"}
 _HEADING = re.compile(
-    r"^[ \t]*(?:#{1,6}[ \t]*)?(?:\*\*|__)?[ \t]*\(?(?P<num>[1-9])[ \t]*[.)][ \t]*(?:\*\*|__)?[ \t]*(?P<title>[A-Za-z][^:\n]{1,78}?)[ \t]*(?:\*\*|__)?[ \t]*(?::[ \t]*(?:\*\*|__)?[ \t]*(?P<inline>.*?))?[ \t]*$",  # noqa: E501 - one alternation per line reads best
+    r"^[ \t]*(?:#{1,6}[ \t]*)?(?:\*\*|__)?[ \t]*\(?(?P<num>[1-9])[ \t]*[.)][ \t]*(?:\*\*|__)?[ \t]*(?P<title>[A-Za-z][^:\n]{1,78}?)[ \t]*(?:\*\*|__)?[ \t]*(?::[ \t]*(?:\*\*|__)?[ \t]*(?P<inline>.*?))?[ \t]*$",  # noqa: E501
     re.MULTILINE,
 )
 _UNNUMBERED = re.compile(
-    r"^[ \t]*(?:#{1,6}[ \t]+|\*\*|__)(?P<title>[A-Za-z][^:\n*_#]{1,78}?)[ \t]*(?:\*\*|__)?[ \t]*:?[ \t]*(?:\*\*|__)?[ \t]*$",  # noqa: E501 - one alternation per line reads best
+    r"^[ \t]*(?:#{1,6}[ \t]+|\*\*|__)(?P<title>[A-Za-z][^:\n*_#]{1,78}?)[ \t]*(?:\*\*|__)?[ \t]*:?[ \t]*(?:\*\*|__)?[ \t]*$",  # noqa: E501
     re.MULTILINE,
 )
 _SUBLABEL = re.compile(
-    r"^[ \t]*(?:[-*•][ \t]*)?(?:\*\*|\*|__)?[ \t]*(?P<label>general\s+condition|patholog\w*(?:\s+findings?)?|historical\s+(?:interventions?|treatments?)|treatment\s+history|(?:previous\s+|past\s+|historical\s+)?(?:treatments?|interventions?|restorations?))[ \t]*(?:\*\*|\*|__)?[ \t]*[:\-–][ \t]*(?:\*\*|\*|__)?",  # noqa: E501 - one alternation per line reads best
+    r"^[ \t]*(?:[-*•][ \t]*)?(?:\*\*|\*|__)?[ \t]*(?P<label>general\s+condition|patholog\w*(?:\s+findings?)?|historical\s+(?:interventions?|treatments?)|treatment\s+history|(?:previous\s+|past\s+|historical\s+)?(?:treatments?|interventions?|restorations?))[ \t]*(?:\*\*|\*|__)?[ \t]*[:\-–][ \t]*(?:\*\*|\*|__)?",  # noqa: E501
     re.IGNORECASE | re.MULTILINE,
 )
 
@@ -763,7 +822,7 @@ def report_sections(text: str) -> list[Section]:
 
 # --- masking --------------------------------------------------------------------------------------
 
-_MASK_CHARS = str.maketrans({c: " " for c in "*_`~|>{}\"“”"} | {"–": "-", "—": "-", "’": "'", "‘": "'", "\t": " "})
+_MASK_CHARS = str.maketrans({c: " " for c in '*_`~|>{}"“”'} | {"–": "-", "—": "-", "’": "'", "‘": "'", "\t": " "})
 _COORDS = re.compile(r"\[[-\d\s.,]+\]|\b(?:box|point)\s?2d\b")
 
 
@@ -776,7 +835,7 @@ def _mask(text: str) -> tuple[str, list[tuple[int, int, str]]]:
     chars = list(low)
     for s in _sections(text):
         # blank the heading line up to the body
-        line_start = text.rfind("\n", 0, s.start) + 1 if text[s.start - 1:s.start] != "\n" else s.start
+        line_start = text.rfind("\n", 0, s.start) + 1 if text[s.start - 1 : s.start] != "\n" else s.start
         hs = text.rfind("\n", 0, max(0, s.start - 1)) + 1 if s.start > 0 and text[s.start - 1] == "\n" else line_start
         for i in range(hs, s.start):
             if chars[i] != "\n":
@@ -845,6 +904,8 @@ class _Group:
     pronoun: bool = False
     name: str = ""
     area: bool = False  # a jaw/quadrant/side, not teeth: "the left is not seen" says nothing about teeth
+    opposing: bool = False  # "the opposing tooth": the other arch's tooth of the tooth being talked about
+    singular: bool = False  # a tooth name in the singular ("the molar")
 
 
 @dataclass
@@ -868,7 +929,7 @@ def _name_region(
     side = g.get("s1") or g.get("s3")
     kind = re.sub(r"\s+", " ", g["kind"])
     plural = (kind.endswith("s") and not kind.endswith("tooth")) or kind.endswith("teeth")
-    dent = (g.get("d1") or g.get("d2") or "")
+    dent = g.get("d1") or g.get("d2") or ""
     primary = (
         True if dent in ("primary", "deciduous", "baby", "milk") else False if dent in ("permanent", "adult") else None
     )
@@ -927,7 +988,7 @@ def _scan_teeth(s: str, base: int) -> tuple[list[_Tok], list[ToothMention]]:
             continue
         if v < 10 and not explicit:
             continue
-        if _COUNT_AFTER.match(s[m.end():]) and not explicit:
+        if _COUNT_AFTER.match(s[m.end() :]) and not explicit:
             count_like.add(m.start(1))
         nums.append((v, m.start(1), m.end(1), explicit))
     groups: list[list[tuple[int, int, int, bool]]] = []
@@ -935,17 +996,18 @@ def _scan_teeth(s: str, base: int) -> tuple[list[_Tok], list[ToothMention]]:
     for n in nums:
         if groups:
             prev = groups[-1][-1]
-            gap = s[prev[2]: n[1]]
+            gap = s[prev[2] : n[1]]
             if _RANGE.match(gap):
                 ranges.add((prev[0], n[0]))
                 groups[-1].append(n)
                 continue
-            if _JOIN.match(gap) and (fdi.is_valid_fdi(n[0]) or n[3]):
+            # "an implant at 36, and 37 has a filling": a number with a verb in the singular starts a new subject
+            if _JOIN.match(gap) and (fdi.is_valid_fdi(n[0]) or n[3]) and not _SINGULAR_VERB.match(s[n[2] :]):
                 groups[-1].append(n)
                 continue
         groups.append([n])
-    # a lone number before the noun it counts is a count, not a tooth ("28 teeth");
-    # in a list it is a tooth ("11, 24, 46 | fillings")
+    # a lone number before the noun it counts is a count, not a tooth ("28 teeth"); in a list it is a tooth ("11, 24, 46
+    # | fillings")
     groups = [g for g in groups if not (len(g) == 1 and g[0][1] in count_like and not g[0][3])]
     for grp in groups:
         teeth: list[int] = []
@@ -975,7 +1037,7 @@ def _scan_teeth(s: str, base: int) -> tuple[list[_Tok], list[ToothMention]]:
             mentions.append(ToothMention(t, (base + m.start(), base + m.end())))
     # tooth names (with coordination: "upper right canine and first molar")
     prev_name: tuple[int, str | None, str | None, bool | None] | None = None
-    for m in _TOOTH_NAME.finditer(s):
+    for m in _TOOTH_NAME.finditer(s) if _KIND_HINT.search(s) else ():
         if not m.group("kind"):
             continue
         g = m.groupdict()
@@ -993,14 +1055,51 @@ def _scan_teeth(s: str, base: int) -> tuple[list[_Tok], list[ToothMention]]:
         ):
             continue
         prev_name = (m.end(), region.arch, region.side, bool(region.teeth) and all(t > 50 for t in region.teeth))
-        quant = (g.get("quant") or "")
+        quant = g.get("quant") or ""
         if specific:
             t = next(iter(region.teeth))
             grp = _Group(m.start(), m.end(), (t,), name=region.name)
             mentions.append(ToothMention(t, (base + m.start(), base + m.end())))
         else:
-            grp = _Group(m.start(), m.end(), (), region, each=bool(quant) and not singular, name=region.name)
+            each = bool(quant or _ALL_AFTER.match(s, m.end())) and not singular
+            grp = _Group(m.start(), m.end(), (), region, each=each, name=region.name, singular=singular)
         toks.append(_Tok("teeth", m.start(), m.end(), group=grp))
+    # "the lower left one": the kind of the name before it
+    names = [t for t in toks if (t.group.name and t.group.region is not None) or (t.group.name and t.group.teeth)]
+    for m in _ONE.finditer(s) if "one" in s else ():
+        if not (m.group("a") or m.group("s")):
+            continue
+        prev = [t for t in names if t.end <= m.start()]
+        if not prev:
+            continue
+        ref = prev[-1].group
+        ref_teeth = set(ref.teeth) | (set(ref.region.teeth) if ref.region else set())
+        positions = {t % 10 for t in ref_teeth}
+        arch = {"upper": "upper", "maxillary": "upper", "lower": "lower", "mandibular": "lower"}.get(m.group("a") or "")
+        side = m.group("s")
+        ref_arch = (
+            ref.region.arch
+            if ref.region
+            else (fdi.arch(ref.teeth[0]) if ref.teeth and fdi.is_valid_fdi(ref.teeth[0]) else None)
+        )
+        ref_side = (
+            ref.region.side
+            if ref.region
+            else (fdi.patient_side(ref.teeth[0]) if ref.teeth and fdi.is_valid_fdi(ref.teeth[0]) else None)
+        )
+        arch, side = arch or ref_arch, side or ref_side
+        primary = bool(ref_teeth) and all(t > 50 for t in ref_teeth)
+        region = region_of(arch, side, positions, primary, name=m.group().strip())
+        singular = m.group("one") == "one"
+        if len(region.teeth) == 1:
+            t = next(iter(region.teeth))
+            grp = _Group(m.start(), m.end(), (t,), name=region.name)
+            mentions.append(ToothMention(t, (base + m.start(), base + m.end())))
+        else:
+            grp = _Group(m.start(), m.end(), (), region, each=not singular, name=region.name, singular=singular)
+        toks.append(_Tok("teeth", m.start(), m.end(), group=grp))
+    for m in _OPPOSING.finditer(s) if _OPPOSING_HINT.search(s) else ():
+        toks.append(_Tok("teeth", m.start(), m.end(), group=_Group(m.start(), m.end(), (), opposing=True)))
     # regions
     for m in _REGION.finditer(s):
         g = m.groupdict()
@@ -1038,6 +1137,9 @@ def _scan_teeth(s: str, base: int) -> tuple[list[_Tok], list[ToothMention]]:
             )
         elif g["side"]:
             r = region_of(side="left" if "left" in g["side"] else "right")
+        elif g["dent"]:
+            primary = g["dent_w"] in ("primary", "deciduous", "baby", "milk")
+            r = replace(region_of(primary=primary, name=g["dent"]), scope="teeth")
         elif g["all_teeth"]:
             r = replace(WHOLE_MOUTH, name="teeth", scope="teeth")
         elif g["jaws"]:
@@ -1077,7 +1179,7 @@ def _merge_names_and_numbers(toks: list[_Tok], s: str, base: int, mismatches: li
         t = toks[i]
         if t.kind == "teeth" and i + 1 < len(toks) and toks[i + 1].kind == "teeth":
             u = toks[i + 1]
-            gap = s[t.end: u.start]
+            gap = s[t.end : u.start]
             names = [x for x in (t, u) if x.group.name]
             numbers = [x for x in (t, u) if not x.group.name and x.group.teeth]
             if (
@@ -1124,7 +1226,7 @@ def _terms_and_cues(norm: str) -> tuple[tuple[tuple[int, int, Term], ...], tuple
     hedges: list[tuple[int, int]] = []
     for kind, rx in _CUE_RE:
         for m in rx.finditer(norm):
-            if kind in ("neg_fwd", "neg_all", "hedge_back", "hedge_fwd", "hedge_adj", "absent") and any(
+            if kind in ("neg_fwd", "neg_all", "hedge_back", "hedge_fwd", "hedge_adj", "absent", "sure") and any(
                 a <= m.start() < b for a, b in taken
             ):
                 continue
@@ -1135,7 +1237,7 @@ def _terms_and_cues(norm: str) -> tuple[tuple[tuple[int, int, Term], ...], tuple
             ):
                 continue  # inside a term ("restorative treatment", "caries-free"): the term decides
             cues.append((kind, m.start(), m.end()))
-            if kind in ("meta", "hedge_back", "noop", "neg_weak"):
+            if kind in ("meta", "hedge_back", "noop", "neg_weak", "neg_next"):
                 taken.append((m.start(), m.end()))
             if kind.startswith("hedge"):
                 hedges.append((m.start(), m.end()))
@@ -1145,8 +1247,10 @@ def _terms_and_cues(norm: str) -> tuple[tuple[tuple[int, int, Term], ...], tuple
 _DIGIT = str.maketrans("123456789", "000000000")
 
 
-def _scan(s: str, base: int) -> tuple[list[_Tok], list[ToothMention], list]:
-    """Tokens of one masked sentence: teeth, terms (overlaps resolved to the longest) and cues."""
+@lru_cache(maxsize=16384)
+def _scan(s: str, base: int = 0) -> tuple[tuple[_Tok, ...], tuple[ToothMention, ...], tuple]:
+    """Tokens of one masked sentence: teeth, terms (overlaps resolved to the longest) and cues (memoised:
+    a sentence is scanned once whatever its context; tokens are shared, so never mutated)."""
     terms, cue_spans = _terms_and_cues(s.translate(_DIGIT))
     content: list[_Tok] = [_Tok("term", a, b, term=term) for a, b, term in terms]
     teeth_toks, mentions = _scan_teeth(s, base)
@@ -1159,11 +1263,20 @@ def _scan(s: str, base: int) -> tuple[list[_Tok], list[ToothMention], list]:
         for mm in mentions
         if not mm.valid or any(t.kind == "teeth" and t.start <= mm.span[0] - base < t.end for t in content)
     ]
-    cues = [_Tok(kind, a, b) for kind, a, b in cue_spans]
+    # a pronoun inside a tooth phrase ("the opposing tooth below it") is that phrase's; one after a relative
+    # position ("the tooth next to it, 12") names where the other tooth is, not what the clause is about
+    beside = [m.span(1) for m in _BESIDE.finditer(s)]
+    cues = [
+        _Tok("pron", a, b, value="plural") if kind == "pron_plural" else _Tok(kind, a, b)
+        for kind, a, b in cue_spans
+        if not (
+            kind == "pron" and (any(t.kind == "teeth" and t.start <= a < t.end for t in content) or (a, b) in beside)
+        )
+    ]
     for m in _COUNT.finditer(s):
         if not any(t.kind == "teeth" and t.start <= m.start("n") < t.end for t in content):
             cues.append(_Tok("count", m.start(), m.end(), value=m))
-    return sorted(content + cues, key=lambda t: (t.start, t.end)), kept_mentions, mismatches
+    return tuple(sorted(content + cues, key=lambda t: (t.start, t.end))), tuple(kept_mentions), tuple(mismatches)
 
 
 # --- clauses ---------------------------------------------------------------------------------------
@@ -1331,8 +1444,8 @@ def _clauses(s: str, toks: list[_Tok]) -> list[tuple[int, int, list[_Tok], bool]
         pieces.append((start, cut, False if lead else exc))
         start = nxt
         if lead:
-            # "apart from 25 and the questionable 14, no caries is seen": the excepted phrase, then the rest
-            # about the others
+            # "apart from 25 and the questionable 14, no caries is seen": the excepted phrase, then the rest about the
+            # others
             end = min([b[0] for b in bounds if b[0] > start] + [len(s)])
             first_term = min(
                 [
@@ -1381,15 +1494,156 @@ def _clauses(s: str, toks: list[_Tok]) -> list[tuple[int, int, list[_Tok], bool]
             else:
                 cur_b = sb
         out.append((cur_a, cur_b, [t for t in sub if cur_a <= t.start < cur_b], exc))
-        if any(t.kind == "rec" for t in sub):  # "endodontic treatment of 22 and a filling for 47 are recommended"
+        if len(out) - first > 1 and _shared_rec(out[first][2], out[-1][2]):
+            # "endodontic treatment of 22 and a filling for 47 are recommended", "Recommend extraction of 18, a filling
+            # for 47"
             out[first:] = [
                 (ca, cb, tk if any(t.kind == "rec" for t in tk) else [*tk, _Tok("rec", b, b)], e)
                 for ca, cb, tk, e in out[first:]
             ]
     if leading_exception:
         k = next((i for i, c in enumerate(out) if c[3] == "lead_exc"), 0)
-        out = out[: k + 1] + [(a, b, tk, "others") for a, b, tk, _e in out[k + 1:]]
+        out = out[: k + 1] + [(a, b, tk, "others") for a, b, tk, _e in out[k + 1 :]]
     return out
+
+
+_BARE_NEG = re.compile(r"\s*[,;:.!]")
+_RELATIVE = re.compile(r"\s*(?:which|that|who|whose)\b")
+_EXISTS_AFTER = re.compile(
+    r"\s+(?:also\s+|well\s+|still\s+)?(?:be\s+)?(?:present|seen|visible|noted|evident|there|exists?|existing|represent\w*|indicat\w*)\b"
+)
+_EVALUATE = re.compile(
+    r"\b(?:evaluat\w*|assess\w*|examin\w*|check|investigat\w*|monitor\w*|review|locate|explore|find|identify)\s+"
+    r"(?:(?:the|a|an|this|that|these|those|any|its|their)\s+)?(?:[a-z]+\s+){0,3}$"
+)
+_BESIDE = re.compile(
+    r"\b(?:next\s+to|beside|behind|in\s+front\s+of|adjacent\s+to|mesial\s+to|distal\s+to|opposite)\s+(it|them|this\s+tooth|that\s+tooth)\b"
+)
+_LANDMARK = re.compile(
+    r"\b(?:under|beneath|below|around|underneath|adjacent\s+to|next\s+to|near|along|at\s+the\s+margins?\s+of|margins?\s+of|"
+    r"associated\s+with|in\s+contact\s+with)\s+(?:(?:an?|the|its|existing|old|large|previous)\s+)*$"
+)
+
+
+def _opposing(tooth: int) -> int:
+    return (
+        tooth // 10
+        + (3 if tooth // 10 in (1, 5) else 1 if tooth // 10 in (2, 6) else -1 if tooth // 10 in (3, 7) else -3)
+    ) * 10 + tooth % 10
+
+
+_BARE_KINDS = frozenset(
+    {
+        "teeth",
+        "pron",
+        "neg_fwd",
+        "neg_all",
+        "neg_weak",
+        "neg_next",
+        "hedge_fwd",
+        "hedge_adj",
+        "hedge_back",
+        "presence",
+        "absent",
+        "only",
+        "others",
+        "count",
+        "sure",
+        "noop",
+    }
+)
+_BARE_WORDS = _LINK_WORDS | {
+    "not",
+    "no",
+    "but",
+    "yet",
+    "still",
+    "either",
+    "too",
+    "so",
+    "however",
+    "only",
+    "s",
+    "t",
+    "isn",
+    "aren",
+    "wasn",
+    "weren",
+    "doesn",
+    "don",
+    "hasn",
+    "haven",
+    "can",
+    "cannot",
+    "clearly",
+    "definitely",
+    "longer",
+    "now",
+}
+
+
+_NORMAL_EXTRA = frozenset(
+    {
+        "look",
+        "looks",
+        "appear",
+        "appears",
+        "seem",
+        "seems",
+        "otherwise",
+        "all",
+        "overall",
+        "completely",
+        "entirely",
+        "radiographically",
+        "clinically",
+        "structurally",
+        "good",
+        "condition",
+        "well",
+        "they",
+        "them",
+        "remain",
+        "remains",
+        "rest",
+        "other",
+        "others",
+        "quite",
+        "perfectly",
+        "very",
+        "fairly",
+        "largely",
+        "generally",
+        "both",
+        "sides",
+    }
+)
+
+
+def _bare(s: str, a: int, b: int, toks: Sequence[_Tok], extra: frozenset[str] = frozenset()) -> bool:
+    """The clause says nothing beyond its teeth, negation/hedge and presence words ("but not on 37",
+    "38 isn't there"): no verb or noun of its own ("it hasn't come through properly", "no sign of a
+    problem there") that a negation could be about instead."""
+    chars = list(s[a:b])
+    for t in toks:
+        if t.kind in _BARE_KINDS or (extra and t.kind == "normal"):
+            for k in range(max(t.start, a), min(t.end, b)):
+                chars[k - a] = " "
+    return all(w in _BARE_WORDS or w in extra for w in re.findall(r"[a-z]+", "".join(chars)))
+
+
+def _shared_rec(first: list[_Tok], last: list[_Tok]) -> bool:
+    """A recommendation word that governs a whole list of clauses: before the first clause's finding
+    ("Recommend extraction of 18, a filling for 47") or after the last one's ("... and a filling for
+    47 are recommended"). One inside a middle item ("a root at 16 that should be removed, crowns on
+    13 and 23") is that item's own."""
+
+    def at(toks: list[_Tok], kind: str) -> list[int]:
+        return [t.start for t in toks if t.kind == kind]
+
+    lead = at(first, "rec") and (not at(first, "term") or min(at(first, "rec")) < min(at(first, "term")))
+    trail = at(last, "rec") and (not at(last, "term") or max(at(last, "rec")) > max(at(last, "term")))
+    return bool(lead or trail)
 
 
 @dataclass
@@ -1399,12 +1653,32 @@ class _Ctx:
     subject_region: Region | None = None
     topic: tuple[Term, ...] = ()  # the sentence's findings, for "... but not on 37"
     topic_rec: bool = False
+    plural: tuple[int, ...] = ()  # what "both" / "all four" refer to
+    external: bool = True  # subject and pron still hold what the caller passed (not teeth of this sentence)
+    used: bool = False  # a value from outside the sentence was read: the claims depend on the context
+
+    def ref(self, name: str) -> Any:
+        """A context field, noting when the claims come to depend on the sentence's context."""
+        v = getattr(self, name)
+        if v and (self.external or name == "plural"):
+            self.used = True
+        return v
 
 
-def _claims_of_clause(s: str, base: int, a: int, b: int, toks: list[_Tok], ctx: _Ctx, mode: str, question: bool,
-                      exception: bool, text: str) -> tuple[list[Claim], tuple[int, ...]]:
+def _claims_of_clause(
+    s: str,
+    base: int,
+    a: int,
+    b: int,
+    toks: list[_Tok],
+    ctx: _Ctx,
+    mode: str,
+    question: bool,
+    exception: bool,
+    text: str,
+) -> tuple[list[Claim], tuple[int, ...]]:
     span = (base + a, base + b)
-    clause_text = text[span[0]: span[1]].strip()
+    clause_text = text[span[0] : span[1]].strip()
     kinds = {t.kind for t in toks}
     if "meta" in kinds:
         return [], ()
@@ -1428,18 +1702,24 @@ def _claims_of_clause(s: str, base: int, a: int, b: int, toks: list[_Tok], ctx: 
     anatomy_named = any(t.term.anatomy and not t.term.generic for t in terms)
     neutral = [t for t in terms if t.term.sense == "neutral"]
     specific = [t for t in specific if not t.term.anatomy]
+    narrowed: dict[int, _Tok] = {}
     for t in terms:
         if t.term.generic and not specific and anatomy_named:
             drop.add(id(t))  # "no sinus pathology": about the sinus, which the attributes only see or not
-        elif t.term.generic and not specific and neutral:
-            t.term = replace(
-                t.term, alternatives=t.term.alternatives & neutral[0].term.alternatives or t.term.alternatives
+        elif (
+            t.term.generic and not specific and neutral
+        ):  # "bone levels: no abnormality": the generic word is about the bone
+            narrowed[id(t)] = replace(
+                t,
+                term=replace(
+                    t.term, alternatives=t.term.alternatives & neutral[0].term.alternatives or t.term.alternatives
+                ),
             )
-    toks = [t for t in toks if id(t) not in drop]
+    toks = [narrowed.get(id(t), t) for t in toks if id(t) not in drop]
     idx = {id(t): i for i, t in enumerate(toks)}
 
     def gap(i: int, j: int) -> str:
-        return s[toks[i].end: toks[j].start]
+        return s[toks[i].end : toks[j].start]
 
     terms_i = [i for i, t in enumerate(toks) if t.kind == "term"]
     # hedging
@@ -1451,8 +1731,16 @@ def _claims_of_clause(s: str, base: int, a: int, b: int, toks: list[_Tok], ctx: 
             if after:
                 alts = toks[after[0]].term.alternatives
                 hedged |= {j for j in terms_i if j < i and (toks[j].term.alternatives & alts or toks[j].term.generic)}
+            elif _EXISTS_AFTER.match(
+                s, t.end
+            ):  # "early bone loss may be present in the mandible" (not "... could be removed")
+                hedged |= {j for j in terms_i if j < i}
         elif t.kind == "hedge_back":
-            hedged |= {j for j in terms_i if j < i} or {j for j in terms_i if j > i}
+            # "... is suspected", "(re-evaluate)": the findings before it, from the first already hedged one on
+            # ("deep caries 17, with possible periapical lesion (re-evaluate)": the deep caries stays definite)
+            prior = [j for j in terms_i if j < i]
+            already = [j for j in prior if j in hedged]
+            hedged |= {j for j in prior if not already or j >= already[0]} or {j for j in terms_i if j > i}
         elif t.kind == "hedge_adj":
             after = [j for j in terms_i if j > i]
             if not after:
@@ -1463,12 +1751,25 @@ def _claims_of_clause(s: str, base: int, a: int, b: int, toks: list[_Tok], ctx: 
                 if not _COORD_GAP.match(gap(prev, nxt)):
                     break
                 hedged.add(nxt)
+    # certainty ("definite caries on 25", "36 definitely has caries"): only a definite finding makes it true
+    sure: set[int] = set()
+    for i, t in enumerate(toks):
+        if t.kind == "sure":
+            sure |= set([j for j in terms_i if j > i][:1] or [j for j in terms_i if j < i][-1:])
     # negation
     negated: set[int] = set()
     weak: set[int] = set()
     neg_all = any(t.kind == "neg_all" for t in toks)
     for i, t in enumerate(toks):
-        if t.kind in ("neg_fwd", "neg_weak"):
+        if t.kind == "neg_next":
+            after = [j for j in terms_i if j > i]
+            for k, j in enumerate(after):
+                if k and not _COORD_GAP.match(gap(after[k - 1], j)):
+                    break
+                negated.add(j)
+        if t.kind in ("neg_fwd", "neg_weak") and not _BARE_NEG.match(
+            s, t.end
+        ):  # "Nothing, the tooth is missing": no object
             negated |= {j for j in terms_i if j > i}
         if t.kind == "neg_weak":
             weak |= {j for j in terms_i if j > i}
@@ -1480,32 +1781,68 @@ def _claims_of_clause(s: str, base: int, a: int, b: int, toks: list[_Tok], ctx: 
         absent_cue = False
     rec_clause = mode == "rec" or any(t.kind == "rec" for t in toks)
     others = any(t.kind == "others" for t in toks) or bool(exception)
-    only = any(t.kind == "only" for t in toks)
+    only_at = [t.start for t in toks if t.kind == "only"]
+    unnumbered = "noop" in kinds
+    relative = _RELATIVE.match(s, a) is not None
+    partial = "partial" in kinds
+    only = bool(only_at)
     prevent_at = [t.start for t in toks if t.kind == "prevent"]
     ruleout_at = [t.start for t in toks if t.kind == "ruleout"]
     groups = [(i, t) for i, t in enumerate(toks) if t.kind in ("teeth", "pron")]
 
     def resolve(t: _Tok) -> list[_Group]:
+        if t.kind == "pron" and t.value == "plural":  # "Both are impacted." after "the lower wisdom teeth"
+            return [_Group(t.start, t.end, ctx.ref("plural"), pronoun=True)] if ctx.ref("plural") else []
         if t.kind == "pron":
-            before = [g for g in toks[: idx[id(t)]] if g.kind == "teeth" and g.group.teeth]
-            if before:  # "tooth 44 has a cavity under its filling"
+            before = [
+                g
+                for g in toks[: idx[id(t)]]
+                if g.kind == "teeth" and (g.group.teeth or (g.group.region is not None and not g.group.area))
+            ]
+            if before and before[-1].group.teeth:  # "tooth 44 has a cavity under its filling"
                 return [_Group(t.start, t.end, before[-1].group.teeth, pronoun=True)]
-            if ctx.pron:
+            if before:  # "caries affecting three second molars, one of them deep": the molars, not an earlier tooth
+                return [before[-1].group]
+            if ctx.ref("pron"):
                 return [_Group(t.start, t.end, ctx.pron, pronoun=True)]
             if ctx.subject_region:
                 return [_Group(t.start, t.end, (), ctx.subject_region, pronoun=True)]
             return []
-        return [t.group]
+        g = t.group
+        if g.opposing:  # the antagonist of the tooth named before it (in the clause, else the one talked about)
+            before = [x for x in toks[: idx[id(t)]] if x.kind == "teeth" and x.group.teeth and not x.group.opposing]
+            ref = before[-1].group.teeth if before else (ctx.ref("pron") or ctx.ref("subject"))
+            opp = tuple(_opposing(x) for x in ref if fdi.is_valid_fdi(x))
+            return [_Group(t.start, t.end, opp, pronoun=True)] if opp else []
+        known = (
+            (ctx.ref("pron") or ctx.ref("subject"))
+            if g.singular and g.region is not None and g.region.arch is None and g.region.side is None
+            else ()
+        )
+        if (
+            g.singular
+            and g.region is not None
+            and g.region.arch is None
+            and g.region.side is None
+            and known
+            and set(known) <= g.region.teeth
+        ):
+            # "What is at 36? A root-treated molar.": an unlocalised tooth name is the tooth being talked about
+            return [_Group(t.start, t.end, known, pronoun=True)]
+        return [g]
 
     def linked(after: int, grps: list[_Tok]) -> list[_Tok]:
         """The groups written after a term that belong to it: a chain of prepositions and lists
         ("on teeth 36 and 37", "in the region of 15"), up to a new noun phrase."""
         out, pos = [], toks[after].end
+        in_parens = s.count("(", a, toks[after].start) > s.count(")", a, toks[after].start)
         for g in grps:
-            gap_text = s[pos:g.start]
+            gap_text = s[pos : g.start]
             words = re.findall(r"[a-z]+", gap_text)
             if any(w not in _LINK_WORDS for w in words):
                 break
+            if in_parens and ")" in gap_text:
+                break  # "caries 16 (under filling) and 46": a term in parentheses belongs to what they follow
             if (
                 out
                 and re.search(r"\band\b|,", gap_text)
@@ -1523,6 +1860,9 @@ def _claims_of_clause(s: str, base: int, a: int, b: int, toks: list[_Tok], ctx: 
         post = linked(i, [g for j, g in groups if i < j < nxt])
         if post:
             return [x for g in post for x in resolve(g)]
+        if relative and not [g for j, g in groups if j < i] and ctx.ref("subject"):
+            # "a crown on 21, which also had a root canal, an implant at 35": the tooth the relative clause is about
+            return [_Group(0, 0, ctx.subject, pronoun=True)]
         k = i
         while True:  # "a crowned and root-filled 21": coordinated terms share the teeth after the last one
             nxt_term = next((j for j in terms_i if j > k), None)
@@ -1538,7 +1878,7 @@ def _claims_of_clause(s: str, base: int, a: int, b: int, toks: list[_Tok], ctx: 
             # the nearest group before, with the groups coordinated with it
             last = [pre[-1]]
             k = len(pre) - 2
-            while k >= 0 and re.fullmatch(r"[\s,]*(?:and|or|&|/|,)?[\s,]*", s[pre[k].end: last[0].start]):
+            while k >= 0 and re.fullmatch(r"[\s,]*(?:and|or|&|/|,)?[\s,]*", s[pre[k].end : last[0].start]):
                 last.insert(0, pre[k])
                 k -= 1
             return [x for g in last for x in resolve(g)]
@@ -1547,7 +1887,7 @@ def _claims_of_clause(s: str, base: int, a: int, b: int, toks: list[_Tok], ctx: 
             first_j = next(j for j, g in groups if j > i)
             nxt2 = next((j for j in terms_i if j > first_j), len(toks))
             return [x for j, g in groups if first_j <= j < nxt2 for x in resolve(g)]
-        if ctx.subject:
+        if ctx.ref("subject"):
             return [_Group(0, 0, ctx.subject, pronoun=True)]
         if ctx.subject_region:
             return [_Group(0, 0, (), ctx.subject_region, pronoun=True)]
@@ -1563,6 +1903,8 @@ def _claims_of_clause(s: str, base: int, a: int, b: int, toks: list[_Tok], ctx: 
         count: int | None = None,
         oth: bool = False,
         definite_only: bool = False,
+        landmark: bool = False,
+        inferred: bool = False,
     ) -> None:
         def one(tooth: int | None, region: Region | None) -> None:
             alts = term.alternatives
@@ -1570,8 +1912,25 @@ def _claims_of_clause(s: str, base: int, a: int, b: int, toks: list[_Tok], ctx: 
                 term.generic and region is not None and region.scope != "any"
             ):  # "no pathology on the teeth": not the jaw bone
                 alts = (alts - JAW_LEVEL if region.scope == "teeth" else alts & JAW_LEVEL) or alts
-            claims.append(Claim(term.category, pol, span, tooth, region, alts, term.lesion_type, count, oth, question,
-                                clause_text, definite_only))
+            claims.append(
+                Claim(
+                    term.category,
+                    pol,
+                    span,
+                    tooth,
+                    region,
+                    alts,
+                    term.lesion_type,
+                    count,
+                    oth,
+                    question,
+                    clause_text,
+                    definite_only,
+                    inferred=inferred,
+                    landmark=landmark,
+                    unnumbered=unnumbered and tooth is None,
+                )
+            )
 
         if not grps:
             one(None, None)
@@ -1601,21 +1960,27 @@ def _claims_of_clause(s: str, base: int, a: int, b: int, toks: list[_Tok], ctx: 
             cat: Category | None = next((_COUNT_ADJ[w] for w in adj if w in _COUNT_ADJ), None)
             if noun in _COUNT_NOUN:
                 cat = _COUNT_NOUN[noun] or C.FILLING
-            before = [toks[j] for j in terms_i if j < i and re.fullmatch(r"\s*\(\s*", s[toks[j].end:t.start])]
+            before = [toks[j] for j in terms_i if j < i and re.fullmatch(r"\s*\(\s*", s[toks[j].end : t.start])]
             if cat is None and noun in ("teeth", "tooth") and before and before[-1].term.category:
                 cat = before[-1].term.category  # "fillings (2 teeth)"
             if cat is None and noun in ("teeth", "tooth"):
                 later = [toks[j] for j in terms_i if j > i]
                 # "three teeth with caries", "two teeth need fillings"; not "28 teeth and 37 is missing"
-                if later and later[0].term.category and re.match(
+                if (
+                    later
+                    and later[0].term.category
+                    and re.match(
                         r"\s*(?:with|show(?:s|ing)?|have|having|has|need(?:s|ing)?|are|were|is|that|which|presenting|affected\s+by)\b[^\d]*$",
-                        s[t.end:later[0].start]) and " and " not in s[t.end:later[0].start]:
+                        s[t.end : later[0].start],
+                    )
+                    and " and " not in s[t.end : later[0].start]
+                ):
                     cat = later[0].term.category
                 else:
                     cat = C.TOOTH
             if cat is None or (n == 1 and cat not in ANATOMY):
                 continue
-            if m.group("n") == "both" and (cat not in ANATOMY or re.match(r"\s+and\b", s[t.end:])):
+            if m.group("n") == "both" and (cat not in ANATOMY or re.match(r"\s+and\b", s[t.end :])):
                 continue  # "both mandibular canals and maxillary sinuses": both kinds, not both sides
             counted.append((t.start, t.end))
             if cat in ANATOMY and n == 2:
@@ -1631,8 +1996,24 @@ def _claims_of_clause(s: str, base: int, a: int, b: int, toks: list[_Tok], ctx: 
                 ),
                 None,
             )
+            definite = bool(re.search(r"\bdefinite(?:ly)?\b", m.group("adj"))) or any(
+                x.kind == "sure" and x.end <= t.start for x in toks
+            )
             claims.append(
-                Claim(cat, "present", span, None, region, term.alternatives, None, n, False, question, clause_text)
+                Claim(
+                    cat,
+                    "present",
+                    span,
+                    None,
+                    region,
+                    term.alternatives,
+                    None,
+                    n,
+                    False,
+                    question,
+                    clause_text,
+                    definite,
+                )
             )
     # subject-only clauses
     if not terms_i:
@@ -1641,8 +2022,15 @@ def _claims_of_clause(s: str, base: int, a: int, b: int, toks: list[_Tok], ctx: 
             return claims, ()
         elliptic_neg = neg_all or any(t.kind == "neg_fwd" for t in toks)
         elliptic_hedge = any(t.kind in ("hedge_adj", "hedge_fwd") for t in toks)
-        if (ctx.topic and not ctx.topic_rec and not rec_clause and (elliptic_neg or elliptic_hedge)
-                and not any(t.kind in ("normal", "presence", "absent") for t in toks)):
+        bare = _bare(s, a, b, toks)
+        if (
+            ctx.topic
+            and not ctx.topic_rec
+            and not rec_clause
+            and (elliptic_neg or elliptic_hedge)
+            and bare
+            and not any(t.kind in ("normal", "presence", "absent") for t in toks)
+        ):
             # "caries on 36 but not on 37", "... and one suspected (46)": the sentence's topic
             for term in ctx.topic:
                 emit(term, "absent" if elliptic_neg else "suspected", grps)
@@ -1652,8 +2040,8 @@ def _claims_of_clause(s: str, base: int, a: int, b: int, toks: list[_Tok], ctx: 
         if not grps:
             return claims, tuple(named)
         neg = neg_all or any(t.kind == "neg_fwd" and t.start < max(g.end for g in grps) + 40 for t in toks)
-        normal_words = [s[t.start:t.end] for t in toks if t.kind == "normal"]
-        if normal_words and not neg and not rec_clause:
+        normal_words = [s[t.start : t.end] for t in toks if t.kind == "normal"]
+        if normal_words and not neg and not rec_clause and not partial and _bare(s, a, b, toks, _NORMAL_EXTRA):
             cats = set()
             for w in normal_words:
                 if w in ("intact", "sound"):
@@ -1672,18 +2060,21 @@ def _claims_of_clause(s: str, base: int, a: int, b: int, toks: list[_Tok], ctx: 
                     cats |= set(PATHO_TOOTH)
             for cat in sorted(cats, key=lambda c: c.value):
                 emit(_t(cat, {cat} if cat != C.CARIES else CARIES_ANY), "absent", grps, oth=others)
+            if any(s[t.start : t.end] == "erupted" for t in toks if t.kind == "presence"):  # "have erupted normally"
+                emit(_t(C.IMPACTED_TOOTH), "absent", grps, oth=others)
         elif absent_cue and not rec_clause:
             emit(_t(C.TOOTH), "absent", grps, oth=others)
         elif any(t.kind == "presence" for t in toks) and not rec_clause:
-            pres_words = [s[t.start:t.end] for t in toks if t.kind == "presence"]
+            pres_words = [s[t.start : t.end] for t in toks if t.kind == "presence"]
             if neg:
-                if "erupted" not in pres_words or len(pres_words) > 1:
+                # "38 is not present", "no upper third molars are seen"; not "no sign of a problem there"
+                if ("erupted" not in pres_words or len(pres_words) > 1) and bare:
                     emit(_t(C.TOOTH), "absent", grps, oth=others)
             else:
                 if pres_words != ["left"] and pres_words != ["there"]:
                     emit(_t(C.TOOTH), "present", grps)
                 if "erupted" in pres_words:
-                    emit(_t(C.IMPACTED_TOOTH), "absent", grps)
+                    emit(_t(C.IMPACTED_TOOTH), "absent", grps, oth=others)
         return claims, tuple(named)
     # terms
     for i in terms_i:
@@ -1723,31 +2114,114 @@ def _claims_of_clause(s: str, base: int, a: int, b: int, toks: list[_Tok], ctx: 
                 pol = "suspected"
         if any(a <= tok.start < b for a, b in counted):
             continue  # "four molar fillings": the count claim says it
+        evaluated = pol == "present" and not term.treatment and _EVALUATE.search(s[a : tok.start]) is not None
         grps = teeth_for(i)
         named += [t for g in grps for t in g.teeth]
+        if pol == "absent" and partial and not any(g.teeth for g in grps):
+            continue  # "most teeth are caries-free" says nothing about any one tooth
         oth = others and pol == "absent"
-        emit(term, pol, grps, oth=oth, definite_only=i in weak and pol == "absent")
-        if only and pol in ("present", "suspected") and term.category not in (C.TOOTH, None):
+        landmark = (
+            term.treatment
+            and bool(_LANDMARK.search(s[a : tok.start]))
+            and any(
+                not x.term.treatment and not x.term.generic and not x.term.anatomy for x in toks if x.kind == "term"
+            )
+        )
+        emit(
+            term,
+            pol,
+            grps,
+            oth=oth,
+            definite_only=(i in weak and pol == "absent") or (i in sure and pol == "present"),
+            landmark=landmark,
+            inferred=evaluated,
+        )
+        # "only 46 has a filling" / "a filling only on 46": no filling elsewhere; "46 just has a filling" says
+        # what else 46 has, not where else fillings are
+        after_teeth = any(
+            any(g.kind in ("teeth", "pron") and g.end <= o for g in toks[:i]) for o in only_at if o < tok.start
+        )
+        if only and not after_teeth and pol in ("present", "suspected") and term.category not in (C.TOOTH, None):
             if term.anatomy:
                 sides = {g.region.side for g in grps if g.region and g.region.side}
                 for side in {"right", "left"} - sides if sides else ():
                     emit(term, "absent", [_Group(0, 0, (), region_of(side=side), name=side)])
             elif any(g.teeth for g in grps) and term.category != C.MISSING_TOOTH:
                 emit(term, "absent", [], oth=True)
+            # "bone loss in the upper jaw only": not in the lower jaw; "caries on the left side only": not on the right
+            else:
+                for g in grps:
+                    r = g.region
+                    if r is not None and not g.teeth and (r.arch is None) != (r.side is None):
+                        other = (
+                            region_of("lower" if r.arch == "upper" else "upper", name="other jaw")
+                            if r.arch
+                            else region_of(side="left" if r.side == "right" else "right", name="other side")
+                        )
+                        emit(term, "absent", [_Group(0, 0, (), other, name=other.name)])
     return claims, tuple(dict.fromkeys(named))
 
 
-@lru_cache(maxsize=16384)
+def _plural_of(toks: Sequence[_Tok]) -> tuple[int, ...]:
+    """The teeth of the last plural tooth phrase of a sentence ("the upper wisdom teeth", "38 and 48")."""
+    for t in reversed(toks):
+        if t.kind != "teeth" or t.group.area or t.group.opposing:
+            continue
+        g = t.group
+        if len(g.teeth) > 1:
+            return g.teeth
+        if g.region is not None and not g.singular and g.name and len(g.region.teeth) > 1:
+            return tuple(sorted(g.region.teeth))
+    return ()
+
+
+_SentenceClaims = tuple[tuple[Claim, ...], tuple[ToothMention, ...], tuple, tuple[int, ...]]
+_CONTEXT_FREE: dict[
+    tuple[str, str, str, bool], _SentenceClaims
+] = {}  # sentences whose claims do not depend on their context
+_CONTEXT_FREE_MAX = 32768
+
+
 def _sentence_claims(
-    sentence: str, masked: str, mode: str, question: bool, subject: tuple[int, ...], pron: tuple[int, ...]
-) -> tuple[tuple[Claim, ...], tuple[ToothMention, ...], tuple, tuple[int, ...]]:
-    """Claims of one sentence, offsets relative to it (memoised: generated text repeats sentences)."""
-    toks, mentions, mismatches = _scan(masked, 0)
+    sentence: str,
+    masked: str,
+    mode: str,
+    question: bool,
+    subject: tuple[int, ...],
+    pron: tuple[int, ...],
+    plural: tuple[int, ...] = (),
+) -> _SentenceClaims:
+    """Claims of one sentence, offsets relative to it. Memoised twice: a sentence that never reads its context
+    (no pronoun, no elliptical clause) is cached under its text alone, so it is read once whatever precedes it."""
+    key = (sentence, masked, mode, question)
+    hit = _CONTEXT_FREE.get(key)
+    if hit is not None:
+        return hit
+    result, used = _sentence_claims_in(sentence, masked, mode, question, subject, pron, plural)
+    if not used:
+        if len(_CONTEXT_FREE) >= _CONTEXT_FREE_MAX:
+            _CONTEXT_FREE.clear()
+        _CONTEXT_FREE[key] = result
+    return result
+
+
+@lru_cache(maxsize=16384)
+def _sentence_claims_in(
+    sentence: str,
+    masked: str,
+    mode: str,
+    question: bool,
+    subject: tuple[int, ...],
+    pron: tuple[int, ...],
+    plural: tuple[int, ...],
+) -> tuple[_SentenceClaims, bool]:
+    """(claims, whether they depend on the context)."""
+    toks, mentions, mismatches = _scan(masked)
     if is_coverage_statement(
         sentence
     ):  # "This review covers caries only; ... were not assessed": says nothing found or not
-        return (), tuple(mentions), tuple(mismatches), ()
-    ctx = _Ctx(subject=subject, pron=pron or subject)
+        return ((), tuple(mentions), tuple(mismatches), ()), False
+    ctx = _Ctx(subject=subject, pron=pron or subject, plural=plural)
     out: list[Claim] = []
     last: tuple[int, ...] = ()
     prev_exc_terms: list[Term] = []
@@ -1758,11 +2232,12 @@ def _sentence_claims(
             continue
         if last:
             ctx.subject = ctx.pron = last
+            ctx.external = False
         if prev_exc_terms and not any(t.kind == "term" for t in ctoks) and any(t.kind == "teeth" for t in ctoks):
             # "no caries except on 36": the excepted teeth have it
             for term in prev_exc_terms:
                 for t in ctoks:
-                    for tooth in (t.group.teeth if t.kind == "teeth" else ()):
+                    for tooth in t.group.teeth if t.kind == "teeth" else ():
                         out.append(
                             Claim(
                                 term.category,
@@ -1818,7 +2293,15 @@ def _sentence_claims(
         if named:
             last = named
         prev_exc_terms = [t.term for t in ctoks if t.kind == "term"] if exc is True else []
-    return tuple(out), tuple(mentions), tuple(mismatches), last
+    return (tuple(out), tuple(mentions), tuple(mismatches), last), ctx.used
+
+
+def _moved(obj: Any, a: int) -> Any:
+    """A copy of a frozen Claim/ToothMention with its span moved by `a` (dataclasses.replace, without its cost)."""
+    new = object.__new__(type(obj))
+    new.__dict__.update(obj.__dict__)
+    new.__dict__["span"] = (obj.span[0] + a, obj.span[1] + a)
+    return new
 
 
 def _shift(
@@ -1826,9 +2309,11 @@ def _shift(
 ) -> tuple[list, list, list]:
     if not a:
         return list(claims), list(mentions), list(mismatches)
-    return ([replace(c, span=(c.span[0] + a, c.span[1] + a)) for c in claims],
-            [replace(m, span=(m.span[0] + a, m.span[1] + a)) for m in mentions],
-            [(n, t, (sp[0] + a, sp[1] + a)) for n, t, sp in mismatches])
+    return (
+        [_moved(c, a) for c in claims],
+        [_moved(m, a) for m in mentions],
+        [(n, t, (sp[0] + a, sp[1] + a)) for n, t, sp in mismatches],
+    )
 
 
 def extract(text: str, context: str | None = None) -> Extraction:
@@ -1846,24 +2331,56 @@ def _extract(text: str, context: str | None) -> Extraction:
     particle: str | None = None
     subject: tuple[int, ...] = extract(context).last_teeth if context else ()
     pron = subject
-    answer_mode = "rec" if context and _REC_QUESTION.search(context.lower()) else ""
+    plural = extract(context).last_plural if context else ()
+    answer_mode = "rec" if context and is_recommendation_question(context) else ""
     masked, modes = _mask(text)
     pm = _PARTICLE.match(masked)
     if pm:
         particle = "no" if pm.group("p") in ("no", "nope") else "yes"
-        masked = " " * pm.end() + masked[pm.end():]
+        masked = " " * pm.end() + masked[pm.end() :]
     for a, b in _sentences(masked):
         mode = next((m for s0, e0, m in modes if s0 <= a <= e0), "") or answer_mode
         question = text[a:b].rstrip().endswith("?")
-        claims, mentions, mismatches, last = _sentence_claims(text[a:b], masked[a:b], mode, question, subject, pron)
+        claims, mentions, mismatches, last = _sentence_claims(
+            text[a:b], masked[a:b], mode, question, subject, pron, plural
+        )
         claims, mentions, mismatches = _shift(claims, mentions, mismatches, a)
         claims_out += claims
         teeth_out += mentions
         mismatches_out += mismatches
-        subject = ()  # an elliptical clause takes its teeth from its own sentence (or the question) only
+        # an elliptical clause takes its teeth from its own sentence (or the question) only; a semicolon joins
+        # two clauses of one sentence ("#16 is crowned; there is a PA lesion")
+        subject = (last or subject) if masked[a:b].rstrip().endswith(";") else ()
         if last:
             pron = last
-    return Extraction(text, tuple(claims_out), tuple(teeth_out), tuple(mismatches_out), particle, pron)
+        plural = _plural_of(_scan(masked[a:b])[0]) or plural
+    claims_out += _empty_parts(text)
+    return Extraction(text, tuple(claims_out), tuple(teeth_out), tuple(mismatches_out), particle, pron, plural)
+
+
+_NONE_BODY = re.compile(
+    r"^[\s*_:.\-–—]*(?:none|nil|n/?a|no|nothing|none\s+(?:seen|noted|detected|identified|found|present|visible))[\s*_.]*$",
+    re.IGNORECASE,
+)
+
+
+def _empty_parts(text: str) -> list[Claim]:
+    """ "Historical Interventions: None.": a report sub-section answered with a bare "none" denies its whole kind."""
+    out = []
+    for sec in _sections(text):
+        for part in sec.parts:
+            if part.kind in ("pathology", "treatments") and _NONE_BODY.match(part.body):
+                alts = TREATMENTS if part.kind == "treatments" else PATHOLOGY_ANY - {C.BONE_LOSS}
+                out.append(
+                    Claim(
+                        None,
+                        "absent",
+                        (part.start, part.end),
+                        alternatives=frozenset(alts),
+                        text=text[part.start : part.end].strip(),
+                    )
+                )
+    return out
 
 
 def is_hedged(text: str) -> bool:
@@ -1874,7 +2391,11 @@ def is_hedged(text: str) -> bool:
 
 def is_recommendation_question(text: str) -> bool:
     """Asks for advice ("What is recommended for 36?"): its answers recommend, they do not find."""
-    return bool(_REC_QUESTION.search((text or "").lower()))
+    low = (text or "").lower()
+    return bool(_REC_QUESTION.search(low)) or (
+        _TREATMENT_QUESTION.search(low) is not None
+        and (_ADVICE_WORDS.search(low) is not None or _HISTORY_WORDS.search(low) is None)
+    )
 
 
 def extract_claims(text: str, context: str | None = None) -> list[Claim]:
@@ -1888,6 +2409,21 @@ def teeth_in(text: str) -> list[int]:
     return list(dict.fromkeys(m.tooth for m in extract(text).teeth if m.valid))
 
 
+def region_in(text: str) -> Region | None:
+    """The first region (jaw, side, quadrant, dentition) a text names, e.g. where a how-many question counts."""
+    masked, _ = _mask(text or "")
+    for a, b in _sentences(masked):
+        for t in _scan(masked[a:b])[0]:
+            if (
+                t.kind == "teeth"
+                and t.group.region is not None
+                and not t.group.teeth
+                and t.group.region is not WHOLE_MOUTH
+            ):
+                return t.group.region
+    return None
+
+
 def categories_in(text: str) -> set[Category]:
     """Categories a text names, whatever it says about them (present, absent, suspected,
     recommended, or only the structure: "bone level" names bone loss). Generic words ("pathology")
@@ -1895,7 +2431,7 @@ def categories_in(text: str) -> set[Category]:
     masked, _ = _mask(text or "")
     out: set[Category] = set()
     for a, b in _sentences(masked):
-        toks, _m, _mm = _scan(masked[a:b], 0)
+        toks, _m, _mm = _scan(masked[a:b])
         out |= {t.term.category for t in toks if t.kind == "term" and t.term.category is not None}
     return out
 
@@ -1915,9 +2451,15 @@ _CAT_KEYS = (
     "status",
     "wisdom_status",
 )
+_CAT_KEY_SET = frozenset(_CAT_KEYS)
 _LIST_KEYS = ("conditions", "findings", "treatments", "pathologies", "diagnoses", "labels")
-_JAW_KEYS = {"bone_loss": C.BONE_LOSS, "mandibular_canal": C.MANDIBULAR_CANAL, "mandibular_canals": C.MANDIBULAR_CANAL,
-             "maxillary_sinus": C.MAXILLARY_SINUS, "maxillary_sinuses": C.MAXILLARY_SINUS}
+_JAW_KEYS = {
+    "bone_loss": C.BONE_LOSS,
+    "mandibular_canal": C.MANDIBULAR_CANAL,
+    "mandibular_canals": C.MANDIBULAR_CANAL,
+    "maxillary_sinus": C.MAXILLARY_SINUS,
+    "maxillary_sinuses": C.MAXILLARY_SINUS,
+}
 _TEETH_LIST_KEYS = {
     "teeth": C.TOOTH,
     "teeth_present": C.TOOTH,
@@ -1950,10 +2492,48 @@ def _category_of(value: str) -> tuple[Term | None, bool]:
 
 
 LESION_TYPES_SET = frozenset({"granuloma", "cyst", "abscess"})
+_HEDGE_KEY_SET = frozenset({"certainty", "confidence", "likelihood", "status", "diagnosis_status"})
+_FLAG_KEYS = _HEDGE_KEY_SET | {"suspected", "hedged", "possible"}
+
+
+@lru_cache(maxsize=1024)
+def _norm_value(v: str) -> str:
+    return normalise_name(v)
+
+
+def _flagged(d: dict) -> bool:
+    """A structured finding marked as a suspicion ("suspected": true, "certainty": "possible")."""
+    keys = d.keys() & _FLAG_KEYS
+    if not keys:
+        return False
+    return bool(d.get("suspected") or d.get("hedged") or d.get("possible")) or any(
+        isinstance(d[k], str) and _norm_value(d[k]) in _HEDGED_VALUES for k in keys & _HEDGE_KEY_SET
+    )
+
+
+_HEDGED_VALUES = frozenset(
+    {
+        "suspected",
+        "possible",
+        "probable",
+        "likely",
+        "questionable",
+        "uncertain",
+        "low",
+        "equivocal",
+        "suspicious",
+        "tentative",
+    }
+)
 
 
 def _side_region(value: Any) -> Region | None:
-    v = normalise_name(str(value or ""))
+    return _side_region_of(value) if isinstance(value, str) and value else None
+
+
+@lru_cache(maxsize=256)
+def _side_region_of(value: str) -> Region | None:
+    v = normalise_name(value)
     if not v:
         return None
     arch = "upper" if re.search(r"upper|maxill", v) else "lower" if re.search(r"lower|mandib", v) else None
@@ -1978,6 +2558,7 @@ def _shown(node: Any) -> str:
 
 
 _BOX_KEYS = ("box_2d", "bbox", "box")
+_TOOTH_KEY = re.compile(r"(?:tooth[\s_#-]*|#)?(\d{2})")
 
 
 def claims_from_json(obj: Any) -> list[Claim]:
@@ -2016,14 +2597,9 @@ def claims_from_json(obj: Any) -> list[Claim]:
 
     def conditions(d: dict, tooth: int | None, region: Region | None) -> int:
         n = 0
-        suspected_flag = bool(
-            d.get("suspected") or d.get("hedged") or str(d.get("certainty", "")).lower() in ("suspected", "possible")
-        )
-        lesion = (
-            normalise_name(str(d.get("type") or ""))
-            if normalise_name(str(d.get("type") or "")) in LESION_TYPES_SET
-            else None
-        )
+        suspected_flag = _flagged(d)
+        lesion_name = _norm_value(d["type"]) if isinstance(d.get("type"), str) else ""
+        lesion = lesion_name if lesion_name in LESION_TYPES_SET else None
         for k in _CAT_KEYS:
             if k in d and isinstance(d[k], str):
                 if k == "type" and lesion:
@@ -2072,18 +2648,41 @@ def claims_from_json(obj: Any) -> list[Claim]:
                         add(term, "present", t, text={key: [t]})
                     else:
                         add(_t(cat), "present", t, text={key: [t]})
+                elif isinstance(item, str) and key in _JAW_KEYS:  # "mandibular_canal": ["right", "left"]
+                    add(_t(_JAW_KEYS[key]), "present", None, _side_region(item), {key: [item]})
+                elif isinstance(item, str) and tooth is not None:  # {"36": ["deep caries", "granuloma"]}
+                    term, susp = _category_of(item)
+                    if term is not None:
+                        add(term, "suspected" if susp else "present", tooth, None, {str(tooth): [item]})
                 else:
                     walk(item, tooth, key)
             return
         if not isinstance(node, dict):
             return
         t = tooth_of(node)
-        region = _side_region(node.get("region") or node.get("side"))
+        region = _side_region(node.get("region") or node.get("side") or node.get("location") or node.get("position"))
+        has_cat = not node.keys().isdisjoint(_CAT_KEY_SET) and any(isinstance(node.get(k), str) for k in _CAT_KEYS)
+        # a dict under a finding's own key ({"caries": [{"tooth": 47}, {"side": "lower left"}]}) is that finding
+        key_term = (
+            _category_of(key.replace("_", " "))[0]
+            if key and key not in _JAW_KEYS and key not in _TEETH_LIST_KEYS
+            else None
+        )
+        if key_term is not None and (key_term.category is None or key_term.category == C.TOOTH):
+            key_term = None
+        flagged = key_term is not None and _flagged(node)
         if key in _JAW_KEYS and t is None:
             add(_t(_JAW_KEYS[key]), "suspected" if node.get("suspected") else "present", None, region, {key: node})
             return
         if t is not None:
             n = conditions(node, t, None)
+            if any(node.get(k) == [] for k in ("conditions", "findings", "pathologies", "diagnoses")):
+                add(
+                    _t(None, TOOTH_FINDINGS), "absent", t, None, node
+                )  # {"tooth_id": 27, "conditions": []}: nothing on 27
+            if n == 0 and key_term is not None:
+                add(key_term, "suspected" if flagged else "present", t, None, {key: node})
+                n = 1
             if "teeth" in node and isinstance(node["teeth"], list):
                 walk(node["teeth"], None, "missing_teeth" if key in ("missing_teeth", "missing") else "teeth")
             if n == 0 and key not in ("unknown_tooth_findings",):
@@ -2092,23 +2691,43 @@ def claims_from_json(obj: Any) -> list[Claim]:
                 else:
                     add(_t(C.TOOTH), "present", t, text=node)
             for k, v in node.items():
-                if isinstance(v, (dict, list)) and k not in _LIST_KEYS:
+                if isinstance(v, (dict, list)) and k not in _LIST_KEYS and k not in _BOX_KEYS:
                     walk(v, t, k)
             return
-        if key == "unknown_tooth_findings" or (region is not None and any(k in node for k in _CAT_KEYS)):
+        if key == "unknown_tooth_findings" or (region is not None and has_cat):
             conditions(node, None, region or WHOLE_MOUTH)
+            return
+        if key_term is not None and not has_cat:
+            add(key_term, "suspected" if flagged else "present", tooth, region, {key: node})
             return
         if key in ("missing_teeth", "missing") and "teeth" in node:
             walk(node["teeth"], None, "missing_teeth")
             return
-        if any(k in node for k in _CAT_KEYS) and tooth is not None:
+        if has_cat and tooth is not None:
             conditions(node, tooth, None)
             return
-        if any(k in node for k in _CAT_KEYS) and tooth is None:
+        if has_cat and tooth is None:
             conditions(node, None, None)
             return
         for k, v in node.items():
-            if isinstance(v, (dict, list)):
+            kt = _TOOTH_KEY.fullmatch(k.strip().lower())
+            if kt:  # {"36": ["deep caries", ...]}, {"tooth_47": "caries"}: findings keyed by their tooth
+                n = int(kt.group(1))
+                if isinstance(v, str):
+                    term, susp = _category_of(v)
+                    if term is not None:
+                        add(term, "suspected" if susp else "present", n, None, {k: v})
+                    continue
+                if v in ([], {}, None):
+                    add(_t(C.TOOTH), "present", n, None, {k: v})
+                    continue
+                if isinstance(v, dict) and not any(isinstance(v.get(x), str) for x in _CAT_KEYS):
+                    walk(v, n, k)
+                elif isinstance(v, dict):
+                    conditions(v, n, None)
+                else:
+                    walk(v, n, k)
+            elif isinstance(v, (dict, list)) and k not in _BOX_KEYS:
                 walk(v, tooth, k)
 
     walk(obj)

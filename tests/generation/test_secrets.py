@@ -2,7 +2,6 @@
 in 401 bodies, in 500 bodies) behind generation and benchmark_results; afterwards the key is in no Parquet
 cell, no export file, no cache row, no event (metadata, log message) and no captured log line."""
 
-
 import json
 import logging
 import sqlite3
@@ -119,9 +118,13 @@ def test_an_echoed_key_reaches_no_table_cache_metadata_or_log(tmp_path: Path, mo
             json_retries=1,
             cache_path=str(cache),
         )
-        gen = dg.materialize([stub_image_attributes, stub_location_captions, *generation_assets, *generation_checks],
-                             partition_key="b1", instance=instance, raise_on_error=False,
-                             resources={"io_manager": ParquetIOManager(str(home)), "llm": llm})
+        gen = dg.materialize(
+            [stub_image_attributes, stub_location_captions, *generation_assets, *generation_checks],
+            partition_key="b1",
+            instance=instance,
+            raise_on_error=False,
+            resources={"io_manager": ParquetIOManager(str(home)), "llm": llm},
+        )
         items = [
             ClosedItem(
                 index="1", question="Which jaw?", options=["Upper", "Lower", "Both", "None"], answer="B", category="Jaw"
@@ -139,16 +142,27 @@ def test_an_echoed_key_reaches_no_table_cache_metadata_or_log(tmp_path: Path, mo
         items_frame(
             [i for i in items if isinstance(i, ClosedItem)], [i for i in items if isinstance(i, OpenItem)], {}
         ).write_parquet(home / "benchmark_items.parquet")
+        # benchmark_results fits its question-wording prior on the train split: none here, so no prior answers
+        pl.DataFrame({"split": [], "image_id": []}, schema={"split": pl.Utf8, "image_id": pl.Utf8}).write_parquet(
+            home / "instruction_samples.parquet"
+        )
         endpoints = ModelEndpoints(
             endpoints=[ModelEndpoint(name="echo", base_url=server.url, model="echo", api_key=dg.EnvVar(KEY_ENV))]
         )
         bench = dg.materialize(
-            [benchmark_results, dg.AssetSpec("benchmark_items")],
+            [benchmark_results, dg.AssetSpec("benchmark_items"), dg.AssetSpec("instruction_samples")],
             instance=instance,
             resources={"io_manager": ParquetIOManager(str(home)), "endpoints": endpoints},
             run_config={
                 "ops": {
-                    "benchmark_results": {"config": {"models": [], "endpoints": ["echo"], "judge_endpoint": "echo"}}
+                    "benchmark_results": {
+                        "config": {
+                            "models": [],
+                            "endpoints": ["echo"],
+                            "judge_endpoint": "echo",
+                            "controls": ["text_only"],
+                        }
+                    }
                 }
             },
         )

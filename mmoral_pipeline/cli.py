@@ -8,11 +8,13 @@ import sys
 
 
 def _cmd_materialize(args: argparse.Namespace) -> int:
-    from mmoral_pipeline.materialize import format_checks, materialize
+    from mmoral_pipeline.materialize import format_checks, format_left_out, materialize
     from mmoral_pipeline.summary import print_summary
 
     report = materialize(selection=args.select, sources_path=args.sources, force=args.force, workers=args.workers)
     print(format_checks(report))
+    if report.left_out:
+        print(format_left_out(report))
     if not args.quiet:
         print_summary()
     if report.failed:
@@ -38,23 +40,71 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("materialize", help="register partitions and materialise assets on the persistent instance")
-    p.add_argument("--select", default=None, help="Dagster asset selection, e.g. 'group:ingest' or 'key:raw_images+' (default: everything)")
+    p.add_argument(
+        "--select",
+        default=None,
+        help="Dagster asset selection, e.g. 'group:ingest' or 'key:raw_images+' (default: everything)",
+    )
     p.add_argument("--sources", default=None, help="sources YAML (default: $MMORAL_SOURCES or assets/sources.yaml)")
     p.add_argument("--quiet", action="store_true", help="no summary at the end")
     p.add_argument("--force", action="store_true", help="re-run every selected asset partition, also those up to date")
-    p.add_argument("--workers", type=int, default=int(os.environ.get("MMORAL_MATERIALIZE_WORKERS", "1")),
-                   help="batches run at once, each in its own process (default $MMORAL_MATERIALIZE_WORKERS or 1)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ.get("MMORAL_MATERIALIZE_WORKERS", "1")),
+        help="batches run at once, each in its own process (default $MMORAL_MATERIALIZE_WORKERS or 1)",
+    )
     p.set_defaults(func=_cmd_materialize)
 
     p = sub.add_parser("partitions", help="register and list the batch partitions of the sources file")
     p.add_argument("--sources", default=None)
     p.set_defaults(func=_cmd_partitions)
 
-    _optional(sub, command, "synth", "write procedural panoramic X-rays with annotations", "mmoral_pipeline.synth.cli", "add_synth_arguments", "run_synth")
-    _optional(sub, command, "lineage", "trace one instruction sample back to its image, annotations and prompt", "mmoral_pipeline.dataset.cli", "add_lineage_arguments", "run_lineage")
-    _optional(sub, command, "bench", "score a model on MMOral-OPG-Bench-style TSVs", "mmoral_pipeline.evaluation.cli", "add_bench_arguments", "run_bench")
-    _optional(sub, command, "validate", "validate externally written items (JSONL) against the attributes in $MMORAL_HOME",
-              "mmoral_pipeline.generation.cli", "add_validate_arguments", "run_validate")
+    _optional(
+        sub,
+        command,
+        "synth",
+        "write procedural panoramic X-rays with annotations",
+        "mmoral_pipeline.synth.cli",
+        "add_synth_arguments",
+        "run_synth",
+    )
+    _optional(
+        sub,
+        command,
+        "lineage",
+        "trace one instruction sample back to its image, annotations and prompt",
+        "mmoral_pipeline.dataset.cli",
+        "add_lineage_arguments",
+        "run_lineage",
+    )
+    _optional(
+        sub,
+        command,
+        "expert",
+        "evaluate a visual expert on labelled sources; compare pseudo-labelled reports with true ones",
+        "mmoral_pipeline.experts.cli",
+        "add_expert_arguments",
+        "run_expert",
+    )
+    _optional(
+        sub,
+        command,
+        "bench",
+        "score a model on MMOral-OPG-Bench-style TSVs",
+        "mmoral_pipeline.evaluation.cli",
+        "add_bench_arguments",
+        "run_bench",
+    )
+    _optional(
+        sub,
+        command,
+        "validate",
+        "validate externally written items (JSONL) against the attributes in $MMORAL_HOME",
+        "mmoral_pipeline.generation.cli",
+        "add_validate_arguments",
+        "run_validate",
+    )
     return parser
 
 

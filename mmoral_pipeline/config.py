@@ -18,6 +18,7 @@ REPO_ROOT = PACKAGE_ROOT.parent
 DEFAULT_SOURCES = REPO_ROOT / "assets" / "sources.yaml"
 PROMPTS_DIR = REPO_ROOT / "prompts"
 SHARD_SEPARATOR = "__"
+TRAINED_EXPERT = "expert_model"  # in a source's `experts:`: the expert the pipeline trains
 
 
 class PanoramicLimits(BaseModel):
@@ -44,7 +45,7 @@ class SourceSpec(BaseModel):
     """One raw-data source: a folder in one public format."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    format: str  # coco | dentex | labelme | yolo | ufba_masks | dc1000_masks | tufts | mmoral_json | manifest
+    format: str  # coco | dentex | labelme | yolo | ufba_masks | dc1000_masks | tufts | mmoral_json | manifest | images
     root: str  # folder; relative paths are relative to the sources file
     images: str | None = None  # image folder relative to root (format default when None)
     annotations: str | None = None  # annotation file or folder relative to root
@@ -55,6 +56,10 @@ class SourceSpec(BaseModel):
     covers: list[str] | str | None = None
     # Per-source override of the file-level `panoramic` limits (e.g. a source of resized square OPGs).
     panoramic: dict[str, float] | None = None
+    # Visual experts run over this source's images: checkpoint folders (relative to the sources file) or
+    # `expert_model` (the newest checkpoint the `expert_model` asset trained). Their boxes complete the
+    # categories the source's own labels do not cover.
+    experts: list[str] = Field(default_factory=list)
 
     @field_validator("covers")
     @classmethod
@@ -79,6 +84,17 @@ class SourceSpec(BaseModel):
         if SHARD_SEPARATOR in v:
             raise ValueError(f"source names may not contain {SHARD_SEPARATOR!r}")
         return v
+
+    def expert_paths(self, base: Path) -> list[Path]:
+        """The checkpoint folders of `experts`, `expert_model` resolved to `$MMORAL_HOME/expert_model/latest`."""
+        out = []
+        for entry in self.experts:
+            if entry == TRAINED_EXPERT:
+                out.append(Path(mmoral_home()) / "expert_model" / "latest")
+                continue
+            p = Path(entry).expanduser()
+            out.append((p if p.is_absolute() else base / p).resolve())
+        return out
 
     def root_path(self, base: Path) -> Path:
         p = Path(self.root)
@@ -122,6 +138,17 @@ def load_sources(path: str | Path | None = None) -> SourcesFile:
     dupes = {n for n in names if names.count(n) > 1}
     if dupes:
         raise ValueError(f"{p}: duplicate source names {sorted(dupes)}")
+    # Image ids are '<source>-<cleaned path>': source 'a' with file 'b-c.png' and source 'a-b' with
+    # 'c.png' would both give 'a-b-c'. Unique ids by construction: no name may extend another by '-'.
+    clashes = sorted(
+        (a, b) for a in names for b in names if isinstance(a, str) and isinstance(b, str) and b.startswith(f"{a}-")
+    )
+    if clashes:
+        a, b = clashes[0]
+        raise ValueError(
+            f"{p}: source names {a!r} and {b!r} would give colliding image ids ('{a}-...'); rename {b!r} (e.g. "
+            f"{b.replace('-', '_')!r})"
+        )
     return SourcesFile.model_validate(doc)
 
 

@@ -10,14 +10,14 @@ import dagster as dg
 
 from mmoral_pipeline.defs.attributes import attributes_assets, attributes_checks
 from mmoral_pipeline.defs.automation import automation_jobs, automation_schedules, automation_sensors
-from mmoral_pipeline.defs.dataset import dataset_assets, dataset_checks, dataset_jobs
+from mmoral_pipeline.defs.dataset import benchmark_checks, dataset_assets, dataset_checks, dataset_jobs
 from mmoral_pipeline.defs.evaluation import evaluation_assets, evaluation_checks
+from mmoral_pipeline.defs.experts import experts_defs
 from mmoral_pipeline.defs.generation import LLMResource, generation_assets, generation_checks
 from mmoral_pipeline.defs.ingest import ingest_assets, ingest_checks
 from mmoral_pipeline.defs.io_manager import ParquetIOManager
-from mmoral_pipeline.defs.resources import SourcesResource
+from mmoral_pipeline.defs.resources import SourcesResource, endpoints_from_env
 from mmoral_pipeline.defs.training import training_defs
-
 
 
 def llm_from_env() -> LLMResource:
@@ -33,7 +33,14 @@ def llm_from_env() -> LLMResource:
 
 core_defs = dg.Definitions(
     assets=[*ingest_assets, *attributes_assets, *generation_assets, *dataset_assets, *evaluation_assets],
-    asset_checks=[*ingest_checks, *attributes_checks, *generation_checks, *dataset_checks, *evaluation_checks],
+    asset_checks=[
+        *ingest_checks,
+        *attributes_checks,
+        *generation_checks,
+        *dataset_checks,
+        *evaluation_checks,
+        *benchmark_checks,
+    ],
     jobs=[*dataset_jobs, *automation_jobs],
     schedules=automation_schedules,
     sensors=automation_sensors,
@@ -41,7 +48,8 @@ core_defs = dg.Definitions(
         "io_manager": ParquetIOManager(),
         "sources": SourcesResource(),
         "llm": llm_from_env(),
+        "endpoints": endpoints_from_env(),
     },
 )
 
-defs = dg.Definitions.merge(core_defs, training_defs)
+defs = dg.Definitions.merge(core_defs, experts_defs, training_defs)

@@ -47,6 +47,7 @@ class MaterializeReport:
     checks: list[CheckLine] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     skipped: int = 0  # asset partitions left alone: up to date (defs/freshness.py)
+    left_out: dict[str, dict[str, str]] = field(default_factory=dict)  # fan-in asset -> {partition: why}
 
     @property
     def ok(self) -> bool:
@@ -65,28 +66,54 @@ def register_partitions(instance, sources_path: str | None = None) -> list[str]:
     return keys
 
 
-def partition_stages(graph, partitioned: set) -> list[set]:
-    """The partitioned assets in the stages their batches run in. An asset that reads every batch of a
-    partitioned parent (e.g. `image_copies` <- `raw_images` of all batches: copies of an X-ray in
-    other sources) starts a later stage, so that parent has run for every batch before any batch
-    needs it. Without such an asset: one stage (each batch runs everything in one run)."""
+def default_selection(sources_path: str | None = None):
+    """Everything, except training a visual expert when no source labels with it (`experts: [expert_model]`):
+    `--select expert_model` trains it on request."""
     import dagster as dg
 
-    level: dict = {}
+    from mmoral_pipeline.config import TRAINED_EXPERT
 
-    def level_of(key) -> int:
-        if key not in level:
-            level[key] = 0
-            for parent in graph.get(key).parent_keys:
-                if parent in partitioned:
-                    fan_in = not isinstance(graph.get_partition_mapping(key, parent), dg.IdentityPartitionMapping)
-                    level[key] = max(level[key], level_of(parent) + int(fan_in))
-        return level[key]
+    if any(TRAINED_EXPERT in s.experts for s in load_sources(sources_path).sources):
+        return dg.AssetSelection.all()
+    return dg.AssetSelection.all() - dg.AssetSelection.assets(TRAINED_EXPERT)
 
-    stages: dict[int, set] = {}
-    for key in partitioned:
-        stages.setdefault(level_of(key), set()).add(key)
-    return [stages[i] for i in sorted(stages)]
+
+def run_phases(graph, chosen: set) -> list[tuple[bool, set]]:
+    """The selected assets in the order their runs go: [(partitioned?, keys), ...].
+
+    A phase of partitioned assets runs once per partition; a phase of unpartitioned ones runs once.
+    An asset runs in the first phase of its kind after every selected parent it cannot share a run
+    with: an unpartitioned parent of a partitioned asset (`expert_annotations` <- `expert_model`), a
+    partitioned parent of an unpartitioned one (`expert_model` <- `raw_images` of every batch), or a
+    partitioned parent read across batches. Without such edges: the partitioned assets, then the others.
+    """
+    import dagster as dg
+
+    phase: dict = {}
+
+    def phase_of(key) -> int:
+        if key in phase:
+            return phase[key]
+        node = graph.get(key)
+        partitioned = node.is_partitioned
+        need = 0
+        for parent in node.parent_keys:
+            if parent not in chosen:
+                continue
+            p, parent_partitioned = phase_of(parent), graph.get(parent).is_partitioned
+            same_run = parent_partitioned == partitioned and (
+                not partitioned or isinstance(graph.get_partition_mapping(key, parent), dg.IdentityPartitionMapping)
+            )
+            need = max(need, p if same_run else p + 1)
+        if need % 2 != (0 if partitioned else 1):  # even phases: partitioned; odd: unpartitioned
+            need += 1
+        phase[key] = need
+        return need
+
+    by_phase: dict[int, set] = {}
+    for key in chosen:
+        by_phase.setdefault(phase_of(key), set()).add(key)
+    return [(i % 2 == 0, by_phase[i]) for i in sorted(by_phase)]
 
 
 def run_problems(instance, run_id: str) -> list[str]:
@@ -119,11 +146,15 @@ class RunOutcome:
     success: bool
     checks: list[CheckLine]
     problems: list[str]
+    left_out: dict[str, dict[str, str]] = field(default_factory=dict)  # fan-in asset -> {partition: why}
 
 
-def execute_run(keys: list[str], partition_key: str | None, run_config: dict, instance=None, quiet_console: bool = True) -> RunOutcome:
-    """One run: the assets `keys` (and their checks) for one partition, with the terminal logger that also shows
-    progress lines (what dg.materialize does otherwise). Without `instance`: the DAGSTER_HOME one (worker processes)."""
+def execute_run(
+    keys: list[str], partition_key: str | None, run_config: dict, instance=None, quiet_console: bool = True
+) -> RunOutcome:
+    """One run: the assets `keys` (and their checks) for one partition, with the terminal logger that also
+    shows progress lines (what dg.materialize does otherwise). Without `instance`: the DAGSTER_HOME one
+    (worker processes)."""
     import dagster as dg
 
     from mmoral_pipeline.definitions import defs
@@ -134,8 +165,12 @@ def execute_run(keys: list[str], partition_key: str | None, run_config: dict, in
     # Include the checks targeting these assets, so their results come back with the run.
     check_sel = dg.AssetSelection.assets(*asset_keys) | dg.AssetSelection.checks_for_assets(*asset_keys)
     job = dg.define_asset_job(EPHEMERAL_JOB_NAME, selection=check_sel)
-    job_defs = dg.Definitions(jobs=[job], assets=list(defs.assets or []) + list(defs.asset_checks or []),
-                              resources=dict(defs.resources or {}), loggers={"console": progress_console_logger})
+    job_defs = dg.Definitions(
+        jobs=[job],
+        assets=list(defs.assets or []) + list(defs.asset_checks or []),
+        resources=dict(defs.resources or {}),
+        loggers={"console": progress_console_logger},
+    )
     result = job_defs.resolve_job_def(EPHEMERAL_JOB_NAME).execute_in_process(
         run_config=run_config,
         instance=instance,
@@ -144,11 +179,23 @@ def execute_run(keys: list[str], partition_key: str | None, run_config: dict, in
         tags={"mmoral/cli": "materialize"},
     )
     checks = [
-        CheckLine(asset=ev.asset_key.to_user_string(), check=ev.check_name, partition=partition_key, passed=ev.passed,
-                  severity=ev.severity.value, description=ev.description)
+        CheckLine(
+            asset=ev.asset_key.to_user_string(),
+            check=ev.check_name,
+            partition=partition_key,
+            passed=ev.passed,
+            severity=ev.severity.value,
+            description=ev.description,
+        )
         for ev in result.get_asset_check_evaluations()
     ]
-    return RunOutcome(result.run_id, result.success, checks, run_problems(instance, result.run_id) if quiet_console else [])
+    left_out: dict[str, dict[str, str]] = {}
+    for mat in result.get_asset_materialization_events():
+        left = mat.step_materialization_data.materialization.metadata.get("partitions_left_out")
+        if left is not None and left.value:
+            left_out[mat.asset_key.to_user_string()] = dict(left.value)
+    problems = run_problems(instance, result.run_id) if quiet_console else []
+    return RunOutcome(result.run_id, result.success, checks, problems, left_out)
 
 
 def _execute_in_worker(job: tuple[list[str], str | None, dict, bool]) -> RunOutcome:
@@ -156,12 +203,22 @@ def _execute_in_worker(job: tuple[list[str], str | None, dict, bool]) -> RunOutc
     return execute_run(keys, partition_key, run_config, quiet_console=quiet_console)
 
 
-def materialize(selection: str | None = None, sources_path: str | None = None, instance=None, run_config=None, log=print,
-                force: bool = False, workers: int = 1) -> MaterializeReport:
+def materialize(
+    selection: str | None = None,
+    sources_path: str | None = None,
+    instance=None,
+    run_config=None,
+    log=print,
+    force: bool = False,
+    workers: int = 1,
+) -> MaterializeReport:
     """Run what is not up to date (every asset partition with `force`); see defs/freshness.py for the rule.
 
-    `workers` > 1 runs the batches of a stage in that many processes at once (each its own Dagster run, as
-    the UI's backfills do); 1 runs them one after the other in this process.
+    The selection runs in phases (`run_phases`); a phase of partitioned assets runs once per batch, the
+    assets in it that read every batch first. `workers` > 1 runs the batches of a phase in that many
+    processes at once (each its own Dagster run, as the UI's backfills do); 1 runs them one after the
+    other in this process. A batch whose blocking check failed runs nothing further, and the assets
+    that read every batch leave it out (the IO manager's gate).
     """
     import dagster as dg
 
@@ -187,10 +244,11 @@ def materialize(selection: str | None = None, sources_path: str | None = None, i
     graph = repo.asset_graph
     with warnings.catch_warnings():  # the selection parser's own beta notice is noise on the terminal
         warnings.simplefilter("ignore", dg.BetaWarning)
-        sel = dg.AssetSelection.from_string(selection) if selection else dg.AssetSelection.all()
+        # an asset made together with others (instruction_samples and dropped_samples) brings them along
+        sel = default_selection(sources_path)
+        if selection:
+            sel = dg.AssetSelection.from_string(selection).required_multi_asset_neighbors()
     chosen = sel.resolve(graph)
-    partitioned = {k for k in chosen if graph.get(k).is_partitioned}
-    unpartitioned = chosen - partitioned
     resources = dict(defs.resources or {})
 
     def _record(outcome: RunOutcome, partition_key: str | None) -> None:
@@ -199,6 +257,7 @@ def materialize(selection: str | None = None, sources_path: str | None = None, i
         if not outcome.success and label not in report.failed:
             report.failed.append(label)
         report.checks.extend(outcome.checks)
+        report.left_out.update(outcome.left_out)
         log(f"  {'ok  ' if outcome.success else 'FAIL'} {label}: run {outcome.run_id[:8]}")
         for line in outcome.problems:
             log(line)
@@ -210,59 +269,84 @@ def materialize(selection: str | None = None, sources_path: str | None = None, i
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
-            with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn")) as pool:
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context) as pool:
                 for (_, part), outcome in zip(jobs, pool.map(_execute_in_worker, plain), strict=True):
                     _record(outcome, part)
         else:
-            for (keys, part), job in zip(jobs, plain, strict=True):
+            for (_, part), job in zip(jobs, plain, strict=True):
                 _record(execute_run(job[0], part, run_config, instance, quiet_console), part)
 
     current_inputs = freshness.external_inputs(graph, load_sources(sources_path), resources["llm"])
     clear_caches()  # the parsed annotation files served planning; ingest parses again, other steps need not carry them
     gc.collect()
 
-    def plan_now():  # re-planned at each stage: what earlier stages wrote is judged by its content
+    def plan_now():  # re-planned at each step: what earlier steps wrote is judged by its content
         return freshness.plan_materialisation(instance, graph, chosen, report.partitions, current_inputs, force=force)
 
     plan = plan_now()
     report.skipped = sum(len(v) for v in plan.skip.values())
     if report.skipped:
-        log(f"{report.skipped} asset partition(s) up to date (code, upstream content and inputs unchanged; --force re-runs them)")
-    if partitioned:
-        stages = partition_stages(graph, partitioned)
-        log(f"Materialising {len(partitioned)} partitioned asset(s) for {len(report.partitions)} partition(s)"
-            + (f" in {len(stages)} stages (a stage that reads every batch waits for all of them: copies of an X-ray merge across batches)" if len(stages) > 1 else ""))
-        for i, keys in enumerate(stages):
-            # Assets that read every batch (image_copies) run first, for all batches; then the plan is made again,
-            # so what they recomputed without a change does not re-run their batches' downstream.
-            readers = freshness.fan_in_readers(graph, keys)
-            steps = [readers, keys - readers] if readers and readers != keys else [keys]
-            ran: set[str] = set()
-            for j, step in enumerate(steps):
-                plan = plan_now() if i or j else plan
-                jobs = []
-                # Later stages go in partition-key order: the batch that owns a merged document comes first.
-                for key in report.partitions if i == 0 else sorted(report.partitions):
-                    if key in report.failed:  # a blocking check failed upstream: nothing downstream runs for it
-                        if j == len(steps) - 1:
-                            log(f"  skip {key}: an earlier stage failed")
-                        continue
-                    todo = plan.run.get(key, set()) & step
-                    if todo:
-                        ran.add(key)
-                        jobs.append((todo, key))
-                    elif j == len(steps) - 1 and key not in ran:
-                        log(f"  skip {key}: up to date")
-                _run_all(jobs)
-    if unpartitioned:
-        log(f"Materialising {len(unpartitioned)} unpartitioned asset(s)")
-        plan = plan_now() if partitioned else plan
-        todo = plan.run.get(None, set()) & unpartitioned
-        if todo:
-            _run_all([(todo, None)])
+        log(
+            f"{report.skipped} asset partition(s) up to date (code, upstream content and inputs unchanged; "
+            "--force re-runs them)"
+        )
+    phases = run_phases(graph, chosen)
+    stages = sum(1 for p, _ in phases if p)
+    first_partitioned = next((i for i, (partitioned, _) in enumerate(phases) if partitioned), None)
+    for i, (partitioned, keys) in enumerate(phases):
+        if i:
+            plan = plan_now()
+        if not partitioned:
+            log(f"Materialising {len(keys)} unpartitioned asset(s)")
+            todo = plan.run.get(None, set()) & keys
+            if todo:
+                _run_all([(todo, None)])
+            else:
+                log("  skip (unpartitioned): up to date")
+            continue
+        if i == first_partitioned:
+            note = (
+                f" in {stages} stages (a stage that reads every batch, or an unpartitioned asset such as "
+                "expert_model, waits for all of them)"
+                if stages > 1
+                else ""
+            )
         else:
-            log("  skip (unpartitioned): up to date")
+            note = " (next stage)"
+        log(f"Materialising {len(keys)} partitioned asset(s) for {len(report.partitions)} partition(s){note}")
+        # Assets that read every batch (image_copies) run first, for all batches; then the plan is made again,
+        # so what they recomputed without a change does not re-run their batches' downstream.
+        readers = freshness.fan_in_readers(graph, keys)
+        steps = [readers, keys - readers] if readers and readers != keys else [keys]
+        ran: set[str] = set()
+        for j, step in enumerate(steps):
+            if j:
+                plan = plan_now()
+            jobs = []
+            # Later stages go in partition-key order: the batch that owns a merged document comes first.
+            for key in report.partitions if i == first_partitioned else sorted(report.partitions):
+                if key in report.failed:  # a blocking check failed upstream: nothing downstream runs for it
+                    if j == len(steps) - 1:
+                        log(f"  skip {key}: an earlier stage failed")
+                    continue
+                todo = plan.run.get(key, set()) & step
+                if todo:
+                    ran.add(key)
+                    jobs.append((todo, key))
+                elif j == len(steps) - 1 and key not in ran:
+                    log(f"  skip {key}: up to date")
+            _run_all(jobs)
     return report
+
+
+def format_left_out(report: MaterializeReport) -> str:
+    """Which batches the dataset-wide assets did not read, and why (empty when every batch was read)."""
+    lines = []
+    for asset, left in sorted(report.left_out.items()):
+        lines.append(f"Partitions left out of {asset} (blocking means blocking; fix and re-materialise them):")
+        lines += [f"  {partition}: {why}" for partition, why in left.items()]
+    return "\n".join(lines)
 
 
 def format_checks(report: MaterializeReport) -> str:

@@ -45,9 +45,17 @@ class Progress:
     more text for each line (the SFT loss). Thread-safe: backends report from their callbacks.
     """
 
-    def __init__(self, label: str, total: int | None, log: Callable[[str], None], *, unit: str = "items",
-                 every_s: float | None = None, details: Callable[[], str] | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        label: str,
+        total: int | None,
+        log: Callable[[str], None],
+        *,
+        unit: str = "items",
+        every_s: float | None = None,
+        details: Callable[[], str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.label, self.total, self.unit, self.log, self.details = label, total, unit, log, details
         self.every_s = default_every_s() if every_s is None else every_s
         self.clock = clock
@@ -98,7 +106,9 @@ class Progress:
     def line(self, *, start: bool = False, final: bool = False) -> str:
         total = f"/{self.total:,}" if self.total is not None else ""
         if start:
-            return f"{PROGRESS_MARK} {self.label}: starting, {self.total if self.total is not None else '?'} {self.unit}"
+            return (
+                f"{PROGRESS_MARK} {self.label}: starting, {self.total if self.total is not None else '?'} {self.unit}"
+            )
         elapsed = self.clock() - self._start
         parts = [f"{self.done:,}{total} {self.unit}"]
         if self.total:

@@ -7,7 +7,13 @@ import polars as pl
 from mmoral_pipeline.domain import fdi as fdi_rules
 from mmoral_pipeline.domain.taxonomy import Category
 
-SIDE_SCHEMA = {"source": pl.String, "quadrant": pl.Int64, "teeth": pl.Int64, "wrong_side": pl.Int64, "wrong_share": pl.Float64}
+SIDE_SCHEMA = {
+    "source": pl.String,
+    "quadrant": pl.Int64,
+    "teeth": pl.Int64,
+    "wrong_side": pl.Int64,
+    "wrong_share": pl.Float64,
+}
 
 
 def side_consistency(annotations: pl.DataFrame, images: pl.DataFrame, midline_tolerance: float) -> pl.DataFrame:
@@ -27,7 +33,13 @@ def side_consistency(annotations: pl.DataFrame, images: pl.DataFrame, midline_to
         if fdi_rules.is_incisor(r["fdi"]) and abs(cx - mid) <= midline_tolerance * r["width"]:
             continue
         actual = "left" if cx < mid else "right"
-        rows.append({"source": r["source"], "quadrant": fdi_rules.quadrant(r["fdi"]), "wrong": actual != fdi_rules.image_half(r["fdi"])})
+        rows.append(
+            {
+                "source": r["source"],
+                "quadrant": fdi_rules.quadrant(r["fdi"]),
+                "wrong": actual != fdi_rules.image_half(r["fdi"]),
+            }
+        )
     if not rows:
         return pl.DataFrame(schema=SIDE_SCHEMA)
     return (
@@ -69,16 +81,20 @@ def side_failure_description(per_quadrant: pl.DataFrame, threshold: float) -> st
     parts = []
     for src in side_summary(per_quadrant).filter(pl.col("wrong_share") > threshold).iter_rows(named=True):
         quads = per_quadrant.filter(pl.col("source") == src["source"])
-        shares = ", ".join(f"Q{r['quadrant']} {r['wrong_share']:.0%} of {r['teeth']}" for r in quads.iter_rows(named=True))
+        shares = ", ".join(
+            f"Q{r['quadrant']} {r['wrong_share']:.0%} of {r['teeth']}" for r in quads.iter_rows(named=True)
+        )
         fix = suggested_quadrant_map(quads)
         advice = (
-            f"its labels are mirrored: add `options: {{quadrant_map: {{{', '.join(f'{k}: {v}' for k, v in fix.items())}}}}}` "
+            "its labels are mirrored: add `options: "
+            f"{{quadrant_map: {{{', '.join(f'{k}: {v}' for k, v in fix.items())}}}}}` "
             f"to source {src['source']!r} in the sources file"
             if fix
             else "no quadrant swap explains it: check the source's tooth numbering (Universal vs FDI?) or its box order"
         )
         parts.append(
-            f"{src['source']}: {src['wrong_side']} of {src['teeth']} teeth ({src['wrong_share']:.0%}, threshold {threshold:.0%}) "
+            f"{src['source']}: {src['wrong_side']} of {src['teeth']} teeth ({src['wrong_share']:.0%}, threshold "
+            f"{threshold:.0%}) "
             f"lie on the wrong half of the image for their FDI quadrant (wrong share per quadrant: {shares}); {advice}."
         )
     return " ".join(parts) or None

@@ -28,7 +28,9 @@ def file_sha256(path: UPath) -> str:
     return h.hexdigest()
 
 
-def concat_partitions(frames: list[pl.DataFrame | pl.LazyFrame | None], *, lazy: bool = False) -> pl.DataFrame | pl.LazyFrame:
+def concat_partitions(
+    frames: list[pl.DataFrame | pl.LazyFrame | None], *, lazy: bool = False
+) -> pl.DataFrame | pl.LazyFrame:
     """Partitions' frames as one (rows concatenated, columns unified); an empty frame when there are none."""
     present = [f for f in frames if f is not None]
     if lazy:
@@ -40,46 +42,89 @@ def concat_partitions(frames: list[pl.DataFrame | pl.LazyFrame | None], *, lazy:
 
 
 def read_file(path: UPath, columns: list[str] | None = None) -> pl.DataFrame:
-    """One Parquet file, all columns or the given ones."""
+    """One Parquet file, all columns or those of the given ones it has."""
     import pyarrow.parquet as pq  # here: `mmoral lineage` scans with polars alone and starts faster
 
     with path.open("rb") as fh:
+        if columns is not None:
+            names = set(pq.ParquetFile(fh).schema_arrow.names)
+            columns = [c for c in columns if c in names]
+            fh.seek(0)
         return pl.from_arrow(pq.read_table(fh, columns=columns))  # type: ignore[return-value]
 
 
 def scan_file(path: UPath, columns: list[str] | None = None) -> pl.LazyFrame:
     """A lazy scan of one Parquet file (object storage other than polars' own is read eagerly, then made lazy)."""
     lf = pl.scan_parquet(str(path)) if is_local(path) else read_file(path).lazy()
-    return lf.select(columns) if columns else lf
+    if not columns:
+        return lf
+    names = set(lf.collect_schema().names())
+    return lf.select([c for c in columns if c in names])
 
 
-def table_paths(asset_name: str, partition: str | None = None, base_dir: str | None = None) -> list[UPath]:
-    """The Parquet files of a table (one, or every partition's); FileNotFoundError when there are none."""
+def table_paths(
+    asset_name: str,
+    partition: str | None = None,
+    base_dir: str | None = None,
+    partitions: list[str] | str | None = None,
+) -> list[UPath]:
+    """The Parquet files of a table: the single file, one `partition`'s, or those of the `partitions` given
+    (a list, usually the registered ones, so a batch dropped from the sources file is never read again,
+    or "all" for every file in its folder: a folder the caller wrote itself). A partitioned table read
+    with neither is an error: which batches count is the caller's decision, never whatever files happen
+    to be on disk. FileNotFoundError when there are none."""
     base = UPath(base_dir or mmoral_home())
     single = base / f"{asset_name}.parquet"
     if partition is None and single.exists():
         paths = [single]
     elif partition is None:
         folder = base / asset_name
-        paths = sorted(p for p in folder.iterdir() if p.name.endswith(".parquet") and not p.name.startswith(".")) if folder.exists() else []
+        paths = (
+            sorted(p for p in folder.iterdir() if p.name.endswith(".parquet") and not p.name.startswith("."))
+            if folder.exists()
+            else []
+        )
+        if partitions is None and paths:
+            raise ValueError(
+                f"{asset_name} is partitioned: pass partitions=registered_partitions() (or 'all', or one partition)"
+            )
+        if partitions is not None and partitions != "all":
+            allowed = set(partitions)
+            paths = [p for p in paths if p.name[: -len(".parquet")] in allowed]
     else:
         paths = [base / asset_name / f"{partition}.parquet"]
     for p in paths:
         if not p.exists():
-            raise FileNotFoundError(f"{p} does not exist: materialise {asset_name!r} first (mmoral materialize --select {asset_name})")
+            raise FileNotFoundError(
+                f"{p} does not exist: materialise {asset_name!r} first (mmoral materialize --select {asset_name})"
+            )
     if not paths:
-        raise FileNotFoundError(f"no Parquet for {asset_name!r} under {base}: materialise it first (mmoral materialize --select {asset_name})")
+        raise FileNotFoundError(
+            f"no Parquet for {asset_name!r} under {base}: materialise it first (mmoral materialize --select "
+            f"{asset_name})"
+        )
     return paths
 
 
-def read_table(asset_name: str, partition: str | None = None, base_dir: str | None = None, columns: list[str] | None = None) -> pl.DataFrame:
-    """Read a table written by the IO manager outside Dagster (CLI, lineage, perf scripts).
+def read_table(
+    asset_name: str,
+    partition: str | None = None,
+    base_dir: str | None = None,
+    columns: list[str] | None = None,
+    partitions: list[str] | str | None = None,
+) -> pl.DataFrame:
+    """Read a table written by the IO manager outside Dagster (CLI, lineage, perf scripts): the partitions
+    as `table_paths` says, concatenated; `columns` reads only those."""
+    paths = table_paths(asset_name, partition, base_dir, partitions)
+    return concat_partitions([read_file(p, columns) for p in paths])  # type: ignore[return-value]
 
-    With `partition=None` on a partitioned asset, all partitions are concatenated; `columns` reads only those.
-    """
-    return concat_partitions([read_file(p, columns) for p in table_paths(asset_name, partition, base_dir)])  # type: ignore[return-value]
 
-
-def scan_table(asset_name: str, partition: str | None = None, base_dir: str | None = None) -> pl.LazyFrame:
+def scan_table(
+    asset_name: str,
+    partition: str | None = None,
+    base_dir: str | None = None,
+    partitions: list[str] | str | None = None,
+) -> pl.LazyFrame:
     """A lazy scan of a table outside Dagster: filters and column selections read only what they need."""
-    return concat_partitions([scan_file(p) for p in table_paths(asset_name, partition, base_dir)], lazy=True)  # type: ignore[return-value]
+    paths = table_paths(asset_name, partition, base_dir, partitions)
+    return concat_partitions([scan_file(p) for p in paths], lazy=True)  # type: ignore[return-value]

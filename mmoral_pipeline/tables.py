@@ -22,6 +22,7 @@ RAW_IMAGES = {
     "model_image_path": pl.String,
     "normalisation": pl.String,
     "covers": pl.List(pl.String),  # label coverage (categories labelled completely)
+    "phash": pl.String,
 }
 RAW_ANNOTATIONS = {
     "annotation_id": pl.String,

@@ -25,10 +25,10 @@ MMORAL_IMAGES = 20_563
 
 
 def generate_tables(n: int, seed: int, scores: bool, out: Path) -> dict[str, float]:
+    import polars as pl
+
     from mmoral_pipeline.attributes.synth_tables import cases_to_tables
     from mmoral_pipeline.synth import case_for
-
-    import polars as pl
 
     cases_s = tables_s = 0.0
     image_parts, ann_parts = [], []
@@ -117,7 +117,11 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory(prefix="perf_attributes_") as tmp:
         folder = Path(tmp)
-        cached = args.tables / f"n{args.images}_s{args.seed}_{'noscores' if args.no_scores else 'scores'}" if args.tables else None
+        cached = (
+            args.tables / f"n{args.images}_s{args.seed}_{'noscores' if args.no_scores else 'scores'}"
+            if args.tables
+            else None
+        )
         if cached and (cached / "raw_annotations.parquet").exists():
             for name in ("raw_images", "raw_annotations"):
                 (folder / f"{name}.parquet").write_bytes((cached / f"{name}.parquet").read_bytes())
@@ -130,13 +134,18 @@ def main() -> None:
                 cached.mkdir(parents=True, exist_ok=True)
                 for name in ("raw_images", "raw_annotations"):
                     (cached / f"{name}.parquet").write_bytes((folder / f"{name}.parquet").read_bytes())
-        child = subprocess.run([sys.executable, __file__, "--stage", str(folder)], capture_output=True, text=True, check=True)
+        child = subprocess.run(
+            [sys.executable, __file__, "--stage", str(folder)], capture_output=True, text=True, check=True
+        )
         r = json.loads(child.stdout.strip().splitlines()[-1])
     print(f"stage: read {r['read_s']:.1f} s, rules + attribute tables {r['rules_and_frames_s']:.1f} s, "
           f"captions {r['captions_s']:.1f} s, write {r['write_s']:.1f} s")
     steps = ("read", "rules_and_frames", "captions", "write")
     print("peak RSS after each step (MiB): " + ", ".join(f"{k} {r[k + '_peak_mib']:.0f}" for k in steps))
-    print(f"total wall time {r['total_s']:.1f} s (target < 60 s; CPU time {r['cpu_s']:.1f} s); peak RSS {r['peak_rss_mib']:.0f} MiB (target < 2048 MiB)")
+    print(
+        f"total wall time {r['total_s']:.1f} s (target < 60 s; CPU time {r['cpu_s']:.1f} s); peak RSS "
+        f"{r['peak_rss_mib']:.0f} MiB (target < 2048 MiB)"
+    )
     print(f"output: {r['images']} documents, {r['teeth']} teeth, {r['annotations']} outcomes, "
           f"mean caption {r['mean_caption_chars']:.0f} chars")
 

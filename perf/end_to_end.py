@@ -83,8 +83,14 @@ class SizeResult:
     def group(self, g: str) -> dict:
         steps = [s for s in self.steps if s.group == g]
         heaviest = max(steps, key=lambda s: s.peak_rss_mb)
-        return {"wall_s": sum(s.wall_s for s in steps), "peak_rss_mb": heaviest.peak_rss_mb, "heaviest": heaviest.step,
-                "rows": sum(s.rows for s in steps), "bytes": sum(s.bytes for s in steps), "ok": all(s.rc == 0 for s in steps)}
+        return {
+            "wall_s": sum(s.wall_s for s in steps),
+            "peak_rss_mb": heaviest.peak_rss_mb,
+            "heaviest": heaviest.step,
+            "rows": sum(s.rows for s in steps),
+            "bytes": sum(s.bytes for s in steps),
+            "ok": all(s.rc == 0 for s in steps),
+        }
 
 
 def run_measured(cmd: list[str], env: dict[str, str], log_path: Path) -> tuple[float, float, int]:
@@ -108,10 +114,32 @@ def synth(n: int, out: Path, width: int, height: int, workers: int, env: dict[st
         start, count = w * per, min(per, n - w * per)
         if count <= 0:
             continue
-        cmd = [sys.executable, "-m", "mmoral_pipeline.cli", "synth", "--n", str(count), "--start-index", str(start), "--seed", "7",
-               "--out", str(out / f"part{w}"), "--width", str(width), "--height", str(height), "--scores", "--no-polygons", "--quality", "80"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "mmoral_pipeline.cli",
+            "synth",
+            "--n",
+            str(count),
+            "--start-index",
+            str(start),
+            "--seed",
+            "7",
+            "--out",
+            str(out / f"part{w}"),
+            "--width",
+            str(width),
+            "--height",
+            str(height),
+            "--scores",
+            "--no-polygons",
+            "--quality",
+            "80",
+        ]
         with open(log, "ab") as fh:  # the child keeps its own copy of the descriptor
-            procs.append((out / f"part{w}", subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, cwd=REPO)))
+            procs.append(
+                (out / f"part{w}", subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, cwd=REPO))
+            )
     images: list[dict] = []
     annotations: list[dict] = []
     doc: dict = {}
@@ -132,8 +160,11 @@ def synth(n: int, out: Path, width: int, height: int, workers: int, env: dict[st
 
 def bytes_written(home: Path, since: float) -> int:
     """Bytes of the files under MMORAL_HOME written since `since` (tables, exports; not the response cache)."""
-    return sum(p.stat().st_size for p in home.rglob("*")
-               if p.is_file() and p.stat().st_mtime >= since and ".sqlite" not in p.name)
+    return sum(
+        p.stat().st_size
+        for p in home.rglob("*")
+        if p.is_file() and p.stat().st_mtime >= since and ".sqlite" not in p.name
+    )
 
 
 def _materialisations(instance_dir: Path, after: float) -> list:
@@ -144,7 +175,9 @@ def _materialisations(instance_dir: Path, after: float) -> list:
     try:
         out = []
         for key in instance.get_asset_keys():
-            records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key, after_timestamp=after), limit=10_000).records
+            records = instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=key, after_timestamp=after), limit=10_000
+            ).records
             out += [(key.to_user_string(), r.asset_materialization.metadata) for r in records]
         return out
     finally:
@@ -189,45 +222,80 @@ def run_size(n: int, args: argparse.Namespace, base: Path) -> SizeResult:
         shutil.rmtree(work)
     work.mkdir(parents=True)
     log = work / "log.txt"
-    env = {**os.environ, "MMORAL_HOME": str(work / "home"), "DAGSTER_HOME": str(work / "dagster_home"),
-           "MMORAL_SOURCES": str(work / "sources.yaml"), "MMORAL_LLM_BACKEND": "offline", "PYTHONPATH": str(REPO),
-           "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "MMORAL_HOME": str(work / "home"),
+        "DAGSTER_HOME": str(work / "dagster_home"),
+        "MMORAL_SOURCES": str(work / "sources.yaml"),
+        "MMORAL_LLM_BACKEND": "offline",
+        "PYTHONPATH": str(REPO),
+        "OMP_NUM_THREADS": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
     (work / "dagster_home").mkdir()
     print(f"\n== N = {n:,}  (work dir {work})", flush=True)
     synth_s = synth(n, work / "src", args.width, args.height, args.synth_workers, env, log)
     print(f"  synth: {n:,} X-rays of {args.width}x{args.height} in {synth_s:.0f} s", flush=True)
     (work / "sources.yaml").write_text(
-        "sources:\n  - name: e2e\n    format: coco\n    root: src\n    images: images\n    annotations: annotations.json\n"
-        f"    shard_size: {args.shard_size}\n    options: {{score_field: score}}\n")
+        "sources:\n  - name: e2e\n    format: coco\n    root: src\n    images: images\n    annotations: annotations.json\n"  # noqa: E501
+        f"    shard_size: {args.shard_size}\n    options: {{score_field: score}}\n"
+    )
     result = SizeResult(n=n, synth_s=synth_s)
     home = work / "home"
-    mmoral = [sys.executable, "-m", "mmoral_pipeline.cli", "materialize", "--quiet", "--workers", str(args.workers), "--select"]
+    mmoral = [
+        sys.executable,
+        "-m",
+        "mmoral_pipeline.cli",
+        "materialize",
+        "--quiet",
+        "--workers",
+        str(args.workers),
+        "--select",
+    ]
     for group, step, selection in STEPS:
         t_start = time.time() - 1  # mtime granularity
         wall, rss, rc = run_measured([*mmoral, selection], env, log)
         rows, size = rows_written(work / "dagster_home", t_start), bytes_written(home, t_start)
         tail = log.read_text(errors="replace").splitlines()[-3:] if rc else []
         result.steps.append(StepResult(group, step, wall, rss, rc, rows, size, "\n".join(tail)))
-        print(f"  {group:<11} {step:<22} {wall:7.1f} s  peak {rss:6.0f} MB  {rows:>10,} rows  {size / 2**20:8.1f} MB"
-              + ("" if rc == 0 else f"  FAILED (rc {rc}; see {log})"), flush=True)
+        print(
+            f"  {group:<11} {step:<22} {wall:7.1f} s  peak {rss:6.0f} MB  {rows:>10,} rows  {size / 2**20:8.1f} MB"
+            + ("" if rc == 0 else f"  FAILED (rc {rc}; see {log})"),
+            flush=True,
+        )
         if rc:
             break
     if args.rerun and all(s.rc == 0 for s in result.steps):
         before = time.time()
         wall, rss, rc = run_measured([*mmoral, DATA_SELECTION], env, log)
         sent, hits, mats = llm_requests_sent(work / "dagster_home", before)
-        rewritten = sum(1 for p in home.rglob("*") if p.is_file() and p.stat().st_mtime >= before and p.suffix != ".sqlite-shm")
-        result.rerun = {"wall_s": wall, "peak_rss_mb": rss, "rc": rc, "requests_sent": sent, "cache_hits": hits,
-                        "materialisations": mats, "files_rewritten": rewritten}
-        print(f"  rerun (nothing changed): {wall:.1f} s, {sent} LLM requests sent, {mats} materialisations, "
-              f"{rewritten} files rewritten, rc {rc}", flush=True)
+        rewritten = sum(
+            1 for p in home.rglob("*") if p.is_file() and p.stat().st_mtime >= before and p.suffix != ".sqlite-shm"
+        )
+        result.rerun = {
+            "wall_s": wall,
+            "peak_rss_mb": rss,
+            "rc": rc,
+            "requests_sent": sent,
+            "cache_hits": hits,
+            "materialisations": mats,
+            "files_rewritten": rewritten,
+        }
+        print(
+            f"  rerun (nothing changed): {wall:.1f} s, {sent} LLM requests sent, {mats} materialisations, "
+            f"{rewritten} files rewritten, rc {rc}",
+            flush=True,
+        )
     if args.lineage and (home / "instruction_samples.parquet").exists():
         ids, result.samples = sample_ids(home, args.lineage)
         for sid in ids:
             wall, _, rc = run_measured([sys.executable, "-m", "mmoral_pipeline.cli", "lineage", sid], env, log)
             result.lineage_s.append(wall)
-        print(f"  lineage: {len(ids)} random samples among {result.samples:,}: median {statistics.median(result.lineage_s):.2f} s, "
-              f"max {max(result.lineage_s):.2f} s [target < 2 s]", flush=True)
+        print(
+            f"  lineage: {len(ids)} random samples among {result.samples:,}: median {statistics.median(result.lineage_s):.2f} s, "  # noqa: E501
+            f"max {max(result.lineage_s):.2f} s [target < 2 s]",
+            flush=True,
+        )
     if not args.keep:
         shutil.rmtree(work / "src", ignore_errors=True)
         shutil.rmtree(home, ignore_errors=True)
@@ -255,14 +323,22 @@ def report(results: list[SizeResult]) -> None:
                 line += f" | {'(not run)':<29}"
                 continue
             x = r.group(g)
-            line += f" | {x['wall_s']:6.0f} s {x['peak_rss_mb'] / 1024:4.2f} GB {x['rows']:>9,} r {x['bytes'] / 2**20:6.0f} MB"
+            line += f" | {x['wall_s']:6.0f} s {x['peak_rss_mb'] / 1024:4.2f} GB {x['rows']:>9,} r {x['bytes'] / 2**20:6.0f} MB"  # noqa: E501
         print(line)
-    print(f"  {'total':<11}" + "".join(f" | {sum(s.wall_s for s in r.steps) / 60:6.1f} min, peak {max(s.peak_rss_mb for s in r.steps) / 1024:4.2f} GB{'':<6}" for r in results))
+    print(
+        f"  {'total':<11}"
+        + "".join(
+            f" | {sum(s.wall_s for s in r.steps) / 60:6.1f} min, peak {max(s.peak_rss_mb for s in r.steps) / 1024:4.2f} GB{'':<6}"  # noqa: E501
+            for r in results
+        )
+    )
     for r in results:
         heavy = max(r.steps, key=lambda s: s.peak_rss_mb)
         total = sum(s.wall_s for s in r.steps)
-        print(f"  N={r.n:,}: {total / 60:.1f} min [target for 20,563: < {TARGET_MINUTES} min], heaviest step {heavy.step} "
-              f"{heavy.peak_rss_mb / 1024:.2f} GB [target < {TARGET_GB} GB]; synth (not counted) {r.synth_s:.0f} s")
+        print(
+            f"  N={r.n:,}: {total / 60:.1f} min [target for 20,563: < {TARGET_MINUTES} min], heaviest step {heavy.step} "  # noqa: E501
+            f"{heavy.peak_rss_mb / 1024:.2f} GB [target < {TARGET_GB} GB]; synth (not counted) {r.synth_s:.0f} s"
+        )
     if len(results) > 1:
         print("\nGrowth exponent k (time ~ N^k; memory ~ N^k) between consecutive sizes:")
         for g in [*GROUPS, "total"]:
@@ -276,7 +352,9 @@ def report(results: list[SizeResult]) -> None:
                     ma, mb = a.group(g)["peak_rss_mb"], b.group(g)["peak_rss_mb"]
                 else:
                     continue
-                parts.append(f"{a.n:,}->{b.n:,}: time {exponent(ta, tb, a.n, b.n)}, memory {exponent(ma, mb, a.n, b.n)}")
+                parts.append(
+                    f"{a.n:,}->{b.n:,}: time {exponent(ta, tb, a.n, b.n)}, memory {exponent(ma, mb, a.n, b.n)}"
+                )
             print(f"  {g:<11} " + "; ".join(parts))
 
 
@@ -296,8 +374,15 @@ def plot(results: list[SizeResult], path: Path, extrapolated_s: float | None = N
     ax.plot(ns, totals, marker="s", lw=2, color="black", label="total")
     ax.plot(ns, [totals[0] * n / ns[0] for n in ns], ls=":", color="grey", label="linear from the first size")
     if extrapolated_s:
-        ax.plot([ns[-1], MMORAL_IMAGES], [totals[-1], extrapolated_s], ls="--", marker="s", mfc="white", color="black",
-                label=f"extrapolated to {MMORAL_IMAGES:,}")
+        ax.plot(
+            [ns[-1], MMORAL_IMAGES],
+            [totals[-1], extrapolated_s],
+            ls="--",
+            marker="s",
+            mfc="white",
+            color="black",
+            label=f"extrapolated to {MMORAL_IMAGES:,}",
+        )
     ax.axhline(TARGET_MINUTES * 60, ls="--", color="red", lw=0.8, label=f"{TARGET_MINUTES} min")
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -327,7 +412,9 @@ def extrapolate(results: list[SizeResult], target: int = MMORAL_IMAGES) -> float
         t, m = gb["wall_s"] * (target / b.n) ** kt, gb["peak_rss_mb"] * (target / b.n) ** max(km, 0.0)
         total, peak = total + t, max(peak, m)
         print(f"  {g:<11} {t / 60:6.1f} min  peak {m / 1024:5.2f} GB  (k time {kt:.2f}, memory {km:.2f})")
-    print(f"  {'total':<11} {total / 60:6.1f} min  peak {peak / 1024:5.2f} GB  [targets < {TARGET_MINUTES} min, < {TARGET_GB} GB]")
+    print(
+        f"  {'total':<11} {total / 60:6.1f} min  peak {peak / 1024:5.2f} GB  [targets < {TARGET_MINUTES} min, < {TARGET_GB} GB]"  # noqa: E501
+    )
     return total
 
 
@@ -338,24 +425,40 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=400)
     ap.add_argument("--height", type=int, default=200)
     ap.add_argument("--synth-workers", type=int, default=min(2, os.cpu_count() or 1))
-    ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
-                    help="mmoral materialize --workers: batches run at once (peak RSS is per process)")
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
+        help="mmoral materialize --workers: batches run at once (peak RSS is per process)",
+    )
     ap.add_argument("--rerun", action="store_true", help="time a second `mmoral materialize` with nothing changed")
     ap.add_argument("--lineage", type=int, default=0, metavar="K", help="time `mmoral lineage` for K random samples")
-    ap.add_argument("--keep", default=None, metavar="DIR", help="work in DIR and keep everything (default: a temporary folder, removed)")
+    ap.add_argument(
+        "--keep",
+        default=None,
+        metavar="DIR",
+        help="work in DIR and keep everything (default: a temporary folder, removed)",
+    )
     ap.add_argument("--json", default=None, metavar="FILE", help="also write the figures as JSON")
     ap.add_argument("--plot", default=None, metavar="PNG", help="also draw wall time per group against N (log-log)")
-    ap.add_argument("--results", action="append", default=[], metavar="JSON",
-                    help="figures of earlier runs (--json) to report and plot with these (sizes not run again)")
+    ap.add_argument(
+        "--results",
+        action="append",
+        default=[],
+        metavar="JSON",
+        help="figures of earlier runs (--json) to report and plot with these (sizes not run again)",
+    )
     args = ap.parse_args()
     if not args.n and not args.results:
         ap.error("give --n (and/or --results)")
     base = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="mmoral-e2e-"))
     base.mkdir(parents=True, exist_ok=True)
     if args.n:
-        print(f"end to end: N = {', '.join(f'{n:,}' for n in args.n)}; shards of {args.shard_size}; {args.width}x{args.height} X-rays; "
-              f"{args.workers} worker process(es); "
-              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+        print(
+            f"end to end: N = {', '.join(f'{n:,}' for n in args.n)}; shards of {args.shard_size}; {args.width}x{args.height} X-rays; "  # noqa: E501
+            f"{args.workers} worker process(es); "
+            f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+        )
     results = [load_result(r) for f in args.results for r in json.loads(Path(f).read_text())]
     try:
         for n in sorted(args.n):
@@ -366,7 +469,9 @@ def main() -> None:
         if len(results) > 1 and results[-1].n < MMORAL_IMAGES and all(s.rc == 0 for r in results for s in r.steps):
             extrapolated = extrapolate(results)
         if args.json:
-            Path(args.json).write_text(json.dumps([r.__dict__ | {"steps": [s.__dict__ for s in r.steps]} for r in results], indent=2))
+            Path(args.json).write_text(
+                json.dumps([r.__dict__ | {"steps": [s.__dict__ for s in r.steps]} for r in results], indent=2)
+            )
         if args.plot:
             plot(results, Path(args.plot), extrapolated)
     finally:

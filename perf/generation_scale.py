@@ -29,7 +29,13 @@ def run_partition(args: tuple[int, int, int, str, bool]) -> dict:
     from mmoral_pipeline.generation.backends import CachedBackend
     from mmoral_pipeline.generation.cache import ResponseCache
     from mmoral_pipeline.generation.offline import OfflineBackend
-    from mmoral_pipeline.generation.pipeline import GenerationSettings, ImageInput, fallback_caption, generate, rejection_stats
+    from mmoral_pipeline.generation.pipeline import (
+        GenerationSettings,
+        ImageInput,
+        fallback_caption,
+        generate,
+        rejection_stats,
+    )
     from mmoral_pipeline.generation.rows import to_frame
     from mmoral_pipeline.generation.samples import random_attributes
 
@@ -43,7 +49,9 @@ def run_partition(args: tuple[int, int, int, str, bool]) -> dict:
     t_attr = time.perf_counter() - t0
     cache = ResponseCache(Path(out_dir) / "llm_cache.sqlite") if use_cache else None
     backend = CachedBackend(OfflineBackend(), cache)
-    out = generate(images, backend, GenerationSettings(params={"temperature": 0.7, "max_tokens": 2048, "seed": 0}), run_id="perf")
+    out = generate(
+        images, backend, GenerationSettings(params={"temperature": 0.7, "max_tokens": 2048, "seed": 0}), run_id="perf"
+    )
     counts: Counter = Counter()
     for table in ("reports", "vqa_items", "dialogues", "attribute_tasks", "rejected"):
         rows = getattr(out, table)
@@ -73,15 +81,21 @@ def main() -> None:
     out_dir = args.out or tmp.name  # type: ignore[union-attr]
     jobs = [(k, s, min(args.partition_size, args.images - s), out_dir, not args.no_cache)
             for k, s in enumerate(range(0, args.images, args.partition_size))]
-    print(f"{args.images} images in {len(jobs)} partitions of <= {args.partition_size}, {args.workers} worker processes, "
-          f"cache {'off' if args.no_cache else 'on'}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(
+        f"{args.images} images in {len(jobs)} partitions of <= {args.partition_size}, {args.workers} worker processes, "
+        f"cache {'off' if args.no_cache else 'on'}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+    )
     t0 = time.perf_counter()
     results = []
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
         for r in pool.map(run_partition, jobs):
             results.append(r)
-            print(f"  {r['partition']}: {r['images']} images, {sum(r['counts'].values())} instances, {r['rejected']} rejected, "
-                  f"{r['seconds']:.1f} s (attributes {r['attr_seconds']:.1f} s), rss {r['maxrss_mb']:.0f} MB", flush=True)
+            print(
+                f"  {r['partition']}: {r['images']} images, {sum(r['counts'].values())} instances, {r['rejected']} "
+                "rejected, "
+                f"{r['seconds']:.1f} s (attributes {r['attr_seconds']:.1f} s), rss {r['maxrss_mb']:.0f} MB",
+                flush=True,
+            )
     wall = time.perf_counter() - t0
     total = Counter()
     rejected = Counter()
@@ -98,8 +112,14 @@ def main() -> None:
     for t, c in sorted(total.items(), key=lambda kv: -kv[1]):
         print(f"  {t:<14} {c:>10,}")
     print(f"rejected:              {sum(rejected.values()):,} {dict(rejected) or ''}")
-    print(f"requests through the offline backend: {sum(r['sent'] for r in results):,.0f} sent, {sum(r['cache_hits'] for r in results):,.0f} cache hits")
-    print(f"peak memory:           worker max RSS {peak_worker:.0f} MB; {args.workers} workers + parent ~ {peak_worker * args.workers + parent:.0f} MB  [target < 4 GB]")
+    print(
+        f"requests through the offline backend: {sum(r['sent'] for r in results):,.0f} sent, "
+        f"{sum(r['cache_hits'] for r in results):,.0f} cache hits"
+    )
+    print(
+        f"peak memory:           worker max RSS {peak_worker:.0f} MB; {args.workers} workers + parent ~ "
+        f"{peak_worker * args.workers + parent:.0f} MB  [target < 4 GB]"
+    )
     print(f"output (Parquet + cache): {size:.0f} MB")
     if tmp is not None:
         tmp.cleanup()

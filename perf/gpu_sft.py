@@ -210,7 +210,7 @@ def run_one(mode: str, max_pixels: int, args, device, dtype) -> dict:
         "loss_first": round(losses[0], 4), "loss_last": round(losses[-1], 4),
         "finite": all(math.isfinite(x) for x in losses),
     }
-    del model, opt, inputs
+    model = opt = inputs = None  # release the weights, optimiser state and batch before the next run
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
                 failures += 1
                 gc.collect()
                 torch.cuda.empty_cache()
-            except Exception as e:  # noqa: BLE001 - one broken configuration must not hide the others
+            except Exception as e:
                 r = {"mode": mode, "max_pixels": mp, "error": f"{type(e).__name__}: {str(e)[:300]}"}
                 failures += 1
             line = json.dumps(r)

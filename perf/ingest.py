@@ -52,12 +52,17 @@ def main() -> None:
     if not (root / "annotations.json").exists():
         t0 = time.perf_counter()
         generate(n=args.n, seed=1, out=root, fmt="coco", width=args.width, height=args.height, scores=True)
-        print(f"generated {args.n} images ({args.width}x{args.height}) in {time.perf_counter() - t0:.1f} s (not part of the figure)")
+        print(
+            f"generated {args.n} images ({args.width}x{args.height}) in {time.perf_counter() - t0:.1f} s (not part of "
+            "the figure)"
+        )
     size_mb = sum(p.stat().st_size for p in (root / "images").glob("*")) / 1e6
     print(f"dataset: {root} ({size_mb:.0f} MB of images)")
     print(f"{'mode':22} {'images':>7} {'annots':>8} {'seconds':>8} {'images/s':>9} {'peak MB':>8}")
     for label, shard in (("one partition", 0), ("shards of 250", 250)):
-        out = subprocess.run([sys.executable, "-c", CHILD, str(root), str(shard)], capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", CHILD, str(root), str(shard)], capture_output=True, text=True, check=True
+        )
         r = json.loads(out.stdout.strip().splitlines()[-1])
         print(
             f"{label:22} {r['images']:>7} {r['annotations']:>8} {r['seconds']:>8.1f} "

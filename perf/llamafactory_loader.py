@@ -123,11 +123,15 @@ def judge(figures: dict, expected: dict[str, list[int]]) -> list[str]:
             problems.append(f"{name}: not converted")
             continue
         if got["converted"] != got["records"] or got["records"] != len(want):
-            problems.append(f"{name}: {got['converted']} of {got['records']} records converted (export has {len(want)})")
+            problems.append(
+                f"{name}: {got['converted']} of {got['records']} records converted (export has {len(want)})"
+            )
         if got["images_per_record"] != [1] or got["vision_blocks_per_sample"] != [1]:
-            problems.append(f"{name}: images per record {got['images_per_record']}, vision blocks {got['vision_blocks_per_sample']}")
+            problems.append(
+                f"{name}: images per record {got['images_per_record']}, vision blocks {got['vision_blocks_per_sample']}"
+            )
         if got["image_pad_tokens"] != want:
-            bad = sum(1 for a, b in zip(got["image_pad_tokens"], want) if a != b)
+            bad = sum(1 for a, b in zip(got["image_pad_tokens"], want, strict=False) if a != b)
             problems.append(f"{name}: image token count differs from the processor's in {bad} samples")
         if got["samples_with_labels"] != got["records"]:
             problems.append(f"{name}: {got['records'] - got['samples_with_labels']} samples without an assistant label")
@@ -148,8 +152,18 @@ def main(argv: list[str] | None = None) -> int:
         expected = expected_image_tokens(export, processor_dir)
         t1 = time.perf_counter()
         proc = subprocess.run(
-            [str(Path(env["venv"]) / "bin" / "python"), str(CONVERT), str(export), str(processor_dir), str(work / "out")],
-            cwd=work, capture_output=True, text=True, check=False, env={**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")},
+            [
+                str(Path(env["venv"]) / "bin" / "python"),
+                str(CONVERT),
+                str(export),
+                str(processor_dir),
+                str(work / "out"),
+            ],
+            cwd=work,
+            capture_output=True,
+            text=True,
+            check=False,
+            env={**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")},
         )
         line = next((x for x in proc.stdout.splitlines() if x.startswith("LLAMAFACTORY_FIGURES ")), None)
         if proc.returncode != 0 or line is None:
@@ -157,7 +171,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"LLaMA-Factory failed on {export} (exit {proc.returncode})", file=sys.stderr)
             return 1
         figures = json.loads(line.split(" ", 1)[1])
-    figures.update(venv=env, convert_seconds=round(time.perf_counter() - t1, 1), total_seconds=round(time.perf_counter() - t0, 1))
+    figures.update(
+        venv=env, convert_seconds=round(time.perf_counter() - t1, 1), total_seconds=round(time.perf_counter() - t0, 1)
+    )
     figures["problems"] = judge(figures, expected)
     summary = {k: {kk: vv for kk, vv in v.items() if kk != "image_pad_tokens"} for k, v in figures["datasets"].items()}
     print(json.dumps({**figures, "datasets": summary}, indent=2))

@@ -19,7 +19,10 @@ from mmoral_pipeline.generation.types import ChatRequest
 
 
 def _requests(n: int, tag: str) -> list[ChatRequest]:
-    return [ChatRequest(messages=[{"role": "user", "content": f"{tag} request {i}"}], params={"max_tokens": 16}) for i in range(n)]
+    return [
+        ChatRequest(messages=[{"role": "user", "content": f"{tag} request {i}"}], params={"max_tokens": 16})
+        for i in range(n)
+    ]
 
 
 def run_concurrent(url: str, concurrency: int, n: int) -> tuple[float, int, float]:
@@ -75,7 +78,10 @@ def main() -> None:
 
 def _table(url: str, L: float, args: argparse.Namespace) -> None:
     run_concurrent(url, 4, 8)  # warm-up (imports, connection set-up)
-    print(f"local endpoint latency L = {L:.3f} s; median of {args.repeats} runs; cpu ms = the client's own CPU per request\n")
+    print(
+        f"local endpoint latency L = {L:.3f} s; median of {args.repeats} runs; cpu ms = the client's own CPU per "
+        "request\n"
+    )
     print(f"{'client':<34}{'requests':>9}{'wall s':>9}{'req/s':>9}{'ideal':>9}{'of ideal':>10}{'best':>7}{'cpu ms':>8}")
     for c in (1, 8, 32, 64):
         n = max(12, args.rounds * c)
@@ -83,10 +89,16 @@ def _table(url: str, L: float, args: argparse.Namespace) -> None:
         wall, ok, cpu = runs[len(runs) // 2]
         best = runs[0][1] / runs[0][0]
         rate, ideal = ok / wall, c / L
-        print(f"{f'async, concurrency {c}':<34}{n:>9}{wall:>9.2f}{rate:>9.2f}{ideal:>9.2f}{rate / ideal:>10.2f}{best / ideal:>7.2f}{1000 * cpu / n:>8.1f}")
+        print(
+            f"{f'async, concurrency {c}':<34}{n:>9}{wall:>9.2f}{rate:>9.2f}{ideal:>9.2f}"
+            f"{rate / ideal:>10.2f}{best / ideal:>7.2f}{1000 * cpu / n:>8.1f}"
+        )
     wall = run_sequential_with_pause(url, args.sequential)
     rate = args.sequential / wall
-    print(f"{'sequential + 1 s pause (authors)':<34}{args.sequential:>9}{wall:>9.2f}{rate:>9.2f}{1 / (L + 1):>9.2f}{rate * (L + 1):>10.2f}")
+    print(
+        f"{'sequential + 1 s pause (authors)':<34}{args.sequential:>9}{wall:>9.2f}{rate:>9.2f}"
+        f"{1 / (L + 1):>9.2f}{rate * (L + 1):>10.2f}"
+    )
     print("\n'ideal' is concurrency / L; for the sequential client it is 1 / (L + 1 s).")
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from mmoral_pipeline.config import SourceSpec, SourcesFile
+from mmoral_pipeline.config import SourcesFile, SourceSpec
 from mmoral_pipeline.sources import list_source_items, read_source
 
 
@@ -54,7 +54,11 @@ def main() -> None:
         t = time.perf_counter()
         write_inputs(tmp, args.images, args.per_image)
         print(f"wrote {args.images} images x {args.per_image} annotations in {time.perf_counter() - t:.1f}s")
-        for fmt, sub, opts in (("coco", "coco", {}), ("labelme", "lm", {}), ("yolo", "yolo", {"class_map": {0: "caries"}})):
+        for fmt, sub, opts in (
+            ("coco", "coco", {}),
+            ("labelme", "lm", {}),
+            ("yolo", "yolo", {"class_map": {0: "caries"}}),
+        ):
             spec = SourceSpec(name=fmt, format=fmt, root=str(tmp / sub), options=opts)
             sf = SourcesFile(sources=[spec])
             t = time.perf_counter()

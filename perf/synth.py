@@ -29,7 +29,10 @@ def main(n_render: int = 20, n_cases: int = 2000) -> None:
     print(f"make_case: {(time.perf_counter() - t) / n_cases * 1000:.2f} ms per case")
     with tempfile.TemporaryDirectory() as tmp:
         s = generate(n_cases, 1, Path(tmp), write_images=False, polygons=False)
-        print(f"annotations only (COCO, no polygons): {n_cases / s.seconds:.0f} cases/s; 20,563 cases ~ {20563 / (n_cases / s.seconds):.0f} s")
+        print(
+            f"annotations only (COCO, no polygons): {n_cases / s.seconds:.0f} cases/s; 20,563 cases ~ "
+            f"{20563 / (n_cases / s.seconds):.0f} s"
+        )
 
 
 if __name__ == "__main__":

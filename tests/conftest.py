@@ -38,7 +38,9 @@ def write_image() -> Callable[..., Path]:
     """Factory: write a small image file (default 64x48 grey PNG) and return its path."""
     from PIL import Image
 
-    def _write(path: Path, size: tuple[int, int] = (64, 48), mode: str = "L", color: int | tuple = 128, fmt: str | None = None) -> Path:
+    def _write(
+        path: Path, size: tuple[int, int] = (64, 48), mode: str = "L", color: int | tuple = 128, fmt: str | None = None
+    ) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.new(mode, size, color).save(path, format=fmt)
         return path

@@ -18,7 +18,7 @@ from mmoral_pipeline.domain.taxonomy import Category as C
 def test_parse_coverage_names_synonyms_and_all():
     assert parse_coverage(["teeth", "Root canal", "decay"]) == {C.TOOTH, C.ROOT_CANAL_TREATMENT, C.CARIES}
     assert parse_coverage("all") == ALL_CATEGORIES
-    with pytest.raises(ValueError, match="unknown category 'tooths'.*known"):
+    with pytest.raises(ValueError, match=r"unknown category 'tooths'.*known"):
         parse_coverage(["tooths"])
     with pytest.raises(ValueError, match="empty"):
         parse_coverage([])
@@ -37,14 +37,38 @@ def test_what_statements_need():
 @pytest.mark.parametrize(
     ("covers", "sentence"),
     [
-        ({C.CARIES}, ("This review covers caries only; tooth numbering, other pathology, previous treatments and jaw "
-                      "anatomy were not assessed.")),
-        ({C.TOOTH}, ("This review covers the teeth (presence and FDI numbering) only; pathology, previous treatments "
-                     "and jaw anatomy were not assessed.")),
-        ({C.TOOTH, C.FILLING, C.BRIDGE, C.IMPLANT}, ("This review covers the teeth, fillings, implants and bridges only; "
-         "pathology, other treatments (crowns and root canal treatments) and jaw anatomy were not assessed.")),
-        (ALL_CATEGORIES - {C.BONE_LOSS}, "This review assessed every finding category except bone loss, which was not assessed."),
+        (
+            {C.CARIES},
+            (
+                "This review covers caries only; tooth numbering, other pathology, previous treatments and jaw "
+                "anatomy were not assessed."
+            ),
+        ),
+        (
+            {C.TOOTH},
+            (
+                "This review covers the teeth (presence and FDI numbering) only; pathology, previous treatments "
+                "and jaw anatomy were not assessed."
+            ),
+        ),
+        (
+            {C.TOOTH, C.FILLING, C.BRIDGE, C.IMPLANT},
+            (
+                "This review covers the teeth, fillings, implants and bridges only; "
+                "pathology, other treatments (crowns and root canal treatments) and jaw anatomy were not assessed."
+            ),
+        ),
+        (
+            ALL_CATEGORIES - {C.BONE_LOSS},
+            "This review assessed every finding category except bone loss, which was not assessed.",
+        ),
         (ALL_CATEGORIES, None),
+        # a folder of images no visual expert labelled
+        (
+            set(),
+            "This review assessed nothing; tooth numbering, pathology, previous treatments and jaw anatomy were not "
+            "assessed.",
+        ),
     ],
 )
 def test_coverage_sentence(covers, sentence):

@@ -28,7 +28,10 @@ def test_lines_follow_the_rhythm_with_rate_eta_and_counts() -> None:
         clock.t += 0.25
         p.advance(sent=1)
     assert len(lines) == 2
-    assert lines[1] == f"{PROGRESS_MARK} generation b1: 40/100 requests (40 %), 4.0 requests/s, ETA 15 s, cache hits 20, sent 20"
+    assert (
+        lines[1]
+        == f"{PROGRESS_MARK} generation b1: 40/100 requests (40 %), 4.0 requests/s, ETA 15 s, cache hits 20, sent 20"
+    )
     clock.t += 10
     p.advance(60)
     assert len(lines) == 2, "the last unit leaves the line to finish()"

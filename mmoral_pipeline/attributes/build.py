@@ -36,9 +36,13 @@ OUTCOME_NO_FDI = "dropped:tooth_without_fdi"
 OUTCOME_NO_IMAGE = "dropped:image_not_found"
 OUTCOME_UNKNOWN_CATEGORY = "dropped:unknown_category"
 OUTCOME_OUTSIDE_COVERAGE = "dropped:outside_coverage"  # a label of a category its image's coverage does not include
-OUTCOME_IN_OWNER = "in_owner_document"  # a copy's annotation: kept in the merged document of the copy that owns the X-ray
+OUTCOME_IN_OWNER = (
+    "in_owner_document"  # a copy's annotation: kept in the merged document of the copy that owns the X-ray
+)
 # Outcomes whose annotation id appears in a document (lineage reaches it).
-KEPT_OUTCOMES = frozenset({OUTCOME_TOOTH, OUTCOME_CONDITION, OUTCOME_JAW, OUTCOME_MISSING, OUTCOME_UNKNOWN, OUTCOME_MERGED})
+KEPT_OUTCOMES = frozenset(
+    {OUTCOME_TOOTH, OUTCOME_CONDITION, OUTCOME_JAW, OUTCOME_MISSING, OUTCOME_UNKNOWN, OUTCOME_MERGED}
+)
 
 OUTCOMES_SCHEMA = {
     "annotation_id": pl.String,
@@ -311,7 +315,9 @@ def build_image_attributes(
         return _build(images, annotations, settings or AttributeSettings(), owner_of or {})
 
 
-def _build(images: pl.DataFrame, annotations: pl.DataFrame, settings: AttributeSettings, owner_of: dict[str, str]) -> AttributesResult:
+def _build(
+    images: pl.DataFrame, annotations: pl.DataFrame, settings: AttributeSettings, owner_of: dict[str, str]
+) -> AttributesResult:
     for col in ("lesion_type", "extra"):
         if col not in annotations.columns:
             annotations = annotations.with_columns(pl.lit(None, dtype=pl.String).alias(col))

@@ -143,7 +143,9 @@ def caption_context(doc: ImageAttributes) -> dict[str, Any]:
             "periapical": Category.PERIAPICAL_LESION in have,
             "retained_roots": Category.RETAINED_ROOT in have,
             "treatments": bool(treated),
-            "treatments_assessed": ", ".join(DISPLAY_NAMES[c] for c in treated) if 0 < len(treated) < len(TREATMENTS) else "",
+            "treatments_assessed": ", ".join(DISPLAY_NAMES[c] for c in treated)
+            if 0 < len(treated) < len(TREATMENTS)
+            else "",
             "bone_loss": Category.BONE_LOSS in have,
             "mandibular_canals": Category.MANDIBULAR_CANAL in have,
             "maxillary_sinuses": Category.MAXILLARY_SINUS in have,
@@ -160,7 +162,9 @@ def caption_context(doc: ImageAttributes) -> dict[str, Any]:
         "retained_roots": roots,
         "treatments": treatments,
         "bone_loss": [
-            entry({"box_2d": _box(c.bbox), "label": label(c), "site": c.side or c.region or "unknown", "score": c.score})
+            entry(
+                {"box_2d": _box(c.bbox), "label": label(c), "site": c.side or c.region or "unknown", "score": c.score}
+            )
             for c in jaw.bone_loss
         ],
         "mandibular_canals": [
@@ -172,7 +176,8 @@ def caption_context(doc: ImageAttributes) -> dict[str, Any]:
             for c in jaw.maxillary_sinus
         ],
         "recommendations": [
-            entry({"tooth_id": str(r.tooth_id), "recommendation": r.kind, "reason": r.reason}) for r in doc.recommendations
+            entry({"tooth_id": str(r.tooth_id), "recommendation": r.kind, "reason": r.reason})
+            for r in doc.recommendations
         ],
         "acquisition_time": doc.acquisition_time,
     }

@@ -11,8 +11,16 @@ from mmoral_pipeline.attributes.build import KEPT_OUTCOMES, OUTCOME_IN_OWNER
 from mmoral_pipeline.domain import fdi as fdi_rules
 
 FIXED_OUTCOMES = frozenset(
-    {"tooth", "condition", "jaw", "missing_region", "unknown_tooth", "merged_duplicate", "suppressed:crown_filling_overlap",
-     OUTCOME_IN_OWNER}
+    {
+        "tooth",
+        "condition",
+        "jaw",
+        "missing_region",
+        "unknown_tooth",
+        "merged_duplicate",
+        "suppressed:crown_filling_overlap",
+        OUTCOME_IN_OWNER,
+    }
 )
 
 
@@ -76,11 +84,14 @@ def accounting_description(acc: dict[str, Any]) -> str | None:
     if acc["missing"] or acc["extra"] or acc["twice"]:
         parts.append(
             f"{len(acc['missing'])} without an outcome, {len(acc['extra'])} outcomes of unknown annotations, "
-            f"{len(acc['twice'])} with two outcomes: annotation_outcomes is stale or the rules lost track; re-materialise "
+            f"{len(acc['twice'])} with two outcomes: annotation_outcomes is stale or the rules lost track; "
+            "re-materialise "
             "the batch's attributes."
         )
     if acc["kept_not_in_documents"]:
-        parts.append(f"{len(acc['kept_not_in_documents'])} kept annotations are in no document: a rule bug, please report it.")
+        parts.append(
+            f"{len(acc['kept_not_in_documents'])} kept annotations are in no document: a rule bug, please report it."
+        )
     if acc["unknown_outcomes"]:
         parts.append(f"unknown outcomes {acc['unknown_outcomes']}: a rule bug, please report it.")
     return " ".join(parts)
@@ -112,9 +123,20 @@ def invalid_teeth(tooth_attributes: pl.DataFrame) -> pl.DataFrame:
         tid = r["tooth_id"]
         if not fdi_rules.is_valid_fdi(tid):
             bad.append({**r, "problem": "not an FDI tooth"})
-        elif r["quadrant"] != fdi_rules.quadrant(tid) or r["is_wisdom"] != fdi_rules.is_wisdom(tid) or r["side"] != fdi_rules.side_label(tid):
+        elif (
+            r["quadrant"] != fdi_rules.quadrant(tid)
+            or r["is_wisdom"] != fdi_rules.is_wisdom(tid)
+            or r["side"] != fdi_rules.side_label(tid)
+        ):
             bad.append({**r, "problem": "quadrant/wisdom/side disagree with the FDI id"})
-    schema = {"image_id": pl.String, "tooth_id": pl.Int64, "quadrant": pl.Int64, "is_wisdom": pl.Boolean, "side": pl.String, "problem": pl.String}
+    schema = {
+        "image_id": pl.String,
+        "tooth_id": pl.Int64,
+        "quadrant": pl.Int64,
+        "is_wisdom": pl.Boolean,
+        "side": pl.String,
+        "problem": pl.String,
+    }
     return pl.DataFrame(bad, schema=schema) if bad else pl.DataFrame(schema=schema)
 
 
@@ -131,6 +153,8 @@ def repeated_teeth(tooth_attributes: pl.DataFrame) -> pl.DataFrame:
 def outcome_distribution(outcomes: pl.DataFrame) -> dict[str, dict[str, int]]:
     """{category: {outcome: count}}: what the rules did to each class."""
     out: dict[str, dict[str, int]] = {}
-    for (cat, outcome), n in Counter(zip(outcomes["category"].to_list(), outcomes["outcome"].to_list(), strict=True)).items():
+    for (cat, outcome), n in Counter(
+        zip(outcomes["category"].to_list(), outcomes["outcome"].to_list(), strict=True)
+    ).items():
         out.setdefault(cat, {})[outcome] = n
     return {k: dict(sorted(v.items())) for k, v in sorted(out.items())}

@@ -129,12 +129,21 @@ def images_for_documents(images: pl.DataFrame, plan: MergePlan) -> pl.DataFrame:
         values = [lookup.get(i) for i in frame["image_id"].to_list()]
         merged = pl.Series(column, values, dtype=dtype)
         if column in frame.columns:
-            merged = pl.Series(column, [v if v is not None else old for v, old in zip(values, frame[column].to_list(), strict=True)], dtype=dtype)
+            merged = pl.Series(
+                column,
+                [v if v is not None else old for v, old in zip(values, frame[column].to_list(), strict=True)],
+                dtype=dtype,
+            )
         frame = frame.with_columns(merged)
     return frame
 
 
-MERGED_ANNOTATIONS = {"annotation_id": pl.String, "owner_image_id": pl.String, "owner_partition": pl.String, "in_owner_document": pl.Boolean}
+MERGED_ANNOTATIONS = {
+    "annotation_id": pl.String,
+    "owner_image_id": pl.String,
+    "owner_partition": pl.String,
+    "in_owner_document": pl.Boolean,
+}
 
 
 def merged_annotations(outcomes: pl.DataFrame, documents: pl.LazyFrame | pl.DataFrame) -> pl.DataFrame:
@@ -144,14 +153,20 @@ def merged_annotations(outcomes: pl.DataFrame, documents: pl.LazyFrame | pl.Data
     if moved.height == 0:
         return pl.DataFrame(schema=MERGED_ANNOTATIONS)
     owners = moved["image_id"].unique().to_list()
-    docs = documents.lazy().filter(pl.col("image_id").is_in(owners)).select("image_id", "partition", "document").collect()
+    docs = (
+        documents.lazy().filter(pl.col("image_id").is_in(owners)).select("image_id", "partition", "document").collect()
+    )
     cited: dict[str, set[str]] = {}
     for image_id, blob in zip(docs["image_id"].to_list(), docs["document"].to_list(), strict=True):
         cited.setdefault(image_id, set()).update(cited_annotation_ids(json.loads(blob)))
     partition_of = dict(zip(docs["image_id"].to_list(), docs["partition"].to_list(), strict=True))
     return pl.DataFrame(
-        [(a, o, partition_of.get(o), a in cited.get(o, set())) for a, o in zip(moved["annotation_id"], moved["image_id"], strict=True)],
-        schema=MERGED_ANNOTATIONS, orient="row",
+        [
+            (a, o, partition_of.get(o), a in cited.get(o, set()))
+            for a, o in zip(moved["annotation_id"], moved["image_id"], strict=True)
+        ],
+        schema=MERGED_ANNOTATIONS,
+        orient="row",
     )
 
 

@@ -76,7 +76,9 @@ def _image_lookup(images: pl.DataFrame) -> dict[str, tuple]:
     columns (set when copies of the X-ray were merged) default to [source] and []."""
     if "model_image_path" in images.columns:  # the pixels the model sees (the source file when not normalised)
         images = images.with_columns(pl.coalesce("model_image_path", "path").alias("path"))
-    cols = [c if c in images.columns else None for c in ("source", "partition", "path", "merged_sources", "merged_copies")]
+    cols = [
+        c if c in images.columns else None for c in ("source", "partition", "path", "merged_sources", "merged_copies")
+    ]
     n = images.height
     values = [images[c].to_list() if c else [None] * n for c in cols]
     return {
@@ -93,7 +95,11 @@ def attribute_frames(
         return _frames(documents, images, rules_version, settings_hash)
 
 
-_TOOTH_FIELDS = {k: v for k, v in TOOTH_ATTRIBUTES.items() if k not in ("image_id", "partition", "attribute_row_hash", "n_conditions")}
+_TOOTH_FIELDS = {
+    k: v
+    for k, v in TOOTH_ATTRIBUTES.items()
+    if k not in ("image_id", "partition", "attribute_row_hash", "n_conditions")
+}
 # The part of the document JSON the tooth table is cut from (other keys are ignored when decoding).
 _DOCUMENT_TEETH = pl.Struct({"teeth": pl.List(pl.Struct(_TOOTH_FIELDS))})
 

@@ -19,12 +19,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from mmoral_pipeline.attributes.settings import AttributeSettings
 from mmoral_pipeline.domain import fdi as fdi_rules
 from mmoral_pipeline.domain.attributes import Recommendation
 from mmoral_pipeline.domain.geometry import center, iou, overlap_of
 from mmoral_pipeline.domain.taxonomy import Category, unify_category
-
-from mmoral_pipeline.attributes.settings import AttributeSettings
 
 BoxT = tuple[float, float, float, float]
 
@@ -188,7 +187,11 @@ def merge_copy_findings(findings: Sequence[Finding], iou_threshold: float) -> tu
     merged: dict[str, str] = {}
     for f in order:
         target = next(
-            (k for k in kept if k.category == f.category and k.origin != f.origin and iou(k.box, f.box) > iou_threshold),
+            (
+                k
+                for k in kept
+                if k.category == f.category and k.origin != f.origin and iou(k.box, f.box) > iou_threshold
+            ),
             None,
         )
         if target is None:
@@ -202,7 +205,9 @@ def merge_copy_findings(findings: Sequence[Finding], iou_threshold: float) -> tu
 AssignHow = Literal["label", "overlap", "reassigned", "unknown"]
 
 
-def assign_finding(finding: Finding, teeth: Sequence[ToothCandidate], reassign_iou: float) -> tuple[int | None, AssignHow]:
+def assign_finding(
+    finding: Finding, teeth: Sequence[ToothCandidate], reassign_iou: float
+) -> tuple[int | None, AssignHow]:
     """Index of the tooth a tooth-level finding belongs to (or None) and how it was decided.
 
     - The source named the tooth (`fdi`) and that tooth is present: that tooth ("label").

@@ -18,7 +18,9 @@ from mmoral_pipeline.domain.taxonomy import Category
 class AttributeSettings(BaseModel):
     """Confidence thresholds and overlap limits of the attribute rules (MMOral defaults)."""
 
-    finding_threshold: float = Field(0.4, ge=0.0, le=1.0, description="Minimum score of any finding without its own threshold.")
+    finding_threshold: float = Field(
+        0.4, ge=0.0, le=1.0, description="Minimum score of any finding without its own threshold."
+    )
     periapical_lesion_threshold: float = Field(0.7, ge=0.0, le=1.0)
     impacted_threshold: float = Field(0.55, ge=0.0, le=1.0)
     bone_loss_threshold: float = Field(0.6, ge=0.0, le=1.0)
@@ -29,13 +31,24 @@ class AttributeSettings(BaseModel):
         default_factory=dict,
         description="Extra per-category thresholds by unified name (e.g. {'caries': 0.5}); win over the fields above.",
     )
-    unscored_score: float = Field(1.0, ge=0.0, le=1.0, description="Score given to annotations without one (human labels).")
-    duplicate_tooth_iou: float = Field(0.95, ge=0.0, le=1.0, description="Tooth boxes overlapping above this IoU are one tooth.")
-    reassign_iou: float = Field(0.5, ge=0.0, le=1.0, description="An unknown-tooth finding joins a tooth above this IoU.")
-    crown_filling_iou: float = Field(0.9, ge=0.0, le=1.0, description="Crown and filling above this IoU: keep the higher score.")
+    unscored_score: float = Field(
+        1.0, ge=0.0, le=1.0, description="Score given to annotations without one (human labels)."
+    )
+    duplicate_tooth_iou: float = Field(
+        0.95, ge=0.0, le=1.0, description="Tooth boxes overlapping above this IoU are one tooth."
+    )
+    reassign_iou: float = Field(
+        0.5, ge=0.0, le=1.0, description="An unknown-tooth finding joins a tooth above this IoU."
+    )
+    crown_filling_iou: float = Field(
+        0.9, ge=0.0, le=1.0, description="Crown and filling above this IoU: keep the higher score."
+    )
     copy_finding_iou: float = Field(
-        0.5, ge=0.0, le=1.0,
-        description="One X-ray from several sources: findings of one category from two copies above this IoU are one finding.",
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="One X-ray from several sources: findings of one category from two copies above this IoU "
+        "are one finding.",
     )
 
     def threshold_for(self, category: Category) -> tuple[str, float]:

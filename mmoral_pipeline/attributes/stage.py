@@ -66,7 +66,9 @@ def build_attribute_tables(
         ids = chunk["image_id"]
         anns = annotations.filter(pl.col("_document").is_in(ids.implode()))
         result = build_image_attributes(chunk, anns, settings, owner_of)
-        image_frame, tooth_frame = attribute_frames(result.documents, chunk, rules_version=RULES_VERSION, settings_hash=settings_hash)
+        image_frame, tooth_frame = attribute_frames(
+            result.documents, chunk, rules_version=RULES_VERSION, settings_hash=settings_hash
+        )
         image_parts.append(image_frame)
         tooth_parts.append(tooth_frame)
         outcome_parts.append(result.outcomes_frame())
@@ -79,9 +81,13 @@ def build_attribute_tables(
                 pl.lit(OUTCOME_IN_OWNER).alias("outcome"), pl.lit(None, dtype=pl.Int64).alias("tooth_id"),
             ).cast(OUTCOMES_SCHEMA)  # type: ignore[arg-type]
         )
-    orphans = annotations.filter(~pl.col("_document").is_in(image_ids.implode()) & ~pl.col("image_id").is_in(list(elsewhere)))
+    orphans = annotations.filter(
+        ~pl.col("_document").is_in(image_ids.implode()) & ~pl.col("image_id").is_in(list(elsewhere))
+    )
     if orphans.height:
-        outcome_parts.append(build_image_attributes(pl.DataFrame(schema=tables.RAW_IMAGES), orphans, settings).outcomes_frame())
+        outcome_parts.append(
+            build_image_attributes(pl.DataFrame(schema=tables.RAW_IMAGES), orphans, settings).outcomes_frame()
+        )
 
     def concat(parts: list[pl.DataFrame], schema: dict) -> pl.DataFrame:
         return pl.concat(parts) if parts else pl.DataFrame(schema=schema)
@@ -89,8 +95,11 @@ def build_attribute_tables(
     outcomes = concat(outcome_parts, OUTCOMES_SCHEMA)
     if "partition" in annotations.columns:  # which batch each raw annotation came from (merged copies: another one)
         outcomes = outcomes.join(
-            annotations.select("annotation_id", pl.col("partition").alias("annotation_partition")).unique("annotation_id"),
-            on="annotation_id", how="left",
+            annotations.select("annotation_id", pl.col("partition").alias("annotation_partition")).unique(
+                "annotation_id"
+            ),
+            on="annotation_id",
+            how="left",
         )
     return AttributeTables(
         image_attributes=concat(image_parts, IMAGE_ATTRIBUTES),

@@ -32,7 +32,9 @@ def cases_to_tables(
         cols["partition"].append(partition)
         cols["source_file"].append("synthetic")
         cols["record"].append(f"annotations[{k}]")
-        cols["source_category"].append(CATEGORY_NAMES.get(category, category.value) if hasattr(category, "value") else category)
+        cols["source_category"].append(
+            CATEGORY_NAMES.get(category, category.value) if hasattr(category, "value") else category
+        )
         cols["category"].append(category.value if hasattr(category, "value") else category)
         cols["lesion_type"].append(lesion)
         cols["fdi"].append(fdi)
@@ -43,9 +45,21 @@ def cases_to_tables(
 
     for case in cases:
         image_id = f"{source}-{case.name}"
-        img_rows.append({"image_id": image_id, "source": source, "partition": partition, "path": f"/synthetic/{case.name}.jpg",
-                         "file_name": f"images/{case.name}.jpg", "sha256": "", "width": case.width, "height": case.height,
-                         "mode": "L", "bytes": 0, "covers": [c.value for c in Category]})
+        img_rows.append(
+            {
+                "image_id": image_id,
+                "source": source,
+                "partition": partition,
+                "path": f"/synthetic/{case.name}.jpg",
+                "file_name": f"images/{case.name}.jpg",
+                "sha256": "",
+                "width": case.width,
+                "height": case.height,
+                "mode": "L",
+                "bytes": 0,
+                "covers": [c.value for c in Category],
+            }
+        )
         k = 0
         for t in case.teeth:
             add(image_id, k, "tooth", t.box, t.fdi, t.score, None, None)

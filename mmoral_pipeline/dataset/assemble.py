@@ -8,7 +8,11 @@ generation request and the validator verdicts. Then:
 1. exact de-duplication: same image, task and conversation -> same `sample_id`, the first kept;
 2. near-duplicate de-duplication: same image and the same *normalised* conversation text
    (case, punctuation and whitespace folded) -> the first kept;
-3. the split by image (`split.split_images`): train / val / bench, grouped by source.
+3. the split by content (`split.split_images`): train / val / bench, copies of one X-ray and one
+   patient's X-rays in one split.
+
+Every row dropped (invalid, no image, failed validation, duplicate) or altered (dialogue turns
+merged or trimmed) gets a row in the `DropLog` (`dataset.drops`), which becomes `dropped_samples`.
 
 The generation contributor's rows follow `InstructionItem` (mmoral_pipeline/generation/rows.py);
 the normalisers below accept the loose forms a field may take in Parquet (JSON strings or
@@ -28,18 +32,27 @@ from typing import Any
 import polars as pl
 
 from mmoral_pipeline import progress
-from mmoral_pipeline.dataset.split import split_images
+from mmoral_pipeline.dataset.drops import DropLog
+from mmoral_pipeline.dataset.split import SplitResult, split_images
+from mmoral_pipeline.domain.near_duplicates import NEAR_DUPLICATE_MAX_DISTANCE
 from mmoral_pipeline.domain.records import stable_id
 
 TASK_TYPES: tuple[str, ...] = (
-    "report", "vqa_closed", "vqa_open", "loc_closed", "loc_open", "count_closed", "dialogue", "attribute",
+    "report",
+    "vqa_closed",
+    "vqa_open",
+    "loc_closed",
+    "loc_open",
+    "count_closed",
+    "dialogue",
+    "attribute",
 )
 CLOSED_TASKS: frozenset[str] = frozenset({"vqa_closed", "loc_closed", "count_closed"})
 OPEN_BENCH_TASKS: frozenset[str] = frozenset({"vqa_open", "loc_open", "report"})
 # The generation tables instruction_samples reads, in this order (the order decides which duplicate is kept).
 GENERATION_TABLES: tuple[str, ...] = ("reports", "vqa_items", "dialogues", "attribute_tasks")
 DEFAULT_REPORT_QUESTION = "Please write a structured radiology report for this panoramic X-ray."
-ASSEMBLY_VERSION = "assemble-v1"  # bump when messages, ids or de-dup rules change
+ASSEMBLY_VERSION = "assemble-v2"  # bump when messages, ids or de-dup rules change (v2: content split, drop log)
 
 SAMPLE_SCHEMA: dict[str, pl.DataType] = {
     "sample_id": pl.String,
@@ -55,6 +68,8 @@ SAMPLE_SCHEMA: dict[str, pl.DataType] = {
     "image_id": pl.String,
     "image_path": pl.String,  # the image the model sees (raw_images.model_image_path)
     "image_sha256": pl.String,  # of the source file (raw_images.sha256)
+    "image_phash": pl.String,  # perceptual hash from raw_images (near-duplicate copies share the split)
+    "patient_key": pl.String,  # from raw_images, where the source declares one
     "file_name": pl.String,
     "source": pl.String,
     "partition": pl.String,
@@ -73,32 +88,39 @@ SAMPLE_SCHEMA: dict[str, pl.DataType] = {
     "validators_passed": pl.String,  # JSON: the verdicts as generation recorded them
     "validated": pl.Boolean,
     "near_dup_key": pl.String,
+    "split_group": pl.String,  # the key the split decided this image's group by
     "split": pl.String,
 }
 
 
 @dataclass
 class AssemblyStats:
-    """Counts the asset shows in its metadata (what went in, what each step removed)."""
+    """Counts the asset shows in its metadata (what went in, what each step removed), and the drop log."""
 
     input_rows: dict[str, int] = field(default_factory=dict)
     invalid: int = 0
     missing_image: int = 0
+    ambiguous_image: int = 0
     failed_validation: int = 0
     exact_duplicates: int = 0
     near_duplicates: int = 0
+    altered_dialogues: int = 0
     output_rows: int = 0
-    dropped_examples: list[dict[str, str]] = field(default_factory=list)
+    drops: DropLog = field(default_factory=DropLog)
+    split: SplitResult = field(default_factory=SplitResult)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "input_rows": dict(self.input_rows),
             "invalid": self.invalid,
             "missing_image": self.missing_image,
+            "ambiguous_image": self.ambiguous_image,
             "failed_validation": self.failed_validation,
             "exact_duplicates": self.exact_duplicates,
             "near_duplicates": self.near_duplicates,
+            "altered_dialogues": self.altered_dialogues,
             "output_rows": self.output_rows,
+            "split_groups": self.split.as_dict(),
         }
 
 
@@ -182,8 +204,18 @@ def _turn_role(raw: Any) -> str:
 
 def dialogue_turns(turns: Any) -> list[tuple[str, str]]:
     """Dialogue turns in any of the usual shapes -> alternating (role, text), user first, assistant last."""
+    return dialogue_turns_explained(turns)[0]
+
+
+def dialogue_turns_explained(turns: Any) -> tuple[list[tuple[str, str]], dict[str, str]]:
+    """`dialogue_turns` plus what it changed: reason code -> detail (empty when the turns were clean).
+
+    turns_merged: two turns of one speaker in a row became one; empty_turns_dropped; turns_trimmed:
+    turns before the first user turn or after the last assistant turn were cut.
+    """
     turns = _json_value(turns)
     out: list[tuple[str, str]] = []
+    merged = empty = 0
     for t in turns or []:
         if isinstance(t, Mapping):
             role = t.get("role") or t.get("from") or t.get("speaker")
@@ -193,16 +225,30 @@ def dialogue_turns(turns: Any) -> list[tuple[str, str]]:
         role = _turn_role(role)
         text = str(text or "").strip()
         if not text:
+            empty += 1
             continue
         if out and out[-1][0] == role:  # two turns of one speaker in a row: one turn
             out[-1] = (role, out[-1][1] + "\n" + text)
+            merged += 1
         else:
             out.append((role, text))
+    lead = trail = 0
     while out and out[0][0] != "user":
         out.pop(0)
+        lead += 1
     while out and out[-1][0] != "assistant":
         out.pop()
-    return out
+        trail += 1
+    changes: dict[str, str] = {}
+    if merged:
+        changes["turns_merged"] = f"{merged} turn(s) joined to the previous turn of the same speaker"
+    if empty:
+        changes["empty_turns_dropped"] = f"{empty} empty turn(s) dropped"
+    if lead or trail:
+        changes["turns_trimmed"] = (
+            f"{lead} turn(s) before the first user turn and {trail} after the last assistant turn cut"
+        )
+    return out, changes
 
 
 def closed_user_text(stem: str, options: Sequence[str]) -> str:
@@ -216,17 +262,26 @@ def closed_user_text(stem: str, options: Sequence[str]) -> str:
 
 def build_messages(item: Mapping[str, Any]) -> tuple[list[dict[str, Any]], str, str]:
     """One generation row -> (messages with the image as a reference, first user text, first answer)."""
+    messages, question, answer, _ = build_messages_explained(item)
+    return messages, question, answer
+
+
+def build_messages_explained(item: Mapping[str, Any]) -> tuple[list[dict[str, Any]], str, str, dict[str, str]]:
+    """`build_messages` plus what was changed on the way (dialogue turns merged or trimmed)."""
     task = item["task_type"]
     image_ref = {"type": "image", "image_id": item["image_id"]}
+    changes: dict[str, str] = {}
     if task == "dialogue":
-        turns = dialogue_turns(item.get("turns"))
+        turns, changes = dialogue_turns_explained(item.get("turns"))
         if not turns:
             raise ValueError("dialogue without a user and an assistant turn")
     elif task in CLOSED_TASKS:
         options = as_str_list(item.get("options"))
         letter = str(item.get("answer_letter") or "").strip().upper()[:1]
         if len(options) != 4 or letter not in ("A", "B", "C", "D"):
-            raise ValueError(f"closed item needs 4 options and a letter A-D, got {len(options)} options, letter {letter!r}")
+            raise ValueError(
+                f"closed item needs 4 options and a letter A-D, got {len(options)} options, letter {letter!r}"
+            )
         turns = [("user", closed_user_text(str(item.get("question") or "").strip(), options)), ("assistant", letter)]
     else:
         question = str(item.get("question") or "").strip()
@@ -242,7 +297,7 @@ def build_messages(item: Mapping[str, Any]) -> tuple[list[dict[str, Any]], str, 
         if i == 0:
             parts.insert(0, image_ref)
         messages.append({"role": role, "content": parts})
-    return messages, turns[0][1], turns[1][1]
+    return messages, turns[0][1], turns[1][1], changes
 
 
 def messages_version() -> str:
@@ -302,11 +357,38 @@ def normalise_texts(texts: pl.Series) -> pl.Series:
 
 # What the assembly reads of the generation tables and raw_images (raw responses and `extra` stay on disk).
 GENERATION_COLUMNS: tuple[str, ...] = (
-    "item_id", "image_id", "partition", "task_type", "question", "answer", "turns", "options", "answer_letter", "dimensions",
-    "attribute_row_hash", "prompt_template_id", "prompt_version", "backend", "model", "params", "request_hash", "cache_hit",
-    "run_id", "validators_passed",
+    "item_id",
+    "image_id",
+    "partition",
+    "task_type",
+    "question",
+    "answer",
+    "turns",
+    "options",
+    "answer_letter",
+    "dimensions",
+    "attribute_row_hash",
+    "prompt_template_id",
+    "prompt_version",
+    "backend",
+    "model",
+    "params",
+    "request_hash",
+    "cache_hit",
+    "run_id",
+    "validators_passed",
 )
-IMAGE_COLUMNS: tuple[str, ...] = ("image_id", "path", "model_image_path", "sha256", "file_name", "source", "partition")
+IMAGE_COLUMNS: tuple[str, ...] = (
+    "image_id",
+    "path",
+    "model_image_path",
+    "sha256",
+    "phash",
+    "patient_key",
+    "file_name",
+    "source",
+    "partition",
+)
 
 Frame = pl.DataFrame | pl.LazyFrame
 TableInput = Frame | Mapping[str, Frame | None] | None  # one frame, or one per partition
@@ -331,31 +413,42 @@ def _by_partition(table: TableInput, columns: Sequence[str]) -> dict[str, pl.Laz
     return {str(k or ""): lf.filter(pl.col("partition").eq_missing(k)) for k in keys}
 
 
-def _rows(frame: pl.LazyFrame | None) -> list[dict[str, Any]]:
+def _rows(frame: Frame | None) -> list[dict[str, Any]]:
     if frame is None:
         return []
-    df = frame.collect()
+    df = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
     return [] if df.height == 0 else df.to_dicts()
 
 
-def _candidate(item: dict[str, Any], table: str, messages: list[dict[str, Any]], question: str, answer: str,
-               img: Mapping[str, Any], validated: bool) -> dict[str, Any]:
+def _candidate(
+    item: dict[str, Any],
+    table: str,
+    sample_id: str,
+    messages: list[dict[str, Any]],
+    question: str,
+    answer: str,
+    img: Mapping[str, Any],
+    validated: bool,
+) -> dict[str, Any]:
     task = item["task_type"]
     dims = as_str_list(item.get("dimensions"))
+    closed = task in CLOSED_TASKS
     return {
-        "sample_id": compute_sample_id(item["image_id"], task, messages),
+        "sample_id": sample_id,
         "item_id": str(item.get("item_id") or ""),
         "task_type": task,
         "messages": json.dumps(messages, ensure_ascii=False),
         "question": question,
         "answer": answer,
-        "options": as_str_list(item.get("options")) if task in CLOSED_TASKS else [],
-        "answer_letter": (str(item.get("answer_letter") or "").strip().upper()[:1] or None) if task in CLOSED_TASKS else None,
+        "options": as_str_list(item.get("options")) if closed else [],
+        "answer_letter": (str(item.get("answer_letter") or "").strip().upper()[:1] or None) if closed else None,
         "question_stem": str(item.get("question") or "").strip() or (question if task == "report" else ""),
         "n_turns": len(messages),
         "image_id": item["image_id"],
         "image_path": img.get("model_image_path") or img.get("path"),
         "image_sha256": img.get("sha256"),
+        "image_phash": img.get("phash"),
+        "patient_key": img.get("patient_key"),
         "file_name": img.get("file_name"),
         "source": img.get("source"),
         "partition": item.get("partition") or img.get("partition"),
@@ -374,15 +467,19 @@ def _candidate(item: dict[str, Any], table: str, messages: list[dict[str, Any]],
         "validators_passed": _as_json_text(item.get("validators_passed")),
         "validated": validated,
         "near_dup_key": conversation_text(messages),  # replaced by its normalised hash below
+        "split_group": None,
         "split": None,
     }
 
 
 class _Deduplicator:
-    """Exact (same sample_id) and near (same image + normalised conversation) duplicates: the first one is kept."""
+    """Exact (same sample_id) and near (same image + normalised conversation) duplicates: the first one is kept,
+    every other one is logged in `dropped_samples` with the id of the one kept."""
 
     def __init__(self, stats: AssemblyStats):
-        self.stats, self.ids, self.near = stats, set(), set()
+        self.stats = stats
+        self.by_id: dict[str, tuple[str, str, str]] = {}  # sample_id -> (sample_id, table, item_id) kept
+        self.by_near: dict[str, tuple[str, str, str]] = {}
 
     def keep(self, candidates: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if candidates:
@@ -391,48 +488,101 @@ class _Deduplicator:
                 c["near_dup_key"] = stable_id("near", c["image_id"], text)
         kept = []
         for row in candidates:
-            if row["sample_id"] in self.ids:
-                self.stats.exact_duplicates += 1
-                continue
-            self.ids.add(row["sample_id"])
-            if row["near_dup_key"] in self.near:
-                self.stats.near_duplicates += 1
-                continue
-            self.near.add(row["near_dup_key"])
-            kept.append(row)
+            me = (row["sample_id"], row["generation_table"], row["item_id"])
+            for index, key, reason, what in (
+                (self.by_id, row["sample_id"], "exact_duplicate", "same image, task and conversation as"),
+                (self.by_near, row["near_dup_key"], "near_duplicate", "same image and normalised text as"),
+            ):
+                twin = index.get(key)
+                if twin is not None:
+                    if reason == "exact_duplicate":
+                        self.stats.exact_duplicates += 1
+                    else:
+                        self.stats.near_duplicates += 1
+                    self.stats.drops.drop(
+                        stage="dedup",
+                        table=row["generation_table"],
+                        item_id=row["item_id"],
+                        image_id=row["image_id"],
+                        sample_id=row["sample_id"],
+                        reason=reason,
+                        kept_id=twin[0],
+                        detail=f"{what} {twin[1]}/{twin[2]}",
+                    )
+                    break
+                index[key] = me
+            else:
+                kept.append(row)
         return kept
 
 
-def _partition_candidates(rows_by_table: Mapping[str, list[dict[str, Any]]], images: Mapping[str, Mapping[str, Any]],
-                          stats: AssemblyStats, require_validated: bool) -> list[dict[str, Any]]:
-    """One partition's generation rows -> candidate samples (invalid, imageless and unvalidated rows counted, dropped)."""
+def _partition_candidates(
+    rows_by_table: Mapping[str, list[dict[str, Any]]],
+    images: Mapping[str, Mapping[str, Any]],
+    id_count: Mapping[str, int],
+    stats: AssemblyStats,
+    require_validated: bool,
+) -> list[dict[str, Any]]:
+    """One partition's generation rows -> candidate samples; every invalid, imageless, ambiguous or unvalidated
+    row is counted and logged in the drop log, every altered dialogue too."""
+    drops = stats.drops
     candidates: list[dict[str, Any]] = []
     for table in sorted(rows_by_table, key=lambda t: (GENERATION_TABLES.index(t) if t in GENERATION_TABLES else 99, t)):
         rows = rows_by_table[table]
         stats.input_rows[table] = stats.input_rows.get(table, 0) + len(rows)
         rows.sort(key=lambda r: (str(r.get("image_id")), str(r.get("item_id"))))  # arrival order never matters
         for item in rows:
-            reason = None
+            reason = detail = None
             task = item.get("task_type")
+            image_id = item.get("image_id")
             try:
                 if task not in TASK_TYPES:
                     raise ValueError(f"unknown task_type {task!r}")
-                messages, question, answer = build_messages(item)
+                messages, question, answer, changes = build_messages_explained(item)
             except (ValueError, TypeError, KeyError, IndexError) as exc:
                 stats.invalid += 1
-                reason = f"invalid: {exc}"
-            if reason is None and item.get("image_id") not in images:
+                reason, detail = "invalid", str(exc)
+            if reason is None and image_id not in images:
                 stats.missing_image += 1
-                reason = "image_id not in raw_images"
+                reason, detail = (
+                    "image_missing",
+                    "image_id not in raw_images (of the partitions that passed their checks)",
+                )
+            if reason is None and id_count.get(image_id, 0) > 1:
+                stats.ambiguous_image += 1
+                reason, detail = (
+                    "image_id_ambiguous",
+                    f"{id_count[image_id]} raw_images rows share this image_id (several partitions)",
+                )
             validated = _verdict(item.get("validators_passed"))
             if reason is None and require_validated and not validated:
                 stats.failed_validation += 1
-                reason = "validators failed"
+                reason, detail = "failed_validation", f"validators_passed: {str(item.get('validators_passed'))[:200]}"
             if reason is not None:
-                if len(stats.dropped_examples) < 10:
-                    stats.dropped_examples.append({"table": table, "item_id": str(item.get("item_id")), "reason": reason[:200]})
+                drops.drop(
+                    stage="assembly",
+                    table=table,
+                    item_id=item.get("item_id"),
+                    image_id=image_id,
+                    reason=reason,
+                    detail=detail or "",
+                )
                 continue
-            candidates.append(_candidate(item, table, messages, question, answer, images[item["image_id"]], validated))
+            sample_id = compute_sample_id(image_id, task, messages)
+            for code, what in changes.items():
+                drops.alter(
+                    stage="dialogue",
+                    table=table,
+                    item_id=item.get("item_id"),
+                    image_id=image_id,
+                    sample_id=sample_id,
+                    reason=code,
+                    detail=what,
+                )
+            stats.altered_dialogues += bool(changes)
+            candidates.append(
+                _candidate(item, table, sample_id, messages, question, answer, images[image_id], validated)
+            )
     return candidates
 
 
@@ -444,6 +594,7 @@ def assemble_samples(
     holdout_fraction: float,
     explicit_holdout: set[str] | None = None,
     require_validated: bool = True,
+    near_duplicate_max_distance: int = NEAR_DUPLICATE_MAX_DISTANCE,
 ) -> tuple[pl.DataFrame, AssemblyStats]:
     """All generation tables + raw_images -> (instruction_samples, stats). Pure and deterministic.
 
@@ -451,33 +602,42 @@ def assemble_samples(
     one partition at a time, so only one batch's rows are Python objects at once (MMOral's 1.3M samples fit
     on one machine). Duplicates are found within an image, where the order is the same however rows are
     spread over partitions: by table (reports, VQA, dialogues, attribute tasks), then item id. Output rows
-    are ordered by partition, image, task and sample id.
+    are ordered by partition, image, task and sample id. `stats.drops` holds one row per dropped or altered
+    input row (`dropped_samples`); the split is by content (`split.split_images`).
     """
     stats = AssemblyStats()
-    images = {r["image_id"]: r for r in _select_known(raw_images, IMAGE_COLUMNS).collect().iter_rows(named=True)}
+    image_rows = _rows(_select_known(raw_images, IMAGE_COLUMNS))
+    id_count: dict[str, int] = {}
+    for r in image_rows:
+        id_count[r["image_id"]] = id_count.get(r["image_id"], 0) + 1
+    images = {r["image_id"]: r for r in image_rows}
     tables = {t: _by_partition(f, GENERATION_COLUMNS) for t, f in generated.items()}
     for t in tables:
         stats.input_rows[t] = 0
     dedup = _Deduplicator(stats)
+    order = {t: i for i, t in enumerate(TASK_TYPES)}
     chunks: list[pl.DataFrame] = []
     for part in sorted({p for per in tables.values() for p in per}):
-        candidates = _partition_candidates({t: _rows(per.get(part)) for t, per in tables.items()}, images, stats, require_validated)
-        kept = dedup.keep(candidates)
+        rows_by_table = {t: _rows(per.get(part)) for t, per in tables.items()}
+        kept = dedup.keep(_partition_candidates(rows_by_table, images, id_count, stats, require_validated))
         if kept:
-            order = {t: i for i, t in enumerate(TASK_TYPES)}
             kept.sort(key=lambda r: (r["image_id"], order[r["task_type"]], r["sample_id"]))
             # column by column: building a frame from 60k dicts is the slow path of polars
             chunks.append(pl.DataFrame({c: [r[c] for r in kept] for c in SAMPLE_SCHEMA}, schema=SAMPLE_SCHEMA))
         progress.tick(samples=len(kept))
     frame = pl.concat(chunks, rechunk=False) if chunks else pl.DataFrame(schema=SAMPLE_SCHEMA)
-    image_sources = frame.select("image_id", "source").unique(maintain_order=True)
-    splits = split_images(
-        [(i, str(s)) for i, s in image_sources.iter_rows()],
+    used = frame["image_id"].unique().sort().to_list()
+    stats.split = split_images(
+        [{**images[i], "image_id": i} for i in used],
         val_fraction=val_fraction,
         holdout_fraction=holdout_fraction,
         explicit_holdout=explicit_holdout,
+        near_duplicate_max_distance=near_duplicate_max_distance,
     )
-    frame = frame.with_columns(pl.col("image_id").replace_strict(splits, default=None, return_dtype=pl.String).alias("split"))
+    frame = frame.with_columns(
+        pl.col("image_id").replace_strict(stats.split.split, default=None, return_dtype=pl.String).alias("split"),
+        pl.col("image_id").replace_strict(stats.split.group, default=None, return_dtype=pl.String).alias("split_group"),
+    )
     stats.output_rows = frame.height
     return frame, stats
 
@@ -497,11 +657,3 @@ def split_overlap(samples: pl.DataFrame) -> dict[str, list[str]]:
     for r in bad.iter_rows(named=True):
         out.setdefault("+".join(r["splits"]), []).append(r["image_id"])
     return out
-
-
-def holdout_leaks(samples: pl.DataFrame, holdout_fraction: float, explicit: set[str] | None) -> list[str]:
-    """Train/val images that the hold-out rule says belong to the benchmark (must be empty)."""
-    from mmoral_pipeline.dataset.split import is_holdout
-
-    trainval = samples.filter(pl.col("split") != "bench")["image_id"].unique().to_list()
-    return sorted(i for i in trainval if is_holdout(i, holdout_fraction, explicit))

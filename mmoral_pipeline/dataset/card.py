@@ -20,11 +20,24 @@ import polars as pl
 from mmoral_pipeline.config import REPO_ROOT
 
 # The columns the card reads (the dataset_card asset loads only these of instruction_samples).
-CARD_COLUMNS = ["task_type", "dimensions", "source", "split", "image_id", "prompt_template_id", "prompt_version", "backend", "model"]
+CARD_COLUMNS = [
+    "task_type",
+    "dimensions",
+    "source",
+    "split",
+    "image_id",
+    "prompt_template_id",
+    "prompt_version",
+    "backend",
+    "model",
+]
 
 
 def distributions(samples: pl.DataFrame) -> dict[str, dict[str, int]]:
-    """{'task': {...}, 'dimension': {...}, 'source': {...}, 'split': {...}} (a sample counts in each of its dimensions)."""
+    """{'task': {...}, 'dimension': {...}, 'source': {...}, 'split': {...}}
+
+    A sample counts in each of its dimensions.
+    """
     dims: Counter[str] = Counter()
     for labels in samples["dimensions"].to_list() if samples.height else []:
         for d in labels or ["(none)"]:
@@ -43,7 +56,9 @@ def _counts(samples: pl.DataFrame, col: str) -> dict[str, int]:
     return {str(k): int(v) for k, v in samples.group_by(col).len().sort(col).iter_rows()}
 
 
-def crosstab(samples: pl.DataFrame, row: str, col: str = "split") -> tuple[list[str], list[str], dict[tuple[str, str], int]]:
+def crosstab(
+    samples: pl.DataFrame, row: str, col: str = "split"
+) -> tuple[list[str], list[str], dict[tuple[str, str], int]]:
     if samples.height == 0:
         return [], [], {}
     cells = {(str(a), str(b)): int(n) for a, b, n in samples.group_by(row, col).len().iter_rows()}
@@ -124,7 +139,8 @@ def card_markdown(
         f"Generated {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')} by mmoral-pipeline"
         f" (commit `{code_versions.get('git_commit') or 'unknown'}`).",
         "",
-        f"**{samples.height} samples** on **{images} images**. Images are split as a whole (every sample of an X-ray is in"
+        f"**{samples.height} samples** on **{images} images**. Images are split as a whole (every sample of an X-ray "
+        "is in"
         " one split); the `bench` split is the benchmark hold-out and never appears in train/val.",
         "",
     ]
@@ -134,30 +150,60 @@ def card_markdown(
     images_by_split = _counts(samples.unique("image_id"), "split") if samples.height else {}
     md += ["Images by split: " + ", ".join(f"{k} {v}" for k, v in sorted(images_by_split.items())), ""]
     tasks, splits, cells = crosstab(samples, "task_type")
-    md += ["## Samples by task and split", "", "| task | " + " | ".join(splits) + " | total |", "|---" * (len(splits) + 2) + "|"]
+    md += [
+        "## Samples by task and split",
+        "",
+        "| task | " + " | ".join(splits) + " | total |",
+        "|---" * (len(splits) + 2) + "|",
+    ]
     for t in tasks:
         row = [cells.get((t, s), 0) for s in splits]
         md.append(f"| {t} | " + " | ".join(str(v) for v in row) + f" | {sum(row)} |")
-    md += ["", "## Samples by dimension", "", "A sample counts once in each of its dimension labels.", ""] + _table(dist["dimension"], "dimension")
+    md += ["", "## Samples by dimension", "", "A sample counts once in each of its dimension labels.", ""] + _table(
+        dist["dimension"], "dimension"
+    )
     md += ["", "## Samples by source", ""] + _table(dist["source"], "source")
     if assembly_stats:
         md += ["", "## Assembly", "", "| step | count |", "|---|---|"]
         for k, v in assembly_stats.items():
             md.append(f"| {k} | {json.dumps(v) if isinstance(v, dict) else v} |")
-    md += ["", "## Prompts and models", "", "| prompt template | version | backend | model | samples |", "|---|---|---|---|---|"]
+    md += [
+        "",
+        "## Prompts and models",
+        "",
+        "| prompt template | version | backend | model | samples |",
+        "|---|---|---|---|---|",
+    ]
     for r in prompt_versions(samples):
-        md.append(f"| {r['prompt_template_id'] or '(rule-based)'} | {r['prompt_version'] or '-'} | {r['backend'] or '-'} | {r['model'] or '-'} | {r['len']} |")
-    md += ["", "## Code versions", "", "| component | version |", "|---|---|"] + [f"| {k} | `{v}` |" for k, v in code_versions.items()]
-    md += ["", "## Configuration", "", "```json", json.dumps(dict(config), indent=2, sort_keys=True, default=str), "```"]
+        md.append(
+            f"| {r['prompt_template_id'] or '(rule-based)'} | {r['prompt_version'] or '-'} | {r['backend'] or '-'} | "
+            f"{r['model'] or '-'} | {r['len']} |"
+        )
+    md += ["", "## Code versions", "", "| component | version |", "|---|---|"] + [
+        f"| {k} | `{v}` |" for k, v in code_versions.items()
+    ]
+    md += [
+        "",
+        "## Configuration",
+        "",
+        "```json",
+        json.dumps(dict(config), indent=2, sort_keys=True, default=str),
+        "```",
+    ]
     if exports:
         md += ["", "## Files", ""]
         for name, info in exports.items():
-            md.append(f"- **{name}**: " + ", ".join(f"`{f}`" for f in info.get("files", [])) + (f" ({info.get('counts')})" if info.get("counts") else ""))
+            md.append(
+                f"- **{name}**: "
+                + ", ".join(f"`{f}`" for f in info.get("files", []))
+                + (f" ({info.get('counts')})" if info.get("counts") else "")
+            )
     md += [
         "",
         "## Lineage",
         "",
-        "Every sample carries its `sample_id`; `mmoral lineage SAMPLE_ID [--html out.html]` prints the request, caption,",
+        "Every sample carries its `sample_id`; `mmoral lineage SAMPLE_ID [--html out.html]` prints the request, "
+        "caption,",
         "attribute rows, annotations and raw image it came from.",
         "",
     ]

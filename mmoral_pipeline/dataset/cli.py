@@ -10,9 +10,18 @@ import sys
 
 
 def add_lineage_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("sample_id", nargs="?", default=None,
-                        help="sample_id of a row of instruction_samples (a unique prefix of 6+ characters works); see --list")
-    parser.add_argument("--html", default=None, metavar="OUT.html", help="also write a self-contained HTML page (X-ray with boxes + chain)")
+    parser.add_argument(
+        "sample_id",
+        nargs="?",
+        default=None,
+        help="sample_id of a row of instruction_samples (a unique prefix of 6+ characters works); see --list",
+    )
+    parser.add_argument(
+        "--html",
+        default=None,
+        metavar="OUT.html",
+        help="also write a self-contained HTML page (X-ray with boxes + chain)",
+    )
     parser.add_argument("--home", default=None, help="MMORAL_HOME to read tables from (default: $MMORAL_HOME)")
     parser.add_argument("--full", action="store_true", help="print texts and the raw response without shortening")
     parser.add_argument("--no-verify", action="store_true", help="skip re-hashing the raw image")
@@ -23,13 +32,12 @@ def add_lineage_arguments(parser: argparse.ArgumentParser) -> None:
 def run_lineage(args: argparse.Namespace) -> int:
     """Print the chain; 0 when it resolves without problems, 1 with problems, 2 for an unknown id."""
     from mmoral_pipeline.dataset.lineage import UnknownSampleError, render_text, resolve_lineage, write_html
-    from mmoral_pipeline.storage import scan_table
+    from mmoral_pipeline.defs.io_manager import registered_partitions, table_reader
+    from mmoral_pipeline.materialize import ensure_dagster_home
 
-    def read(name: str):  # lazy scans: only the sample's rows are read, not 1.3M samples
-        try:
-            return scan_table(name, base_dir=args.home)
-        except FileNotFoundError:
-            return None
+    ensure_dagster_home()
+    # registered batches only, scanned: one sample reads only its rows
+    read = table_reader(registered_partitions(), base_dir=args.home, lazy=True)
 
     from pathlib import Path
 
@@ -40,7 +48,9 @@ def run_lineage(args: argparse.Namespace) -> int:
     if args.list is not None or not args.sample_id:
         return _list_ids(read, args.list or 1)
     try:
-        chain = resolve_lineage(args.sample_id, read, verify_sha256=not getattr(args, "no_verify", False), cache_path=cache)
+        chain = resolve_lineage(
+            args.sample_id, read, verify_sha256=not getattr(args, "no_verify", False), cache_path=cache
+        )
     except UnknownSampleError as exc:
         print(f"mmoral lineage: {exc}", file=sys.stderr)
         return 2

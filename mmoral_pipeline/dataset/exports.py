@@ -46,7 +46,9 @@ EXPORT_COLUMNS = ("sample_id", "task_type", "messages", "image_path", "image_sha
 TRAIN_VAL = ("train", "val")
 
 
-def split_chunks(samples: pl.DataFrame | pl.LazyFrame, split: str, columns: Iterable[str] = EXPORT_COLUMNS) -> Iterator[pl.DataFrame]:
+def split_chunks(
+    samples: pl.DataFrame | pl.LazyFrame, split: str, columns: Iterable[str] = EXPORT_COLUMNS
+) -> Iterator[pl.DataFrame]:
     """The rows of one split, in table order, `EXPORT_CHUNK_ROWS` at a time (polars' streaming engine)."""
     lf = samples.lazy().filter(pl.col("split") == split).select(list(columns))
     yield from lf.collect_batches(chunk_size=EXPORT_CHUNK_ROWS)
@@ -173,7 +175,12 @@ def to_trl(row: Mapping[str, Any]) -> dict[str, Any]:
             else:
                 content.append({"type": "text", "text": p.get("text") or ""})
         messages.append({"role": m["role"], "content": content})
-    return {"sample_id": row["sample_id"], "task_type": row["task_type"], "images": [_image_path(row)], "messages": messages}
+    return {
+        "sample_id": row["sample_id"],
+        "task_type": row["task_type"],
+        "images": [_image_path(row)],
+        "messages": messages,
+    }
 
 
 def write_trl(samples: pl.DataFrame | pl.LazyFrame, out_dir: str | Path, *, hf_dataset: bool = True) -> dict[str, Any]:
@@ -199,7 +206,9 @@ def write_trl(samples: pl.DataFrame | pl.LazyFrame, out_dir: str | Path, *, hf_d
         counts[split] = n
         files.append(str(path))
     if hf_dataset:
-        files.append(str(save_hf_dataset({split: arrow_dir / f"{split}.arrow" for split in counts}, out / "hf_dataset")))
+        files.append(
+            str(save_hf_dataset({split: arrow_dir / f"{split}.arrow" for split in counts}, out / "hf_dataset"))
+        )
         shutil.rmtree(arrow_dir)
     return {"files": files, "counts": counts, "images": placed}
 
@@ -220,7 +229,7 @@ def _trl_schema():
 
 @contextlib.contextmanager
 def _arrow_stream(path: Path | None) -> Iterator[Any]:
-    """A function that appends TRL rows to an Arrow IPC stream file (the format `datasets` memory-maps); no-op without a path."""
+    """A function that appends TRL rows to an Arrow IPC stream file (the format `datasets` memory-maps); no-op without a path."""  # noqa: E501
     if path is None:
         yield lambda rows: None
         return
@@ -252,7 +261,9 @@ def save_hf_dataset(arrow_files: Mapping[str, Path], path: str | Path) -> Path:
 # ---------------------------------------------------------------- benchmark TSVs
 
 
-def bench_items(samples: pl.DataFrame, *, image_max_side: int | None = None) -> tuple[list[Any], list[Any], dict[str, int]]:
+def bench_items(
+    samples: pl.DataFrame, *, image_max_side: int | None = None
+) -> tuple[list[Any], list[Any], dict[str, int]]:
     """Held-out samples -> (ClosedItem list, OpenItem list, skipped counts by task).
 
     Closed: the 4-option tasks; open: open VQA, open location questions and reports ("Report" when
@@ -310,7 +321,9 @@ def bench_items(samples: pl.DataFrame, *, image_max_side: int | None = None) -> 
     return closed, opened, dict(skipped)
 
 
-def write_bench_tsvs(samples: pl.DataFrame, out_dir: str | Path, *, image_max_side: int | None = None) -> dict[str, Any]:
+def write_bench_tsvs(
+    samples: pl.DataFrame, out_dir: str | Path, *, image_max_side: int | None = None
+) -> dict[str, Any]:
     from mmoral_pipeline.evaluation.tsv import write_closed_tsv, write_open_tsv
 
     out = Path(out_dir)

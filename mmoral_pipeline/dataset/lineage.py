@@ -7,8 +7,9 @@ file, record, original and unified category) -> the raw image (path, sha256, re-
 Dagster's lineage stops at asset/partition level; this module follows the ids every row carries.
 It reads tables through a `TableReader` (name -> frame or None), so the CLI, the Dagster job and
 the tests use the same code. A reader may return lazy scans: then only the rows of the sample, its
-partition and its image are read (what keeps `mmoral lineage` fast among 1.3M samples). Rendering: plain text (CLI), Markdown (Dagster metadata), a
-self-contained HTML page with the X-ray and the boxes the sample depends on.
+partition and its image are read (what keeps `mmoral lineage` fast among 1.3M samples). Rendering:
+plain text (CLI), Markdown (Dagster metadata), a self-contained HTML page with the X-ray and the boxes
+the sample depends on.
 """
 
 from __future__ import annotations
@@ -116,6 +117,26 @@ def _rows_matching(lf: pl.LazyFrame, cond: pl.Expr, columns: list[str]) -> pl.Da
     return pl.concat(runs).collect()
 
 
+def read_annotations(read: TableReader) -> pl.DataFrame | pl.LazyFrame | None:
+    """Every box a document can cite: `raw_annotations` plus the visual experts' (`expert_annotations`),
+    with `expert` ('<name>@<version>') on an expert's box and null on a human label. Lazy when the reader
+    scans (the human labels stay a scan; the experts' table is converted whole)."""
+    from mmoral_pipeline.experts.frames import EXPERT_COLUMN, with_expert_annotations
+
+    human = _safe_read(read, "raw_annotations")
+    if human is None:
+        return None
+    experts = _safe_read(read, "expert_annotations")
+    if not isinstance(human, pl.LazyFrame):
+        return with_expert_annotations(human, experts)
+    if EXPERT_COLUMN not in human.collect_schema().names():
+        human = human.with_columns(pl.lit(None, dtype=pl.String).alias(EXPERT_COLUMN))
+    if experts is None:
+        return human
+    merged = with_expert_annotations(human.head(0).collect(), experts.lazy().collect())
+    return pl.concat([human, merged.lazy()], how="diagonal_relaxed")
+
+
 _BRACKETS = re.compile(r"\[[^\]]*\]")
 _WHOLE_IMAGE_TASKS = frozenset({"report", "attribute", "dialogue"})
 
@@ -167,16 +188,48 @@ def _entries(doc: dict[str, Any]) -> list[dict[str, Any]]:
     """Every boxed thing of the document: teeth and findings, with their annotation ids."""
     out: list[dict[str, Any]] = []
     for t in doc.get("teeth", []):
-        out.append({"kind": "tooth", "tooth_id": t["tooth_id"], "category": "tooth", "bbox": t.get("bbox"), "ids": t.get("annotation_ids") or []})
+        out.append(
+            {
+                "kind": "tooth",
+                "tooth_id": t["tooth_id"],
+                "category": "tooth",
+                "bbox": t.get("bbox"),
+                "ids": t.get("annotation_ids") or [],
+            }
+        )
         for c in t.get("conditions") or []:
-            out.append({"kind": "condition", "tooth_id": t["tooth_id"], "category": c.get("category"), "bbox": c.get("bbox"), "ids": c.get("annotation_ids") or []})
+            out.append(
+                {
+                    "kind": "condition",
+                    "tooth_id": t["tooth_id"],
+                    "category": c.get("category"),
+                    "bbox": c.get("bbox"),
+                    "ids": c.get("annotation_ids") or [],
+                }
+            )
     for group in (doc.get("jaw") or {}).values():
         for c in group or []:
-            out.append({"kind": "condition", "tooth_id": None, "category": c.get("category"), "bbox": c.get("bbox"), "ids": c.get("annotation_ids") or []})
+            out.append(
+                {
+                    "kind": "condition",
+                    "tooth_id": None,
+                    "category": c.get("category"),
+                    "bbox": c.get("bbox"),
+                    "ids": c.get("annotation_ids") or [],
+                }
+            )
     for key in ("missing_teeth", "unknown_tooth_findings"):
         for c in doc.get(key) or []:
-            out.append({"kind": "condition", "tooth_id": None, "teeth": c.get("teeth") or [], "category": c.get("category"),
-                        "bbox": c.get("bbox"), "ids": c.get("annotation_ids") or []})
+            out.append(
+                {
+                    "kind": "condition",
+                    "tooth_id": None,
+                    "teeth": c.get("teeth") or [],
+                    "category": c.get("category"),
+                    "bbox": c.get("bbox"),
+                    "ids": c.get("annotation_ids") or [],
+                }
+            )
     return out
 
 
@@ -217,7 +270,11 @@ def dependent_annotations(doc: dict[str, Any], task_type: str, texts: list[str])
         rules.append(f"{len(points)} point(s) named")
     for e in entries:
         on_named_tooth = e["tooth_id"] in teeth_named or bool(set(e.get("teeth", [])) & teeth_named)
-        if e["kind"] == "tooth" and on_named_tooth or e["kind"] == "condition" and on_named_tooth and e["category"] in cats or e["kind"] == "condition" and cats and not teeth_named and e["category"] in cats:
+        if (
+            (e["kind"] == "tooth" and on_named_tooth)
+            or (e["kind"] == "condition" and on_named_tooth and e["category"] in cats)
+            or (e["kind"] == "condition" and cats and not teeth_named and e["category"] in cats)
+        ):
             chosen.append(e)
     if teeth_named:
         rules.append(f"teeth named {sorted(teeth_named)}")
@@ -279,7 +336,8 @@ def cached_response(cache_path: str | Path | None, request_hash: str | None) -> 
         conn = sqlite3.connect(f"file:{Path(cache_path)}?mode=ro", uri=True, timeout=5)
         try:
             row = conn.execute(
-                "SELECT backend, model, response_json, created_at FROM responses WHERE request_hash = ?", (request_hash,)
+                "SELECT backend, model, response_json, created_at FROM responses WHERE request_hash = ?",
+                (request_hash,),
             ).fetchone()
         finally:
             conn.close()
@@ -288,7 +346,13 @@ def cached_response(cache_path: str | Path | None, request_hash: str | None) -> 
     if row is None:
         return None
     resp = json.loads(row[2])
-    return {"backend": row[0], "model": row[1], "created_at": row[3], "text": resp.get("text"), "usage": resp.get("usage")}
+    return {
+        "backend": row[0],
+        "model": row[1],
+        "created_at": row[3],
+        "text": resp.get("text"),
+        "usage": resp.get("usage"),
+    }
 
 
 def resolve_lineage(
@@ -301,7 +365,8 @@ def resolve_lineage(
     samples = _safe_read(read, "instruction_samples")
     if samples is None:
         raise UnknownSampleError(
-            "instruction_samples has not been materialised yet: run `mmoral materialize --select instruction_samples` first"
+            "instruction_samples has not been materialised yet: run `mmoral materialize --select instruction_samples` "
+            "first"
         )
     row = find_sample(samples, sample_id)
     messages = json.loads(row["messages"]) if isinstance(row["messages"], str) else row["messages"]
@@ -315,8 +380,19 @@ def resolve_lineage(
     g = _matching(read, table, hints, item_id=row["item_id"]) if table else None
     request = {
         k: row.get(k)
-        for k in ("generation_table", "item_id", "prompt_template_id", "prompt_version", "backend", "model", "params",
-                  "request_hash", "cache_hit", "run_id", "validators_passed")
+        for k in (
+            "generation_table",
+            "item_id",
+            "prompt_template_id",
+            "prompt_version",
+            "backend",
+            "model",
+            "params",
+            "request_hash",
+            "cache_hit",
+            "run_id",
+            "validators_passed",
+        )
     }
     request["params"] = _jsonable(request["params"])
     request["validators_passed"] = _jsonable(request["validators_passed"])
@@ -340,11 +416,17 @@ def resolve_lineage(
     attr_hash = row.get("attribute_row_hash")
     c = _matching(read, "location_captions", hints, image_id=image_id)
     if c is not None and c.height:
-        if attr_hash and "attribute_row_hash" in c.columns and c.filter(pl.col("attribute_row_hash") == attr_hash).height:
+        if (
+            attr_hash
+            and "attribute_row_hash" in c.columns
+            and c.filter(pl.col("attribute_row_hash") == attr_hash).height
+        ):
             c = c.filter(pl.col("attribute_row_hash") == attr_hash)
         if c.height:
             crow = c.row(0, named=True)
-            chain.caption = {k: crow.get(k) for k in ("image_id", "partition", "attribute_row_hash", "caption_version", "caption")}
+            chain.caption = {
+                k: crow.get(k) for k in ("image_id", "partition", "attribute_row_hash", "caption_version", "caption")
+            }
     if chain.caption is None:
         chain.problems.append(f"no location caption for image {image_id}")
 
@@ -355,7 +437,9 @@ def resolve_lineage(
         if attr_hash:
             exact = a.filter(pl.col("attribute_row_hash") == attr_hash)
             if exact.height == 0 and a.height:
-                chain.problems.append(f"attribute row {attr_hash} not found (image has {a['attribute_row_hash'].to_list()})")
+                chain.problems.append(
+                    f"attribute row {attr_hash} not found (image has {a['attribute_row_hash'].to_list()})"
+                )
             a = exact if exact.height else a
         if a.height:
             arow = a.row(0, named=True)
@@ -364,7 +448,7 @@ def resolve_lineage(
     if doc is None:
         chain.problems.append(f"no image_attributes row for image {image_id}")
     texts = dependency_texts(row, messages)
-    anns = _safe_read(read, "raw_annotations")
+    anns = read_annotations(read)
     if doc is not None:
         ids, teeth, rule = dependent_annotations(doc, row["task_type"], texts)
         chain.dependency_rule = rule
@@ -373,7 +457,11 @@ def resolve_lineage(
             t = teeth_tab.filter(pl.col("tooth_id").is_in(sorted(teeth)))
             if attr_hash and "attribute_row_hash" in t.columns:
                 t = t.filter(pl.col("attribute_row_hash") == attr_hash)
-            keep = [c for c in ("tooth_id", "side", "is_wisdom", "wisdom_status", "bbox", "n_conditions", "annotation_ids") if c in t.columns]
+            keep = [
+                c
+                for c in ("tooth_id", "side", "is_wisdom", "wisdom_status", "bbox", "n_conditions", "annotation_ids")
+                if c in t.columns
+            ]
             chain.teeth = t.select(keep).sort("tooth_id").to_dicts()
     else:
         ids, rule = [], "all annotations of the image (no attribute document)"
@@ -382,13 +470,32 @@ def resolve_lineage(
         chain.problems.append("raw_annotations not found")
     else:
         # By id, not by image: a merged document (one X-ray from several sources) cites its copies' annotations.
-        chosen = (_rows_matching(anns.lazy(), pl.col("annotation_id").is_in(ids), ["annotation_id"]) if ids
-                  else _matching(read, "raw_annotations", hints, image_id=image_id))
+        chosen = (
+            _rows_matching(anns.lazy(), pl.col("annotation_id").is_in(ids), ["annotation_id"])
+            if ids
+            else _rows_where(anns.lazy(), {"image_id": image_id})
+        )
         missing = sorted(set(ids) - set(chosen["annotation_id"].to_list()))
         if missing:
             chain.problems.append(f"{len(missing)} annotation id(s) missing from raw_annotations, e.g. {missing[:3]}")
-        keep = [c for c in ("annotation_id", "source", "image_id", "source_file", "record", "source_category", "category", "fdi", "box", "score",
-                            "lesion_type") if c in chosen.columns]
+        keep = [
+            c
+            for c in (
+                "annotation_id",
+                "source",
+                "image_id",
+                "source_file",
+                "record",
+                "source_category",
+                "category",
+                "fdi",
+                "box",
+                "score",
+                "lesion_type",
+                "expert",
+            )
+            if c in chosen.columns
+        ]
         chain.annotations = chosen.select(keep).sort("annotation_id").to_dicts()
 
     # the raw image
@@ -398,7 +505,18 @@ def resolve_lineage(
         chain.image = {"image_id": image_id, "path": row.get("image_path"), "sha256": row.get("image_sha256")}
     else:
         irow = img.row(0, named=True)
-        keys = ("image_id", "source", "partition", "path", "file_name", "sha256", "width", "height", "model_image_path", "normalisation")
+        keys = (
+            "image_id",
+            "source",
+            "partition",
+            "path",
+            "file_name",
+            "sha256",
+            "width",
+            "height",
+            "model_image_path",
+            "normalisation",
+        )
         chain.image = {k: irow.get(k) for k in keys}
     path = chain.image.get("path")
     exists = bool(path) and Path(path).exists()
@@ -410,7 +528,9 @@ def resolve_lineage(
         chain.image["sha256_now"] = now
         chain.image["sha256_matches"] = now == chain.image.get("sha256")
         if not chain.image["sha256_matches"]:
-            chain.problems.append(f"image changed on disk since ingest: sha256 {now[:12]} != {str(chain.image.get('sha256'))[:12]}")
+            chain.problems.append(
+                f"image changed on disk since ingest: sha256 {now[:12]} != {str(chain.image.get('sha256'))[:12]}"
+            )
     return chain
 
 
@@ -433,9 +553,14 @@ def render_text(chain: LineageChain, *, full: bool = False) -> str:
     for role, text in _conversation_lines(chain):
         out.append(f"    {role:>9}: {_short(text, n)}")
     r = chain.request or {}
-    out.append(f"  <- request  table={r.get('generation_table')} item={r.get('item_id')} template={r.get('prompt_template_id')} "
-               f"v={r.get('prompt_version')} backend={r.get('backend')} model={r.get('model')} cache_hit={r.get('cache_hit')}")
-    out.append(f"       params={_short(r.get('params'), 200)} request_hash={r.get('request_hash')} run_id={r.get('run_id')}")
+    out.append(
+        f"  <- request  table={r.get('generation_table')} item={r.get('item_id')} "
+        f"template={r.get('prompt_template_id')} "
+        f"v={r.get('prompt_version')} backend={r.get('backend')} model={r.get('model')} cache_hit={r.get('cache_hit')}"
+    )
+    out.append(
+        f"       params={_short(r.get('params'), 200)} request_hash={r.get('request_hash')} run_id={r.get('run_id')}"
+    )
     out.append(f"       validators={_short(r.get('validators_passed'), 200)}")
     out.append(f"       raw_response: {_short(r.get('raw_response'), n)}")
     if r.get("extra"):
@@ -443,19 +568,36 @@ def render_text(chain: LineageChain, *, full: bool = False) -> str:
     if r.get("cache_entry"):
         out.append(f"       response cache: {_cache_summary(r['cache_entry'])}")
     c = chain.caption
-    out.append(f"  <- caption  version={c.get('caption_version')} attribute_row_hash={c.get('attribute_row_hash')}: {_short(c.get('caption'), n)}" if c else "  <- caption  (none)")
+    out.append(
+        f"  <- caption  version={c.get('caption_version')} attribute_row_hash={c.get('attribute_row_hash')}: "
+        f"{_short(c.get('caption'), n)}"
+        if c
+        else "  <- caption  (none)"
+    )
     a = chain.attributes
     if a:
-        out.append(f"  <- attributes  image_attributes row {a.get('attribute_row_hash')} ({a.get('n_teeth')} teeth, rules {a.get('rules_version')})")
-        out.append(f"       assessed={a.get('assessed')} sources={a.get('sources')} merged copies={a.get('copies') or []}")
+        out.append(
+            f"  <- attributes  image_attributes row {a.get('attribute_row_hash')} ({a.get('n_teeth')} teeth, rules "
+            f"{a.get('rules_version')})"
+        )
+        out.append(
+            f"       assessed={a.get('assessed')} sources={a.get('sources')} merged copies={a.get('copies') or []}"
+        )
     else:
         out.append("  <- attributes  (none)")
     for t in chain.teeth:
-        out.append(f"       tooth {t.get('tooth_id')} {t.get('side')} box={_short(t.get('bbox'), 80)} annotations={t.get('annotation_ids')}")
+        out.append(
+            f"       tooth {t.get('tooth_id')} {t.get('side')} box={_short(t.get('bbox'), 80)} "
+            f"annotations={t.get('annotation_ids')}"
+        )
     out.append(f"  <- annotations ({len(chain.annotations)}; {chain.dependency_rule})")
     for x in chain.annotations:
-        out.append(f"       {x['annotation_id']} [{x.get('source')}] {x.get('source_category')!s} -> {x.get('category')} fdi={x.get('fdi')} "
-                   f"box={_short(x.get('box'), 60)} file={x.get('source_file')} record={x.get('record')}")
+        who = f" expert={x['expert']} score={x.get('score')}" if x.get("expert") else ""
+        out.append(
+            f"       {x['annotation_id']} [{x.get('source')}] {x.get('source_category')!s} -> {x.get('category')} "
+            f"fdi={x.get('fdi')} "
+            f"box={_short(x.get('box'), 60)} file={x.get('source_file')} record={x.get('record')}{who}"
+        )
     i = chain.image or {}
     out.append(f"  <- image  {i.get('image_id')} source={i.get('source')} path={i.get('path')}")
     out.append(f"       sha256={i.get('sha256')} exists={i.get('exists')} matches_now={i.get('sha256_matches')}")
@@ -477,7 +619,9 @@ def _when(ts: Any) -> str:
 def _cache_summary(entry: dict[str, Any] | None) -> str | None:
     if not entry:
         return None
-    same = "same text as the raw response" if entry.get("matches_raw_response") else "text differs from the raw response"
+    same = (
+        "same text as the raw response" if entry.get("matches_raw_response") else "text differs from the raw response"
+    )
     return f"stored {_when(entry.get('created_at'))} by {entry.get('backend')}/{entry.get('model')}; {same}"
 
 
@@ -488,30 +632,87 @@ def _md_escape(s: Any) -> str:
 def render_markdown(chain: LineageChain) -> str:
     """The chain as Markdown (Dagster metadata)."""
     s, r, c, a, i = chain.sample, chain.request or {}, chain.caption, chain.attributes, chain.image or {}
-    md = [f"## Sample `{s['sample_id']}`", "",
-          f"task **{s['task_type']}**, split **{s['split']}**, dimensions `{s.get('category') or '-'}`, image `{s['image_id']}`", ""]
-    md += ["| turn | text |", "|---|---|"] + [f"| {role} | {_md_escape(_short(t, 600))} |" for role, t in _conversation_lines(chain)]
+    md = [
+        f"## Sample `{s['sample_id']}`",
+        "",
+        f"task **{s['task_type']}**, split **{s['split']}**, dimensions `{s.get('category') or '-'}`, image "
+        f"`{s['image_id']}`",
+        "",
+    ]
+    md += ["| turn | text |", "|---|---|"] + [
+        f"| {role} | {_md_escape(_short(t, 600))} |" for role, t in _conversation_lines(chain)
+    ]
     md += ["", "### Request", "", "| field | value |", "|---|---|"]
-    for k in ("generation_table", "item_id", "prompt_template_id", "prompt_version", "backend", "model", "params",
-              "request_hash", "cache_hit", "run_id", "validators_passed", "extra"):
+    for k in (
+        "generation_table",
+        "item_id",
+        "prompt_template_id",
+        "prompt_version",
+        "backend",
+        "model",
+        "params",
+        "request_hash",
+        "cache_hit",
+        "run_id",
+        "validators_passed",
+        "extra",
+    ):
         md.append(f"| {k} | {_md_escape(_short(r.get(k), 300))} |")
     if r.get("cache_entry"):
         md.append(f"| response cache | {_md_escape(_cache_summary(r['cache_entry']))} |")
     md += ["", "Raw response:", "", "```", str(r.get("raw_response") or "")[:4000], "```"]
     md += ["", "### Caption", ""]
-    md += [f"version `{c.get('caption_version')}`, attribute row `{c.get('attribute_row_hash')}`", "", "> " + _md_escape(c.get("caption") or "")] if c else ["_none_"]
+    md += (
+        [
+            f"version `{c.get('caption_version')}`, attribute row `{c.get('attribute_row_hash')}`",
+            "",
+            "> " + _md_escape(c.get("caption") or ""),
+        ]
+        if c
+        else ["_none_"]
+    )
     md += ["", "### Attribute rows", ""]
     if a:
-        md.append(f"image_attributes row `{a.get('attribute_row_hash')}` ({a.get('n_teeth')} teeth, rules `{a.get('rules_version')}`); "
-                  f"assessed {a.get('assessed')}; sources {a.get('sources')}; merged copies {a.get('copies') or []}")
+        md.append(
+            f"image_attributes row `{a.get('attribute_row_hash')}` ({a.get('n_teeth')} teeth, rules "
+            f"`{a.get('rules_version')}`); "
+            f"assessed {a.get('assessed')}; sources {a.get('sources')}; merged copies {a.get('copies') or []}"
+        )
     md += ["", "| tooth | side | box | annotation ids |", "|---|---|---|---|"]
-    md += [f"| {t.get('tooth_id')} | {t.get('side')} | {_short(t.get('bbox'), 60)} | {', '.join(t.get('annotation_ids') or [])} |" for t in chain.teeth]
-    md += ["", f"### Annotations ({len(chain.annotations)}; {chain.dependency_rule})", "",
-           "| annotation_id | source | source file | record | original category | category | fdi | box |", "|---|---|---|---|---|---|---|---|"]
-    md += [f"| {x['annotation_id']} | {_md_escape(x.get('source'))} | {_md_escape(x.get('source_file'))} | {_md_escape(x.get('record'))} | {_md_escape(x.get('source_category'))} | "
-           f"{x.get('category')} | {x.get('fdi')} | {_short(x.get('box'), 60)} |" for x in chain.annotations]
+    md += [
+        f"| {t.get('tooth_id')} | {t.get('side')} | {_short(t.get('bbox'), 60)} | "
+        f"{', '.join(t.get('annotation_ids') or [])} |"
+        for t in chain.teeth
+    ]
+    md += [
+        "",
+        f"### Annotations ({len(chain.annotations)}; {chain.dependency_rule})",
+        "",
+        "| annotation_id | source | source file | record | original category | category | fdi | box | drawn by |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    md += [
+        f"| {x['annotation_id']} | {_md_escape(x.get('source'))} | {_md_escape(x.get('source_file'))} | "
+        f"{_md_escape(x.get('record'))} | {_md_escape(x.get('source_category'))} | "
+        f"{x.get('category')} | {x.get('fdi')} | {_short(x.get('box'), 60)} | "
+        f"{_md_escape(x.get('expert') or 'label')} |"
+        for x in chain.annotations
+    ]
     md += ["", "### Raw image", "", "| field | value |", "|---|---|"]
-    md += [f"| {k} | {_md_escape(i.get(k))} |" for k in ("image_id", "source", "partition", "path", "sha256", "exists", "sha256_matches", "model_image_path", "normalisation")]
+    md += [
+        f"| {k} | {_md_escape(i.get(k))} |"
+        for k in (
+            "image_id",
+            "source",
+            "partition",
+            "path",
+            "sha256",
+            "exists",
+            "sha256_matches",
+            "model_image_path",
+            "normalisation",
+        )
+    ]
     if chain.problems:
         md += ["", "### Problems", ""] + [f"- {p}" for p in chain.problems]
     return "\n".join(md)
@@ -547,46 +748,126 @@ def render_html(chain: LineageChain) -> str:
     e = html.escape
     s, r, c, a, i = chain.sample, chain.request or {}, chain.caption, chain.attributes, chain.image or {}
     jpeg = overlay_jpeg(chain)
-    img_tag = (f'<img alt="X-ray {e(s["image_id"])}" src="data:image/jpeg;base64,{base64.b64encode(jpeg).decode()}">'
-               if jpeg else f"<p class=problem>image file not found: {e(str(i.get('path')))}</p>")
+    img_tag = (
+        f'<img alt="X-ray {e(s["image_id"])}" src="data:image/jpeg;base64,{base64.b64encode(jpeg).decode()}">'
+        if jpeg
+        else f"<p class=problem>image file not found: {e(str(i.get('path')))}</p>"
+    )
 
     def table(rows: list[tuple[str, Any]]) -> str:
-        return "<table>" + "".join(f"<tr><th>{e(k)}</th><td>{e(_short(v, 2000))}</td></tr>" for k, v in rows) + "</table>"
+        return (
+            "<table>" + "".join(f"<tr><th>{e(k)}</th><td>{e(_short(v, 2000))}</td></tr>" for k, v in rows) + "</table>"
+        )
 
     def grid(cols: list[str], rows: list[dict[str, Any]]) -> str:
         head = "".join(f"<th>{e(k)}</th>" for k in cols)
-        body = "".join("<tr>" + "".join(f"<td>{e(_short(row.get(k), 200))}</td>" for k in cols) + "</tr>" for row in rows)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{e(_short(row.get(k), 200))}</td>" for k in cols) + "</tr>" for row in rows
+        )
         return f"<table><tr>{head}</tr>{body}</table>"
 
-    convo = "".join(f'<div class="turn {e(role)}"><b>{e(role)}</b><pre>{e(t)}</pre></div>' for role, t in _conversation_lines(chain))
+    convo = "".join(
+        f'<div class="turn {e(role)}"><b>{e(role)}</b><pre>{e(t)}</pre></div>' for role, t in _conversation_lines(chain)
+    )
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
         f"<title>lineage {e(s['sample_id'])}</title>",
         "<style>body{font-family:sans-serif;margin:1.5em;max-width:1500px}img{max-width:100%;border:1px solid #444}"
-        "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 6px;text-align:left;vertical-align:top;font-size:13px}"
-        "pre{white-space:pre-wrap;margin:.2em 0}.turn{margin:.3em 0;padding:.3em;border-left:4px solid #4c72b0}.assistant{border-color:#55a868}"
+        "table{border-collapse:collapse;margin:.5em 0}"
+        "td,th{border:1px solid #ccc;padding:3px 6px;text-align:left;vertical-align:top;font-size:13px}"
+        "pre{white-space:pre-wrap;margin:.2em 0}.turn{margin:.3em 0;padding:.3em;border-left:4px solid #4c72b0}"
+        ".assistant{border-color:#55a868}"
         ".problem{color:#b00}h2{margin-top:1.2em}</style></head><body>",
         f"<h1>Sample {e(s['sample_id'])}</h1>",
-        table([("task", s["task_type"]), ("split", s["split"]), ("dimensions", s.get("category")), ("image", s["image_id"]), ("source", s.get("source"))]),
-        f"<h2>X-ray with the {len(chain.annotations)} boxes this sample depends on</h2><p>{e(chain.dependency_rule)}</p>{img_tag}",
+        table(
+            [
+                ("task", s["task_type"]),
+                ("split", s["split"]),
+                ("dimensions", s.get("category")),
+                ("image", s["image_id"]),
+                ("source", s.get("source")),
+            ]
+        ),
+        f"<h2>X-ray with the {len(chain.annotations)} boxes this sample depends "
+        f"on</h2><p>{e(chain.dependency_rule)}</p>{img_tag}",
         f"<h2>Conversation</h2>{convo}",
         "<h2>&larr; Request</h2>",
-        table([(k, r.get(k)) for k in ("generation_table", "item_id", "prompt_template_id", "prompt_version", "backend", "model",
-                                          "params", "request_hash", "cache_hit", "run_id", "validators_passed", "extra")]
-              + [("response cache", _cache_summary(r.get("cache_entry")) or "not in the cache (or no cache given)")]),
+        table(
+            [
+                (k, r.get(k))
+                for k in (
+                    "generation_table",
+                    "item_id",
+                    "prompt_template_id",
+                    "prompt_version",
+                    "backend",
+                    "model",
+                    "params",
+                    "request_hash",
+                    "cache_hit",
+                    "run_id",
+                    "validators_passed",
+                    "extra",
+                )
+            ]
+            + [("response cache", _cache_summary(r.get("cache_entry")) or "not in the cache (or no cache given)")]
+        ),
         f"<h3>Raw response</h3><pre>{e(str(r.get('raw_response') or ''))}</pre>",
         "<h2>&larr; Caption</h2>",
-        (table([("caption_version", c.get("caption_version")), ("attribute_row_hash", c.get("attribute_row_hash"))]) + f"<pre>{e(str(c.get('caption') or ''))}</pre>") if c else "<p>none</p>",
+        (
+            table([("caption_version", c.get("caption_version")), ("attribute_row_hash", c.get("attribute_row_hash"))])
+            + f"<pre>{e(str(c.get('caption') or ''))}</pre>"
+        )
+        if c
+        else "<p>none</p>",
         "<h2>&larr; Attribute rows</h2>",
         table(list(a.items())) if a else "<p>none</p>",
-        grid(["tooth_id", "side", "is_wisdom", "wisdom_status", "bbox", "n_conditions", "annotation_ids"], chain.teeth) if chain.teeth else "",
+        grid(["tooth_id", "side", "is_wisdom", "wisdom_status", "bbox", "n_conditions", "annotation_ids"], chain.teeth)
+        if chain.teeth
+        else "",
         "<h2>&larr; Annotations</h2>",
-        grid(["annotation_id", "source", "source_file", "record", "source_category", "category", "fdi", "box", "score"], chain.annotations),
+        grid(
+            [
+                "annotation_id",
+                "source",
+                "source_file",
+                "record",
+                "source_category",
+                "category",
+                "fdi",
+                "box",
+                "score",
+                "expert",
+            ],
+            chain.annotations,
+        ),
         "<h2>&larr; Raw image</h2>",
-        table([(k, i.get(k)) for k in ("image_id", "source", "partition", "path", "file_name", "width", "height", "sha256", "sha256_now", "sha256_matches", "model_image_path", "normalisation")]),
+        table(
+            [
+                (k, i.get(k))
+                for k in (
+                    "image_id",
+                    "source",
+                    "partition",
+                    "path",
+                    "file_name",
+                    "width",
+                    "height",
+                    "sha256",
+                    "sha256_now",
+                    "sha256_matches",
+                    "model_image_path",
+                    "normalisation",
+                )
+            ]
+        ),
     ]
     if chain.problems:
-        parts.append("<h2 class=problem>Problems</h2><ul>" + "".join(f"<li class=problem>{e(p)}</li>" for p in chain.problems) + "</ul>")
+        parts.append(
+            "<h2 class=problem>Problems</h2><ul>"
+            + "".join(f"<li class=problem>{e(p)}</li>" for p in chain.problems)
+            + "</ul>"
+        )
     parts.append("</body></html>")
     return "\n".join(parts)
 

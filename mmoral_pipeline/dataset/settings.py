@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field
 
 from mmoral_pipeline.config import mmoral_home
 from mmoral_pipeline.dataset.split import DEFAULT_HOLDOUT_FRACTION, DEFAULT_VAL_FRACTION
+from mmoral_pipeline.domain.near_duplicates import NEAR_DUPLICATE_MAX_DISTANCE
 
 
 class DatasetSettings(BaseModel):
@@ -18,6 +19,9 @@ class DatasetSettings(BaseModel):
     holdout_image_ids: list[str] = Field(default_factory=list)  # explicit hold-out; replaces the hash rule
     holdout_file: str = ""  # a text file with one image id per line, added to holdout_image_ids
     require_validated: bool = True  # drop rows whose validator verdicts say they failed
+    # Perceptual-hash bits within which two images are one X-ray for the split (measured: 24). Lower it
+    # and `split_disjoint`, which always compares at the measured distance, fails on any copy it separates.
+    near_duplicate_max_distance: int = Field(default=NEAR_DUPLICATE_MAX_DISTANCE, ge=0, le=256)
 
     def explicit_holdout(self) -> set[str] | None:
         """The configured hold-out set, or None when the hash rule applies."""

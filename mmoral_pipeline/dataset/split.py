@@ -1,22 +1,31 @@
-"""Deterministic split of images into train / val / bench (the benchmark hold-out).
+"""Deterministic split of images into train / val / bench (the benchmark hold-out), by content.
 
-Why by image: every sample of one X-ray must land in the same split, or the model would see the
-benchmark picture during training. Why by hash: the decision for an image depends only on its id
-(and the salt), so it is stable across runs, machines and the order rows arrive in, and adding a
-new batch never moves an existing image between splits.
+Why by content: every sample of one X-ray must land in the same split, or the model would see the
+benchmark picture during training, and one X-ray can arrive twice (the same file in two sources, a
+re-encoded or resized copy, another X-ray of the same patient). So images are first grouped, with a
+union-find (`domain.near_duplicates`), by exact sha256, by a near-duplicate perceptual hash and by a
+patient key where a source declares one; a group is never split.
 
-- `is_holdout(image_id)` is the single rule the evaluation side uses to pick benchmark images.
-- `assign_split(image_id)` adds the train/val decision for the rest.
-- `split_images(rows)` applies both to a whole table, grouped by source, and guarantees every
-  source with at least `min_images_for_val` train candidates gives one image to val (the
-  lowest-hash one), so small sources still have a validation signal.
+Why by hash: the decision for a group depends only on its key (its smallest patient key, else its
+smallest image id) and the salt, so it is stable across runs, machines and the order rows arrive
+in, and adding a batch moves an existing image only when a copy of it (or of its patient) arrives.
+
+- `is_holdout(key)` / `assign_split(key)`: the per-key rule (a lone image's key is its id).
+- `split_images(rows)` groups the images, applies the rule per group, and guarantees every source
+  with at least `min_images_for_val` train candidates gives one group to val (the lowest-hash one),
+  so small sources still have a validation signal.
+- `cross_split_links(rows)`: pairs of images in different splits that are the same X-ray or one
+  patient (must be empty; the `split_disjoint` check compares with the measured threshold).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
-from typing import Literal
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from mmoral_pipeline.domain.near_duplicates import NEAR_DUPLICATE_MAX_DISTANCE, content_groups, content_links
 
 Split = Literal["train", "val", "bench"]
 SPLITS: tuple[str, ...] = ("train", "val", "bench")
@@ -25,7 +34,7 @@ DEFAULT_HOLDOUT_FRACTION = 0.1
 DEFAULT_VAL_FRACTION = 0.1
 HOLDOUT_SALT = "mmoral-bench-holdout-v1"
 VAL_SALT = "mmoral-val-v1"
-SPLIT_VERSION = "split-v1"  # bump when the rule changes; recorded in the dataset card
+SPLIT_VERSION = "split-v2"  # bump when the rule changes; recorded in the dataset card (v2: groups by content)
 
 
 def unit_hash(key: str, salt: str) -> float:
@@ -65,34 +74,131 @@ def assign_split(
     return "val" if unit_hash(image_id, VAL_SALT) < val_fraction else "train"
 
 
+@dataclass
+class SplitResult:
+    """The split of every image, the group it was decided with, and what linked the groups."""
+
+    split: dict[str, Split] = field(default_factory=dict)  # image_id -> split
+    group: dict[str, str] = field(default_factory=dict)  # image_id -> group key (the decision key)
+    links: dict[str, int] = field(default_factory=dict)  # link kind -> pairs (sha256, phash, patient_key)
+    groups: int = 0
+    grouped_images: int = 0  # images in a group of two or more
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"groups": self.groups, "grouped_images": self.grouped_images, "links": dict(self.links)}
+
+
+def _rows(images: Iterable[Any]) -> list[dict[str, Any]]:
+    """(image_id, source) pairs, an {image_id: source} map, or rows with image_id, source and the
+    optional content columns sha256, phash, patient_key -> one dict per distinct image id."""
+    if isinstance(images, Mapping):
+        images = images.items()
+    out: dict[str, dict[str, Any]] = {}
+    for r in images:
+        row = dict(r) if isinstance(r, Mapping) else {"image_id": r[0], "source": r[1]}
+        out.setdefault(str(row["image_id"]), row)
+    return [out[k] for k in sorted(out)]
+
+
 def split_images(
-    images: Iterable[tuple[str, str]] | Mapping[str, str],
+    images: Iterable[Any],
     val_fraction: float = DEFAULT_VAL_FRACTION,
     holdout_fraction: float = DEFAULT_HOLDOUT_FRACTION,
     explicit_holdout: set[str] | frozenset[str] | None = None,
     min_images_for_val: int = 3,
-) -> dict[str, Split]:
-    """(image_id, source) pairs -> {image_id: split}, grouped by source.
+    near_duplicate_max_distance: int = NEAR_DUPLICATE_MAX_DISTANCE,
+) -> SplitResult:
+    """Images -> SplitResult: grouped by content (see module doc), one decision per group.
 
-    The hold-out is exactly `is_holdout` (never adjusted, so evaluation can recompute it). Within a
-    source, train/val follow `assign_split`; when a source with >= `min_images_for_val` non-held-out
-    images got no val image (and val_fraction > 0), its lowest-val-hash image moves to val.
+    A group is bench when any of its images is in `explicit_holdout` (which, when given, replaces the
+    hash rule), else when `is_holdout(group key)`; the rest are val or train by `assign_split`. Within a
+    source, when a source with >= `min_images_for_val` non-held-out images got no val image (and
+    val_fraction > 0), the lowest-val-hash group among its groups moves to val (whole groups only).
     """
-    pairs = images.items() if isinstance(images, Mapping) else images
-    by_source: dict[str, list[str]] = {}
-    for image_id, source in pairs:
-        by_source.setdefault(str(source), [])
-        if image_id not in by_source[str(source)]:
-            by_source[str(source)].append(image_id)
-    out: dict[str, Split] = {}
+    rows = _rows(images)
+    n = len(rows)
+    links = content_links(
+        [r.get("sha256") for r in rows], [r.get("phash") for r in rows], [r.get("patient_key") for r in rows],
+        max_distance=near_duplicate_max_distance,
+    )
+    roots = content_groups(n, links)
+    members: dict[int, list[int]] = {}
+    for i, root in enumerate(roots):
+        members.setdefault(root, []).append(i)
+    result = SplitResult(groups=len(members), grouped_images=sum(len(m) for m in members.values() if len(m) > 1))
+    for link in links:
+        result.links[link.kind] = result.links.get(link.kind, 0) + 1
+    decision: dict[int, Split] = {}
+    key_of: dict[int, str] = {}
+    for root, idx in members.items():
+        patients = sorted(str(rows[i]["patient_key"]) for i in idx if rows[i].get("patient_key"))
+        key = f"patient:{patients[0]}" if patients else min(str(rows[i]["image_id"]) for i in idx)
+        key_of[root] = key
+        if explicit_holdout is not None and any(str(rows[i]["image_id"]) in explicit_holdout for i in idx):
+            decision[root] = "bench"
+        else:
+            # an explicit hold-out replaces the hash rule: groups it does not name are never bench
+            decision[root] = assign_split(
+                key, val_fraction, holdout_fraction, None if explicit_holdout is None else frozenset()
+            )
+    by_source: dict[str, set[int]] = {}
+    images_left: dict[str, int] = {}  # per source: images not held out
+    for i, row in enumerate(rows):
+        source = str(row.get("source"))
+        by_source.setdefault(source, set()).add(roots[i])
+        images_left[source] = images_left.get(source, 0) + (decision[roots[i]] != "bench")
     for source in sorted(by_source):
-        candidates: list[str] = []
-        for image_id in sorted(by_source[source]):
-            split = assign_split(image_id, val_fraction, holdout_fraction, explicit_holdout)
-            out[image_id] = split
-            if split != "bench":
-                candidates.append(image_id)
-        has_val = any(out[i] == "val" for i in candidates)
-        if val_fraction > 0 and not has_val and len(candidates) >= min_images_for_val:
-            out[min(candidates, key=lambda i: unit_hash(i, VAL_SALT))] = "val"
+        candidates = sorted(g for g in by_source[source] if decision[g] != "bench")
+        n_images = images_left[source]
+        has_val = any(decision[g] == "val" for g in candidates)
+        if val_fraction > 0 and not has_val and n_images >= min_images_for_val:
+            decision[min(candidates, key=lambda g: (unit_hash(key_of[g], VAL_SALT), key_of[g]))] = "val"
+    for i, row in enumerate(rows):
+        result.split[str(row["image_id"])] = decision[roots[i]]
+        result.group[str(row["image_id"])] = key_of[roots[i]]
+    return result
+
+
+@dataclass(frozen=True)
+class CrossSplitLink:
+    """Two images in different splits that are one X-ray or one patient (a leak)."""
+
+    image_a: str
+    split_a: str
+    image_b: str
+    split_b: str
+    kind: str  # same_image_id | sha256 | phash | patient_key
+    distance: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"images": [self.image_a, self.image_b], "splits": [self.split_a, self.split_b], "kind": self.kind,
+                **({"phash_distance": self.distance} if self.kind == "phash" else {})}
+
+
+def cross_split_links(
+    rows: Sequence[Mapping[str, Any]], max_distance: int = NEAR_DUPLICATE_MAX_DISTANCE
+) -> list[CrossSplitLink]:
+    """Pairs of (image, split) rows in different splits that share an image id, a sha256, a patient key
+    or a perceptual hash within `max_distance` bits. Direct pairs only: a group that straddles splits
+    always has one such pair, so this is empty exactly when no group straddles."""
+    distinct = sorted({(str(r["image_id"]), str(r["split"])): r for r in rows}.items())
+    table = [r for _, r in distinct]
+    out: list[CrossSplitLink] = []
+    by_id: dict[str, str] = {}
+    for (image_id, split), _ in distinct:
+        if image_id in by_id and by_id[image_id] != split:
+            out.append(CrossSplitLink(image_id, by_id[image_id], image_id, split, "same_image_id"))
+        by_id.setdefault(image_id, split)
+    links = content_links(
+        [r.get("sha256") for r in table], [r.get("phash") for r in table], [r.get("patient_key") for r in table],
+        max_distance=max_distance,
+    )
+    for link in links:
+        a, b = table[link.a], table[link.b]
+        if a["split"] != b["split"] and a["image_id"] != b["image_id"]:
+            out.append(
+                CrossSplitLink(
+                    str(a["image_id"]), str(a["split"]), str(b["image_id"]), str(b["split"]), link.kind, link.distance
+                )
+            )
     return out

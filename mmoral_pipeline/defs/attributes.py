@@ -18,6 +18,7 @@ from mmoral_pipeline.attributes.stage import build_attribute_tables
 from mmoral_pipeline.attributes.versions import RULES_VERSION
 from mmoral_pipeline.defs.metadata import bar_chart_png, counts_markdown, png_markdown, table_metadata
 from mmoral_pipeline.defs.partitions import batch_partitions
+from mmoral_pipeline.experts.frames import with_expert_annotations, with_expert_coverage
 
 
 class AttributesConfig(dg.Config, AttributeSettings):
@@ -55,7 +56,9 @@ def image_copies(context: dg.AssetExecutionContext, raw_images: pl.DataFrame) ->
             **table_metadata(frame, max_cell=80),
             "images_with_copies": dg.MetadataValue.int(frame.height),
             "owned_here": dg.MetadataValue.int(owners.height),
-            "merged_into_other_batches": dg.MetadataValue.int(frame.filter(pl.col("owner_partition") != context.partition_key).height),
+            "merged_into_other_batches": dg.MetadataValue.int(
+                frame.filter(pl.col("owner_partition") != context.partition_key).height
+            ),
         },
     )
 
@@ -75,7 +78,8 @@ def copies_are_one_patient(context: dg.AssetCheckExecutionContext, image_copies:
         )
     elif same_source:
         description = (
-            f"{len(same_source)} image(s) are byte-identical copies inside one source (e.g. {same_source[0]['group_image_ids']}); "
+            f"{len(same_source)} image(s) are byte-identical copies inside one source (e.g. "
+            f"{same_source[0]['group_image_ids']}); "
             "they were merged into one document. Remove the duplicate file from the source."
         )
     else:
@@ -100,12 +104,14 @@ def copies_are_one_patient(context: dg.AssetCheckExecutionContext, image_copies:
             code_version=RULES_VERSION,
         ),
         "tooth_attributes": dg.AssetOut(
-            description="One row per tooth per image: FDI id, quadrant, side, box, centre, score, conditions (list of structs).",
+            description="One row per tooth per image: FDI id, quadrant, side, box, centre, score, "
+            "conditions (list of structs).",
             kinds={"parquet", "polars"},
             code_version=RULES_VERSION,
         ),
         "annotation_outcomes": dg.AssetOut(
-            description="One row per raw annotation: what the rules made of it (tooth, condition, jaw, dropped:<threshold>, ...).",
+            description="One row per raw annotation: what the rules made of it "
+            "(tooth, condition, jaw, dropped:<threshold>, ...).",
             kinds={"parquet", "polars"},
             code_version=RULES_VERSION,
         ),
@@ -114,6 +120,8 @@ def copies_are_one_patient(context: dg.AssetCheckExecutionContext, image_copies:
         "raw_images": dg.AssetIn("raw_images"),
         "raw_annotations": dg.AssetIn("raw_annotations", **_EVERY_BATCH),  # scanned: this batch + copies' annotations
         "image_copies": dg.AssetIn("image_copies"),
+        "expert_annotations": dg.AssetIn("expert_annotations", **_EVERY_BATCH),  # scanned like raw_annotations
+        "expert_coverage": dg.AssetIn("expert_coverage", **_EVERY_BATCH),
     },
     partitions_def=batch_partitions,
     group_name="attributes",
@@ -124,19 +132,31 @@ def attributes_batch(
     raw_images: pl.DataFrame,
     raw_annotations: pl.LazyFrame,
     image_copies: pl.DataFrame,
+    expert_annotations: pl.LazyFrame,
+    expert_coverage: pl.LazyFrame,
 ):
     """Apply the MMOral post-processing rules to one batch (best box per tooth, duplicate merge,
     thresholds, crown/filling suppression, finding -> tooth assignment, unknown-tooth bucket), one
-    document per X-ray: copies of an image in other sources join the owner's document (`image_copies`)."""
+    document per X-ray: copies of an image in other sources join the owner's document (`image_copies`).
+
+    The boxes are the source's own annotations plus the visual experts' (`expert_annotations`), which
+    pass through the same thresholds; the categories the experts assessed join the image's label coverage."""
     settings = AttributeSettings.model_validate(config.model_dump())
     plan = copies.merge_plan(image_copies, context.partition_key)
     wanted = pl.col("partition") == context.partition_key
     if plan.foreign_copies:
         wanted = wanted | pl.col("image_id").is_in(plan.foreign_copies)
-    annotations = raw_annotations.filter(wanted).collect()
+    annotations = with_expert_annotations(
+        raw_annotations.filter(wanted).collect(), expert_annotations.filter(wanted).collect()
+    )
+    images = with_expert_coverage(
+        copies.images_for_documents(raw_images, plan),
+        expert_coverage.filter(wanted).collect(),
+        None,
+        owner_of=plan.owner_of,
+    )
     built = build_attribute_tables(
-        copies.images_for_documents(raw_images, plan), annotations, settings,
-        owner_of=plan.owner_of, copies_elsewhere=plan.elsewhere,
+        images, annotations, settings, owner_of=plan.owner_of, copies_elsewhere=plan.elsewhere
     )
     images_frame, teeth_frame = built.image_attributes, built.tooth_attributes
     outcomes = built.annotation_outcomes.with_columns(pl.lit(context.partition_key).alias("partition"))
@@ -144,7 +164,9 @@ def attributes_batch(
     per_outcome = built.outcome_counts()
     distribution = attr_checks.outcome_distribution(outcomes)
     kept_per_class = Counter(
-        c for c, o in zip(outcomes["category"].to_list(), outcomes["outcome"].to_list(), strict=True) if o in KEPT_OUTCOMES
+        c
+        for c, o in zip(outcomes["category"].to_list(), outcomes["outcome"].to_list(), strict=True)
+        if o in KEPT_OUTCOMES
     )
     common = {
         "rules_version": RULES_VERSION,
@@ -187,7 +209,8 @@ def attributes_batch(
             "per_class_distribution": dg.MetadataValue.md(_distribution_markdown(distribution)),
             "per_class_distribution_json": dg.MetadataValue.json(distribution),
             "kept_per_class_chart": png_markdown(
-                bar_chart_png(kept_per_class or {"none": 0}, "annotations kept per class", xlabel="category"), "kept per class"
+                bar_chart_png(kept_per_class or {"none": 0}, "annotations kept per class", xlabel="category"),
+                "kept per class",
             ),
         },
     )
@@ -219,18 +242,26 @@ def location_captions(context: dg.AssetExecutionContext, image_attributes: pl.Da
     asset="annotation_outcomes",
     blocking=True,
     partitions_def=batch_partitions,
-    additional_ins={"raw_annotations": dg.AssetIn("raw_annotations"), "image_attributes": dg.AssetIn("image_attributes")},
+    additional_ins={
+        "raw_annotations": dg.AssetIn("raw_annotations"),
+        "expert_annotations": dg.AssetIn("expert_annotations"),
+        "image_attributes": dg.AssetIn("image_attributes"),
+    },
 )
 def no_finding_lost(
     context: dg.AssetCheckExecutionContext,
     annotation_outcomes: pl.DataFrame,
     raw_annotations: pl.DataFrame,
+    expert_annotations: pl.DataFrame,
     image_attributes: pl.DataFrame,
 ) -> dg.AssetCheckResult:
-    """Every raw annotation has exactly one outcome (on a tooth, in the unknown bucket, or dropped by a
-    named rule); the counts add up to the raw annotations; kept ones are traceable in a document
+    """Every raw annotation (human or expert) has exactly one outcome (on a tooth, in the unknown bucket, or
+    dropped by a named rule); the counts add up to the annotations; kept ones are traceable in a document
     (copies owned by another batch: `copies_in_owner_document` follows them there)."""
-    acc = attr_checks.finding_accounting(raw_annotations, annotation_outcomes, image_attributes, partition=context.partition_key)
+    annotations = with_expert_annotations(raw_annotations, expert_annotations)
+    acc = attr_checks.finding_accounting(
+        annotations, annotation_outcomes, image_attributes, partition=context.partition_key
+    )
     return dg.AssetCheckResult(
         passed=bool(acc["passed"]),
         description=attr_checks.accounting_description(acc),
@@ -257,28 +288,45 @@ def no_finding_lost(
     kinds={"parquet", "polars"},
     code_version=copies.COPIES_VERSION,
 )
-def merged_copies(context: dg.AssetExecutionContext, annotation_outcomes: pl.DataFrame, image_attributes: pl.LazyFrame) -> dg.Output:
+def merged_copies(
+    context: dg.AssetExecutionContext, annotation_outcomes: pl.DataFrame, image_attributes: pl.LazyFrame
+) -> dg.Output:
     """The annotations of this batch's copies of X-rays whose document another batch owns, and whether
     that document cites them. Reads every batch's documents, so it runs after all of them are built."""
     frame = copies.merged_annotations(annotation_outcomes, image_attributes)
-    return dg.Output(frame, metadata={**table_metadata(frame, max_cell=60),
-                                      "not_in_owner_document": dg.MetadataValue.int(frame.filter(~pl.col("in_owner_document")).height)})
+    return dg.Output(
+        frame,
+        metadata={
+            **table_metadata(frame, max_cell=60),
+            "not_in_owner_document": dg.MetadataValue.int(frame.filter(~pl.col("in_owner_document")).height),
+        },
+    )
 
 
 @dg.asset_check(asset="merged_copies", blocking=True, partitions_def=batch_partitions)
-def copies_in_owner_document(context: dg.AssetCheckExecutionContext, merged_copies: pl.DataFrame) -> dg.AssetCheckResult:
+def copies_in_owner_document(
+    context: dg.AssetCheckExecutionContext, merged_copies: pl.DataFrame
+) -> dg.AssetCheckResult:
     """Every annotation of a copy owned by another batch is in that batch's merged document."""
     missing = merged_copies.filter(~pl.col("in_owner_document"))
     owners = sorted(set(missing["owner_partition"].drop_nulls().to_list()))
     return dg.AssetCheckResult(
         passed=missing.height == 0,
-        description=None if missing.height == 0 else (
-            f"{missing.height} of {merged_copies.height} annotations of copies in this batch are not in their X-ray's merged "
+        description=None
+        if missing.height == 0
+        else (
+            f"{missing.height} of {merged_copies.height} annotations of copies in this batch are not in their X-ray's "
+            "merged "
             f"document (owner batch(es) {owners or 'not built yet'}): the owner's document was built before this batch "
-            "was ingested. Re-materialise the owner's attributes, e.g. `mmoral materialize --select 'group:attributes+'`."
+            "was ingested. Re-materialise the owner's attributes, e.g. `mmoral materialize --select "
+            "'group:attributes+'`."
         ),
-        metadata={"annotations": merged_copies.height, "missing": missing.height, "owner_partitions": dg.MetadataValue.json(owners),
-                  "examples": dg.MetadataValue.json(missing.head(5).to_dicts())},
+        metadata={
+            "annotations": merged_copies.height,
+            "missing": missing.height,
+            "owner_partitions": dg.MetadataValue.json(owners),
+            "examples": dg.MetadataValue.json(missing.head(5).to_dicts()),
+        },
     )
 
 
@@ -288,11 +336,17 @@ def fdi_ids_valid(context: dg.AssetCheckExecutionContext, tooth_attributes: pl.D
     bad = attr_checks.invalid_teeth(tooth_attributes)
     return dg.AssetCheckResult(
         passed=bad.height == 0,
-        description=None if bad.height == 0 else (
+        description=None
+        if bad.height == 0
+        else (
             f"{bad.height} of {tooth_attributes.height} teeth are invalid (e.g. {bad.row(0, named=True)}): a rule or "
             "reader bug; please report it with this batch."
         ),
-        metadata={"checked": tooth_attributes.height, "invalid": bad.height, "examples": dg.MetadataValue.json(bad.head(5).to_dicts())},
+        metadata={
+            "checked": tooth_attributes.height,
+            "invalid": bad.height,
+            "examples": dg.MetadataValue.json(bad.head(5).to_dicts()),
+        },
     )
 
 
@@ -302,11 +356,18 @@ def no_tooth_twice(context: dg.AssetCheckExecutionContext, tooth_attributes: pl.
     twice = attr_checks.repeated_teeth(tooth_attributes)
     return dg.AssetCheckResult(
         passed=twice.height == 0,
-        description=None if twice.height == 0 else (
-            f"{twice.height} (image, tooth) pairs occur more than once (e.g. {twice.row(0, named=True)}): the best-box rule "
+        description=None
+        if twice.height == 0
+        else (
+            f"{twice.height} (image, tooth) pairs occur more than once (e.g. {twice.row(0, named=True)}): the "
+            "best-box rule "
             "did not run; re-materialise this batch's attributes."
         ),
-        metadata={"checked": tooth_attributes.height, "repeated": twice.height, "examples": dg.MetadataValue.json(twice.head(5).to_dicts())},
+        metadata={
+            "checked": tooth_attributes.height,
+            "repeated": twice.height,
+            "examples": dg.MetadataValue.json(twice.head(5).to_dicts()),
+        },
     )
 
 
@@ -319,8 +380,12 @@ def captions_match_attributes(
     context: dg.AssetCheckExecutionContext, location_captions: pl.DataFrame, image_attributes: pl.DataFrame
 ) -> dg.AssetCheckResult:
     """One non-empty caption per image, rendered from the current document (same attribute_row_hash)."""
-    want = dict(zip(image_attributes["image_id"].to_list(), image_attributes["attribute_row_hash"].to_list(), strict=True))
-    have = dict(zip(location_captions["image_id"].to_list(), location_captions["attribute_row_hash"].to_list(), strict=True))
+    want = dict(
+        zip(image_attributes["image_id"].to_list(), image_attributes["attribute_row_hash"].to_list(), strict=True)
+    )
+    have = dict(
+        zip(location_captions["image_id"].to_list(), location_captions["attribute_row_hash"].to_list(), strict=True)
+    )
     missing = sorted(set(want) - set(have))
     stale = sorted(i for i in want.keys() & have.keys() if want[i] != have[i])
     empty = location_captions.filter(pl.col("caption").str.len_chars() == 0).height
@@ -344,6 +409,13 @@ def captions_match_attributes(
 
 
 attributes_assets = [image_copies, attributes_batch, merged_copies, location_captions]
-attributes_checks = [copies_are_one_patient, copies_in_owner_document, no_finding_lost, fdi_ids_valid, no_tooth_twice, captions_match_attributes]
+attributes_checks = [
+    copies_are_one_patient,
+    copies_in_owner_document,
+    no_finding_lost,
+    fdi_ids_valid,
+    no_tooth_twice,
+    captions_match_attributes,
+]
 
 __all__ = ["AttributesConfig", "attributes_assets", "attributes_checks"]

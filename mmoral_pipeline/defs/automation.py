@@ -12,7 +12,8 @@ declarative automation of cheap derived assets.
   dataset-level assets and their checks; it is the only automation that is on by default, because
   those assets are cheap and make no LLM requests.
 - Training (`sft_model`) and anything downstream of it is never triggered automatically: it is in
-  no job, schedule or sensor target here.
+  no job, schedule or sensor target here. Nor is training an expert (`expert_model`); the batches'
+  `expert_annotations` are data and run with the other per-batch assets.
 
 Selections are built from groups and partition kinds, not asset names, so assets of other groups
 join the right job as they land.
@@ -41,8 +42,11 @@ FIRST_ASSET = dg.AssetKey("raw_images")  # materialised for a batch = the batch 
 TRIGGER_TAG = "mmoral/trigger"
 
 # Everything that is data: the stage groups, minus training and whatever needs a trained model
-# (benchmark results). Benchmark items are data; scoring a model is not.
-never_automatic = dg.AssetSelection.groups(*TRAINING_GROUPS).downstream()
+# (benchmark results). Benchmark items are data; scoring a model is not. Training an expert
+# (`expert_model`, tagged TRAINING_TAG) is training too, but what it labels is data: only the asset
+# itself is excluded.
+TRAINING_TAG = ("mmoral/training", "true")
+never_automatic = dg.AssetSelection.groups(*TRAINING_GROUPS).downstream() | dg.AssetSelection.tag(*TRAINING_TAG)
 data_assets = dg.AssetSelection.groups(*DATA_GROUPS) - never_automatic
 # The per-batch tables (one dynamic partition per source batch).
 batch_assets = data_assets & dg.AssetSelection.from_string('partitions:"dynamic"')
@@ -56,7 +60,13 @@ derived_assets = (dg.AssetSelection.groups(*DERIVED_GROUPS) - never_automatic) &
 # regeneration finishes every batch first). A changed prompt reaches them the same way: re-running
 # the stale generation outputs updates their upstream. (`code_version_changed()` cannot be part of
 # it: the sensor's default condition also applies to the checks, which have no code version.)
-DERIVED_CONDITION = dg.AutomationCondition.eager()
+# Blocking means blocking across runs too: an export is never requested while a blocking check of an
+# unpartitioned upstream (split_disjoint, rows_accounted) has not passed on its latest materialisation.
+# Partitioned upstreams are gated per batch by the IO manager instead (defs/gates.py): one failing batch
+# is left out of instruction_samples, it does not stop the dataset.
+DERIVED_CONDITION = dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed().allow(
+    dg.AssetSelection.from_string('partitions:"none"')
+)
 
 regenerate_dataset_job = dg.define_asset_job(
     "regenerate_dataset",
@@ -126,7 +136,7 @@ def batch_fingerprints(sources: SourcesFile, batches: list[Batch] | None = None)
     by_source: dict[str, list[Batch]] = {}
     for b in batches:
         by_source.setdefault(b.source.name, []).append(b)
-    for name, source_batches in by_source.items():
+    for source_batches in by_source.values():
         spec = source_batches[0].source
         stats = folder_stats(sources.root_of(spec))
         spec_json = spec.model_dump_json()
@@ -232,7 +242,9 @@ def weekly_regeneration(context: dg.ScheduleEvaluationContext, sources: SourcesR
     registered = set(context.instance.get_dynamic_partitions(BATCHES))
     keys = [k for k in planned if k in registered]
     if not keys:
-        return dg.SkipReason("no registered batch is in the sources file; run `mmoral partitions` or the raw_data_sensor")
+        return dg.SkipReason(
+            "no registered batch is in the sources file; run `mmoral partitions` or the raw_data_sensor"
+        )
     per_batch = sorted(batch_assets.resolve(context.repository_def.asset_graph), key=lambda k: k.to_user_string())
     stamp = context.scheduled_execution_time.strftime("%Y-%m-%dT%H:%M") if context.scheduled_execution_time else "now"
     return [

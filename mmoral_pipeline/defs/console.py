@@ -38,8 +38,12 @@ def _progress_or_level(level: int):
 
 @dg.logger(
     {
-        "log_level": dg.Field(str, is_required=False, default_value="WARNING", description="records from this level up"),
-        "progress": dg.Field(bool, is_required=False, default_value=True, description="also show progress lines below it"),
+        "log_level": dg.Field(
+            str, is_required=False, default_value="WARNING", description="records from this level up"
+        ),
+        "progress": dg.Field(
+            bool, is_required=False, default_value=True, description="also show progress lines below it"
+        ),
     },
     description="Terminal logger of `mmoral materialize`: warnings and errors, plus progress lines.",
 )
@@ -48,7 +52,7 @@ def progress_console_logger(init_context) -> logging.Logger:
     level = level if isinstance(level, int) else logging.WARNING
     show_progress = init_context.logger_config["progress"]
     # a private logger per run, as Dagster's own console logger (not one shared through logging.getLogger)
-    logger = logging.Logger("mmoral", level=logging.DEBUG if show_progress else level)  # noqa: LOG001
+    logger = logging.Logger("mmoral", level=logging.DEBUG if show_progress else level)
     handler = logging.StreamHandler()
     handler.setFormatter(_ShortFormatter())
     handler.addFilter(_progress_or_level(level) if show_progress else (lambda r: r.levelno >= level))

@@ -63,7 +63,8 @@ class _History:
         if key not in self._latest:
             if partitioned:
                 ids = self.instance.event_log_storage.get_latest_storage_id_by_partition(
-                    key, dg.DagsterEventType.ASSET_MATERIALIZATION)
+                    key, dg.DagsterEventType.ASSET_MATERIALIZATION
+                )
                 self._latest[key] = dict(ids)
             else:
                 recs = self.instance.fetch_materializations(key, limit=1).records
@@ -72,24 +73,34 @@ class _History:
 
     def record(self, key: dg.AssetKey, storage_id: int) -> dg.EventLogRecord | None:
         if storage_id not in self._records:
-            recs = self.instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key, storage_ids=[storage_id]), limit=1).records
+            recs = self.instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=key, storage_ids=[storage_id]), limit=1
+            ).records
             self._records[storage_id] = recs[0] if recs else None
         return self._records[storage_id]
 
     def before(self, key: dg.AssetKey, partition: PartitionKey, storage_id: int) -> dg.EventLogRecord | None:
         """The latest materialisation of (key, partition) older than `storage_id` (what a downstream run read)."""
         recs = self.instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition] if partition else None,
-                                  before_storage_id=storage_id), limit=1).records
+            dg.AssetRecordsFilter(
+                asset_key=key, asset_partitions=[partition] if partition else None, before_storage_id=storage_id
+            ),
+            limit=1,
+        ).records
         return recs[0] if recs else None
 
     def failed_checks(self, run_id: str) -> set[dg.AssetKey]:
         """Assets with an ERROR-severity check that failed in this run."""
         if run_id not in self._failed_checks:
-            records = self.instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
-            evaluations = [r.event_log_entry.dagster_event.event_specific_data for r in records if r.event_log_entry.dagster_event]
-            self._failed_checks[run_id] = {e.asset_key for e in evaluations
-                                           if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR}
+            records = self.instance.get_records_for_run(
+                run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
+            ).records
+            evaluations = [
+                r.event_log_entry.dagster_event.event_specific_data for r in records if r.event_log_entry.dagster_event
+            ]
+            self._failed_checks[run_id] = {
+                e.asset_key for e in evaluations if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR
+            }
         return self._failed_checks[run_id]
 
 
@@ -125,7 +136,11 @@ def plan_materialisation(
     order = [k for k in graph.toposorted_asset_keys if k in chosen]
     slots = [(k, p) for k in order for p in (partitions if graph.get(k).is_partitioned else [None])]
     for key, part in slots:  # own reasons, independent of the rest of the plan
-        plan.reasons[(key, part)] = "forced (--force)" if force else (_stale_reason(history, graph, key, part, partitions, current_inputs) or "")
+        plan.reasons[(key, part)] = (
+            "forced (--force)"
+            if force
+            else (_stale_reason(history, graph, key, part, partitions, current_inputs) or "")
+        )
     changed = True
     while changed:  # spread runs downstream and to multi-asset siblings until nothing changes
         changed = False
@@ -138,7 +153,9 @@ def plan_materialisation(
                 for s in graph.get_execution_set_asset_and_check_keys(key):
                     if isinstance(s, dg.AssetKey) and s in chosen:
                         plan.run.setdefault(part, set()).add(s)
-                        plan.reasons[(s, part)] = plan.reasons[(s, part)] or f"runs with {key.to_user_string()} (one multi-asset)"
+                        plan.reasons[(s, part)] = (
+                            plan.reasons[(s, part)] or f"runs with {key.to_user_string()} (one multi-asset)"
+                        )
                 changed = True
     for key, part in slots:
         if not plan.runs(key, part):
@@ -156,23 +173,34 @@ def _upstream_runs(graph, plan: Plan, key: dg.AssetKey, part: PartitionKey, part
 
 def fan_in_readers(graph, keys: Iterable[dg.AssetKey]) -> set[dg.AssetKey]:
     """The partitioned assets among `keys` that read every batch of a partitioned parent (not only their own)."""
-    return {k for k in keys if graph.get(k).is_partitioned and any(
-        graph.get(p).is_partitioned and not isinstance(graph.get_partition_mapping(k, p), dg.IdentityPartitionMapping)
-        for p in graph.get(k).parent_keys)}
+    return {
+        k
+        for k in keys
+        if graph.get(k).is_partitioned
+        and any(
+            graph.get(p).is_partitioned
+            and not isinstance(graph.get_partition_mapping(k, p), dg.IdentityPartitionMapping)
+            for p in graph.get(k).parent_keys
+        )
+    }
 
 
-def _upstream_partitions(graph, child: dg.AssetKey, parent: dg.AssetKey, child_partition: PartitionKey,
-                         partitions: list[str]) -> list[PartitionKey]:
+def _upstream_partitions(
+    graph, child: dg.AssetKey, parent: dg.AssetKey, child_partition: PartitionKey, partitions: list[str]
+) -> list[PartitionKey]:
     """The parent partitions a child partition reads: the same batch, or every batch (a fan-in)."""
     if not graph.get(parent).is_partitioned:
         return [None]
-    if child_partition is not None and isinstance(graph.get_partition_mapping(child, parent), dg.IdentityPartitionMapping):
+    if child_partition is not None and isinstance(
+        graph.get_partition_mapping(child, parent), dg.IdentityPartitionMapping
+    ):
         return [child_partition]
     return list(partitions)
 
 
-def _stale_reason(history: _History, graph, key: dg.AssetKey, part: PartitionKey, partitions: list[str],
-                  current_inputs: InputsFn) -> str | None:
+def _stale_reason(
+    history: _History, graph, key: dg.AssetKey, part: PartitionKey, partitions: list[str], current_inputs: InputsFn
+) -> str | None:
     """Why this asset partition must run, judged on its own record and its upstream's content; None: up to date."""
     node = graph.get(key)
     own_id = history.latest_ids(key, node.is_partitioned).get(part)

@@ -1,6 +1,5 @@
 """Group `ingest`: raw files -> `raw_images`, `raw_annotations`, `rejected_inputs` (+ checks)."""
 
-
 import base64
 from collections import Counter
 from pathlib import Path
@@ -24,7 +23,9 @@ from mmoral_pipeline.sources.common import DOCUMENT_ITEM_SUFFIX
 from mmoral_pipeline.sources.coverage import source_coverage
 from mmoral_pipeline.viz import DrawnBox, draw_boxes, thumbnail_grid, to_jpeg
 
-INGEST_CODE_VERSION = f"ingest-v1+{NORMALISE_VERSION}"
+INGEST_CODE_VERSION = (
+    f"ingest-v2+{NORMALISE_VERSION}"  # v2: perceptual hash, id collisions and duplicate stems quarantined
+)
 
 
 def _thumbnail_markdown(images: pl.DataFrame, annotations: pl.DataFrame, n: int = 6) -> str:
@@ -73,6 +74,7 @@ def _thumbnail_markdown(images: pl.DataFrame, annotations: pl.DataFrame, n: int 
             asset="rejected_inputs",
             description="For the batch: inputs seen = accepted + rejected, for images and annotations.",
             blocking=True,
+            partitions_def=batch_partitions,  # recorded per batch, so the fan-in gate can read it
         )
     ],
     partitions_def=batch_partitions,
@@ -135,7 +137,9 @@ def ingest_batch(context: dg.AssetExecutionContext, sources: SourcesResource):
         asset_key="rejected_inputs",
         passed=ok,
         metadata={k: dg.MetadataValue.int(v) for k, v in counts.items()},
-        description=None if ok else (
+        description=None
+        if ok
+        else (
             f"inputs seen != accepted + rejected ({counts}): the {batch.source.format} reader let an input vanish "
             "without a rejection row - a reader bug; please report it with this batch."
         ),
@@ -147,7 +151,9 @@ def images_decode(context: dg.AssetCheckExecutionContext, raw_images: pl.DataFra
     """Every accepted image's source file is still there, and the image the model sees opens and fully decodes
     as 8-bit grey or RGB at the recorded size."""
     failures = []
-    tracker = Progress(f"images_decode {context.partition_key}", raw_images.height, context.log.info, unit="images").start()
+    tracker = Progress(
+        f"images_decode {context.partition_key}", raw_images.height, context.log.info, unit="images"
+    ).start()
     for row in raw_images.select("image_id", "path", "model_image_path", "width", "height").iter_rows(named=True):
         before = len(failures)
         try:
@@ -156,18 +162,28 @@ def images_decode(context: dg.AssetCheckExecutionContext, raw_images: pl.DataFra
             with Image.open(row["model_image_path"] or row["path"]) as im:
                 im.load()
                 if im.mode not in MODEL_IMAGE_MODES or im.size != (row["width"], row["height"]):
-                    raise ValueError(f"model image is {im.mode} {im.size[0]}x{im.size[1]}, expected L/RGB {row['width']}x{row['height']}")
-        except Exception as exc:  # noqa: BLE001 - any failure to decode is the finding
+                    raise ValueError(
+                        f"model image is {im.mode} {im.size[0]}x{im.size[1]}, expected L/RGB "
+                        f"{row['width']}x{row['height']}"
+                    )
+        except Exception as exc:
             failures.append({"image_id": row["image_id"], "error": str(exc)[:200]})
         tracker.advance(failed=len(failures) - before)
     tracker.finish()
     return dg.AssetCheckResult(
         passed=not failures,
-        description=None if not failures else (
+        description=None
+        if not failures
+        else (
             f"{len(failures)} of {raw_images.height} accepted images no longer decode (e.g. {failures[0]['image_id']}: "
-            f"{failures[0]['error'][:80]}): the files changed on disk after ingest; restore them or re-run ingest for this batch."
+            f"{failures[0]['error'][:80]}): the files changed on disk after ingest; restore them or re-run ingest for "
+            "this batch."
         ),
-        metadata={"checked": raw_images.height, "failures": len(failures), "examples": dg.MetadataValue.json(failures[:5])},
+        metadata={
+            "checked": raw_images.height,
+            "failures": len(failures),
+            "examples": dg.MetadataValue.json(failures[:5]),
+        },
     )
 
 
@@ -184,12 +200,18 @@ def boxes_inside_images(
     bad = quality.boxes_outside(raw_annotations, raw_images)
     return dg.AssetCheckResult(
         passed=bad.height == 0,
-        description=None if bad.height == 0 else (
+        description=None
+        if bad.height == 0
+        else (
             f"{bad.height} of {raw_annotations.height} accepted boxes lie outside their image or have no image "
             f"(e.g. {bad['annotation_id'][0]} box {bad['box'][0].to_list()} in {bad['width'][0]}x{bad['height'][0]}): "
             "raw_images and raw_annotations are out of step; re-run ingest for this batch."
         ),
-        metadata={"checked": raw_annotations.height, "outside": bad.height, "examples": dg.MetadataValue.json(bad.head(5).to_dicts())},
+        metadata={
+            "checked": raw_annotations.height,
+            "outside": bad.height,
+            "examples": dg.MetadataValue.json(bad.head(5).to_dicts()),
+        },
     )
 
 
@@ -216,9 +238,12 @@ def no_unmapped_categories(
     top = ", ".join(f"{m} ({n})" for m, n in messages.most_common(3))
     return dg.AssetCheckResult(
         passed=passed,
-        description=None if passed else (
+        description=None
+        if passed
+        else (
             f"{bad_rows.height} accepted rows outside the taxonomy; {unknown.height} annotations of unknown classes "
-            f"quarantined ({top}). Map the classes you want with `options.class_map` on this source in the sources file; "
+            f"quarantined ({top}). Map the classes you want with `options.class_map` on this source in the sources "
+            "file; "
             "the quarantined ones are listed in rejected_inputs."
         ),
         severity=dg.AssetCheckSeverity.ERROR if bad_rows.height else dg.AssetCheckSeverity.WARN,
@@ -249,7 +274,10 @@ def fdi_side_consistency(
     per_source = quality.side_summary(per_quadrant)
     worst = float(per_source["wrong_share"].max()) if per_source.height else 0.0
     description = quality.side_failure_description(per_quadrant, sf.side_consistency_max_wrong)
-    fixes = {s: quality.suggested_quadrant_map(per_quadrant.filter(pl.col("source") == s)) for s in per_source["source"].to_list()}
+    fixes = {
+        s: quality.suggested_quadrant_map(per_quadrant.filter(pl.col("source") == s))
+        for s in per_source["source"].to_list()
+    }
     return dg.AssetCheckResult(
         passed=worst <= sf.side_consistency_max_wrong,
         description=description,
@@ -258,7 +286,10 @@ def fdi_side_consistency(
             "threshold": dg.MetadataValue.float(sf.side_consistency_max_wrong),
             "per_source": dg.MetadataValue.md(
                 "| source | teeth | wrong side | share |\n|---|---|---|---|\n"
-                + "\n".join(f"| {r['source']} | {r['teeth']} | {r['wrong_side']} | {r['wrong_share']:.3f} |" for r in per_source.iter_rows(named=True))
+                + "\n".join(
+                    f"| {r['source']} | {r['teeth']} | {r['wrong_side']} | {r['wrong_share']:.3f} |"
+                    for r in per_source.iter_rows(named=True)
+                )
             ),
             "per_quadrant": dg.MetadataValue.md(
                 "| source | quadrant | teeth | wrong side | share |\n|---|---|---|---|---|\n"
@@ -268,7 +299,9 @@ def fdi_side_consistency(
                 )
             ),
             "per_quadrant_json": dg.MetadataValue.json(per_quadrant.to_dicts()),
-            "suggested_quadrant_map": dg.MetadataValue.json({s: {str(k): v for k, v in m.items()} for s, m in fixes.items() if m}),
+            "suggested_quadrant_map": dg.MetadataValue.json(
+                {s: {str(k): v for k, v in m.items()} for s, m in fixes.items() if m}
+            ),
         },
     )
 

@@ -9,4 +9,6 @@ batch_partitions = dg.DynamicPartitionsDefinition(name=BATCHES)
 # on them deliberately, so the warning is noise in every run log.
 import warnings  # noqa: E402
 
-warnings.filterwarnings("ignore", message="Specifying a partitions_def on an AssetCheckSpec", category=dg.PreviewWarning)
+warnings.filterwarnings(
+    "ignore", message="Specifying a partitions_def on an AssetCheckSpec", category=dg.PreviewWarning
+)

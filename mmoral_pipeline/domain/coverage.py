@@ -41,7 +41,7 @@ def parse_coverage(value: object) -> frozenset[Category]:
             return ALL_CATEGORIES
         value = [value]
     if not isinstance(value, (list, tuple, set, frozenset)):
-        raise ValueError(f"covers must be 'all' or a list of categories, got {value!r}")  # noqa: TRY004 - pydantic reports ValueError
+        raise ValueError(f"covers must be 'all' or a list of categories, got {value!r}")
     out: set[Category] = set()
     for item in value:
         unified = unify_category(str(item))
@@ -101,10 +101,14 @@ _GROUPS: tuple[tuple[str, str, frozenset[Category]], ...] = (
 )
 COVERAGE_MARKER = "not assessed"
 # A clause that declares coverage: "... were not assessed", "This review covers X only", "assessed in this review".
-_COVERAGE_CLAUSE = re.compile(r"\bnot assessed\b|\bthis review (?:covers|assessed)\b|\bassessed in this review\b", re.IGNORECASE)
+_COVERAGE_CLAUSE = re.compile(
+    r"\bnot assessed\b|\bthis review (?:covers|assessed)\b|\bassessed in this review\b", re.IGNORECASE
+)
 
 
 def join_words(words: list[str]) -> str:
+    if not words:
+        return ""
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + f" and {words[-1]}"
 
 
@@ -139,8 +143,13 @@ def coverage_sentence(assessed: Iterable[Category]) -> str | None:
     missing = not_assessed_parts(have)
     plural = len(missing) > 1 or (missing[0].endswith("s") and not missing[0].endswith(_MASS_NOUNS))
     tail = f"{join_words(missing)} {'were' if plural else 'was'} {COVERAGE_MARKER}."
+    if not have:  # a folder of images no expert labelled
+        return f"This review assessed nothing; {tail}"
     if len(have) >= len(ALL_CATEGORIES) - 3:
-        return f"This review assessed every finding category except {join_words(missing)}, which {'were' if plural else 'was'} {COVERAGE_MARKER}."
+        verb = "were" if plural else "was"
+        return (
+            f"This review assessed every finding category except {join_words(missing)}, which {verb} {COVERAGE_MARKER}."
+        )
     covered = [PLURAL[c] for c in have]
     if Category.TOOTH in have:
         covered[0] = "the teeth (presence and FDI numbering)" if len(have) == 1 else "the teeth"

@@ -102,6 +102,13 @@ def opposing(fdi: int) -> int:
     return oq * 10 + p
 
 
+def mirrored(fdi: int) -> int:
+    """The same tooth on the patient's other side (11 <-> 21, 36 <-> 46): what a left-right flip of the image shows."""
+    q, p = _check(fdi) // 10, position(fdi)
+    mq = {1: 2, 2: 1, 3: 4, 4: 3, 5: 6, 6: 5, 7: 8, 8: 7}[q]
+    return mq * 10 + p
+
+
 # Universal (ADA) numbering: 1-32 permanent, A-T primary.
 _UNIVERSAL_PERMANENT: dict[int, int] = {}
 for _u in range(1, 9):

@@ -54,7 +54,9 @@ def yolo_to_xyxy(cx: float, cy: float, w: float, h: float, width: int, height: i
     )
 
 
-def box_problem(b: Sequence[float], width: int | None = None, height: int | None = None, tol: float = 1.0) -> str | None:
+def box_problem(
+    b: Sequence[float], width: int | None = None, height: int | None = None, tol: float = 1.0
+) -> str | None:
     """Why a box is unusable, or None. `tol` pixels of slack at the image border."""
     if len(b) != 4:
         return "box_malformed"

@@ -10,7 +10,7 @@ import json
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, field_validator, model_validator
 
 from mmoral_pipeline.domain import fdi as fdi_rules
 from mmoral_pipeline.domain.taxonomy import Category
@@ -35,6 +35,8 @@ class RejectReason(StrEnum):
     MALFORMED_JSON = "malformed_json"
     MALFORMED_RECORD = "malformed_record"
     DUPLICATE_ID = "duplicate_id"
+    ID_COLLISION = "id_collision"  # two files whose names clean to the same image id (a/b.png, a_b.png, a b.jpg)
+    DUPLICATE_STEM = "duplicate_stem"  # two images with one stem (x.png, x.jpg): a paired label cannot say which
     DUPLICATE_IMAGE = "duplicate_image"
     MISSING_ANNOTATIONS = "missing_annotations"
     IMAGE_REJECTED = "image_rejected"  # an annotation whose image was itself quarantined
@@ -62,6 +64,9 @@ class ImageRecord(BaseModel):
     # Groups X-rays of one patient (the split never separates them). Declared by a source, or a
     # salted hash of a DICOM PatientID; never the identifier itself. None: unknown.
     patient_key: str | None = None
+    # Perceptual hash (hex) of the decoded pixels, robust to re-encoding and resizing: the split
+    # groups near-duplicate copies by it (mmoral_pipeline.domain.near_duplicates). None: not computed.
+    phash: str | None = None
     # The 8-bit L/RGB image the model sees: `path` itself when the file needs no normalisation,
     # else a PNG written once under $MMORAL_HOME/_model_images (sources/base.py).
     model_image_path: str = ""
@@ -121,6 +126,21 @@ class IngestBatch(BaseModel):
     rejections: list[Rejection] = Field(default_factory=list)
     images_seen: int = 0
     annotations_seen: int = 0
+    _owner_of_id: dict[str, str] = PrivateAttr(default_factory=dict)  # image_id -> file_name of its holder
+
+    def id_owner(self, image_id: str) -> str | None:
+        """The file name of the accepted image that holds `image_id`, or None when the id is free."""
+        if len(self._owner_of_id) != len(self.images):  # images appended without `accept_image`
+            self._owner_of_id = {}
+            for im in self.images:
+                self._owner_of_id.setdefault(im.image_id, im.file_name)
+        return self._owner_of_id.get(image_id)
+
+    def accept_image(self, image: ImageRecord) -> None:
+        """Append an accepted image (whose id `id_owner` said is free) and index its id."""
+        self.id_owner(image.image_id)  # brings the index up to date first
+        self.images.append(image)
+        self._owner_of_id.setdefault(image.image_id, image.file_name)
 
     def extend(self, other: IngestBatch) -> None:
         self.images.extend(other.images)

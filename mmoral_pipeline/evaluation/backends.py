@@ -25,6 +25,8 @@ def openai_backend(base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY
     (`$MMORAL_HOME/llm_cache.sqlite`). `backend_kwargs` go to `OpenAIBackend` (max_retries, timeout_s, ...).
     """
     api_key = os.environ.get(api_key_env) or "EMPTY"  # local servers accept any key; never logged
-    inner = OpenAIBackend(model=model, base_url=base_url, api_key=api_key, max_concurrency=max_concurrency, **backend_kwargs)
+    inner = OpenAIBackend(
+        model=model, base_url=base_url, api_key=api_key, max_concurrency=max_concurrency, **backend_kwargs
+    )
     path = cache_path or (Path(cache_dir) / CACHE_FILE if cache_dir else None)
     return CachedBackend(inner, ResponseCache(path))

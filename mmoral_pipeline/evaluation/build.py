@@ -1,25 +1,31 @@
 """Benchmark items from held-out images: 5 closed-ended and 6 open-ended questions per image.
 
-Pure functions over `ImageAttributes` (+ the report text when there is one). Counting and location
-questions come from the generation package's rules (`generation.location_vqa`: `count_options`,
+Pure functions over `ImageAttributes` (+ the generated report and closed VQA when there are some). Counting
+and location questions come from the generation package's rules (`generation.location_vqa`: `count_options`,
 `true_count`, `build_rule_items`), so the benchmark and the training data share one definition and
 each such item carries a `RuleItem` that `verify_rule_item` re-checks against the attributes.
-Closed-ended, as in the paper (report-based VQA + location-based rules): when the held-out images'
-generated closed VQA items are given (`vqa_items` rows, already through the generation validators),
-up to 3 per image come from them, in the families and wording the training data uses, and the rest
-from the location / counting rules. Without them, or to fill an image up to 5, the benchmark's own
-builders (caries / treatment tooth, impacted wisdom teeth, bone level, recommendations) apply, with
-distractors in the authors' style (neighbouring teeth, related findings, "None of the above").
-Open-ended: 4 report-based (teeth, pathology, treatments, jaw or summary), 1 location-based (a
-generation `loc_open` rule item: box_2d / point_2d JSON), 1 "write the report" from a set of phrasings.
 
-Answer letters are balanced exactly across A-D: all closed items are ranked by a content hash
+Closed-ended, as in the paper (report-based VQA + location-based rules): each image's pool (`closed_pool`)
+holds its generated closed VQA (`vqa_items` rows, already through the generation validators, in the
+families and wording the training data uses), the location rules, every counting target and the
+benchmark's own builders (caries / treatment tooth, impacted wisdom teeth, bone level, recommendations;
+distractors in the authors' style). `selection.select_closed` then picks 5 per image, 3 generated + 2
+rules as the target, preferring questions whose answer differs between images, and balances the set so
+that the question-wording prior fitted on the training split (`evaluation.prior`) scores chance on it.
+
+Open-ended: 4 report-based (teeth, pathology, treatments, jaw or summary), 1 location-based (a
+generation `loc_open` rule item: box_2d / point_2d JSON), 1 "write the report": its answer is the
+image's generated report (source `report:<item_id>`; the summary question takes the report's section 3),
+or a report composed from the attributes when the image has none (source `rule:write_report`).
+
+Answer letters are balanced exactly across A-D: the chosen closed items are ranked by a content hash
 and the i-th gets letter "ABCD"[i % 4] (deterministic, independent of input order).
 
 Every item passes the benchmark's own rules (dimension labels, no follow-up scheduling) and the
 generation validators (`generation.validators`: MCQ form, question text, open answer non-empty and
-bounded, no scores or identity, tooth numbers grounded; `verify_rule_item` for rule items);
-`build_benchmark` returns the failures, and `rejection_counts` counts them per validator.
+bounded, no scores or identity, tooth numbers grounded; `verify_rule_item` for rule items). Every closed
+candidate is validated before the choice; `build_benchmark` returns the failures, and `rejection_counts`
+counts them per validator.
 """
 
 from __future__ import annotations
@@ -35,7 +41,16 @@ from mmoral_pipeline.domain.attributes import Condition, ImageAttributes, ToothA
 from mmoral_pipeline.domain.coverage import asks_only_assessed
 from mmoral_pipeline.domain.fdi import WISDOM_TEETH
 from mmoral_pipeline.domain.taxonomy import DISPLAY_NAMES, Category
-from mmoral_pipeline.evaluation.items import CLOSED_DIMENSIONS, LETTERS, OPEN_DIMENSIONS, ClosedItem, OpenItem
+from mmoral_pipeline.evaluation.items import (
+    CLOSED_DIMENSIONS,
+    LETTERS,
+    OPEN_DIMENSIONS,
+    ClosedItem,
+    OpenItem,
+    split_labels,
+)
+from mmoral_pipeline.evaluation.prior import QuestionPrior, question_template
+from mmoral_pipeline.evaluation.selection import BUILDER, GENERATED, RULE, Choice, SelectionReport, select_closed
 from mmoral_pipeline.generation import claims
 from mmoral_pipeline.generation import validators as gv
 from mmoral_pipeline.generation.facts import Facts, facts_of
@@ -51,10 +66,8 @@ from mmoral_pipeline.generation.location_vqa import (
     verify_rule_item,
 )
 
-BUILD_VERSION = f"bench-build-v3+{RULES_VERSION}"
+BUILD_VERSION = f"bench-build-v4+{RULES_VERSION}"
 NONE_OF_ABOVE = NONE_OF_THE_ABOVE
-CLOSED_PER_IMAGE = 5
-GENERATED_PER_IMAGE = 3  # report-based (generated) closed VQA per image when there are some; the rest from rules
 REPORT_PHRASINGS: tuple[str, ...] = (
     "Write a complete radiology report for this panoramic dental X-ray.",
     "Please generate a structured diagnostic report for this panoramic radiograph.",
@@ -62,7 +75,13 @@ REPORT_PHRASINGS: tuple[str, ...] = (
     "Act as a dental radiologist and write the report for this OPG.",
     "Provide a full report of this panoramic X-ray: teeth, jaw, and clinical summary with recommendations.",
 )
-TREATMENT_CATEGORIES = (Category.FILLING, Category.CROWN, Category.ROOT_CANAL_TREATMENT, Category.IMPLANT, Category.BRIDGE)
+TREATMENT_CATEGORIES = (
+    Category.FILLING,
+    Category.CROWN,
+    Category.ROOT_CANAL_TREATMENT,
+    Category.IMPLANT,
+    Category.BRIDGE,
+)
 CARIES_CATEGORIES = (Category.CARIES, Category.DEEP_CARIES)
 
 
@@ -97,6 +116,7 @@ class _Candidate:
     category: str
     builder: str
     rule: RuleItem | None = None  # generation rule item behind it: re-checked by verify_rule_item
+    slot: str = BUILDER  # selection.GENERATED / RULE / BUILDER: where the question comes from
 
 
 def _count(a: ImageAttributes, facts: Facts, target: str) -> _Candidate | None:
@@ -110,20 +130,18 @@ def _count(a: ImageAttributes, facts: Facts, target: str) -> _Candidate | None:
     opts = count_options(n, random.Random(_h(a.image_id, "count", target)), cap)
     rule = RuleItem(task_type="count_closed", builder="count", question=question, answer=opts[0], options=opts,
                     answer_letter="A", dimensions=dims, fact={"kind": "count", "target": target, "n": n})
-    return _Candidate(question, opts[0], opts[1:], ",".join(dims), f"count_{target}", rule)
+    return _Candidate(question, opts[0], opts[1:], ",".join(dims), f"count_{target}", rule, slot=RULE)
 
 
 def _rule_items(a: ImageAttributes, facts: Facts, purpose: str, closed: int = 0, open_: int = 0) -> list[RuleItem]:
     """Generation location rule items for one image, from an rng seeded by the image and purpose."""
-    return build_rule_items(facts, random.Random(_h(a.image_id, purpose)), max_loc_closed=closed, max_loc_open=open_, max_count=0)
+    return build_rule_items(
+        facts, random.Random(_h(a.image_id, purpose)), max_loc_closed=closed, max_loc_open=open_, max_count=0
+    )
 
 
 # ---------------------------------------------------------------- closed-ended builders
 # Each returns None when it does not apply to the image.
-
-def _q_count_teeth(a: ImageAttributes, facts: Facts) -> _Candidate | None:
-    return _count(a, facts, "teeth")
-
 
 def _q_caries_tooth(a: ImageAttributes, facts: Facts) -> _Candidate | None:
     hit = _teeth_with(a, CARIES_CATEGORIES)
@@ -138,10 +156,6 @@ def _q_caries_tooth(a: ImageAttributes, facts: Facts) -> _Candidate | None:
                       "Teeth,Patho", "caries_tooth")
 
 
-def _q_count_periapical(a: ImageAttributes, facts: Facts) -> _Candidate | None:
-    return _count(a, facts, "periapical_lesion")
-
-
 def _q_impacted_wisdom(a: ImageAttributes, facts: Facts) -> _Candidate | None:
     wisdom = [t for t in a.teeth if t.tooth_id in WISDOM_TEETH]
     if not wisdom:
@@ -150,20 +164,12 @@ def _q_impacted_wisdom(a: ImageAttributes, facts: Facts) -> _Candidate | None:
                       or any(c.category == Category.IMPACTED_TOOTH for c in t.conditions))
     correct = _join_teeth(impacted) if impacted else "None"
     subsets = [[18, 28], [38, 48], [48], [38], [18], [28], [18, 38], [28, 48], [18, 28, 38, 48]]
-    distract = [_join_teeth(s) for s in subsets if sorted(s) != impacted][: 3 if impacted else 3]
+    distract = [_join_teeth(s) for s in subsets if sorted(s) != impacted][:3]
     if impacted and "None" not in distract:
         distract = distract[:2] + ["None"]
-    return _Candidate("Which of the following wisdom teeth are impacted?", correct, distract, "Teeth", "impacted_wisdom")
-
-
-def _q_location(a: ImageAttributes, facts: Facts) -> _Candidate | None:
-    """A generation `loc_closed` item: finding inside a box_2d, tooth at a point_2d, or a tooth's box."""
-    items = _rule_items(a, facts, "loc-closed", closed=1)
-    if not items:
-        return None
-    r = items[0]
-    return _Candidate(r.question, r.answer, [o for o in r.options or [] if o != r.answer], ",".join(r.dimensions),
-                      f"loc_{r.builder}", r)
+    return _Candidate(
+        "Which of the following wisdom teeth are impacted?", correct, distract, "Teeth", "impacted_wisdom"
+    )
 
 
 def _q_treatment(a: ImageAttributes, facts: Facts) -> _Candidate | None:
@@ -174,9 +180,15 @@ def _q_treatment(a: ImageAttributes, facts: Facts) -> _Candidate | None:
     cat = next(c.category for c in t.conditions if c.category in TREATMENT_CATEGORIES)
     same = {x.tooth_id for x in treated if any(c.category == cat for c in x.conditions)}
     present = {x.tooth_id for x in a.teeth}
-    pool = [n for n in _neighbours(t.tooth_id, same) if n in present] + _neighbours(t.tooth_id, same) + sorted(present - same)
+    pool = (
+        [n for n in _neighbours(t.tooth_id, same) if n in present]
+        + _neighbours(t.tooth_id, same)
+        + sorted(present - same)
+    )
     distract = [f"#{d}" for d in list(dict.fromkeys(pool))[:3]]
-    return _Candidate(f"Which of the following teeth has a {_name(cat)}?", f"#{t.tooth_id}", distract, "Teeth,HisT", "treatment_tooth")
+    return _Candidate(
+        f"Which of the following teeth has a {_name(cat)}?", f"#{t.tooth_id}", distract, "Teeth,HisT", "treatment_tooth"
+    )
 
 
 def _q_bone_loss(a: ImageAttributes, facts: Facts) -> _Candidate:
@@ -189,7 +201,12 @@ def _q_bone_loss(a: ImageAttributes, facts: Facts) -> _Candidate:
         correct = "Bone loss in the lower jaw"
     else:
         correct = "No bone loss"
-    opts = ["No bone loss", "Bone loss in the upper jaw", "Bone loss in the lower jaw", "Bone loss in both the upper and lower jaws"]
+    opts = [
+        "No bone loss",
+        "Bone loss in the upper jaw",
+        "Bone loss in the lower jaw",
+        "Bone loss in both the upper and lower jaws",
+    ]
     return _Candidate("Which statement best describes the alveolar bone level in this panoramic X-ray?", correct,
                       [o for o in opts if o != correct], "Jaw", "bone_loss")
 
@@ -197,23 +214,28 @@ def _q_bone_loss(a: ImageAttributes, facts: Facts) -> _Candidate:
 def _q_recommendation(a: ImageAttributes, facts: Facts) -> _Candidate | None:
     if a.recommendations:
         r = a.recommendations[0]
-        nb = [w for w in WISDOM_TEETH if w != r.tooth_id] if r.tooth_id in WISDOM_TEETH else _neighbours(r.tooth_id, {r.tooth_id})
+        nb = (
+            [w for w in WISDOM_TEETH if w != r.tooth_id]
+            if r.tooth_id in WISDOM_TEETH
+            else _neighbours(r.tooth_id, {r.tooth_id})
+        )
         return _Candidate("Which tooth is recommended for extraction?", f"#{r.tooth_id}", [f"#{x}" for x in nb[:3]],
                           "Teeth,SumRec", "recommend_extraction")
     lesion = _teeth_with(a, (Category.PERIAPICAL_LESION,))
     if lesion:
-        return _Candidate(f"What is required for the periapical lesion at tooth {lesion[0].tooth_id}?", "Endodontic evaluation",
-                          ["Extraction", "Filling", "Crown restoration"], "Teeth,Patho,SumRec", "recommend_lesion")
+        return _Candidate(
+            f"What is required for the periapical lesion at tooth {lesion[0].tooth_id}?",
+            "Endodontic evaluation",
+            ["Extraction", "Filling", "Crown restoration"],
+            "Teeth,Patho,SumRec",
+            "recommend_lesion",
+        )
     caries = _teeth_with(a, CARIES_CATEGORIES)
     if caries:
         return _Candidate(f"What is the recommended management of the caries on tooth {caries[0].tooth_id}?",
                           "Restorative treatment", ["Extraction", "Implant placement", "No treatment needed"],
                           "Teeth,Patho,SumRec", "recommend_caries")
     return None
-
-
-def _q_count_missing(a: ImageAttributes, facts: Facts) -> _Candidate | None:
-    return _count(a, facts, "missing")
 
 
 # Label coverage: what each builder's question (and its distractors) involves; it is asked only where
@@ -227,19 +249,22 @@ BUILDER_NEEDS: dict[str, frozenset[Category]] = {
 }
 OPEN_NEEDS: dict[str, frozenset[Category]] = {  # open rows: their answers also say what is absent
     "teeth": frozenset({Category.TOOTH, Category.IMPACTED_TOOTH, Category.MISSING_TOOTH}),
-    "patho": frozenset({Category.TOOTH, Category.CARIES, Category.DEEP_CARIES, Category.PERIAPICAL_LESION, Category.RETAINED_ROOT}),
+    "patho": frozenset(
+        {Category.TOOTH, Category.CARIES, Category.DEEP_CARIES, Category.PERIAPICAL_LESION, Category.RETAINED_ROOT}
+    ),
     "hist": frozenset({Category.TOOTH, *TREATMENT_CATEGORIES}),
     "jaw": frozenset({Category.BONE_LOSS, Category.MANDIBULAR_CANAL, Category.MAXILLARY_SINUS}),
-    "sumrec": frozenset({Category.TOOTH, Category.CARIES, Category.DEEP_CARIES, Category.PERIAPICAL_LESION, Category.RETAINED_ROOT}),
+    "sumrec": frozenset(
+        {Category.TOOTH, Category.CARIES, Category.DEEP_CARIES, Category.PERIAPICAL_LESION, Category.RETAINED_ROOT}
+    ),
     "attribute_report": frozenset(Category),
 }
 
-CLOSED_BUILDERS: tuple[Callable[[ImageAttributes, Facts], _Candidate | None], ...] = (
-    _q_caries_tooth, _q_location, _q_impacted_wisdom, _q_treatment, _q_bone_loss, _q_recommendation,
-    _q_count_teeth, _q_count_periapical, _q_count_missing,
+# The benchmark's own builders: used where an image lacks generated VQA or rule questions that vary.
+OWN_BUILDERS: tuple[Callable[[ImageAttributes, Facts], _Candidate | None], ...] = (
+    _q_caries_tooth, _q_impacted_wisdom, _q_treatment, _q_bone_loss, _q_recommendation,
 )
-# The generation's location / counting rules: the part of the mix that is rule-based in the paper too.
-RULE_BUILDERS = (_q_location, _q_count_teeth, _q_count_periapical, _q_count_missing)
+LOCATION_POOL = 6  # location questions per image offered to the selection
 
 
 @dataclass
@@ -255,28 +280,34 @@ class GeneratedClosed:
 
 def _from_generated(g: GeneratedClosed) -> _Candidate:
     return _Candidate(g.question, g.answer_text, [o for o in g.options if o != g.answer_text], ",".join(g.dimensions),
-                      f"vqa:{g.item_id}")
+                      f"vqa:{g.item_id}", slot=GENERATED)
 
 
-def _generated_picks(a: ImageAttributes, generated: Sequence[GeneratedClosed]) -> list[_Candidate]:
-    """Up to GENERATED_PER_IMAGE generated items, one per question, in an image-seeded hash order."""
-    picks: list[_Candidate] = []
+def closed_pool(
+    a: ImageAttributes, facts: Facts | None = None, generated: Sequence[GeneratedClosed] = ()
+) -> list[_Candidate]:
+    """Every closed question one image offers, one per wording: its generated VQA (4 options, the answer among
+    them), the generation's location rules and every counting target, then the benchmark's own builders."""
+    facts = facts or facts_of(a)
+    out: list[_Candidate] = [_from_generated(g) for g in sorted(generated, key=lambda g: g.item_id)
+                             if g.answer_text in g.options and len(set(g.options)) == 4]
+    for r in _rule_items(a, facts, "loc-closed", closed=LOCATION_POOL):
+        out.append(
+            _Candidate(
+                r.question,
+                r.answer,
+                [o for o in r.options or [] if o != r.answer],
+                ",".join(r.dimensions),
+                f"loc_{r.builder}",
+                r,
+                slot=RULE,
+            )
+        )
+    out += [c for c in (_count(a, facts, t) for t in COUNT_TARGETS) if c is not None]
+    own = [b for b in OWN_BUILDERS if asks_only_assessed(BUILDER_NEEDS.get(b.__name__, ()), facts.assessed)]
+    out += [c for c in (b(a, facts) for b in own) if c is not None]
     seen: set[str] = set()
-    for g in sorted(generated, key=lambda g: (_h(a.image_id, "vqa", g.item_id), g.item_id)):
-        if g.question not in seen and g.answer_text in g.options and len(g.options) == 4:
-            seen.add(g.question)
-            picks.append(_from_generated(g))
-    return picks[:GENERATED_PER_IMAGE]
-
-
-def _rotated(a: ImageAttributes, facts: Facts, builders: Sequence[Callable[[ImageAttributes, Facts], _Candidate | None]],
-             purpose: str) -> list[_Candidate]:
-    builders = [b for b in builders if asks_only_assessed(BUILDER_NEEDS.get(b.__name__, ()), facts.assessed)]
-    applicable = [c for c in (b(a, facts) for b in builders) if c is not None]
-    if not applicable:
-        return []
-    start = _h(a.image_id, purpose) % len(applicable)
-    return applicable[start:] + applicable[:start]
+    return [c for c in out if not (c.question in seen or seen.add(c.question))]  # type: ignore[func-returns-value]
 
 
 def _pad_distractors(c: _Candidate) -> list[str]:
@@ -285,28 +316,13 @@ def _pad_distractors(c: _Candidate) -> list[str]:
         if d != c.correct and d not in out:
             out.append(d)
     while len(out) < 3:
-        filler = NONE_OF_ABOVE if NONE_OF_ABOVE not in out and c.correct != NONE_OF_ABOVE else f"Cannot be determined ({len(out)})"
+        filler = (
+            NONE_OF_ABOVE
+            if NONE_OF_ABOVE not in out and c.correct != NONE_OF_ABOVE
+            else f"Cannot be determined ({len(out)})"
+        )
         out.append(filler)
     return out[:3]
-
-
-def closed_candidates(a: ImageAttributes, facts: Facts | None = None,
-                      generated: Sequence[GeneratedClosed] = ()) -> list[_Candidate]:
-    """Five closed questions for one image. With generated VQA: up to 3 of those, then the location / counting
-    rules, then the benchmark's own builders to fill. Without: a window of all builders starting at an
-    image-hash offset, so the question mix (and dimension coverage) varies across images deterministically."""
-    facts = facts or facts_of(a)
-    if not generated:
-        return _rotated(a, facts, CLOSED_BUILDERS, "closed-mix")[:CLOSED_PER_IMAGE]
-    picks = _generated_picks(a, generated)
-    fill = _rotated(a, facts, RULE_BUILDERS, "closed-rules") + _rotated(
-        a, facts, [b for b in CLOSED_BUILDERS if b not in RULE_BUILDERS], "closed-mix")
-    for c in fill:
-        if len(picks) >= CLOSED_PER_IMAGE:
-            break
-        if c.question not in {p.question for p in picks}:
-            picks.append(c)
-    return picks
 
 
 def assign_letters(keys: Sequence[str]) -> list[str]:
@@ -318,30 +334,97 @@ def assign_letters(keys: Sequence[str]) -> list[str]:
     return letters
 
 
+def _closed_item(a: ImageAttributes, c: _Candidate, letter: str, images_b64: Mapping[str, str] | None
+                 ) -> tuple[ClosedItem, RuleItem | None]:
+    """The item with the right answer at `letter`, and its rule item re-lettered to match (or None)."""
+    key = f"{a.image_id}|{c.builder}|{c.question}"
+    distract = _pad_distractors(c)
+    pos = LETTERS.index(letter)
+    options = distract[:pos] + [c.correct] + distract[pos:]
+    item = ClosedItem(index=hashlib.sha256(key.encode()).hexdigest()[:12], question=c.question, options=options,
+                      answer=letter, category=c.category, image_id=a.image_id, file_name=a.file_name,
+                      image=(images_b64 or {}).get(a.image_id, ""),
+                      source=c.builder if c.builder.startswith("vqa:") else f"rule:{c.builder}")
+    rule = c.rule.model_copy(update={"options": options, "answer_letter": letter}) if c.rule is not None else None
+    return item, rule
+
+
+def _answer_spreads(pools: Mapping[str, Sequence[_Candidate]], prior: QuestionPrior | None) -> dict[str, float]:
+    """Template -> spread of its answers: from the training split when the prior has enough answers for it, else
+    across the held-out pool (a template seen on fewer than 3 images counts as varying)."""
+    golds: dict[str, Counter] = {}
+    for pool in pools.values():
+        for c in pool:
+            golds.setdefault(question_template(c.question), Counter())[c.correct] += 1
+    spreads = {}
+    for template, counts in golds.items():
+        trained = prior.answer_spread(template) if prior is not None else None
+        total = sum(counts.values())
+        spreads[template] = (
+            trained if trained is not None else (1.0 - max(counts.values()) / total if total >= 3 else 1.0)
+        )
+    return spreads
+
+
+@dataclass
+class ClosedBuild:
+    items: list[tuple[ClosedItem, RuleItem | None]]
+    rejected: list[dict]
+    selection: SelectionReport
+
+
 def _build_closed(attrs: Sequence[ImageAttributes], images_b64: Mapping[str, str] | None = None,
-                  generated: Mapping[str, Sequence[GeneratedClosed]] | None = None) -> list[tuple[ClosedItem, RuleItem | None]]:
-    """Closed items, each with its generation rule item (options and letter as in the item) or None."""
-    cands = [(a, c) for a in sorted(attrs, key=lambda x: x.image_id)
-             for c in closed_candidates(a, generated=(generated or {}).get(a.image_id, ()))]
-    keys = [f"{a.image_id}|{c.builder}|{c.question}" for a, c in cands]
-    letters = assign_letters(keys)
-    out = []
-    for (a, c), key, letter in zip(cands, keys, letters, strict=True):
-        distract = _pad_distractors(c)
-        pos = LETTERS.index(letter)
-        options = distract[:pos] + [c.correct] + distract[pos:]
-        item = ClosedItem(index=hashlib.sha256(key.encode()).hexdigest()[:12], question=c.question, options=options,
-                          answer=letter, category=c.category, image_id=a.image_id, file_name=a.file_name,
-                          image=(images_b64 or {}).get(a.image_id, ""),
-                          source=c.builder if c.builder.startswith("vqa:") else f"rule:{c.builder}")
-        rule = c.rule.model_copy(update={"options": options, "answer_letter": letter}) if c.rule is not None else None
-        out.append((item, rule))
-    return out
+                  generated: Mapping[str, Sequence[GeneratedClosed]] | None = None, prior: QuestionPrior | None = None,
+                  balance: bool = True) -> ClosedBuild:
+    """Closed items (with their rule items): every candidate validated, the set chosen by `selection.select_closed`
+    (against `prior` when given), letters balanced A-D over the chosen set."""
+    rejected: list[dict] = []
+    pools: dict[str, list[_Candidate]] = {}
+    by_id = {a.image_id: a for a in attrs}
+    for a in sorted(attrs, key=lambda x: x.image_id):
+        valid = []
+        for c in closed_pool(a, generated=(generated or {}).get(a.image_id, ())):
+            item, rule = _closed_item(a, c, "A", None)
+            problems = validate_closed_item(item, a, rule)
+            if problems:
+                rejected.append({"index": item.index, "image_id": a.image_id, "kind": "closed", "problems": problems})
+            else:
+                valid.append(c)
+        pools[a.image_id] = valid
+    spreads = _answer_spreads(pools, prior)
+    choices: dict[str, list[Choice]] = {}
+    by_key: dict[tuple[str, str], _Candidate] = {}
+    for image_id, pool in pools.items():
+        choices[image_id] = []
+        for c in pool:
+            right = (
+                None
+                if prior is None
+                else prior.closed_choice(c.question, [c.correct, *_pad_distractors(c)]) == c.correct
+            )
+            choices[image_id].append(
+                Choice(
+                    image_id=image_id,
+                    key=c.question,
+                    slot=c.slot,
+                    template=question_template(c.question),
+                    spread=spreads[question_template(c.question)],
+                    prior_right=right,
+                    dims=frozenset(split_labels(c.category)),
+                )
+            )
+            by_key[(image_id, c.question)] = c
+    picked, report = select_closed(choices, balance=balance)
+    chosen = [(by_id[i], by_key[(i, ch.key)]) for i in sorted(picked) for ch in picked[i]]
+    letters = assign_letters([f"{a.image_id}|{c.builder}|{c.question}" for a, c in chosen])
+    return ClosedBuild([_closed_item(a, c, letter, images_b64) for (a, c), letter in zip(chosen, letters, strict=True)],
+                       rejected, report)
 
 
 def build_closed(attrs: Sequence[ImageAttributes], images_b64: Mapping[str, str] | None = None,
-                 generated: Mapping[str, Sequence[GeneratedClosed]] | None = None) -> list[ClosedItem]:
-    return [it for it, _ in _build_closed(attrs, images_b64, generated)]
+                 generated: Mapping[str, Sequence[GeneratedClosed]] | None = None,
+                 prior: QuestionPrior | None = None) -> list[ClosedItem]:
+    return [it for it, _ in _build_closed(attrs, images_b64, generated, prior).items]
 
 
 # ---------------------------------------------------------------- open-ended builders
@@ -358,7 +441,11 @@ def teeth_answer(a: ImageAttributes) -> str:
     present = sorted(t.tooth_id for t in a.teeth)
     parts = [f"{len(present)} teeth are visible."]
     wis = [t for t in a.teeth if t.tooth_id in WISDOM_TEETH]
-    imp = sorted(t.tooth_id for t in wis if t.wisdom_status == "impacted" or any(c.category == Category.IMPACTED_TOOTH for c in t.conditions))
+    imp = sorted(
+        t.tooth_id
+        for t in wis
+        if t.wisdom_status == "impacted" or any(c.category == Category.IMPACTED_TOOTH for c in t.conditions)
+    )
     erupted = sorted(t.tooth_id for t in wis if t.tooth_id not in imp)
     if imp:
         parts.append(f"Wisdom teeth {_join_teeth(imp, False)} impacted.")
@@ -382,7 +469,9 @@ def _findings_sentences(a: ImageAttributes, cats: Sequence[Category]) -> list[st
 
 
 def patho_answer(a: ImageAttributes) -> str:
-    s = _findings_sentences(a, (Category.CARIES, Category.DEEP_CARIES, Category.PERIAPICAL_LESION, Category.RETAINED_ROOT))
+    s = _findings_sentences(
+        a, (Category.CARIES, Category.DEEP_CARIES, Category.PERIAPICAL_LESION, Category.RETAINED_ROOT)
+    )
     return " ".join(s) if s else "No caries, periapical lesions or retained roots are detected."
 
 
@@ -403,7 +492,10 @@ def jaw_answer(a: ImageAttributes) -> str:
 
 def sumrec_answer(a: ImageAttributes) -> str:
     parts = [f"Extraction of tooth {r.tooth_id} is recommended ({r.reason})." for r in a.recommendations]
-    parts += [f"Endodontic evaluation of tooth {t.tooth_id} for the periapical lesion." for t in _teeth_with(a, (Category.PERIAPICAL_LESION,))]
+    parts += [
+        f"Endodontic evaluation of tooth {t.tooth_id} for the periapical lesion."
+        for t in _teeth_with(a, (Category.PERIAPICAL_LESION,))
+    ]
     parts += [f"Restorative treatment of the caries on tooth {t.tooth_id}." for t in _teeth_with(a, CARIES_CATEGORIES)]
     return " ".join(parts) if parts else "No pathological findings requiring treatment; routine care."
 
@@ -434,41 +526,84 @@ def location_item(a: ImageAttributes, facts: Facts | None = None) -> tuple[str, 
         fact={"kind": "count", "target": "teeth", "n": n})
 
 
-def _build_open(attrs: Sequence[ImageAttributes], reports: Mapping[str, str] | None = None,
+@dataclass
+class GeneratedReport:
+    """An image's generated report (a `reports` row that passed the generation validators)."""
+
+    item_id: str
+    text: str
+
+
+def _build_open(attrs: Sequence[ImageAttributes], reports: Mapping[str, GeneratedReport | str] | None = None,
                 images_b64: Mapping[str, str] | None = None) -> list[tuple[OpenItem, RuleItem | None]]:
     reports = reports or {}
     out: list[tuple[OpenItem, RuleItem | None]] = []
     for a in sorted(attrs, key=lambda x: x.image_id):
-        report = reports.get(a.image_id) or ""
-        sections = report_sections(report)
-        fourth = ("Describe the jaw-specific observations (bone level, mandibular canal, maxillary sinus).", jaw_answer(a), "Jaw") \
-            if _h(a.image_id, "fourth") % 2 == 0 else \
-            ("What is the clinical summary and what treatment is recommended?", sections.get("3") or sumrec_answer(a), "SumRec")
+        given = reports.get(a.image_id)
+        report = given if isinstance(given, GeneratedReport) else GeneratedReport("", given or "")
+        from_report = f"report:{report.item_id}" if report.item_id else "report"
+        sections = report_sections(report.text)
+        summary = sections.get("3")
+        fourth = (
+            (
+                "Describe the jaw-specific observations (bone level, mandibular canal, maxillary sinus).",
+                jaw_answer(a),
+                "Jaw",
+                "rule:report",
+            )
+            if _h(a.image_id, "fourth") % 2 == 0
+            else (
+                "What is the clinical summary and what treatment is recommended?",
+                summary or sumrec_answer(a),
+                "SumRec",
+                f"{from_report}#3" if summary else "rule:report",
+            )
+        )
         loc_q, loc_a, loc_cat, loc_rule = location_item(a)
         needs = [OPEN_NEEDS["teeth"], OPEN_NEEDS["patho"], OPEN_NEEDS["hist"], OPEN_NEEDS[fourth[2].lower()],
                  COUNT_NEEDS["teeth"] if loc_rule is not None and loc_rule.builder == "count" else frozenset(),
-                 frozenset() if report else OPEN_NEEDS["attribute_report"]]
+                 frozenset() if report.text else OPEN_NEEDS["attribute_report"]]
         rows = [
-            ("report", "Describe the general condition of the teeth, including wisdom teeth and missing teeth.", teeth_answer(a), "Teeth", None),
-            ("report", "What pathological findings are present in the teeth?", patho_answer(a), "Teeth,Patho", None),
-            ("report", "What historical dental treatments are visible?", hist_answer(a), "HisT", None),
+            (
+                "report",
+                "Describe the general condition of the teeth, including wisdom teeth and missing teeth.",
+                teeth_answer(a),
+                "Teeth",
+                "rule:report",
+                None,
+            ),
+            (
+                "report",
+                "What pathological findings are present in the teeth?",
+                patho_answer(a),
+                "Teeth,Patho",
+                "rule:report",
+                None,
+            ),
+            ("report", "What historical dental treatments are visible?", hist_answer(a), "HisT", "rule:report", None),
             ("report", *fourth, None),
-            ("location", loc_q, loc_a, loc_cat, loc_rule),
-            ("write_report", REPORT_PHRASINGS[_h(a.image_id, "phrase") % len(REPORT_PHRASINGS)],
-             report or attribute_report(a), "Report", None),
+            ("location", loc_q, loc_a, loc_cat, "rule:location", loc_rule),
+            (
+                "write_report",
+                REPORT_PHRASINGS[_h(a.image_id, "phrase") % len(REPORT_PHRASINGS)],
+                report.text or attribute_report(a),
+                "Report",
+                from_report if report.text else "rule:write_report",
+                None,
+            ),
         ]
-        for (kind, q, ans, cat, rule), need in zip(rows, needs, strict=True):
+        for (kind, q, ans, cat, source, rule), need in zip(rows, needs, strict=True):
             if not asks_only_assessed(need, a.assessed):  # label coverage: nothing about what was not looked for
                 continue
             key = f"{a.image_id}|{kind}|{q}"
             item = OpenItem(index=hashlib.sha256(key.encode()).hexdigest()[:12], question=q, answer=ans, category=cat,
                             image_id=a.image_id, file_name=a.file_name, image=(images_b64 or {}).get(a.image_id, ""),
-                            kind=kind, source="report" if (kind == "write_report" and report) else f"rule:{kind}")
+                            kind=kind, source=source)
             out.append((item, rule))
     return out
 
 
-def build_open(attrs: Sequence[ImageAttributes], reports: Mapping[str, str] | None = None,
+def build_open(attrs: Sequence[ImageAttributes], reports: Mapping[str, GeneratedReport | str] | None = None,
                images_b64: Mapping[str, str] | None = None) -> list[OpenItem]:
     return [it for it, _ in _build_open(attrs, reports, images_b64)]
 
@@ -498,7 +633,8 @@ def _failures(verdicts: Sequence[gv.Verdict]) -> list[str]:
 
 
 def benchmark_rules(it: ClosedItem | OpenItem) -> list[str]:
-    """The benchmark's own rules (beyond the generation validators): MMOral-Bench dimension labels, no scheduling questions."""
+    """The benchmark's own rules (beyond the generation validators): MMOral-Bench dimension labels, no scheduling
+    questions."""
     dims = CLOSED_DIMENSIONS if isinstance(it, ClosedItem) else OPEN_DIMENSIONS
     problems = []
     if not it.labels or any(label not in dims for label in it.labels):
@@ -508,11 +644,17 @@ def benchmark_rules(it: ClosedItem | OpenItem) -> list[str]:
     return problems
 
 
-def generation_verdicts_closed(it: ClosedItem, attrs: ImageAttributes | None, rule: RuleItem | None = None) -> list[str]:
+def generation_verdicts_closed(
+    it: ClosedItem, attrs: ImageAttributes | None, rule: RuleItem | None = None
+) -> list[str]:
     """The generation validators on a closed item: MCQ form, question text, no scores/identity,
     grounded tooth numbers and, for a rule item, the answer recomputed from the attributes."""
     text = " ".join([it.question, *it.options])
-    verdicts = [gv.mcq_form(it.options, it.answer, it.answer_text), gv.question_text(it.question), gv.no_scores_or_identity(text)]
+    verdicts = [
+        gv.mcq_form(it.options, it.answer, it.answer_text),
+        gv.question_text(it.question),
+        gv.no_scores_or_identity(text),
+    ]
     if attrs is not None:
         facts = facts_of(attrs)
         # a count answer ("28") is no tooth number: only the question is checked then
@@ -541,7 +683,9 @@ def generation_verdicts_open(it: OpenItem, attrs: ImageAttributes | None, rule: 
     return _failures(verdicts)
 
 
-def validate_closed_item(it: ClosedItem, attrs: ImageAttributes | None = None, rule: RuleItem | None = None) -> list[str]:
+def validate_closed_item(
+    it: ClosedItem, attrs: ImageAttributes | None = None, rule: RuleItem | None = None
+) -> list[str]:
     """Every problem of a closed item ("validator: reason"): benchmark rules + generation validators."""
     return benchmark_rules(it) + generation_verdicts_closed(it, attrs, rule)
 
@@ -556,24 +700,51 @@ def rejection_counts(rejected: Sequence[Mapping]) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-def build_benchmark(attrs: Sequence[ImageAttributes], reports: Mapping[str, str] | None = None,
-                    images_b64: Mapping[str, str] | None = None,
-                    generated: Mapping[str, Sequence[GeneratedClosed]] | None = None,
-                    ) -> tuple[list[ClosedItem], list[OpenItem], list[dict]]:
-    """Held-out images' attributes (+ their reports and generated closed VQA by image id) -> (closed, open,
-    rejected rows with reasons).
+@dataclass
+class BenchmarkBuild:
+    closed: list[ClosedItem]
+    open: list[OpenItem]
+    rejected: list[dict]  # {index, image_id, kind, problems}: closed candidates and open items that failed validation
+    selection: SelectionReport
+
+
+def build_benchmark_items(attrs: Sequence[ImageAttributes], reports: Mapping[str, GeneratedReport | str] | None = None,
+                          images_b64: Mapping[str, str] | None = None,
+                          generated: Mapping[str, Sequence[GeneratedClosed]] | None = None,
+                          prior: QuestionPrior | None = None, balance: bool = True) -> BenchmarkBuild:
+    """Held-out images' attributes (+ their reports and generated closed VQA by image id, the question-wording prior
+    of the training split) -> the benchmark, the rejected rows with reasons and what the closed selection did.
 
     Every item goes through `validate_closed_item` / `validate_open_item` (benchmark rules and the
     generation validators, rule items re-verified against the attributes); failures are rejected
     rows {index, image_id, kind, problems}, counted per validator by `rejection_counts`.
     """
     by_id = {a.image_id: a for a in attrs}
-    rejected: list[dict] = []
+    closed = _build_closed(attrs, images_b64, generated, prior, balance)
+    rejected = list(closed.rejected)
     keep_c, keep_o = [], []
-    for it, rule in _build_closed(attrs, images_b64, generated):
-        p = validate_closed_item(it, by_id.get(it.image_id), rule)
-        (rejected.append({"index": it.index, "image_id": it.image_id, "kind": "closed", "problems": p}) if p else keep_c.append(it))
+    for it, rule in closed.items:
+        p = validate_closed_item(it, by_id.get(it.image_id), rule)  # chosen from validated candidates: a re-check
+        (
+            rejected.append({"index": it.index, "image_id": it.image_id, "kind": "closed", "problems": p})
+            if p
+            else keep_c.append(it)
+        )
     for it, rule in _build_open(attrs, reports, images_b64):
         p = validate_open_item(it, by_id.get(it.image_id), rule)
-        (rejected.append({"index": it.index, "image_id": it.image_id, "kind": "open", "problems": p}) if p else keep_o.append(it))
-    return keep_c, keep_o, rejected
+        (
+            rejected.append({"index": it.index, "image_id": it.image_id, "kind": "open", "problems": p})
+            if p
+            else keep_o.append(it)
+        )
+    return BenchmarkBuild(keep_c, keep_o, rejected, closed.selection)
+
+
+def build_benchmark(attrs: Sequence[ImageAttributes], reports: Mapping[str, GeneratedReport | str] | None = None,
+                    images_b64: Mapping[str, str] | None = None,
+                    generated: Mapping[str, Sequence[GeneratedClosed]] | None = None,
+                    prior: QuestionPrior | None = None, balance: bool = True,
+                    ) -> tuple[list[ClosedItem], list[OpenItem], list[dict]]:
+    """`build_benchmark_items` as (closed, open, rejected)."""
+    b = build_benchmark_items(attrs, reports, images_b64, generated, prior, balance)
+    return b.closed, b.open, b.rejected

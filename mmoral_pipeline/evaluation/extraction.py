@@ -18,7 +18,9 @@ Method = Literal["paren", "letter", "option_text", "failed"]
 
 _PAREN = re.compile(r"\(\s*([A-D])\s*\)")
 # Explicit answer phrases first ("The answer is C", "Answer: B", "option D").
-_ANSWER_PHRASE = re.compile(r"(?:answer|option|choice)\s*(?:is|:|=)?\s*[:\-]?\s*\**\s*([A-D])\b(?![\w'])", re.IGNORECASE)
+_ANSWER_PHRASE = re.compile(
+    r"(?:answer|option|choice)\s*(?:is|:|=)?\s*[:\-]?\s*\**\s*([A-D])\b(?![\w'])", re.IGNORECASE
+)
 _LEADING = re.compile(r"^\W*([A-D])(?:\s*$|[\s.):,;\]\-*])")
 _TOKEN = re.compile(r"(?<![A-Za-z0-9'])([A-D])(?![A-Za-z0-9'])")
 
@@ -63,8 +65,8 @@ def _option_text(text: str, options: list[str]) -> str | None:
         if o and re.search(rf"(?<![\w#]){re.escape(o)}(?!\w)", t):
             hits.append((letter, o))
     # Drop an option whose text is only part of another matching option ("#48" inside "#38 and #48").
-    hits = [(l, o) for l, o in hits if not any(o != o2 and o in o2 for _, o2 in hits)]
-    return _single([l for l, _ in hits])
+    hits = [(letter, o) for letter, o in hits if not any(o != o2 and o in o2 for _, o2 in hits)]
+    return _single([letter for letter, _ in hits])
 
 
 def extract_choice(output: str, options: list[str]) -> Extraction:

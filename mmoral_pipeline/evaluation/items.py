@@ -35,7 +35,7 @@ class ClosedItem(BaseModel):
     file_name: str = ""
     type: str = "MCQ"
     image: str = ""  # base64 JPEG
-    source: str = ""  # "official" / "rule:<builder>" / "report:<builder>": how the row was made
+    source: str = ""  # "official" / "vqa:<item_id>" (generated VQA) / "rule:<builder>": how the row was made
 
     @field_validator("options")
     @classmethod
@@ -62,7 +62,7 @@ class OpenItem(BaseModel):
     file_name: str = ""
     image: str = ""
     kind: str = ""  # "report" / "location" / "write_report" (generated rows); "" for official rows
-    source: str = ""
+    source: str = ""  # "official" / "report:<reports item_id>[#3]" (the generated report) / "rule:<kind>"
 
     @property
     def labels(self) -> list[str]:

@@ -1,26 +1,28 @@
-"""Open-ended judges: an offline fact-comparing judge and an LLM judge on any ChatBackend.
+"""Open-ended judges: an offline claim-matching judge and an LLM judge on any ChatBackend.
 
-Both score on the paper's grid {0.0, 0.1, ..., 1.0}. The offline judge deducts from 1.0 per
-fact of the ground truth the prediction gets wrong, with deductions chosen to mirror the
-paper's worked examples:
+Both score on the paper's grid {0.0, 0.1, ..., 1.0}. The offline judge gives nothing for nothing: it reads
+the facts of the ground truth and of the prediction with the one claim extractor (`generation.claims`:
+tooth or region, finding, present / suspected / absent / recommended, lesion type, count; tooth names and
+paraphrases read as numbers and categories) plus boxes and points, and credits only facts matched:
 
-- counting question: exact count 1.0, anything else 0.0 (binary, like "off by one = 0.0");
-- a (tooth, finding) fact with the right finding on the wrong tooth: -0.5 ("wrong tooth number = 0.5");
-- the right tooth with another status/finding: -0.3 ("one wrong wisdom-tooth status = 0.7");
-- a ground-truth clause missing altogether: -0.5 ("missing bone-loss clause = 0.5");
-- a box matched by IoU: >= 0.9 free, >= 0.75 -0.1, >= 0.5 -0.2 ("slightly shifted box = 0.8-0.9"), else -0.5;
-- each extra finding the ground truth does not have: -0.2.
+- an empty answer, or one with no fact at all ("I don't know.", "xyz"): 0.0;
+- an answer that contradicts the key (a finding the key denies, or denies one the key states, on the same
+  tooth, region or the whole image; another count): 0.0;
+- counting question: exact count 1.0, anything else 0.0 (binary, like the paper's "off by one = 0.0");
+- else credit / max(key facts, answer facts), each key fact matched at most once by its best answer fact:
+  the same fact 1.0; the right finding at another tooth or region 0.5 (the paper's "wrong tooth number =
+  0.5"); a box by IoU (>= 0.9: 1.0, >= 0.75: 0.9, >= 0.5: 0.8), a point by distance (<= 10 px: 1.0, <= 30:
+  0.9, <= 60: 0.8). So a missing fact earns nothing (the paper's "missing bone-loss clause = 0.5" on two
+  facts) and padding with facts the key does not have lowers the score.
 
-Deductions count in full for answers with up to 4 facts (the worked examples); for longer answers
-(reports) they are scaled by 4 / number of facts, so one slip in a 20-fact report costs 0.1, not 0.5.
-
-Text without any extractable fact falls back to token F1, snapped to the grid. Pure and
+A key without any fact (free text: "routine care") is compared by token F1. Pure and
 deterministic: the same inputs always give the same score.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,15 +32,14 @@ from pydantic import BaseModel
 
 from mmoral_pipeline.config import PROMPTS_DIR
 from mmoral_pipeline.domain.geometry import iou
-from mmoral_pipeline.domain.taxonomy import SYNONYMS, Category
+from mmoral_pipeline.domain.taxonomy import Category
 from mmoral_pipeline.generation.backends import CachedBackend
 from mmoral_pipeline.generation.cache import ResponseCache
-from mmoral_pipeline.generation.claims import teeth_in
+from mmoral_pipeline.generation.claims import Claim, extract
 from mmoral_pipeline.generation.types import ChatBackend, ChatRequest
 
 GRID: tuple[float, ...] = tuple(round(i / 10, 1) for i in range(11))
-OFFLINE_JUDGE_VERSION = "offline-facts-v2"
-FULL_WEIGHT_FACTS = 4  # up to this many ground-truth facts each deduction counts in full
+OFFLINE_JUDGE_VERSION = "offline-claims-v3"
 
 
 def snap(score: float) -> float:
@@ -56,113 +57,213 @@ class JudgeScore(BaseModel):
     repeat: int = 0
 
 
-# ---------------------------------------------------------------- fact extraction (offline judge)
+# ---------------------------------------------------------------- offline judge: facts from the claim extractor
 
 _NUM = r"-?\d+(?:\.\d+)?"
 _BOX = re.compile(rf"\[\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*\]")
 _POINT = re.compile(rf"\[\s*({_NUM})\s*,\s*({_NUM})\s*\]")
+_JSON_SYNTAX = re.compile(r"[{}\[\]\"']|\bbox_2d\b|\bpoint_2d\b|\blabel\b")
 _COUNT_Q = re.compile(r"\bhow many\b|\bnumber of\b|\bcount\b", re.IGNORECASE)
-_NUMBER_WORDS = {w: i for i, w in enumerate(
-    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
-    "sixteen seventeen eighteen nineteen twenty".split())}
-_NUMBER_WORDS["no"] = 0
-_NEGATION = re.compile(r"\b(no|not|without|absent|free of|none|neither|nor|unremarkable)\b")
-_EXTRA_FINDINGS = {"erupted": "erupted", "fully erupted": "erupted", "healthy": "normal", "normal": "normal",
-                   "intact": "normal", "endodontically treated": Category.ROOT_CANAL_TREATMENT.value}
-_FINDINGS: list[tuple[str, str]] = sorted(
-    [(k, c.value) for k, (c, _t) in SYNONYMS.items() if c != Category.TOOTH] + list(_EXTRA_FINDINGS.items()),
-    key=lambda kv: -len(kv[0]),
-)
-_FINDING_RE = [(re.compile(rf"\b{re.escape(k)}\b"), v) for k, v in _FINDINGS]
-_SPLIT = re.compile(r",|;|\band\b|\bwhile\b|\bbut\b|\bwith\b")
+_COUNT_WORDS = {w: i for i, w in enumerate(
+    ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
+     "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty"])}
+_COUNT_WORDS["no"] = 0
+_ASSERTS = ("present", "suspected")
+
+
+class Located(BaseModel):
+    """A box or a point of a location answer, with what its label says (claims and teeth, as comparable keys)."""
+
+    kind: str  # "box" / "point"
+    coords: list[float]
+    label: frozenset = frozenset()
 
 
 class Facts(BaseModel):
-    pairs: list[tuple[int | None, str | None]]
-    boxes: list[list[float]]
-    points: list[list[float]]
+    """What one text states, as the offline judge compares it."""
+
+    model_config = {"arbitrary_types_allowed": True}
+
+    claims: list[Claim]
+    located: list[Located]
     tokens: list[str]
 
-
-def _findings(text: str) -> list[str]:
-    found: list[str] = []
-    for rx, canon in _FINDING_RE:
-        if rx.search(text):
-            found.append(canon)
-            text = rx.sub(" ", text)
-    return sorted(set(found))
+    @property
+    def size(self) -> int:
+        return len(self.claims) + len(self.located)
 
 
-def _teeth(text: str) -> list[int]:
-    return sorted(set(teeth_in(text)))  # the one tooth-number reader (generation.claims)
+def _text_claims(text: str, question: str | None) -> list[Claim]:
+    """Claims of a text (not those said in a question), plus a bare mention of a tooth no claim covers ("It is tooth
+    36."), as 'tooth 36 is there', all de-duplicated (a lesion with its type is one fact, not two)."""
+    ex = extract(text, context=question)
+    typed = {(_place(c), c.categories, c.polarity) for c in ex.claims if c.lesion_type}
+    out: list[Claim] = []
+    seen: set[tuple] = set()
+    for c in ex.claims:
+        if c.question or c.key() in seen or (not c.lesion_type and (_place(c), c.categories, c.polarity) in typed):
+            continue  # asked, not stated; said twice; or the untyped twin of "periapical lesion (granuloma)"
+        seen.add(c.key())
+        out.append(c)
+    claimed = {c.tooth for c in out}
+    for m in ex.teeth:
+        if m.valid and m.tooth not in claimed:
+            claimed.add(m.tooth)
+            out.append(
+                Claim(
+                    category=Category.TOOTH,
+                    polarity="present",
+                    span=m.span,
+                    tooth=m.tooth,
+                    text=text[m.span[0] : m.span[1]],
+                )
+            )
+    return out
 
 
-def extract_facts(text: str) -> Facts:
-    """Free text -> (tooth, finding) pairs, boxes, points and tokens."""
-    t = str(text or "")
-    boxes = [[float(x) for x in m] for m in _BOX.findall(t)]
+def _label_key(label: str) -> frozenset:
+    return frozenset((_place(c), c.categories, c.polarity in _ASSERTS) for c in _text_claims(label, None))
+
+
+def _located(text: str) -> list[Located] | None:
+    """The entries of a box_2d / point_2d JSON answer, or None when the text is not one."""
+    try:
+        obj = json.loads(text)
+    except (ValueError, TypeError):
+        return None
+    entries = obj if isinstance(obj, list) else [obj]
+    out = []
+    for e in entries:
+        if not isinstance(e, dict):
+            return None
+        kind = "box" if "box_2d" in e else "point" if "point_2d" in e else None
+        coords = e.get("box_2d") if kind == "box" else e.get("point_2d")
+        if kind is None or not isinstance(coords, list) or len(coords) != (4 if kind == "box" else 2):
+            return None
+        try:
+            out.append(
+                Located(kind=kind, coords=[float(x) for x in coords], label=_label_key(str(e.get("label") or "")))
+            )
+        except (TypeError, ValueError):
+            return None
+    return out
+
+
+def extract_facts(text: str, question: str | None = None) -> Facts:
+    """Free text or a box_2d / point_2d JSON answer -> its claims (`generation.claims`), located boxes and points
+    (a JSON answer's labels go with their box or point), tokens."""
+    t = str(text or "").strip()
+    located = _located(t)
+    if located is not None:
+        return Facts(claims=[], located=located, tokens=re.findall(r"[a-z0-9]+", t.lower()))
+    located = [Located(kind="box", coords=[float(x) for x in m]) for m in _BOX.findall(t)]
     t = _BOX.sub(" ", t)
-    points = [[float(x) for x in m] for m in _POINT.findall(t)]
-    t = _POINT.sub(" ", t).lower()
-    t = re.sub(r"[{}\"']|box_2d|point_2d|label", " ", t)
-    pairs: set[tuple[int | None, str | None]] = set()
-    for sentence in re.split(r"[.\n:]+(?!\d)", t):
-        # Pieces split on commas/"and"; a piece without a finding joins the next one that has one
-        # ("teeth 18, 28 and 38 are impacted"), a trailing one joins the previous piece.
-        pieces: list[str] = []
-        pending = ""
-        for piece in _SPLIT.split(sentence):
-            pending = f"{pending} {piece}"
-            if _findings(piece):
-                pieces.append(pending)
-                pending = ""
-        if pending.strip():
-            if pieces:
-                pieces[-1] = f"{pieces[-1]} {pending}"
-            else:
-                pieces.append(pending)
-        negated_sentence = bool(_NEGATION.search(sentence))
-        for piece in pieces:
-            finds = _findings(piece)
-            negated = bool(_NEGATION.search(piece)) or (negated_sentence and len(pieces) == 1)
-            finds = [f"no_{f}" if negated else f for f in finds]
-            teeth = _teeth(piece)
-            if finds and teeth:
-                pairs |= {(tooth, f) for tooth in teeth for f in finds}
-            elif finds:
-                pairs |= {(None, f) for f in finds}
-            else:
-                pairs |= {(tooth, None) for tooth in teeth}
-    tokens = re.findall(r"[a-z0-9]+", t)
-    return Facts(pairs=sorted(pairs, key=lambda p: (p[0] or 0, p[1] or "")), boxes=boxes, points=points, tokens=tokens)
+    located += [Located(kind="point", coords=[float(x) for x in m]) for m in _POINT.findall(t)]
+    t = _JSON_SYNTAX.sub(" ", _POINT.sub(" ", t))
+    return Facts(claims=_text_claims(t, question), located=located, tokens=re.findall(r"[a-z0-9]+", t.lower()))
 
 
 def _first_number(text: str) -> int | None:
+    """The count a counting answer gives ("28", "two teeth"); boxes and points are no counts."""
     t = _POINT.sub(" ", _BOX.sub(" ", str(text or ""))).lower()
-    m = re.search(r"\b(\d+)\b|\b(" + "|".join(_NUMBER_WORDS) + r")\b", t)
+    m = re.search(r"\b(\d+)\b|\b(" + "|".join(_COUNT_WORDS) + r")\b", t)
     if not m:
         return None
-    return int(m.group(1)) if m.group(1) else _NUMBER_WORDS[m.group(2)]
+    return int(m.group(1)) if m.group(1) else _COUNT_WORDS[m.group(2)]
 
 
-def _box_deduction(best_iou: float) -> float:
-    if best_iou >= 0.9:
+def _place(c: Claim) -> tuple[str, object]:
+    if c.tooth is not None:
+        return ("tooth", c.tooth)
+    if c.region is not None:
+        return ("region", c.region.name)
+    return ("image", None)
+
+
+def _said(c: Claim) -> str:
+    return f"{c.polarity} {c.name}{f' x{c.count}' if c.count is not None else ''} at {c.where}"
+
+
+def _covers(absent: Claim, present: Claim) -> bool:
+    """Does the absent-claim's place include the present-claim's? (the whole image, a region's teeth, one tooth)"""
+    if absent.tooth is None and absent.region is None:
+        return True
+    if absent.tooth is not None:
+        return present.tooth == absent.tooth
+    if present.tooth is not None:
+        return present.tooth in absent.region.teeth  # type: ignore[union-attr]
+    return present.region is not None and present.region.name == absent.region.name  # type: ignore[union-attr]
+
+
+def contradiction(key: Claim, answer: Claim) -> bool:
+    """The answer denies what the key states, states what the key denies, or gives another count, for the same
+    finding and place."""
+    if not key.categories & answer.categories:
+        return False
+    if key.count is not None and answer.count is not None and _place(key) == _place(answer) \
+            and key.polarity == answer.polarity and key.count != answer.count:
+        return True
+    for present, absent in ((key, answer), (answer, key)):
+        if present.polarity in _ASSERTS and absent.polarity == "absent" and _covers(absent, present):
+            return not (absent.definite_only and present.polarity == "suspected")
+    return False
+
+
+def _claim_credit(key: Claim, answer: Claim) -> float:
+    """1.0 the same fact; 0.5 the right finding (and polarity) at another tooth or region; else 0."""
+    if not key.categories & answer.categories:
         return 0.0
-    if best_iou >= 0.75:
-        return 0.1
-    if best_iou >= 0.5:
-        return 0.2
-    return 0.5
-
-
-def _point_deduction(dist: float) -> float:
-    if dist <= 10:
+    same_sense = (key.polarity in _ASSERTS) == (answer.polarity in _ASSERTS) and \
+        (key.polarity == "recommended") == (answer.polarity == "recommended")
+    if not same_sense or (key.count is not None and key.count != answer.count):
         return 0.0
-    if dist <= 30:
-        return 0.1
-    if dist <= 60:
-        return 0.2
-    return 0.5
+    if key.lesion_type and key.lesion_type != answer.lesion_type:
+        return 0.0
+    return 1.0 if _place(key) == _place(answer) else 0.5
+
+
+def _box_credit(iou_value: float) -> float:
+    return 1.0 if iou_value >= 0.9 else 0.9 if iou_value >= 0.75 else 0.8 if iou_value >= 0.5 else 0.0
+
+
+def _point_credit(dist: float) -> float:
+    return 1.0 if dist <= 10 else 0.9 if dist <= 30 else 0.8 if dist <= 60 else 0.0
+
+
+def _matched_credit(key: Facts, answer: Facts) -> tuple[float, list[str]]:
+    """Best one-to-one matching of key facts to answer facts (greedy by credit), summed; notes on partial credit."""
+    pairs: list[tuple[float, str, int, int, str]] = []
+    for i, k in enumerate(key.claims):
+        for j, a in enumerate(answer.claims):
+            if (c := _claim_credit(k, a)) > 0:
+                pairs.append((c, "c", i, j, "" if c == 1.0 else f"{k.name} at {a.where} instead of {k.where}"))
+    for i, k in enumerate(key.located):
+        for j, a in enumerate(answer.located):
+            if k.kind != a.kind:
+                continue
+            if k.kind == "box":
+                geo, what = _box_credit(iou(k.coords, a.coords)), f"box IoU {iou(k.coords, a.coords):.2f}"
+            else:
+                dist = ((k.coords[0] - a.coords[0]) ** 2 + (k.coords[1] - a.coords[1]) ** 2) ** 0.5
+                geo, what = _point_credit(dist), f"point off by {dist:.0f}px"
+            c = geo * (1.0 if k.label == a.label else 0.5)
+            if c > 0:
+                notes_ = [what] if geo < 1.0 else []
+                if k.label != a.label:
+                    notes_.append("another label")
+                pairs.append((c, "l", i, j, ", ".join(notes_)))
+    used_k: set[tuple[str, int]] = set()
+    used_a: set[tuple[str, int]] = set()
+    total, notes = 0.0, []
+    for c, kind, i, j, note in sorted(pairs, key=lambda p: (-p[0], p[1], p[2], p[3])):
+        if (kind, i) in used_k or (kind, j) in used_a:
+            continue
+        used_k.add((kind, i))
+        used_a.add((kind, j))
+        total += c
+        if note:
+            notes.append(note)
+    return total, notes
 
 
 def _token_f1(a: list[str], b: list[str]) -> float:
@@ -185,73 +286,20 @@ def offline_score(question: str, ground_truth: str, prediction: str) -> tuple[fl
         gt_n = _first_number(ground_truth)
         if gt_n is not None:
             pred_n = _first_number(prediction)
-            ok = pred_n == gt_n
-            return (1.0 if ok else 0.0), f"count gt={gt_n} pred={pred_n}"
-    gt, pr = extract_facts(ground_truth), extract_facts(prediction)
-    if not gt.pairs and not gt.boxes and not gt.points:
+            return (1.0 if pred_n == gt_n else 0.0), f"count gt={gt_n} pred={pred_n}"
+    gt, pr = extract_facts(ground_truth, question), extract_facts(prediction, question)
+    if not gt.size:  # free text ("routine care"): nothing to match but the words
         f1 = _token_f1(gt.tokens, pr.tokens)
-        return snap(f1), f"no facts; token F1 {f1:.2f}"
-    deduction, notes = 0.0, []
-    unused = list(pr.pairs)
-    for t, f in gt.pairs:
-        if (t, f) in unused:
-            unused.remove((t, f))
-            continue
-        if t is None:  # finding without a tooth: any mention of the finding counts
-            hit = next((p for p in pr.pairs if p[1] == f), None)
-            if hit:
-                if hit in unused:
-                    unused.remove(hit)
-                continue
-            deduction += 0.5
-            notes.append(f"missing {f}")
-            continue
-        if f is None:  # bare tooth mention
-            if any(p[0] == t for p in pr.pairs):
-                unused = [p for p in unused if p[0] != t]
-                continue
-            deduction += 0.5
-            wrong = next((p for p in unused if p[1] is None), None)
-            if wrong:
-                unused.remove(wrong)
-            notes.append(f"wrong/missing tooth {t}")
-            continue
-        same_tooth = next((p for p in unused if p[0] == t and p[1] != f), None)
-        if same_tooth:
-            unused.remove(same_tooth)
-            deduction += 0.3
-            notes.append(f"tooth {t}: {same_tooth[1]} instead of {f}")
-            continue
-        same_finding = next((p for p in unused if p[1] == f and p[0] != t), None)
-        if same_finding:
-            unused.remove(same_finding)
-            deduction += 0.5
-            notes.append(f"{f} on {same_finding[0]} instead of {t}")
-            continue
-        deduction += 0.5
-        notes.append(f"missing {f} on {t}")
-    gt_findings = {f for _, f in gt.pairs}
-    for t, f in unused:
-        if f is not None and f not in gt_findings and not any(p[0] == t and p[1] == f for p in gt.pairs):
-            deduction += 0.2
-            notes.append(f"extra {f}" + (f" on {t}" if t else ""))
-    for box in gt.boxes:
-        best = max((iou(box, b) for b in pr.boxes), default=0.0)
-        d = _box_deduction(best)
-        deduction += d
-        if d:
-            notes.append(f"box IoU {best:.2f}")
-    for pt in gt.points:
-        dist = min((((pt[0] - q[0]) ** 2 + (pt[1] - q[1]) ** 2) ** 0.5 for q in pr.points), default=1e9)
-        d = _point_deduction(dist)
-        deduction += d
-        if d:
-            notes.append(f"point off by {dist:.0f}px")
-    n_facts = len(gt.pairs) + len(gt.boxes) + len(gt.points)
-    scale = min(1.0, FULL_WEIGHT_FACTS / n_facts)  # long answers (reports): each fact weighs less
-    if scale < 1.0:
-        notes.append(f"deductions x{scale:.2f} ({n_facts} facts)")
-    return snap(1.0 - deduction * scale), "; ".join(notes) or "all facts match"
+        return snap(f1), f"no facts in the key; token F1 {f1:.2f}"
+    if not pr.size:
+        return 0.0, "no facts in the answer"
+    clash = next(((k, a) for k in gt.claims for a in pr.claims if contradiction(k, a)), None)
+    if clash:
+        return 0.0, f"contradicts the key: {_said(clash[1])} vs {_said(clash[0])}"
+    credit, notes = _matched_credit(gt, pr)
+    denominator = max(gt.size, pr.size)
+    why = f"{credit:g} of {gt.size} key facts matched, {pr.size} in the answer"
+    return snap(credit / denominator), "; ".join([why, *notes])
 
 
 class OfflineJudge:
@@ -260,11 +308,15 @@ class OfflineJudge:
     name = "offline"
     prompt_version = OFFLINE_JUDGE_VERSION
 
-    def score(self, questions: Sequence[str], ground_truths: Sequence[str], predictions: Sequence[str], repeat: int = 0) -> list[JudgeScore]:
+    def score(
+        self, questions: Sequence[str], ground_truths: Sequence[str], predictions: Sequence[str], repeat: int = 0
+    ) -> list[JudgeScore]:
         out = []
         for q, g, p in zip(questions, ground_truths, predictions, strict=True):
             s, why = offline_score(q, g, p)
-            out.append(JudgeScore(score=s, judge="offline", prompt_version=OFFLINE_JUDGE_VERSION, rationale=why, repeat=repeat))
+            out.append(
+                JudgeScore(score=s, judge="offline", prompt_version=OFFLINE_JUDGE_VERSION, rationale=why, repeat=repeat)
+            )
         return out
 
 
@@ -316,7 +368,9 @@ class LLMJudge:
         else:
             self.backend = CachedBackend(backend, ResponseCache(cache_path))
         self.template_text, self.prompt_version = load_judge_template(prompts_dir)
-        self._template = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True).from_string(self.template_text)
+        self._template = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True).from_string(
+            self.template_text
+        )
         self.name = f"{self.backend.name}:{self.backend.model}"
         self.temperature = temperature
         self.max_tokens = max_tokens
@@ -331,10 +385,14 @@ class LLMJudge:
         params: dict[str, Any] = {"temperature": self.temperature, "max_tokens": self.max_tokens}
         if repeat:
             params["seed"] = repeat
-        return [ChatRequest(messages=[{"role": "user", "content": self.render(q, g, p)}], params=params, tag="judge_open")
-                for q, g, p in zip(questions, ground_truths, predictions, strict=True)]
+        return [
+            ChatRequest(messages=[{"role": "user", "content": self.render(q, g, p)}], params=params, tag="judge_open")
+            for q, g, p in zip(questions, ground_truths, predictions, strict=True)
+        ]
 
-    def score(self, questions: Sequence[str], ground_truths: Sequence[str], predictions: Sequence[str], repeat: int = 0) -> list[JudgeScore]:
+    def score(
+        self, questions: Sequence[str], ground_truths: Sequence[str], predictions: Sequence[str], repeat: int = 0
+    ) -> list[JudgeScore]:
         reqs = self.requests(questions, ground_truths, predictions, repeat)
         sent_before = self.backend.stats["sent"]
         responses = self.backend.complete(reqs)
@@ -342,7 +400,15 @@ class LLMJudge:
         out = []
         for resp in responses:
             value = parse_judge_score(resp.text) if not resp.error else None
-            out.append(JudgeScore(score=value if value is not None else 0.0, judge=self.name, prompt_version=self.prompt_version,
-                                  cache_hit=resp.cache_hit, parse_failed=value is None, rationale=resp.text or (resp.error or ""),
-                                  repeat=repeat))
+            out.append(
+                JudgeScore(
+                    score=value if value is not None else 0.0,
+                    judge=self.name,
+                    prompt_version=self.prompt_version,
+                    cache_hit=resp.cache_hit,
+                    parse_failed=value is None,
+                    rationale=resp.text or (resp.error or ""),
+                    repeat=repeat,
+                )
+            )
         return out

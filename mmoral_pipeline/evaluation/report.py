@@ -19,8 +19,11 @@ def dimension_bars_png(rows: Sequence[BenchScores]) -> bytes:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = ([("Closed", d) for d in (*CLOSED_DIMENSIONS, "Overall")] + [("Open", d) for d in (*OPEN_DIMENSIONS, "Overall")]
-              + [("", "Avg")])
+    panels = (
+        [("Closed", d) for d in (*CLOSED_DIMENSIONS, "Overall")]
+        + [("Open", d) for d in (*OPEN_DIMENSIONS, "Overall")]
+        + [("", "Avg")]
+    )
     cols = 5
     nrows = (len(panels) + cols - 1) // cols
     fig, axes = plt.subplots(nrows, cols, figsize=(3.2 * cols, 2.6 * nrows), squeeze=False)
@@ -32,7 +35,9 @@ def dimension_bars_png(rows: Sequence[BenchScores]) -> bytes:
             vals = [r.open.get(dim) for r in rows]
         else:
             vals = [r.avg for r in rows]
-        ax.bar(range(len(rows)), [v or 0.0 for v in vals], color=["#4c72b0" if v is not None else "#cccccc" for v in vals])
+        ax.bar(
+            range(len(rows)), [v or 0.0 for v in vals], color=["#4c72b0" if v is not None else "#cccccc" for v in vals]
+        )
         ax.set_xticks(range(len(rows)), names, rotation=45, ha="right", fontsize=7)
         ax.set_ylim(0, 100)
         ax.set_title(f"{kind} {dim}".strip(), fontsize=9)
@@ -65,17 +70,20 @@ def write_outputs(out_dir: str | Path, results: Sequence) -> dict[str, Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = [r.scores for r in results]
-    paths = {"table": out / "results.md", "chart": out / "dimensions.png",
-             "closed": out / "predictions_closed.jsonl", "open": out / "predictions_open.jsonl", "scores": out / "scores.json"}
+    paths = {
+        "table": out / "results.md",
+        "chart": out / "dimensions.png",
+        "closed": out / "predictions_closed.jsonl",
+        "open": out / "predictions_open.jsonl",
+        "scores": out / "scores.json",
+    }
     paths["table"].write_text(results_markdown(rows) + "\n", encoding="utf-8")
     paths["chart"].write_bytes(dimension_bars_png(rows))
     with open(paths["closed"], "w", encoding="utf-8") as fh:
         for r in results:
-            for p in r.closed:
-                fh.write(p.model_dump_json() + "\n")
+            fh.writelines(p.model_dump_json() + "\n" for p in r.closed)
     with open(paths["open"], "w", encoding="utf-8") as fh:
         for r in results:
-            for p in r.open:
-                fh.write(p.model_dump_json() + "\n")
+            fh.writelines(p.model_dump_json() + "\n" for p in r.open)
     paths["scores"].write_text(json.dumps([r.model_dump() for r in rows], indent=1), encoding="utf-8")
     return paths

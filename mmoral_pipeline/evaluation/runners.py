@@ -1,9 +1,12 @@
 """Model runners: each turns benchmark rows into raw answer strings (extraction and scoring come after).
 
 - `RandomRunner` / `MostFrequentRunner`: baselines, deterministic for a seed.
+- `QuestionPriorRunner`: the question-wording prior fitted on the training split (`evaluation.prior`): what
+  text alone answers, closed and open.
+- `ConstantRunner`: the same text for every question (`constant:<text>`): a floor; a non-answer must score 0.
 - `ChatRunner`: any ChatBackend (OpenAI-compatible vision endpoint via the generation package's
   backend with its concurrency, retries and cache); images go as base64 data URLs; `use_images=False`
-  gives the text-only run of the same model.
+  gives the text-only run of the same model, `other_images=True` its other-patient-image run.
 - `HFRunner`: a local Hugging Face checkpoint (SFT output or any Qwen2.5-VL path), batched
   generation; torch/transformers are imported only when it runs.
 """
@@ -18,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from mmoral_pipeline.evaluation.items import LETTERS, ClosedItem, OpenItem
+from mmoral_pipeline.evaluation.prior import QuestionPrior
 from mmoral_pipeline.generation.types import ChatBackend, ChatRequest
 
 CLOSED_INSTRUCTION = (
@@ -34,7 +38,19 @@ def closed_prompt(item: ClosedItem) -> str:
 
 def closed_prompt_options(prompt: str) -> dict[str, str]:
     """Letter -> option text of a prompt laid out as `closed_prompt` does ('B. Lower jaw' lines)."""
-    return dict(re.findall(r"^([A-D])\. (.+)$", prompt, flags=re.M))
+    return dict(re.findall(r"^([A-D])\. (.+)$", prompt, flags=re.MULTILINE))
+
+
+_STEM = re.compile(r"^Question:\s*(.+?)\s*\nOptions:\s*\n", re.DOTALL)
+
+
+def parse_closed_prompt(prompt: str) -> tuple[str, dict[str, str]] | None:
+    """(question stem, letter -> option text) of a prompt laid out as `closed_prompt` does; None for any other text."""
+    m = _STEM.match(prompt or "")
+    options = closed_prompt_options(prompt or "")
+    if m is None or sorted(options) != list(LETTERS):
+        return None
+    return m.group(1), options
 
 
 def open_prompt(item: OpenItem) -> str:
@@ -80,11 +96,56 @@ class MostFrequentRunner:
 
     def answer_closed(self, items: Sequence[ClosedItem]) -> list[str]:
         counts = Counter(it.answer for it in items)
-        self.letter = max(LETTERS, key=lambda l: (counts.get(l, 0), -LETTERS.index(l)))
+        self.letter = max(LETTERS, key=lambda letter: (counts.get(letter, 0), -LETTERS.index(letter)))
         return [self.letter for _ in items]
 
     def answer_open(self, items: Sequence[OpenItem]) -> list[str]:
         return ["" for _ in items]
+
+
+class QuestionPriorRunner:
+    """The question-wording prior (`evaluation.prior.QuestionPrior`): no image, only the training answers."""
+
+    supports_open = True
+
+    def __init__(self, prior: QuestionPrior, name: str = "question_prior"):
+        self.prior, self.name = prior, name
+
+    def answer_closed(self, items: Sequence[ClosedItem]) -> list[str]:
+        return [LETTERS[it.options.index(self.prior.closed_choice(it.question, it.options))] for it in items]
+
+    def answer_open(self, items: Sequence[OpenItem]) -> list[str]:
+        return [self.prior.open_answer(it.question) for it in items]
+
+
+class ConstantRunner:
+    """The same text for every question (`constant:<text>`): the floor a judge must give nothing for."""
+
+    supports_open = True
+
+    def __init__(self, text: str, name: str | None = None):
+        self.text = text
+        self.name = name or f"constant:{text}"
+
+    def answer_closed(self, items: Sequence[ClosedItem]) -> list[str]:
+        return [self.text for _ in items]
+
+    def answer_open(self, items: Sequence[OpenItem]) -> list[str]:
+        return [self.text for _ in items]
+
+
+def shown_images(items: Sequence[ClosedItem] | Sequence[OpenItem], other_images: bool) -> list[str]:
+    """The image each question is shown: its own, or (`other_images`) the next distinct image of the benchmark, so
+    every question gets another patient's X-ray in the input form the model knows: the control for "does it read
+    the X-ray, or only the question?"."""
+    images = [it.image for it in items]
+    if not other_images:
+        return images
+    distinct = list(dict.fromkeys(b for b in images if b))
+    if len(distinct) < 2:
+        raise ValueError("the other-image control needs items of at least two different images")
+    following = {b: distinct[(i + 1) % len(distinct)] for i, b in enumerate(distinct)}
+    return [following.get(b, b) for b in images]
 
 
 def _user_message(prompt: str, image_b64: str, use_images: bool) -> dict[str, Any]:
@@ -102,9 +163,10 @@ class ChatRunner:
     supports_open = True
 
     def __init__(self, backend: ChatBackend, name: str | None = None, use_images: bool = True,
-                 max_tokens: int = 512, temperature: float = 0.0):
+                 max_tokens: int = 512, temperature: float = 0.0, other_images: bool = False):
         self.backend = backend
         self.use_images = use_images
+        self.other_images = other_images
         suffix = "" if use_images else "-text-only"
         self.name = name or f"{getattr(backend, 'model', 'model')}{suffix}"
         self.params = {"temperature": temperature, "max_tokens": max_tokens}
@@ -121,19 +183,19 @@ class ChatRunner:
         return [r.text if not r.error else "" for r in responses]
 
     def answer_closed(self, items: Sequence[ClosedItem]) -> list[str]:
-        return self._run([closed_prompt(it) for it in items], [it.image for it in items], "bench_closed", max_tokens=32)
+        return self._run([closed_prompt(it) for it in items], shown_images(items, self.other_images), "bench_closed",
+                         max_tokens=32)
 
     def answer_open(self, items: Sequence[OpenItem]) -> list[str]:
-        return self._run([open_prompt(it) for it in items], [it.image for it in items], "bench_open")
+        return self._run([open_prompt(it) for it in items], shown_images(items, self.other_images), "bench_open")
 
 
 class HFRunner:
     """A local checkpoint; uses `mmoral_pipeline.training.infer.generate_answers` when present,
     else its own batched Qwen2.5-VL generation (AutoProcessor + AutoModelForImageTextToText).
 
-    `use_images=False` drops the image (text-only); `other_images=True` shows each question another item's X-ray
-    (the next distinct image), so a model always trained with an image gets the input form it knows but not the
-    right patient: the control for "does it read the X-ray, or only the question?"."""
+    `use_images=False` drops the image (text-only); `other_images=True` shows each question another patient's
+    X-ray (`shown_images`)."""
 
     supports_open = True
 
@@ -154,20 +216,12 @@ class HFRunner:
         self._processor = None
 
     def answer_closed(self, items: Sequence[ClosedItem]) -> list[str]:
-        return self.generate([closed_prompt(it) for it in items], self._images(items), self.max_new_tokens_closed)
+        return self.generate([closed_prompt(it) for it in items], shown_images(items, self.other_images),
+                             self.max_new_tokens_closed)
 
     def answer_open(self, items: Sequence[OpenItem]) -> list[str]:
-        return self.generate([open_prompt(it) for it in items], self._images(items), self.max_new_tokens_open)
-
-    def _images(self, items: Sequence[ClosedItem] | Sequence[OpenItem]) -> list[str]:
-        images = [it.image for it in items]
-        if not self.other_images:
-            return images
-        distinct = list(dict.fromkeys(b for b in images if b))
-        if len(distinct) < 2:
-            raise ValueError("other_images needs items of at least two different images")
-        following = {b: distinct[(i + 1) % len(distinct)] for i, b in enumerate(distinct)}
-        return [following.get(b, b) for b in images]
+        return self.generate([open_prompt(it) for it in items], shown_images(items, self.other_images),
+                             self.max_new_tokens_open)
 
     def generate(self, prompts: list[str], images_b64: list[str], max_new_tokens: int) -> list[str]:
         generate_answers = None
@@ -179,8 +233,16 @@ class HFRunner:
         if generate_answers is not None:
             items = [{"prompt": p, "image": self._image(b) if (b and self.use_images) else None}
                      for p, b in zip(prompts, images_b64, strict=True)]
-            return list(generate_answers(self.checkpoint, items, use_images=self.use_images, max_new_tokens=max_new_tokens,
-                                         batch_size=self.batch_size, device=self.device))
+            return list(
+                generate_answers(
+                    self.checkpoint,
+                    items,
+                    use_images=self.use_images,
+                    max_new_tokens=max_new_tokens,
+                    batch_size=self.batch_size,
+                    device=self.device,
+                )
+            )
         return self._generate_own(prompts, images_b64, max_new_tokens)
 
     def _load(self):

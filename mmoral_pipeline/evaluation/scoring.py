@@ -65,7 +65,9 @@ def score_closed(model: str, items: Sequence[ClosedItem], outputs: Sequence[str]
     return preds
 
 
-def score_open(model: str, items: Sequence[OpenItem], outputs: Sequence[str], judge_scores: Sequence[JudgeScore]) -> list[OpenPrediction]:
+def score_open(
+    model: str, items: Sequence[OpenItem], outputs: Sequence[str], judge_scores: Sequence[JudgeScore]
+) -> list[OpenPrediction]:
     return [
         OpenPrediction(model=model, index=it.index, category=it.category, question=it.question, ground_truth=it.answer,
                        output=out, score=js.score, judge=js.judge, prompt_version=js.prompt_version,
@@ -74,7 +76,9 @@ def score_open(model: str, items: Sequence[OpenItem], outputs: Sequence[str], ju
     ]
 
 
-def per_dimension(values: Sequence[tuple[str, float]], dimensions: Sequence[str]) -> tuple[dict[str, float | None], dict[str, int]]:
+def per_dimension(
+    values: Sequence[tuple[str, float]], dimensions: Sequence[str]
+) -> tuple[dict[str, float | None], dict[str, int]]:
     """(category, value in 0..1) pairs -> mean % per dimension and overall; a row counts in each label."""
     sums = {d: 0.0 for d in dimensions}
     counts = {d: 0 for d in dimensions}
@@ -111,7 +115,12 @@ def spread_summary(values: Sequence[float]) -> dict[str, float]:
     """Min / max / std of the open Overall over repeated LLM scoring (the paper saw 37.17-38.08)."""
     if not values:
         return {}
-    return {"min": min(values), "max": max(values), "std": statistics.pstdev(values) if len(values) > 1 else 0.0, "n": float(len(values))}
+    return {
+        "min": min(values),
+        "max": max(values),
+        "std": statistics.pstdev(values) if len(values) > 1 else 0.0,
+        "n": float(len(values)),
+    }
 
 
 def _fmt(v: float | None) -> str:

@@ -25,7 +25,9 @@ class CachedBackend:
         self.model = inner.model
         self.stats: dict[str, float] = defaultdict(float)
 
-    def complete(self, requests: list[ChatRequest], on_result: Callable[[int, ChatResponse], None] | None = None) -> list[ChatResponse]:
+    def complete(
+        self, requests: list[ChatRequest], on_result: Callable[[int, ChatResponse], None] | None = None
+    ) -> list[ChatResponse]:
         hashes = [r.request_hash(self.name, self.model) for r in requests]
         hits = self.cache.get_many(hashes) if self.cache is not None else {}
         out: list[ChatResponse | None] = [None] * len(requests)
@@ -69,7 +71,7 @@ class CachedBackend:
             failed = len(todo) - len(stored)  # every retry failed: not stored, the next run asks again
             if tracker is not None and failed:
                 tracker.advance(failed, sent=failed, failed=failed)
-            for i, r in zip(todo, results):
+            for i, r in zip(todo, results, strict=True):
                 out[i] = r
         for i, h in enumerate(hashes):
             if out[i] is None:

@@ -59,7 +59,8 @@ class ResponseCache:
         conn = self._conn()
         for i in range(0, len(hashes), 500):
             chunk = hashes[i : i + 500]
-            q = f"SELECT request_hash, response_json FROM responses WHERE request_hash IN ({','.join('?' * len(chunk))})"
+            marks = ",".join("?" * len(chunk))
+            q = f"SELECT request_hash, response_json FROM responses WHERE request_hash IN ({marks})"
             for h, blob in conn.execute(q, chunk):
                 out[h] = ChatResponse.model_validate_json(blob)
         return out

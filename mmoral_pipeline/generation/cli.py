@@ -32,12 +32,14 @@ def _facts_by_image(image_ids: set[str], home: str | None) -> dict[str, Any]:
     from mmoral_pipeline.domain.attributes import ImageAttributes
     from mmoral_pipeline.generation.facts import facts_of
 
-    table = read_table("image_attributes", base_dir=home or mmoral_home())
+    table = read_table("image_attributes", base_dir=home or mmoral_home(), partitions="all")  # every file in the folder
     rows = table.filter(pl.col("image_id").is_in(sorted(image_ids))).select("image_id", "document").to_dicts()
     out = {}
     for row in rows:
         doc = row["document"]
-        attrs = ImageAttributes.model_validate_json(doc) if isinstance(doc, str) else ImageAttributes.model_validate(doc)
+        attrs = (
+            ImageAttributes.model_validate_json(doc) if isinstance(doc, str) else ImageAttributes.model_validate(doc)
+        )
         out[row["image_id"]] = facts_of(attrs)
     return out
 
@@ -89,6 +91,9 @@ def run_validate(args: argparse.Namespace) -> int:
         tally.update(result.rejected_by)
         print(V.dumps(result.model_dump()))
     by = ", ".join(f"{k} {v}" for k, v in sorted(tally.items()) if k not in ("passed", "rejected"))
-    print(f"validated {len(parsed)} items: {tally['passed']} passed, {tally['rejected']} rejected" + (f" ({by})" if by else ""),
-          file=sys.stderr)
+    print(
+        f"validated {len(parsed)} items: {tally['passed']} passed, {tally['rejected']} rejected"
+        + (f" ({by})" if by else ""),
+        file=sys.stderr,
+    )
     return 0

@@ -69,15 +69,31 @@ class LocalChatServer:
                     time.sleep(reply.delay)
                 if reply.status == 200:
                     payload = {
-                        "id": f"chatcmpl-{rec.n}", "object": "chat.completion", "created": int(time.time()),
+                        "id": f"chatcmpl-{rec.n}",
+                        "object": "chat.completion",
+                        "created": int(time.time()),
                         "model": body.get("model", "local"),
-                        "choices": [{"index": 0, "message": {"role": "assistant", "content": reply.text}, "finish_reason": "stop"}],
-                        "usage": {"prompt_tokens": sum(len(str(m.get("content", ""))) for m in body.get("messages", [])) // 4,
-                                  "completion_tokens": len(reply.text) // 4,
-                                  "total_tokens": 0},
+                        "choices": [
+                            {
+                                "index": 0,
+                                "message": {"role": "assistant", "content": reply.text},
+                                "finish_reason": "stop",
+                            }
+                        ],
+                        "usage": {
+                            "prompt_tokens": sum(len(str(m.get("content", ""))) for m in body.get("messages", [])) // 4,
+                            "completion_tokens": len(reply.text) // 4,
+                            "total_tokens": 0,
+                        },
                     }
                 else:
-                    payload = {"error": {"message": reply.text or f"status {reply.status}", "type": "test", "code": reply.status}}
+                    payload = {
+                        "error": {
+                            "message": reply.text or f"status {reply.status}",
+                            "type": "test",
+                            "code": reply.status,
+                        }
+                    }
                 data = json.dumps(payload).encode()
                 try:
                     self.send_response(reply.status)
@@ -113,8 +129,12 @@ class LocalChatServer:
 
 # --- a faithful writer that hallucinates ---------------------------------------------------------
 
-_PROMPT_KINDS = {"Below is the location caption": "report", "You are auditing": "audit", "From the location caption": "vqa",
-                 "Write a conversation": "dialogue"}
+_PROMPT_KINDS = {
+    "Below is the location caption": "report",
+    "You are auditing": "audit",
+    "From the location caption": "vqa",
+    "Write a conversation": "dialogue",
+}
 
 
 @dataclass
@@ -209,7 +229,9 @@ class HallucinatingLLM:
             ways = []
             a, b = self._pick(f, rng, caries), self._pick(f, rng, (Cat.PERIAPICAL_LESION,))
             if a and b and a != b:
-                ways.append(("negation_clause", "Pathological Findings: ", f"No caries on {a} but a periapical lesion on {b}. "))
+                ways.append(
+                    ("negation_clause", "Pathological Findings: ", f"No caries on {a} but a periapical lesion on {b}. ")
+                )
             c, d = self._pick(f, rng, caries + (Cat.PERIAPICAL_LESION,)), self._pick(f, rng, (Cat.IMPLANT,))
             if c and d and c != d:
                 ways.append(("summary", "3. Clinical Summary & Recommendations\n",
@@ -217,14 +239,18 @@ class HallucinatingLLM:
             filled = sorted({x.tooth_id for x in f.of(Cat.FILLING) if x.tooth_id is not None})
             if filled:
                 t = rng.choice(filled)
-                ways.append(("negated_treatment", "Historical Interventions: ", f"Tooth {t} is unrestored and intact. "))
+                ways.append(
+                    ("negated_treatment", "Historical Interventions: ", f"Tooth {t} is unrestored and intact. ")
+                )
             how, anchor, insert = rng.choice(ways)
             self._record(kind, image_id, how, insert.strip())
             return text.replace(anchor, anchor + insert, 1)
         reply = json.loads(text)
         if base == "vqa":
             closed = [q for q in reply.get("closed", []) if q["answer_text"].startswith("#")]
-            ways = (["deep_caries_open", "tooth_name_open", "treatment_open"] if reply.get("open") else []) + (["keyed_wrong_tooth"] if closed else [])
+            ways = (["deep_caries_open", "tooth_name_open", "treatment_open"] if reply.get("open") else []) + (
+                ["keyed_wrong_tooth"] if closed else []
+            )
             if not ways:
                 return text
             how = rng.choice(ways)
@@ -232,8 +258,21 @@ class HallucinatingLLM:
                 q = rng.choice(closed)
                 asked = {"caries": caries}.get(q["question"].split()[-1].rstrip("?"), ())
                 right = int(q["answer_text"][1:])
-                wrong = self._pick(f, rng, tuple(asked) or (Cat.CARIES, Cat.DEEP_CARIES, Cat.PERIAPICAL_LESION, Cat.RETAINED_ROOT, Cat.FILLING,
-                                                             Cat.CROWN, Cat.ROOT_CANAL_TREATMENT, Cat.IMPLANT))
+                wrong = self._pick(
+                    f,
+                    rng,
+                    tuple(asked)
+                    or (
+                        Cat.CARIES,
+                        Cat.DEEP_CARIES,
+                        Cat.PERIAPICAL_LESION,
+                        Cat.RETAINED_ROOT,
+                        Cat.FILLING,
+                        Cat.CROWN,
+                        Cat.ROOT_CANAL_TREATMENT,
+                        Cat.IMPLANT,
+                    ),
+                )
                 if wrong is None or wrong == right:
                     return text
                 else:
@@ -256,7 +295,11 @@ class HallucinatingLLM:
                 answer = f"Deep caries is visible on {t}."
             if t is None:
                 return text
-            reply["open"][0] = {"question": f"Which finding stands out on this X-ray ({how})?", "answer": answer, "dimensions": ["Teeth", "Patho"]}
+            reply["open"][0] = {
+                "question": f"Which finding stands out on this X-ray ({how})?",
+                "answer": answer,
+                "dimensions": ["Teeth", "Patho"],
+            }
             self._record(kind, image_id, how, answer)
             return json.dumps(reply)
         # dialogue: a radiologist turn gains a lesion below a tooth without one

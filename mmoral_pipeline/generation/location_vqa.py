@@ -63,7 +63,16 @@ def dims_for(category: Category | None) -> list[str]:
     return ["Teeth", "Patho"]
 
 
-def _closed(builder: str, task: str, question: str, correct: str, distractors: list[str], dims: list[str], fact: dict, rng: random.Random) -> RuleItem | None:
+def _closed(
+    builder: str,
+    task: str,
+    question: str,
+    correct: str,
+    distractors: list[str],
+    dims: list[str],
+    fact: dict,
+    rng: random.Random,
+) -> RuleItem | None:
     seen = {correct.lower()}
     opts = [correct]
     for d in distractors:
@@ -165,7 +174,9 @@ def count_items(facts: Facts, rng: random.Random) -> list[RuleItem]:
         if n > cap:
             continue
         opts = count_options(n, rng, cap)
-        item = _closed("count", "count_closed", question, opts[0], opts[1:], dims, {"kind": "count", "target": target, "n": n}, rng)
+        item = _closed(
+            "count", "count_closed", question, opts[0], opts[1:], dims, {"kind": "count", "target": target, "n": n}, rng
+        )
         if item:
             out.append(item)
     return out
@@ -179,7 +190,9 @@ def _tooth_at_point(facts: Facts, tooth: int, rng: random.Random) -> RuleItem | 
     others.sort(key=lambda t: abs(facts.centers[t][0] - p[0]) + abs(facts.centers[t][1] - p[1]))
     if len(others) < 3:
         return None
-    question = rng.choice([f"Which tooth is located at point_2d {p}?", f"Which tooth contains the point {p} (x, y in pixels)?"])
+    question = rng.choice(
+        [f"Which tooth is located at point_2d {p}?", f"Which tooth contains the point {p} (x, y in pixels)?"]
+    )
     return _closed("tooth_at_point", "loc_closed", question, f"#{tooth}", [f"#{t}" for t in others[:3]], ["Teeth"],
                    {"kind": "tooth_at_point", "point": p, "tooth": tooth, "options_teeth": [tooth] + others[:3]}, rng)
 
@@ -190,8 +203,16 @@ def _tooth_box_closed(facts: Facts, tooth: int, rng: random.Random) -> RuleItem 
     if len(others) < 3:
         return None
     box = json.dumps(_ibox(facts.teeth[tooth]))
-    return _closed("tooth_box", "loc_closed", f"Where is tooth {tooth}? Choose its box_2d [x1, y1, x2, y2].", box,
-                   [json.dumps(_ibox(facts.teeth[t])) for t in others[:3]], ["Teeth"], {"kind": "tooth_box", "tooth": tooth, "box": _ibox(facts.teeth[tooth])}, rng)
+    return _closed(
+        "tooth_box",
+        "loc_closed",
+        f"Where is tooth {tooth}? Choose its box_2d [x1, y1, x2, y2].",
+        box,
+        [json.dumps(_ibox(facts.teeth[t])) for t in others[:3]],
+        ["Teeth"],
+        {"kind": "tooth_box", "tooth": tooth, "box": _ibox(facts.teeth[tooth])},
+        rng,
+    )
 
 
 _FINDING_CHOICES = [Category.CARIES, Category.DEEP_CARIES, Category.PERIAPICAL_LESION, Category.RETAINED_ROOT,
@@ -208,36 +229,74 @@ def _finding_in_box(facts: Facts, idx: int, rng: random.Random) -> RuleItem | No
     same_box = {g.category for g in facts.findings if _ibox(g.bbox) == box}
     distract = [DISPLAY_NAMES[c].capitalize() for c in _FINDING_CHOICES if c not in same_box and facts.is_assessed(c)]
     rng.shuffle(distract)
-    return _closed("finding_in_box", "loc_closed", f"What is the finding inside box_2d {box}?", DISPLAY_NAMES[f.category].capitalize(),
-                   distract, dims_for(f.category), {"kind": "finding_in_box", "box": box, "category": f.category.value}, rng)
+    return _closed(
+        "finding_in_box",
+        "loc_closed",
+        f"What is the finding inside box_2d {box}?",
+        DISPLAY_NAMES[f.category].capitalize(),
+        distract,
+        dims_for(f.category),
+        {"kind": "finding_in_box", "box": box, "category": f.category.value},
+        rng,
+    )
 
 
 def _locate_tooth_open(facts: Facts, tooth: int, rng: random.Random) -> RuleItem:
     box = _ibox(facts.teeth[tooth])
-    q = rng.choice([f"Where is tooth {tooth} located? Answer with its box_2d.", f"Give the bounding box of tooth {tooth} ({fdi.tooth_name(tooth)}) as box_2d."])
-    return RuleItem(task_type="loc_open", builder="locate_tooth", question=q, answer=json.dumps([{"box_2d": box, "label": f"tooth {tooth}"}]),
-                    dimensions=["Teeth"], fact={"kind": "tooth_box", "tooth": tooth, "box": box})
+    q = rng.choice(
+        [
+            f"Where is tooth {tooth} located? Answer with its box_2d.",
+            f"Give the bounding box of tooth {tooth} ({fdi.tooth_name(tooth)}) as box_2d.",
+        ]
+    )
+    return RuleItem(
+        task_type="loc_open",
+        builder="locate_tooth",
+        question=q,
+        answer=json.dumps([{"box_2d": box, "label": f"tooth {tooth}"}]),
+        dimensions=["Teeth"],
+        fact={"kind": "tooth_box", "tooth": tooth, "box": box},
+    )
 
 
 def _point_to_tooth_open(facts: Facts, tooth: int, rng: random.Random) -> RuleItem | None:
     p = [int(round(v)) for v in facts.centers[tooth]]
     if sum(_inside(p, b) for b in facts.teeth.values()) != 1:
         return None
-    return RuleItem(task_type="loc_open", builder="point_to_tooth", question=f"Which tooth is at point_2d {p}? Answer with the point and the FDI number.",
-                    answer=json.dumps([{"point_2d": p, "label": str(tooth)}]), dimensions=["Teeth"],
-                    fact={"kind": "tooth_at_point", "point": p, "tooth": tooth, "options_teeth": [tooth]})
+    return RuleItem(
+        task_type="loc_open",
+        builder="point_to_tooth",
+        question=f"Which tooth is at point_2d {p}? Answer with the point and the FDI number.",
+        answer=json.dumps([{"point_2d": p, "label": str(tooth)}]),
+        dimensions=["Teeth"],
+        fact={"kind": "tooth_at_point", "point": p, "tooth": tooth, "options_teeth": [tooth]},
+    )
 
 
 def _locate_category_open(facts: Facts, cat: Category) -> RuleItem:
     entries = []
     for f in facts.of(cat):
-        label = (f"impacted tooth {f.tooth_id}" if cat == Category.IMPACTED_TOOTH else f"{DISPLAY_NAMES[cat]} on tooth {f.tooth_id}") if f.tooth_id is not None else (f"{DISPLAY_NAMES[cat]} ({f.region})" if f.region else DISPLAY_NAMES[cat])
+        label = (
+            (
+                f"impacted tooth {f.tooth_id}"
+                if cat == Category.IMPACTED_TOOTH
+                else f"{DISPLAY_NAMES[cat]} on tooth {f.tooth_id}"
+            )
+            if f.tooth_id is not None
+            else (f"{DISPLAY_NAMES[cat]} ({f.region})" if f.region else DISPLAY_NAMES[cat])
+        )
         entries.append({"box_2d": _ibox(f.bbox), "label": label})
     entries.sort(key=lambda e: (e["box_2d"][0], e["box_2d"][1]))
     name = DISPLAY_NAMES[cat]
     q = f"Locate every {name} in this panoramic X-ray. Answer with a JSON list of box_2d and labels."
-    return RuleItem(task_type="loc_open", builder="locate_category", question=q, answer=json.dumps(entries), dimensions=dims_for(cat),
-                    fact={"kind": "find_all", "category": cat.value, "boxes": sorted(e["box_2d"] for e in entries)})
+    return RuleItem(
+        task_type="loc_open",
+        builder="locate_category",
+        question=q,
+        answer=json.dumps(entries),
+        dimensions=dims_for(cat),
+        fact={"kind": "find_all", "category": cat.value, "boxes": sorted(e["box_2d"] for e in entries)},
+    )
 
 
 def _treatment_on_tooth_open(facts: Facts, idx: int) -> RuleItem | None:
@@ -249,9 +308,14 @@ def _treatment_on_tooth_open(facts: Facts, idx: int) -> RuleItem | None:
         return None
     name = DISPLAY_NAMES[f.category]
     box = _ibox(f.bbox)
-    return RuleItem(task_type="loc_open", builder="treatment_on_tooth", question=f"Where is the {name} on tooth {f.tooth_id}? Answer with box_2d.",
-                    answer=json.dumps([{"box_2d": box, "label": f"{name} on tooth {f.tooth_id}"}]), dimensions=["Teeth", "HisT"],
-                    fact={"kind": "finding_box", "tooth": f.tooth_id, "category": f.category.value, "box": box})
+    return RuleItem(
+        task_type="loc_open",
+        builder="treatment_on_tooth",
+        question=f"Where is the {name} on tooth {f.tooth_id}? Answer with box_2d.",
+        answer=json.dumps([{"box_2d": box, "label": f"{name} on tooth {f.tooth_id}"}]),
+        dimensions=["Teeth", "HisT"],
+        fact={"kind": "finding_box", "tooth": f.tooth_id, "category": f.category.value, "box": box},
+    )
 
 
 def _take(candidates, limit: int) -> list[RuleItem]:
@@ -266,7 +330,9 @@ def _take(candidates, limit: int) -> list[RuleItem]:
     return out
 
 
-def build_rule_items(facts: Facts, rng: random.Random, max_loc_closed: int = 10, max_loc_open: int = 10, max_count: int = 8) -> list[RuleItem]:
+def build_rule_items(
+    facts: Facts, rng: random.Random, max_loc_closed: int = 10, max_loc_open: int = 10, max_count: int = 8
+) -> list[RuleItem]:
     teeth = sorted(facts.teeth)
     rng.shuffle(teeth)
     finding_idx = list(range(len(facts.findings)))
@@ -275,13 +341,23 @@ def build_rule_items(facts: Facts, rng: random.Random, max_loc_closed: int = 10,
     # findings first (rarer, more informative), then teeth; alternate the tooth question forms
     closed = _take(
         [lambda i=i: _finding_in_box(facts, i, rng) for i in finding_idx]
-        + [(lambda t=t: _tooth_at_point(facts, t, rng)) if k % 2 == 0 else (lambda t=t: _tooth_box_closed(facts, t, rng)) for k, t in enumerate(teeth)],
+        + [
+            (lambda t=t: _tooth_at_point(facts, t, rng))
+            if k % 2 == 0
+            else (lambda t=t: _tooth_box_closed(facts, t, rng))
+            for k, t in enumerate(teeth)
+        ],
         max_loc_closed,
     )
     opened = _take(
         [lambda c=c: _locate_category_open(facts, c) for c in cats]
         + [lambda i=i: _treatment_on_tooth_open(facts, i) for i in finding_idx]
-        + [(lambda t=t: _locate_tooth_open(facts, t, rng)) if k % 2 == 0 else (lambda t=t: _point_to_tooth_open(facts, t, rng)) for k, t in enumerate(teeth)],
+        + [
+            (lambda t=t: _locate_tooth_open(facts, t, rng))
+            if k % 2 == 0
+            else (lambda t=t: _point_to_tooth_open(facts, t, rng))
+            for k, t in enumerate(teeth)
+        ],
         max_loc_open,
     )
     counts = count_items(facts, rng)
@@ -300,19 +376,46 @@ def verify_rule_item(item: RuleItem, facts: Facts) -> Verdict:
     if kind == "count" and fact.get("target") in COUNT_NEEDS and not count_answerable(fact["target"], facts):
         return fail(name, f"counts {fact['target']}, which was not assessed on this image")
     checks: dict[str, Callable[[], str | None]] = {
-        "count": lambda: None if true_count(fact["target"], facts) == fact["n"] and (item.options is None or item.answer == str(fact["n"])) else f"count of {fact['target']} is {true_count(fact['target'], facts)}, item says {item.answer}",
+        "count": lambda: (
+            None
+            if true_count(fact["target"], facts) == fact["n"]
+            and (item.options is None or item.answer == str(fact["n"]))
+            else f"count of {fact['target']} is {true_count(fact['target'], facts)}, item says {item.answer}"
+        ),
         "tooth_at_point": lambda: _check_point(fact, facts),
-        "tooth_box": lambda: None if fact["tooth"] in facts.teeth and _ibox(facts.teeth[fact["tooth"]]) == fact["box"] and (item.options is None or item.answer == json.dumps(fact["box"])) else f"box of tooth {fact['tooth']} disagrees",
-        "finding_in_box": lambda: None if any(_ibox(f.bbox) == fact["box"] and f.category.value == fact["category"] for f in facts.findings) else f"no {fact['category']} at {fact['box']}",
-        "finding_box": lambda: None if any(f.tooth_id == fact["tooth"] and f.category.value == fact["category"] and _ibox(f.bbox) == fact["box"] for f in facts.findings) else "finding box disagrees",
-        "find_all": lambda: None if sorted(_ibox(f.bbox) for f in facts.of(Category(fact["category"]))) == fact["boxes"] else "finding boxes disagree",
+        "tooth_box": lambda: (
+            None
+            if fact["tooth"] in facts.teeth
+            and _ibox(facts.teeth[fact["tooth"]]) == fact["box"]
+            and (item.options is None or item.answer == json.dumps(fact["box"]))
+            else f"box of tooth {fact['tooth']} disagrees"
+        ),
+        "finding_in_box": lambda: (
+            None
+            if any(_ibox(f.bbox) == fact["box"] and f.category.value == fact["category"] for f in facts.findings)
+            else f"no {fact['category']} at {fact['box']}"
+        ),
+        "finding_box": lambda: (
+            None
+            if any(
+                f.tooth_id == fact["tooth"] and f.category.value == fact["category"] and _ibox(f.bbox) == fact["box"]
+                for f in facts.findings
+            )
+            else "finding box disagrees"
+        ),
+        "find_all": lambda: (
+            None
+            if sorted(_ibox(f.bbox) for f in facts.of(Category(fact["category"]))) == fact["boxes"]
+            else "finding boxes disagree"
+        ),
     }
     if kind not in checks:
         return fail(name, f"unknown fact kind {kind!r}")
     problem = checks[kind]()
-    if problem is None and item.options is not None:
-        if item.answer_letter not in LETTERS or item.options[LETTERS.index(item.answer_letter)] != item.answer:
-            problem = "answer letter does not point at the correct option"
+    if problem is None and item.options is not None and (
+        item.answer_letter not in LETTERS or item.options[LETTERS.index(item.answer_letter)] != item.answer
+    ):
+        problem = "answer letter does not point at the correct option"
     return fail(name, problem) if problem else ok(name)
 
 

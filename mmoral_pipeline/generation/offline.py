@@ -94,14 +94,21 @@ def _definite_pathology(name: str, teeth: list[int], rng: random.Random) -> str:
     if name == "impaction":
         return rng.choice([f"{_cap(tp)} {'is' if len(teeth) == 1 else 'are'} impacted.", f"Impaction is seen at {tp}."])
     verb = "shows" if len(teeth) == 1 else "show"
-    return rng.choice([f"{_cap(name)} is observed on {tp}.", f"{_cap(tp)} {verb} {name}.", f"{_cap(name)} is noted at {tp}."])
+    return rng.choice(
+        [f"{_cap(name)} is observed on {tp}.", f"{_cap(tp)} {verb} {name}.", f"{_cap(name)} is noted at {tp}."]
+    )
 
 
 def _hedged_finding(f: Finding, rng: random.Random) -> str:
     tp = f"tooth {f.tooth_id}"
     name = _name(f)
     if f.category == Category.IMPACTED_TOOTH:
-        return rng.choice([f"{_cap(tp)} is possibly impacted; clinical re-evaluation is suggested.", f"Impaction of {tp} is suspected."])
+        return rng.choice(
+            [
+                f"{_cap(tp)} is possibly impacted; clinical re-evaluation is suggested.",
+                f"Impaction of {tp} is suspected.",
+            ]
+        )
     return rng.choice(
         [
             f"{_cap(tp)} is suspicious for {name}; clinical re-evaluation is suggested.",
@@ -115,8 +122,15 @@ def _unknown_tooth(f: Finding, rng: random.Random) -> str:
     where = f"the {f.region} region" if f.region else "one region"
     name = _name(f)
     if f.hedged:
-        return f"Possible {name.removeprefix('a ').removeprefix('an ')} is seen in {where}; the tooth number is unclear."
-    return rng.choice([f"{_cap(name)} is observed in {where}; the tooth number is unclear.", f"In {where}, {name} is seen on a tooth whose number is unclear."])
+        return (
+            f"Possible {name.removeprefix('a ').removeprefix('an ')} is seen in {where}; the tooth number is unclear."
+        )
+    return rng.choice(
+        [
+            f"{_cap(name)} is observed in {where}; the tooth number is unclear.",
+            f"In {where}, {name} is seen on a tooth whose number is unclear.",
+        ]
+    )
 
 
 def _unnumbered(findings: Sequence[Finding]) -> list[str]:
@@ -149,9 +163,14 @@ def _unknown_tooth_sentences(facts: Facts, findings: Sequence[Finding], rng: ran
 
 def pathology_sentences(facts: Facts, rng: random.Random) -> list[str]:
     tooth_level = [f for f in facts.pathology() if f.tooth_id is not None and f.category != Category.BONE_LOSS]
-    out = [_definite_pathology(name, teeth, rng) for name, teeth in _grouped([f for f in tooth_level if not f.hedged]).items()]
+    out = [
+        _definite_pathology(name, teeth, rng)
+        for name, teeth in _grouped([f for f in tooth_level if not f.hedged]).items()
+    ]
     out += [_hedged_finding(f, rng) for f in tooth_level if f.hedged]
-    out += _unknown_tooth_sentences(facts, [f for f in facts.pathology() if f.tooth_id is None and f.category != Category.BONE_LOSS], rng)
+    out += _unknown_tooth_sentences(
+        facts, [f for f in facts.pathology() if f.tooth_id is None and f.category != Category.BONE_LOSS], rng
+    )
     return out
 
 
@@ -173,13 +192,22 @@ NOT_ASSESSED = "Not assessed in this review."
 def no_pathology_sentence(facts: Facts, rng: random.Random) -> str:
     """What to say when no pathological finding is on the teeth: as much as was assessed, no more."""
     if may_state("no_pathology", facts.assessed):
-        return rng.choice(["No caries, periapical lesions or other pathological findings are identified.", "No pathological findings are identified on the teeth."])
+        return rng.choice(
+            [
+                "No caries, periapical lesions or other pathological findings are identified.",
+                "No pathological findings are identified on the teeth.",
+            ]
+        )
     assessed = _assessed_of(facts, STATEMENT_NEEDS["no_pathology"])
     return _none_found(assessed) if assessed else NOT_ASSESSED
 
 
 def _no_pathology_answer(facts: Facts, rng: random.Random) -> str:
-    return "No pathological findings are identified on the teeth." if may_state("no_pathology", facts.assessed) else no_pathology_sentence(facts, rng)
+    return (
+        "No pathological findings are identified on the teeth."
+        if may_state("no_pathology", facts.assessed)
+        else no_pathology_sentence(facts, rng)
+    )
 
 
 def no_treatment_sentence(facts: Facts) -> str:
@@ -202,11 +230,20 @@ def treatment_sentences(facts: Facts, rng: random.Random) -> list[str]:
     definite = []
     for tooth, names in sorted(per_tooth.items()):
         things = names[0] if len(names) == 1 else ", ".join(names[:-1]) + f" and {names[-1]}"
-        definite.append(rng.choice([f"Tooth {tooth} has {things}.", f"{_cap(things)} {'is' if len(names) == 1 else 'are'} present on tooth {tooth}."]))
+        definite.append(
+            rng.choice(
+                [
+                    f"Tooth {tooth} has {things}.",
+                    f"{_cap(things)} {'is' if len(names) == 1 else 'are'} present on tooth {tooth}.",
+                ]
+            )
+        )
     return definite + out
 
 
-JAW_NOT_ASSESSED = "Jaw-level structures (bone levels, mandibular canals, maxillary sinuses) were not assessed in this review."
+JAW_NOT_ASSESSED = (
+    "Jaw-level structures (bone levels, mandibular canals, maxillary sinuses) were not assessed in this review."
+)
 
 
 def jaw_sentences(facts: Facts, rng: random.Random) -> list[str]:
@@ -217,7 +254,14 @@ def jaw_sentences(facts: Facts, rng: random.Random) -> list[str]:
     for f in bone:
         where = f"the {f.region} jaw" if f.region in ("upper", "lower") else "the alveolar bone"
         if f.hedged:
-            out.append(rng.choice([f"Possible bone loss is suspected in {where}; clinical re-evaluation is suggested.", f"Bone loss in {where} is suspected."]))
+            out.append(
+                rng.choice(
+                    [
+                        f"Possible bone loss is suspected in {where}; clinical re-evaluation is suggested.",
+                        f"Bone loss in {where} is suspected.",
+                    ]
+                )
+            )
         else:
             out.append(rng.choice([f"Bone loss is observed in {where}.", f"There is evident bone loss in {where}."]))
     if not bone and facts.is_assessed(Category.BONE_LOSS):
@@ -246,20 +290,49 @@ def recommendation_sentences(facts: Facts, rng: random.Random) -> list[str]:
         by_cat[f.category].append(f.tooth_id)  # type: ignore[arg-type]
     out = []
     if by_cat.get(Category.CARIES):
-        out.append(rng.choice([f"Restorative treatment of {teeth_phrase(by_cat[Category.CARIES])} is recommended.", f"{_cap(teeth_phrase(by_cat[Category.CARIES]))} would benefit from restorations."]))
+        out.append(
+            rng.choice(
+                [
+                    f"Restorative treatment of {teeth_phrase(by_cat[Category.CARIES])} is recommended.",
+                    f"{_cap(teeth_phrase(by_cat[Category.CARIES]))} would benefit from restorations.",
+                ]
+            )
+        )
     endo = sorted(set(by_cat.get(Category.DEEP_CARIES, []) + by_cat.get(Category.PERIAPICAL_LESION, [])))
     if endo:
-        out.append(rng.choice([f"Endodontic evaluation of {teeth_phrase(endo)} is recommended.", f"{_cap(teeth_phrase(endo))} should be assessed for endodontic therapy."]))
+        out.append(
+            rng.choice(
+                [
+                    f"Endodontic evaluation of {teeth_phrase(endo)} is recommended.",
+                    f"{_cap(teeth_phrase(endo))} should be assessed for endodontic therapy.",
+                ]
+            )
+        )
     if by_cat.get(Category.RETAINED_ROOT):
-        out.append(f"Extraction of the remaining root at {teeth_phrase(by_cat[Category.RETAINED_ROOT])} should be considered.")
+        out.append(
+            f"Extraction of the remaining root at {teeth_phrase(by_cat[Category.RETAINED_ROOT])} should be considered."
+        )
     if by_cat.get(Category.IMPACTED_TOOTH):
         out.append(f"A surgical consultation for {teeth_phrase(by_cat[Category.IMPACTED_TOOTH])} is advised.")
     hedged = sorted({f.tooth_id for f in facts.findings if f.tooth_id is not None and f.hedged and f.category in NAMES})
     if hedged:
-        out.append(rng.choice([f"Clinical re-evaluation of {teeth_phrase(hedged)} is suggested to confirm the suspected findings.", f"The suspected findings on {teeth_phrase(hedged)} should be confirmed clinically."]))
-    unnumbered = [f for f in facts.pathology() if f.tooth_id is None and not f.hedged and f.category in (Category.CARIES, Category.DEEP_CARIES)]
+        out.append(
+            rng.choice(
+                [
+                    f"Clinical re-evaluation of {teeth_phrase(hedged)} is suggested to confirm the suspected findings.",
+                    f"The suspected findings on {teeth_phrase(hedged)} should be confirmed clinically.",
+                ]
+            )
+        )
+    unnumbered = [
+        f
+        for f in facts.pathology()
+        if f.tooth_id is None and not f.hedged and f.category in (Category.CARIES, Category.DEEP_CARIES)
+    ]
     if unnumbered and not facts.is_assessed(Category.TOOTH):
-        out.append("The carious lesions should be located on the teeth at a clinical examination and restored as needed.")
+        out.append(
+            "The carious lesions should be located on the teeth at a clinical examination and restored as needed."
+        )
     if facts.of(Category.BONE_LOSS):
         out.append("A periodontal assessment is recommended.")
     for kind, tooth, _ in facts.recommendations:
@@ -267,25 +340,45 @@ def recommendation_sentences(facts: Facts, rng: random.Random) -> list[str]:
             out.append(f"Extraction of tooth {tooth} should be considered, as its opposing tooth is absent.")
     if not out:
         if may_state("no_pathology", facts.assessed):
-            out.append(rng.choice(["No active disease requiring treatment is identified; routine dental care is advised.", "Routine preventive dental care is advised."]))
+            out.append(
+                rng.choice(
+                    [
+                        "No active disease requiring treatment is identified; routine dental care is advised.",
+                        "Routine preventive dental care is advised.",
+                    ]
+                )
+            )
         elif _assessed_of(facts, STATEMENT_NEEDS["no_pathology"]):
             out.append("No treatment is indicated for the findings assessed; a clinical examination covers the rest.")
         else:
-            out.append("Pathology was not assessed, so this review supports no treatment recommendation; a clinical examination is advised.")
+            out.append(
+                "Pathology was not assessed, so this review supports no treatment recommendation; a clinical "
+                "examination is advised."
+            )
     return out
 
 
 def summary_sentence(facts: Facts, rng: random.Random) -> str:
-    main = _grouped([f for f in facts.pathology() if f.tooth_id is not None and not f.hedged and f.category != Category.IMPACTED_TOOTH])
+    main = _grouped(
+        [
+            f
+            for f in facts.pathology()
+            if f.tooth_id is not None and not f.hedged and f.category != Category.IMPACTED_TOOTH
+        ]
+    )
     parts = [f"{name} on {teeth_phrase(t)}" for name, t in main.items()]
     regions: dict[str, set[str]] = defaultdict(set)
     for f in facts.pathology():
         if f.tooth_id is None and not f.hedged and f.category not in (Category.IMPACTED_TOOTH, Category.BONE_LOSS):
             regions[_name(f).removeprefix("a ").removeprefix("an ")].add(f.region or "unknown")
-    parts += [f"{name} in the {join_words(sorted(r))} {'region' if len(r) == 1 else 'regions'}" for name, r in regions.items()]
+    parts += [
+        f"{name} in the {join_words(sorted(r))} {'region' if len(r) == 1 else 'regions'}" for name, r in regions.items()
+    ]
     if not parts:
         # impaction and suspected findings are described above: the summary denies only definite others
-        impacted = sorted({f.tooth_id for f in facts.of(Category.IMPACTED_TOOTH) if f.tooth_id is not None and not f.hedged})
+        impacted = sorted(
+            {f.tooth_id for f in facts.of(Category.IMPACTED_TOOTH) if f.tooth_id is not None and not f.hedged}
+        )
         apart = f"apart from the impaction of {teeth_phrase(impacted)}, " if impacted else ""
         if may_state("no_pathology", facts.assessed):
             return rng.choice([f"In summary, {apart}no definite pathological findings are seen on the teeth.",
@@ -306,11 +399,15 @@ def _summary_without_pathology(facts: Facts) -> str:
         found[f.category].add(f.tooth_id if numbered and f.tooth_id is not None else ("site", k))
     if found:
         units = ("tooth", "teeth") if numbered else ("site", "sites")
-        listed = join_words([f"{PLURAL[c]} ({len(found[c])} {units[len(found[c]) > 1]})" for c in sorted_categories(found)])
+        listed = join_words(
+            [f"{PLURAL[c]} ({len(found[c])} {units[len(found[c]) > 1]})" for c in sorted_categories(found)]
+        )
         return f"In summary, previous dental work is present: {listed}; pathology was not assessed."
     if numbered:
         return f"In summary, {len(facts.teeth)} teeth are charted; pathology was not assessed."
-    return f"In summary, this review is limited to {join_words([PLURAL[c] for c in sorted_categories(facts.assessed)])}."
+    return (
+        f"In summary, this review is limited to {join_words([PLURAL[c] for c in sorted_categories(facts.assessed)])}."
+    )
 
 
 def general_condition(facts: Facts, rng: random.Random) -> list[str]:
@@ -318,15 +415,39 @@ def general_condition(facts: Facts, rng: random.Random) -> list[str]:
     out = [coverage] if coverage else []
     if facts.is_assessed(Category.TOOTH):
         n = len(facts.teeth)
-        out.append(rng.choice([f"A total of {n} teeth are visible.", f"{n} teeth are identified on the panoramic image.", f"The image shows {n} teeth."]))
+        out.append(
+            rng.choice(
+                [
+                    f"A total of {n} teeth are visible.",
+                    f"{n} teeth are identified on the panoramic image.",
+                    f"The image shows {n} teeth.",
+                ]
+            )
+        )
         wisdom = facts.wisdom_present()
         if wisdom:
             listed = ", ".join(map(str, wisdom))
-            out.append(rng.choice([f"Wisdom teeth present: {listed}.", f"The wisdom teeth {listed} are present." if len(wisdom) > 1 else f"The wisdom tooth {listed} is present."]))
+            out.append(
+                rng.choice(
+                    [
+                        f"Wisdom teeth present: {listed}.",
+                        f"The wisdom teeth {listed} are present."
+                        if len(wisdom) > 1
+                        else f"The wisdom tooth {listed} is present.",
+                    ]
+                )
+            )
         else:
             out.append("No wisdom teeth are visible.")
     if facts.missing and facts.is_assessed(Category.MISSING_TOOTH):
-        out.append(rng.choice([f"Missing teeth are noted in the region of {', '.join(map(str, facts.missing))}.", f"There is a missing-tooth region at {', '.join(map(str, facts.missing))}."]))
+        out.append(
+            rng.choice(
+                [
+                    f"Missing teeth are noted in the region of {', '.join(map(str, facts.missing))}.",
+                    f"There is a missing-tooth region at {', '.join(map(str, facts.missing))}.",
+                ]
+            )
+        )
     return out
 
 
@@ -366,9 +487,16 @@ def write_audit(facts: Facts, report: str, rng: random.Random) -> dict:
 TREATMENT_OPTIONS = ["Filling", "Crown", "Root canal treatment", "Implant", "Bridge"]
 PATHO_OPTIONS = ["Caries", "Deep caries", "Periapical lesion", "Retained root", "Impacted tooth"]
 _OPTION_OF = {
-    Category.FILLING: "Filling", Category.CROWN: "Crown", Category.ROOT_CANAL_TREATMENT: "Root canal treatment",
-    Category.IMPLANT: "Implant", Category.BRIDGE: "Bridge", Category.CARIES: "Caries", Category.DEEP_CARIES: "Deep caries",
-    Category.PERIAPICAL_LESION: "Periapical lesion", Category.RETAINED_ROOT: "Retained root", Category.IMPACTED_TOOTH: "Impacted tooth",
+    Category.FILLING: "Filling",
+    Category.CROWN: "Crown",
+    Category.ROOT_CANAL_TREATMENT: "Root canal treatment",
+    Category.IMPLANT: "Implant",
+    Category.BRIDGE: "Bridge",
+    Category.CARIES: "Caries",
+    Category.DEEP_CARIES: "Deep caries",
+    Category.PERIAPICAL_LESION: "Periapical lesion",
+    Category.RETAINED_ROOT: "Retained root",
+    Category.IMPACTED_TOOTH: "Impacted tooth",
 }
 
 
@@ -388,7 +516,13 @@ def _closed(question: str, correct: str, distractors: list[str], dims: list[str]
     if len(opts) < 4:
         return None
     rng.shuffle(opts)
-    return {"question": question, "options": opts, "answer": "ABCD"[opts.index(correct)], "answer_text": correct, "dimensions": dims}
+    return {
+        "question": question,
+        "options": opts,
+        "answer": "ABCD"[opts.index(correct)],
+        "answer_text": correct,
+        "dimensions": dims,
+    }
 
 
 def vqa_candidates(facts: Facts, rng: random.Random) -> tuple[list[dict], list[dict]]:
@@ -397,11 +531,25 @@ def vqa_candidates(facts: Facts, rng: random.Random) -> tuple[list[dict], list[d
     by_tooth = facts.categories_by_tooth()
     definite_tooth = [f for f in facts.findings if f.tooth_id is not None and not f.hedged and f.category in _OPTION_OF]
     # Which tooth shows <pathology>? (exactly one correct: distractors lack that finding)
-    for f in [g for g in definite_tooth if g.category in (Category.CARIES, Category.DEEP_CARIES, Category.PERIAPICAL_LESION, Category.RETAINED_ROOT)][:3]:
-        related = {f.category, Category.CARIES, Category.DEEP_CARIES} if f.category in (Category.CARIES, Category.DEEP_CARIES) else {f.category}
+    for f in [
+        g
+        for g in definite_tooth
+        if g.category in (Category.CARIES, Category.DEEP_CARIES, Category.PERIAPICAL_LESION, Category.RETAINED_ROOT)
+    ][:3]:
+        related = (
+            {f.category, Category.CARIES, Category.DEEP_CARIES}
+            if f.category in (Category.CARIES, Category.DEEP_CARIES)
+            else {f.category}
+        )
         having = {t for t, cats in by_tooth.items() if related & set(cats)}
         others = _neighbours(f.tooth_id, having, rng)  # type: ignore[arg-type]
-        item = _closed(f"Which tooth shows {PLAIN[f.category]}?", f"#{f.tooth_id}", [f"#{t}" for t in others], ["Teeth", "Patho"], rng)
+        item = _closed(
+            f"Which tooth shows {PLAIN[f.category]}?",
+            f"#{f.tooth_id}",
+            [f"#{t}" for t in others],
+            ["Teeth", "Patho"],
+            rng,
+        )
         if item:
             closed.append(item)
     # Which treatment is on tooth t? (teeth with exactly one definite treatment)
@@ -410,44 +558,121 @@ def vqa_candidates(facts: Facts, rng: random.Random) -> tuple[list[dict], list[d
         if f.tooth_id is not None:
             treated[f.tooth_id].add(f.category)
     singles = [(t, next(iter(c))) for t, c in sorted(treated.items()) if len(c) == 1]
-    assessed_treatments = [_OPTION_OF[c] for c in sorted_categories(TREATMENTS) if facts.is_assessed(c)]  # distractors deny these
+    assessed_treatments = [
+        _OPTION_OF[c] for c in sorted_categories(TREATMENTS) if facts.is_assessed(c)
+    ]  # distractors deny these
     for t, c in singles[:2]:
         if any(f.hedged for f in facts.treatments() if f.tooth_id == t):
             continue
         correct = _OPTION_OF[c]
-        item = _closed(f"Which historical treatment is present on tooth {t}?", correct, [o for o in assessed_treatments if o != correct], ["Teeth", "HisT"], rng)
+        item = _closed(
+            f"Which historical treatment is present on tooth {t}?",
+            correct,
+            [o for o in assessed_treatments if o != correct],
+            ["Teeth", "HisT"],
+            rng,
+        )
         if item:
             closed.append(item)
     # Which tooth has a <treatment>?
-    for f in [g for g in definite_tooth if g.category in (Category.CROWN, Category.IMPLANT, Category.ROOT_CANAL_TREATMENT, Category.FILLING)][:2]:
+    for f in [
+        g
+        for g in definite_tooth
+        if g.category in (Category.CROWN, Category.IMPLANT, Category.ROOT_CANAL_TREATMENT, Category.FILLING)
+    ][:2]:
         having = {t for t, cats in by_tooth.items() if f.category in cats}
-        item = _closed(f"Which tooth has {_name(f)}?", f"#{f.tooth_id}", [f"#{t}" for t in _neighbours(f.tooth_id, having, rng)], ["Teeth", "HisT"], rng)  # type: ignore[arg-type]
+        item = _closed(
+            f"Which tooth has {_name(f)}?",
+            f"#{f.tooth_id}",
+            [f"#{t}" for t in _neighbours(f.tooth_id, having, rng)],
+            ["Teeth", "HisT"],
+            rng,
+        )  # type: ignore[arg-type]
         if item:
             closed.append(item)
     # Jaw questions
     bone_regions = {f.region for f in facts.of(Category.BONE_LOSS) if not f.hedged}
     hedged_bone = any(f.hedged for f in facts.of(Category.BONE_LOSS))
     if not hedged_bone and facts.is_assessed(Category.BONE_LOSS):
-        correct = "Both jaws" if {"upper", "lower"} <= bone_regions else "Upper jaw" if "upper" in bone_regions else "Lower jaw" if "lower" in bone_regions else "No bone loss is seen"
+        correct = (
+            "Both jaws"
+            if {"upper", "lower"} <= bone_regions
+            else "Upper jaw"
+            if "upper" in bone_regions
+            else "Lower jaw"
+            if "lower" in bone_regions
+            else "No bone loss is seen"
+        )
         if bone_regions <= {"upper", "lower"}:
-            closed.append(_closed("Where is bone loss observed?", correct, ["Upper jaw", "Lower jaw", "Both jaws", "No bone loss is seen"], ["Jaw", "Patho"], rng))  # type: ignore[arg-type]
+            closed.append(
+                _closed(
+                    "Where is bone loss observed?",
+                    correct,
+                    ["Upper jaw", "Lower jaw", "Both jaws", "No bone loss is seen"],
+                    ["Jaw", "Patho"],
+                    rng,
+                )
+            )  # type: ignore[arg-type]
     canals, sinuses = len(facts.of(Category.MANDIBULAR_CANAL)), len(facts.of(Category.MAXILLARY_SINUS))
-    structures = ["Mandibular canals only", "Maxillary sinuses only", "Both mandibular canals and maxillary sinuses", "Neither"]
-    correct = structures[2] if canals and sinuses else structures[0] if canals else structures[1] if sinuses else structures[3]
+    structures = [
+        "Mandibular canals only",
+        "Maxillary sinuses only",
+        "Both mandibular canals and maxillary sinuses",
+        "Neither",
+    ]
+    correct = (
+        structures[2]
+        if canals and sinuses
+        else structures[0]
+        if canals
+        else structures[1]
+        if sinuses
+        else structures[3]
+    )
     if facts.is_assessed(Category.MANDIBULAR_CANAL) and facts.is_assessed(Category.MAXILLARY_SINUS):
-        closed.append(_closed("Which anatomical structures are visualized in the radiograph?", correct, structures, ["Jaw"], rng))  # type: ignore[arg-type]
+        closed.append(
+            _closed("Which anatomical structures are visualized in the radiograph?", correct, structures, ["Jaw"], rng)
+        )  # type: ignore[arg-type]
     # Recommendation for a definite finding
-    rec_of = {Category.CARIES: "Restorative treatment", Category.DEEP_CARIES: "Endodontic evaluation", Category.PERIAPICAL_LESION: "Endodontic evaluation", Category.RETAINED_ROOT: "Extraction of the root remnant", Category.IMPACTED_TOOTH: "Surgical consultation"}
+    rec_of = {
+        Category.CARIES: "Restorative treatment",
+        Category.DEEP_CARIES: "Endodontic evaluation",
+        Category.PERIAPICAL_LESION: "Endodontic evaluation",
+        Category.RETAINED_ROOT: "Extraction of the root remnant",
+        Category.IMPACTED_TOOTH: "Surgical consultation",
+    }
     recs = [f for f in definite_tooth if f.category in rec_of]
     if recs:
         f = rng.choice(recs)
         correct = rec_of[f.category]
-        pool = ["Restorative treatment", "Endodontic evaluation", "Extraction of the root remnant", "Surgical consultation", "No treatment needed"]
-        closed.append(_closed(f"What is recommended for tooth {f.tooth_id} ({PLAIN[f.category]})?", correct, [p for p in pool if p != correct], ["Patho", "SumRec"], rng))  # type: ignore[arg-type]
+        pool = [
+            "Restorative treatment",
+            "Endodontic evaluation",
+            "Extraction of the root remnant",
+            "Surgical consultation",
+            "No treatment needed",
+        ]
+        closed.append(
+            _closed(
+                f"What is recommended for tooth {f.tooth_id} ({PLAIN[f.category]})?",
+                correct,
+                [p for p in pool if p != correct],
+                ["Patho", "SumRec"],
+                rng,
+            )
+        )  # type: ignore[arg-type]
     # Lesion type
     for f in [g for g in definite_tooth if g.category == Category.PERIAPICAL_LESION and g.lesion_type][:1]:
         types = ["Granuloma", "Cyst", "Abscess", "None of the above"]
-        closed.append(_closed(f"What type of periapical lesion is seen on tooth {f.tooth_id}?", f.lesion_type.capitalize(), types, ["Teeth", "Patho"], rng))  # type: ignore[union-attr,arg-type]
+        closed.append(
+            _closed(
+                f"What type of periapical lesion is seen on tooth {f.tooth_id}?",
+                f.lesion_type.capitalize(),
+                types,
+                ["Teeth", "Patho"],
+                rng,
+            )
+        )  # type: ignore[union-attr,arg-type]
     closed = [c for c in closed if c]
 
     # Open questions
@@ -455,28 +680,84 @@ def vqa_candidates(facts: Facts, rng: random.Random) -> tuple[list[dict], list[d
     rng.shuffle(described)
     for t in described[:3]:
         fs = [f for f in facts.findings if f.tooth_id == t and f.category in NAMES]
-        parts = [(f"suspected {_name(f).removeprefix('a ').removeprefix('an ')}" if f.hedged else _name(f)) for f in sorted(fs, key=lambda f: f.hedged)]
+        parts = [
+            (f"suspected {_name(f).removeprefix('a ').removeprefix('an ')}" if f.hedged else _name(f))
+            for f in sorted(fs, key=lambda f: f.hedged)
+        ]
         if not parts:
             continue
-        dims = ["Teeth"] + (["Patho"] if any(f.category in NAMES and f.category not in (Category.FILLING, Category.CROWN, Category.ROOT_CANAL_TREATMENT, Category.IMPLANT, Category.BRIDGE) for f in fs) else []) + (["HisT"] if any(f in facts.treatments() for f in fs) else [])
+        dims = (
+            ["Teeth"]
+            + (
+                ["Patho"]
+                if any(
+                    f.category in NAMES
+                    and f.category
+                    not in (
+                        Category.FILLING,
+                        Category.CROWN,
+                        Category.ROOT_CANAL_TREATMENT,
+                        Category.IMPLANT,
+                        Category.BRIDGE,
+                    )
+                    for f in fs
+                )
+                else []
+            )
+            + (["HisT"] if any(f in facts.treatments() for f in fs) else [])
+        )
         parts = list(dict.fromkeys(parts))
         listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + f" and {parts[-1]}"
-        opened.append({"question": f"What is seen on tooth {t}?", "answer": f"Tooth {t} shows {listed}.", "dimensions": dims})
+        opened.append(
+            {"question": f"What is seen on tooth {t}?", "answer": f"Tooth {t} shows {listed}.", "dimensions": dims}
+        )
     # Whole-topic questions only about what was assessed: their answers (also "none") are then grounded.
     patho = pathology_sentences(facts, rng)
     if _assessed_of(facts, STATEMENT_NEEDS["no_pathology"]):
         where = " on the teeth" if facts.is_assessed(Category.TOOTH) else ""  # no teeth labelled: no teeth presumed
-        opened.append({"question": f"Which pathological findings are present{where}?", "answer": " ".join(patho[:3]) if patho else _no_pathology_answer(facts, rng), "dimensions": ["Teeth", "Patho"]})
+        opened.append(
+            {
+                "question": f"Which pathological findings are present{where}?",
+                "answer": " ".join(patho[:3]) if patho else _no_pathology_answer(facts, rng),
+                "dimensions": ["Teeth", "Patho"],
+            }
+        )
     treat = treatment_sentences(facts, rng)
     if _assessed_of(facts, TREATMENTS):
-        opened.append({"question": "What historical dental treatments can be seen?", "answer": " ".join(treat[:3]) if treat else no_treatment_sentence(facts), "dimensions": ["Teeth", "HisT"]})
+        opened.append(
+            {
+                "question": "What historical dental treatments can be seen?",
+                "answer": " ".join(treat[:3]) if treat else no_treatment_sentence(facts),
+                "dimensions": ["Teeth", "HisT"],
+            }
+        )
     if any(facts.is_assessed(c) for c in STATEMENT_NEEDS["jaw"]):
-        opened.append({"question": "Describe the jaw bone and the anatomical structures.", "answer": " ".join(jaw_sentences(facts, rng)), "dimensions": ["Jaw"]})
+        opened.append(
+            {
+                "question": "Describe the jaw bone and the anatomical structures.",
+                "answer": " ".join(jaw_sentences(facts, rng)),
+                "dimensions": ["Jaw"],
+            }
+        )
     if _assessed_of(facts, STATEMENT_NEEDS["no_pathology"]) or facts.recommendations:
-        opened.append({"question": "What are the main recommendations based on this radiograph?", "answer": " ".join(recommendation_sentences(facts, rng)[:2]), "dimensions": ["SumRec"]})
+        opened.append(
+            {
+                "question": "What are the main recommendations based on this radiograph?",
+                "answer": " ".join(recommendation_sentences(facts, rng)[:2]),
+                "dimensions": ["SumRec"],
+            }
+        )
     if facts.is_assessed(Category.TOOTH):
         wisdom = facts.wisdom_present()
-        opened.append({"question": "Which wisdom teeth are present?", "answer": f"The wisdom teeth {', '.join(map(str, wisdom))} are present." if wisdom else "No wisdom teeth are visible.", "dimensions": ["Teeth"]})
+        opened.append(
+            {
+                "question": "Which wisdom teeth are present?",
+                "answer": f"The wisdom teeth {', '.join(map(str, wisdom))} are present."
+                if wisdom
+                else "No wisdom teeth are visible.",
+                "dimensions": ["Teeth"],
+            }
+        )
     return closed, opened
 
 
@@ -502,31 +783,89 @@ def write_dialogue(facts: Facts, rng: random.Random, n_turns: int) -> dict:
     treat = treatment_sentences(facts, rng)
     full = frozenset(Category) <= facts.assessed
     pairs = [
-        (rng.choice(["Hello, I just had a panoramic X-ray. What does it show?", "Hi doctor, could you explain my dental X-ray to me?", "Good morning. What did you see on my X-ray?"]),
-         " ".join(general_condition(facts, rng)) + " " + summary_sentence(facts, rng)),
+        (
+            rng.choice(
+                [
+                    "Hello, I just had a panoramic X-ray. What does it show?",
+                    "Hi doctor, could you explain my dental X-ray to me?",
+                    "Good morning. What did you see on my X-ray?",
+                ]
+            ),
+            " ".join(general_condition(facts, rng)) + " " + summary_sentence(facts, rng),
+        ),
     ]
     # A topic the review did not assess is not discussed (nothing is known about it, either way).
     if _assessed_of(facts, STATEMENT_NEEDS["no_pathology"]):
-        pairs.append((rng.choice(["Is anything wrong with my teeth?", "Do I have any cavities or infections?", "Are there problems I should know about?"]),
-                      " ".join(patho) if patho else ("I don't see any decay or infection on your teeth, which is good news." if full else no_pathology_sentence(facts, rng))))
+        pairs.append(
+            (
+                rng.choice(
+                    [
+                        "Is anything wrong with my teeth?",
+                        "Do I have any cavities or infections?",
+                        "Are there problems I should know about?",
+                    ]
+                ),
+                " ".join(patho)
+                if patho
+                else (
+                    "I don't see any decay or infection on your teeth, which is good news."
+                    if full
+                    else no_pathology_sentence(facts, rng)
+                ),
+            )
+        )
     if _assessed_of(facts, TREATMENTS):
-        pairs.append((rng.choice(["What about the dental work I had done before?", "Can you see my old fillings or crowns?", "Does the X-ray show my previous treatments?"])
-                      if full else "Does the X-ray show my previous dental work?",
-                      " ".join(treat) if treat else ("I don't see any previous fillings, crowns or other dental work." if full else no_treatment_sentence(facts))))
+        pairs.append(
+            (
+                rng.choice(
+                    [
+                        "What about the dental work I had done before?",
+                        "Can you see my old fillings or crowns?",
+                        "Does the X-ray show my previous treatments?",
+                    ]
+                )
+                if full
+                else "Does the X-ray show my previous dental work?",
+                " ".join(treat)
+                if treat
+                else (
+                    "I don't see any previous fillings, crowns or other dental work."
+                    if full
+                    else no_treatment_sentence(facts)
+                ),
+            )
+        )
     if any(facts.is_assessed(c) for c in STATEMENT_NEEDS["jaw"]):
-        pairs.append((rng.choice(["And how does my jaw bone look?", "Is my jaw healthy?", "What about the bone around my teeth?"]),
-                      " ".join(jaw_sentences(facts, rng))))
+        pairs.append(
+            (
+                rng.choice(
+                    ["And how does my jaw bone look?", "Is my jaw healthy?", "What about the bone around my teeth?"]
+                ),
+                " ".join(jaw_sentences(facts, rng)),
+            )
+        )
     pairs.append((rng.choice(["What should I do next?", "Do I need any treatment?", "What do you recommend?"]),
                   " ".join(recommendation_sentences(facts, rng)) + " Please discuss these points with your dentist."))
     if not full:
         pairs.append(("Was everything on my X-ray checked?",
                       f"{coverage_sentence(facts.assessed)} Your dentist will look at the rest when examining you."))
-    pairs.append((rng.choice(["Should I be worried?", "Is this serious?"]),
-                  "Most of what we see is common and manageable. Your dentist will examine you and confirm anything that is only suspected on the X-ray."))
+    pairs.append(
+        (
+            rng.choice(["Should I be worried?", "Is this serious?"]),
+            "Most of what we see is common and manageable. Your dentist will examine you and confirm anything that is "
+            "only suspected on the X-ray.",
+        )
+    )
     turns = []
     for q, a in pairs[: n_turns // 2 - 1]:
         turns += [{"role": "patient", "content": q}, {"role": "radiologist", "content": a}]
-    turns += [{"role": "patient", "content": "Thank you for explaining it so clearly."}, {"role": "radiologist", "content": "You're welcome. Take this report to your dentist, and feel free to ask if anything is unclear."}]
+    turns += [
+        {"role": "patient", "content": "Thank you for explaining it so clearly."},
+        {
+            "role": "radiologist",
+            "content": "You're welcome. Take this report to your dentist, and feel free to ask if anything is unclear.",
+        },
+    ]
     return {"turns": turns[:n_turns]}
 
 
@@ -564,7 +903,9 @@ class OfflineBackend:
         if kind == "audit":
             return json.dumps(write_audit(facts, req.context.get("report", ""), rng))
         if kind == "vqa_report":
-            return json.dumps(write_vqa(facts, rng, int(req.context.get("n_closed", 6)), int(req.context.get("n_open", 6))))
+            return json.dumps(
+                write_vqa(facts, rng, int(req.context.get("n_closed", 6)), int(req.context.get("n_open", 6)))
+            )
         if kind == "dialogue":
             return json.dumps(write_dialogue(facts, rng, int(req.context.get("n_turns", 10))))
         if kind == "repair":  # the audit send-back: write the rejected unit again from the attributes
@@ -577,7 +918,9 @@ class OfflineBackend:
                 return json.dumps(write_dialogue(facts, rng, int(req.context.get("n_turns", 10))))
         raise ValueError(f"the offline backend has no writer for request tag {kind!r}")
 
-    def complete(self, requests: list[ChatRequest], on_result: Callable[[int, ChatResponse], None] | None = None) -> list[ChatResponse]:
+    def complete(
+        self, requests: list[ChatRequest], on_result: Callable[[int, ChatResponse], None] | None = None
+    ) -> list[ChatResponse]:
         out = []
         for i, req in enumerate(requests):
             h = req.request_hash(self.name, self.model)

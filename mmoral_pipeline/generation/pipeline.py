@@ -66,7 +66,9 @@ class GenerationSettings(BaseModel):
     max_loc_open: int = Field(default=14, ge=0)
     max_count: int = Field(default=10, ge=0)
     dialogue_turns: int = Field(default=10, ge=8, le=12)
-    attribute_scopes: list[str] = Field(default_factory=lambda: ["full", "teeth", "findings", "treatments", "jaw", "quadrant"])
+    attribute_scopes: list[str] = Field(
+        default_factory=lambda: ["full", "teeth", "findings", "treatments", "jaw", "quadrant"]
+    )
     seed: int = 0
     params: dict[str, Any] = Field(default_factory=dict)  # temperature, max_tokens, seed (sent to the backend)
 
@@ -112,12 +114,18 @@ def fallback_caption(attrs: ImageAttributes) -> str:
         lines.append(f"- tooth {t.tooth_id} ({t.side}), centre {[round(v) for v in t.center]}, score {t.score:.2f}"
                      + (f", {t.wisdom_status}" if t.wisdom_status else ""))
         for c in t.conditions:
-            lines.append(f"  - {c.category.value}{f' ({c.type})' if c.type else ''}, box {[round(v) for v in c.bbox]}, score {c.score:.2f}")
+            lines.append(
+                f"  - {c.category.value}{f' ({c.type})' if c.type else ''}, box {[round(v) for v in c.bbox]}, score "
+                f"{c.score:.2f}"
+            )
     for kind in ("bone_loss", "mandibular_canal", "maxillary_sinus"):
         items = getattr(attrs.jaw, kind)
         lines.append(f"{kind.replace('_', ' ').title()} ({len(items)}):")
         lines += [f"- {c.region or c.side or ''} box {[round(v) for v in c.bbox]}, score {c.score:.2f}" for c in items]
-    lines.append(f"Missing teeth ({sum(len(m.teeth) for m in attrs.missing_teeth)}): {[t for m in attrs.missing_teeth for t in m.teeth]}")
+    lines.append(
+        f"Missing teeth ({sum(len(m.teeth) for m in attrs.missing_teeth)}): "
+        f"{[t for m in attrs.missing_teeth for t in m.teeth]}"
+    )
     for c in attrs.unknown_tooth_findings:
         lines.append(f"- unknown tooth: {c.category.value} ({c.side or c.region}), score {c.score:.2f}")
     return "\n".join(lines)
@@ -131,13 +139,33 @@ class _Ctx:
         self.settings = settings
         self.run_id = run_id
         self.params_json = json.dumps(settings.params, sort_keys=True)
-        self.versions = {t: prompt_version(t) for t in ("report", "audit", "vqa_report", "dialogue", "attribute_extraction", "report_request", "repair")}
+        self.versions = {
+            t: prompt_version(t)
+            for t in ("report", "audit", "vqa_report", "dialogue", "attribute_extraction", "report_request", "repair")
+        }
         self.rules_version = combined_version(RULES_VERSION)
 
 
-def _row(ctx: _Ctx, img: ImageInput, *, task_type: str, question: str, answer: str = "", turns=None, options=None, answer_letter=None,
-         dimensions: list[str], template: str, version: str, backend: str, model: str, resp: ChatResponse | None = None,
-         verdicts: list[V.Verdict], extra: dict | None = None, params: str | None = None) -> InstructionItem:
+def _row(
+    ctx: _Ctx,
+    img: ImageInput,
+    *,
+    task_type: str,
+    question: str,
+    answer: str = "",
+    turns=None,
+    options=None,
+    answer_letter=None,
+    dimensions: list[str],
+    template: str,
+    version: str,
+    backend: str,
+    model: str,
+    resp: ChatResponse | None = None,
+    verdicts: list[V.Verdict],
+    extra: dict | None = None,
+    params: str | None = None,
+) -> InstructionItem:
     failed = V.first_failure(verdicts)
     if failed:  # every finding, not only the first: what the send-back reports
         extra = {**(extra or {}), "findings": V.failures(verdicts)}
@@ -187,13 +215,35 @@ def _request(template: str, img: ImageInput, settings: GenerationSettings, schem
 
 
 def _rng(img: ImageInput, settings: GenerationSettings, salt: str) -> random.Random:
-    return random.Random(int(hashlib.sha256(f"{img.attribute_row_hash}|{settings.seed}|{salt}".encode()).hexdigest()[:16], 16))
+    return random.Random(
+        int(hashlib.sha256(f"{img.attribute_row_hash}|{settings.seed}|{salt}".encode()).hexdigest()[:16], 16)
+    )
 
 
-def _failure_row(ctx: _Ctx, img: ImageInput, table_task: str, template: str, resp: ChatResponse, validator: str, reason: str, dims: list[str]) -> InstructionItem:
-    return _row(ctx, img, task_type=table_task, question=f"<{template} request failed>", dimensions=dims, template=template,
-                version=ctx.versions.get(template, ""), backend=resp.backend, model=resp.model, resp=resp,
-                verdicts=[V.fail(validator, reason)], extra={"attempts": resp.attempts})
+def _failure_row(
+    ctx: _Ctx,
+    img: ImageInput,
+    table_task: str,
+    template: str,
+    resp: ChatResponse,
+    validator: str,
+    reason: str,
+    dims: list[str],
+) -> InstructionItem:
+    return _row(
+        ctx,
+        img,
+        task_type=table_task,
+        question=f"<{template} request failed>",
+        dimensions=dims,
+        template=template,
+        version=ctx.versions.get(template, ""),
+        backend=resp.backend,
+        model=resp.model,
+        resp=resp,
+        verdicts=[V.fail(validator, reason)],
+        extra={"attempts": resp.attempts},
+    )
 
 
 def _usage(out: GenerationOutput, responses: list[ChatResponse]) -> None:
@@ -206,7 +256,9 @@ def _usage(out: GenerationOutput, responses: list[ChatResponse]) -> None:
         out.usage["cache_hits"] = out.usage.get("cache_hits", 0) + int(r.cache_hit)
 
 
-def generate(images: list[ImageInput], backend: ChatBackend, settings: GenerationSettings | None = None, run_id: str = "") -> GenerationOutput:
+def generate(
+    images: list[ImageInput], backend: ChatBackend, settings: GenerationSettings | None = None, run_id: str = ""
+) -> GenerationOutput:
     settings = settings or GenerationSettings()
     ctx = _Ctx(backend, settings, run_id)
     out = GenerationOutput()
@@ -217,21 +269,30 @@ def generate(images: list[ImageInput], backend: ChatBackend, settings: Generatio
     report_resps = backend.complete(report_reqs)
     _usage(out, report_resps)
     drafted: list[tuple[ImageInput, ChatResponse]] = []
-    for img, resp in zip(images, report_resps):
+    for img, resp in zip(images, report_resps, strict=True):
         if resp.error or not resp.text.strip():
-            out.rejected.append(_failure_row(ctx, img, "report", "report", resp, "backend_error", resp.error or "empty reply", ["Report"]))
+            out.rejected.append(
+                _failure_row(
+                    ctx, img, "report", "report", resp, "backend_error", resp.error or "empty reply", ["Report"]
+                )
+            )
         else:
             drafted.append((img, resp))
 
     # 2. audit, revise when asked, validate; send rejected reports back once
-    audit_reqs = [_request("audit", img, settings, "audit", facts=facts[img.image_id], report=resp.text) for img, resp in drafted]
+    audit_reqs = [
+        _request("audit", img, settings, "audit", facts=facts[img.image_id], report=resp.text) for img, resp in drafted
+    ]
     audit_resps = backend.complete(audit_reqs) if audit_reqs else []
     _usage(out, audit_resps)
-    requests_of = {img.image_id: req for img, req in zip(images, report_reqs)}
+    requests_of = {img.image_id: req for img, req in zip(images, report_reqs, strict=True)}
     checked: list[tuple[ImageInput, InstructionItem, str]] = []
-    for (img, resp), aresp in zip(drafted, audit_resps):
+    for (img, resp), aresp in zip(drafted, audit_resps, strict=True):
         progress.note(validated=1)  # validating is long too: the progress lines go on (one unit per image and pass)
-        final, audit_info = resp.text.strip(), {"audit_request_hash": aresp.request_hash, "audit_cache_hit": aresp.cache_hit}
+        final, audit_info = (
+            resp.text.strip(),
+            {"audit_request_hash": aresp.request_hash, "audit_cache_hit": aresp.cache_hit},
+        )
         if aresp.error and not aresp.text:
             audit_info["audit_error"] = aresp.error
         else:
@@ -244,15 +305,29 @@ def generate(images: list[ImageInput], backend: ChatBackend, settings: Generatio
                     final = audit.revised_report.strip()
             except ValueError as exc:
                 audit_info["audit_error"] = f"invalid_json: {exc}"
-        row = _report_row(ctx, img, facts[img.image_id], final, resp, {**audit_info, "audit_template_version": ctx.versions["audit"],
-                                                                       "audit_usage": aresp.usage.model_dump()})
+        row = _report_row(
+            ctx,
+            img,
+            facts[img.image_id],
+            final,
+            resp,
+            {**audit_info, "audit_template_version": ctx.versions["audit"], "audit_usage": aresp.usage.model_dump()},
+        )
         checked.append((img, row, final))
     accepted: list[tuple[ImageInput, str]] = []
     to_repair = [(img, row, final) for img, row, final in checked if row.rejected_by]
-    repair_resps = backend.complete([_repair_request(requests_of[img.image_id], final, "report", json.loads(row.extra)["findings"])
-                                     for img, row, final in to_repair]) if to_repair else []
+    repair_resps = (
+        backend.complete(
+            [
+                _repair_request(requests_of[img.image_id], final, "report", json.loads(row.extra)["findings"])
+                for img, row, final in to_repair
+            ]
+        )
+        if to_repair
+        else []
+    )
     _usage(out, repair_resps)
-    repaired = {row.item_id: r for (_, row, _), r in zip(to_repair, repair_resps)}
+    repaired = {row.item_id: r for (_, row, _), r in zip(to_repair, repair_resps, strict=True)}
     for img, row, final in checked:
         if not row.rejected_by:
             _place(out, "reports", row)
@@ -265,7 +340,14 @@ def generate(images: list[ImageInput], backend: ChatBackend, settings: Generatio
             out.repairs["reports_errors"] += 1
             continue
         fixed = rresp.text.strip()
-        row2 = _report_row(ctx, img, facts[img.image_id], fixed, rresp, {"repair_of": row.item_id, "repair_findings": json.loads(row.extra)["findings"]})
+        row2 = _report_row(
+            ctx,
+            img,
+            facts[img.image_id],
+            fixed,
+            rresp,
+            {"repair_of": row.item_id, "repair_findings": json.loads(row.extra)["findings"]},
+        )
         _place(out, "reports", row2)
         out.repairs["reports_rejected" if row2.rejected_by else "reports_accepted"] += 1
         if not row2.rejected_by:
@@ -275,8 +357,21 @@ def generate(images: list[ImageInput], backend: ChatBackend, settings: Generatio
     reqs: list[ChatRequest] = []
     for img, report in accepted:
         f = facts[img.image_id]
-        reqs.append(_request("vqa_report", img, settings, "vqa", facts=f, report=report, n_closed=settings.n_vqa_closed, n_open=settings.n_vqa_open))
-        reqs.append(_request("dialogue", img, settings, "dialogue", facts=f, report=report, n_turns=settings.dialogue_turns))
+        reqs.append(
+            _request(
+                "vqa_report",
+                img,
+                settings,
+                "vqa",
+                facts=f,
+                report=report,
+                n_closed=settings.n_vqa_closed,
+                n_open=settings.n_vqa_open,
+            )
+        )
+        reqs.append(
+            _request("dialogue", img, settings, "dialogue", facts=f, report=report, n_turns=settings.dialogue_turns)
+        )
     resps = backend.complete(reqs) if reqs else []
     _usage(out, resps)
     sendbacks: list[tuple[str, ImageInput, ChatRequest, list[InstructionItem]]] = []
@@ -285,18 +380,50 @@ def generate(images: list[ImageInput], backend: ChatBackend, settings: Generatio
         f = facts[img.image_id]
         bad = [r for r in _vqa_rows(ctx, out, img, f, resps[2 * k]) if r.rejected_by]
         if bad:
-            items = [{"kind": "closed" if r.options else "open", "question": r.question, "options": r.options, "answer": r.answer_letter or r.answer}
-                     for r in bad]
+            items = [
+                {
+                    "kind": "closed" if r.options else "open",
+                    "question": r.question,
+                    "options": r.options,
+                    "answer": r.answer_letter or r.answer,
+                }
+                for r in bad
+            ]
             findings = [f"item {i + 1}: {x}" for i, r in enumerate(bad) for x in json.loads(r.extra)["findings"]]
-            sendbacks.append(("vqa_items", img, _repair_request(reqs[2 * k], resps[2 * k].text, "vqa", findings, items=items,
-                                                                existing=[r.question for r in out.vqa_items if r.image_id == img.image_id]), bad))
+            sendbacks.append(
+                (
+                    "vqa_items",
+                    img,
+                    _repair_request(
+                        reqs[2 * k],
+                        resps[2 * k].text,
+                        "vqa",
+                        findings,
+                        items=items,
+                        existing=[r.question for r in out.vqa_items if r.image_id == img.image_id],
+                    ),
+                    bad,
+                )
+            )
         dlg = _dialogue_row(ctx, out, img, f, resps[2 * k + 1])
         if dlg is not None and dlg.rejected_by:
-            sendbacks.append(("dialogues", img, _repair_request(reqs[2 * k + 1], resps[2 * k + 1].text, "dialogue",
-                                                                json.loads(dlg.extra)["findings"], n_turns=settings.dialogue_turns), [dlg]))
+            sendbacks.append(
+                (
+                    "dialogues",
+                    img,
+                    _repair_request(
+                        reqs[2 * k + 1],
+                        resps[2 * k + 1].text,
+                        "dialogue",
+                        json.loads(dlg.extra)["findings"],
+                        n_turns=settings.dialogue_turns,
+                    ),
+                    [dlg],
+                )
+            )
     repair_resps = backend.complete([req for _, _, req, _ in sendbacks]) if sendbacks else []
     _usage(out, repair_resps)
-    for (table, img, _req, originals), rresp in zip(sendbacks, repair_resps):
+    for (table, img, _req, originals), rresp in zip(sendbacks, repair_resps, strict=True):
         out.repairs[f"{table}_requested"] += len(originals)
         for r in originals:
             _mark_repair_requested(out, r, rresp)
@@ -322,19 +449,39 @@ def generate(images: list[ImageInput], backend: ChatBackend, settings: Generatio
     return out
 
 
-def _report_row(ctx: _Ctx, img: ImageInput, f: Facts, text: str, resp: ChatResponse, extra: dict[str, Any]) -> InstructionItem:
+def _report_row(
+    ctx: _Ctx, img: ImageInput, f: Facts, text: str, resp: ChatResponse, extra: dict[str, Any]
+) -> InstructionItem:
     question = render("report_request", variant=_rng(img, ctx.settings, "report").randrange(60))
-    return _row(ctx, img, task_type="report", question=question, answer=text, dimensions=["Report"], template="report",
-                version=ctx.versions["report"], backend=resp.backend, model=resp.model, resp=resp, verdicts=V.validate_report(text, f),
-                extra={**extra, **_response_extra(resp)})
+    return _row(
+        ctx,
+        img,
+        task_type="report",
+        question=question,
+        answer=text,
+        dimensions=["Report"],
+        template="report",
+        version=ctx.versions["report"],
+        backend=resp.backend,
+        model=resp.model,
+        resp=resp,
+        verdicts=V.validate_report(text, f),
+        extra={**extra, **_response_extra(resp)},
+    )
 
 
-def _repair_request(original: ChatRequest, reply: str, kind: str, findings: list[str], items: list[dict] | None = None, **context: Any) -> ChatRequest:
+def _repair_request(
+    original: ChatRequest, reply: str, kind: str, findings: list[str], items: list[dict] | None = None, **context: Any
+) -> ChatRequest:
     """The rejected reply sent back once: the same conversation, the reply, and the validators' findings."""
     user = render("repair", kind=kind, findings=findings, items=items or [])
-    return ChatRequest(messages=[*original.messages, {"role": "assistant", "content": reply}, {"role": "user", "content": user}],
-                       params=original.params, json_schema={"vqa": "vqa", "dialogue": "dialogue"}.get(kind), tag="repair",
-                       context={**original.context, "kind": kind, "findings": findings, "items": items or [], **context})
+    return ChatRequest(
+        messages=[*original.messages, {"role": "assistant", "content": reply}, {"role": "user", "content": user}],
+        params=original.params,
+        json_schema={"vqa": "vqa", "dialogue": "dialogue"}.get(kind),
+        tag="repair",
+        context={**original.context, "kind": kind, "findings": findings, "items": items or [], **context},
+    )
 
 
 def _with_extra(row: InstructionItem, **extra: Any) -> InstructionItem:
@@ -369,9 +516,17 @@ def _vqa_rows(ctx: _Ctx, out: GenerationOutput, img: ImageInput, f: Facts, resp:
     if reply is None:
         return []
     assert isinstance(reply, VQAReply)
-    common = {"template": "vqa_report", "version": ctx.versions["vqa_report"], "backend": resp.backend, "model": resp.model, "resp": resp,
-              "extra": {**_response_extra(resp), **(extra or {})}}
-    closed, opened = (reply.closed, reply.open) if limits is None else (reply.closed[: limits[0]], reply.open[: limits[1]])
+    common = {
+        "template": "vqa_report",
+        "version": ctx.versions["vqa_report"],
+        "backend": resp.backend,
+        "model": resp.model,
+        "resp": resp,
+        "extra": {**_response_extra(resp), **(extra or {})},
+    }
+    closed, opened = (
+        (reply.closed, reply.open) if limits is None else (reply.closed[: limits[0]], reply.open[: limits[1]])
+    )
     rows = []
     for q in closed:
         letter = q.answer.strip().strip("()").upper()[:1]
@@ -436,10 +591,27 @@ def _rule_rows(ctx: _Ctx, out: GenerationOutput, img: ImageInput, f: Facts) -> N
             verdicts.insert(0, V.mcq_form(item.options, item.answer_letter or "", item.answer))
         else:
             verdicts.insert(0, V.open_answer(item.answer, V.JSON_ANSWER_MAX_CHARS))
-        _place(out, "vqa_items", _row(ctx, img, task_type=item.task_type, question=item.question, answer=item.answer, options=item.options,
-                                      answer_letter=item.answer_letter, dimensions=item.dimensions, template=f"rule:{item.builder}",
-                                      version=ctx.rules_version, backend=RULES_BACKEND, model=RULES_VERSION, verdicts=verdicts,
-                                      extra={"fact": item.fact}, params="{}"))
+        _place(
+            out,
+            "vqa_items",
+            _row(
+                ctx,
+                img,
+                task_type=item.task_type,
+                question=item.question,
+                answer=item.answer,
+                options=item.options,
+                answer_letter=item.answer_letter,
+                dimensions=item.dimensions,
+                template=f"rule:{item.builder}",
+                version=ctx.rules_version,
+                backend=RULES_BACKEND,
+                model=RULES_VERSION,
+                verdicts=verdicts,
+                extra={"fact": item.fact},
+                params="{}",
+            ),
+        )
 
 
 ATTRIBUTE_MAX_CHARS = 40_000
@@ -477,21 +649,42 @@ def attribute_answer(f: Facts, attrs: ImageAttributes, scope: str, quadrant: int
         d: dict[str, Any] = {"tooth_id": t.tooth_id, "box_2d": box(t.bbox)}
         if t.wisdom_status:
             d["wisdom_status"] = t.wisdom_status
-        conds = [{"category": c.category.value, "box_2d": box(c.bbox), **({"type": c.type} if c.type else {})} for c in t.conditions]
+        conds = [
+            {"category": c.category.value, "box_2d": box(c.bbox), **({"type": c.type} if c.type else {})}
+            for c in t.conditions
+        ]
         if conds:
             d["conditions"] = conds
         return d
 
-    jaw = {k: [{"box_2d": box(c.bbox), **({"region": c.region or c.side} if (c.region or c.side) else {})} for c in getattr(attrs.jaw, k)]
-           for k in ("bone_loss", "mandibular_canal", "maxillary_sinus") if Category(k) in assessed}
+    jaw = {
+        k: [
+            {"box_2d": box(c.bbox), **({"region": c.region or c.side} if (c.region or c.side) else {})}
+            for c in getattr(attrs.jaw, k)
+        ]
+        for k in ("bone_loss", "mandibular_canal", "maxillary_sinus")
+        if Category(k) in assessed
+    }
     if scope == "teeth":
         return {"teeth": [{"tooth_id": t.tooth_id, "box_2d": box(t.bbox)} for t in attrs.teeth]}
     if scope == "quadrant":
         return {"quadrant": quadrant, "teeth": [tooth(t) for t in attrs.teeth if t.quadrant == quadrant]}
     if scope in ("findings", "treatments"):
-        wanted = (lambda c: c in TREATMENTS) if scope == "treatments" else (lambda c: c not in TREATMENTS and c not in ANATOMY)
-        items = [{"tooth_id": fd.tooth_id, "category": fd.category.value, "box_2d": box(fd.bbox), **({"type": fd.lesion_type} if fd.lesion_type else {})}
-                 for fd in f.findings if wanted(fd.category) and fd.category != Category.BONE_LOSS]
+        wanted = (
+            (lambda c: c in TREATMENTS)
+            if scope == "treatments"
+            else (lambda c: c not in TREATMENTS and c not in ANATOMY)
+        )
+        items = [
+            {
+                "tooth_id": fd.tooth_id,
+                "category": fd.category.value,
+                "box_2d": box(fd.bbox),
+                **({"type": fd.lesion_type} if fd.lesion_type else {}),
+            }
+            for fd in f.findings
+            if wanted(fd.category) and fd.category != Category.BONE_LOSS
+        ]
         d: dict[str, Any] = {scope: items}
         if scope == "findings" and "bone_loss" in jaw:
             d["bone_loss"] = jaw["bone_loss"]
@@ -506,12 +699,21 @@ def attribute_answer(f: Facts, attrs: ImageAttributes, scope: str, quadrant: int
     if Category.MISSING_TOOTH in assessed:
         full["missing_teeth"] = [{"teeth": m.teeth, "box_2d": box(m.bbox)} for m in attrs.missing_teeth]
     if assessed - {Category.TOOTH, Category.MISSING_TOOTH}:
-        full["unknown_tooth_findings"] = [{"category": c.category.value, "box_2d": box(c.bbox), "side": c.side or c.region}
-                                          for c in attrs.unknown_tooth_findings]
+        full["unknown_tooth_findings"] = [
+            {"category": c.category.value, "box_2d": box(c.bbox), "side": c.side or c.region}
+            for c in attrs.unknown_tooth_findings
+        ]
     return full
 
 
-_SCOPE_DIMS = {"full": ["Teeth", "Patho", "HisT", "Jaw"], "teeth": ["Teeth"], "findings": ["Teeth", "Patho"], "treatments": ["Teeth", "HisT"], "jaw": ["Jaw"], "quadrant": ["Teeth"]}
+_SCOPE_DIMS = {
+    "full": ["Teeth", "Patho", "HisT", "Jaw"],
+    "teeth": ["Teeth"],
+    "findings": ["Teeth", "Patho"],
+    "treatments": ["Teeth", "HisT"],
+    "jaw": ["Jaw"],
+    "quadrant": ["Teeth"],
+}
 
 
 def _attribute_rows(ctx: _Ctx, out: GenerationOutput, img: ImageInput, f: Facts) -> None:
@@ -526,15 +728,37 @@ def _attribute_rows(ctx: _Ctx, out: GenerationOutput, img: ImageInput, f: Facts)
             question = render("attribute_extraction", scope=scope, variant=variant, quadrant=q, kinds=kinds)
             answer = json.dumps(attribute_answer(f, img.attributes, scope, q), separators=(",", ":"))
             verdicts = V.validate_attribute(answer, f, ATTRIBUTE_MAX_CHARS)
-            _place(out, "attribute_tasks", _row(ctx, img, task_type="attribute", question=question, answer=answer, dimensions=_SCOPE_DIMS[scope],
-                                                template="attribute_extraction", version=ctx.versions["attribute_extraction"], backend=RULES_BACKEND,
-                                                model=RULES_VERSION, verdicts=verdicts, extra={"scope": scope, "quadrant": q, "variant": variant % 5},
-                                                params="{}"))
+            _place(
+                out,
+                "attribute_tasks",
+                _row(
+                    ctx,
+                    img,
+                    task_type="attribute",
+                    question=question,
+                    answer=answer,
+                    dimensions=_SCOPE_DIMS[scope],
+                    template="attribute_extraction",
+                    version=ctx.versions["attribute_extraction"],
+                    backend=RULES_BACKEND,
+                    model=RULES_VERSION,
+                    verdicts=verdicts,
+                    extra={"scope": scope, "quadrant": q, "variant": variant % 5},
+                    params="{}",
+                ),
+            )
 
 
 def rejection_stats(out: GenerationOutput) -> dict[str, Any]:
     """Rejections by validator, the rate over all candidates, and the send-back counts."""
-    total = sum(len(getattr(out, t)) for t in ("reports", "vqa_items", "dialogues", "attribute_tasks")) + len(out.rejected)
+    total = sum(len(getattr(out, t)) for t in ("reports", "vqa_items", "dialogues", "attribute_tasks")) + len(
+        out.rejected
+    )
     by = Counter(r.rejected_by for r in out.rejected)
-    return {"candidates": total, "rejected": len(out.rejected), "rate": (len(out.rejected) / total) if total else 0.0, "by_validator": dict(by),
-            "repairs": dict(out.repairs)}
+    return {
+        "candidates": total,
+        "rejected": len(out.rejected),
+        "rate": (len(out.rejected) / total) if total else 0.0,
+        "by_validator": dict(by),
+        "repairs": dict(out.repairs),
+    }

@@ -43,7 +43,9 @@ def combined_version(*parts: str) -> str:
 
 
 def render(template_id: str, root: Path | None = None, **variables: Any) -> str:
-    if all(isinstance(v, (int, float, type(None))) or (isinstance(v, str) and len(v) < 200) for v in variables.values()):
+    if all(
+        isinstance(v, (int, float, type(None))) or (isinstance(v, str) and len(v) < 200) for v in variables.values()
+    ):
         return _render_cached(template_id, str(root or PROMPTS_DIR), tuple(sorted(variables.items())))
     return _render(template_id, str(root or PROMPTS_DIR), variables)
 

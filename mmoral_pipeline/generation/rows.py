@@ -12,8 +12,19 @@ from typing import Any, Literal
 import polars as pl
 from pydantic import BaseModel, Field
 
-TaskType = Literal["report", "vqa_closed", "vqa_open", "loc_closed", "loc_open", "count_closed", "dialogue", "attribute"]
-TASK_TYPES: tuple[str, ...] = ("report", "vqa_closed", "vqa_open", "loc_closed", "loc_open", "count_closed", "dialogue", "attribute")
+TaskType = Literal[
+    "report", "vqa_closed", "vqa_open", "loc_closed", "loc_open", "count_closed", "dialogue", "attribute"
+]
+TASK_TYPES: tuple[str, ...] = (
+    "report",
+    "vqa_closed",
+    "vqa_open",
+    "loc_closed",
+    "loc_open",
+    "count_closed",
+    "dialogue",
+    "attribute",
+)
 DIMENSIONS: tuple[str, ...] = ("Teeth", "Patho", "HisT", "Jaw", "SumRec", "Report")
 
 
@@ -73,7 +84,14 @@ INSTRUCTION_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
-def item_id(image_id: str, task_type: str, question: str, answer: str = "", options: list[str] | None = None, turns: list[dict[str, str]] | None = None) -> str:
+def item_id(
+    image_id: str,
+    task_type: str,
+    question: str,
+    answer: str = "",
+    options: list[str] | None = None,
+    turns: list[dict[str, str]] | None = None,
+) -> str:
     """Stable content hash: the same image, task, question, answer and options give the same id."""
     parts = [image_id, task_type, question, answer, "\x1e".join(options) if options is not None else "\x00",
              "\x1e".join(f"{t['role']}\x1d{t['content']}" for t in turns) if turns is not None else "\x00"]

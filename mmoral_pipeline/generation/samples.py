@@ -34,26 +34,84 @@ def random_attributes(rng: random.Random, image_id: str, width: int = 2800, heig
             for cat, p in _TOOTH_FINDINGS:
                 if rng.random() < p:
                     cx, cy = rng.uniform(box[0], box[2] - 30), rng.uniform(box[1], box[3] - 30)
-                    conds.append(Condition(category=cat, bbox=[round(cx, 1), round(cy, 1), round(cx + 30, 1), round(cy + 30, 1)],
-                                           score=round(rng.uniform(0.55, 0.99), 2),
-                                           type=rng.choice(["granuloma", "cyst", "abscess"]) if cat == "periapical_lesion" else None))
+                    conds.append(
+                        Condition(
+                            category=cat,
+                            bbox=[round(cx, 1), round(cy, 1), round(cx + 30, 1), round(cy + 30, 1)],
+                            score=round(rng.uniform(0.55, 0.99), 2),
+                            type=rng.choice(["granuloma", "cyst", "abscess"]) if cat == "periapical_lesion" else None,
+                        )
+                    )
             wisdom = fdi.is_wisdom(t)
-            teeth.append(ToothAttributes(
-                tooth_id=t, quadrant=fdi.quadrant(t), is_wisdom=wisdom, side=fdi.side_label(t), bbox=box,
-                center=[round((box[0] + box[2]) / 2, 1), round((box[1] + box[3]) / 2, 1)], score=round(rng.uniform(0.85, 0.99), 2),
-                wisdom_status=(rng.choice(["impacted", "erupted", "erupted"]) if wisdom else None), conditions=conds,
-            ))
+            teeth.append(
+                ToothAttributes(
+                    tooth_id=t,
+                    quadrant=fdi.quadrant(t),
+                    is_wisdom=wisdom,
+                    side=fdi.side_label(t),
+                    bbox=box,
+                    center=[round((box[0] + box[2]) / 2, 1), round((box[1] + box[3]) / 2, 1)],
+                    score=round(rng.uniform(0.85, 0.99), 2),
+                    wisdom_status=(rng.choice(["impacted", "erupted", "erupted"]) if wisdom else None),
+                    conditions=conds,
+                )
+            )
     jaw = JawAttributes(
-        bone_loss=[Condition(category="bone_loss", region=r, bbox=[width * 0.2, height * (0.3 if r == "upper" else 0.6), width * 0.8, height * (0.45 if r == "upper" else 0.75)],
-                             score=round(rng.uniform(0.6, 0.95), 2)) for r in ("upper", "lower") if rng.random() < 0.25],
-        mandibular_canal=[Condition(category="mandibular_canal", bbox=[width * (0.1 if s == "right" else 0.6), height * 0.7, width * (0.4 if s == "right" else 0.9), height * 0.85], side=s)
-                          for s in ("right", "left") if rng.random() < 0.8],
-        maxillary_sinus=[Condition(category="maxillary_sinus", bbox=[width * (0.1 if s == "right" else 0.6), height * 0.05, width * (0.4 if s == "right" else 0.9), height * 0.25], side=s)
-                         for s in ("right", "left") if rng.random() < 0.7],
+        bone_loss=[
+            Condition(
+                category="bone_loss",
+                region=r,
+                bbox=[
+                    width * 0.2,
+                    height * (0.3 if r == "upper" else 0.6),
+                    width * 0.8,
+                    height * (0.45 if r == "upper" else 0.75),
+                ],
+                score=round(rng.uniform(0.6, 0.95), 2),
+            )
+            for r in ("upper", "lower")
+            if rng.random() < 0.25
+        ],
+        mandibular_canal=[
+            Condition(
+                category="mandibular_canal",
+                bbox=[
+                    width * (0.1 if s == "right" else 0.6),
+                    height * 0.7,
+                    width * (0.4 if s == "right" else 0.9),
+                    height * 0.85,
+                ],
+                side=s,
+            )
+            for s in ("right", "left")
+            if rng.random() < 0.8
+        ],
+        maxillary_sinus=[
+            Condition(
+                category="maxillary_sinus",
+                bbox=[
+                    width * (0.1 if s == "right" else 0.6),
+                    height * 0.05,
+                    width * (0.4 if s == "right" else 0.9),
+                    height * 0.25,
+                ],
+                side=s,
+            )
+            for s in ("right", "left")
+            if rng.random() < 0.7
+        ],
     )
     missing_regions = [Condition(category="missing_tooth", bbox=[0, 0, 10, 10], teeth=[t], score=0.9) for t in missing]
     present = {t.tooth_id for t in teeth}
     recs = [Recommendation(kind="extraction", tooth_id=u, reason=f"opposing tooth {fdi.opposing(u)} is absent")
             for u in (18, 28) if u in present and fdi.opposing(u) not in present]
-    return ImageAttributes(image_id=image_id, file_name=f"{image_id}.jpg", width=width, height=height, teeth=teeth, jaw=jaw,
-                           missing_teeth=missing_regions, recommendations=recs)
+    return ImageAttributes(
+        image_id=image_id,
+        file_name=f"{image_id}.jpg",
+        width=width,
+        height=height,
+        teeth=teeth,
+        jaw=jaw,
+        missing_teeth=missing_regions,
+        recommendations=recs,
+    )

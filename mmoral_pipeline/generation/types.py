@@ -25,7 +25,13 @@ class ChatRequest(BaseModel):
 
     def request_hash(self, backend: str, model: str) -> str:
         blob = json.dumps(
-            {"backend": backend, "model": model, "messages": self.messages, "params": self.params, "schema": self.json_schema},
+            {
+                "backend": backend,
+                "model": model,
+                "messages": self.messages,
+                "params": self.params,
+                "schema": self.json_schema,
+            },
             sort_keys=True,
             separators=(",", ":"),
             default=str,

@@ -36,7 +36,8 @@ from mmoral_pipeline.generation.facts import Facts, Finding
 from mmoral_pipeline.generation.prompts import HEDGE_THRESHOLD
 
 LETTERS = ("A", "B", "C", "D")
-MIN_TURNS, MAX_TURNS = 8, 12
+MIN_TURNS, MAX_TURNS = 8, 12  # what the pipeline asks its LLM for (settings.dialogue_turns is clamped to it)
+EXTERNAL_MIN_TURNS = 2  # `mmoral validate`: another generator's dialogue may be a single exchange, or long
 OPEN_ANSWER_MAX_CHARS = 600
 JSON_ANSWER_MAX_CHARS = 4000
 TASK_TYPES = ("report", "vqa_closed", "vqa_open", "dialogue", "attribute")
@@ -72,23 +73,42 @@ def failures(verdicts: Iterable[Verdict]) -> list[str]:
     return [f"{v.validator}: {v.reason}" for v in verdicts if not v.passed]
 
 
-SCORES = re.compile(r"(?<![\w.])0?\.\d+|\b\d{1,3}(?:\.\d+)?\s?%|\bconfidence\b|\bscores?\b|\bscored\b|\bprobability\b", re.IGNORECASE)
+# A number-like score, a percentage, or naming the detector's numbers ("confidence score", "probability of 0.7");
+# "confidence": "suspected" or "with high confidence" reveals no number.
+SCORES = re.compile(
+    r"(?<![\w.])0?\.\d+|\b\d{1,3}(?:\.\d+)?\s?%|\bconfidence\s+(?:scores?|levels?|values?|of\s+\d)|\bconfidence\W{0,4}\d"
+    r"|\bscores?\b|\bscored\b|\bprobability\b",
+    re.IGNORECASE,
+)
 IDENTITY = re.compile(
     r"\bpatient(?:'s)?\s+(?:name|id|identifier|number)\b|\bname\s*:|\bdate\s+of\s+birth\b|\bDOB\b|\bMRN\b"
     r"|\bmedical\s+record\s+(?:number|no)\b|\bage\s*:|\bsex\s*:|\bgender\s*:|\b(?:Mr|Mrs|Ms|Miss)\.?\s+[A-Z]",
 )
 # Cheap screen: every SCORES / IDENTITY match contains one of these.
-_SCREEN_WORDS = ("%", "confiden", "score", "probab", "patient", "name", "birth", "dob", "mrn", "record", "sex", "gender")
+_SCREEN_WORDS = (
+    "%",
+    "confiden",
+    "score",
+    "probab",
+    "patient",
+    "name",
+    "birth",
+    "dob",
+    "mrn",
+    "record",
+    "sex",
+    "gender",
+)
 _SCREEN_RE = re.compile(r"\.\d|\bM(?:r|rs|s|iss)\b")
 
 
 def _might_have_score_or_identity(text: str) -> bool:
     low = text.lower()
-    return (any(w in low for w in _SCREEN_WORDS) or ("age" in low and ":" in low)
-            or _SCREEN_RE.search(text) is not None)
+    return any(w in low for w in _SCREEN_WORDS) or ("age" in low and ":" in low) or _SCREEN_RE.search(text) is not None
 
 
 # --- claims against the facts ---------------------------------------------------------------------
+
 
 def _parse_side(value: str | None) -> tuple[str | None, str | None]:
     v = (value or "").lower()
@@ -129,10 +149,28 @@ def _kind_matches(claim: Claim, f: Finding) -> bool:
     return claim.lesion_type is None or f.lesion_type == claim.lesion_type
 
 
+def _by_category(facts: Facts) -> dict[Category, list[Finding]]:
+    """The image's findings by category (built once per Facts; rebuilt if findings were added since)."""
+    cached = facts.__dict__.get("_by_category")
+    if cached is None or cached[0] != len(facts.findings):
+        index: dict[Category, list[Finding]] = {}
+        for f in facts.findings:
+            index.setdefault(f.category, []).append(f)
+        cached = (len(facts.findings), index)
+        facts.__dict__["_by_category"] = cached
+    return cached[1]
+
+
 def matching(claim: Claim, facts: Facts) -> list[Finding]:
-    """The findings that make the claim's "it is there" true."""
-    cats = claim.categories
-    return [f for f in facts.findings if f.category in cats and _located(claim, f) and _kind_matches(claim, f)]
+    """The findings that make the claim's "it is there" true ("whose tooth cannot be identified": only those
+    without a tooth number)."""
+    index = _by_category(facts)
+    return [
+        f
+        for c in claim.categories
+        for f in index.get(c, ())
+        if _located(claim, f) and _kind_matches(claim, f) and not (claim.unnumbered and f.tooth_id is not None)
+    ]
 
 
 def _teeth_of(claim: Claim, facts: Facts) -> set[int]:
@@ -168,8 +206,9 @@ def _count_truth(claim: Claim, facts: Facts) -> bool:
     if cats <= ANATOMY:
         return n == len(found)
     definite = [f for f in found if not f.hedged]
-    options = {len(found), len(definite), len({f.tooth_id for f in found if f.tooth_id is not None}),
-               len({f.tooth_id for f in definite if f.tooth_id is not None})}
+    options = {len(definite), len({f.tooth_id for f in definite if f.tooth_id is not None})}
+    if not claim.definite_only:  # "three definite carious teeth" counts the definite ones only
+        options |= {len(found), len({f.tooth_id for f in found if f.tooth_id is not None})}
     return n in options
 
 
@@ -192,12 +231,14 @@ def truth(claim: Claim, facts: Facts, exclude: Sequence[Finding] = ()) -> bool |
     elif Category.MISSING_TOOTH in cats and not (cats - {Category.MISSING_TOOTH}):
         there = bool(_missing(claim, facts))
     else:
+        # "no definite caries" is contradicted, and "definite caries" made true, only by a definite finding
         found = [f for f in matching(claim, facts) if f not in exclude and not (claim.definite_only and f.hedged)]
         there = bool(found)
     return there if claim.asserts else not there
 
 
 # --- text checks ----------------------------------------------------------------------------------
+
 
 def _assessed(facts: Facts, category: Category) -> bool:
     """Was the category looked for (`domain.coverage`: a missing-tooth statement needs missing teeth assessed)."""
@@ -222,8 +263,15 @@ def grounded_teeth(text: str | Extraction, facts: Facts, absent_ok: Iterable[int
     name = "grounded_teeth"
     ext = text if isinstance(text, Extraction) else C.extract(text)
     known = facts.known_teeth() | set(absent_ok)
-    said_absent = {c.tooth for c in ext.claims if c.tooth is not None and (
-        (c.polarity == "absent" and Category.TOOTH in c.categories) or (c.asserts and c.categories == {Category.MISSING_TOOTH}))}
+    said_absent = {
+        c.tooth
+        for c in ext.claims
+        if c.tooth is not None
+        and (
+            (c.polarity == "absent" and Category.TOOTH in c.categories)
+            or (c.asserts and c.categories == {Category.MISSING_TOOTH})
+        )
+    }
     if facts.is_assessed(Category.TOOTH):
         known |= said_absent
     problems = []
@@ -239,10 +287,12 @@ def grounded_teeth(text: str | Extraction, facts: Facts, absent_ok: Iterable[int
 def _same_line(a: Claim, b: Claim, text: str | None) -> bool:
     if not text:
         return a.span == b.span
-    return "\n" not in text[min(a.span[0], b.span[0]): max(a.span[1], b.span[1])]
+    return "\n" not in text[min(a.span[0], b.span[0]) : max(a.span[1], b.span[1])]
 
 
-def check_claims(claims: Sequence[Claim], facts: Facts, *, hedging: bool = True, text: str | None = None) -> list[Verdict]:
+def check_claims(
+    claims: Sequence[Claim], facts: Facts, *, hedging: bool = True, text: str | None = None
+) -> list[Verdict]:
     """coverage, grounding, contradiction and hedging verdicts for a text's claims. `text` (the
     text the claims come from) lets a definite sign and its hedged reading on one line pass
     ("36: periapical radiolucency; a cyst is suspected")."""
@@ -272,7 +322,9 @@ def check_claims(claims: Sequence[Claim], facts: Facts, *, hedging: bool = True,
                 ground.append(f"wrong count of {c.name} ({c.count}) in {c.where}: {_quote(c)}")
             continue
         if c.asserts and not t:
-            if Category.TOOTH in cats:
+            if c.definite_only and c.count is None and matching(c, facts):
+                hedge.append(f"suspected {c.name} on {c.where} stated as definite: {_quote(c)}")
+            elif Category.TOOTH in cats:
                 ground.append(f"{c.where} is not present in the attributes: {_quote(c)}")
             elif c.tooth is not None and c.tooth not in facts.teeth and Category.MISSING_TOOTH not in cats:
                 ground.append(f"tooth {c.tooth} is not present, so it has no {c.name}: {_quote(c)}")
@@ -282,23 +334,41 @@ def check_claims(claims: Sequence[Claim], facts: Facts, *, hedging: bool = True,
             ground_truth = [f for f in matching(c, facts) if f not in exclude and not (c.definite_only and f.hedged)]
             what = ground_truth[0].name if ground_truth else c.name
             contra.append(f"says no {c.name} on {c.where}, but the attributes have {what} there: {_quote(c)}")
-        elif hedging and c.asserts and not c.inferred and not (cats & (ANATOMY | {Category.TOOTH, Category.MISSING_TOOTH})):
+        elif (
+            hedging
+            and c.asserts
+            and not c.inferred
+            and not (cats & (ANATOMY | {Category.TOOTH, Category.MISSING_TOOTH}))
+        ):
             found = matching(c, facts)
             if found and c.polarity == "present" and all(f.score < HEDGE_THRESHOLD for f in found):
-                if any(o.polarity == "suspected" and o.tooth in (c.tooth, None) and o.region in (c.region, None) and o.categories & cats
-                       and _same_line(o, c, text)
-                       for o in claims):
+                if any(
+                    o.polarity == "suspected"
+                    and o.tooth in (c.tooth, None)
+                    and o.region in (c.region, None)
+                    and o.categories & cats
+                    and _same_line(o, c, text)
+                    for o in claims
+                ):
                     continue
                 hedge.append(f"suspected {c.name} on {c.where} stated as definite: {_quote(c)}")
             elif found and c.polarity == "suspected" and all(f.score >= HEDGE_THRESHOLD for f in found):
                 hedge.append(f"definite {c.name} on {c.where} worded as suspicion: {_quote(c)}")
-    return [_summary("coverage", cover), _summary("grounding", ground), _summary("contradiction", contra), _summary("hedging", hedge)]
+    return [
+        _summary("coverage", cover),
+        _summary("grounding", ground),
+        _summary("contradiction", contra),
+        _summary("hedging", hedge),
+    ]
 
 
 def validate_text(text: str, facts: Facts, context: str | None = None, *, hedging: bool = True) -> list[Verdict]:
     """Every claim of one free text (an open answer, a dialogue turn, a report) against the facts."""
     ext = C.extract(text, context)
-    return [grounded_teeth(ext, facts), *check_claims(answer_claims(context, ext) if context else ext.claims, facts, hedging=hedging, text=text)]
+    return [
+        grounded_teeth(ext, facts),
+        *check_claims(answer_claims(context, ext) if context else ext.claims, facts, hedging=hedging, text=text),
+    ]
 
 
 def answer_claims(question: str | None, answer: str | Extraction) -> list[Claim]:
@@ -312,14 +382,58 @@ def answer_claims(question: str | None, answer: str | Extraction) -> list[Claim]
     q = C.extract(question)
     asked = [c for c in q.claims if c.asserts and Category.TOOTH not in c.categories and c.count is None]
     said = {"text": ext.text[:160], "span": (0, len(ext.text)), "question": False, "inferred": True}
+    # "Is 38 erupted?" (impacted tooth absent): "Yes" says so, "No" says it is impacted
+    denied = [
+        c
+        for c in q.claims
+        if c.polarity == "absent" and c.categories and Category.TOOTH not in c.categories and c.count is None
+    ]
     if ext.particle == "yes":
         pol = "suspected" if C.is_hedged(ext.text) else "present"
-        out += [replace(c, polarity=pol, **said) for c in asked]
-    elif ext.particle == "no":
-        out += [replace(c, polarity="absent", **said) for c in asked]
+        out += [replace(c, polarity=pol, **said) for c in asked] + [replace(c, **said) for c in denied]
+    elif ext.particle == "no" and len({c.tooth for c in asked + denied}) <= 1:
+        # "No" denies a question about one tooth or place; "Are all third molars erupted? No." says only that some are
+        # not
+        out += [replace(c, polarity="absent", **said) for c in asked] + [
+            replace(c, polarity="present", **said) for c in denied
+        ]
     if ext.teeth and not any(c.categories and c.count is None and Category.TOOTH not in c.categories for c in own):
         out += _with_question(question, ext.text)
+    if _HOW_MANY.search(question) and not any(c.count is not None for c in own):
+        out += _count_answer(question, ext.text, q.claims)  # "How many teeth are present? Twenty-eight."
     return out
+
+
+def _count_answer(question: str, answer: str, q_claims: Sequence[Claim]) -> list[Claim]:
+    """The count a bare number answers a how-many question with ("Six (35-37 and 45-47).", option "28"):
+    a count of what the question asks about, where it asks."""
+    m = _OPTION_NUMBER.match(answer)
+    if not m:
+        return []
+    v = m.group(1).lower()
+    n = int(v) if v.isdigit() else C._NUMBER_WORDS[v]
+    base = next((c for c in q_claims if c.category is not None), None)
+    cat = base.category if base else Category.TOOTH
+    alts = base.alternatives if base else frozenset({Category.TOOTH})
+    region = (
+        base.region if base and base.region is not None else C.region_in(question)
+    )  # "How many teeth ... in the mandible?"
+    return [
+        Claim(
+            cat,
+            "present",
+            (0, len(answer)),
+            None,
+            region,
+            alts,
+            None,
+            n,
+            False,
+            False,
+            f"{question} {answer.strip()}",
+            base.definite_only if base else False,
+        )
+    ]
 
 
 def _with_question(question: str, answer: str) -> list[Claim]:
@@ -328,14 +442,21 @@ def _with_question(question: str, answer: str) -> list[Claim]:
     combined = C.extract(f"{stem} {answer}")
     asked = {c.key() for c in C.extract(stem).claims}
     hedged = bool(_HEDGED_ANSWER.match(answer))  # "Possibly one, in 34."
-    return [replace(c, question=False, polarity="suspected" if hedged and c.polarity == "present" else c.polarity)
-            for c in combined.claims if c.key() not in asked]
+    return [
+        replace(c, question=False, polarity="suspected" if hedged and c.polarity == "present" else c.polarity)
+        for c in combined.claims
+        if c.key() not in asked
+    ]
 
 
-_HEDGED_ANSWER = re.compile(r"^\W*(?:(?:yes|no)\W+)?(?:possibly|maybe|perhaps|probably|likely|potentially|suspected|questionabl[ey]|it\s+(?:may|might|could)|there\s+(?:may|might|could))\b", re.IGNORECASE)
+_HEDGED_ANSWER = re.compile(
+    r"^\W*(?:(?:yes|no)\W+)?(?:possibly|maybe|perhaps|probably|likely|potentially|suspected|questionabl[ey]|it\s+(?:may|might|could)|there\s+(?:may|might|could))\b",
+    re.IGNORECASE,
+)
 
 
 # --- report validators ----------------------------------------------------------------------------
+
 
 def report_sections(text: str) -> Verdict:
     """Exactly three sections, numbered 1-3, in order: teeth, jaw, summary/recommendations."""
@@ -343,7 +464,9 @@ def report_sections(text: str) -> Verdict:
     secs = C.report_sections(text)
     numbers = [s.number for s in secs]
     if numbers != [1, 2, 3]:
-        return fail(name, f"expected sections 1, 2, 3 (teeth, jaw, summary); found {[n for n in numbers if n] or 'none'}")
+        return fail(
+            name, f"expected sections 1, 2, 3 (teeth, jaw, summary); found {[n for n in numbers if n] or 'none'}"
+        )
     empty = [s.number for s in secs if not s.body.strip()]
     if empty:
         return fail(name, f"empty section(s) {empty}")
@@ -362,7 +485,12 @@ def report_placement(text: str, claims: Sequence[Claim] | None = None) -> Verdic
     for c in claims:
         if not c.asserts or c.count is not None:
             continue
-        if any(p.start <= c.span[0] < p.end for p in patho) and c.categories and c.categories <= TREATMENTS:
+        if (
+            any(p.start <= c.span[0] < p.end for p in patho)
+            and c.categories
+            and c.categories <= TREATMENTS
+            and not c.landmark
+        ):
             return fail(name, f"treatment {c.name} under Pathological Findings: {_quote(c)}")
         if teeth.start <= c.span[0] < teeth.end and c.categories == {Category.BONE_LOSS}:
             return fail(name, f"bone loss outside the jaw section: {_quote(c)}")
@@ -399,6 +527,7 @@ def validate_report(text: str, facts: Facts) -> list[Verdict]:
 
 # --- items ----------------------------------------------------------------------------------------
 
+
 def _norm(s: str) -> str:
     return re.sub(r"\s+", " ", str(s)).strip().lower().rstrip(".")
 
@@ -424,12 +553,28 @@ def mcq_form(options: Sequence[str], answer_letter: str, answer_text: str | None
     return ok(name)
 
 
-_NONE_OPTION = re.compile(r"^(?:none(?:\s+of\s+(?:the\s+)?(?:above|these|them))?|neither(?:\s+of\s+(?:the\s+)?(?:above|these|them))?|nothing)\.?$", re.IGNORECASE)
-_ALL_OPTION = re.compile(r"^(?:all(?:\s+(?:four|of\s+them|of\s+these))?|both(?:\s+of\s+them)?|all\s+of\s+the\s+above)\.?$", re.IGNORECASE)
+_NONE_OPTION = re.compile(
+    r"^(?:none(?:\s+of\s+(?:the\s+)?(?:above|these|them))?|neither(?:\s+of\s+(?:the\s+)?(?:above|these|them))?|nothing)\.?$",
+    re.IGNORECASE,
+)
+_ALL_OPTION = re.compile(
+    r"^(?:all(?:\s+(?:four|of\s+them|of\s+these))?|both(?:\s+of\s+them)?|all\s+of\s+the\s+above)\.?$", re.IGNORECASE
+)
+_NORMAL_OPTION = re.compile(
+    r"^(?:normal(?:\s+(?:anatomy|anatomical\s+structures?|findings?|appearance|structures?|tooth|bone|variant))?|no\s+(?:abnormality|abnormalities|pathology|findings?|lesion)"
+    r"|healthy(?:\s+tooth)?|unremarkable|wnl|within\s+normal\s+limits|sound)\.?$",
+    re.IGNORECASE,
+)
+_WHICH_PLACE = re.compile(r"\bwhich\s+(jaw|arch|side|quadrant)\b", re.IGNORECASE)
+_BARE_PLACE = re.compile(
+    r"^(?:(?:upper|lower|maxillary|mandibular)(?:\s+(?:left|right))?|left|right)\.?$", re.IGNORECASE
+)
 _YES = re.compile(r"^\s*(?:yes|no)\b", re.IGNORECASE)
 _HOW_MANY = re.compile(r"\bhow\s+many\b|\bnumber\s+of\b", re.IGNORECASE)
 _YESNO_Q = re.compile(r"^\s*(?:is|are|does|do|did|was|were|has|have|can|could|will)\b", re.IGNORECASE)
-_OPTION_NUMBER = re.compile(r"^\s*(\d{1,2}|" + "|".join(sorted(C._NUMBER_WORDS, key=len, reverse=True)) + r")\b", re.IGNORECASE)
+_OPTION_NUMBER = re.compile(
+    r"^\s*(\d{1,2}|" + "|".join(sorted(C._NUMBER_WORDS, key=len, reverse=True)) + r")\b", re.IGNORECASE
+)
 
 
 def _option_claims(question: str, option: str, q_claims: list[Claim]) -> list[Claim] | str:
@@ -437,15 +582,21 @@ def _option_claims(question: str, option: str, q_claims: list[Claim]) -> list[Cl
     opt = option.strip()
     if _NONE_OPTION.match(opt):
         return "none"
+    if _NORMAL_OPTION.match(opt):  # "Normal anatomy" as the diagnosis of a finding: the finding is not there
+        denied = [
+            replace(c, polarity="absent", question=False)
+            for c in q_claims
+            if c.asserts and c.count is None and c.categories and Category.TOOTH not in c.categories
+        ]
+        if denied:
+            return denied
+    place = _WHICH_PLACE.search(question)
+    if place and _BARE_PLACE.match(opt):  # "In which jaw ...? Upper": the upper jaw
+        opt = f"{opt.rstrip('.')} {place.group(1)}"
     if _HOW_MANY.search(question):
-        m = _OPTION_NUMBER.match(opt)
-        if m:
-            v = m.group(1).lower()
-            n = int(v) if v.isdigit() else C._NUMBER_WORDS[v]
-            base = next((c for c in q_claims if c.category is not None), None)
-            cat = base.category if base else Category.TOOTH
-            alts = base.alternatives if base else frozenset({Category.TOOTH})
-            return [Claim(cat, "present", (0, len(opt)), None, base.region if base else None, alts, None, n, False, False, f"{question} {opt}")]
+        counted = _count_answer(question, opt, q_claims)
+        if counted:
+            return counted
     if _ALL_OPTION.match(opt):
         out = []
         for c in q_claims:
@@ -472,8 +623,20 @@ def option_truths(question: str, options: Sequence[str], facts: Facts) -> list[b
     q_claims = C.extract(question.strip().rstrip("?")).claims
     read = [_option_claims(question, o, q_claims) for o in options]
 
+    def one(c: Claim) -> bool | None:
+        v = truth(c, facts)
+        if (
+            v
+            and c.polarity == "suspected"
+            and c.count is None
+            and not c.categories & (ANATOMY | {Category.TOOTH, Category.MISSING_TOOTH})
+        ):
+            # "Which tooth is suspicious for caries?": the hedged finding, not a definite one (the hedging rule)
+            v = any(f.hedged for f in matching(c, facts))
+        return v
+
     def holds(cl: list[Claim]) -> bool | None:
-        vals = [truth(c, facts) for c in cl if c.polarity != "recommended" or c.count is not None]
+        vals = [one(c) for c in cl if c.polarity != "recommended" or c.count is not None]
         vals = [v for v in vals if v is not None]
         if not vals:
             return None
@@ -518,17 +681,24 @@ def option_truth(question: str, options: Sequence[str], answer_letter: str, fact
         return fail(name, f"keyed answer {answer_letter} ({options[k]!r}) is not true for this image: {question!r}")
     also = [LETTERS[i] for i, v in enumerate(truths) if v and i != k]
     if also:
-        return fail(name, f"option(s) {', '.join(also)} ({', '.join(repr(options[LETTERS.index(x)]) for x in also)}) are true as well: {question!r}")
+        return fail(
+            name,
+            f"option(s) {', '.join(also)} ({', '.join(repr(options[LETTERS.index(x)]) for x in also)}) are true as well: {question!r}",  # noqa: E501
+        )
     return ok(name)
 
 
-def validate_closed(question: str, options: Sequence[str], answer_letter: str, facts: Facts, answer_text: str | None = None) -> list[Verdict]:
+def validate_closed(
+    question: str, options: Sequence[str], answer_letter: str, facts: Facts, answer_text: str | None = None
+) -> list[Verdict]:
     """Form, the question, the keyed answer and every distractor."""
     letter = (answer_letter or "").strip().strip("()").upper()[:1]
     keyed = options[LETTERS.index(letter)] if letter in LETTERS and len(options) == 4 else (answer_text or "")
     q_ext = C.extract(question)
     advice = C.is_recommendation_question(question)  # the options recommend; they state nothing about the image
-    all_claims = [c for o in options if not advice for c in C.extract(o, question).claims] + [replace(c, question=False) for c in q_ext.claims]
+    all_claims = [c for o in options if not advice for c in C.extract(o, question).claims] + [
+        replace(c, question=False) for c in q_ext.claims
+    ]
     covered = [v for v in check_claims(all_claims, facts) if v.validator == "coverage"]
     return [
         mcq_form(options, letter, answer_text or None),
@@ -575,11 +745,13 @@ PATIENT_ROLES = {"patient", "user"}
 DOCTOR_ROLES = {"radiologist", "assistant", "doctor", "dentist"}
 
 
-def dialogue_form(turns: Sequence[dict[str, str]]) -> Verdict:
-    """8-12 turns, patient first, roles alternating, no empty turn."""
+def dialogue_form(
+    turns: Sequence[dict[str, str]], min_turns: int = MIN_TURNS, max_turns: int | None = MAX_TURNS
+) -> Verdict:
+    """min-max turns (8-12 for the pipeline's own dialogues), patient first, roles alternating, no empty turn."""
     name = "dialogue_form"
-    if not MIN_TURNS <= len(turns) <= MAX_TURNS:
-        return fail(name, f"{len(turns)} turns, need {MIN_TURNS}-{MAX_TURNS}")
+    if len(turns) < min_turns or (max_turns is not None and len(turns) > max_turns):
+        return fail(name, f"{len(turns)} turns, need {min_turns}-{max_turns if max_turns is not None else 'any'}")
     for i, t in enumerate(turns):
         role = str(t.get("role", "")).lower()
         want = PATIENT_ROLES if i % 2 == 0 else DOCTOR_ROLES
@@ -590,11 +762,13 @@ def dialogue_form(turns: Sequence[dict[str, str]]) -> Verdict:
     return ok(name)
 
 
-def validate_dialogue(turns: Sequence[dict[str, str]], facts: Facts) -> list[Verdict]:
+def validate_dialogue(
+    turns: Sequence[dict[str, str]], facts: Facts, min_turns: int = MIN_TURNS, max_turns: int | None = MAX_TURNS
+) -> list[Verdict]:
     """Form, then every radiologist turn claim by claim (read with the patient's question before
     it); a patient's words are questions and worries, not findings, so only their tooth numbers
     are checked."""
-    verdicts = [dialogue_form(turns)]
+    verdicts = [dialogue_form(turns, min_turns, max_turns)]
     teeth_problems: list[Verdict] = []
     claim_verdicts: dict[str, list[str]] = {}
     prev = ""
@@ -604,10 +778,18 @@ def validate_dialogue(turns: Sequence[dict[str, str]], facts: Facts) -> list[Ver
         exts.append(C.extract(content, prev or None))
         prev = content
     # a tooth one turn asks about and another says is absent is grounded
-    said_absent = {c.tooth for e in exts for c in e.claims if c.tooth is not None and (
-        (c.polarity == "absent" and Category.TOOTH in c.categories) or (c.asserts and c.categories == {Category.MISSING_TOOTH}))}
+    said_absent = {
+        c.tooth
+        for e in exts
+        for c in e.claims
+        if c.tooth is not None
+        and (
+            (c.polarity == "absent" and Category.TOOTH in c.categories)
+            or (c.asserts and c.categories == {Category.MISSING_TOOTH})
+        )
+    }
     prev = ""
-    for i, (t, ext) in enumerate(zip(turns, exts)):
+    for i, (t, ext) in enumerate(zip(turns, exts, strict=True)):
         content = str(t.get("content", ""))
         role = str(t.get("role", "")).lower()
         teeth_problems.append(grounded_teeth(ext, facts, said_absent if facts.is_assessed(Category.TOOTH) else ()))
@@ -629,12 +811,15 @@ def validate_dialogue(turns: Sequence[dict[str, str]], facts: Facts) -> list[Ver
 _BOX_KEYS = C._BOX_KEYS
 
 
-def _json_boxes(node: Any, tooth: int | None = None, out: list | None = None) -> list[tuple[int, str | None, list[float]]]:
+def _json_boxes(
+    node: Any, tooth: int | None = None, out: list | None = None
+) -> list[tuple[int, str | None, list[float]]]:
     """(tooth, category or None for the tooth itself, box) for every boxed tooth/condition."""
     out = [] if out is None else out
     if isinstance(node, list):
         for x in node:
-            _json_boxes(x, tooth, out)
+            if isinstance(x, (dict, list)):
+                _json_boxes(x, tooth, out)
     elif isinstance(node, dict):
         t = tooth
         for k in ("tooth_id", "tooth", "fdi"):
@@ -646,7 +831,7 @@ def _json_boxes(node: Any, tooth: int | None = None, out: list | None = None) ->
             own_tooth = any(k in node for k in ("tooth_id", "tooth", "fdi"))
             out.append((t, None if own_tooth and cat is None else cat, [float(v) for v in box]))
         for k, v in node.items():
-            if isinstance(v, (dict, list)):
+            if isinstance(v, (dict, list)) and k not in _BOX_KEYS:
                 _json_boxes(v, t, out)
     return out
 
@@ -659,12 +844,28 @@ def validate_attribute(answer: str, facts: Facts, max_chars: int = JSON_ANSWER_M
     except ValueError as exc:
         return [fail("attribute_json", str(exc))]
     # an empty list answers the question as asked, and attribute questions name only assessed kinds
-    claims = [replace(c, alternatives=c.alternatives & facts.assessed) if c.category is None and c.polarity == "absent"
-              and c.alternatives & facts.assessed else c for c in C.claims_from_json(obj)]
+    claims = [
+        replace(c, alternatives=c.alternatives & facts.assessed)
+        if c.category is None and c.polarity == "absent" and c.alternatives & facts.assessed
+        else c
+        for c in C.claims_from_json(obj)
+    ]
     teeth = [c.tooth for c in claims if c.tooth is not None]
-    unknown = sorted({t for t in teeth if t not in facts.known_teeth() and not (
-        facts.is_assessed(Category.TOOTH) and any(c.tooth == t and c.categories == {Category.MISSING_TOOTH} for c in claims))})
-    teeth_v = fail("grounded_teeth", f"tooth number(s) not in the attributes: {unknown}") if unknown else ok("grounded_teeth")
+    known = facts.known_teeth()
+    unknown = sorted(
+        {
+            t
+            for t in teeth
+            if t not in known
+            and not (
+                facts.is_assessed(Category.TOOTH)
+                and any(c.tooth == t and c.categories == {Category.MISSING_TOOTH} for c in claims)
+            )
+        }
+    )
+    teeth_v = (
+        fail("grounded_teeth", f"tooth number(s) not in the attributes: {unknown}") if unknown else ok("grounded_teeth")
+    )
     box_problems = []
     for tooth, cat, box in _json_boxes(obj):
         if cat is None:
@@ -686,6 +887,7 @@ def validate_attribute(answer: str, facts: Facts, max_chars: int = JSON_ANSWER_M
 
 
 # --- externally written items (`mmoral validate`) ---------------------------------------------------
+
 
 class ExternalItem(BaseModel):
     """One line of `mmoral validate` input; unknown keys are ignored."""
@@ -711,9 +913,12 @@ def validate_item(item: ExternalItem | dict[str, Any], facts: Facts) -> list[Ver
     if it.task_type == "vqa_open":
         return validate_open(it.question, it.answer, facts)
     if it.task_type == "dialogue":
-        return validate_dialogue(it.turns or [], facts)
+        return validate_dialogue(it.turns or [], facts, EXTERNAL_MIN_TURNS, None)
     if it.task_type == "attribute":
-        return [question_text(it.question) if it.question else ok("question_text"), *validate_attribute(it.answer, facts, 40_000)]
+        return [
+            question_text(it.question) if it.question else ok("question_text"),
+            *validate_attribute(it.answer, facts, 40_000),
+        ]
     return [fail("task_type", f"unknown task_type {it.task_type!r}; use one of {', '.join(TASK_TYPES)}")]
 
 
@@ -726,7 +931,9 @@ class ItemResult(BaseModel):
 
 def item_result(line: int, verdicts: Sequence[Verdict]) -> ItemResult:
     bad = [v for v in verdicts if not v.passed]
-    return ItemResult(line=line, passed=not bad, rejected_by=[v.validator for v in bad], reasons=[v.reason for v in bad])
+    return ItemResult(
+        line=line, passed=not bad, rejected_by=[v.validator for v in bad], reasons=[v.reason for v in bad]
+    )
 
 
 def dumps(obj: Any) -> str:

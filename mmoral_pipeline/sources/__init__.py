@@ -23,11 +23,15 @@ Formats and their layout / options (details in each module's docstring):
 | mmoral_json   | `*.json` under the root               | root             |                                                |
 | manifest      | `manifest.parquet` / `manifest.jsonl` | root             | class_map, score_field                         |
 | dicom         | options.annotations_format's layout   | root (`.dcm`)    | annotations_format, modalities, accept_burned_in_text |
+| images        | none (a folder of X-rays; experts label it) | root       |                                                |
 
 Any format accepts DICOM images (`sources/dicom.py`), named by file name or SOP Instance UID.
 
+Every format also takes `patient_key` (a regex over the image's relative file name: its `patient`
+group is the patient key the split groups by) and `quadrant_map`.
+
 Shared building blocks (accounting helpers, label parsing) live in `sources/common.py`.
-"""
+"""  # noqa: E501 - the format table stays one row per line
 
 from __future__ import annotations
 
@@ -52,6 +56,7 @@ READERS: dict[str, str] = {
     "mmoral_json": "mmoral_pipeline.sources.mmoral_json:MmoralJsonReader",
     "manifest": "mmoral_pipeline.sources.manifest:ManifestReader",
     "dicom": "mmoral_pipeline.sources.dicom:DicomReader",
+    "images": "mmoral_pipeline.sources.images:ImagesReader",
 }
 
 
@@ -84,7 +89,27 @@ def read_source(spec: SourceSpec, sources: SourcesFile, items: Sequence[str] | N
         remap_quadrants(batch, {int(k): int(v) for k, v in qmap.items()})
     quarantine_not_panoramic(batch, sources.panoramic_limits(spec))
     apply_coverage(spec, sources, batch)
+    pattern = spec.options.get("patient_key")
+    if pattern:
+        declare_patient_keys(batch, str(pattern))
     return batch
+
+
+def declare_patient_keys(batch: IngestBatch, pattern: str) -> None:
+    """`options.patient_key`: a regular expression searched in each image's file name (relative to the
+    source root); its group `patient` (else its first group, else the whole match) is the patient key,
+    so the split keeps that patient's X-rays together. Keys are compared across sources (one hospital's
+    sources share patients); an image the pattern does not match keeps no key.
+    """
+    import re
+
+    regex = re.compile(pattern)
+    for image in batch.images:
+        m = regex.search(image.file_name)
+        if m is None:
+            continue
+        key = m.group("patient") if "patient" in regex.groupindex else (m.group(1) if regex.groups else m.group(0))
+        image.patient_key = key or None
 
 
 def remap_quadrants(batch: IngestBatch, quadrant_map: dict[int, int]) -> None:

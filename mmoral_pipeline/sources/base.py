@@ -21,9 +21,10 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from mmoral_pipeline.config import PanoramicLimits, SourceSpec, SourcesFile, mmoral_home
+from mmoral_pipeline.config import PanoramicLimits, SourcesFile, SourceSpec, mmoral_home
 from mmoral_pipeline.domain.geometry import box_problem
-from mmoral_pipeline.domain.records import IngestBatch, ImageRecord, RejectReason, Rejection
+from mmoral_pipeline.domain.near_duplicates import perceptual_hash
+from mmoral_pipeline.domain.records import ImageRecord, IngestBatch, Rejection, RejectReason
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", ".dicom")
 DICOM_SUFFIXES = (".dcm", ".dicom")
@@ -32,7 +33,9 @@ NORMALISE_VERSION = "normalise-v1"  # part of the ingest code version: bump when
 
 # The options of the source being read (`read_source` sets them): DICOM policy knobs reach
 # `inspect_image` through every reader without each reader passing them on.
-_SOURCE_OPTIONS: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar("source_options", default=None)
+_SOURCE_OPTIONS: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar(
+    "source_options", default=None
+)
 
 
 @contextlib.contextmanager
@@ -193,10 +196,14 @@ def inspect_image(
         path = find_by_sop_uid(path) or path
     rel = str(path.relative_to(root)) if path.is_relative_to(root) else path.name
     if not path.exists():
-        return Rejection(source=source, path=str(path), reason=RejectReason.IMAGE_MISSING, message=f"image file not found: {rel}")
+        return Rejection(
+            source=source, path=str(path), reason=RejectReason.IMAGE_MISSING, message=f"image file not found: {rel}"
+        )
     size = path.stat().st_size
     if size == 0:
-        return Rejection(source=source, path=str(path), reason=RejectReason.EMPTY_FILE, message=f"zero-byte file: {rel}")
+        return Rejection(
+            source=source, path=str(path), reason=RejectReason.EMPTY_FILE, message=f"zero-byte file: {rel}"
+        )
     if is_dicom(path):
         from mmoral_pipeline.sources.dicom import inspect_dicom
 
@@ -222,9 +229,13 @@ def inspect_image(
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         return Rejection(source=source, path=str(path), reason=RejectReason.IMAGE_TOO_LARGE, message=str(exc))
     except UnidentifiedImageError:
-        return Rejection(source=source, path=str(path), reason=RejectReason.NOT_AN_IMAGE, message=f"not a readable image: {rel}")
+        return Rejection(
+            source=source, path=str(path), reason=RejectReason.NOT_AN_IMAGE, message=f"not a readable image: {rel}"
+        )
     except (OSError, SyntaxError, ValueError) as exc:
-        return Rejection(source=source, path=str(path), reason=RejectReason.IMAGE_CORRUPT, message=f"cannot decode {rel}: {exc}")
+        return Rejection(
+            source=source, path=str(path), reason=RejectReason.IMAGE_CORRUPT, message=f"cannot decode {rel}: {exc}"
+        )
     model_path = store_model_image(model_image) if steps else path
     return image_record(
         path, source=source, rel=rel, image_id=image_id or make_image_id(source, rel), model_image=model_image,
@@ -250,6 +261,7 @@ def image_record(
         patient_key=patient_key,
         model_image_path=str(model_path),
         normalisation=normalisation,
+        phash=perceptual_hash(model_image),  # of the pixels the model sees: DICOM and 16-bit images alike
     )
 
 
@@ -264,7 +276,9 @@ def panoramic_problem(width: int, height: int, limits: PanoramicLimits) -> str |
             "the range with `panoramic: {min_aspect: ...}` on its entry in the sources file"
         )
     if width < limits.min_width or height < limits.min_height:
-        return f"{width}x{height} is smaller than a readable panoramic X-ray (min {limits.min_width}x{limits.min_height})"
+        return (
+            f"{width}x{height} is smaller than a readable panoramic X-ray (min {limits.min_width}x{limits.min_height})"
+        )
     return None
 
 

@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mmoral_pipeline.config import SourceSpec, SourcesFile
+from mmoral_pipeline.config import SourcesFile, SourceSpec
 from mmoral_pipeline.domain.geometry import xywh_to_xyxy
-from mmoral_pipeline.domain.records import IngestBatch, RejectReason, Rejection
+from mmoral_pipeline.domain.records import IngestBatch, Rejection, RejectReason
 from mmoral_pipeline.sources.base import resolve_inside
 from mmoral_pipeline.sources.common import (
     DOCUMENT_ITEM_SUFFIX,
@@ -83,16 +83,29 @@ def _hashable(v: Any) -> bool:
 
 def index_coco(doc: Any) -> CocoIndex:
     """Index a parsed COCO document; structural problems become DocProblems (never exceptions)."""
-    if not isinstance(doc, dict) or not isinstance(doc.get("images", []), list) or not isinstance(doc.get("annotations", []), list):
+    if (
+        not isinstance(doc, dict)
+        or not isinstance(doc.get("images", []), list)
+        or not isinstance(doc.get("annotations", []), list)
+    ):
         return CocoIndex(
             doc=None,
-            problems=[DocProblem("annotation", "$", RejectReason.MALFORMED_JSON, "not a COCO document (no images/annotations lists)")],
+            problems=[
+                DocProblem(
+                    "annotation", "$", RejectReason.MALFORMED_JSON, "not a COCO document (no images/annotations lists)"
+                )
+            ],
         )
     idx = CocoIndex(doc=doc)
     for i, entry in enumerate(doc.get("images", [])):
         if not isinstance(entry, dict) or not isinstance(entry.get("file_name"), str) or not _hashable(entry.get("id")):
             idx.problems.append(
-                DocProblem("image", f"images[{i}]", RejectReason.MALFORMED_RECORD, "image entry needs a string file_name and an id")
+                DocProblem(
+                    "image",
+                    f"images[{i}]",
+                    RejectReason.MALFORMED_RECORD,
+                    "image entry needs a string file_name and an id",
+                )
             )
             continue
         idx.images_by_name.setdefault(entry["file_name"], []).append(i)
@@ -101,12 +114,19 @@ def index_coco(doc: Any) -> CocoIndex:
     for j, ann in enumerate(doc.get("annotations", [])):
         if not isinstance(ann, dict) or not _hashable(ann.get("image_id")):
             idx.problems.append(
-                DocProblem("annotation", f"annotations[{j}]", RejectReason.MALFORMED_RECORD, "annotation needs an image_id")
+                DocProblem(
+                    "annotation", f"annotations[{j}]", RejectReason.MALFORMED_RECORD, "annotation needs an image_id"
+                )
             )
             continue
         if ann["image_id"] not in idx.owner_of_id:
             idx.problems.append(
-                DocProblem("annotation", f"annotations[{j}]", RejectReason.IMAGE_MISSING, f"image_id {ann['image_id']!r} names no image")
+                DocProblem(
+                    "annotation",
+                    f"annotations[{j}]",
+                    RejectReason.IMAGE_MISSING,
+                    f"image_id {ann['image_id']!r} names no image",
+                )
             )
             continue
         aid = ann.get("id")
@@ -219,9 +239,13 @@ class CocoReader:
         if want is None or doc_key in want:
             for p in index.problems:
                 if p.kind == "image":
-                    reject_image(batch, source=src, path=str(ann_path), record=p.record, reason=p.reason, message=p.message)
+                    reject_image(
+                        batch, source=src, path=str(ann_path), record=p.record, reason=p.reason, message=p.message
+                    )
                 else:
-                    reject_annotation(batch, source=src, path=str(ann_path), record=p.record, reason=p.reason, message=p.message)
+                    reject_annotation(
+                        batch, source=src, path=str(ann_path), record=p.record, reason=p.reason, message=p.message
+                    )
         if index.doc is None:
             return batch
         doc = index.doc
@@ -244,7 +268,11 @@ class CocoReader:
                     continue
                 if order > 0:
                     rej = reject_image(
-                        batch, source=src, path=str(ann_path), record=f"images[{i}]", reason=RejectReason.DUPLICATE_IMAGE,
+                        batch,
+                        source=src,
+                        path=str(ann_path),
+                        record=f"images[{i}]",
+                        reason=RejectReason.DUPLICATE_IMAGE,
                         message=f"file_name {name!r} already listed as images[{entries[0]}]",
                     )
                     reject_for_image(batch, rej, source=src, path=str(ann_path), records=records)
@@ -264,8 +292,13 @@ class CocoReader:
                 for j, c in cands:
                     if j in index.duplicate_ann:
                         reject_annotation(
-                            batch, source=src, path=str(ann_path), record=c.record, reason=RejectReason.DUPLICATE_ID,
-                            message=f"annotation id {anns[j].get('id')!r} already used by annotations[{index.duplicate_ann[j]}]",
+                            batch,
+                            source=src,
+                            path=str(ann_path),
+                            record=c.record,
+                            reason=RejectReason.DUPLICATE_ID,
+                            message=f"annotation id {anns[j].get('id')!r} already used by "
+                            f"annotations[{index.duplicate_ann[j]}]",
                         )
                         continue
                     emit_annotation(

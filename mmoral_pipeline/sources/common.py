@@ -25,9 +25,16 @@ from typing import Any
 from pydantic import ValidationError
 
 from mmoral_pipeline import progress
-from mmoral_pipeline.config import PanoramicLimits, SourceSpec, SourcesFile
+from mmoral_pipeline.config import PanoramicLimits, SourcesFile, SourceSpec
 from mmoral_pipeline.domain import fdi as fdi_rules
-from mmoral_pipeline.domain.records import AnnotationRecord, ImageRecord, IngestBatch, RejectReason, Rejection, stable_id
+from mmoral_pipeline.domain.records import (
+    AnnotationRecord,
+    ImageRecord,
+    IngestBatch,
+    Rejection,
+    RejectReason,
+    stable_id,
+)
 from mmoral_pipeline.domain.taxonomy import Category, parse_lesion_type, unify_category
 from mmoral_pipeline.sources.base import check_box, inspect_image, panoramic_problem
 
@@ -72,7 +79,7 @@ def parse_label(name: Any, name_map: dict[str, str] | None = None) -> Label | Re
     return RejectReason.UNKNOWN_CLASS
 
 
-def parse_fdi(value: Any) -> int | None | RejectReason:
+def parse_fdi(value: Any) -> int | RejectReason | None:
     """An FDI number from a source attribute; None when absent, INVALID_TOOTH when not a tooth."""
     if value is None or value == "":
         return None
@@ -106,7 +113,7 @@ def as_floats(values: Any) -> list[float] | None:
     return out
 
 
-def as_score(value: Any) -> float | None | RejectReason:
+def as_score(value: Any) -> float | RejectReason | None:
     if value is None:
         return None
     try:
@@ -153,7 +160,9 @@ def clean_extra(d: dict[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- accounting
 
 
-def reject_image(batch: IngestBatch, *, source: str, path: str, reason: RejectReason, message: str, record: str | None = None) -> Rejection:
+def reject_image(
+    batch: IngestBatch, *, source: str, path: str, reason: RejectReason, message: str, record: str | None = None
+) -> Rejection:
     batch.images_seen += 1
     progress.tick(rejected=1)
     rej = Rejection(source=source, path=path, record=record, reason=reason, message=message, kind="image")
@@ -171,7 +180,12 @@ def add_image(
     image_id: str | None = None,
     file_name: str | None = None,
 ) -> ImageRecord | Rejection:
-    """Inspect one image file and record the outcome (counted as one image seen)."""
+    """Inspect one image file and record the outcome (counted as one image seen).
+
+    Image ids are unique by construction: an image whose id an accepted image of the batch already
+    holds (`a/b.png`, `a_b.png` and `a b.jpg` all clean to `<source>-a_b`) is quarantined as
+    `id_collision`, never merged with the first (shards keep such files together: `batches.shard_items`).
+    """
     batch.images_seen += 1
     result = inspect_image(path, source=source, root=root, max_pixels=max_pixels, image_id=image_id)
     progress.tick(rejected=int(isinstance(result, Rejection)))
@@ -180,7 +194,18 @@ def add_image(
         return result
     if file_name is not None:
         result = result.model_copy(update={"file_name": file_name})
-    batch.images.append(result)
+    owner = batch.id_owner(result.image_id)
+    if owner is not None:
+        rej = Rejection(
+            source=source,
+            path=str(path),
+            reason=RejectReason.ID_COLLISION,
+            message=f"image id {result.image_id!r} of {result.file_name} is already taken by {owner}: "
+            "rename one of them",
+        )
+        batch.reject(rej)
+        return rej
+    batch.accept_image(result)
     return result
 
 
@@ -210,12 +235,24 @@ def quarantine_not_panoramic(batch: IngestBatch, limits: PanoramicLimits) -> int
         return 0
     batch.images = [i for i in batch.images if i.image_id not in bad]
     for image, why in bad.values():
-        batch.reject(Rejection(source=image.source, path=image.path, reason=RejectReason.NOT_PANORAMIC, message=why, kind="image"))
+        batch.reject(
+            Rejection(
+                source=image.source, path=image.path, reason=RejectReason.NOT_PANORAMIC, message=why, kind="image"
+            )
+        )
     kept = []
     for ann in batch.annotations:
         if ann.image_id in bad:
-            batch.reject(Rejection(source=ann.source, path=ann.source_file, record=ann.record, reason=RejectReason.IMAGE_REJECTED,
-                                   message=f"image rejected (not_panoramic): {bad[ann.image_id][0].path}", kind="annotation"))
+            batch.reject(
+                Rejection(
+                    source=ann.source,
+                    path=ann.source_file,
+                    record=ann.record,
+                    reason=RejectReason.IMAGE_REJECTED,
+                    message=f"image rejected (not_panoramic): {bad[ann.image_id][0].path}",
+                    kind="annotation",
+                )
+            )
         else:
             kept.append(ann)
     batch.annotations = kept
@@ -237,7 +274,9 @@ def add_paired_image(
     """The image paired with an annotation file (mask formats), or None after rejecting the image
     (missing or quarantined) together with every annotation record that depended on it."""
     if image_path is None:
-        rej = reject_image(batch, source=source, path=str(expected_path), reason=RejectReason.IMAGE_MISSING, message=missing_message)
+        rej = reject_image(
+            batch, source=source, path=str(expected_path), reason=RejectReason.IMAGE_MISSING, message=missing_message
+        )
         reject_for_image(batch, rej, source=source, path=annotations_path, records=records)
         return None
     image = add_image(batch, image_path, source=source, root=root, max_pixels=max_pixels)
@@ -281,7 +320,10 @@ def emit_annotation(
     if label is None:
         label = parse_label(source_category, name_map)
     if isinstance(label, RejectReason):
-        return _reject(label, f"{'not an FDI tooth' if label == RejectReason.INVALID_TOOTH else 'unknown class'}: {source_category!r}")
+        return _reject(
+            label,
+            f"{'not an FDI tooth' if label == RejectReason.INVALID_TOOTH else 'unknown class'}: {source_category!r}",
+        )
     tooth = parse_fdi(fdi) if fdi is not None else label.fdi
     if isinstance(tooth, RejectReason):
         return _reject(tooth, f"not an FDI tooth: {fdi!r}")

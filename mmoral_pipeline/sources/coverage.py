@@ -61,7 +61,9 @@ def source_coverage(spec: SourceSpec, sources: SourcesFile, batch: IngestBatch) 
         return parse_coverage(spec.covers), "covers: in the sources file"
     fmt = spec.format
     if fmt == "dc1000_masks":
-        return parse_coverage([spec.options.get("category", "caries")]), "format default (dc1000_masks: its mask category)"
+        return parse_coverage(
+            [spec.options.get("category", "caries")]
+        ), "format default (dc1000_masks: its mask category)"
     if fmt in FIXED:
         return FIXED[fmt], f"format default ({fmt})"
     if fmt == "yolo":

@@ -94,7 +94,9 @@ def decode_dicom(ds: Any) -> tuple[np.ndarray, str]:
     if "ModalityLUTSequence" in ds:
         steps.append("modality LUT")
     elif "RescaleSlope" in ds or "RescaleIntercept" in ds:
-        steps.append(f"rescale x{float(ds.get('RescaleSlope', 1) or 1):g} {float(ds.get('RescaleIntercept', 0) or 0):+g}")
+        steps.append(
+            f"rescale x{float(ds.get('RescaleSlope', 1) or 1):g} {float(ds.get('RescaleIntercept', 0) or 0):+g}"
+        )
     has_voi = "VOILUTSequence" in ds or ("WindowCenter" in ds and "WindowWidth" in ds)
     if has_voi:
         windowed = apply_voi_lut(values, ds)
@@ -148,21 +150,29 @@ def inspect_dicom(
     modality = str(ds.get("Modality", "") or "").upper()
     accepted = [str(m).upper() for m in options.get("modalities", DEFAULT_MODALITIES)]
     if modality and modality not in accepted:
-        return reject(RejectReason.NOT_PANORAMIC, f"modality {modality} is not a panoramic X-ray (accepted: {', '.join(accepted)})")
+        return reject(
+            RejectReason.NOT_PANORAMIC,
+            f"modality {modality} is not a panoramic X-ray (accepted: {', '.join(accepted)})",
+        )
     if str(ds.get("BurnedInAnnotation", "")).upper() == "YES" and not options.get("accept_burned_in_text", False):
         return reject(
             RejectReason.BURNED_IN_TEXT,
-            "BurnedInAnnotation = YES: patient data may be written in the pixels (options.accept_burned_in_text to accept)",
+            "BurnedInAnnotation = YES: patient data may be written in the pixels (options.accept_burned_in_text to "
+            "accept)",
         )
     rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
     if rows * cols > max_pixels:
-        return reject(RejectReason.IMAGE_TOO_LARGE, f"{cols}x{rows} = {rows * cols} pixels exceeds the limit of {max_pixels}")
+        return reject(
+            RejectReason.IMAGE_TOO_LARGE, f"{cols}x{rows} = {rows * cols} pixels exceeds the limit of {max_pixels}"
+        )
     syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     try:
         pixels, steps = decode_dicom(ds)
-    except Exception as exc:  # noqa: BLE001 - missing codec plugin, truncated or inconsistent pixel data
+    except Exception as exc:
         name = getattr(syntax, "name", None) or str(syntax)
-        return reject(RejectReason.IMAGE_CORRUPT, f"cannot decode pixel data ({name}): {type(exc).__name__}: {str(exc)[:200]}")
+        return reject(
+            RejectReason.IMAGE_CORRUPT, f"cannot decode pixel data ({name}): {type(exc).__name__}: {str(exc)[:200]}"
+        )
     key = patient_key(ds.get("PatientID"), ds.get("IssuerOfPatientID"))
     image = Image.fromarray(pixels, mode="RGB" if pixels.ndim == 3 else "L")
     mode = f"DICOM {ds.get('PhotometricInterpretation', '?')} {int(ds.get('BitsStored', 8) or 8)}-bit"
@@ -191,7 +201,7 @@ def _uid_index(files: tuple[tuple[str, int, int], ...]) -> dict[str, Path]:
     for name, _, _ in files:
         try:
             ds = pydicom.dcmread(name, stop_before_pixels=True, specific_tags=["SOPInstanceUID"])
-        except Exception:  # noqa: BLE001, S112 - an unreadable file is reported when it is read as an image
+        except Exception:
             continue
         uid = str(ds.get("SOPInstanceUID", "") or "")
         if uid:
@@ -215,18 +225,19 @@ def find_by_sop_uid(reference: Path) -> Path | None:
     return sop_uid_index(reference.parent).get(reference.name)
 
 
-def alias_sop_uids(images: dict[str, Path], wanted: Iterable[str], folder: Path) -> dict[str, Path]:
-    """Stem-keyed image maps (YOLO, masks): keys in `wanted` that name no image but a SOP Instance
-    UID of a DICOM file under `folder` now point at that file, and the file's own stem key goes."""
+def alias_sop_uids(images: dict[str, list[Path]], wanted: Iterable[str], folder: Path) -> dict[str, list[Path]]:
+    """Stem-keyed image maps (YOLO, masks; every file of a stem, first one paired): keys in `wanted` that
+    name no image but a SOP Instance UID of a DICOM file under `folder` now point at that file, and the
+    file's own stem key goes."""
     missing = [k for k in wanted if k not in images and looks_like_uid(Path(k).name)]
     if not missing:
         return images
     index = sop_uid_index(folder)
-    found = {k: index[Path(k).name] for k in missing if Path(k).name in index}
+    found = {k: [index[Path(k).name]] for k in missing if Path(k).name in index}
     if not found:
         return images
-    taken = {p.resolve() for p in found.values()}
-    return {**{k: p for k, p in images.items() if p.resolve() not in taken}, **found}
+    taken = {paths[0].resolve() for paths in found.values()}
+    return {**{k: v for k, v in images.items() if not any(p.resolve() in taken for p in v)}, **found}
 
 
 # --------------------------------------------------------------------------- format: dicom
@@ -242,7 +253,9 @@ class DicomReader:
         if not fmt:
             return None
         if fmt == "dicom":
-            raise ValueError(f"source {spec.name!r}: options.annotations_format names the annotation format (coco, yolo, ...)")
+            raise ValueError(
+                f"source {spec.name!r}: options.annotations_format names the annotation format (coco, yolo, ...)"
+            )
         return get_reader(str(fmt)), spec.model_copy(update={"format": str(fmt), "images": spec.images or "."})
 
     def _folder(self, spec: SourceSpec, sources: SourcesFile) -> tuple[Path, Path]:

@@ -21,6 +21,9 @@
   `group_id`, `description`, `flags`, non-polygon `shape_type` also go to extra.
 - Box from the points (polygon, rectangle; circle = centre + rim point); polygon shapes also keep
   the flat polygon.
+- Size guards: a labelme file larger than an image of `max_image_pixels` could be is refused before
+  it is parsed, and an embedded image whose header declares more than `max_image_pixels` pixels is
+  refused before it is written or decoded (`image_too_large`).
 - Duplicates: within a batch, a second JSON whose image is the same file (or the same embedded
   bytes) is `duplicate_image`, and its shapes are rejected (`image_rejected`).
 """
@@ -36,15 +39,16 @@ import math
 import os
 import re
 import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from mmoral_pipeline.config import SourceSpec, SourcesFile, mmoral_home
+from mmoral_pipeline.config import SourcesFile, SourceSpec, mmoral_home
 from mmoral_pipeline.domain import fdi as fdi_rules
-from mmoral_pipeline.domain.records import ImageRecord, IngestBatch, RejectReason, Rejection
+from mmoral_pipeline.domain.records import ImageRecord, IngestBatch, Rejection, RejectReason
 from mmoral_pipeline.domain.taxonomy import normalise_name, parse_lesion_type
 from mmoral_pipeline.sources.base import make_image_id, resolve_inside
 from mmoral_pipeline.sources.common import (
@@ -93,6 +97,29 @@ def extract_embedded(data: bytes, target_dir: Path) -> Path:
             fh.write(data)
         os.replace(tmp, target)
     return target
+
+
+def max_document_bytes(max_pixels: int) -> int:
+    """Largest labelme file read: base64 of an image of `max_pixels` at 8 bytes a pixel (uncompressed
+    16-bit RGBA, the worst case), plus 16 MB of shapes."""
+    return max_pixels * 8 * 4 // 3 + (16 << 20)
+
+
+def embedded_too_large(data: bytes, max_pixels: int) -> str | None:
+    """Why an embedded image is refused from its header alone (size over `max_pixels`, or a header
+    Pillow calls a decompression bomb); None when it may be decoded."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as im:
+                width, height = im.size
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        return f"embedded image: {exc}"
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return None  # not an image at all: inspect_image gives the right reason
+    if width * height > max_pixels:
+        return f"embedded image {width}x{height} = {width * height} pixels exceeds the limit of {max_pixels}"
+    return None
 
 
 def shape_box(shape_type: str, points: Any) -> list[float] | None:
@@ -165,23 +192,54 @@ class LabelmeReader:
         return batch
 
     def _read_one(
-        self, spec: SourceSpec, sources: SourcesFile, root: Path, key: str, batch: IngestBatch, seen_images: dict[str, str]
+        self,
+        spec: SourceSpec,
+        sources: SourcesFile,
+        root: Path,
+        key: str,
+        batch: IngestBatch,
+        seen_images: dict[str, str],
     ) -> None:
         src = spec.name
         json_path = resolve_inside(root, key)
         if json_path is None:
-            reject_image(batch, source=src, path=key, reason=RejectReason.PATH_ESCAPES_SOURCE, message=f"{key!r} escapes the source folder")
+            reject_image(
+                batch,
+                source=src,
+                path=key,
+                reason=RejectReason.PATH_ESCAPES_SOURCE,
+                message=f"{key!r} escapes the source folder",
+            )
             return
         try:
+            size = json_path.stat().st_size
+            limit = max_document_bytes(sources.max_image_pixels)
+            if size > limit:  # guard before parsing: the embedded image cannot be that large
+                reject_image(
+                    batch,
+                    source=src,
+                    path=str(json_path),
+                    reason=RejectReason.IMAGE_TOO_LARGE,
+                    message=f"{key}: {size} bytes exceeds the limit of {limit} for a labelme file (max_image_pixels)",
+                )
+                return
             with open(json_path, "rb") as fh:
                 doc = json.loads(fh.read())
             if not isinstance(doc, dict) or not isinstance(doc.get("shapes", []), list):
                 raise ValueError("not a labelme document (no shapes list)")
         except FileNotFoundError:
-            reject_image(batch, source=src, path=str(json_path), reason=RejectReason.MISSING_ANNOTATIONS, message=f"{key} not found")
+            reject_image(
+                batch,
+                source=src,
+                path=str(json_path),
+                reason=RejectReason.MISSING_ANNOTATIONS,
+                message=f"{key} not found",
+            )
             return
         except (OSError, ValueError) as exc:
-            reject_image(batch, source=src, path=str(json_path), reason=RejectReason.MALFORMED_JSON, message=f"{key}: {exc}")
+            reject_image(
+                batch, source=src, path=str(json_path), reason=RejectReason.MALFORMED_JSON, message=f"{key}: {exc}"
+            )
             return
         shapes = doc.get("shapes") or []
         records = [f"shapes[{i}]" for i in range(len(shapes))]
@@ -195,7 +253,14 @@ class LabelmeReader:
         for i, shape in enumerate(shapes):
             record = records[i]
             if not isinstance(shape, dict):
-                reject_annotation(batch, source=src, path=str(json_path), record=record, reason=RejectReason.MALFORMED_RECORD, message="shape is not an object")
+                reject_annotation(
+                    batch,
+                    source=src,
+                    path=str(json_path),
+                    record=record,
+                    reason=RejectReason.MALFORMED_RECORD,
+                    message="shape is not an object",
+                )
                 continue
             shape_type = str(shape.get("shape_type") or "polygon")
             points = shape.get("points")
@@ -227,23 +292,87 @@ class LabelmeReader:
             try:
                 raw = base64.b64decode(data, validate=False)
             except (binascii.Error, ValueError, TypeError) as exc:
-                return reject_image(batch, source=src, path=str(json_path), record="imageData", reason=RejectReason.IMAGE_CORRUPT, message=f"imageData is not base64: {exc}")
+                return reject_image(
+                    batch,
+                    source=src,
+                    path=str(json_path),
+                    record="imageData",
+                    reason=RejectReason.IMAGE_CORRUPT,
+                    message=f"imageData is not base64: {exc}",
+                )
             if not raw:
-                return reject_image(batch, source=src, path=str(json_path), record="imageData", reason=RejectReason.EMPTY_FILE, message="imageData decodes to zero bytes")
+                return reject_image(
+                    batch,
+                    source=src,
+                    path=str(json_path),
+                    record="imageData",
+                    reason=RejectReason.EMPTY_FILE,
+                    message="imageData decodes to zero bytes",
+                )
+            too_large = embedded_too_large(raw, max_pixels)
+            if too_large:  # refused from its header: never written to disk, never decoded
+                return reject_image(
+                    batch,
+                    source=src,
+                    path=str(json_path),
+                    record="imageData",
+                    reason=RejectReason.IMAGE_TOO_LARGE,
+                    message=too_large,
+                )
             digest = hashlib.sha256(raw).hexdigest()
             if digest in seen_images:
-                return reject_image(batch, source=src, path=str(json_path), record="imageData", reason=RejectReason.DUPLICATE_IMAGE, message=f"same embedded image as {seen_images[digest]}")
+                return reject_image(
+                    batch,
+                    source=src,
+                    path=str(json_path),
+                    record="imageData",
+                    reason=RejectReason.DUPLICATE_IMAGE,
+                    message=f"same embedded image as {seen_images[digest]}",
+                )
             seen_images[digest] = key
             target = extract_embedded(raw, extract_dir(spec))
-            return add_image(batch, target, source=src, root=target.parent, max_pixels=max_pixels, image_id=image_id, file_name=f"{key}#imageData")
+            return add_image(
+                batch,
+                target,
+                source=src,
+                root=target.parent,
+                max_pixels=max_pixels,
+                image_id=image_id,
+                file_name=f"{key}#imageData",
+            )
         image_path = doc.get("imagePath")
         if not isinstance(image_path, str) or not image_path:
-            return reject_image(batch, source=src, path=str(json_path), record="imagePath", reason=RejectReason.IMAGE_MISSING, message="neither imageData nor imagePath")
-        rel = (Path(key).parent / image_path.replace("\\", "/")).as_posix() if not os.path.isabs(image_path) else image_path
+            return reject_image(
+                batch,
+                source=src,
+                path=str(json_path),
+                record="imagePath",
+                reason=RejectReason.IMAGE_MISSING,
+                message="neither imageData nor imagePath",
+            )
+        rel = (
+            (Path(key).parent / image_path.replace("\\", "/")).as_posix()
+            if not os.path.isabs(image_path)
+            else image_path
+        )
         path = resolve_inside(root, rel)
         if path is None:
-            return reject_image(batch, source=src, path=image_path, record="imagePath", reason=RejectReason.PATH_ESCAPES_SOURCE, message=f"imagePath {image_path!r} escapes the source folder")
+            return reject_image(
+                batch,
+                source=src,
+                path=image_path,
+                record="imagePath",
+                reason=RejectReason.PATH_ESCAPES_SOURCE,
+                message=f"imagePath {image_path!r} escapes the source folder",
+            )
         if str(path) in seen_images:
-            return reject_image(batch, source=src, path=str(json_path), record="imagePath", reason=RejectReason.DUPLICATE_IMAGE, message=f"image {image_path!r} already used by {seen_images[str(path)]}")
+            return reject_image(
+                batch,
+                source=src,
+                path=str(json_path),
+                record="imagePath",
+                reason=RejectReason.DUPLICATE_IMAGE,
+                message=f"image {image_path!r} already used by {seen_images[str(path)]}",
+            )
         seen_images[str(path)] = key
         return add_image(batch, path, source=src, root=root, max_pixels=max_pixels, image_id=image_id)

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mmoral_pipeline.config import SourceSpec, SourcesFile
-from mmoral_pipeline.domain.records import IngestBatch, RejectReason, Rejection
+from mmoral_pipeline.config import SourcesFile, SourceSpec
+from mmoral_pipeline.domain.records import IngestBatch, Rejection, RejectReason
 from mmoral_pipeline.sources.base import make_image_id, resolve_inside
 from mmoral_pipeline.sources.common import (
     DOCUMENT_ITEM_SUFFIX,
@@ -91,7 +91,7 @@ def _index_cached(path: str, mtime_ns: int, ctime_ns: int, size: int) -> Manifes
     idx = ManifestIndex()
     try:
         rows = _read_rows(Path(path))
-    except Exception as exc:  # noqa: BLE001 - any unreadable manifest is one rejection
+    except Exception as exc:
         idx.error = f"cannot read {Path(path).name}: {exc}"
         return idx
     for record, row in rows:
@@ -156,16 +156,29 @@ class ManifestReader:
         keys = sorted(idx.rows_by_file) if want is None else sorted(k for k in want if k in idx.rows_by_file)
         for file_name in keys:
             rows = idx.rows_by_file[file_name]
-            ann_rows = [(rec, row) for rec, row in rows if row.get("category") not in (None, "") or _box(row) is not None]
+            ann_rows = [
+                (rec, row) for rec, row in rows if row.get("category") not in (None, "") or _box(row) is not None
+            ]
             records = [rec for rec, _ in ann_rows]
             path = resolve_inside(images_dir, file_name)
             if path is None:
-                rej = reject_image(batch, source=src, path=file_name, record=rows[0][0], reason=RejectReason.PATH_ESCAPES_SOURCE, message=f"file_name {file_name!r} escapes the image folder")
+                rej = reject_image(
+                    batch,
+                    source=src,
+                    path=file_name,
+                    record=rows[0][0],
+                    reason=RejectReason.PATH_ESCAPES_SOURCE,
+                    message=f"file_name {file_name!r} escapes the image folder",
+                )
                 reject_for_image(batch, rej, source=src, path=str(ann), records=records)
                 continue
             row_id = rows[0][1].get("image_id")
-            image_id = row_id if isinstance(row_id, str) and _SAFE_ID.match(row_id) else make_image_id(src, rel_to(path, root))
-            image = add_image(batch, path, source=src, root=root, max_pixels=sources.max_image_pixels, image_id=image_id)
+            image_id = (
+                row_id if isinstance(row_id, str) and _SAFE_ID.match(row_id) else make_image_id(src, rel_to(path, root))
+            )
+            image = add_image(
+                batch, path, source=src, root=root, max_pixels=sources.max_image_pixels, image_id=image_id
+            )
             if isinstance(image, Rejection):
                 reject_for_image(batch, image, source=src, path=str(ann), records=records)
                 continue

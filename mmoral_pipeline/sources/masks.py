@@ -19,20 +19,28 @@ noise and are not inputs. Optional `colors/<name>.png` splits the same pixels in
 102 / 153 / 255: undocumented by the dataset, probably lesion depth; the component's highest
 level goes to extra as `depth` and the pixel count per level as `depth_pixels` (with a note).
 Items: stems.
+
+Both: two images (or two label masks) with one stem are `duplicate_stem` (the first in name order is
+used). Every mask's header is read before its pixels: a header declaring more values than
+`max_image_pixels` is `image_too_large`, and a UFBA mask whose header size differs from its image is
+refused without decoding.
 """
 
 from __future__ import annotations
 
+import math
 import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
-from mmoral_pipeline.config import SourceSpec, SourcesFile
-from mmoral_pipeline.domain.records import IngestBatch, ImageRecord, RejectReason
+from mmoral_pipeline.config import SourcesFile, SourceSpec
+from mmoral_pipeline.domain.records import ImageRecord, IngestBatch, RejectReason
+from mmoral_pipeline.domain.taxonomy import Category
 from mmoral_pipeline.sources.base import IMAGE_SUFFIXES
 from mmoral_pipeline.sources.common import (
     Label,
@@ -40,10 +48,10 @@ from mmoral_pipeline.sources.common import (
     emit_annotation,
     folder,
     reject_annotation,
+    reject_image,
     rel_to,
 )
 from mmoral_pipeline.sources.dicom import alias_sop_uids
-from mmoral_pipeline.domain.taxonomy import Category
 
 MASK_SUFFIXES = (".ome.tiff", ".ome.tif", ".tiff", ".tif", ".png")
 
@@ -59,12 +67,56 @@ class Component:
     runs: list[tuple[int, int, int]]  # (row, start, end exclusive)
 
 
-def read_mask(path: Path) -> np.ndarray:
-    """A 2-D mask array. PIL reads LZW int32 TIFFs without extra codecs; tifffile is the fallback."""
+class MaskTooLarge(ValueError):
+    """The mask's header declares more pixels than the source allows (a decompression bomb)."""
+
+
+def mask_header_shape(path: Path) -> tuple[int, ...]:
+    """The array shape a mask file's header declares, read without decoding any pixel data.
+
+    Pillow reads the header of PNG/TIFF/BMP lazily; TIFFs Pillow cannot open (e.g. some OME-TIFF
+    layouts) are asked through `tifffile.TiffFile` (its series shape, from the IFDs). A header that
+    Pillow itself calls a decompression bomb (over twice its pixel limit) is too large outright.
+    """
     try:
-        with Image.open(path) as im:
-            arr = np.asarray(im)
-    except Exception:  # noqa: BLE001 - any decoder failure: try the other library
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                bands = len(im.getbands())
+                return (im.height, im.width) if bands == 1 else (im.height, im.width, bands)
+    except Image.DecompressionBombError as exc:
+        raise MaskTooLarge(str(exc)) from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            return tuple(int(n) for n in tif.series[0].shape)
+
+
+def read_mask(path: Path, max_pixels: int, expected_size: tuple[int, int] | None = None) -> np.ndarray:
+    """A 2-D mask array, decoded only after its header passed the size guard.
+
+    `max_pixels`: the header's declared values (all planes) may not exceed it (MaskTooLarge).
+    `expected_size` (width, height): a header of another size is refused before decoding (ValueError).
+    PIL reads LZW int32 TIFFs without extra codecs; tifffile is the fallback decoder.
+    """
+    shape = mask_header_shape(path)
+    declared = math.prod(shape)
+    if declared > max_pixels:
+        raise MaskTooLarge(
+            f"header declares {'x'.join(map(str, shape))} = {declared} values, over the limit of {max_pixels}"
+        )
+    plane = tuple(d for d in shape if d > 1)[:2] if len(shape) > 2 else shape
+    if expected_size is not None and len(plane) == 2 and plane != (expected_size[1], expected_size[0]):
+        raise ValueError(f"mask {plane[1]}x{plane[0]} differs from image {expected_size[0]}x{expected_size[1]}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                arr = np.asarray(im)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise MaskTooLarge(str(exc)) from exc
+    except Exception:
         import tifffile
 
         arr = tifffile.imread(path)
@@ -73,6 +125,8 @@ def read_mask(path: Path) -> np.ndarray:
         arr = arr.max(axis=-1)
     if arr.ndim != 2:
         raise ValueError(f"mask has shape {arr.shape}, expected 2-D")
+    if expected_size is not None and arr.shape != (expected_size[1], expected_size[0]):
+        raise ValueError(f"mask {arr.shape[1]}x{arr.shape[0]} differs from image {expected_size[0]}x{expected_size[1]}")
     return arr
 
 
@@ -125,7 +179,7 @@ def whole_mask(fg: np.ndarray) -> Component | None:
     rows, starts, ends = mask_runs(fg)
     if len(rows) == 0:
         return None
-    return _component(list(zip(rows.tolist(), starts.tolist(), ends.tolist())))
+    return _component(list(zip(rows.tolist(), starts.tolist(), ends.tolist(), strict=True)))
 
 
 def connected_components(fg: np.ndarray, connectivity: int = 8) -> list[Component]:
@@ -185,8 +239,9 @@ def _stem_of(path: Path) -> str:
     return path.stem
 
 
-def _images_by_stem(images_dir: Path, exclude: Path | None = None, recursive: bool = True) -> dict[str, Path]:
-    out: dict[str, Path] = {}
+def _images_by_stem(images_dir: Path, exclude: Path | None = None, recursive: bool = True) -> dict[str, list[Path]]:
+    """Stem (relative folder + name without suffix) -> every image file with it, in name order."""
+    out: dict[str, list[Path]] = {}
     if not images_dir.is_dir():
         return out
     it = images_dir.rglob("*") if recursive else images_dir.iterdir()
@@ -196,8 +251,25 @@ def _images_by_stem(images_dir: Path, exclude: Path | None = None, recursive: bo
         if exclude is not None and p.is_relative_to(exclude):
             continue
         key = p.relative_to(images_dir).parent / _stem_of(p)
-        out.setdefault(key.as_posix(), p)
+        out.setdefault(key.as_posix(), []).append(p)
     return out
+
+
+def _first_of_stem(batch: IngestBatch, src: str, key: str, paths: list[Path] | None) -> Path | None:
+    """The first image of a stem; the others are quarantined as `duplicate_stem` (a mask cannot say which it fits)."""
+    if not paths:
+        return None
+    first, *others = paths
+    for other in others:
+        reject_image(
+            batch,
+            source=src,
+            path=str(other),
+            reason=RejectReason.DUPLICATE_STEM,
+            message=f"{other.name} has the same stem {key!r} as {first.name}; "
+            f"only {first.name} is paired with its masks",
+        )
+    return first
 
 
 # --------------------------------------------------------------------------- UFBA
@@ -211,9 +283,13 @@ class UfbaMasksReader:
 
     def _dirs(self, spec: SourceSpec, sources: SourcesFile) -> tuple[Path, Path, Path]:
         root = sources.root_of(spec)
-        return root, folder(spec, sources, spec.images, "."), folder(spec, sources, spec.options.get("masks") or spec.annotations, "masks")
+        return (
+            root,
+            folder(spec, sources, spec.images, "."),
+            folder(spec, sources, spec.options.get("masks") or spec.annotations, "masks"),
+        )
 
-    def _maps(self, spec: SourceSpec, sources: SourcesFile) -> tuple[dict[str, Path], dict[str, Path]]:
+    def _maps(self, spec: SourceSpec, sources: SourcesFile) -> tuple[dict[str, list[Path]], dict[str, Path]]:
         _, images_dir, masks_dir = self._dirs(spec, sources)
         images = _images_by_stem(images_dir, exclude=masks_dir)
         masks = {p.name: p for p in sorted(masks_dir.iterdir()) if p.is_dir()} if masks_dir.is_dir() else {}
@@ -224,7 +300,7 @@ class UfbaMasksReader:
         return sorted(set(images) | set(masks))
 
     def read(self, spec: SourceSpec, sources: SourcesFile, items: Sequence[str] | None = None) -> IngestBatch:
-        root, images_dir, masks_dir = self._dirs(spec, sources)
+        root, images_dir, _ = self._dirs(spec, sources)
         images, masks = self._maps(spec, sources)
         known = set(images) | set(masks)
         keys = sorted(known) if items is None else sorted(k for k in items if k in known)
@@ -243,7 +319,7 @@ class UfbaMasksReader:
                         continue  # the non-tooth pixels: not an annotation
                     mask_files.append(p)
             records = [p.name for p in mask_files]
-            image_path = images.get(key)
+            image_path = _first_of_stem(batch, src, key, images.get(key))
             image = add_paired_image(
                 batch, image_path, source=src, root=root, max_pixels=sources.max_image_pixels,
                 expected_path=images_dir / key, missing_message=f"no image for mask folder {key}",
@@ -252,25 +328,27 @@ class UfbaMasksReader:
             if image is None:
                 continue
             for p in mask_files:
-                self._tooth(batch, image, root, p)
+                self._tooth(batch, image, root, p, sources.max_image_pixels)
         return batch
 
-    def _tooth(self, batch: IngestBatch, image: ImageRecord, root: Path, path: Path) -> None:
+    def _tooth(self, batch: IngestBatch, image: ImageRecord, root: Path, path: Path, max_pixels: int) -> None:
         src = image.source
         record = path.name
         m = _UFBA_MASK.match(_stem_of(path))
         tag = m.group("tag") if m else _stem_of(path)
         common = dict(source=src, path=str(path), record=record)
         if not tag.isdigit():
-            reject_annotation(batch, **common, reason=RejectReason.UNKNOWN_CLASS, message=f"mask tag {tag!r} is not an FDI tooth")
+            reject_annotation(
+                batch, **common, reason=RejectReason.UNKNOWN_CLASS, message=f"mask tag {tag!r} is not an FDI tooth"
+            )
             return
         try:
-            arr = read_mask(path)
-        except Exception as exc:  # noqa: BLE001 - any unreadable mask is quarantined
-            reject_annotation(batch, **common, reason=RejectReason.MALFORMED_RECORD, message=f"cannot read mask: {exc}")
+            arr = read_mask(path, max_pixels, expected_size=(image.width, image.height))
+        except MaskTooLarge as exc:
+            reject_annotation(batch, **common, reason=RejectReason.IMAGE_TOO_LARGE, message=f"mask not decoded: {exc}")
             return
-        if arr.shape != (image.height, image.width):
-            reject_annotation(batch, **common, reason=RejectReason.MALFORMED_RECORD, message=f"mask {arr.shape[::-1]} differs from image {image.width}x{image.height}")
+        except Exception as exc:
+            reject_annotation(batch, **common, reason=RejectReason.MALFORMED_RECORD, message=f"cannot read mask: {exc}")
             return
         fg = arr != 0
         comp = whole_mask(fg)
@@ -318,21 +396,34 @@ class Dc1000MasksReader:
         connectivity = int(spec.options.get("connectivity", 8))
         batch = IngestBatch()
         src = spec.name
+        max_pixels = sources.max_image_pixels
         for key in keys:
-            label_path = labels.get(key)
+            label_path, *extra_labels = labels.get(key) or [None]
+            for other in extra_labels:  # labels/x.png and labels/x.tif: one mask per image
+                reject_annotation(
+                    batch,
+                    source=src,
+                    path=str(other),
+                    record=other.name,
+                    reason=RejectReason.DUPLICATE_STEM,
+                    message=f"{other.name} has the same stem {key!r} as {label_path.name}, which is the mask used",
+                )
             comps: list[Component] = []
             label_arr = None
             label_error = None
+            label_reason = RejectReason.MALFORMED_RECORD
             if label_path is not None:
                 try:
-                    label_arr = read_mask(label_path)
+                    label_arr = read_mask(label_path, max_pixels)
                     comps = [c for c in connected_components(label_arr != 0, connectivity) if c.area >= min_area]
-                except Exception as exc:  # noqa: BLE001
+                except MaskTooLarge as exc:
+                    label_error, label_reason = f"mask not decoded: {exc}", RejectReason.IMAGE_TOO_LARGE
+                except Exception as exc:
                     label_error = f"cannot read mask: {exc}"
             records = [f"{label_path.name}#component{k}" for k in range(len(comps))] if label_path else []
             if label_error:
                 records = [label_path.name]
-            image_path = images.get(key)
+            image_path = _first_of_stem(batch, src, key, images.get(key))
             image = add_paired_image(
                 batch, image_path, source=src, root=root, max_pixels=sources.max_image_pixels,
                 expected_path=images_dir / key, missing_message=f"no image for mask {key}",
@@ -343,31 +434,49 @@ class Dc1000MasksReader:
             if label_path is None:
                 continue  # an image without a mask: no caries
             if label_error or label_arr is None:
-                reject_annotation(batch, source=src, path=str(label_path), record=records[0], reason=RejectReason.MALFORMED_RECORD, message=label_error or "unreadable")
+                reject_annotation(
+                    batch,
+                    source=src,
+                    path=str(label_path),
+                    record=records[0],
+                    reason=label_reason,
+                    message=label_error or "unreadable",
+                )
                 continue
             if label_arr.shape != (image.height, image.width):
                 for r in records:
-                    reject_annotation(batch, source=src, path=str(label_path), record=r, reason=RejectReason.MALFORMED_RECORD, message=f"mask {label_arr.shape[::-1]} differs from image {image.width}x{image.height}")
+                    reject_annotation(
+                        batch,
+                        source=src,
+                        path=str(label_path),
+                        record=r,
+                        reason=RejectReason.MALFORMED_RECORD,
+                        message=f"mask {label_arr.shape[::-1]} differs from image {image.width}x{image.height}",
+                    )
                 continue
             depth = None
             if key in colors:
                 try:
-                    depth = read_mask(colors[key])
+                    depth = read_mask(colors[key][0], max_pixels)
                     if depth.shape != label_arr.shape:
                         depth = None
-                except Exception:  # noqa: BLE001 - colors/ is optional extra information
+                except Exception:
                     depth = None
-            for comp, record in zip(comps, records):
+            for comp, record in zip(comps, records, strict=True):
                 extra: dict = {"mask_area": comp.area}
                 if depth is not None:
                     levels: dict[int, int] = {}
                     for y, s, e in comp.runs:
                         vals, counts = np.unique(depth[y, s:e], return_counts=True)
-                        for v, c in zip(vals.tolist(), counts.tolist()):
+                        for v, c in zip(vals.tolist(), counts.tolist(), strict=True):
                             if v:
                                 levels[v] = levels.get(v, 0) + c
                     if levels:
-                        extra.update(depth=max(levels), depth_pixels={str(k): v for k, v in sorted(levels.items())}, depth_note=DEPTH_NOTE)
+                        extra.update(
+                            depth=max(levels),
+                            depth_pixels={str(k): v for k, v in sorted(levels.items())},
+                            depth_note=DEPTH_NOTE,
+                        )
                 emit_annotation(
                     batch, image=image, source_file=rel_to(label_path, root), path=str(label_path), record=record,
                     source_category=category, box=comp.box, polygon=comp.polygon, extra=extra,

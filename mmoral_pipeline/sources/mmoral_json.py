@@ -37,9 +37,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mmoral_pipeline.config import SourceSpec, SourcesFile
+from mmoral_pipeline.config import SourcesFile, SourceSpec
 from mmoral_pipeline.domain.coverage import parse_coverage, sorted_categories
-from mmoral_pipeline.domain.records import ImageRecord, IngestBatch, RejectReason, Rejection
+from mmoral_pipeline.domain.records import ImageRecord, IngestBatch, Rejection, RejectReason
 from mmoral_pipeline.domain.taxonomy import Category
 from mmoral_pipeline.sources.base import IMAGE_SUFFIXES, make_image_id, resolve_inside
 from mmoral_pipeline.sources.common import (
@@ -74,7 +74,14 @@ def document_elements(doc: dict[str, Any]) -> list[tuple[str, str, dict[str, Any
             continue
         tid = parse_fdi(t.get("tooth_id"))
         for j, cond in enumerate(as_list(t.get("conditions"))):
-            out.append((f"teeth[{i}].conditions[{j}]", "conditions", cond if isinstance(cond, dict) else None, tid if isinstance(tid, int) else None))
+            out.append(
+                (
+                    f"teeth[{i}].conditions[{j}]",
+                    "conditions",
+                    cond if isinstance(cond, dict) else None,
+                    tid if isinstance(tid, int) else None,
+                )
+            )
     jaw = doc.get("jaw") if isinstance(doc.get("jaw"), dict) else {}
     for name in JAW_SECTIONS:
         for k, cond in enumerate(as_list(jaw.get(name))):
@@ -105,18 +112,28 @@ class MmoralJsonReader:
             self._read_one(spec, sources, root, images_dir, key, batch)
         return batch
 
-    def _read_one(self, spec: SourceSpec, sources: SourcesFile, root: Path, images_dir: Path, key: str, batch: IngestBatch) -> None:
+    def _read_one(
+        self, spec: SourceSpec, sources: SourcesFile, root: Path, images_dir: Path, key: str, batch: IngestBatch
+    ) -> None:
         src = spec.name
         path = resolve_inside(root, key)
         if path is None:
-            reject_image(batch, source=src, path=key, reason=RejectReason.PATH_ESCAPES_SOURCE, message=f"{key!r} escapes the source folder")
+            reject_image(
+                batch,
+                source=src,
+                path=key,
+                reason=RejectReason.PATH_ESCAPES_SOURCE,
+                message=f"{key!r} escapes the source folder",
+            )
             return
         try:
             doc = json.loads(path.read_bytes())
             if not isinstance(doc, dict):
                 raise ValueError("not a JSON object")
         except FileNotFoundError:
-            reject_image(batch, source=src, path=str(path), reason=RejectReason.MISSING_ANNOTATIONS, message=f"{key} not found")
+            reject_image(
+                batch, source=src, path=str(path), reason=RejectReason.MISSING_ANNOTATIONS, message=f"{key} not found"
+            )
             return
         except (OSError, ValueError) as exc:
             reject_image(batch, source=src, path=str(path), reason=RejectReason.MALFORMED_JSON, message=f"{key}: {exc}")
@@ -126,7 +143,14 @@ class MmoralJsonReader:
         try:  # the document's own label coverage (absent: everything was assessed, as MMOral's experts do)
             assessed = sorted_categories(parse_coverage(doc["assessed"])) if "assessed" in doc else []
         except ValueError as exc:
-            rej = reject_image(batch, source=src, path=str(path), record="assessed", reason=RejectReason.MALFORMED_RECORD, message=f"{key}: {exc}")
+            rej = reject_image(
+                batch,
+                source=src,
+                path=str(path),
+                record="assessed",
+                reason=RejectReason.MALFORMED_RECORD,
+                message=f"{key}: {exc}",
+            )
             reject_for_image(batch, rej, source=src, path=str(path), records=records)
             return
         image = self._image(spec, sources, root, images_dir, key, path, doc, batch)
@@ -137,9 +161,20 @@ class MmoralJsonReader:
         acquisition = doc.get("acquisition_time")
         for record, section, el, parent in elements:
             if el is None:
-                reject_annotation(batch, source=src, path=str(path), record=record, reason=RejectReason.MALFORMED_RECORD, message="element is not an object")
+                reject_annotation(
+                    batch,
+                    source=src,
+                    path=str(path),
+                    record=record,
+                    reason=RejectReason.MALFORMED_RECORD,
+                    message="element is not an object",
+                )
                 continue
-            extra: dict[str, Any] = {"section": section, "source_annotation_ids": el.get("annotation_ids"), "acquisition_time": acquisition}
+            extra: dict[str, Any] = {
+                "section": section,
+                "source_annotation_ids": el.get("annotation_ids"),
+                "acquisition_time": acquisition,
+            }
             if section == "teeth":
                 label: Label | RejectReason = Label(Category.TOOTH)
                 fdi = el.get("tooth_id")
@@ -151,7 +186,11 @@ class MmoralJsonReader:
             else:
                 category_name = str(el.get("category"))
                 parsed = parse_label(el.get("category"))
-                label = parsed if isinstance(parsed, RejectReason) or parsed.category != Category.TOOTH else RejectReason.UNKNOWN_CLASS
+                label = (
+                    parsed
+                    if isinstance(parsed, RejectReason) or parsed.category != Category.TOOTH
+                    else RejectReason.UNKNOWN_CLASS
+                )
                 fdi = parent
                 lesion = el.get("type")
                 extra.update(region=el.get("region"), side=el.get("side"), teeth=el.get("teeth"))
@@ -170,7 +209,14 @@ class MmoralJsonReader:
         if isinstance(file_name, str) and file_name:
             image_path = resolve_inside(images_dir, file_name)
             if image_path is None:
-                return reject_image(batch, source=src, path=file_name, record="file_name", reason=RejectReason.PATH_ESCAPES_SOURCE, message=f"file_name {file_name!r} escapes the image folder")
+                return reject_image(
+                    batch,
+                    source=src,
+                    path=file_name,
+                    record="file_name",
+                    reason=RejectReason.PATH_ESCAPES_SOURCE,
+                    message=f"file_name {file_name!r} escapes the image folder",
+                )
         else:
             stem = Path(key).stem
             found = [images_dir / f"{stem}{s}" for s in IMAGE_SUFFIXES if (images_dir / f"{stem}{s}").exists()]
@@ -178,4 +224,6 @@ class MmoralJsonReader:
         rel = rel_to(image_path, root)
         doc_id = doc.get("image_id")
         image_id = doc_id if isinstance(doc_id, str) and _SAFE_ID.match(doc_id) else make_image_id(src, rel)
-        return add_image(batch, image_path, source=src, root=root, max_pixels=sources.max_image_pixels, image_id=image_id)
+        return add_image(
+            batch, image_path, source=src, root=root, max_pixels=sources.max_image_pixels, image_id=image_id
+        )

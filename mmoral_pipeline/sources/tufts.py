@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mmoral_pipeline.config import SourceSpec, SourcesFile
+from mmoral_pipeline.config import SourcesFile, SourceSpec
 from mmoral_pipeline.domain import fdi as fdi_rules
-from mmoral_pipeline.domain.records import IngestBatch, RejectReason, Rejection
+from mmoral_pipeline.domain.records import IngestBatch, Rejection, RejectReason
 from mmoral_pipeline.domain.taxonomy import Category
 from mmoral_pipeline.sources.base import resolve_inside
 from mmoral_pipeline.sources.common import (
@@ -71,7 +71,9 @@ def tufts_label(title: Any, names: dict[str, str] | None = None) -> Label | Reje
         return RejectReason.INVALID_TOOTH if str(title).strip().isdigit() else parsed
 
 
-def parse_tufts_object(obj: Any, record: str, box_order: str = "xyxy", names: dict[str, str] | None = None) -> TuftsObject:
+def parse_tufts_object(
+    obj: Any, record: str, box_order: str = "xyxy", names: dict[str, str] | None = None
+) -> TuftsObject:
     if box_order not in BOX_ORDERS:
         raise ValueError(f"box_order must be one of {BOX_ORDERS}, got {box_order!r}")
     if not isinstance(obj, dict):
@@ -100,7 +102,12 @@ def parse_tufts(doc: Any, box_order: str = "xyxy") -> list[tuple[str, list[Tufts
         if not isinstance(rec, dict) or not isinstance(rec.get("External ID"), str):
             continue
         objs = ((rec.get("Label") or {}).get("objects") or []) if isinstance(rec.get("Label"), dict) else []
-        out.append((rec["External ID"], [parse_tufts_object(o, f"[{i}].Label.objects[{k}]", box_order) for k, o in enumerate(objs)]))
+        out.append(
+            (
+                rec["External ID"],
+                [parse_tufts_object(o, f"[{i}].Label.objects[{k}]", box_order) for k, o in enumerate(objs)],
+            )
+        )
     return out
 
 
@@ -136,7 +143,7 @@ class TuftsReader:
 
     def list_items(self, spec: SourceSpec, sources: SourcesFile) -> list[str]:
         _, ann, _, ann_rel = self._paths(spec, sources)
-        doc, err = self._doc(ann)
+        doc, _ = self._doc(ann)
         if doc is None:
             return [ann_rel + DOCUMENT_ITEM_SUFFIX]
         by_id, bad = self._by_id(doc)
@@ -160,23 +167,48 @@ class TuftsReader:
         by_id, bad = self._by_id(doc)
         if want is None or doc_key in want:
             for i in bad:
-                reject_image(batch, source=src, path=str(ann), record=f"[{i}]", reason=RejectReason.MALFORMED_RECORD, message="record needs a string 'External ID'")
+                reject_image(
+                    batch,
+                    source=src,
+                    path=str(ann),
+                    record=f"[{i}]",
+                    reason=RejectReason.MALFORMED_RECORD,
+                    message="record needs a string 'External ID'",
+                )
         names = name_map(spec)
         keys = sorted(by_id) if want is None else sorted(k for k in want if k in by_id)
         for ext_id in keys:
             for order, i in enumerate(by_id[ext_id]):
                 rec = doc[i]
                 label = rec.get("Label")
-                objs = label.get("objects") if isinstance(label, dict) and isinstance(label.get("objects"), list) else []
-                parsed = [parse_tufts_object(o, f"[{i}].Label.objects[{k}]", box_order, names) for k, o in enumerate(objs)]
+                objs = (
+                    label.get("objects") if isinstance(label, dict) and isinstance(label.get("objects"), list) else []
+                )
+                parsed = [
+                    parse_tufts_object(o, f"[{i}].Label.objects[{k}]", box_order, names) for k, o in enumerate(objs)
+                ]
                 records = [p.record for p in parsed]
                 if order > 0:
-                    rej = reject_image(batch, source=src, path=str(ann), record=f"[{i}]", reason=RejectReason.DUPLICATE_IMAGE, message=f"External ID {ext_id!r} already in record [{by_id[ext_id][0]}]")
+                    rej = reject_image(
+                        batch,
+                        source=src,
+                        path=str(ann),
+                        record=f"[{i}]",
+                        reason=RejectReason.DUPLICATE_IMAGE,
+                        message=f"External ID {ext_id!r} already in record [{by_id[ext_id][0]}]",
+                    )
                     reject_for_image(batch, rej, source=src, path=str(ann), records=records)
                     continue
                 path = resolve_inside(images_dir, ext_id)
                 if path is None:
-                    rej = reject_image(batch, source=src, path=ext_id, record=f"[{i}]", reason=RejectReason.PATH_ESCAPES_SOURCE, message=f"External ID {ext_id!r} escapes the image folder")
+                    rej = reject_image(
+                        batch,
+                        source=src,
+                        path=ext_id,
+                        record=f"[{i}]",
+                        reason=RejectReason.PATH_ESCAPES_SOURCE,
+                        message=f"External ID {ext_id!r} escapes the image folder",
+                    )
                     reject_for_image(batch, rej, source=src, path=str(ann), records=records)
                     continue
                 image = add_image(batch, path, source=src, root=root, max_pixels=sources.max_image_pixels)
@@ -185,7 +217,15 @@ class TuftsReader:
                     continue
                 for p in parsed:
                     emit_annotation(
-                        batch, image=image, source_file=ann_rel, path=str(ann), record=p.record, source_category=p.title,
-                        box=p.box, label=p.label, polygon=p.polygon, extra=p.extra,
+                        batch,
+                        image=image,
+                        source_file=ann_rel,
+                        path=str(ann),
+                        record=p.record,
+                        source_category=p.title,
+                        box=p.box,
+                        label=p.label,
+                        polygon=p.polygon,
+                        extra=p.extra,
                     )
         return batch

@@ -12,7 +12,8 @@
 - Items: those stems (relative path without suffix, '/'-separated), sorted: the union of
   label files and image files. An image without a label file is an image with no findings;
   a label file without an image rejects its lines as `image_missing` (plus one `image_missing`
-  image for the stem). `classes.txt` in the labels folder is ignored.
+  image for the stem). `classes.txt` in the labels folder is ignored. Two images with one stem
+  (`x.jpg`, `x.png`): the first in name order is paired, the other is `duplicate_stem`.
 - Line layout by the number of values after the class: 4 = box, 5 = box + score, an even number
   >= 6 = polygon; anything else is `malformed_record`. `record` is `line N` (1-based).
 """
@@ -25,9 +26,9 @@ from typing import Any
 
 import yaml
 
-from mmoral_pipeline.config import SourceSpec, SourcesFile
+from mmoral_pipeline.config import SourcesFile, SourceSpec
 from mmoral_pipeline.domain.geometry import yolo_to_xyxy
-from mmoral_pipeline.domain.records import IngestBatch, RejectReason, Rejection
+from mmoral_pipeline.domain.records import IngestBatch, Rejection, RejectReason
 from mmoral_pipeline.sources.base import IMAGE_SUFFIXES
 from mmoral_pipeline.sources.common import (
     Label,
@@ -101,13 +102,14 @@ def parse_yolo_line(line: str) -> tuple[int, list[float], float | None, bool] | 
     return f"{n} values after the class (expected 4, 5 or an even number >= 6)"
 
 
-def _stems(folder_path: Path, suffixes: tuple[str, ...], ignore: set[str] = frozenset()) -> dict[str, Path]:
-    out: dict[str, Path] = {}
+def _stems(folder_path: Path, suffixes: tuple[str, ...], ignore: set[str] = frozenset()) -> dict[str, list[Path]]:
+    """Stem (relative path without suffix) -> every file with it, sorted (x.jpg before x.png)."""
+    out: dict[str, list[Path]] = {}
     if not folder_path.is_dir():
         return out
     for p in sorted(folder_path.rglob("*")):
         if p.is_file() and p.suffix.lower() in suffixes and p.name not in ignore:
-            out.setdefault(p.relative_to(folder_path).with_suffix("").as_posix(), p)
+            out.setdefault(p.relative_to(folder_path).with_suffix("").as_posix(), []).append(p)
     return out
 
 
@@ -120,7 +122,7 @@ class YoloReader:
         images = folder(spec, sources, spec.images or spec.options.get("images"), "images")
         return root, labels, images
 
-    def _maps(self, spec: SourceSpec, sources: SourcesFile) -> tuple[dict[str, Path], dict[str, Path]]:
+    def _maps(self, spec: SourceSpec, sources: SourcesFile) -> tuple[dict[str, list[Path]], dict[str, list[Path]]]:
         _, labels_dir, images_dir = self._dirs(spec, sources)
         labels = _stems(labels_dir, (".txt",), _IGNORED_LABEL_FILES)
         images = alias_sop_uids(_stems(images_dir, IMAGE_SUFFIXES), labels, images_dir)  # labels named by DICOM UID
@@ -141,8 +143,18 @@ class YoloReader:
         src = spec.name
         labels_resolved: dict[int, Label | Any] = {cid: parse_label(n) for cid, n in names.items()}
         for stem in keys:
-            label_path = labels.get(stem)
-            image_path = images.get(stem)
+            label_path = labels[stem][0] if stem in labels else None  # one .txt per stem
+            image_path, *same_stem = images.get(stem) or [None]
+            for other in same_stem:  # x.jpg and x.png: the label file cannot say which one it describes
+                reject_image(
+                    batch,
+                    source=src,
+                    path=str(other),
+                    reason=RejectReason.DUPLICATE_STEM,
+                    message=f"{other.name} has the same stem {stem!r} as {image_path.name}; "
+                    f"only {image_path.name} is paired with "
+                    f"{label_path.name if label_path else 'the (absent) label file'}",
+                )
             lines: list[tuple[int, str]] = []
             source_file = ""
             if label_path is not None:
@@ -151,7 +163,14 @@ class YoloReader:
                     text = label_path.read_text(encoding="utf-8", errors="replace")
                 except OSError as exc:
                     text = ""
-                    reject_annotation(batch, source=src, path=str(label_path), record="$", reason=RejectReason.MALFORMED_RECORD, message=f"cannot read: {exc}")
+                    reject_annotation(
+                        batch,
+                        source=src,
+                        path=str(label_path),
+                        record="$",
+                        reason=RejectReason.MALFORMED_RECORD,
+                        message=f"cannot read: {exc}",
+                    )
                 lines = [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
             records = [f"line {n}" for n, _ in lines]
             if image_path is None:
@@ -166,10 +185,17 @@ class YoloReader:
             if isinstance(image, Rejection):
                 reject_for_image(batch, image, source=src, path=str(label_path), records=records)
                 continue
-            for (n, line), record in zip(lines, records):
+            for (_, line), record in zip(lines, records, strict=True):
                 parsed = parse_yolo_line(line)
                 if isinstance(parsed, str):
-                    reject_annotation(batch, source=src, path=str(label_path), record=record, reason=RejectReason.MALFORMED_RECORD, message=parsed)
+                    reject_annotation(
+                        batch,
+                        source=src,
+                        path=str(label_path),
+                        record=record,
+                        reason=RejectReason.MALFORMED_RECORD,
+                        message=parsed,
+                    )
                     continue
                 cid, values, score, is_polygon = parsed
                 polygon = None
@@ -179,7 +205,14 @@ class YoloReader:
                 else:
                     box = [_px(v) for v in yolo_to_xyxy(*values, image.width, image.height)]
                 if cid not in names:
-                    reject_annotation(batch, source=src, path=str(label_path), record=record, reason=RejectReason.UNKNOWN_CLASS, message=f"class id {cid} not in the class map")
+                    reject_annotation(
+                        batch,
+                        source=src,
+                        path=str(label_path),
+                        record=record,
+                        reason=RejectReason.UNKNOWN_CLASS,
+                        message=f"class id {cid} not in the class map",
+                    )
                     continue
                 emit_annotation(
                     batch, image=image, source_file=source_file, path=str(label_path), record=record,

@@ -6,7 +6,15 @@ folder. The embedded sample in assets/sample/ is rebuilt by `python -m mmoral_pi
 
 from mmoral_pipeline.synth.case import make_case
 from mmoral_pipeline.synth.generate import case_for, case_rng, generate, image_name
-from mmoral_pipeline.synth.model import CATEGORY_IDS, CATEGORY_NAMES, SynthCase, SynthFinding, SynthSummary, SynthTooth, tooth_label
+from mmoral_pipeline.synth.model import (
+    CATEGORY_IDS,
+    CATEGORY_NAMES,
+    SynthCase,
+    SynthFinding,
+    SynthSummary,
+    SynthTooth,
+    tooth_label,
+)
 from mmoral_pipeline.synth.render import render
 
 __all__ = [

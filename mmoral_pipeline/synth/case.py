@@ -7,6 +7,7 @@ image, so the annotations are tight by construction.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -68,10 +69,13 @@ def clip(box: BoxXYXY, width: int, height: int) -> BoxXYXY:
     )
 
 
-def ellipse(cx: float, cy: float, rx: float, ry: float, rng: np.random.Generator, n: int = 14, jitter: float = 0.08) -> Polygon:
+def ellipse(
+    cx: float, cy: float, rx: float, ry: float, rng: np.random.Generator, n: int = 14, jitter: float = 0.08
+) -> Polygon:
     j = rng.uniform(1 - jitter, 1 + jitter, n)
     return [
-        (cx + rx * j[i] * math.cos(2 * math.pi * i / n), cy + ry * j[i] * math.sin(2 * math.pi * i / n)) for i in range(n)
+        (cx + rx * j[i] * math.cos(2 * math.pi * i / n), cy + ry * j[i] * math.sin(2 * math.pi * i / n))
+        for i in range(n)
     ]
 
 
@@ -80,7 +84,13 @@ def _crown_sides(f: Frame) -> tuple[list[tuple[float, float]], list[tuple[float,
     hw, ch, o = f.w / 2, f.ch, OCCLUSAL_WIDTH[f.pos]
     left = [(-o * hw, 0.02 * ch), (-0.93 * hw, 0.18 * ch), (-hw, 0.42 * ch), (-0.94 * hw, 0.72 * ch), (-0.8 * hw, ch)]
     if f.pos >= 6:
-        top = [(0.85 * hw, 0.0), (0.5 * hw, -0.035 * ch), (0.18 * hw, 0.05 * ch), (-0.18 * hw, 0.05 * ch), (-0.5 * hw, -0.035 * ch)]
+        top = [
+            (0.85 * hw, 0.0),
+            (0.5 * hw, -0.035 * ch),
+            (0.18 * hw, 0.05 * ch),
+            (-0.18 * hw, 0.05 * ch),
+            (-0.5 * hw, -0.035 * ch),
+        ]
     elif f.pos >= 4:
         top = [(0.7 * hw, 0.0), (0.35 * hw, -0.04 * ch), (0.0, 0.06 * ch), (-0.35 * hw, -0.04 * ch)]
     elif f.pos == 3:
@@ -101,8 +111,13 @@ def _root_side(f: Frame, bend: float) -> list[tuple[float, float]]:
             (0.72 * hw + bend * 0.5, ch + 0.7 * rl), (0.8 * hw, ch + 0.25 * rl),
         ]
     return [
-        (-0.74 * hw, ch + 0.2 * rl), (-0.56 * hw + bend * 0.3, ch + 0.6 * rl), (-0.3 * hw + bend * 0.8, ch + 0.9 * rl),
-        (bend, ch + rl), (0.3 * hw + bend * 0.8, ch + 0.9 * rl), (0.56 * hw + bend * 0.3, ch + 0.6 * rl), (0.74 * hw, ch + 0.2 * rl),
+        (-0.74 * hw, ch + 0.2 * rl),
+        (-0.56 * hw + bend * 0.3, ch + 0.6 * rl),
+        (-0.3 * hw + bend * 0.8, ch + 0.9 * rl),
+        (bend, ch + rl),
+        (0.3 * hw + bend * 0.8, ch + 0.9 * rl),
+        (0.56 * hw + bend * 0.3, ch + 0.6 * rl),
+        (0.74 * hw, ch + 0.2 * rl),
     ]
 
 
@@ -120,21 +135,41 @@ def build_tooth(f: Frame, fdi: int, state: str, rng: np.random.Generator, width:
     root = _root_side(f, bend)
     hw, ch, rl = f.w / 2, f.ch, f.rl
     apices_l = _apices_local(f, bend)
-    canal_lines_l = [[(a[0] * 0.15, 0.75 * ch), (a[0] * 0.6, ch + 0.4 * rl), (a[0], a[1] - 0.04 * rl)] for a in apices_l]
+    canal_lines_l = [
+        [(a[0] * 0.15, 0.75 * ch), (a[0] * 0.6, ch + 0.4 * rl), (a[0], a[1] - 0.04 * rl)] for a in apices_l
+    ]
     if state == "retained_root":
         # Broken-down tooth: only the root below a jagged fracture line near the neck.
         jag = [(0.8 * hw, ch * 0.95), (0.35 * hw, ch * rng.uniform(0.7, 0.95)), (0.0, ch * rng.uniform(0.8, 1.05)),
                (-0.4 * hw, ch * rng.uniform(0.65, 0.95)), (-0.8 * hw, ch * 0.95)]
         outline_l = jag + [(-0.8 * hw, ch)] + root + [(0.8 * hw, ch)]
         crown_l: list[tuple[float, float]] = []
-        pulp_l = [(-0.18 * hw, ch * 0.95), (0.18 * hw, ch * 0.95), (0.1 * hw, ch + 0.2 * rl), (-0.1 * hw, ch + 0.2 * rl)]
+        pulp_l = [
+            (-0.18 * hw, ch * 0.95),
+            (0.18 * hw, ch * 0.95),
+            (0.1 * hw, ch + 0.2 * rl),
+            (-0.1 * hw, ch + 0.2 * rl),
+        ]
     else:
         outline_l = left + root + right + top
         crown_l = left + [(-0.8 * hw, ch), (0.8 * hw, ch)] + right + top
-        pulp_l = [(-0.26 * hw, 0.55 * ch), (-0.1 * hw, 0.48 * ch), (0.1 * hw, 0.48 * ch), (0.26 * hw, 0.55 * ch),
-                  (0.28 * hw, ch + 0.03 * rl), (0.1 * hw, ch + 0.15 * rl), (-0.1 * hw, ch + 0.15 * rl), (-0.28 * hw, ch + 0.03 * rl)]
+        pulp_l = [
+            (-0.26 * hw, 0.55 * ch),
+            (-0.1 * hw, 0.48 * ch),
+            (0.1 * hw, 0.48 * ch),
+            (0.26 * hw, 0.55 * ch),
+            (0.28 * hw, ch + 0.03 * rl),
+            (0.1 * hw, ch + 0.15 * rl),
+            (-0.1 * hw, ch + 0.15 * rl),
+            (-0.28 * hw, ch + 0.03 * rl),
+        ]
         if f.pos <= 3:
-            pulp_l = [(-0.14 * hw, 0.5 * ch), (0.14 * hw, 0.5 * ch), (0.1 * hw, ch + 0.2 * rl), (-0.1 * hw, ch + 0.2 * rl)]
+            pulp_l = [
+                (-0.14 * hw, 0.5 * ch),
+                (0.14 * hw, 0.5 * ch),
+                (0.1 * hw, ch + 0.2 * rl),
+                (-0.1 * hw, ch + 0.2 * rl),
+            ]
     outline = f.poly(outline_l)
     return SynthTooth(
         fdi=fdi,
@@ -245,8 +280,15 @@ def _jaw(arch: _Arch, rng: np.random.Generator) -> JawShape:
     # Left retromolar up the ramus, condyle, down to the angle; lower border; right side; crest back.
     mandible = list(reversed(left)) + border + right + list(reversed(lower_crest))
     top = 0.3 + rng.uniform(-0.01, 0.01)
-    maxilla = upper_crest + [P(cx + end + 0.03, crest(cx + end, True) - 0.05), P(cx + 0.27, top + 0.04), P(cx + 0.12, top),
-                             P(cx, top + 0.01), P(cx - 0.12, top), P(cx - 0.27, top + 0.04), P(cx - end - 0.03, crest(cx - end, True) - 0.05)]
+    maxilla = upper_crest + [
+        P(cx + end + 0.03, crest(cx + end, True) - 0.05),
+        P(cx + 0.27, top + 0.04),
+        P(cx + 0.12, top),
+        P(cx, top + 0.01),
+        P(cx - 0.12, top),
+        P(cx - 0.27, top + 0.04),
+        P(cx - end - 0.03, crest(cx - end, True) - 0.05),
+    ]
     py = top + 0.045 + rng.uniform(-0.005, 0.01)
     palate = [P(cx - 0.29, py + 0.02), P(cx - 0.18, py), P(cx, py - 0.005), P(cx + 0.18, py), P(cx + 0.29, py + 0.02)]
     nasal = [P(cx - 0.07, top + 0.02), P(cx - 0.05, 0.1), P(cx, 0.06), P(cx + 0.05, 0.1), P(cx + 0.07, top + 0.02)]
@@ -268,7 +310,9 @@ def _finding(cat: Category, parts: list[Polygon], width: int, height: int, rng: 
                         score=_score(rng), **kw)
 
 
-def make_case(rng: np.random.Generator, index: int, width: int = 1400, height: int = 700, name: str | None = None) -> SynthCase:
+def make_case(
+    rng: np.random.Generator, index: int, width: int = 1400, height: int = 700, name: str | None = None
+) -> SynthCase:
     """One synthetic OPG case: which teeth, where, with which findings. No pixels."""
     arch = _Arch(rng, width, height)
     jaw = _jaw(arch, rng)
@@ -376,9 +420,17 @@ def make_case(rng: np.random.Generator, index: int, width: int = 1400, height: i
                 cu = rng.uniform(-0.2, 0.2) * hw
                 fw = rng.uniform(0.3, 0.6) * hw
                 depth = rng.uniform(0.25, 0.55) * ch
-                blob = f.poly([(cu - fw, 0.02 * ch), (cu - fw * 0.9, depth * 0.7), (cu - fw * 0.5, depth),
-                               (cu + fw * 0.4, depth * rng.uniform(0.85, 1.05)), (cu + fw * 0.95, depth * 0.6), (cu + fw, 0.02 * ch),
-                               (cu, rng.uniform(0.0, 0.06) * ch)])
+                blob = f.poly(
+                    [
+                        (cu - fw, 0.02 * ch),
+                        (cu - fw * 0.9, depth * 0.7),
+                        (cu - fw * 0.5, depth),
+                        (cu + fw * 0.4, depth * rng.uniform(0.85, 1.05)),
+                        (cu + fw * 0.95, depth * 0.6),
+                        (cu + fw, 0.02 * ch),
+                        (cu, rng.uniform(0.0, 0.06) * ch),
+                    ]
+                )
                 F(Category.FILLING, [blob], fdi=fdi)
                 restored = True
             u = rng.random() / risk
@@ -386,25 +438,57 @@ def make_case(rng: np.random.Generator, index: int, width: int = 1400, height: i
                 side = rng.choice([-1.0, 1.0])
                 ccx, ccy = side * rng.uniform(0.45, 0.65) * hw, rng.uniform(0.25, 0.55) * ch
                 rx, ry = rng.uniform(0.13, 0.2) * f.w, rng.uniform(0.12, 0.2) * ch
-                F(Category.CARIES, [f.poly([(ccx + rx * math.cos(t), ccy + ry * math.sin(t)) for t in np.linspace(0, 2 * math.pi, 12, endpoint=False)])], fdi=fdi)
+                F(
+                    Category.CARIES,
+                    [
+                        f.poly(
+                            [
+                                (ccx + rx * math.cos(t), ccy + ry * math.sin(t))
+                                for t in np.linspace(0, 2 * math.pi, 12, endpoint=False)
+                            ]
+                        )
+                    ],
+                    fdi=fdi,
+                )
             elif u < 0.045:
                 side = rng.choice([-1.0, 1.0])
                 ccx, ccy = side * rng.uniform(0.3, 0.45) * hw, rng.uniform(0.4, 0.55) * ch
                 rx, ry = rng.uniform(0.22, 0.3) * f.w, rng.uniform(0.3, 0.4) * ch
-                F(Category.DEEP_CARIES, [f.poly([(ccx + rx * math.cos(t), ccy + ry * math.sin(t)) for t in np.linspace(0, 2 * math.pi, 14, endpoint=False)])], fdi=fdi)
+                F(
+                    Category.DEEP_CARIES,
+                    [
+                        f.poly(
+                            [
+                                (ccx + rx * math.cos(t), ccy + ry * math.sin(t))
+                                for t in np.linspace(0, 2 * math.pi, 14, endpoint=False)
+                            ]
+                        )
+                    ],
+                    fdi=fdi,
+                )
                 lesion_p = 0.3
             if rng.random() < 0.03 * risk:
                 F(Category.ROOT_CANAL_TREATMENT, [], fdi=fdi, lines=tooth.root_lines, line_width=max(2.0, 0.004 * H))
                 lesion_p = max(lesion_p, 0.2)
                 if not restored:
                     fw = 0.35 * hw
-                    F(Category.FILLING, [f.poly([(-fw, 0.02 * ch), (-fw, 0.5 * ch), (fw, 0.5 * ch), (fw, 0.02 * ch)])], fdi=fdi)
+                    F(
+                        Category.FILLING,
+                        [f.poly([(-fw, 0.02 * ch), (-fw, 0.5 * ch), (fw, 0.5 * ch), (fw, 0.02 * ch)])],
+                        fdi=fdi,
+                    )
         if st in ("normal", "erupted", "retained_root") and rng.random() < lesion_p:
             kind = str(rng.choice(["granuloma", "cyst", "abscess"], p=[0.5, 0.25, 0.25]))
             apex = tooth.apices[int(rng.integers(len(tooth.apices)))] if len(tooth.apices) > 1 else tooth.apices[0]
-            r = {"granuloma": rng.uniform(0.018, 0.028), "cyst": rng.uniform(0.035, 0.052), "abscess": rng.uniform(0.022, 0.034)}[kind] * H
+            r = {
+                "granuloma": rng.uniform(0.018, 0.028),
+                "cyst": rng.uniform(0.035, 0.052),
+                "abscess": rng.uniform(0.022, 0.034),
+            }[kind] * H
             lcx, lcy = apex[0] + f.ax * 0.35 * r, apex[1] + f.ay * 0.35 * r
-            poly = ellipse(lcx, lcy, r, r * rng.uniform(0.85, 1.0), rng, n=16, jitter=0.25 if kind == "abscess" else 0.06)
+            poly = ellipse(
+                lcx, lcy, r, r * rng.uniform(0.85, 1.0), rng, n=16, jitter=0.25 if kind == "abscess" else 0.06
+            )
             F(Category.PERIAPICAL_LESION, [poly], fdi=fdi, lesion_type=kind)
 
     # 4. Missing teeth: gap regions, implants, bridges.
@@ -438,10 +522,15 @@ def make_case(rng: np.random.Generator, index: int, width: int = 1400, height: i
             for n in span:
                 g = frames[n]
                 left = _crown_sides(g)[0]
-                parts.append(g.poly([(u * 1.06, v * 1.04 - 0.03 * g.ch) for u, v in left] + [(-0.84 * g.w / 2, 1.02 * g.ch), (0.84 * g.w / 2, 1.02 * g.ch)]
-                                    + [(-u * 1.06, v * 1.04 - 0.03 * g.ch) for u, v in reversed(left)]))
+                parts.append(
+                    g.poly(
+                        [(u * 1.06, v * 1.04 - 0.03 * g.ch) for u, v in left]
+                        + [(-0.84 * g.w / 2, 1.02 * g.ch), (0.84 * g.w / 2, 1.02 * g.ch)]
+                        + [(-u * 1.06, v * 1.04 - 0.03 * g.ch) for u, v in reversed(left)]
+                    )
+                )
             # Connectors between neighbouring caps.
-            for a, b in zip(span, span[1:]):
+            for a, b in itertools.pairwise(span):
                 ga, gb = frames[a], frames[b]
                 pa1, pa2 = ga.pt(0, 0.3 * ga.ch), ga.pt(0, 0.7 * ga.ch)
                 pb1, pb2 = gb.pt(0, 0.3 * gb.ch), gb.pt(0, 0.7 * gb.ch)
@@ -452,7 +541,9 @@ def make_case(rng: np.random.Generator, index: int, width: int = 1400, height: i
     for upper in (True, False):
         if rng.random() >= 0.22:
             continue
-        row = sorted((t for t in teeth if (t.fdi // 10 in (1, 2)) == upper and t.state != "impacted"), key=lambda t: t.box[0])
+        row = sorted(
+            (t for t in teeth if (t.fdi // 10 in (1, 2)) == upper and t.state != "impacted"), key=lambda t: t.box[0]
+        )
         if len(row) < 4:
             continue
         k = int(rng.integers(3, min(7, len(row)) + 1))

@@ -60,8 +60,11 @@ def covering_images(doc: dict, n: int) -> list[dict]:
     return sorted(chosen, key=lambda im: im["id"])
 
 
-def contact_sheet(coco_dir: Path, out_png: Path, *, n: int = 6, cols: int = 3, tile_width: int = 620, cover: bool = False) -> Path:
-    """Draw `n` images of a COCO folder (the first, or with `cover` a set showing most categories) with boxes and a legend; save a compact PNG.
+def contact_sheet(
+    coco_dir: Path, out_png: Path, *, n: int = 6, cols: int = 3, tile_width: int = 620, cover: bool = False
+) -> Path:
+    """Draw `n` images of a COCO folder (the first, or with `cover` a set showing most categories) with boxes
+    and a legend; save a compact PNG.
 
     A palette image: 240 grey levels for the X-rays plus one exact colour per category, so the
     colours stay true and the file stays small.
@@ -100,11 +103,17 @@ def contact_sheet(coco_dir: Path, out_png: Path, *, n: int = 6, cols: int = 3, t
     for k, im in enumerate(images):
         r, c = divmod(k, cols)
         x0, y0 = gap + c * (tile_width + gap), gap + r * (tile_h + gap)
-        anns = sorted(by_image.get(im["id"], []), key=lambda a: names[a["category_id"]] != CATEGORY_NAMES[Category.TOOTH])
+        anns = sorted(
+            by_image.get(im["id"], []), key=lambda a: names[a["category_id"]] != CATEGORY_NAMES[Category.TOOTH]
+        )
         for a in anns:
             name = names[a["category_id"]]
             x, y, w, h = (v * scale for v in a["bbox"])
-            d.rectangle([x0 + x, y0 + y, x0 + x + w, y0 + y + h], outline=colour_index.get(name, white), width=1 if name == "tooth" else 2)
+            d.rectangle(
+                [x0 + x, y0 + y, x0 + x + w, y0 + y + h],
+                outline=colour_index.get(name, white),
+                width=1 if name == "tooth" else 2,
+            )
         d.text((x0 + 6, y0 + 4), im["file_name"], fill=white, font=font)
     y0 = rows * (tile_h + gap) + gap + 8
     per_row = 8

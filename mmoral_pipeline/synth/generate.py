@@ -85,7 +85,9 @@ def generate(
         else:
             _dump(labelme_document(case, scores=scores), out / f"{case.name}.json")
     if fmt == "coco":
-        _dump(coco_document(images, annotations, f"mmoral-pipeline synthetic OPGs, seed {seed}"), out / "annotations.json")
+        _dump(
+            coco_document(images, annotations, f"mmoral-pipeline synthetic OPGs, seed {seed}"), out / "annotations.json"
+        )
     return SynthSummary(
         out=str(out), format=fmt, seed=seed, n_images=n, width=width, height=height, start_index=start_index,
         images_written=write_images, scores=scores, counts=dict(sorted(counts.items())),

@@ -50,7 +50,14 @@ class SynthTooth:
     root_lines: list[Polygon]  # canal centre lines, apex last (root canal treatment follows these)
     apices: list[Point]
     box: BoxXYXY
-    axis: tuple[float, float, float, float, float, float] = (0.0, 0.0, 0.0, 1.0, 1.0, 1.0)  # ox, oy, ax, ay, crown h, root len
+    axis: tuple[float, float, float, float, float, float] = (
+        0.0,
+        0.0,
+        0.0,
+        1.0,
+        1.0,
+        1.0,
+    )  # ox, oy, ax, ay, crown h, root len
     score: float = 1.0
 
 

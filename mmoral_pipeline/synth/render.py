@@ -7,9 +7,9 @@ blur and quantum noise. Randomness comes only from `case.render_seed`, so render
 
 from __future__ import annotations
 
-import numpy as np
 from collections.abc import Callable
 
+import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from mmoral_pipeline.domain.taxonomy import Category
@@ -21,9 +21,18 @@ class _Canvas:
         self.W, self.H = width, height
         self.a = np.full((height, width), base, dtype=np.float32)
 
-    def paint(self, polys: list[Polygon], value: float | Callable[[np.ndarray, np.ndarray], np.ndarray], *, blur: float = 0.0, alpha: float = 1.0,
-              lines: list[Polygon] | None = None, width: float = 0.0, outline: float = 0.0,
-              tex: np.ndarray | None = None) -> None:
+    def paint(
+        self,
+        polys: list[Polygon],
+        value: float | Callable[[np.ndarray, np.ndarray], np.ndarray],
+        *,
+        blur: float = 0.0,
+        alpha: float = 1.0,
+        lines: list[Polygon] | None = None,
+        width: float = 0.0,
+        outline: float = 0.0,
+        tex: np.ndarray | None = None,
+    ) -> None:
         """Blend `value` into the canvas under the union of polygons / thick polylines."""
         lines = lines or []
         pts = [p for poly in polys for p in poly] + [p for ln in lines for p in ln]
@@ -50,7 +59,12 @@ class _Canvas:
             else:
                 d.polygon(shifted, fill=255)
         for ln in lines:
-            d.line([((x - x0) / k, (y - y0) / k) for x, y in ln], fill=255, width=max(1, int(round(width / k))), joint="curve")
+            d.line(
+                [((x - x0) / k, (y - y0) / k) for x, y in ln],
+                fill=255,
+                width=max(1, int(round(width / k))),
+                joint="curve",
+            )
         if blur > 0:
             mask = mask.filter(ImageFilter.GaussianBlur(blur / k))
         if k > 1:
@@ -107,13 +121,24 @@ def render(case: SynthCase) -> Image.Image:
     c.paint([], 145.0, lines=[jaw.palate], width=0.014 * H, blur=3.5 * s)
     c.paint([jaw.airway], 25.0, blur=6 * s, alpha=0.2)
     # Alveolar process of the maxilla around the upper roots, up to the palate.
-    c.paint([jaw.upper_crest + [(p[0], p[1] - 0.02 * H) for p in reversed(jaw.palate)]], 124.0, blur=8 * s, alpha=0.8, tex=trab)
+    c.paint(
+        [jaw.upper_crest + [(p[0], p[1] - 0.02 * H) for p in reversed(jaw.palate)]],
+        124.0,
+        blur=8 * s,
+        alpha=0.8,
+        tex=trab,
+    )
     # Tongue and lips between the jaws: mid-grey soft tissue, not air.
     c.paint([jaw.upper_crest + list(reversed(jaw.lower_crest))], 76.0, blur=12 * s, alpha=0.8, tex=broad)
 
     # Mandible with cortical outline, canals, bone-level defects and periapical radiolucencies.
     c.paint([jaw.mandible], 158.0, outline=0.014 * H, blur=3 * s, tex=trab)
-    c.paint([jaw.mandible], lambda xx, yy: 108.0 + 34.0 * np.clip((yy - 0.55 * H) / (0.35 * H), 0.0, 1.0), blur=4 * s, tex=trab)
+    c.paint(
+        [jaw.mandible],
+        lambda xx, yy: 108.0 + 34.0 * np.clip((yy - 0.55 * H) / (0.35 * H), 0.0, 1.0),
+        blur=4 * s,
+        tex=trab,
+    )
     c.paint([], 170.0, lines=[jaw.mandible[15:36]], width=0.022 * H, blur=3 * s)  # thick lower border cortex
     for f in case.findings:
         if f.category == Category.MANDIBULAR_CANAL:
@@ -126,7 +151,11 @@ def render(case: SynthCase) -> Image.Image:
                 c.paint(f.parts, 155.0, outline=3 * s, blur=1.5 * s, alpha=0.8)
                 c.paint(f.parts, 55.0, blur=2 * s)
             else:
-                c.paint(f.parts, 55.0 if f.lesion_type == "granuloma" else 62.0, blur=(2.5 if f.lesion_type == "granuloma" else 5) * s)
+                c.paint(
+                    f.parts,
+                    55.0 if f.lesion_type == "granuloma" else 62.0,
+                    blur=(2.5 if f.lesion_type == "granuloma" else 5) * s,
+                )
 
     # Teeth: periodontal ligament halo, dentin fading towards the apex, enamel, pulp and canals.
     for t in case.teeth:
@@ -145,7 +174,9 @@ def render(case: SynthCase) -> Image.Image:
     c.paint([], 128.0, lines=[ln for t in case.teeth for ln in t.root_lines], width=1.8 * s, blur=1.2 * s, alpha=0.6)
 
     # Missing bone also thins the image over the roots it no longer covers.
-    c.paint([p for f in case.findings if f.category == Category.BONE_LOSS for p in f.parts], 50.0, blur=3 * s, alpha=0.35)
+    c.paint(
+        [p for f in case.findings if f.category == Category.BONE_LOSS for p in f.parts], 50.0, blur=3 * s, alpha=0.35
+    )
 
     # Caries, then radiopaque work on top.
     for f in case.findings:

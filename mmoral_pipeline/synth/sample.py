@@ -16,11 +16,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from mmoral_pipeline.domain.taxonomy import Category
 from mmoral_pipeline.synth.contact_sheet import contact_sheet
 from mmoral_pipeline.synth.generate import case_for, generate, jpeg_bytes
 from mmoral_pipeline.synth.model import CATEGORY_IDS
 from mmoral_pipeline.synth.writers import coco_document, coco_entries
-from mmoral_pipeline.domain.taxonomy import Category
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_QUALITY = 85
@@ -58,16 +58,43 @@ def build_quarantine(folder: Path, width: int = 1400, height: int = 700) -> dict
     tooth = CATEGORY_IDS[Category.TOOTH]
     for image_id, name in bad_images:
         images.append({"id": image_id, "file_name": name, "width": width, "height": height})
-        annotations.append({"id": image_id * 1000, "image_id": image_id, "category_id": tooth,
-                            "bbox": [600.0, 300.0, 40.0, 120.0], "area": 4800.0, "iscrowd": 0, "attributes": {"fdi": 11}})
+        annotations.append(
+            {
+                "id": image_id * 1000,
+                "image_id": image_id,
+                "category_id": tooth,
+                "bbox": [600.0, 300.0, 40.0, 120.0],
+                "area": 4800.0,
+                "iscrowd": 0,
+                "attributes": {"fdi": 11},
+            }
+        )
     # Bad boxes and an unknown category on the good images.
     filling = CATEGORY_IDS[Category.FILLING]
-    annotations.append({"id": 900001, "image_id": good[0], "category_id": filling, "bbox": [1350.0, 640.0, 200.0, 150.0],
-                        "area": 30000.0, "iscrowd": 0, "attributes": {"fdi": 47, "why": "box out of bounds"}})
+    annotations.append(
+        {
+            "id": 900001,
+            "image_id": good[0],
+            "category_id": filling,
+            "bbox": [1350.0, 640.0, 200.0, 150.0],
+            "area": 30000.0,
+            "iscrowd": 0,
+            "attributes": {"fdi": 47, "why": "box out of bounds"},
+        }
+    )
     annotations.append({"id": 900002, "image_id": good[1], "category_id": filling, "bbox": [500.0, 300.0, 0.0, 40.0],
                         "area": 0.0, "iscrowd": 0, "attributes": {"fdi": 36, "why": "zero-area box"}})
-    annotations.append({"id": 900003, "image_id": good[2], "category_id": UNKNOWN_CATEGORY["id"], "bbox": [640.0, 380.0, 30.0, 20.0],
-                        "area": 600.0, "iscrowd": 0, "attributes": {"fdi": 21, "why": "unknown category"}})
+    annotations.append(
+        {
+            "id": 900003,
+            "image_id": good[2],
+            "category_id": UNKNOWN_CATEGORY["id"],
+            "bbox": [640.0, 380.0, 30.0, 20.0],
+            "area": 600.0,
+            "iscrowd": 0,
+            "attributes": {"fdi": 21, "why": "unknown category"},
+        }
+    )
     doc = coco_document(images, annotations, "mmoral-pipeline quarantine demo: 3 good images and deliberate bad inputs")
     doc["categories"].append(UNKNOWN_CATEGORY)
     (folder / "annotations.json").write_text(json.dumps(doc, separators=(",", ":")) + "\n")

@@ -32,13 +32,21 @@ def coco_image_id(case: SynthCase) -> int:
     return case.index + 1
 
 
-def coco_entries(case: SynthCase, *, scores: bool, polygons: bool = True) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def coco_entries(
+    case: SynthCase, *, scores: bool, polygons: bool = True
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The COCO `images` entry and `annotations` of one case. Ids are stable per index (shard-safe)."""
     image_id = coco_image_id(case)
     image = {"id": image_id, "file_name": f"{case.name}.jpg", "width": case.width, "height": case.height}
     anns: list[dict[str, Any]] = []
 
-    def add(cat: Category, box: tuple[float, float, float, float], score: float, attrs: dict[str, Any], seg: Polygon | None = None) -> None:
+    def add(
+        cat: Category,
+        box: tuple[float, float, float, float],
+        score: float,
+        attrs: dict[str, Any],
+        seg: Polygon | None = None,
+    ) -> None:
         x1, y1, x2, y2 = box
         w, h = _r(x2 - x1), _r(y2 - y1)
         ann: dict[str, Any] = {

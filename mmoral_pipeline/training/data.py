@@ -26,7 +26,9 @@ def read_jsonl(path: str | Path, max_samples: int | None = None) -> list[dict[st
             row = json.loads(line)
             if "messages" not in row:
                 raise ValueError(f"{p}:{line_no}: no 'messages' field")
-            row["images"] = [str(img if Path(img).is_absolute() else (p.parent / img)) for img in row.get("images") or []]
+            row["images"] = [
+                str(img if Path(img).is_absolute() else (p.parent / img)) for img in row.get("images") or []
+            ]
             rows.append(row)
             if max_samples is not None and len(rows) >= max_samples:
                 break

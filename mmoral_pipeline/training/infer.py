@@ -136,3 +136,38 @@ def generate_answers(
         new = out[:, inputs["input_ids"].shape[1] :]
         answers.extend(t.strip() for t in tok.batch_decode(new, skip_special_tokens=True))
     return answers
+
+
+def answer_scores(
+    checkpoint_dir: str | Path,
+    items: list[dict[str, Any]],
+    answers: tuple[str, str],
+    use_images: bool = True,
+    batch_size: int = 8,
+    device: str | None = None,
+) -> list[float]:
+    """Per item, log P(first token of answers[0]) - log P(first token of answers[1]) at the start of the reply: a
+    graded score (for an AUC) of a two-way question such as yes / no, from one forward pass, no sampling."""
+    import torch
+
+    if not items:
+        return []
+    model, processor = load_for_inference(str(Path(checkpoint_dir).resolve()), device)
+    tok = processor.tokenizer
+    ids = [tok.encode(a, add_special_tokens=False)[0] for a in answers]
+    if ids[0] == ids[1]:
+        raise ValueError(f"answers {answers} start with the same token: no score tells them apart")
+    scores: list[float] = []
+    for start in range(0, len(items), batch_size):
+        batch = items[start : start + batch_size]
+        texts, images = [], []
+        for item in batch:
+            imgs = _item_images(item) if use_images else []
+            texts.append(processor.apply_chat_template(_item_messages(item, len(imgs), use_images), tokenize=False,
+                                                       add_generation_prompt=True))
+            images.extend(imgs)
+        inputs = processor(text=texts, images=images or None, padding=True, padding_side="left", return_tensors="pt")
+        with torch.inference_mode():
+            logits = model(**inputs.to(model.device)).logits[:, -1, :].float().log_softmax(-1)
+        scores.extend((logits[:, ids[0]] - logits[:, ids[1]]).tolist())
+    return scores

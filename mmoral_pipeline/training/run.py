@@ -54,7 +54,7 @@ def pipes_extras_without_session() -> dict[str, Any] | None:
         return dict(data.get("extras") or {}).get(EXTRA_KEY)
 
 
-def materialization_metadata(report) -> dict[str, Any]:  # noqa: ANN001 - TrainReport, imported lazily
+def materialization_metadata(report) -> dict[str, Any]:
     """Pipes metadata for the asset: figures as numbers, the loss curve (at most 200 points) and the
     plot's path. Pipes messages stay small: Dagster's temp-file reader can read a half-written
     line of a large message and then drops every later one, so the orchestrator inlines the plot."""
@@ -96,7 +96,7 @@ def _thin_curve(steps: list[int], losses: list[float], max_points: int = 200) ->
     return {"steps": steps[::stride], "loss": [round(v, 4) for v in losses[::stride]]}
 
 
-def check_metadata(report) -> dict[str, Any]:  # noqa: ANN001
+def check_metadata(report) -> dict[str, Any]:
     return {
         "loss_start": report.loss_start,
         "loss_end": report.loss_end,

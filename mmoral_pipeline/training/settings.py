@@ -65,7 +65,9 @@ class SftSettings(BaseModel):
     gradient_checkpointing: bool = False
     freeze_vision: bool = False
     seed: int = 0
-    max_samples: int | None = Field(default=None, ge=1, description="cap on training samples (first N, after task_types)")
+    max_samples: int | None = Field(
+        default=None, ge=1, description="cap on training samples (first N, after task_types)"
+    )
     task_types: list[str] | None = Field(
         default=None,
         description="train only on samples of these task types (e.g. vqa_closed, loc_closed, count_closed); None: the "
@@ -75,7 +77,8 @@ class SftSettings(BaseModel):
     closed_target: Literal["letter", "letter_and_text", "option_text"] | None = Field(
         default=None,
         description="what a closed-ended sample teaches to answer: 'letter' ('B', as in the export and the paper), "
-        "'letter_and_text' ('B. Lower jaw') or 'option_text' ('Lower jaw': the benchmark's extraction matches it to its "
+        "'letter_and_text' ('B. Lower jaw') or 'option_text' ('Lower jaw': the benchmark's extraction matches it to "
+        "its "
         "option). None: 'option_text' for the tiny model, which cannot learn in minutes which letter holds which "
         "option (measured: perf/cpu_sft.py) but does learn the content; 'letter' for any other model",
     )

@@ -58,7 +58,7 @@ def make_toy_export(out_dir: str | Path, n_images: int = 40, seed: int = 0, size
         _draw(rng, img, lesion_q, missing, size)
         split = "val" if k % 5 == 4 else "train"
 
-        def sample(task: str, turns: list[tuple[str, str]], idx: int) -> dict:
+        def sample(task: str, turns: list[tuple[str, str]], idx: int, k: int = k, img: Path = img) -> dict:
             messages = []
             for t, (q, a) in enumerate(turns):
                 user = [{"type": "text", "text": q}]

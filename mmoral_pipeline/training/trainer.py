@@ -11,8 +11,9 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -117,8 +118,18 @@ def prepare_base_model(settings: SftSettings, rows: list[dict[str, Any]], log: C
     base_dir = Path(settings.output_dir).with_name(Path(settings.output_dir).name + "_base")
     # Same corpus + same sizes -> same token on every rank; other ranks wait for rank 0 to write it.
     token = hashlib.sha256(
-        json.dumps([settings.tiny_vocab_size, settings.tiny_hidden_size, settings.tiny_layers, min_px, max_px,
-                    settings.seed, [r.get("sample_id") for r in rows], settings.train_jsonl]).encode()
+        json.dumps(
+            [
+                settings.tiny_vocab_size,
+                settings.tiny_hidden_size,
+                settings.tiny_layers,
+                min_px,
+                max_px,
+                settings.seed,
+                [r.get("sample_id") for r in rows],
+                settings.train_jsonl,
+            ]
+        ).encode()
     ).hexdigest()
     ready = base_dir / "BUILT_FOR"
     if is_main_process():
@@ -223,9 +234,13 @@ def checkpointing_args(config_cls, enabled: bool) -> dict[str, Any]:
     """transformers >= 5.2x calls it activation_checkpointing (gradient_checkpointing warns); older versions not."""
     import dataclasses
 
-    prefix = "activation" if "activation_checkpointing" in {f.name for f in dataclasses.fields(config_cls)} else "gradient"
-    return {f"{prefix}_checkpointing": enabled,
-            f"{prefix}_checkpointing_kwargs": {"use_reentrant": False} if enabled else None}
+    prefix = (
+        "activation" if "activation_checkpointing" in {f.name for f in dataclasses.fields(config_cls)} else "gradient"
+    )
+    return {
+        f"{prefix}_checkpointing": enabled,
+        f"{prefix}_checkpointing_kwargs": {"use_reentrant": False} if enabled else None,
+    }
 
 
 def select_rows(settings: SftSettings) -> list[dict[str, Any]]:
@@ -274,8 +289,10 @@ def train(settings: SftSettings, log: Callable[[str], None] = print) -> TrainRep
     closed_target = settings.resolved_closed_target()
     rows = [closed_target_row(r, closed_target) for r in rows]
     if not rows:
-        raise ValueError(f"{settings.train_jsonl} holds no samples" + (
-            f" of task types {settings.resolved_task_types()}" if settings.resolved_task_types() else ""))
+        raise ValueError(
+            f"{settings.train_jsonl} holds no samples"
+            + (f" of task types {settings.resolved_task_types()}" if settings.resolved_task_types() else "")
+        )
     log(f"{len(rows)} training samples from {settings.train_jsonl}")
     use_cpu, bf16, device = resolve_device(settings)
     source = prepare_base_model(settings, rows, log)
@@ -320,7 +337,9 @@ def train(settings: SftSettings, log: Callable[[str], None] = print) -> TrainRep
 
     steps: list[int] = []
     losses: list[float] = []
-    samples_per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * int(os.environ.get("WORLD_SIZE", "1"))
+    samples_per_step = (
+        args.per_device_train_batch_size * args.gradient_accumulation_steps * int(os.environ.get("WORLD_SIZE", "1"))
+    )
     tracker: list[Progress] = []
 
     def progress_details() -> str:
@@ -333,7 +352,7 @@ def train(settings: SftSettings, log: Callable[[str], None] = print) -> TrainRep
         def on_train_begin(self, args, state, control, **kwargs):
             tracker.append(Progress("SFT", int(state.max_steps), log, unit="steps", details=progress_details).start())
 
-        def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001
+        def on_log(self, args, state, control, logs=None, **kwargs):
             if logs and "loss" in logs:
                 steps.append(int(state.global_step))
                 losses.append(float(logs["loss"]))

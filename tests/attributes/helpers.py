@@ -11,8 +11,18 @@ from mmoral_pipeline import tables
 
 
 def image(image_id: str = "img", width: int = 1000, height: int = 500, partition: str = "p") -> dict[str, Any]:
-    return {"image_id": image_id, "source": "hand", "partition": partition, "path": f"/x/{image_id}.png",
-            "file_name": f"{image_id}.png", "sha256": image_id, "width": width, "height": height, "mode": "L", "bytes": 1}
+    return {
+        "image_id": image_id,
+        "source": "hand",
+        "partition": partition,
+        "path": f"/x/{image_id}.png",
+        "file_name": f"{image_id}.png",
+        "sha256": image_id,
+        "width": width,
+        "height": height,
+        "mode": "L",
+        "bytes": 1,
+    }
 
 
 def ann(aid: str, category: str, box: list[float], fdi: int | None = None, score: float | None = None, *,

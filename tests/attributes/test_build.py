@@ -8,8 +8,8 @@ import polars as pl
 
 from mmoral_pipeline.attributes import checks
 from mmoral_pipeline.attributes.build import build_image_attributes
-from mmoral_pipeline.attributes.settings import AttributeSettings
 from mmoral_pipeline.attributes.frames import IMAGE_ATTRIBUTES, TOOTH_ATTRIBUTES, attribute_frames, documents_from_frame
+from mmoral_pipeline.attributes.settings import AttributeSettings
 from mmoral_pipeline.domain.attributes import ImageAttributes
 
 from .helpers import ann, frames, image
@@ -101,6 +101,10 @@ def test_chunked_stage_equals_whole_batch():
     chunked = build_attribute_tables(images, anns, chunk_images=2)
     assert chunked.image_attributes.equals(image_frame)
     assert chunked.tooth_attributes.equals(teeth)
-    assert sorted(chunked.annotation_outcomes.drop("annotation_partition").rows()) == sorted(whole.outcomes_frame().rows())
-    assert chunked.annotation_outcomes["annotation_partition"].to_list() == ["synth"] * anns.height  # where each came from
+    assert sorted(chunked.annotation_outcomes.drop("annotation_partition").rows()) == sorted(
+        whole.outcomes_frame().rows()
+    )
+    assert (
+        chunked.annotation_outcomes["annotation_partition"].to_list() == ["synth"] * anns.height
+    )  # where each came from
     assert chunked.outcome_counts()["dropped:image_not_found"] == 2

@@ -100,7 +100,7 @@ def test_empty_image_caption_has_all_sections_at_zero():
 
 
 def test_caption_version_hashes_template_and_code(tmp_path: Path):
-    assert CAPTION_VERSION == f"caption-{versions.files_hash(versions.CAPTION_FILES)}"
+    assert f"caption-{versions.files_hash(versions.CAPTION_FILES)}" == CAPTION_VERSION
     a = tmp_path / "a.j2"
     a.write_text("x")
     before = versions.files_hash((a,))

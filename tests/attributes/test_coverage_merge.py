@@ -20,7 +20,11 @@ def covered(img: dict, *cats: C) -> dict:
 
 def test_labels_outside_coverage_are_dropped_by_name_and_coverage_is_recorded():
     images, anns = frames(
-        [ann("t", "tooth", [100, 100, 200, 300], 36), ann("c", "caries", [120, 120, 160, 160]), ann("f", "filling", [300, 100, 340, 140])],
+        [
+            ann("t", "tooth", [100, 100, 200, 300], 36),
+            ann("c", "caries", [120, 120, 160, 160]),
+            ann("f", "filling", [300, 100, 340, 140]),
+        ],
         [covered(image(), C.CARIES)],
     )
     res = build_image_attributes(images, anns)
@@ -54,7 +58,9 @@ def _copy_tables():
         ann("b-c1", "caries", [121, 121, 161, 161], image_id="b-x"),
         ann("b-c2", "caries", [130, 200, 170, 240], image_id="b-x"),  # only b saw this one
     ]
-    frame = pl.DataFrame([{**r, "partition": r["image_id"][0], "source": r["image_id"][0]} for r in anns], schema=tables.RAW_ANNOTATIONS)
+    frame = pl.DataFrame(
+        [{**r, "partition": r["image_id"][0], "source": r["image_id"][0]} for r in anns], schema=tables.RAW_ANNOTATIONS
+    )
     return images, frame
 
 
@@ -63,7 +69,12 @@ def test_image_copies_names_one_owner_per_xray():
     in_a, in_b = image_copies(images, "a"), image_copies(images, "b")
     assert in_a["image_id"].to_list() == ["a-x"] and in_a["is_owner"].to_list() == [True]
     row = in_b.row(0, named=True)
-    assert (row["image_id"], row["owner_image_id"], row["owner_partition"], row["is_owner"]) == ("b-x", "a-x", "a", False)
+    assert (row["image_id"], row["owner_image_id"], row["owner_partition"], row["is_owner"]) == (
+        "b-x",
+        "a-x",
+        "a",
+        False,
+    )
     assert row["group_covers"] == ["tooth", "caries"] and row["group_sources"] == ["a", "b"]
     assert copy_conflicts(in_b) == {"patient_key_conflicts": [], "same_source_copies": []}
 
@@ -71,7 +82,9 @@ def test_image_copies_names_one_owner_per_xray():
 def test_the_owner_builds_one_merged_document_and_the_copy_none():
     images, anns = _copy_tables()
     plan_a = merge_plan(image_copies(images, "a"), "a")
-    built = build_attribute_tables(images_for_documents(images.filter(pl.col("partition") == "a"), plan_a), anns, owner_of=plan_a.owner_of)
+    built = build_attribute_tables(
+        images_for_documents(images.filter(pl.col("partition") == "a"), plan_a), anns, owner_of=plan_a.owner_of
+    )
     (row,) = built.image_attributes.rows(named=True)
     doc = ImageAttributes.model_validate_json(row["document"])
     assert row["assessed"] == ["tooth", "caries"] and row["sources"] == ["a", "b"] and row["copies"] == ["b-x"]
@@ -80,12 +93,23 @@ def test_the_owner_builds_one_merged_document_and_the_copy_none():
     assert sorted(sorted(c.annotation_ids) for c in t36.conditions) == [["a-c1", "b-c1"], ["b-c2"]]
     outcomes = dict(zip(built.annotation_outcomes["annotation_id"], built.annotation_outcomes["outcome"], strict=True))
     assert outcomes == {"a-t36": "tooth", "a-c1": "condition", "b-c1": "merged_duplicate", "b-c2": "condition"}
-    assert dict(zip(built.annotation_outcomes["annotation_id"], built.annotation_outcomes["annotation_partition"], strict=True))["b-c2"] == "b"
+    assert (
+        dict(
+            zip(
+                built.annotation_outcomes["annotation_id"],
+                built.annotation_outcomes["annotation_partition"],
+                strict=True,
+            )
+        )["b-c2"]
+        == "b"
+    )
 
     plan_b = merge_plan(image_copies(images, "b"), "b")
     assert plan_b.elsewhere == {"b-x": "a-x"}
     own_b = anns.filter(pl.col("partition") == "b")
-    built_b = build_attribute_tables(images.filter(pl.col("partition") == "b"), own_b, copies_elsewhere=plan_b.elsewhere)
+    built_b = build_attribute_tables(
+        images.filter(pl.col("partition") == "b"), own_b, copies_elsewhere=plan_b.elsewhere
+    )
     assert built_b.image_attributes["image_id"].to_list() == ["b-y"]  # the copy gets no document of its own
     moved = built_b.annotation_outcomes.filter(pl.col("outcome") == "in_owner_document")
     assert sorted(moved["annotation_id"].to_list()) == ["b-c1", "b-c2"] and set(moved["image_id"]) == {"a-x"}
@@ -101,7 +125,12 @@ def test_copies_inside_one_source_merge_and_are_reported():
     assert len(found["same_source_copies"]) == 2 and found["patient_key_conflicts"][0]["patient_keys"] == ["p1", "p2"]
     plan = merge_plan(copies, "s")
     assert plan.owner_of == {"s-2": "s-1"} and plan.elsewhere == {}
-    anns = pl.DataFrame([ann("x1", "tooth", [1, 1, 50, 50], 11, image_id="s-1"), ann("x2", "tooth", [1, 1, 50, 50], 11, image_id="s-2")],
-                        schema=tables.RAW_ANNOTATIONS)
+    anns = pl.DataFrame(
+        [
+            ann("x1", "tooth", [1, 1, 50, 50], 11, image_id="s-1"),
+            ann("x2", "tooth", [1, 1, 50, 50], 11, image_id="s-2"),
+        ],
+        schema=tables.RAW_ANNOTATIONS,
+    )
     built = build_attribute_tables(images_for_documents(images, plan), anns, owner_of=plan.owner_of)
     assert built.image_attributes["image_id"].to_list() == ["s-1"] and built.tooth_attributes.height == 1

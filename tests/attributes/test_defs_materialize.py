@@ -9,6 +9,7 @@ import yaml
 
 from mmoral_pipeline.attributes.caption import CAPTION_VERSION
 from mmoral_pipeline.defs.attributes import attributes_assets, attributes_checks
+from mmoral_pipeline.defs.experts import expert_annotations_batch
 from mmoral_pipeline.defs.ingest import ingest_assets
 from mmoral_pipeline.defs.io_manager import ParquetIOManager, read_table
 from mmoral_pipeline.defs.partitions import BATCHES
@@ -31,7 +32,7 @@ def _run(instance: dg.DagsterInstance, home: Path, sources: Path, run_config: di
          groups: tuple[str, ...] = ("ingest", "attributes")) -> dg.ExecuteInProcessResult:
     resources = {"io_manager": ParquetIOManager(str(home)), "sources": SourcesResource(path=str(sources))}
     return dg.materialize(
-        [*ingest_assets, *attributes_assets, *attributes_checks],
+        [*ingest_assets, expert_annotations_batch, *attributes_assets, *attributes_checks],
         partition_key="synth",
         instance=instance,
         resources=resources,
@@ -49,28 +50,41 @@ def test_attributes_materialise_with_checks_and_config(synth_sources: Path, tmp_
         evaluations = {ev.check_name: ev.passed for ev in result.get_asset_check_evaluations()}
         mats = {m.asset_key.to_user_string(): m for m in result.get_asset_materialization_events()}
         outcomes_meta = result.asset_materializations_for_node("attributes_batch")
-        default = read_table("annotation_outcomes", base_dir=str(home))
+        default = read_table("annotation_outcomes", base_dir=str(home), partitions="all")
         # thresholds are run config (launchpad): a stricter one drops more, under its own name
         strict_config = {"ops": {"attributes_batch": {"config": {"finding_threshold": 0.95}}}}
         assert _run(instance, home, synth_sources, strict_config, groups=("attributes",)).success
-        strict = read_table("annotation_outcomes", base_dir=str(home))
+        strict = read_table("annotation_outcomes", base_dir=str(home), partitions="all")
 
     assert {"no_finding_lost", "fdi_ids_valid", "no_tooth_twice", "captions_match_attributes"} <= set(evaluations)
-    assert all(evaluations[k] for k in ("no_finding_lost", "fdi_ids_valid", "no_tooth_twice", "captions_match_attributes"))
+    assert all(
+        evaluations[k] for k in ("no_finding_lost", "fdi_ids_valid", "no_tooth_twice", "captions_match_attributes")
+    )
     assert {"image_attributes", "tooth_attributes", "annotation_outcomes", "location_captions"} <= set(mats)
-    chart = next(m for m in outcomes_meta if m.asset_key.to_user_string() == "annotation_outcomes").metadata["kept_per_class_chart"]
+    chart = next(m for m in outcomes_meta if m.asset_key.to_user_string() == "annotation_outcomes").metadata[
+        "kept_per_class_chart"
+    ]
     assert "data:image/png;base64," in chart.value
 
-    images = read_table("image_attributes", base_dir=str(home))
-    teeth = read_table("tooth_attributes", base_dir=str(home))
-    captions = read_table("location_captions", base_dir=str(home))
-    raw = read_table("raw_annotations", base_dir=str(home))
-    outcomes = read_table("annotation_outcomes", base_dir=str(home))
+    images = read_table("image_attributes", base_dir=str(home), partitions="all")
+    teeth = read_table("tooth_attributes", base_dir=str(home), partitions="all")
+    captions = read_table("location_captions", base_dir=str(home), partitions="all")
+    raw = read_table("raw_annotations", base_dir=str(home), partitions="all")
+    outcomes = read_table("annotation_outcomes", base_dir=str(home), partitions="all")
     assert images.height == 3 and captions.height == 3
     assert outcomes.height == raw.height
     # the nested struct column survives Parquet
-    assert teeth.schema["conditions"] == pl.List(pl.Struct({"category": pl.String, "bbox": pl.List(pl.Float64), "score": pl.Float64,
-                                                            "type": pl.String, "annotation_ids": pl.List(pl.String)}))
+    assert teeth.schema["conditions"] == pl.List(
+        pl.Struct(
+            {
+                "category": pl.String,
+                "bbox": pl.List(pl.Float64),
+                "score": pl.Float64,
+                "type": pl.String,
+                "annotation_ids": pl.List(pl.String),
+            }
+        )
+    )
     for row in images.iter_rows(named=True):
         doc = ImageAttributes.model_validate_json(row["document"])
         assert doc.content_hash() == row["attribute_row_hash"]

@@ -19,6 +19,7 @@ import yaml
 from PIL import Image
 
 from mmoral_pipeline.defs.attributes import attributes_assets, attributes_checks
+from mmoral_pipeline.defs.experts import expert_annotations_batch
 from mmoral_pipeline.defs.ingest import ingest_assets, ingest_checks
 from mmoral_pipeline.defs.io_manager import ParquetIOManager, read_table
 from mmoral_pipeline.defs.partitions import BATCHES
@@ -65,8 +66,8 @@ def test_synthetic_pair_merges_into_one_document_through_mmoral_materialize(tmp_
     assert done.returncode == 0, done.stdout + done.stderr
     assert "in 3 stages" in done.stdout and "FAIL" not in done.stdout  # ingest; copies + documents; the copies check
 
-    raw = read_table("raw_images", base_dir=str(home))
-    docs = read_table("image_attributes", base_dir=str(home))
+    raw = read_table("raw_images", base_dir=str(home), partitions="all")
+    docs = read_table("image_attributes", base_dir=str(home), partitions="all")
     assert raw.height == 6 and raw["sha256"].n_unique() == 3
     # one document per X-ray, owned by the first batch, with both sources' coverage and annotations
     assert docs.height == 3 and set(docs["partition"]) == {"a_teeth"}
@@ -77,27 +78,36 @@ def test_synthetic_pair_merges_into_one_document_through_mmoral_materialize(tmp_
     merged = [ImageAttributes.model_validate_json(d) for d in docs["document"]]
     on_teeth = [c for d in merged for t in d.teeth for c in t.conditions]
     assert on_teeth and {c.category for c in on_teeth} <= {C.CARIES, C.DEEP_CARIES}  # b's caries found a's teeth
-    outcomes = read_table("annotation_outcomes", base_dir=str(home))
-    b_anns = read_table("raw_annotations", base_dir=str(home)).filter(pl.col("source") == "b_caries")
+    outcomes = read_table("annotation_outcomes", base_dir=str(home), partitions="all")
+    b_anns = read_table("raw_annotations", base_dir=str(home), partitions="all").filter(pl.col("source") == "b_caries")
     in_b = outcomes.filter(pl.col("partition") == "b_caries")
     assert set(in_b["outcome"]) == {"in_owner_document"} and in_b.height == b_anns.height
     # the copy is generated, split and sampled once, under the owner's id
     for table in ("reports", "vqa_items", "dialogues", "attribute_tasks"):
-        assert set(read_table(table, base_dir=str(home))["image_id"]) == set(docs["image_id"]), table
-    samples = read_table("instruction_samples", base_dir=str(home))
-    assert set(samples["image_id"]) == set(docs["image_id"]) and samples.group_by("image_id").agg(pl.col("split").n_unique())["split"].max() == 1
+        assert set(read_table(table, base_dir=str(home), partitions="all")["image_id"]) == set(docs["image_id"]), table
+    samples = read_table("instruction_samples", base_dir=str(home), partitions="all")
+    assert (
+        set(samples["image_id"]) == set(docs["image_id"])
+        and samples.group_by("image_id").agg(pl.col("split").n_unique())["split"].max() == 1
+    )
 
     # lineage of a report reaches the annotations of both sources
     report = samples.filter(pl.col("task_type") == "report").row(0, named=True)
     traced = subprocess.run([sys.executable, "-m", "mmoral_pipeline.cli", "lineage", report["sample_id"]],
                             env=env, capture_output=True, text=True, timeout=300, cwd=REPO, check=False)
     assert traced.returncode == 0, traced.stderr
-    assert "[a_teeth]" in traced.stdout and "[b_caries]" in traced.stdout and "sources=['a_teeth', 'b_caries']" in traced.stdout
+    assert (
+        "[a_teeth]" in traced.stdout
+        and "[b_caries]" in traced.stdout
+        and "sources=['a_teeth', 'b_caries']" in traced.stdout
+    )
 
 
-def _materialize(instance, home: Path, sources: Path, partition: str, groups: tuple[str, ...]) -> dg.ExecuteInProcessResult:
+def _materialize(
+    instance, home: Path, sources: Path, partition: str, groups: tuple[str, ...]
+) -> dg.ExecuteInProcessResult:
     return dg.materialize(
-        [*ingest_assets, *ingest_checks, *attributes_assets, *attributes_checks],
+        [*ingest_assets, *ingest_checks, expert_annotations_batch, *attributes_assets, *attributes_checks],
         partition_key=partition, instance=instance, raise_on_error=False,
         resources={"io_manager": ParquetIOManager(str(home)), "sources": SourcesResource(path=str(sources))},
         selection=dg.AssetSelection.groups(*groups),
@@ -118,7 +128,9 @@ def test_a_stale_owner_document_fails_the_copys_accounting_check(tmp_path: Path)
         assert "Re-materialise the owner's attributes" in checks["copies_in_owner_document"].description
         assert "owner batch(es) ['a_teeth']" in checks["copies_in_owner_document"].description
         assert checks["copies_in_owner_document"].metadata["missing"].value > 0
-        assert _materialize(instance, home, sources, "a_teeth", ("attributes",)).success  # the owner takes b's annotations in
+        assert _materialize(
+            instance, home, sources, "a_teeth", ("attributes",)
+        ).success  # the owner takes b's annotations in
         fixed = _materialize(instance, home, sources, "b_caries", ("attributes",))
         assert fixed.success and all(ev.passed for ev in fixed.get_asset_check_evaluations())
 
@@ -162,18 +174,25 @@ def test_real_dc1000_caries_and_a_tooth_mask_layer_of_the_same_xray(realdata: Pa
         for key in ("dc1000", "teeth_layer"):
             result = _materialize(instance, home, sources, key, ("attributes",))
             assert result.success and all(ev.passed for ev in result.get_asset_check_evaluations())
-    docs = read_table("image_attributes", base_dir=str(home))
+    docs = read_table("image_attributes", base_dir=str(home), partitions="all")
     row = docs.filter(pl.col("image_id") == "dc1000-images_306").row(0, named=True)
     assert docs.filter(pl.col("partition") == "teeth_layer").height == 0  # the layer's copy has no document
     assert row["assessed"] == ["tooth", "caries"] and row["sources"] == ["dc1000", "teeth_layer"]
     merged = ImageAttributes.model_validate_json(row["document"])
     assert merged.unknown_tooth_findings == []
-    assert {t.tooth_id: [c.annotation_ids for c in t.conditions] for t in merged.teeth} == {f: [[aid]] for f, aid in teeth.items()}
+    assert {t.tooth_id: [c.annotation_ids for c in t.conditions] for t in merged.teeth} == {
+        f: [[aid]] for f, aid in teeth.items()
+    }
 
-    out = generate_rows([ImageInput(merged.image_id, "dc1000", row["attribute_row_hash"], merged, fallback_caption(merged))],
-                        CachedBackend(OfflineBackend(), None), GenerationSettings())
+    out = generate_rows(
+        [ImageInput(merged.image_id, "dc1000", row["attribute_row_hash"], merged, fallback_caption(merged))],
+        CachedBackend(OfflineBackend(), None),
+        GenerationSettings(),
+    )
     (report,) = out.reports
-    assert report.answer.startswith("1. Teeth-Specific Observations\nGeneral Condition: This review covers the teeth and caries only;")
+    assert report.answer.startswith(
+        "1. Teeth-Specific Observations\nGeneral Condition: This review covers the teeth and caries only;"
+    )
     assert all(f" {t}" in report.answer for t in teeth) and "3 teeth" in report.answer
 
 
@@ -192,5 +211,8 @@ def test_a_source_listing_one_xray_twice_is_merged_with_a_warning(tmp_path: Path
         result = _materialize(instance, home, sources, "s", ("ingest", "attributes"))
     check = next(ev for ev in result.get_asset_check_evaluations() if ev.check_name == "copies_are_one_patient")
     assert result.success and not check.passed and check.severity == dg.AssetCheckSeverity.WARN
-    assert "byte-identical copies inside one source" in check.description and "Remove the duplicate file" in check.description
-    assert read_table("image_attributes", base_dir=str(home)).height == 2  # three images, two X-rays
+    assert (
+        "byte-identical copies inside one source" in check.description
+        and "Remove the duplicate file" in check.description
+    )
+    assert read_table("image_attributes", base_dir=str(home), partitions="all").height == 2  # three images, two X-rays

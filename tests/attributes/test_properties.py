@@ -28,7 +28,13 @@ def document_ids(doc: ImageAttributes) -> list[str]:
         ids += t.annotation_ids
         for c in t.conditions:
             ids += c.annotation_ids
-    for group in (doc.jaw.bone_loss, doc.jaw.mandibular_canal, doc.jaw.maxillary_sinus, doc.missing_teeth, doc.unknown_tooth_findings):
+    for group in (
+        doc.jaw.bone_loss,
+        doc.jaw.mandibular_canal,
+        doc.jaw.maxillary_sinus,
+        doc.missing_teeth,
+        doc.unknown_tooth_findings,
+    ):
         for c in group:
             ids += c.annotation_ids
     return ids
@@ -74,7 +80,9 @@ def assert_invariants(images: pl.DataFrame, anns: pl.DataFrame, s: AttributeSett
                 assert c.side == fdi_rules.side_label(c.teeth[0])
             else:
                 cx, cy = center(c.bbox)
-                assert c.side == f"{'upper' if cy < d.height / 2 else 'lower'} {'right' if cx < d.width / 2 else 'left'}"
+                assert (
+                    c.side == f"{'upper' if cy < d.height / 2 else 'lower'} {'right' if cx < d.width / 2 else 'left'}"
+                )
         caption = render_caption(d)
         assert f"(total: {len(d.teeth)})" in caption
 

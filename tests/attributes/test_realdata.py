@@ -30,7 +30,9 @@ def attributes_of(root: Path, fmt: str, **spec: Any):
         ids = [t.tooth_id for t in doc.teeth]
         assert len(ids) == len(set(ids))
         caption = render_caption(doc)
-        assert doc.assessed == images.filter(images["image_id"] == doc.image_id)["covers"][0].to_list()  # coverage travels
+        assert (
+            doc.assessed == images.filter(images["image_id"] == doc.image_id)["covers"][0].to_list()
+        )  # coverage travels
         if Category.TOOTH in doc.assessed:
             assert f"Teeth visibility with center points (total: {len(doc.teeth)})" in caption
         else:  # no tooth labels: no teeth section (an empty one would read "0 teeth")
@@ -40,7 +42,7 @@ def attributes_of(root: Path, fmt: str, **spec: Any):
 
 
 def test_akudental_labelme(realdata: Path, mmoral_home: Path):
-    result, anns = attributes_of(realdata / "akudental_labelme", "labelme")
+    result, _ = attributes_of(realdata / "akudental_labelme", "labelme")
     assert len(result.documents) == 5
     assert all(len(d.teeth) >= 20 for d in result.documents)  # full dentitions, FDI from the labels
     assert result.outcome_counts()["tooth"] > 100
@@ -60,7 +62,11 @@ def test_dc1000_caries_without_teeth_go_to_unknown_bucket(realdata: Path, mmoral
         assert doc.teeth == [] and doc.assessed == [Category.CARIES]
         assert all(c.category == Category.CARIES and c.side for c in doc.unknown_tooth_findings)
         caption = render_caption(doc)
-        assert "Dental caries detection" in caption and "Historical treatments" not in caption and "Bone loss" not in caption
+        assert (
+            "Dental caries detection" in caption
+            and "Historical treatments" not in caption
+            and "Bone loss" not in caption
+        )
     assert set(result.outcomes.values()) <= {"unknown_tooth"}
 
 
@@ -85,5 +91,7 @@ def test_dentex_subset_diagnoses_land_on_their_tooth(realdata: Path, mmoral_home
     assert diagnoses.height > 0
     for aid in diagnoses["annotation_id"].to_list():
         assert result.outcomes[aid] == "condition"  # same box and FDI as its tooth
-    impacted = [t for d in result.documents for t in d.teeth if any(c.category == Category.IMPACTED_TOOTH for c in t.conditions)]
+    impacted = [
+        t for d in result.documents for t in d.teeth if any(c.category == Category.IMPACTED_TOOTH for c in t.conditions)
+    ]
     assert all(t.wisdom_status == "impacted" for t in impacted if t.is_wisdom)

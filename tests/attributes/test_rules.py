@@ -27,7 +27,11 @@ def finding(aid: str, cat: Category, box, score: float = 1.0, fdi: int | None = 
 
 def test_best_box_per_tooth_keeps_highest_score_and_lineage():
     kept, merged = rules.best_box_per_tooth(
-        [tooth(36, (0, 0, 10, 10), 0.6, "a"), tooth(36, (50, 0, 60, 10), 0.9, "b"), tooth(11, (20, 0, 30, 10), 0.5, "c")]
+        [
+            tooth(36, (0, 0, 10, 10), 0.6, "a"),
+            tooth(36, (50, 0, 60, 10), 0.9, "b"),
+            tooth(11, (20, 0, 30, 10), 0.5, "c"),
+        ]
     )
     assert [t.fdi for t in kept] == [11, 36]
     best = kept[1]
@@ -155,7 +159,9 @@ def test_dropped_annotations_name_their_threshold():
 def test_unscored_annotations_count_as_one_unless_configured():
     assert rules.effective_score(None, AttributeSettings()) == 1.0
     assert rules.effective_score(0.3, AttributeSettings()) == 0.3
-    imgs, anns = frames([ann("t", "tooth", [0, 0, 100, 100], 46), ann("pl", "periapical_lesion", [10, 80, 30, 100], 46)])
+    imgs, anns = frames(
+        [ann("t", "tooth", [0, 0, 100, 100], 46), ann("pl", "periapical_lesion", [10, 80, 30, 100], 46)]
+    )
     r = build_image_attributes(imgs, anns)
     assert r.outcomes["pl"] == "condition" and r.documents[0].teeth[0].conditions[0].score == 1.0
     r = build_image_attributes(imgs, anns, AttributeSettings(unscored_score=0.6))

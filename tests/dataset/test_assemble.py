@@ -18,7 +18,6 @@ from mmoral_pipeline.dataset.assemble import (
     split_overlap,
 )
 from mmoral_pipeline.dataset.split import is_holdout
-
 from mmoral_pipeline.generation.rows import to_frame
 
 from .world import SOURCES, generated, item
@@ -61,7 +60,15 @@ def test_provenance_is_carried(assembled, world) -> None:
     frame, _ = assembled
     row = frame.filter(pl.col("task_type") == "vqa_open").row(0, named=True)
     src = world.tables["vqa_items"].filter(pl.col("item_id") == row["item_id"]).row(0, named=True)
-    for k in ("prompt_template_id", "prompt_version", "backend", "model", "request_hash", "run_id", "attribute_row_hash"):
+    for k in (
+        "prompt_template_id",
+        "prompt_version",
+        "backend",
+        "model",
+        "request_hash",
+        "run_id",
+        "attribute_row_hash",
+    ):
         assert row[k] == src[k]
     assert json.loads(row["params"]) == json.loads(src["params"])
     assert row["image_path"] == world.tables["raw_images"].filter(pl.col("image_id") == row["image_id"])["path"][0]
@@ -82,12 +89,16 @@ def test_split_is_by_image_and_deterministic(assembled, world) -> None:
     bench = set(frame.filter(pl.col("split") == "bench")["image_id"])
     assert bench == {i for i in frame["image_id"].unique() if is_holdout(i, SPLIT["holdout_fraction"])}
     second, _ = assemble_samples(generated(world), world.tables["raw_images"], **SPLIT)
-    assert dict(zip(second["sample_id"], second["split"], strict=True)) == dict(zip(frame["sample_id"], frame["split"], strict=True))
+    assert dict(zip(second["sample_id"], second["split"], strict=True)) == dict(
+        zip(frame["sample_id"], frame["split"], strict=True)
+    )
 
 
 def test_explicit_holdout_is_honoured(world) -> None:
     chosen = {"srcA-img01", "srcB-img02"}
-    frame, _ = assemble_samples(generated(world), world.tables["raw_images"], val_fraction=0.2, holdout_fraction=0.9, explicit_holdout=chosen)
+    frame, _ = assemble_samples(
+        generated(world), world.tables["raw_images"], val_fraction=0.2, holdout_fraction=0.9, explicit_holdout=chosen
+    )
     assert set(frame.filter(pl.col("split") == "bench")["image_id"]) == chosen
 
 
@@ -116,8 +127,15 @@ def test_normalisers() -> None:
     assert normalise_text("tooth 36") != normalise_text("tooth 37")
     assert as_str_list("Teeth, Patho") == ["Teeth", "Patho"]
     assert as_str_list('["Jaw"]') == ["Jaw"] and as_str_list(None) == []
-    turns = dialogue_turns([{"role": "radiologist", "content": "Hello."}, {"role": "patient", "content": "Hi"},
-                            {"role": "patient", "content": "again"}, {"role": "doctor", "content": "Yes."}, {"role": "patient", "content": "Bye"}])
+    turns = dialogue_turns(
+        [
+            {"role": "radiologist", "content": "Hello."},
+            {"role": "patient", "content": "Hi"},
+            {"role": "patient", "content": "again"},
+            {"role": "doctor", "content": "Yes."},
+            {"role": "patient", "content": "Bye"},
+        ]
+    )
     assert turns == [("user", "Hi\nagain"), ("assistant", "Yes.")]
     with pytest.raises(ValueError):
         dialogue_turns([{"role": "narrator", "content": "x"}])
@@ -136,5 +154,43 @@ def test_near_duplicates_only_within_an_image(world) -> None:
 def test_column_normalisation_matches_the_row_rule() -> None:
     from mmoral_pipeline.dataset.assemble import normalise_texts
 
-    texts = ["  Tooth  36:\tCaries!! ", "ＦＵＬＬ width Ｔｅｅｔｈ", "Zähne — Karies?", "box_2d [1, 2, 3, 4]", "a\u241eb", ""]
+    texts = [
+        "  Tooth  36:\tCaries!! ",
+        "ＦＵＬＬ width Ｔｅｅｔｈ",
+        "Zähne — Karies?",
+        "box_2d [1, 2, 3, 4]",
+        "a\u241eb",
+        "",
+    ]
     assert normalise_texts(pl.Series(texts)).to_list() == [normalise_text(t) for t in texts]
+
+
+def test_every_dropped_or_altered_row_is_in_the_drop_log(world) -> None:
+    """Rows in = rows out + rows dropped, per table, and altered dialogues say what was changed."""
+    from mmoral_pipeline.dataset.drops import balance
+
+    trimmed = item("srcA-img00", "srcA", "dialogue", 11, turns=[
+        {"role": "assistant", "content": "Hello, I am the radiologist."},  # before the first user turn: cut
+        {"role": "user", "content": "Is my jaw fine?"},
+        {"role": "user", "content": "And my teeth?"},  # merged into the previous user turn
+        {"role": "assistant", "content": "Both look fine."},
+        {"role": "user", "content": "Thanks!"},  # after the last assistant turn: cut
+    ])
+    dialogues = pl.concat([world.tables["dialogues"], to_frame([trimmed])], how="diagonal_relaxed")
+    rows = {**generated(world), "dialogues": dialogues}
+    frame, stats = assemble_samples(rows, world.tables["raw_images"], **SPLIT)
+    dropped = stats.drops.frame()
+    out = dict(frame.group_by("generation_table").len().iter_rows())
+    table = balance({k: v.height for k, v in rows.items()}, out, dropped)
+    assert all(v["ok"] for v in table.values()), table
+    assert table["vqa_items"]["dropped"] == 3  # the exact and near duplicates and the invalid row
+    assert stats.drops.counts("dropped") == {"exact_duplicate": 1, "near_duplicate": 1, "invalid": 1}
+    altered = dropped.filter(pl.col("action") == "altered")
+    assert set(altered["reason"]) == {"turns_merged", "turns_trimmed"}
+    assert set(altered["item_id"]) == {trimmed["item_id"]}
+    kept = frame.filter(pl.col("item_id") == trimmed["item_id"]).row(0, named=True)
+    assert kept["n_turns"] == 2 and kept["question"] == "Is my jaw fine?\nAnd my teeth?"
+    assert set(altered["sample_id"]) == {kept["sample_id"]}
+    # a duplicate names the sample kept in its place
+    near = dropped.filter(pl.col("reason") == "near_duplicate").row(0, named=True)
+    assert near["kept_id"] in set(frame["sample_id"]) and near["stage"] == "dedup"

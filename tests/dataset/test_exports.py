@@ -39,7 +39,10 @@ def out(samples, tmp_path_factory) -> Path:
 
 
 def _expected(samples: pl.DataFrame, split: str) -> dict[str, list[tuple[str, str]]]:
-    return {r["sample_id"]: message_texts(json.loads(r["messages"])) for r in samples.filter(pl.col("split") == split).iter_rows(named=True)}
+    return {
+        r["sample_id"]: message_texts(json.loads(r["messages"]))
+        for r in samples.filter(pl.col("split") == split).iter_rows(named=True)
+    }
 
 
 @pytest.mark.parametrize("split", ["train", "val"])
@@ -67,7 +70,7 @@ def test_sharegpt_layout_and_dataset_info(out) -> None:
     entry = info["mmoral_train"]
     assert entry["formatting"] == "sharegpt" and entry["columns"] == {"messages": "messages", "images": "images"}
     assert entry["tags"]["user_tag"] == "user" and entry["tags"]["assistant_tag"] == "assistant"
-    for name, e in info.items():
+    for e in info.values():
         records = json.loads((out / "llamafactory" / e["file_name"]).read_text())
         for r in records:
             assert r["messages"][0]["content"].startswith(IMAGE_PLACEHOLDER)
@@ -159,7 +162,10 @@ def test_images_with_the_same_file_name_do_not_collide_and_stale_images_go(sampl
         if path in by_source:
             by_source[path].add(r["images"][0])
     assert all(len(v) == 1 for v in by_source.values()) and len(set().union(*by_source.values())) == 2
-    assert info["images"]["images"] == renamed["image_id"].n_unique() and info["images"]["linked"] + info["images"]["copied"] > 0
+    assert (
+        info["images"]["images"] == renamed["image_id"].n_unique()
+        and info["images"]["linked"] + info["images"]["copied"] > 0
+    )
     # a second export of fewer samples removes the images nobody references any more
     fewer = renamed.filter(pl.col("image_path") == str(same_name[first]))
     again = write_trl(fewer, tmp_path / "trl", hf_dataset=False)

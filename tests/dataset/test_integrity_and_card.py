@@ -62,8 +62,13 @@ def test_card_counts_and_figure(world, tmp_path: Path) -> None:
     assert dist["dimension"]["Teeth"] == samples.filter(pl.col("dimensions").list.contains("Teeth")).height
     png = distribution_png(samples)
     assert png[:4] == b"\x89PNG"
-    md = card_markdown(samples, config={"dataset": {"holdout_fraction": 0.25}}, code_versions={"exports": "export-v1", "git_commit": "abc"},
-                       assembly_stats={"exact_duplicates": 1}, figure="dataset_card.png")
+    md = card_markdown(
+        samples,
+        config={"dataset": {"holdout_fraction": 0.25}},
+        code_versions={"exports": "export-v1", "git_commit": "abc"},
+        assembly_stats={"exact_duplicates": 1},
+        figure="dataset_card.png",
+    )
     assert f"**{samples.height} samples**" in md and "holdout_fraction" in md and "export-v1" in md
     assert "| vqa_closed |" in md and "| report | v-abc123 | offline |" in md
     assert "| rule:tooth_at_point | rules-v1 | rules |" in md

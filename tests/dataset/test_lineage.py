@@ -13,9 +13,9 @@ import pytest
 from mmoral_pipeline.dataset.assemble import TASK_TYPES, assemble_samples
 from mmoral_pipeline.dataset.cli import add_lineage_arguments, run_lineage
 from mmoral_pipeline.dataset.lineage import (
+    UnknownSampleError,
     dependent_annotations,
     named_geometry,
-    UnknownSampleError,
     render_html,
     render_markdown,
     render_text,
@@ -43,10 +43,15 @@ def test_each_task_resolves_to_its_image_and_annotations(traced: World, task: st
     chain = resolve_lineage(s["sample_id"], traced.read)
     assert chain.problems == []
     raw = traced.tables["raw_images"].filter(pl.col("image_id") == s["image_id"]).row(0, named=True)
-    assert chain.image["path"] == raw["path"] and chain.image["sha256"] == raw["sha256"] and chain.image["sha256_matches"]
+    assert (
+        chain.image["path"] == raw["path"] and chain.image["sha256"] == raw["sha256"] and chain.image["sha256_matches"]
+    )
     gen = traced.tables[s["generation_table"]].filter(pl.col("item_id") == s["item_id"]).row(0, named=True)
     assert chain.request["raw_response"] == gen["raw_response"]
-    assert chain.request["prompt_template_id"] == gen["prompt_template_id"] and chain.request["cache_hit"] == gen["cache_hit"]
+    assert (
+        chain.request["prompt_template_id"] == gen["prompt_template_id"]
+        and chain.request["cache_hit"] == gen["cache_hit"]
+    )
     assert chain.caption["attribute_row_hash"] == s["attribute_row_hash"] and s["image_id"] in chain.caption["caption"]
     assert chain.attributes["attribute_row_hash"] == s["attribute_row_hash"]
     assert chain.annotations, "every sample depends on at least one annotation"
@@ -89,7 +94,7 @@ def test_renderings_show_the_chain(traced: World) -> None:
 
 
 def test_unknown_and_prefix_ids(traced: World) -> None:
-    with pytest.raises(UnknownSampleError, match="sample_id.*train.jsonl"):
+    with pytest.raises(UnknownSampleError, match=r"sample_id.*train\.jsonl"):
         resolve_lineage("does-not-exist", traced.read)
     s = _sample(traced, "dialogue")
     assert resolve_lineage(s["sample_id"][:10], traced.read, verify_sha256=False).sample["sample_id"] == s["sample_id"]
@@ -111,13 +116,22 @@ def _args(*argv: str) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def test_cli_prints_and_writes_html(traced: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_prints_and_writes_html(
+    traced: World, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch
+) -> None:
+    import dagster as dg
+
     home = tmp_path / "home"
     World(home=home, tables={k: v for k, v in traced.tables.items() if k != "instruction_samples"}).write()
     # instruction_samples is unpartitioned: the IO manager writes <home>/instruction_samples.parquet
     traced.tables["instruction_samples"].write_parquet(home / "instruction_samples.parquet")
     s = _sample(traced, "loc_closed")
     html = tmp_path / "out" / "lineage.html"
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    # the CLI reads only the batches registered on the instance: none yet, so the chain breaks
+    assert run_lineage(_args(s["sample_id"], "--home", str(home))) == 1
+    assert "raw_images" in capsys.readouterr().out
+    dg.DagsterInstance.get().add_dynamic_partitions("batches", ["srcA", "srcB"])
     assert run_lineage(_args(s["sample_id"], "--home", str(home), "--html", str(html))) == 0
     printed = capsys.readouterr().out
     assert s["sample_id"] in printed and "sha256" in printed and "<- annotations" in printed
@@ -127,7 +141,7 @@ def test_cli_prints_and_writes_html(traced: World, tmp_path: Path, capsys: pytes
 
 
 def test_lazy_scans_give_the_same_chain(traced: World, tmp_path: Path) -> None:
-    """What `mmoral lineage` does at scale (lazy Parquet scans, only the sample's rows read) equals the in-memory walk."""
+    """What `mmoral lineage` does at scale (lazy Parquet scans, only the sample's rows read) equals the in-memory walk."""  # noqa: E501
     from mmoral_pipeline.storage import scan_table
 
     home = tmp_path / "home"
@@ -153,22 +167,40 @@ def test_response_cache_entry_is_shown(traced: World, tmp_path: Path) -> None:
     assert chain.request["cache_entry"]["matches_raw_response"] is False  # the row's raw_response is another text
     assert "response cache: stored" in render_text(chain) and "text differs" in render_html(chain)
     other = _sample(traced, "vqa_open")
-    assert "cache_entry" not in resolve_lineage(other["sample_id"], traced.read, verify_sha256=False, cache_path=tmp_path / "llm_cache.sqlite").request
+    assert (
+        "cache_entry"
+        not in resolve_lineage(
+            other["sample_id"], traced.read, verify_sha256=False, cache_path=tmp_path / "llm_cache.sqlite"
+        ).request
+    )
 
 
 def test_named_geometry_and_box_overlap() -> None:
-    boxes, points = named_geometry(['What is inside box_2d [104, 46, 112, 54]?', '[{"point_2d": [71, 20], "label": "11"}]'])
+    boxes, points = named_geometry(
+        ["What is inside box_2d [104, 46, 112, 54]?", '[{"point_2d": [71, 20], "label": "11"}]']
+    )
     assert boxes == [[104.0, 46.0, 112.0, 54.0]] and points == [(71.0, 20.0)]
-    doc = {"teeth": [{"tooth_id": 36, "bbox": [100, 45, 118, 70], "annotation_ids": ["t36"],
-                      "conditions": [{"category": "caries", "bbox": [104, 46, 112, 54], "annotation_ids": ["c36"]}]},
-                     {"tooth_id": 11, "bbox": [70, 10, 80, 35], "annotation_ids": ["t11"], "conditions": []}]}
-    assert dependent_annotations(doc, "loc_closed", ["What is the finding inside box_2d [104, 46, 112, 54]?", "Caries"])[0] == ["c36"]
+    doc = {
+        "teeth": [
+            {
+                "tooth_id": 36,
+                "bbox": [100, 45, 118, 70],
+                "annotation_ids": ["t36"],
+                "conditions": [{"category": "caries", "bbox": [104, 46, 112, 54], "annotation_ids": ["c36"]}],
+            },
+            {"tooth_id": 11, "bbox": [70, 10, 80, 35], "annotation_ids": ["t11"], "conditions": []},
+        ]
+    }
+    assert dependent_annotations(
+        doc, "loc_closed", ["What is the finding inside box_2d [104, 46, 112, 54]?", "Caries"]
+    )[0] == ["c36"]
     assert dependent_annotations(doc, "loc_open", ["Which tooth is at point_2d [71, 20]?", "11"])[0] == ["t11"]
     ids, _, rule = dependent_annotations(doc, "vqa_open", ["Anything?", "Nothing specific."])
     assert sorted(ids) == ["c36", "t11", "t36"] and rule.startswith("whole image")
 
 
-def test_cli_lists_ids_per_task(traced: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_lists_ids_per_task(traced: World, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
     home = tmp_path / "home"
     home.mkdir()
     traced.tables["instruction_samples"].write_parquet(home / "instruction_samples.parquet")

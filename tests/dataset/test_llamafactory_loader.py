@@ -57,6 +57,11 @@ def test_the_judge_fails_on_a_format_drift() -> None:
     good = {"records": 3, "converted": 3, "images_per_record": [1], "vision_blocks_per_sample": [1],
             "image_pad_tokens": [18, 18, 24], "samples_with_labels": 3}
     assert loader.judge({"datasets": {"a": good}}, {"a": [18, 18, 24]}) == []
-    for drift in ({"converted": 2}, {"vision_blocks_per_sample": [2]}, {"image_pad_tokens": [18, 18, 18]}, {"samples_with_labels": 1}):
+    for drift in (
+        {"converted": 2},
+        {"vision_blocks_per_sample": [2]},
+        {"image_pad_tokens": [18, 18, 18]},
+        {"samples_with_labels": 1},
+    ):
         assert loader.judge({"datasets": {"a": {**good, **drift}}}, {"a": [18, 18, 24]}), drift
     assert loader.judge({"datasets": {}}, {"a": [1]}) == ["a: not converted"]

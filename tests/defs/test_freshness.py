@@ -15,11 +15,17 @@ STATE = {"values": {"a": 1, "b": 2}, "bad": set(), "inputs": "files-v1"}
 
 
 def make_up(code_version: str) -> dg.AssetsDefinition:
-    @dg.asset(name="up", partitions_def=parts, code_version=code_version,
-              check_specs=[dg.AssetCheckSpec("positive", asset="up", blocking=True)])
+    @dg.asset(
+        name="up",
+        partitions_def=parts,
+        code_version=code_version,
+        check_specs=[dg.AssetCheckSpec("positive", asset="up", blocking=True)],
+    )
     def up(context: dg.AssetExecutionContext):
         k = context.partition_key
-        yield dg.Output(pl.DataFrame({"partition": [k], "x": [STATE["values"][k]]}), metadata={INPUTS_KEY: STATE["inputs"]})
+        yield dg.Output(
+            pl.DataFrame({"partition": [k], "x": [STATE["values"][k]]}), metadata={INPUTS_KEY: STATE["inputs"]}
+        )
         yield dg.AssetCheckResult(check_name="positive", passed=k not in STATE["bad"])
 
     return up
@@ -35,15 +41,26 @@ class World:
         self.tmp, self.instance, self.up = tmp, instance, make_up("up-v1")
 
     def run(self, *assets, partition: str | None = None) -> None:
-        result = dg.materialize([self.up, down], selection=list(assets), partition_key=partition, instance=self.instance,
-                                resources={"io_manager": ParquetIOManager(str(self.tmp))}, raise_on_error=False)
+        result = dg.materialize(
+            [self.up, down],
+            selection=list(assets),
+            partition_key=partition,
+            instance=self.instance,
+            resources={"io_manager": ParquetIOManager(str(self.tmp))},
+            raise_on_error=False,
+        )
         assert result.success or STATE["bad"]
 
     def plan(self, current_inputs=lambda key, part: STATE["inputs"] if key.path == ["up"] else None):
         graph = dg.Definitions(assets=[self.up, down]).get_repository_def().asset_graph
-        plan = plan_materialisation(self.instance, graph, [dg.AssetKey("up"), dg.AssetKey("down")], PARTS, current_inputs)
-        return {f"{k.to_user_string()}[{p}]" if p else k.to_user_string(): why
-                for (k, p), why in plan.reasons.items() if why != "up to date"}
+        plan = plan_materialisation(
+            self.instance, graph, [dg.AssetKey("up"), dg.AssetKey("down")], PARTS, current_inputs
+        )
+        return {
+            f"{k.to_user_string()}[{p}]" if p else k.to_user_string(): why
+            for (k, p), why in plan.reasons.items()
+            if why != "up to date"
+        }
 
 
 @pytest.fixture()
@@ -72,8 +89,11 @@ def test_an_upstream_rerun_with_the_same_content_does_not_cascade(world: World) 
 
 def test_code_version_inputs_and_missing_output(world: World) -> None:
     world.up = make_up("up-v2")
-    assert world.plan() == {"up[a]": "code version up-v1 -> up-v2", "up[b]": "code version up-v1 -> up-v2",
-                            "down": "upstream up runs in this plan"}
+    assert world.plan() == {
+        "up[a]": "code version up-v1 -> up-v2",
+        "up[b]": "code version up-v1 -> up-v2",
+        "down": "upstream up runs in this plan",
+    }
     world.up = make_up("up-v1")
     STATE["inputs"] = "files-v2"
     why = "inputs from outside the graph changed (files or LLM settings)"

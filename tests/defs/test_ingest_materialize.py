@@ -45,7 +45,9 @@ def test_ingest_assets_and_checks_materialise(small_sources: Path, tmp_path: Pat
         resources = {"io_manager": ParquetIOManager(str(home)), "sources": SourcesResource(path=str(small_sources))}
         checks = {}
         for key in keys:
-            result = dg.materialize([*ingest_assets, *ingest_checks], partition_key=key, instance=instance, resources=resources)
+            result = dg.materialize(
+                [*ingest_assets, *ingest_checks], partition_key=key, instance=instance, resources=resources
+            )
             assert result.success
             for ev in result.get_asset_check_evaluations():
                 checks[(key, ev.check_name)] = ev.passed
@@ -54,8 +56,8 @@ def test_ingest_assets_and_checks_materialise(small_sources: Path, tmp_path: Pat
     for asset in ("raw_images", "raw_annotations", "rejected_inputs"):
         for key in keys:
             assert (home / asset / f"{key}.parquet").exists()
-    images = read_table("raw_images", base_dir=str(home))
-    rejected = read_table("rejected_inputs", base_dir=str(home))
+    images = read_table("raw_images", base_dir=str(home), partitions="all")
+    rejected = read_table("rejected_inputs", base_dir=str(home), partitions="all")
     assert images.height == 5  # 4 good + 1 intact of the bad source
     assert images["sha256"].n_unique() == 5
     assert set(rejected.filter(pl.col("kind") == "image")["reason"]) == {"image_corrupt"}

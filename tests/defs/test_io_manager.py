@@ -47,15 +47,21 @@ def test_input_forms(tmp_path: Path, keys: list[str]) -> None:
         for k in keys:
             assert dg.materialize([table], partition_key=k, resources={"io_manager": io}, instance=instance).success
         # the downstream assets read every partition that exists (here: `keys`)
-        assert dg.materialize([table, eager, lazy, per_partition], selection=[eager, lazy, per_partition],
-                              resources={"io_manager": io}, instance=instance).success
+        assert dg.materialize(
+            [table, eager, lazy, per_partition],
+            selection=[eager, lazy, per_partition],
+            resources={"io_manager": io},
+            instance=instance,
+        ).success
         rec = instance.fetch_materializations(dg.AssetKey("table"), limit=1).records[0]
         path = tmp_path / "table" / f"{keys[-1]}.parquet"
         assert rec.asset_materialization.metadata[CONTENT_HASH_KEY].value == file_sha256(path)
     want = [1, 2, 3, 4][: 2 * len(keys)]
     assert SEEN["eager"].columns == ["partition", "x"] and SEEN["eager"]["x"].to_list() == want
     assert isinstance(SEEN["lazy"], pl.LazyFrame) and SEEN["lazy"].collect()["x"].to_list() == want
-    assert set(SEEN["per_partition"]) == set(keys) and all(isinstance(v, pl.LazyFrame) for v in SEEN["per_partition"].values())
+    assert set(SEEN["per_partition"]) == set(keys) and all(
+        isinstance(v, pl.LazyFrame) for v in SEEN["per_partition"].values()
+    )
     assert read_table("lazy", base_dir=str(tmp_path))["x"].to_list() == want[1:]
     assert scan_table("table", base_dir=str(tmp_path)).select(pl.len()).collect().item() == 2 * len(keys)
     assert read_table("table", base_dir=str(tmp_path), columns=["x"]).columns == ["x"]

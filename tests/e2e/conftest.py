@@ -94,11 +94,42 @@ def postgres_server() -> Iterator[PostgresServer]:
         for p in (base, sock):
             os.chown(p, entry.pw_uid, entry.pw_gid)
     port = free_port()
-    run = lambda cmd: subprocess.run(_as_server_user(cmd, server_user), check=True, capture_output=True, text=True, timeout=120)  # noqa: E731
+    def run(cmd):
+        return subprocess.run(
+            _as_server_user(cmd, server_user), check=True, capture_output=True, text=True, timeout=120
+        )
     try:
-        run([str(bindir / "initdb"), "-D", str(data), "-U", "dagster", "--auth=trust", "-E", "UTF8", "--no-sync", "--no-instructions"])
-        opts = f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-        run([str(bindir / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(base / "server.log"), "-w", "-t", "60", "start"])
+        run(
+            [
+                str(bindir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "dagster",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "--no-instructions",
+            ]
+        )
+        opts = (f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 "
+                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
+        run(
+            [
+                str(bindir / "pg_ctl"),
+                "-D",
+                str(data),
+                "-o",
+                opts,
+                "-l",
+                str(base / "server.log"),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ]
+        )
         run([str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "dagster", "dagster_test"])
     except subprocess.CalledProcessError as exc:
         log = (base / "server.log").read_text() if (base / "server.log").exists() else ""
@@ -106,8 +137,16 @@ def postgres_server() -> Iterator[PostgresServer]:
         pytest.fail(f"could not start PostgreSQL: {exc.cmd}\n{exc.stdout}\n{exc.stderr}\n{log}")
     try:
         yield PostgresServer(
-            url=f"postgresql+psycopg2://dagster@127.0.0.1:{port}/dagster_test", host="127.0.0.1", port=port, user="dagster", db_name="dagster_test"
+            url=f"postgresql+psycopg2://dagster@127.0.0.1:{port}/dagster_test",
+            host="127.0.0.1",
+            port=port,
+            user="dagster",
+            db_name="dagster_test",
         )
     finally:
-        subprocess.run(_as_server_user([str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"], server_user), capture_output=True, timeout=60)
+        subprocess.run(
+            _as_server_user([str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"], server_user),
+            capture_output=True,
+            timeout=60,
+        )
         shutil.rmtree(base, ignore_errors=True)

@@ -12,6 +12,7 @@ import dagster as dg
 import pytest
 
 from mmoral_pipeline.defs.attributes import attributes_assets, attributes_checks
+from mmoral_pipeline.defs.experts import expert_annotations_batch
 from mmoral_pipeline.defs.ingest import ingest_assets, ingest_checks
 from mmoral_pipeline.defs.io_manager import ParquetIOManager, read_table
 from mmoral_pipeline.defs.partitions import BATCHES
@@ -22,7 +23,9 @@ from .conftest import REPO, write_sources
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
-BLOCK = re.compile(r"<!-- production-dagster-yaml: begin.*?-->\s*```yaml\n(.*?)```\s*<!-- production-dagster-yaml: end -->", re.S)
+BLOCK = re.compile(
+    r"<!-- production-dagster-yaml: begin.*?-->\s*```yaml\n(.*?)```\s*<!-- production-dagster-yaml: end -->", re.DOTALL
+)
 
 
 def production_yaml() -> str:
@@ -56,7 +59,7 @@ def test_ingest_and_attributes_materialise_on_postgres(postgres_server, tmp_path
     sources = write_sources(tmp_path / "raw", {"north": 2, "south": 2})
     monkeypatch.setenv("MMORAL_SOURCES", str(sources))
 
-    assets = [*ingest_assets, *attributes_assets, *ingest_checks, *attributes_checks]
+    assets = [*ingest_assets, expert_annotations_batch, *attributes_assets, *ingest_checks, *attributes_checks]
     resources = {"io_manager": ParquetIOManager(str(data)), "sources": SourcesResource(path=str(sources))}
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert isinstance(instance.run_storage, PostgresRunStorage)
@@ -75,7 +78,14 @@ def test_ingest_and_attributes_materialise_on_postgres(postgres_server, tmp_path
         for run_id in run_ids:
             run = instance.get_run_by_id(run_id)
             assert run is not None and run.status == dg.DagsterRunStatus.SUCCESS
-        expected = {"raw_images", "raw_annotations", "rejected_inputs", "image_attributes", "tooth_attributes", "location_captions"}
+        expected = {
+            "raw_images",
+            "raw_annotations",
+            "rejected_inputs",
+            "image_attributes",
+            "tooth_attributes",
+            "location_captions",
+        }
         for name in expected:
             parts = instance.get_materialized_partitions(dg.AssetKey(name))
             assert parts == {"north", "south"}, name
@@ -87,4 +97,4 @@ def test_ingest_and_attributes_materialise_on_postgres(postgres_server, tmp_path
         )
         assert len(check_records) == 2
         assert all(r.status.value == "SUCCEEDED" for r in check_records)
-    assert read_table("image_attributes", base_dir=str(data)).height == 4
+    assert read_table("image_attributes", base_dir=str(data), partitions="all").height == 4

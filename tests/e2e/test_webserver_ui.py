@@ -53,7 +53,9 @@ IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
 DONE = {"SUCCESS", "FAILURE", "CANCELED"}
 # The README's screenshots are refreshed only on request (MMORAL_UPDATE_SCREENSHOTS=1), so a
 # test run leaves the working tree clean; otherwise they go to a temporary folder.
-SCREENSHOTS = REPO / "docs" if os.environ.get("MMORAL_UPDATE_SCREENSHOTS") == "1" else Path(tempfile.mkdtemp(prefix="mmoral-ui-"))
+SCREENSHOTS = (
+    REPO / "docs" if os.environ.get("MMORAL_UPDATE_SCREENSHOTS") == "1" else Path(tempfile.mkdtemp(prefix="mmoral-ui-"))
+)
 
 
 def _wait_runs(dev: DagsterDev, run_ids: list[str], timeout: float) -> dict[str, str]:
@@ -110,9 +112,13 @@ def test_materialise_through_graphql_then_look_in_chromium(dagster_dev: DagsterD
 
     # --- the code location, as the UI sees it
     entry = dev.graphql(
-        "{ workspaceOrError { ... on Workspace { locationEntries { name locationOrLoadError { ... on RepositoryLocation { repositories { name } } } } } } }"
+        "{ workspaceOrError { ... on Workspace { locationEntries { name locationOrLoadError { "
+        "... on RepositoryLocation { repositories { name } } } } } } }"
     )["workspaceOrError"]["locationEntries"][0]
-    repo = {"repositoryLocationName": entry["name"], "repositoryName": entry["locationOrLoadError"]["repositories"][0]["name"]}
+    repo = {
+        "repositoryLocationName": entry["name"],
+        "repositoryName": entry["locationOrLoadError"]["repositories"][0]["name"],
+    }
     nodes = {"/".join(n["assetKey"]["path"]): n for n in dev.graphql(ASSET_NODES)["assetNodes"]}
     groups = {k: n["groupName"] for k, n in nodes.items()}
     for key in ("raw_images", "tooth_attributes", "reports", "instruction_samples", "dataset_card", "sft_model"):
@@ -122,7 +128,9 @@ def test_materialise_through_graphql_then_look_in_chromium(dagster_dev: DagsterD
 
     # --- 1. register the batches and launch one run per batch
     for key in BATCHES:
-        added = dev.graphql(ADD_PARTITION, {"repositorySelector": repo, "partitionsDefName": "batches", "partitionKey": key})
+        added = dev.graphql(
+            ADD_PARTITION, {"repositorySelector": repo, "partitionsDefName": "batches", "partitionKey": key}
+        )
         assert added["addDynamicPartition"]["__typename"] == "AddDynamicPartitionSuccess", added
     run_ids = []
     for key in BATCHES:
@@ -132,7 +140,9 @@ def test_materialise_through_graphql_then_look_in_chromium(dagster_dev: DagsterD
                 "executionParams": {
                     "selector": {**repo, "jobName": "process_batches"},
                     "runConfigData": IN_PROCESS,
-                    "executionMetadata": {"tags": [{"key": "dagster/partition", "value": key}, {"key": "mmoral/test", "value": "e2e"}]},
+                    "executionMetadata": {
+                        "tags": [{"key": "dagster/partition", "value": key}, {"key": "mmoral/test", "value": "e2e"}]
+                    },
                 }
             },
         )["launchRun"]
@@ -149,12 +159,18 @@ def test_materialise_through_graphql_then_look_in_chromium(dagster_dev: DagsterD
     assert {"instruction_samples", "dataset_card"} <= set(derived)
     deadline = time.monotonic() + 420
     while any(_materialized(dev, k) is None for k in derived):
-        auto_runs = dev.graphql(RUNS, {"filter": {"tags": [{"key": "mmoral/trigger", "value": "derived_assets_automation"}]}})
+        auto_runs = dev.graphql(
+            RUNS, {"filter": {"tags": [{"key": "mmoral/trigger", "value": "derived_assets_automation"}]}}
+        )
         failed = [r for r in auto_runs["runsOrError"]["results"] if r["status"] in ("FAILURE", "CANCELED")]
         assert not failed, f"automation run failed: {failed}\n{dev.log_tail()}"
-        assert time.monotonic() < deadline, f"derived assets not materialised by automation: {derived}\n{dev.log_tail()}"
+        assert time.monotonic() < deadline, (
+            f"derived assets not materialised by automation: {derived}\n{dev.log_tail()}"
+        )
         time.sleep(5)
-    auto_runs = dev.graphql(RUNS, {"filter": {"tags": [{"key": "mmoral/trigger", "value": "derived_assets_automation"}]}})["runsOrError"]["results"]
+    auto_runs = dev.graphql(
+        RUNS, {"filter": {"tags": [{"key": "mmoral/trigger", "value": "derived_assets_automation"}]}}
+    )["runsOrError"]["results"]
     assert auto_runs, "the derived assets were materialised, but not by derived_assets_automation"
     _wait_runs(dev, [r["runId"] for r in auto_runs], timeout=300)
     assert _materialized(dev, "sft_model") is None, "training must never be triggered automatically"
@@ -163,14 +179,21 @@ def test_materialise_through_graphql_then_look_in_chromium(dagster_dev: DagsterD
     results = []
     for key, node in nodes.items():
         for check in (node["assetChecksOrError"] or {}).get("checks", []):
-            for ex in dev.graphql(CHECK_EXECUTIONS, {"assetKey": {"path": [key]}, "checkName": check["name"]})["assetCheckExecutions"]:
-                results.append((key, check["name"], ex["partition"], ex["status"], (ex["evaluation"] or {}).get("success")))
+            for ex in dev.graphql(CHECK_EXECUTIONS, {"assetKey": {"path": [key]}, "checkName": check["name"]})[
+                "assetCheckExecutions"
+            ]:
+                results.append(
+                    (key, check["name"], ex["partition"], ex["status"], (ex["evaluation"] or {}).get("success"))
+                )
     ran = {(k, c) for k, c, *_ in results}
     for key in ("raw_images", "raw_annotations", "tooth_attributes", "reports", "instruction_samples"):
         assert any(k == key for k, _ in ran), f"no check result for {key}: {sorted(ran)}"
     # partitioned checks ran once per batch
     assert {p for k, c, p, *_ in results if c == "images_decode"} == set(BATCHES)
-    bad = [r for r in results if r[3] != "SUCCEEDED" or r[4] is not True]
+    # 4 images leave 5 benchmark questions: too few to judge whether text alone passes them, so that check is
+    # skipped (planned, never evaluated), which is neither a pass nor a failure
+    too_small = {("benchmark_items", "closed_set_not_answerable_from_text", None, "SKIPPED", None)}
+    bad = [r for r in results if (r[3] != "SUCCEEDED" or r[4] is not True) and r not in too_small]
     assert not bad, f"checks that did not pass: {bad}"
 
     # --- 3. the browser
@@ -182,11 +205,24 @@ def test_materialise_through_graphql_then_look_in_chromium(dagster_dev: DagsterD
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         try:
-            page = browser.new_page(viewport={"width": 1800, "height": 1050})
+            page = browser.new_page(viewport={"width": 1800, "height": 2000})  # the whole graph in view
             page.goto(f"{dev.url}/asset-groups?expanded={expanded}", wait_until="networkidle", timeout=120_000)
             _dismiss_welcome(page)
-            for key in ("raw_images", "raw_annotations", "tooth_attributes", "reports", "dialogues", "dataset_card", "sft_model"):
-                page.get_by_text(key, exact=True).first.wait_for(state="visible", timeout=60_000)
+            try:
+                for key in (
+                    "raw_images",
+                    "raw_annotations",
+                    "tooth_attributes",
+                    "reports",
+                    "dialogues",
+                    "dataset_card",
+                    "sft_model",
+                ):
+                    page.get_by_text(key, exact=True).first.wait_for(state="visible", timeout=60_000)
+            except Exception:  # keep what the browser showed, for the failure report
+                page.screenshot(path=str(SCREENSHOTS / "ui_asset_graph_failed.png"))
+                print(f"screenshot of the failure: {SCREENSHOTS / 'ui_asset_graph_failed.png'}")
+                raise
             for g in all_groups:
                 assert page.get_by_text(g, exact=True).count() >= 1, g
             page.wait_for_timeout(1500)  # let the graph finish its layout animation

@@ -4,6 +4,7 @@ Modelled on Dagster's own `test_dev_command.py`: start the process in its own se
 `/server_info`, talk GraphQL over HTTP, and tear the whole process group down at the end.
 """
 
+import contextlib
 import json
 import os
 import signal
@@ -40,9 +41,22 @@ class DagsterDev:
 
     def __enter__(self) -> "DagsterDev":
         dagster = Path(sys.executable).parent / "dagster"
-        cmd = [str(dagster), "dev", "-m", "mmoral_pipeline.definitions", "-a", "defs", "-h", "127.0.0.1", "-p", str(self.port)]
+        cmd = [
+            str(dagster),
+            "dev",
+            "-m",
+            "mmoral_pipeline.definitions",
+            "-a",
+            "defs",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+        ]
         self._log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(cmd, cwd=REPO, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd, cwd=REPO, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         return self
 
     def __exit__(self, *exc) -> None:
@@ -59,10 +73,8 @@ class DagsterDev:
             self.proc.wait(timeout=30)
         except (ProcessLookupError, subprocess.TimeoutExpired):
             pass
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pgid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.proc.wait(timeout=10)
         self.proc = None
         self._log.close()
@@ -136,7 +148,9 @@ query AssetNodes {
 
 ADD_PARTITION = """
 mutation AddPartition($repositorySelector: RepositorySelector!, $partitionsDefName: String!, $partitionKey: String!) {
-  addDynamicPartition(repositorySelector: $repositorySelector, partitionsDefName: $partitionsDefName, partitionKey: $partitionKey) {
+  addDynamicPartition(
+    repositorySelector: $repositorySelector, partitionsDefName: $partitionsDefName, partitionKey: $partitionKey
+  ) {
     __typename
     ... on AddDynamicPartitionSuccess { partitionKey }
     ... on PythonError { message }

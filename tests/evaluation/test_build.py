@@ -48,11 +48,20 @@ def test_build_is_deterministic_and_order_independent():
 
 
 def test_report_text_is_used_when_given():
+    from mmoral_pipeline.evaluation.build import GeneratedReport
+
     a = make_attributes(3)
     report = "1) Teeth: caries on tooth 36.\n2) Jaw: no bone loss.\n3) Summary: restore tooth 36."
     _, open_, _ = build_benchmark([a], reports={a.image_id: report})
     [write] = [it for it in open_ if it.kind == "write_report"]
     assert write.answer == report and write.source == "report"
+    _, open_, _ = build_benchmark([a], reports={a.image_id: GeneratedReport(item_id="r123", text=report)})
+    [write] = [it for it in open_ if it.kind == "write_report"]
+    assert write.answer == report and write.source == "report:r123"  # which reports row answered it
+    summary = [it for it in open_ if it.category == "SumRec"]
+    assert all(it.answer == "restore tooth 36." and it.source == "report:r123#3" for it in summary)  # section 3's body
+    _, open_, _ = build_benchmark([a])
+    assert [it.source for it in open_ if it.kind == "write_report"] == ["rule:write_report"]
 
 
 def test_holdout_selection_uses_dataset_rule():
@@ -64,7 +73,13 @@ def test_holdout_selection_uses_dataset_rule():
 
 
 def test_validator_rejects_bad_items():
-    bad = ClosedItem(index="x", question="When is the next follow-up visit?", options=["1", "1", "2", "3"], answer="A", category="Teeth,Foo")
+    bad = ClosedItem(
+        index="x",
+        question="When is the next follow-up visit?",
+        options=["1", "1", "2", "3"],
+        answer="A",
+        category="Teeth,Foo",
+    )
     problems = validate_closed_item(bad)
     assert any(p.startswith("mcq_form") and "distinct" in p for p in problems)  # the generation validator
     assert any("labels" in p for p in problems) and any("follow-up" in p for p in problems)  # the benchmark's own rules
@@ -91,7 +106,11 @@ def test_location_items_come_from_generation_rules_and_are_verified():
     closed, open_, rejected = build_benchmark(attrs)
     assert rejected == []
     loc_closed = [it for it in closed if it.source.startswith("rule:loc_")]
-    assert loc_closed and {it.source for it in loc_closed} <= {"rule:loc_finding_in_box", "rule:loc_tooth_at_point", "rule:loc_tooth_box"}
+    assert loc_closed and {it.source for it in loc_closed} <= {
+        "rule:loc_finding_in_box",
+        "rule:loc_tooth_at_point",
+        "rule:loc_tooth_box",
+    }
     loc_open = [it for it in open_ if it.kind == "location"]
     assert len(loc_open) == 20
     assert all(it.answer.startswith("[{") and ("box_2d" in it.answer or "point_2d" in it.answer) for it in loc_open)
@@ -102,15 +121,36 @@ def test_rule_truth_rejects_an_answer_the_attributes_disagree_with():
     n = true_count("teeth", facts_of(a))
     q = COUNT_TARGETS["teeth"][0]
     options = [str(n + 1), str(n), str(n - 1), "0"]
-    wrong = ClosedItem(index="w", question=q, options=options, answer="A", category="Teeth", image_id=a.image_id, source="rule:count_teeth")
-    rule = RuleItem(task_type="count_closed", builder="count", question=q, answer=str(n + 1), options=options, answer_letter="A",
-                    dimensions=["Teeth"], fact={"kind": "count", "target": "teeth", "n": n + 1})
+    wrong = ClosedItem(
+        index="w",
+        question=q,
+        options=options,
+        answer="A",
+        category="Teeth",
+        image_id=a.image_id,
+        source="rule:count_teeth",
+    )
+    rule = RuleItem(
+        task_type="count_closed",
+        builder="count",
+        question=q,
+        answer=str(n + 1),
+        options=options,
+        answer_letter="A",
+        dimensions=["Teeth"],
+        fact={"kind": "count", "target": "teeth", "n": n + 1},
+    )
     assert any(p.startswith("rule_truth") for p in validate_closed_item(wrong, a, rule))
     right = wrong.model_copy(update={"answer": "B"})
-    good_rule = rule.model_copy(update={"answer": str(n), "answer_letter": "B", "fact": {"kind": "count", "target": "teeth", "n": n}})
+    good_rule = rule.model_copy(
+        update={"answer": str(n), "answer_letter": "B", "fact": {"kind": "count", "target": "teeth", "n": n}}
+    )
     assert validate_closed_item(right, a, good_rule) == []
     # the letter must point at the rule's answer
-    assert any(p.startswith("rule_truth") for p in validate_closed_item(right, a, good_rule.model_copy(update={"answer_letter": "C"})))
+    assert any(
+        p.startswith("rule_truth")
+        for p in validate_closed_item(right, a, good_rule.model_copy(update={"answer_letter": "C"}))
+    )
 
 
 def test_failures_are_counted_per_validator():
@@ -138,14 +178,29 @@ def test_generation_validators_reject_ungrounded_and_malformed_items():
 
     a = make_attributes(5)
     absent = 55  # a primary molar: valid FDI, never in these adult attributes
-    bad = ClosedItem(index="x", question="Which tooth shows caries?", options=[f"#{absent}", "#11", "#12", "#13"], answer="A",
-                     category="Teeth", image_id=a.image_id, source="rule:caries_tooth")
+    bad = ClosedItem(
+        index="x",
+        question="Which tooth shows caries?",
+        options=[f"#{absent}", "#11", "#12", "#13"],
+        answer="A",
+        category="Teeth",
+        image_id=a.image_id,
+        source="rule:caries_tooth",
+    )
     assert any(p.startswith("grounded_teeth") for p in generation_verdicts_closed(bad, a))
     dup = bad.model_copy(update={"options": ["#11", "#11", "#12", "#13"]})
     assert any(p.startswith("mcq_form") for p in generation_verdicts_closed(dup, a))
-    boxed = OpenItem(index="y", question="Where is the crown?", answer='[{"box_2d": [340, 590, 400, 650]}]', category="Teeth", kind="location")
+    boxed = OpenItem(
+        index="y",
+        question="Where is the crown?",
+        answer='[{"box_2d": [340, 590, 400, 650]}]',
+        category="Teeth",
+        kind="location",
+    )
     assert generation_verdicts_open(boxed, a) == []  # coordinates are no tooth numbers
-    assert any(p.startswith("open_answer") for p in generation_verdicts_open(boxed.model_copy(update={"answer": " "}), a))
+    assert any(
+        p.startswith("open_answer") for p in generation_verdicts_open(boxed.model_copy(update={"answer": " "}), a)
+    )
 
 
 def _generated_for(a, seed: int = 0):
@@ -161,10 +216,13 @@ def _generated_for(a, seed: int = 0):
 
 
 def test_generated_vqa_feeds_up_to_three_closed_items_per_image_and_rules_the_rest():
+    from mmoral_pipeline.evaluation.build import build_benchmark_items
+
     attrs = [make_attributes(s) for s in range(30)]
     generated = {a.image_id: _generated_for(a) for a in attrs}
-    closed, _, rejected = build_benchmark(attrs, generated=generated)
-    assert rejected == []
+    built = build_benchmark_items(attrs, generated=generated)
+    closed = built.closed
+    assert built.rejected == []
     assert Counter(it.image_id for it in closed) == {a.image_id: 5 for a in attrs}
     by_image: dict[str, list[ClosedItem]] = {}
     for it in closed:
@@ -172,16 +230,30 @@ def test_generated_vqa_feeds_up_to_three_closed_items_per_image_and_rules_the_re
     for a in attrs:
         items = by_image[a.image_id]
         from_vqa = [it for it in items if it.source.startswith("vqa:")]
-        n_distinct = len({g.question for g in generated[a.image_id]})
-        assert len(from_vqa) == min(3, n_distinct)
         assert all(it.source.startswith("rule:") for it in items if it not in from_vqa)
         for it in from_vqa:  # the generated question, options and right answer, only re-lettered
             g = next(g for g in generated[a.image_id] if f"vqa:{g.item_id}" == it.source)
-            assert it.question == g.question and sorted(it.options) == sorted(g.options) and it.answer_text == g.answer_text
+            assert (
+                it.question == g.question
+                and sorted(it.options) == sorted(g.options)
+                and it.answer_text == g.answer_text
+            )
+    sel = built.selection
+    assert sel.by_slot["generated"] == sum(it.source.startswith("vqa:") for it in closed) > len(closed) / 5
+    # every image away from 3 generated + 2 rules is counted with its reason
+    off = sum(
+        1
+        for items in by_image.values()
+        if Counter(
+            "g" if it.source.startswith("vqa:") else "r" if it.source.startswith(("rule:loc_", "rule:count_")) else "b"
+            for it in items
+        )
+        != {"g": 3, "r": 2}
+    )
+    assert sel.images_off_target == off and sum(sel.off_target_reasons.values()) == off
     letters = Counter(it.answer for it in closed)
     assert max(letters.values()) - min(letters.values()) <= 1
-    assert sum(it.source.startswith("vqa:") for it in closed) > len(closed) / 3
-    # without generated items the benchmark is the rule builders' alone, as before
+    # without generated items the benchmark is the rule builders' alone
     assert all(it.source.startswith("rule:") for it in build_benchmark(attrs)[0])
 
 
@@ -190,8 +262,13 @@ def test_a_generated_item_that_fails_the_validators_is_rejected_with_its_reason(
 
     a = make_attributes(5)
     # a detector confidence leaked into the question: the generation validators refuse it
-    bad = GeneratedClosed(item_id="bad", question="Which tooth shows caries (confidence 0.93)?", options=["#11", "#12", "#13", "#14"],
-                          answer_text="#11", dimensions=["Teeth", "Patho"])
+    bad = GeneratedClosed(
+        item_id="bad",
+        question="Which tooth shows caries (confidence 0.93)?",
+        options=["#11", "#12", "#13", "#14"],
+        answer_text="#11",
+        dimensions=["Teeth", "Patho"],
+    )
     closed, _, rejected = build_benchmark([a], generated={a.image_id: [bad]})
     assert [r["index"] for r in rejected] and all(r["kind"] == "closed" for r in rejected)
     assert any(p.startswith("no_scores_or_identity") for r in rejected for p in r["problems"])

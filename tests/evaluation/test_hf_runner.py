@@ -55,12 +55,17 @@ def test_own_tiny_builder_and_generation_without_realdata(tmp_path):
     from .factories import make_attributes
 
     a = make_attributes(4)
-    closed, open_, _ = build_benchmark([a], images_b64={a.image_id: encode_image_jpeg(Image.new("RGB", (300, 150), (90, 90, 90)))})
+    closed, open_, _ = build_benchmark(
+        [a], images_b64={a.image_id: encode_image_jpeg(Image.new("RGB", (300, 150), (90, 90, 90)))}
+    )
     ck = _own([closed_prompt(it) for it in closed] * 2, tmp_path / "own")
     runner = HFRunner(str(ck), batch_size=2, max_new_tokens_closed=3, max_new_tokens_open=4, max_pixels=32 * 28 * 28,
                       use_training_infer=False)
-    res = score_run(ModelRun(model="own", closed_outputs=runner.answer_closed(closed), open_outputs=runner.answer_open(open_[:2])),
-                    closed, open_[:2])
+    res = score_run(
+        ModelRun(model="own", closed_outputs=runner.answer_closed(closed), open_outputs=runner.answer_open(open_[:2])),
+        closed,
+        open_[:2],
+    )
     assert res.scores.closed_counts["Overall"] == 5 and res.scores.open_counts["Overall"] == 2
     assert res.scores.extraction_failure_rate is not None
 
@@ -72,9 +77,10 @@ def test_other_images_shows_each_question_another_items_xray():
         return ClosedItem(index=str(i), question="Q?", options=["a", "b", "c", "d"], answer="A", category="Teeth",
                           image_id=image, image=image)
 
+    from mmoral_pipeline.evaluation.runners import shown_images
+
     items = [item(0, "x"), item(1, "x"), item(2, "y"), item(3, "z")]
-    runner = HFRunner("/nonexistent", other_images=True)
-    assert runner._images(items) == ["y", "y", "z", "x"]  # every question gets a different image than its own
-    assert HFRunner("/nonexistent")._images(items) == ["x", "x", "y", "z"]
+    assert shown_images(items, other_images=True) == ["y", "y", "z", "x"]  # every question gets a different image
+    assert shown_images(items, other_images=False) == ["x", "x", "y", "z"]
     with pytest.raises(ValueError, match="two different images"):
-        runner._images(items[:2])
+        shown_images(items[:2], other_images=True)

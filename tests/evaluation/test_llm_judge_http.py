@@ -56,7 +56,11 @@ def test_llm_judge_caches_scores_and_records_version(endpoint, tmp_path):
     assert again.scores == first.scores and all(p.cache_hit for p in again.open)
     # a bare backend is wrapped in the same cache: still nothing sent
     bare = LLMJudge(OpenAIBackend(model="judge-model", base_url=url), cache_path=cache)
-    assert [s.score for s in bare.score([o.question for o in OPEN], [o.answer for o in OPEN], run.open_outputs)] == [1.0, 0.4, 0.4]
+    assert [s.score for s in bare.score([o.question for o in OPEN], [o.answer for o in OPEN], run.open_outputs)] == [
+        1.0,
+        0.4,
+        0.4,
+    ]
     assert server.count() == 3
     with pytest.raises(ValueError):
         LLMJudge(openai_backend(url, "judge-model", cache_path=cache), cache_path=tmp_path / "other.sqlite")
@@ -72,7 +76,9 @@ def test_llm_judge_spread_over_repeats_uses_distinct_requests(endpoint, tmp_path
     assert res.scores.open_spread == pytest.approx([40.0, 50.0, 60.0])
     assert server.count() == 9 and {b.get("seed") for b in bodies(server)} == {None, 1, 2}
     assert len(ResponseCache(cache)) == 9
-    again = score_run(run, [], OPEN, LLMJudge(openai_backend(url, "judge-model", cache_path=cache), temperature=0.7), repeats=3)
+    again = score_run(
+        run, [], OPEN, LLMJudge(openai_backend(url, "judge-model", cache_path=cache), temperature=0.7), repeats=3
+    )
     assert server.count() == 9 and again.scores.open_spread == res.scores.open_spread
 
 

@@ -28,7 +28,9 @@ def test_blank_option_is_literal_none(tmp_path):
     with open(p, "w", newline="") as fh:
         w = csv.writer(fh, delimiter="\t")
         w.writerow(CLOSED_COLUMNS)
-        w.writerow(["7", _img(10), "Which tooth is missing?", "#36", "", "#46", "#26", "B", "Teeth", "1.0", "001.jpg", "MCQ"])
+        w.writerow(
+            ["7", _img(10), "Which tooth is missing?", "#36", "", "#46", "#26", "B", "Teeth", "1.0", "001.jpg", "MCQ"]
+        )
     [item] = read_closed_tsv(p)
     assert item.options == ["#36", BLANK_OPTION, "#46", "#26"]
     assert item.answer_text == "None"
@@ -36,8 +38,16 @@ def test_blank_option_is_literal_none(tmp_path):
 
 def test_closed_round_trip_keeps_rows_and_images(tmp_path):
     items = [
-        ClosedItem(index=str(i), image=_img(40 * i), question=f"Question {i}?\twith tab", options=["1", "2", "None", f"opt {i}"],
-                   answer="ABCD"[i % 4], category="Teeth,Patho" if i % 2 else "Jaw", image_id=f"im{i}", file_name=f"im{i}.jpg")
+        ClosedItem(
+            index=str(i),
+            image=_img(40 * i),
+            question=f"Question {i}?\twith tab",
+            options=["1", "2", "None", f"opt {i}"],
+            answer="ABCD"[i % 4],
+            category="Teeth,Patho" if i % 2 else "Jaw",
+            image_id=f"im{i}",
+            file_name=f"im{i}.jpg",
+        )
         for i in range(5)
     ]
     p = write_closed_tsv(items, tmp_path / "c.tsv")
@@ -50,8 +60,16 @@ def test_closed_round_trip_keeps_rows_and_images(tmp_path):
 
 
 def test_open_round_trip_with_multiline_answers(tmp_path):
-    items = [OpenItem(index=str(i), image=_img(9 * i), question=f"Q{i}", category="Report",
-                      answer=f"1) Teeth: caries on tooth 3{i}.\n2) Jaw: no bone loss.\n3) Summary: \"restore\".") for i in range(3)]
+    items = [
+        OpenItem(
+            index=str(i),
+            image=_img(9 * i),
+            question=f"Q{i}",
+            category="Report",
+            answer=f'1) Teeth: caries on tooth 3{i}.\n2) Jaw: no bone loss.\n3) Summary: "restore".',
+        )
+        for i in range(3)
+    ]
     p = write_open_tsv(items, tmp_path / "o.tsv")
     with open(p) as fh:
         assert next(csv.reader(fh, delimiter="\t")) == list(OPEN_COLUMNS)

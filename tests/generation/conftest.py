@@ -2,8 +2,8 @@ import random
 
 import pytest
 
-from mmoral_pipeline.domain.attributes import Condition, ImageAttributes, JawAttributes, ToothAttributes
 from mmoral_pipeline.domain import fdi
+from mmoral_pipeline.domain.attributes import Condition, ImageAttributes, JawAttributes, ToothAttributes
 from mmoral_pipeline.generation.facts import facts_of
 from mmoral_pipeline.generation.pipeline import ImageInput, fallback_caption
 from mmoral_pipeline.generation.samples import random_attributes
@@ -12,9 +12,17 @@ from mmoral_pipeline.generation.samples import random_attributes
 def tooth(t: int, x: float, conds=(), wisdom_status=None, score=0.95) -> ToothAttributes:
     y = 300 if fdi.arch(t) == "upper" else 800
     return ToothAttributes(
-        tooth_id=t, quadrant=fdi.quadrant(t), is_wisdom=fdi.is_wisdom(t), side=fdi.side_label(t),
-        bbox=[x, y, x + 150, y + 300], center=[x + 75, y + 150], score=score, wisdom_status=wisdom_status,
-        conditions=[Condition(category=c, bbox=[x + 10, y + 10, x + 60, y + 60], score=s, type=ty) for c, s, ty in conds],
+        tooth_id=t,
+        quadrant=fdi.quadrant(t),
+        is_wisdom=fdi.is_wisdom(t),
+        side=fdi.side_label(t),
+        bbox=[x, y, x + 150, y + 300],
+        center=[x + 75, y + 150],
+        score=score,
+        wisdom_status=wisdom_status,
+        conditions=[
+            Condition(category=c, bbox=[x + 10, y + 10, x + 60, y + 60], score=s, type=ty) for c, s, ty in conds
+        ],
     )
 
 

@@ -82,8 +82,15 @@ def test_cached_backend_wraps_a_bare_contract_backend(tmp_path):
 
         def complete(self, requests):
             self.seen += len(requests)
-            return [ChatResponse(text=r.messages[-1]["content"].upper(), request_hash=r.request_hash(self.name, self.model),
-                                 backend=self.name, model=self.model) for r in requests]
+            return [
+                ChatResponse(
+                    text=r.messages[-1]["content"].upper(),
+                    request_hash=r.request_hash(self.name, self.model),
+                    backend=self.name,
+                    model=self.model,
+                )
+                for r in requests
+            ]
 
     inner = Echo()
     reqs = [ChatRequest(messages=[{"role": "user", "content": c}]) for c in ("a", "b", "a")]

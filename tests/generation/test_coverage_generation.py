@@ -22,8 +22,15 @@ TEETH_AND_CARIES = [C.TOOTH, C.CARIES, C.DEEP_CARIES]
 def partial(attrs, assessed):
     """The hand-built case as a source labelling only `assessed` would have delivered it."""
     keep = set(assessed)
-    teeth = [t.model_copy(update={"conditions": [c for c in t.conditions if c.category in keep],
-                                  "wisdom_status": t.wisdom_status if C.IMPACTED_TOOTH in keep else None}) for t in attrs.teeth]
+    teeth = [
+        t.model_copy(
+            update={
+                "conditions": [c for c in t.conditions if c.category in keep],
+                "wisdom_status": t.wisdom_status if C.IMPACTED_TOOTH in keep else None,
+            }
+        )
+        for t in attrs.teeth
+    ]
     return attrs.model_copy(update={"teeth": teeth, "assessed": list(assessed), "missing_teeth": [],
                                     "jaw": attrs.jaw.model_copy(update={"bone_loss": [], "mandibular_canal": []})})
 
@@ -33,8 +40,16 @@ def test_counts_only_of_what_was_assessed(hand_attributes):
     items = build_rule_items(facts, random.Random(1), 20, 20, 20)
     targets = {i.fact["target"] for i in items if i.task_type == "count_closed"}
     assert targets == {"teeth", "wisdom"}  # no "0 caries", "0 missing", "0 canals"
-    fake = RuleItem(task_type="count_closed", builder="count", question="How many teeth show caries?", answer="0",
-                    options=["0", "1", "2", "3"], answer_letter="A", dimensions=["Teeth"], fact={"kind": "count", "target": "caries", "n": 0})
+    fake = RuleItem(
+        task_type="count_closed",
+        builder="count",
+        question="How many teeth show caries?",
+        answer="0",
+        options=["0", "1", "2", "3"],
+        answer_letter="A",
+        dimensions=["Teeth"],
+        fact={"kind": "count", "target": "caries", "n": 0},
+    )
     verdict = verify_rule_item(fake, facts)
     assert not verdict.passed and "not assessed" in verdict.reason
     full_targets = {i.fact["target"] for i in build_rule_items(facts_of(hand_attributes), random.Random(1), 0, 0, 20)}
@@ -55,8 +70,11 @@ def test_attribute_answers_leave_out_unassessed_keys(hand_attributes):
     full = attribute_answer(facts, attrs, "full")
     assert set(full) == {"teeth"}  # no empty "jaw", "missing_teeth", "unknown_tooth_findings" claiming none
     assert all("conditions" not in t and "wisdom_status" not in t for t in full["teeth"])
-    out = generate([ImageInput("h", "b", attrs.content_hash(), attrs, render_caption(attrs))], CachedBackend(OfflineBackend(), None),
-                   GenerationSettings())
+    out = generate(
+        [ImageInput("h", "b", attrs.content_hash(), attrs, render_caption(attrs))],
+        CachedBackend(OfflineBackend(), None),
+        GenerationSettings(),
+    )
     by_scope = {json.loads(r.extra)["scope"]: r.question for r in out.attribute_tasks}
     assert set(by_scope) == {"full", "teeth", "quadrant"}  # no findings / treatments / jaw task
     assert "jaw-level" not in by_scope["full"] and "the teeth with their bounding boxes" in by_scope["full"]
@@ -83,7 +101,18 @@ def test_benchmark_items_only_about_assessed_categories(hand_attributes):
     texts = [" ".join([c.question, *c.options]) for c in closed] + [o.question + " " + o.answer for o in open_]
     assert texts, "a teeth-only image still gets questions about its teeth"
     for text in texts:
-        for word in ("caries", "periapical", "bone", "filling", "crown", "canal", "sinus", "missing", "impacted", "erupted"):
+        for word in (
+            "caries",
+            "periapical",
+            "bone",
+            "filling",
+            "crown",
+            "canal",
+            "sinus",
+            "missing",
+            "impacted",
+            "erupted",
+        ):
             assert word not in text.lower(), (word, text)
     full_closed, full_open, _ = build_benchmark([hand_attributes])
     assert len(full_closed) + len(full_open) > len(closed) + len(open_)

@@ -21,15 +21,38 @@ DOCS = [random_attributes(random.Random(100 + i), f"dg{i}") for i in range(N_IMA
 
 @dg.asset(partitions_def=batch_partitions, name="image_attributes")
 def stub_image_attributes(context: dg.AssetExecutionContext) -> pl.DataFrame:
-    return pl.DataFrame([{"image_id": d.image_id, "source": "synthetic", "partition": context.partition_key, "file_name": d.file_name,
-                          "path": "", "width": d.width, "height": d.height, "attribute_row_hash": d.content_hash(),
-                          "document": d.model_dump_json()} for d in DOCS])
+    return pl.DataFrame(
+        [
+            {
+                "image_id": d.image_id,
+                "source": "synthetic",
+                "partition": context.partition_key,
+                "file_name": d.file_name,
+                "path": "",
+                "width": d.width,
+                "height": d.height,
+                "attribute_row_hash": d.content_hash(),
+                "document": d.model_dump_json(),
+            }
+            for d in DOCS
+        ]
+    )
 
 
 @dg.asset(partitions_def=batch_partitions, name="location_captions")
 def stub_location_captions(context: dg.AssetExecutionContext, image_attributes: pl.DataFrame) -> pl.DataFrame:
-    return pl.DataFrame([{"image_id": d.image_id, "partition": context.partition_key, "attribute_row_hash": d.content_hash(),
-                          "caption": fallback_caption(d), "caption_version": "test"} for d in DOCS])
+    return pl.DataFrame(
+        [
+            {
+                "image_id": d.image_id,
+                "partition": context.partition_key,
+                "attribute_row_hash": d.content_hash(),
+                "caption": fallback_caption(d),
+                "caption_version": "test",
+            }
+            for d in DOCS
+        ]
+    )
 
 
 def _run(tmp_path, llm: LLMResource, instance) -> dg.ExecuteInProcessResult:
@@ -56,13 +79,21 @@ def test_offline_materialize_twice_second_sends_nothing(tmp_path):
     tables = {name: read_table(name, "b1", base_dir=home) for name in OUTPUTS}
     assert tables["reports"].height == N_IMAGES and tables["dialogues"].height == N_IMAGES
     assert tables["rejected_generations"].height == 0
-    assert set(tables["vqa_items"]["task_type"].unique().to_list()) == {"vqa_closed", "vqa_open", "loc_closed", "loc_open", "count_closed"}
+    assert set(tables["vqa_items"]["task_type"].unique().to_list()) == {
+        "vqa_closed",
+        "vqa_open",
+        "loc_closed",
+        "loc_open",
+        "count_closed",
+    }
     # one schema for every table
     assert len({tuple(t.schema.items()) for t in tables.values()}) == 1
     reports = tables["reports"]
     assert set(reports["backend"].to_list()) == {"offline"} and (reports["run_id"] == first.run_id).all()
     assert not reports["cache_hit"].any()
-    assert _meta(first, "reports")["requests_sent"].value == N_IMAGES * 4  # report, audit, vqa, dialogue (nothing sent back)
+    assert (
+        _meta(first, "reports")["requests_sent"].value == N_IMAGES * 4
+    )  # report, audit, vqa, dialogue (nothing sent back)
     assert _meta(first, "reports")["repairs"].value == {}
     checks = {e.check_name: e for e in first.get_asset_check_evaluations()}
     assert checks["rejection_rate"].passed and checks["reports_provenance"].passed and checks["vqa_items_unique"].passed
@@ -91,7 +122,9 @@ def test_openai_resource_materialize_and_rejection_check(tmp_path, monkeypatch):
         if user.startswith("Below is the location caption"):
             report = write_report(f, rng)
             if doc.image_id in ("dg0", "dg1", "dg2", "dg3"):  # four of six reports hallucinate a primary tooth
-                report = report.replace("Historical Interventions: ", "Historical Interventions: Tooth 55 has a crown. ")
+                report = report.replace(
+                    "Historical Interventions: ", "Historical Interventions: Tooth 55 has a crown. "
+                )
             return Reply(text=report)
         if user.startswith("You are auditing"):
             return Reply(text=json.dumps({"verdict": "no revision needed", "revised_report": None, "revision_log": []}))
@@ -103,9 +136,17 @@ def test_openai_resource_materialize_and_rejection_check(tmp_path, monkeypatch):
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("batches", ["b1"])
     with LocalChatServer(responder) as server:
-        llm = LLMResource(backend="openai", base_url=server.url, api_key=dg.EnvVar("MMORAL_LLM_API_KEY"), model="local-model",
-                          cache_path=str(tmp_path / "llm_cache.sqlite"), max_concurrency=4, timeout_s=10,
-                          price_prompt_per_1k=0.001, price_completion_per_1k=0.002)
+        llm = LLMResource(
+            backend="openai",
+            base_url=server.url,
+            api_key=dg.EnvVar("MMORAL_LLM_API_KEY"),
+            model="local-model",
+            cache_path=str(tmp_path / "llm_cache.sqlite"),
+            max_concurrency=4,
+            timeout_s=10,
+            price_prompt_per_1k=0.001,
+            price_completion_per_1k=0.002,
+        )
         result = dg.materialize(
             [stub_image_attributes, stub_location_captions, *generation_assets, *generation_checks],
             partition_key="b1",
@@ -116,12 +157,19 @@ def test_openai_resource_materialize_and_rejection_check(tmp_path, monkeypatch):
         )
     home = str(tmp_path / "home")
     rejected = read_table("rejected_generations", "b1", base_dir=home)
-    assert sorted(rejected.filter(pl.col("task_type") == "report")["image_id"].to_list()) == ["dg0", "dg1", "dg2", "dg3"]
+    assert sorted(rejected.filter(pl.col("task_type") == "report")["image_id"].to_list()) == [
+        "dg0",
+        "dg1",
+        "dg2",
+        "dg3",
+    ]
     assert set(rejected["rejected_by"].to_list()) == {"grounded_teeth"}
     assert all("[55]" in r for r in rejected["reject_reason"].to_list())
     assert {json.loads(e)["repair"] for e in rejected["extra"].to_list()} == {"requested"}
     reports = read_table("reports", "b1", base_dir=home)
-    assert sorted(reports["image_id"].to_list()) == [f"dg{i}" for i in range(6)] and set(reports["backend"].to_list()) == {"openai"}
+    assert sorted(reports["image_id"].to_list()) == [f"dg{i}" for i in range(6)] and set(
+        reports["backend"].to_list()
+    ) == {"openai"}
     repaired = {json.loads(e).get("repair_of") for e in reports["extra"].to_list()} - {None}
     assert repaired == set(rejected["item_id"].to_list())
     meta = _meta(result, "reports")

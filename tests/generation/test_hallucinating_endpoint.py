@@ -57,15 +57,23 @@ def run(tmp_path_factory):
     for k in ("MMORAL_LLM_BACKEND", "MMORAL_LLM_BASE_URL", "MMORAL_LLM_MODEL", "MMORAL_LLM_API_KEY"):
         env.pop(k, None)
     _materialize("group:ingest or group:attributes", env)
-    captions = read_table("location_captions", base_dir=str(home))
-    docs = {r["image_id"]: ImageAttributes.model_validate_json(r["document"]) for r in read_table("image_attributes", base_dir=str(home)).to_dicts()}
+    captions = read_table("location_captions", base_dir=str(home), partitions="all")
+    docs = {
+        r["image_id"]: ImageAttributes.model_validate_json(r["document"])
+        for r in read_table("image_attributes", base_dir=str(home), partitions="all").to_dicts()
+    }
     llm = HallucinatingLLM({r["caption"]: docs[r["image_id"]] for r in captions.to_dicts()}, share=0.35, seed=1)
     with LocalChatServer(llm) as server:
-        env = {**env, "MMORAL_LLM_BACKEND": "openai", "MMORAL_LLM_BASE_URL": server.url, "MMORAL_LLM_MODEL": "hallucinating-local",
-               "MMORAL_LLM_API_KEY": "sk-local-test"}
+        env = {
+            **env,
+            "MMORAL_LLM_BACKEND": "openai",
+            "MMORAL_LLM_BASE_URL": server.url,
+            "MMORAL_LLM_MODEL": "hallucinating-local",
+            "MMORAL_LLM_API_KEY": "sk-local-test",
+        }
         _materialize("group:generation or key:instruction_samples", env)
         requests = server.count()
-    tables = {name: read_table(name, base_dir=str(home)) for name in
+    tables = {name: read_table(name, base_dir=str(home), partitions="all") for name in
               ("reports", "vqa_items", "dialogues", "attribute_tasks", "rejected_generations", "instruction_samples")}
     return llm, tables, tmp / "dagster_home", requests
 
@@ -77,7 +85,9 @@ def test_every_corruption_is_rejected_with_its_reason_and_none_is_trained_on(run
     assert kinds == {"report", "vqa", "dialogue"}, kinds  # every kind of reply was corrupted at least once
     assert len({c.how for c in llm.corruptions}) >= 6
     rejected = tables["rejected_generations"]
-    rejected_text = [json.dumps(r, default=str) for r in rejected.select("question", "answer", "turns", "options").to_dicts()]
+    rejected_text = [
+        json.dumps(r, default=str) for r in rejected.select("question", "answer", "turns", "options").to_dicts()
+    ]
     # what a model would be trained on (rows' `extra` may quote a repaired original's findings: not content)
     content_columns = ("question", "answer", "turns", "options", "messages")
     accepted_text = "\n".join(tables[t].select([c for c in content_columns if c in tables[t].columns]).write_json()
@@ -92,8 +102,11 @@ def test_every_corruption_is_rejected_with_its_reason_and_none_is_trained_on(run
         assert c.marker not in accepted_text, f"corrupted {c.kind} ({c.how}) reached an accepted table: {c.marker}"
     # and the faithful replies pass: every rejected row is a corrupted one
     markers = [c.marker for c in llm.corruptions]
-    false_rejections = [(rejected["rejected_by"][i], rejected["reject_reason"][i]) for i, text in enumerate(rejected_text)
-                        if not any(m in text for m in markers)]
+    false_rejections = [
+        (rejected["rejected_by"][i], rejected["reject_reason"][i])
+        for i, text in enumerate(rejected_text)
+        if not any(m in text for m in markers)
+    ]
     assert not false_rejections, false_rejections
 
 
@@ -121,23 +134,39 @@ def test_rejected_llm_units_are_sent_back_once_and_counts_add_up(run):
     extras = [json.loads(e) for e in llm_rejected["extra"].to_list()]
     requested = sum(1 for e in extras if e.get("repair") == "requested")
     assert requested >= len({(c.image_id, c.kind) for c in llm.corruptions if not c.kind.startswith("repair_")})
-    repairs = [json.loads(e) for t in ("reports", "vqa_items", "dialogues", "rejected_generations") for e in tables[t]["extra"].to_list()]
+    repairs = [
+        json.loads(e)
+        for t in ("reports", "vqa_items", "dialogues", "rejected_generations")
+        for e in tables[t]["extra"].to_list()
+    ]
     repair_rows = [e for e in repairs if "repair_of" in e]
     assert repair_rows, "no send-back reply became a candidate"
     # a repair is never repaired again: bounded to one round
-    repaired_ids = {x for e in repair_rows for x in (e["repair_of"] if isinstance(e["repair_of"], list) else [e["repair_of"]])}
+    repaired_ids = {
+        x for e in repair_rows for x in (e["repair_of"] if isinstance(e["repair_of"], list) else [e["repair_of"]])
+    }
     assert not any(e.get("repair") == "requested" and "repair_of" in e for e in extras)
     assert repaired_ids <= set(rejected["item_id"].to_list())
     # per partition, as recorded by the run: candidates = accepted + rejected, and the send-back counts match the rows
     recorded = _latest_check_metadata(dagster_home)
     assert set(recorded) == set(tables["reports"]["partition"].unique().to_list())
-    figures = {"corruptions": len(llm.corruptions), "rejected": rejected.height, "sent_back": requested, "repair_candidates": len(repair_rows)}
+    figures = {
+        "corruptions": len(llm.corruptions),
+        "rejected": rejected.height,
+        "sent_back": requested,
+        "repair_candidates": len(repair_rows),
+    }
     for part, meta in recorded.items():
-        accepted = sum(tables[t].filter(pl.col("partition") == part).height for t in ("reports", "vqa_items", "dialogues", "attribute_tasks"))
+        accepted = sum(
+            tables[t].filter(pl.col("partition") == part).height
+            for t in ("reports", "vqa_items", "dialogues", "attribute_tasks")
+        )
         bad = rejected.filter(pl.col("partition") == part)
         assert meta["candidates"] == accepted + bad.height and meta["rejected"] == bad.height, (part, meta)
         part_extras = [json.loads(e) for e in bad["extra"].to_list()]
-        assert sum(v for k, v in meta["repairs"].items() if k.endswith("_requested")) == sum(1 for e in part_extras if e.get("repair") == "requested")
+        assert sum(v for k, v in meta["repairs"].items() if k.endswith("_requested")) == sum(
+            1 for e in part_extras if e.get("repair") == "requested"
+        )
         rejected_repairs = sum(1 for e in part_extras if "repair_of" in e)
         assert sum(v for k, v in meta["repairs"].items() if k.endswith("_rejected")) == rejected_repairs
         figures[part] = {"candidates": meta["candidates"], "rejected": meta["rejected"], **meta["repairs"]}

@@ -9,7 +9,6 @@ from mmoral_pipeline.generation.rows import TASK_TYPES, InstructionItem, to_fram
 from mmoral_pipeline.generation.schemas import parse_reply
 
 
-
 def test_offline_generation_is_valid_and_labelled(make_images):
     images = make_images(25, seed=3)
     out = generate(images, CachedBackend(OfflineBackend(), None), GenerationSettings(), run_id="r1")

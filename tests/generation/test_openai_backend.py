@@ -17,7 +17,12 @@ from mmoral_pipeline.generation.openai_backend import OpenAIBackend, parse_retry
 from mmoral_pipeline.generation.pipeline import GenerationSettings, generate
 from mmoral_pipeline.generation.types import ChatRequest
 
-KINDS = {"Below is the location caption": "report", "You are auditing": "audit", "From the location caption": "vqa", "Write a conversation": "dialogue"}
+KINDS = {
+    "Below is the location caption": "report",
+    "You are auditing": "audit",
+    "From the location caption": "vqa",
+    "Write a conversation": "dialogue",
+}
 
 
 class ScriptedLLM:
@@ -43,7 +48,9 @@ class ScriptedLLM:
         return write_report(facts_of(self.images[idx].attributes), random.Random(idx))
 
     def hallucinated(self, idx):
-        return self.good_report(idx).replace("Pathological Findings: ", f"Pathological Findings: Tooth {self.ghost} shows deep caries. ")
+        return self.good_report(idx).replace(
+            "Pathological Findings: ", f"Pathological Findings: Tooth {self.ghost} shows deep caries. "
+        )
 
     def __call__(self, body, n):
         kind, idx = self.classify(body)
@@ -62,7 +69,20 @@ class ScriptedLLM:
         if kind == "repair_report":  # told what was wrong, this model fixes it
             return Reply(text=self.good_report(idx))
         if kind == "repair_vqa":
-            return Reply(text=json.dumps({"closed": [], "open": [{"question": "What is seen on the image?", "answer": "Tooth 99 has a crown.", "dimensions": ["Teeth"]}]}))
+            return Reply(
+                text=json.dumps(
+                    {
+                        "closed": [],
+                        "open": [
+                            {
+                                "question": "What is seen on the image?",
+                                "answer": "Tooth 99 has a crown.",
+                                "dimensions": ["Teeth"],
+                            }
+                        ],
+                    }
+                )
+            )
         if kind == "report":
             if idx == 2 and attempt <= 2:
                 return Reply(status=500, text="upstream exploded")
@@ -79,7 +99,13 @@ class ScriptedLLM:
                 return Reply(text='Sure! Here are the questions: {"closed": [{"question": "Which tooth')
             vqa = write_vqa(f, rng, 4, 3)
             if idx == 3:
-                vqa["open"].append({"question": f"What is seen on tooth {self.ghost}?", "answer": f"Tooth {self.ghost} has a crown.", "dimensions": ["Teeth"]})
+                vqa["open"].append(
+                    {
+                        "question": f"What is seen on tooth {self.ghost}?",
+                        "answer": f"Tooth {self.ghost} has a crown.",
+                        "dimensions": ["Teeth"],
+                    }
+                )
             return Reply(text="```json\n" + json.dumps(vqa) + "\n```")
         return Reply(text=json.dumps(write_dialogue(f, rng, 10)))
 
@@ -97,25 +123,40 @@ def test_openai_backend_faults_validation_and_cache(tmp_path, make_images):
         sent_first = server.count()
 
         # hallucinations: image 0's report (the audit missed it) is rejected and sent back once with the
-        # validator's findings; the repaired report is kept and says which row it repairs. Image 1's was revised by the audit.
+        # validator's findings; the repaired report is kept and says which row it repairs. Image 1's was revised by
+        # the audit.
         rejected_reports = [r for r in out.rejected if r.task_type == "report"]
         assert [r.image_id for r in rejected_reports] == [images[0].image_id]
-        assert rejected_reports[0].rejected_by == "grounded_teeth" and str(llm.ghost) in rejected_reports[0].reject_reason
+        assert (
+            rejected_reports[0].rejected_by == "grounded_teeth" and str(llm.ghost) in rejected_reports[0].reject_reason
+        )
         assert json.loads(rejected_reports[0].extra)["repair"] == "requested"
         kept = {r.image_id: r for r in out.reports}
         assert set(kept) == {img.image_id for img in images}
         repaired = json.loads(kept[images[0].image_id].extra)
-        assert repaired["repair_of"] == rejected_reports[0].item_id and any(str(llm.ghost) in f for f in repaired["repair_findings"])
+        assert repaired["repair_of"] == rejected_reports[0].item_id and any(
+            str(llm.ghost) in f for f in repaired["repair_findings"]
+        )
         assert str(llm.ghost) not in kept[images[0].image_id].answer
         extra1 = json.loads(kept[images[1].image_id].extra)
-        assert extra1["audit_verdict"] == "revised" and extra1["revision_log"] and str(llm.ghost) not in kept[images[1].image_id].answer
-        # the hallucinated open VQA answer is rejected, the rest of that reply kept; its repair hallucinates again: rejected too
+        assert (
+            extra1["audit_verdict"] == "revised"
+            and extra1["revision_log"]
+            and str(llm.ghost) not in kept[images[1].image_id].answer
+        )
+        # the hallucinated open VQA answer is rejected, the rest of that reply kept; its repair hallucinates again:
+        # rejected too
         ghost_rows = [r for r in out.rejected if r.task_type == "vqa_open"]
         assert len(ghost_rows) == 2 and {r.rejected_by for r in ghost_rows} == {"grounded_teeth"}
         assert json.loads(ghost_rows[1].extra)["repair_of"] == [ghost_rows[0].item_id]
         assert any(r.image_id == images[3].image_id and r.task_type == "vqa_open" for r in out.vqa_items)
         assert not [r for r in out.rejected if r.rejected_by in ("backend_error", "json_schema")]
-        assert dict(out.repairs) == {"reports_requested": 1, "reports_accepted": 1, "vqa_items_requested": 1, "vqa_items_rejected": 1}
+        assert dict(out.repairs) == {
+            "reports_requested": 1,
+            "reports_accepted": 1,
+            "vqa_items_requested": 1,
+            "vqa_items_rejected": 1,
+        }
 
         # retries and back-off were observed
         s = backend.stats
@@ -156,7 +197,8 @@ from mmoral_pipeline.generation.cache import ResponseCache
 from mmoral_pipeline.generation.openai_backend import OpenAIBackend
 from mmoral_pipeline.generation.types import ChatRequest
 reqs = [ChatRequest(messages=[{"role": "user", "content": f"q{i}"}], params={"temperature": 0}) for i in range(12)]
-CachedBackend(OpenAIBackend(model="m", base_url=sys.argv[1], max_concurrency=4, timeout_s=120), ResponseCache(sys.argv[2])).complete(reqs)
+backend = OpenAIBackend(model="m", base_url=sys.argv[1], max_concurrency=4, timeout_s=120)
+CachedBackend(backend, ResponseCache(sys.argv[2])).complete(reqs)
 """
 
 
@@ -181,8 +223,12 @@ def test_killed_run_resumes_without_resending(tmp_path):
     assert len(ResponseCache(cache_path)) == 6
 
     with LocalChatServer(lambda body, n: Reply(text="answer " + body["messages"][0]["content"][1:])) as server:
-        reqs = [ChatRequest(messages=[{"role": "user", "content": f"q{i}"}], params={"temperature": 0}) for i in range(12)]
-        cached = CachedBackend(OpenAIBackend(model="m", base_url=server.url, max_concurrency=4), ResponseCache(cache_path))
+        reqs = [
+            ChatRequest(messages=[{"role": "user", "content": f"q{i}"}], params={"temperature": 0}) for i in range(12)
+        ]
+        cached = CachedBackend(
+            OpenAIBackend(model="m", base_url=server.url, max_concurrency=4), ResponseCache(cache_path)
+        )
         out = cached.complete(reqs)
         resent = sorted(int(r.body["messages"][0]["content"][1:]) for r in server.received)
     assert resent == list(range(6, 12))

@@ -50,7 +50,9 @@ PHRASES: dict[C, tuple[str, ...]] = {
     C.MAXILLARY_SINUS: (r"\bsinus",),
 }
 # A clause that declares coverage ("... were not assessed", "This review covers X only") is no statement about X.
-COVERAGE_CLAUSE = re.compile(r"not assessed|this review covers|this review is limited to|assessed in this review", re.IGNORECASE)
+COVERAGE_CLAUSE = re.compile(
+    r"not assessed|this review covers|this review is limited to|assessed in this review", re.IGNORECASE
+)
 # Words of the report frame and of recommendations that name no finding in the image.
 FRAME = re.compile(r"Teeth-Specific Observations|Jaw-Specific Observations|located on the teeth|on my teeth|"
                    r"wrong with my teeth|restored as needed|look at the rest", re.IGNORECASE)
@@ -76,7 +78,10 @@ def documents_of(spec_name: str, sf) -> list[tuple[ImageAttributes, str]]:
     images = tables.records_to_frame(batch.images, tables.RAW_IMAGES, partition=spec_name)
     anns = tables.records_to_frame(batch.annotations, tables.RAW_ANNOTATIONS, partition=spec_name)
     built = build_attribute_tables(images, anns)
-    return [(ImageAttributes.model_validate_json(r["document"]), r["attribute_row_hash"]) for r in built.image_attributes.iter_rows(named=True)]
+    return [
+        (ImageAttributes.model_validate_json(r["document"]), r["attribute_row_hash"])
+        for r in built.image_attributes.iter_rows(named=True)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +96,10 @@ def generated(realdata: Path, tmp_path_factory) -> dict[str, tuple[list[ImageAtt
     for spec in sf.sources:
         docs = documents_of(spec.name, sf)
         images = [ImageInput(d.image_id, spec.name, h, d, fallback_caption(d)) for d, h in docs]
-        out[spec.name] = ([d for d, _ in docs], generate(images, CachedBackend(OfflineBackend(), None), GenerationSettings()))
+        out[spec.name] = (
+            [d for d, _ in docs],
+            generate(images, CachedBackend(OfflineBackend(), None), GenerationSettings()),
+        )
     return out
 
 
@@ -119,7 +127,13 @@ def test_no_row_states_anything_outside_coverage(generated, source):
     assert problems == [], problems[:5]
     for r in out.attribute_tasks:  # JSON answers: no key or category of an unassessed kind
         answer = json.loads(r.answer)
-        cats = {c["category"] for v in answer.values() if isinstance(v, list) for c in v if isinstance(c, dict) and "category" in c}
+        cats = {
+            c["category"]
+            for v in answer.values()
+            if isinstance(v, list)
+            for c in v
+            if isinstance(c, dict) and "category" in c
+        }
         assert cats <= {c.value for c in next(iter(assessed))}, r.answer[:200]
         if C.TOOTH in outside:
             assert "teeth" not in answer and "quadrant" not in answer
@@ -130,13 +144,23 @@ def test_no_row_states_anything_outside_coverage(generated, source):
 @pytest.mark.parametrize("source", ["akudental", "xray_yolo", "ufba", "dc1000"])
 def test_reports_of_partly_labelled_sources_read_as_reports(generated, source):
     docs, out = generated[source]
-    assert len(out.reports) == len(docs) and not out.rejected, [(r.rejected_by, r.reject_reason) for r in out.rejected[:3]]
+    assert len(out.reports) == len(docs) and not out.rejected, [
+        (r.rejected_by, r.reject_reason) for r in out.rejected[:3]
+    ]
     for r in out.reports:
         lines = r.answer.splitlines()
-        assert lines[0] == "1. Teeth-Specific Observations" and lines[1].startswith("General Condition: This review covers ")
+        assert lines[0] == "1. Teeth-Specific Observations" and lines[1].startswith(
+            "General Condition: This review covers "
+        )
         assert " only; " in lines[1] and "not assessed" in lines[1]
         assert "2. Jaw-Specific Observations" in lines and "3. Clinical Summary & Recommendations" in lines
-        for bad in ("0 teeth", "not clearly visualized", "not clearly delineated", "no definite pathology", "No historical treatments"):
+        for bad in (
+            "0 teeth",
+            "not clearly visualized",
+            "not clearly delineated",
+            "no definite pathology",
+            "No historical treatments",
+        ):
             assert bad not in r.answer
         assert len(re.findall(r"\bnot assessed\b", r.answer)) <= 4  # said where it belongs, not after every finding
 
@@ -158,10 +182,32 @@ def test_fdi_side_check_explains_itself_without_a_stack_trace(realdata: Path, tm
     doc["sources"] = [aku]
     sources = tmp_path / "sources.yaml"
     sources.write_text(yaml.safe_dump(doc))
-    env = {**os.environ, "PYTHONPATH": str(REPO), "MMORAL_HOME": str(tmp_path / "home"), "DAGSTER_HOME": str(tmp_path / "dh")}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "MMORAL_HOME": str(tmp_path / "home"),
+        "DAGSTER_HOME": str(tmp_path / "dh"),
+    }
     env.pop("MMORAL_LOG_LEVEL", None)
-    done = subprocess.run([sys.executable, "-m", "mmoral_pipeline.cli", "materialize", "--quiet", "--sources", str(sources),
-                           "--select", "group:ingest or group:attributes"], env=env, capture_output=True, text=True, timeout=600, cwd=REPO, check=False)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mmoral_pipeline.cli",
+            "materialize",
+            "--quiet",
+            "--sources",
+            str(sources),
+            "--select",
+            "group:ingest or group:attributes",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+        check=False,
+    )
     assert done.returncode == 1
     out = done.stdout + done.stderr
     assert "FAIL raw_annotations.fdi_side_consistency [akudental]" in out

@@ -19,18 +19,33 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _home_with_attributes(tmp_path: Path) -> Path:
     """$MMORAL_HOME/image_attributes/<partition>.parquet holding the corpus documents (two partitions)."""
-    docs = [ImageAttributes.model_validate_json(line) for line in (CORPUS / "attributes.jsonl").read_text().splitlines()]
+    docs = [
+        ImageAttributes.model_validate_json(line) for line in (CORPUS / "attributes.jsonl").read_text().splitlines()
+    ]
     home = tmp_path / "home"
     (home / "image_attributes").mkdir(parents=True)
     for part, chunk in (("p1", docs[:4]), ("p2", docs[4:])):
-        frame = pl.DataFrame({"image_id": [d.image_id for d in chunk], "partition": part, "document": [d.model_dump_json() for d in chunk]})
+        frame = pl.DataFrame(
+            {
+                "image_id": [d.image_id for d in chunk],
+                "partition": part,
+                "document": [d.model_dump_json() for d in chunk],
+            }
+        )
         pq.write_table(frame.to_arrow(), home / "image_attributes" / f"{part}.parquet")
     return home
 
 
 def _run(items_path: Path, home: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "MMORAL_HOME": str(home), "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "mmoral_pipeline.cli", "validate", str(items_path)], check=False, capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "mmoral_pipeline.cli", "validate", str(items_path)],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
 
 
 def test_validate_corpus_items_and_bad_lines(tmp_path):
@@ -46,8 +61,13 @@ def test_validate_corpus_items_and_bad_lines(tmp_path):
     out = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [o["line"] for o in out] == list(range(1, len(lines) + 1))
     assert all(set(o) == {"line", "passed", "rejected_by", "reasons"} for o in out)
-    facts = {d.image_id: facts_of(d) for d in (ImageAttributes.model_validate_json(x) for x in (CORPUS / "attributes.jsonl").read_text().splitlines())}
-    for it, o in zip(items, out):  # the CLI says what the validators say
+    facts = {
+        d.image_id: facts_of(d)
+        for d in (
+            ImageAttributes.model_validate_json(x) for x in (CORPUS / "attributes.jsonl").read_text().splitlines()
+        )
+    }
+    for it, o in zip(items, out, strict=False):  # the CLI says what the validators say
         verdicts = validate_item(it, facts[it["image_id"]])
         assert o["passed"] == all(v.passed for v in verdicts)
         assert o["rejected_by"] == [v.validator for v in verdicts if not v.passed]

@@ -1,8 +1,9 @@
 """The claim validators on the labelled corpus (tests/generation/corpus/): recall and false-rejection floors.
 
 The goal is >= 95 % of the hallucinated items rejected and <= 5 % of the faithful ones; this test
-holds the floors (90 % / 10 %) on the corpus. perf/validator_corpus.py prints the figures per task
-type for the dev and the held-out part.
+holds the floors (90 % / 10 %) on the first corpus (items.jsonl) and, separately, on the independent
+one (independent.jsonl, written by a second author before reading the validators). perf/validator_corpus.py
+prints the figures per task type for each part (dev, heldout, ind-tune, ind-check).
 """
 
 import importlib.util
@@ -31,15 +32,22 @@ def _rates(results, parts):
     return sum(hall) / len(hall), sum(faith) / len(faith), len(hall), len(faith)
 
 
-def test_corpus_size_and_task_types(results):
-    items = [it for it, _ in results if it["split"] != "probe"]
-    assert sum(it["label"] == "hallucinated" for it in items) >= 150 and sum(it["label"] == "faithful" for it in items) >= 150
+@pytest.mark.parametrize(("parts", "minimum"), [(("dev", "heldout"), 150), (("ind-tune", "ind-check"), 120)])
+def test_corpus_size_and_task_types(results, parts, minimum):
+    items = [it for it, _ in results if it["split"] in parts]
+    assert (
+        sum(it["label"] == "hallucinated" for it in items) >= minimum
+        and sum(it["label"] == "faithful" for it in items) >= minimum
+    )
     for task in corpus.TASKS:
         assert {it["label"] for it in items if it["task_type"] == task} == {"hallucinated", "faithful"}, task
 
 
-def test_recall_and_false_rejection_floors(results):
-    recall, false_rejection, n_hall, n_faith = _rates(results, ("dev", "heldout"))
+@pytest.mark.parametrize(
+    "parts", [("dev", "heldout"), ("ind-tune", "ind-check")], ids=["first corpus", "independent corpus"]
+)
+def test_recall_and_false_rejection_floors(results, parts):
+    recall, false_rejection, n_hall, n_faith = _rates(results, parts)
     assert recall >= 0.90, f"{recall:.1%} of {n_hall} hallucinated items rejected"
     assert false_rejection <= 0.10, f"{false_rejection:.1%} of {n_faith} faithful items rejected"
 
@@ -53,5 +61,9 @@ def test_hallucinations_are_rejected_for_a_content_reason(results):
 
 
 def test_tuning_probes(results):
-    wrong = [it["id"] for it, vs in results if it["split"] == "probe" and any(not v.passed for v in vs) != (it["label"] == "hallucinated")]
+    wrong = [
+        it["id"]
+        for it, vs in results
+        if it["split"] == "probe" and any(not v.passed for v in vs) != (it["label"] == "hallucinated")
+    ]
     assert not wrong

@@ -9,6 +9,7 @@ import dagster as dg
 import pytest
 import yaml
 
+from mmoral_pipeline.config import load_sources
 from mmoral_pipeline.defs import automation
 from mmoral_pipeline.defs.automation import (
     batch_fingerprints,
@@ -18,7 +19,6 @@ from mmoral_pipeline.defs.automation import (
 )
 from mmoral_pipeline.defs.partitions import BATCHES, batch_partitions
 from mmoral_pipeline.defs.resources import SourcesResource
-from mmoral_pipeline.config import load_sources
 from mmoral_pipeline.synth import generate
 
 from .helpers import full_definitions
@@ -45,7 +45,9 @@ def _tick(instance, sources_file: Path, cursor: str | None):
     """One sensor evaluation; applies the partition requests the way the daemon would."""
     # as a context manager: the context enters an instance for its resources, and only its exit
     # resets Dagster's current defs-state storage (left dangling, it breaks later tests)
-    with dg.build_sensor_context(instance=instance, cursor=cursor, resources={"sources": SourcesResource(path=str(sources_file))}) as ctx:
+    with dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources={"sources": SourcesResource(path=str(sources_file))}
+    ) as ctx:
         result = raw_data_sensor(ctx)
     assert isinstance(result, dg.SensorResult)
     added = []
@@ -130,7 +132,11 @@ def test_jobs_cover_the_data_assets_and_never_training():
     groups = {k: graph.get(k).group_name for k in graph.get_all_asset_keys()}
     training = {k for k, g in groups.items() if g == "training"}
     assert dg.AssetKey("sft_model") in training
-    downstream_of_training = dg.AssetSelection.groups("training").downstream().resolve(graph)
+    downstream_of_training = dg.AssetSelection.groups("training").downstream().resolve(graph) | dg.AssetSelection.tag(
+        *automation.TRAINING_TAG  # training an expert: the asset, not what it labels
+    ).resolve(graph)
+    assert dg.AssetKey("expert_model") in downstream_of_training
+    assert dg.AssetKey("expert_annotations") not in downstream_of_training
 
     regenerate = set(repo.get_job("regenerate_dataset").asset_layer.selected_asset_keys)
     per_batch = set(repo.get_job("process_batches").asset_layer.selected_asset_keys)
@@ -162,7 +168,7 @@ def test_weekly_schedule_requests_every_registered_batch(sources_file: Path):
     with dg.instance_for_test() as instance:
         with dg.build_schedule_context(
             instance=instance,
-            scheduled_execution_time=dt.datetime(2026, 11, 30, 3, 0, tzinfo=dt.timezone.utc),
+            scheduled_execution_time=dt.datetime(2026, 11, 30, 3, 0, tzinfo=dt.UTC),
             repository_def=repo,
             resources={"sources": SourcesResource(path=str(sources_file))},
         ) as ctx:
@@ -259,3 +265,45 @@ def test_derived_assets_follow_their_upstream_with_their_checks():
         # training and what needs a trained model are never requested, whatever happened upstream
         for _ in range(2):
             assert not ({"sft_model", "benchmark_results"} & tick())
+
+
+def test_a_failed_blocking_check_holds_back_what_reads_the_asset():
+    """Blocking across runs: after instruction_samples' blocking check failed, the export is not requested,
+    whatever updated; once the check passes on a new materialisation, it is."""
+
+    @dg.asset(group_name="dataset")
+    def instruction_samples():
+        return 1
+
+    @dg.asset_check(asset=instruction_samples, blocking=True)
+    def split_disjoint():
+        return dg.AssetCheckResult(passed=True)
+
+    @dg.asset(group_name="export", deps=[instruction_samples])
+    def trl_export():
+        return 1
+
+    defs = dg.Definitions(
+        assets=[instruction_samples, trl_export], asset_checks=[split_disjoint], sensors=[derived_assets_automation]
+    )
+    check = dg.AssetCheckKey(dg.AssetKey("instruction_samples"), "split_disjoint")
+
+    def evaluated(passed: bool) -> None:
+        instance.report_runless_asset_event(
+            dg.AssetCheckEvaluation(asset_key=check.asset_key, check_name=check.name, passed=passed)
+        )
+
+    with dg.instance_for_test() as instance:
+        tick = _AutomationTicks(instance, defs)
+        tick()
+        _done(instance, "instruction_samples")
+        evaluated(True)
+        _done(instance, "trl_export")
+        assert tick() == set()
+        _done(instance, "instruction_samples")  # a new assembly, whose split check fails
+        evaluated(False)
+        assert "trl_export" not in tick()
+        assert "trl_export" not in tick()
+        _done(instance, "instruction_samples")  # fixed: the check passes on the new materialisation
+        evaluated(True)
+        assert "trl_export" in tick()

@@ -1,6 +1,6 @@
 """De-identification through the real pipeline: DICOM files full of patient data go from ingest to the exports
-(`mmoral materialize` in its own process, the persistent Dagster instance under DAGSTER_HOME, the offline LLM backend and its
-response cache); then every file under MMORAL_HOME and DAGSTER_HOME (Parquet decoded, SQLite dumped, event log,
+(`mmoral materialize` in its own process, the persistent Dagster instance under DAGSTER_HOME, the offline LLM backend
+and its response cache); then every file under MMORAL_HOME and DAGSTER_HOME (Parquet decoded, SQLite dumped, event log,
 compute logs, exports, HF dataset, cache) and the terminal output (DEBUG logs) is searched for every PHI value.
 The patient key is what remains."""
 
@@ -24,7 +24,9 @@ from mmoral_pipeline.synth import generate
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # ingest -> exports (training and the model-scored benchmark are out of the question here)
-SELECTION = "group:ingest or group:attributes or group:generation or group:dataset or group:export or key:benchmark_items"
+SELECTION = (
+    "group:ingest or group:attributes or group:generation or group:dataset or group:export or key:benchmark_items"
+)
 N_IMAGES = 6
 
 
@@ -124,7 +126,9 @@ def test_the_pipeline_ran_to_the_exports(pipeline) -> None:
     keys = images.sort("file_name")["patient_key"].to_list()
     assert all(keys) and keys[0] == keys[1] != keys[2] == keys[3]  # two X-rays per patient, one key each
     assert (home / "exports" / "llamafactory" / "dataset_info.json").exists()
-    assert (home / "exports" / "trl" / "hf_dataset").is_dir() and (home / "exports" / "bench" / "closed_ended.tsv").exists()
+    assert (home / "exports" / "trl" / "hf_dataset").is_dir() and (
+        home / "exports" / "bench" / "closed_ended.tsv"
+    ).exists()
     trl = [json.loads(line) for line in (home / "exports" / "trl" / "train.jsonl").read_text().splitlines()]
     assert trl and all(not Path(r["images"][0]).is_absolute() for r in trl)
 

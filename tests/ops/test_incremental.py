@@ -17,6 +17,7 @@ import yaml
 
 from mmoral_pipeline.defs import automation
 from mmoral_pipeline.defs.attributes import attributes_assets, attributes_checks
+from mmoral_pipeline.defs.experts import expert_annotations_batch
 from mmoral_pipeline.defs.ingest import ingest_assets, ingest_checks
 from mmoral_pipeline.defs.io_manager import ParquetIOManager
 from mmoral_pipeline.defs.partitions import BATCHES, batch_partitions
@@ -62,14 +63,21 @@ class World:
         generate(n=2, seed=22, out=tmp / "beta", fmt="coco", **SMALL)
         self.sources = tmp / "sources.yaml"
         self.sources.write_text(
-            yaml.safe_dump({"sources": [{"name": n, "format": "coco", "root": n, "options": {"score_field": "score"}} for n in ("alpha", "beta")]})
+            yaml.safe_dump(
+                {
+                    "sources": [
+                        {"name": n, "format": "coco", "root": n, "options": {"score_field": "score"}}
+                        for n in ("alpha", "beta")
+                    ]
+                }
+            )
         )
         self.cursor = None
 
     def defs(self, *extra_jobs) -> dg.Definitions:
         gen = self.gen
         return dg.Definitions(
-            assets=[*ingest_assets, *attributes_assets, *gen.generation_assets],
+            assets=[*ingest_assets, expert_annotations_batch, *attributes_assets, *gen.generation_assets],
             asset_checks=[*ingest_checks, *attributes_checks, *gen.generation_checks],
             jobs=[automation.process_batches_job, *extra_jobs],
             resources={
@@ -109,7 +117,11 @@ def stale_status(instance: dg.DagsterInstance, defs: dg.Definitions):
     from dagster._time import get_current_datetime
 
     graph = defs.get_repository_def().asset_graph
-    view = AssetGraphView(temporal_context=TemporalContext(effective_dt=get_current_datetime(), last_event_id=None), instance=instance, asset_graph=graph)
+    view = AssetGraphView(
+        temporal_context=TemporalContext(effective_dt=get_current_datetime(), last_event_id=None),
+        instance=instance,
+        asset_graph=graph,
+    )
     return CachingStaleStatusResolver(instance=instance, asset_graph=graph, loading_context=view)
 
 
@@ -119,12 +131,12 @@ def code_versions(defs: dg.Definitions) -> dict[str, str | None]:
 
 @pytest.fixture()
 def world(tmp_path: Path):
-    from mmoral_pipeline.defs import generation
-
     # instance_for_test does not make its instance the current defs-state storage, and a context
     # leaked by any earlier test (an evaluation context left open) would leave a dead one there,
     # which breaks resolving new Definitions: set ours for the test (Dagster internal API).
     from dagster._core.storage.defs_state.base import set_defs_state_storage
+
+    from mmoral_pipeline.defs import generation
 
     with dg.instance_for_test() as instance, set_defs_state_storage(instance.defs_state_storage):
         yield World(tmp_path, instance, generation)
@@ -168,7 +180,9 @@ def changed_template_marks_only_its_dependants_stale(world: World, tmp_path: Pat
     # a copy of the prompts with one template changed, and the generation module re-imported from it
     prompts = tmp_path / "prompts"
     shutil.copytree(prompt_module.PROMPTS_DIR, prompts)
-    (prompts / "dialogue.j2").write_text((prompts / "dialogue.j2").read_text() + "\nKeep every answer under three sentences.\n")
+    (prompts / "dialogue.j2").write_text(
+        (prompts / "dialogue.j2").read_text() + "\nKeep every answer under three sentences.\n"
+    )
     monkeypatch.setattr(prompt_module, "PROMPTS_DIR", prompts)
     try:
         world.gen = importlib.reload(world.gen)
@@ -189,7 +203,11 @@ def changed_template_marks_only_its_dependants_stale(world: World, tmp_path: Pat
             assert any("code version" in c.reason for c in causes), causes
 
         # re-run what is stale: only the dialogue requests go out again, each once
-        rerun = dg.define_asset_job("rerun_dialogues", selection=dg.AssetSelection.assets("dialogues").required_multi_asset_neighbors(), partitions_def=batch_partitions)
+        rerun = dg.define_asset_job(
+            "rerun_dialogues",
+            selection=dg.AssetSelection.assets("dialogues").required_multi_asset_neighbors(),
+            partitions_def=batch_partitions,
+        )
         resent = world.run(["alpha", "beta"], job="rerun_dialogues", defs=world.defs(rerun))
         assert sorted(resent) == dialogue_requests
         resolver = stale_status(world.instance, new_defs)

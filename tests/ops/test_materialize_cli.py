@@ -29,16 +29,37 @@ class Cli:
         self.tmp = tmp
         generate(n=4, seed=31, out=tmp / "src", fmt="coco", width=400, height=200, scores=True)
         self.sources = tmp / "sources.yaml"
-        self.sources.write_text(yaml.safe_dump({"sources": [
-            {"name": "cli", "format": "coco", "root": "src", "shard_size": 2, "options": {"score_field": "score"}}]}))
+        self.sources.write_text(
+            yaml.safe_dump(
+                {
+                    "sources": [
+                        {
+                            "name": "cli",
+                            "format": "coco",
+                            "root": "src",
+                            "shard_size": 2,
+                            "options": {"score_field": "score"},
+                        }
+                    ]
+                }
+            )
+        )
         self.home, self.dagster_home = tmp / "home", tmp / "dagster_home"
-        self.env = {**os.environ, "MMORAL_HOME": str(self.home), "DAGSTER_HOME": str(self.dagster_home),
-                    "MMORAL_SOURCES": str(self.sources), "MMORAL_LLM_BACKEND": "offline", "MMORAL_PROGRESS_EVERY_S": "0"}
+        self.env = {
+            **os.environ,
+            "MMORAL_HOME": str(self.home),
+            "DAGSTER_HOME": str(self.dagster_home),
+            "MMORAL_SOURCES": str(self.sources),
+            "MMORAL_LLM_BACKEND": "offline",
+            "MMORAL_PROGRESS_EVERY_S": "0",
+        }
         self.env.pop("MMORAL_LOG_LEVEL", None)
 
     def materialize(self, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:
         cmd = [sys.executable, "-m", "mmoral_pipeline.cli", "materialize", "--quiet", "--select", SELECT, *extra]
-        done = subprocess.run(cmd, env={**self.env, **(env or {})}, capture_output=True, text=True, timeout=600, check=False)
+        done = subprocess.run(
+            cmd, env={**self.env, **(env or {})}, capture_output=True, text=True, timeout=600, check=False
+        )
         assert done.returncode == 0, done.stdout + done.stderr
         return done
 
@@ -48,13 +69,17 @@ class Cli:
 
     def storage_ids(self, asset: str) -> dict[str, int]:
         with self.instance() as instance:
-            return dict(instance.event_log_storage.get_latest_storage_id_by_partition(
-                dg.AssetKey(asset), dg.DagsterEventType.ASSET_MATERIALIZATION))
+            return dict(
+                instance.event_log_storage.get_latest_storage_id_by_partition(
+                    dg.AssetKey(asset), dg.DagsterEventType.ASSET_MATERIALIZATION
+                )
+            )
 
     def latest_metadata(self, asset: str, partition: str) -> dict:
         with self.instance() as instance:
             (rec,) = instance.fetch_materializations(
-                dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition]), limit=1).records
+                dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition]), limit=1
+            ).records
             return {k: getattr(v, "value", v) for k, v in rec.asset_materialization.metadata.items()}
 
     def mtimes(self) -> dict[str, int]:
@@ -75,15 +100,25 @@ def cli(tmp_path_factory: pytest.TempPathFactory) -> Cli:
 def test_progress_lines_on_the_terminal_and_in_the_run_log(cli: Cli) -> None:
     first = cli.materialize("--workers", "2")  # the two batches of each stage in two processes at once
     err = first.stderr
-    for line in (f"{PROGRESS_MARK} ingest cli__0000: starting, 2 images", f"{PROGRESS_MARK} ingest cli__0001: 2/2 images (100 %)",
-                 f"{PROGRESS_MARK} generation cli__0000: starting, 8 requests"):
+    for line in (
+        f"{PROGRESS_MARK} ingest cli__0000: starting, 2 images",
+        f"{PROGRESS_MARK} ingest cli__0001: 2/2 images (100 %)",
+        f"{PROGRESS_MARK} generation cli__0000: starting, 8 requests",
+    ):
         assert line in err, err
     assert "requests/s" in err and "sent " in err
     assert "STEP_SUCCESS" not in err and "Started execution" not in err, "the INFO chatter stays in the UI"
     with cli.instance() as instance:
         runs = instance.get_runs(dg.RunsFilter(tags={"mmoral/cli": "materialize"}))
-        logged = [e.user_message for r in runs for e in instance.all_logs(r.run_id) if e.user_message.startswith(PROGRESS_MARK)]
-    assert any(m.startswith(f"{PROGRESS_MARK} generation cli__0001: 8/8 requests (100 %)") and "done in" in m for m in logged)
+        logged = [
+            e.user_message
+            for r in runs
+            for e in instance.all_logs(r.run_id)
+            if e.user_message.startswith(PROGRESS_MARK)
+        ]
+    assert any(
+        m.startswith(f"{PROGRESS_MARK} generation cli__0001: 8/8 requests (100 %)") and "done in" in m for m in logged
+    )
     assert any(m.startswith(f"{PROGRESS_MARK} ingest cli__0000") for m in logged)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from mmoral_pipeline.config import PanoramicLimits, SourceSpec, SourcesFile
+from mmoral_pipeline.config import PanoramicLimits, SourcesFile, SourceSpec
 from mmoral_pipeline.domain.records import IngestBatch
 from mmoral_pipeline.sources import list_source_items, read_source
 
@@ -48,8 +48,14 @@ def ingest() -> Callable[..., IngestBatch]:
     """Factory: ingest(root, fmt, **spec) -> balanced IngestBatch (also checks every shard split)."""
 
     def _ingest(
-        root: Path, fmt: str, *, items: list[str] | None = None, max_image_pixels: int = 120_000_000, check_shards: bool = True,
-        panoramic: PanoramicLimits = ANY_SHAPE, **spec: Any
+        root: Path,
+        fmt: str,
+        *,
+        items: list[str] | None = None,
+        max_image_pixels: int = 120_000_000,
+        check_shards: bool = True,
+        panoramic: PanoramicLimits = ANY_SHAPE,
+        **spec: Any,
     ) -> IngestBatch:
         s, sf = make_sources(root, fmt, max_image_pixels=max_image_pixels, panoramic=panoramic, **spec)
         batch = read_source(s, sf, items)
@@ -63,7 +69,9 @@ def ingest() -> Callable[..., IngestBatch]:
                 part = read_source(s, sf, [k])
                 balanced(part)
                 parts.extend(part)
-            assert sorted(a.annotation_id for a in parts.annotations) == sorted(a.annotation_id for a in batch.annotations)
+            assert sorted(a.annotation_id for a in parts.annotations) == sorted(
+                a.annotation_id for a in batch.annotations
+            )
             assert sorted(i.image_id for i in parts.images) == sorted(i.image_id for i in batch.images)
             assert reasons(parts) == reasons(batch)
         return batch

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import math
 
-from mmoral_pipeline.domain.records import IngestBatch, RejectReason, Rejection
+from mmoral_pipeline.domain.records import IngestBatch, Rejection, RejectReason
 from mmoral_pipeline.domain.taxonomy import Category
-from mmoral_pipeline.sources.common import Label, flat_polygon, parse_fdi, parse_label, reject_annotation, reject_for_image, reject_image
+from mmoral_pipeline.sources.common import (
+    Label,
+    flat_polygon,
+    parse_fdi,
+    parse_label,
+    reject_annotation,
+    reject_for_image,
+    reject_image,
+)
 
 
 def test_parse_label():
@@ -47,4 +55,9 @@ def test_accounting_helpers_balance_by_construction():
     reject_annotation(batch, source="s", path="a.json", record="r4", reason=RejectReason.UNKNOWN_CLASS, message="?")
     ok, counts = batch.counts_balance()
     assert ok and counts["images_rejected"] == 1 and counts["annotations_rejected"] == 4
-    assert [r.reason.value for r in batch.rejections if r.kind == "annotation"] == ["image_missing", "image_missing", "image_rejected", "unknown_class"]
+    assert [r.reason.value for r in batch.rejections if r.kind == "annotation"] == [
+        "image_missing",
+        "image_missing",
+        "image_rejected",
+        "unknown_class",
+    ]

@@ -63,7 +63,9 @@ def test_12bit_window_maps_onto_8bit_and_the_original_is_kept(tmp_path: Path, wr
     rec = batch.images[0]
     assert rec.path == str(dcm) and rec.file_name == "scan.dcm" and (rec.width, rec.height) == (W, H)
     assert rec.mode == "DICOM MONOCHROME2 12-bit" and "window c=1000 w=501" in rec.normalisation
-    assert Path(rec.model_image_path).suffix == ".png" and Path(rec.model_image_path).parent.parent.name == "_model_images"
+    assert (
+        Path(rec.model_image_path).suffix == ".png" and Path(rec.model_image_path).parent.parent.name == "_model_images"
+    )
     px = model_pixels(batch)[0].astype(int)
     values = ramp12()[0].astype(int)
     assert (px[values <= 750] == 0).all() and (px[values >= 1250] == 255).all()  # clipped outside the window
@@ -75,7 +77,9 @@ def test_12bit_window_maps_onto_8bit_and_the_original_is_kept(tmp_path: Path, wr
 
 def test_monochrome1_is_inverted_and_rescale_is_applied(tmp_path: Path, write_dicom) -> None:
     write_dicom(tmp_path / "src" / "a_mono2.dcm", ramp12(), bits_stored=12, window=(2048, 4096))
-    write_dicom(tmp_path / "src" / "b_mono1.dcm", ramp12(), bits_stored=12, window=(2048, 4096), photometric="MONOCHROME1")
+    write_dicom(
+        tmp_path / "src" / "b_mono1.dcm", ramp12(), bits_stored=12, window=(2048, 4096), photometric="MONOCHROME1"
+    )
     # rescale: stored v -> 2v - 1000; a window centred on the rescaled middle gives the same picture
     write_dicom(tmp_path / "src" / "c_rescaled.dcm", ramp12(), bits_stored=12, rescale=(2, -1000), window=(3095, 8191))
     batch = read_one(tmp_path)
@@ -131,7 +135,13 @@ def test_unusable_dicoms_are_quarantined_with_a_reason(tmp_path: Path, write_dic
     (src / "notes.dcm").write_text("not a dicom file")
     batch = read_one(tmp_path)
     assert [i.file_name for i in batch.images] == ["ok.dcm"]
-    assert reasons(batch) == {"multi_frame": 1, "not_panoramic": 2, "burned_in_text": 1, "image_corrupt": 1, "not_an_image": 1}
+    assert reasons(batch) == {
+        "multi_frame": 1,
+        "not_panoramic": 2,
+        "burned_in_text": 1,
+        "image_corrupt": 1,
+        "not_an_image": 1,
+    }
     by_file = {Path(r.path).name: r.message for r in batch.rejections}
     assert "3 frames" in by_file["series.dcm"] and "modality IO" in by_file["intraoral.dcm"]
     # options widen the policy for a source that needs it
@@ -179,7 +189,9 @@ def _two_scans(root: Path, write_dicom) -> dict[str, str]:
 def _coco(names: list[str]) -> dict:
     return {
         "images": [{"id": i, "file_name": n, "width": W, "height": H} for i, n in enumerate(names)],
-        "annotations": [{"id": i, "image_id": i, "category_id": 1, "bbox": [10 + i, 20, 30, 40]} for i in range(len(names))],
+        "annotations": [
+            {"id": i, "image_id": i, "category_id": 1, "bbox": [10 + i, 20, 30, 40]} for i in range(len(names))
+        ],
         "categories": [{"id": 1, "name": "caries"}],
     }
 

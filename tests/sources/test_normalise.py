@@ -25,8 +25,13 @@ def ramp(max_value: int, dtype=np.uint16) -> np.ndarray:
 
 def coco_source(root: Path, names: list[str], boxes: list[list[float]] | None = None) -> None:
     images = [{"id": i, "file_name": n} for i, n in enumerate(names)]
-    anns = [{"id": i, "image_id": i, "category_id": 1, "bbox": b} for i, b in enumerate(boxes or [[1, 1, 10, 10]] * len(names))]
-    (root / "annotations.json").write_text(json.dumps({"images": images, "annotations": anns, "categories": [{"id": 1, "name": "caries"}]}))
+    anns = [
+        {"id": i, "image_id": i, "category_id": 1, "bbox": b}
+        for i, b in enumerate(boxes or [[1, 1, 10, 10]] * len(names))
+    ]
+    (root / "annotations.json").write_text(
+        json.dumps({"images": images, "annotations": anns, "categories": [{"id": 1, "name": "caries"}]})
+    )
 
 
 def read_coco(root: Path):
@@ -82,8 +87,14 @@ def test_odd_images_become_8bit_grey_or_rgb(tmp_path: Path) -> None:
         got = pixels(rec.model_image_path).astype(int)
         tolerance = 6 if name.endswith(".jpg") else 0
         assert got.shape == want.shape and np.abs(got - want.astype(int)).max() <= tolerance, name
-    assert by_name["images/png16.png"].mode.startswith("I") and "0..4095 -> 0..255" in by_name["images/png16.png"].normalisation
-    assert by_name["images/cmyk.jpg"].mode == "CMYK" and by_name["images/palette.png"].normalisation == "P (grey palette) -> L"
+    assert (
+        by_name["images/png16.png"].mode.startswith("I")
+        and "0..4095 -> 0..255" in by_name["images/png16.png"].normalisation
+    )
+    assert (
+        by_name["images/cmyk.jpg"].mode == "CMYK"
+        and by_name["images/palette.png"].normalisation == "P (grey palette) -> L"
+    )
 
 
 def test_every_reader_normalises_the_same_way(tmp_path: Path) -> None:
@@ -114,7 +125,12 @@ def test_every_reader_normalises_the_same_way(tmp_path: Path) -> None:
     dc = tmp_path / "dc1000"
     (dc / "images").mkdir(parents=True)
     Image.fromarray(data).save(dc / "images" / "x.png")
-    for root, fmt, spec in ((yolo, "yolo", {"options": {"class_map": {0: "caries"}}}), (lm, "labelme", {}), (man, "manifest", {}), (dc, "dc1000_masks", {})):
+    for root, fmt, spec in (
+        (yolo, "yolo", {"options": {"class_map": {0: "caries"}}}),
+        (lm, "labelme", {}),
+        (man, "manifest", {}),
+        (dc, "dc1000_masks", {}),
+    ):
         s, sf = make_sources(root, fmt, **spec)
         batch = read_source(s, sf)
         balanced(batch)

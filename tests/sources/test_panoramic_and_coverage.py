@@ -41,7 +41,9 @@ def test_a_periapical_film_is_quarantined_with_its_annotations(tmp_path: Path, w
                                "annotations_seen": 4, "annotations_accepted": 2, "annotations_rejected": 2}
 
 
-@pytest.mark.parametrize(("size", "why"), [((444, 604), "portrait"), ((512, 512), "square"), ((2400, 600), "4:1 strip")])
+@pytest.mark.parametrize(
+    ("size", "why"), [((444, 604), "portrait"), ((512, 512), "square"), ((2400, 600), "4:1 strip")]
+)
 def test_other_shapes_that_are_no_opg(tmp_path: Path, write_image, ingest, size, why):
     two_image_coco(tmp_path, write_image, size)
     assert reasons(ingest(tmp_path, "coco", panoramic=OPG), "image") == {"not_panoramic": 1}, why
@@ -61,7 +63,9 @@ def test_limits_per_source_and_per_format(tmp_path: Path, write_image, ingest):
     assert reasons(read_source(sf.source("plain"), sf), "image") == {"not_panoramic": 1}
     assert sf.panoramic_limits(sf.source("ufba")).min_aspect == 0.9  # UFBA-425 ships 512x512 squares
     with pytest.raises(ValueError, match="unknown keys"):
-        load_sources_text(tmp_path, {"sources": [{"name": "x", "format": "coco", "root": ".", "panoramic": {"min_aspct": 1}}]})
+        load_sources_text(
+            tmp_path, {"sources": [{"name": "x", "format": "coco", "root": ".", "panoramic": {"min_aspct": 1}}]}
+        )
 
 
 def load_sources_text(tmp_path: Path, doc: dict):
@@ -83,7 +87,9 @@ def test_every_real_opg_passes_the_defaults(realdata: Path):
         assert reasons(batch, "image") == {}, spec.name
         assert batch.images
     dentex = json.loads((realdata / "dentex" / "train_quadrant_enumeration_disease.json").read_text())
-    assert all(panoramic_problem(i["width"], i["height"], OPG) is None for i in dentex["images"])  # 705 sizes, 1.60-2.33
+    assert all(
+        panoramic_problem(i["width"], i["height"], OPG) is None for i in dentex["images"]
+    )  # 705 sizes, 1.60-2.33
 
 
 # --------------------------------------------------------------------------- coverage
@@ -96,7 +102,9 @@ def covers_of(batch) -> set[frozenset]:
 def test_coverage_defaults_of_the_real_sources(realdata: Path, ingest):
     assert covers_of(ingest(realdata / "dc1000_caries", "dc1000_masks")) == {frozenset({C.CARIES})}
     assert covers_of(ingest(realdata / "ufba_masks", "ufba_masks")) == {frozenset({C.TOOTH})}
-    yolo = ingest(realdata / "xray_yolo", "yolo", options={"class_map": {1: "filling", 2: "implant", 3: "root canal treatment"}})
+    yolo = ingest(
+        realdata / "xray_yolo", "yolo", options={"class_map": {1: "filling", 2: "implant", 3: "root canal treatment"}}
+    )
     assert covers_of(yolo) == {frozenset({C.FILLING, C.IMPLANT, C.ROOT_CANAL_TREATMENT})}
     # labelme has no class list: the labels found (AKUDENTAL: teeth, fillings, bridges) unless `covers:` says more
     assert covers_of(ingest(realdata / "akudental_labelme", "labelme")) == {frozenset({C.TOOTH, C.FILLING, C.BRIDGE})}
@@ -107,14 +115,24 @@ def test_coverage_defaults_of_the_real_sources(realdata: Path, ingest):
 def test_coverage_of_yolo_dataset_yaml_coco_and_dentex(realdata: Path, tmp_path: Path, write_image, ingest):
     from mmoral_pipeline.sources.coverage import source_coverage
 
-    spec, sf = make_sources(realdata / "akudental_yolo", "yolo", options={"labels": ".", "dataset_yaml": "dataset.yaml"})
+    spec, sf = make_sources(
+        realdata / "akudental_yolo", "yolo", options={"labels": ".", "dataset_yaml": "dataset.yaml"}
+    )
     batch = read_source(spec, sf)
     assert source_coverage(spec, sf, batch)[0] == {C.TOOTH, C.BRIDGE, C.FILLING, C.IMPLANT}  # its 35 class names
     two_image_coco(tmp_path, write_image, (1208, 604))
     # the file's categories list: tooth, periapical lesion, "36", "Tooth 11", Root Canal, bone loss (and an unknown one)
-    assert covers_of(ingest(tmp_path, "coco")) == {frozenset({C.TOOTH, C.PERIAPICAL_LESION, C.ROOT_CANAL_TREATMENT, C.BONE_LOSS})}
+    assert covers_of(ingest(tmp_path, "coco")) == {
+        frozenset({C.TOOTH, C.PERIAPICAL_LESION, C.ROOT_CANAL_TREATMENT, C.BONE_LOSS})
+    }
     spec, sf = make_sources(tmp_path, "dentex")
-    assert source_coverage(spec, sf, batch)[0] == {C.TOOTH, C.IMPACTED_TOOTH, C.CARIES, C.DEEP_CARIES, C.PERIAPICAL_LESION}
+    assert source_coverage(spec, sf, batch)[0] == {
+        C.TOOTH,
+        C.IMPACTED_TOOTH,
+        C.CARIES,
+        C.DEEP_CARIES,
+        C.PERIAPICAL_LESION,
+    }
 
 
 def test_mmoral_json_reads_each_documents_assessed_list(tmp_path: Path, write_image, ingest):

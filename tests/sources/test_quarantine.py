@@ -98,7 +98,9 @@ def test_annotation_pointing_to_a_missing_image(tmp_path: Path, write_image, ing
     assert reasons(batch, "annotation") == {"image_missing": 3}
 
 
-@pytest.mark.parametrize("name", ["../outside.png", "/etc/hostname", "sub/../../outside.png"], ids=["dotdot", "absolute", "nested_dotdot"])
+@pytest.mark.parametrize(
+    "name", ["../outside.png", "/etc/hostname", "sub/../../outside.png"], ids=["dotdot", "absolute", "nested_dotdot"]
+)
 def test_file_name_escaping_the_source_folder(tmp_path: Path, write_image, ingest, name):
     root = tmp_path / "src"
     write_image(tmp_path / "src" / "outside.png", (10, 10))  # exists, but outside images/
@@ -115,7 +117,9 @@ def test_labelme_image_path_escaping_the_source_folder(tmp_path: Path, write_ima
     write_image(root / "ok.png", GOOD)
     shape = {"label": "tooth 11", "points": [[1, 1], [5, 5]], "shape_type": "rectangle"}
     (root / "ok.json").write_text(json.dumps({"shapes": [shape], "imagePath": "ok.png", "imageData": None}))
-    (root / "evil.json").write_text(json.dumps({"shapes": [shape, shape], "imagePath": "../secret.png", "imageData": None}))
+    (root / "evil.json").write_text(
+        json.dumps({"shapes": [shape, shape], "imagePath": "../secret.png", "imageData": None})
+    )
     batch = ingest(root, "labelme")
     assert len(batch.images) == 1 and len(batch.annotations) == 1
     assert reasons(batch) == {"path_escapes_source": 1, "image_rejected": 2}
@@ -165,7 +169,13 @@ def test_bad_yolo_boxes(tmp_path: Path, write_image, ingest):
     )
     batch = ingest(root, "yolo", options={"class_map": {0: "filling"}})
     assert len(batch.annotations) == 1
-    assert reasons(batch) == {"box_out_of_bounds": 1, "box_negative": 1, "box_zero_area": 1, "box_nan": 1, "malformed_record": 1}
+    assert reasons(batch) == {
+        "box_out_of_bounds": 1,
+        "box_negative": 1,
+        "box_zero_area": 1,
+        "box_nan": 1,
+        "malformed_record": 1,
+    }
 
 
 def test_unknown_class_name_coco(tmp_path: Path, write_image, ingest):

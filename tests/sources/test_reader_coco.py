@@ -24,7 +24,9 @@ CATS = [
 ]
 
 
-def write_coco(root: Path, images: list[dict], annotations: list[dict], categories=CATS, name: str = "annotations.json") -> Path:
+def write_coco(
+    root: Path, images: list[dict], annotations: list[dict], categories=CATS, name: str = "annotations.json"
+) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     p = root / name
     p.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
@@ -39,11 +41,31 @@ def coco_root(tmp_path: Path, write_image) -> Path:
     images = [{"id": 1, "file_name": "a.png"}, {"id": 2, "file_name": "sub/b.jpg"}]
     anns = [
         {"id": 10, "image_id": 1, "category_id": 1, "bbox": [10, 10, 20, 40], "attributes": {"fdi": 18}, "score": 0.9},
-        {"id": 11, "image_id": 1, "category_id": 2, "bbox": [12, 50, 10, 10], "attributes": {"fdi": 18, "lesion_type": "cyst"}, "score": 0.75},
+        {
+            "id": 11,
+            "image_id": 1,
+            "category_id": 2,
+            "bbox": [12, 50, 10, 10],
+            "attributes": {"fdi": 18, "lesion_type": "cyst"},
+            "score": 0.75,
+        },
         {"id": 12, "image_id": 1, "category_id": 3, "bbox": [150, 60, 20, 30]},
-        {"id": 13, "image_id": 2, "category_id": 4, "bbox": [30, 5, 10, 30], "segmentation": [[30, 5, 40, 5, 40, 35, 30, 35]]},
+        {
+            "id": 13,
+            "image_id": 2,
+            "category_id": 4,
+            "bbox": [30, 5, 10, 30],
+            "segmentation": [[30, 5, 40, 5, 40, 35, 30, 35]],
+        },
         {"id": 14, "image_id": 2, "category_id": 5, "bbox": [31, 6, 5, 20], "attributes": {"tooth": "11"}},
-        {"id": 15, "image_id": 2, "category_id": 6, "bbox": [0, 50, 120, 30], "attributes": {"region": "lower"}, "iscrowd": 0},
+        {
+            "id": 15,
+            "image_id": 2,
+            "category_id": 6,
+            "bbox": [0, 50, 120, 30],
+            "attributes": {"region": "lower"},
+            "iscrowd": 0,
+        },
     ]
     write_coco(root, images, anns)
     return root
@@ -59,7 +81,12 @@ def test_coco_reads_categories_fdi_scores_and_attributes(coco_root: Path, ingest
     tooth = by_record["annotations[0]"]
     assert (tooth.category, tooth.fdi, tooth.score, tooth.box) == (Category.TOOTH, 18, 0.9, [10.0, 10.0, 30.0, 50.0])
     lesion = by_record["annotations[1]"]
-    assert (lesion.category, lesion.lesion_type, lesion.fdi, lesion.score) == (Category.PERIAPICAL_LESION, "cyst", 18, 0.75)
+    assert (lesion.category, lesion.lesion_type, lesion.fdi, lesion.score) == (
+        Category.PERIAPICAL_LESION,
+        "cyst",
+        18,
+        0.75,
+    )
     assert (by_record["annotations[2]"].category, by_record["annotations[2]"].fdi) == (Category.TOOTH, 36)
     named = by_record["annotations[3]"]
     assert (named.category, named.fdi, named.score) == (Category.TOOTH, 11, None)

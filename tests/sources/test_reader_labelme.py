@@ -27,19 +27,44 @@ def test_embedded_image_is_extracted_once_under_mmoral_home(tmp_path: Path, mmor
     root.mkdir()
     data, raw = embedded_jpeg()
     shapes = [
-        {"label": "11 - Central Incisor", "points": [[10, 5], [20, 5], [20, 30], [10, 30]], "shape_type": "polygon", "group_id": None, "flags": {}},
+        {
+            "label": "11 - Central Incisor",
+            "points": [[10, 5], [20, 5], [20, 30], [10, 30]],
+            "shape_type": "polygon",
+            "group_id": None,
+            "flags": {},
+        },
         {"label": "Filling - Filling", "points": [[12, 6], [18, 12]], "shape_type": "rectangle", "score": 0.66},
         {"label": "Implant - Implant", "points": [[40, 20], [45, 20]], "shape_type": "circle", "description": "x"},
     ]
-    (root / "x.json").write_text(json.dumps({"shapes": shapes, "imagePath": "x.jpg", "imageData": data, "imageHeight": 40, "imageWidth": 60}))
+    (root / "x.json").write_text(
+        json.dumps({"shapes": shapes, "imagePath": "x.jpg", "imageData": data, "imageHeight": 40, "imageWidth": 60})
+    )
     batch = ingest(root, "labelme", name="lm")
     (img,) = batch.images
     digest = hashlib.sha256(raw).hexdigest()
     assert Path(img.path) == mmoral_home / "_extracted" / "lm" / f"{digest}.jpg"
-    assert (img.sha256, img.bytes, img.width, img.height, img.file_name, img.image_id) == (digest, len(raw), 60, 40, "x.json#imageData", "lm-x")
+    assert (img.sha256, img.bytes, img.width, img.height, img.file_name, img.image_id) == (
+        digest,
+        len(raw),
+        60,
+        40,
+        "x.json#imageData",
+        "lm-x",
+    )
     tooth, filling, implant = batch.annotations
-    assert (tooth.category, tooth.fdi, tooth.box, tooth.polygon) == (Category.TOOTH, 11, [10.0, 5.0, 20.0, 30.0], [10.0, 5.0, 20.0, 5.0, 20.0, 30.0, 10.0, 30.0])
-    assert (filling.category, filling.score, filling.polygon, filling.box) == (Category.FILLING, 0.66, None, [12.0, 6.0, 18.0, 12.0])
+    assert (tooth.category, tooth.fdi, tooth.box, tooth.polygon) == (
+        Category.TOOTH,
+        11,
+        [10.0, 5.0, 20.0, 30.0],
+        [10.0, 5.0, 20.0, 5.0, 20.0, 30.0, 10.0, 30.0],
+    )
+    assert (filling.category, filling.score, filling.polygon, filling.box) == (
+        Category.FILLING,
+        0.66,
+        None,
+        [12.0, 6.0, 18.0, 12.0],
+    )
     assert json.loads(filling.extra) == {"shape_type": "rectangle"}
     assert implant.category == Category.IMPLANT and implant.box == [35.0, 15.0, 45.0, 25.0]
     assert json.loads(implant.extra) == {"description": "x", "shape_type": "circle"}
@@ -84,7 +109,9 @@ def test_bad_embedded_data_and_missing_image(tmp_path: Path, ingest):
     root = tmp_path / "lm"
     root.mkdir()
     shape = {"label": "crown", "points": [[1, 1], [4, 4]], "shape_type": "rectangle"}
-    (root / "garbage.json").write_text(json.dumps({"shapes": [shape], "imageData": base64.b64encode(b"not an image").decode()}))
+    (root / "garbage.json").write_text(
+        json.dumps({"shapes": [shape], "imageData": base64.b64encode(b"not an image").decode()})
+    )
     (root / "nothing.json").write_text(json.dumps({"shapes": [shape, shape]}))
     (root / "gone.json").write_text(json.dumps({"shapes": [shape], "imagePath": "gone.png"}))
     batch = ingest(root, "labelme")
@@ -96,7 +123,14 @@ def test_unknown_and_invalid_labels(tmp_path: Path, write_image, ingest):
     root = tmp_path / "lm"
     write_image(root / "a.png", (50, 50))
     rect = lambda label: {"label": label, "points": [[1, 1], [9, 9]], "shape_type": "rectangle"}  # noqa: E731
-    (root / "a.json").write_text(json.dumps({"shapes": [rect("19 - Extra Molar"), rect("Pacifier"), rect("48 - Wisdom Tooth"), "oops"], "imagePath": "a.png"}))
+    (root / "a.json").write_text(
+        json.dumps(
+            {
+                "shapes": [rect("19 - Extra Molar"), rect("Pacifier"), rect("48 - Wisdom Tooth"), "oops"],
+                "imagePath": "a.png",
+            }
+        )
+    )
     batch = ingest(root, "labelme")
     assert [a.fdi for a in batch.annotations] == [48]
     assert reasons(batch) == {"invalid_tooth": 1, "unknown_class": 1, "malformed_record": 1}

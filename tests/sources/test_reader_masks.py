@@ -40,7 +40,7 @@ def bfs_components(fg: np.ndarray, connectivity: int) -> list[tuple[int, list[fl
                     if 0 <= ny < h and 0 <= nx < w and fg[ny, nx] and not seen[ny, nx]:
                         seen[ny, nx] = True
                         q.append((ny, nx))
-            ys, xs = zip(*pts)
+            ys, xs = zip(*pts, strict=False)
             out.append((len(pts), [float(min(xs)), float(min(ys)), float(max(xs) + 1), float(max(ys) + 1)]))
     return sorted(out, key=lambda c: (c[1][1], c[1][0], c[0]))
 
@@ -52,7 +52,9 @@ def bfs_components(fg: np.ndarray, connectivity: int) -> list[tuple[int, list[fl
 )
 def test_connected_components_match_bfs(data, connectivity):
     fg = np.array(data, dtype=bool)
-    got = sorted(((c.area, c.box) for c in connected_components(fg, connectivity)), key=lambda c: (c[1][1], c[1][0], c[0]))
+    got = sorted(
+        ((c.area, c.box) for c in connected_components(fg, connectivity)), key=lambda c: (c[1][1], c[1][0], c[0])
+    )
     assert got == bfs_components(fg, connectivity)
 
 
@@ -64,7 +66,7 @@ def test_components_diagonal_and_hull():
     assert len(connected_components(fg, 4)) == 3
     comp = whole_mask(fg[4:6, 3:6])
     assert comp.box == [0.0, 0.0, 3.0, 2.0] and comp.area == 6
-    assert sorted(zip(comp.polygon[0::2], comp.polygon[1::2])) == [(0, 0), (0, 2), (3, 0), (3, 2)]
+    assert sorted(zip(comp.polygon[0::2], comp.polygon[1::2], strict=False)) == [(0, 0), (0, 2), (3, 0), (3, 2)]
     assert whole_mask(np.zeros((3, 3), bool)) is None
 
 
@@ -80,9 +82,11 @@ def ufba_root(tmp_path: Path, write_image) -> Path:
     root = tmp_path / "ufba"
     write_image(root / "p1.jpg", (40, 30), mode="RGB", color=(1, 2, 3))
     m = root / "masks" / "p1"
-    a = np.zeros((30, 40)); a[5:15, 2:8] = 3
+    a = np.zeros((30, 40))
+    a[5:15, 2:8] = 3
     _tiff(m / "p1_18.ome.tiff", a)
-    b = np.zeros((30, 40)); b[16:28, 30:36] = 7
+    b = np.zeros((30, 40))
+    b[16:28, 30:36] = 7
     _tiff(m / "p1_38.ome.tiff", b)
     _tiff(m / "p1_background.ome.tiff", np.ones((30, 40)))
     _tiff(m / "p1_99.ome.tiff", a)  # not a tooth

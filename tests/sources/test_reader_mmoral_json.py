@@ -17,28 +17,62 @@ from .conftest import reasons
 
 def tooth(fdi: int, box, score=0.9, conditions=(), wisdom_status=None) -> ToothAttributes:
     return ToothAttributes(
-        tooth_id=fdi, quadrant=fdi_rules.quadrant(fdi), is_wisdom=fdi_rules.is_wisdom(fdi), side=fdi_rules.side_label(fdi),
-        bbox=list(box), center=list(center(box)), score=score, wisdom_status=wisdom_status, conditions=list(conditions),
+        tooth_id=fdi,
+        quadrant=fdi_rules.quadrant(fdi),
+        is_wisdom=fdi_rules.is_wisdom(fdi),
+        side=fdi_rules.side_label(fdi),
+        bbox=list(box),
+        center=list(center(box)),
+        score=score,
+        wisdom_status=wisdom_status,
+        conditions=list(conditions),
     )
 
 
 @pytest.fixture()
 def doc() -> ImageAttributes:
     return ImageAttributes(
-        image_id="opg-001", file_name="images/opg-001.png", width=200, height=100, acquisition_time="2021-03-04 10:11",
+        image_id="opg-001",
+        file_name="images/opg-001.png",
+        width=200,
+        height=100,
+        acquisition_time="2021-03-04 10:11",
         teeth=[
-            tooth(18, [10, 10, 30, 45], 0.95, wisdom_status="impacted", conditions=[Condition(category=Category.IMPACTED_TOOTH, bbox=[10, 10, 30, 45], score=0.6)]),
-            tooth(36, [130, 55, 150, 90], 0.88, conditions=[
-                Condition(category=Category.CARIES, bbox=[132, 56, 140, 62], score=0.82),
-                Condition(category=Category.PERIAPICAL_LESION, bbox=[135, 85, 145, 95], score=0.91, type="cyst"),
-            ]),
+            tooth(
+                18,
+                [10, 10, 30, 45],
+                0.95,
+                wisdom_status="impacted",
+                conditions=[Condition(category=Category.IMPACTED_TOOTH, bbox=[10, 10, 30, 45], score=0.6)],
+            ),
+            tooth(
+                36,
+                [130, 55, 150, 90],
+                0.88,
+                conditions=[
+                    Condition(category=Category.CARIES, bbox=[132, 56, 140, 62], score=0.82),
+                    Condition(category=Category.PERIAPICAL_LESION, bbox=[135, 85, 145, 95], score=0.91, type="cyst"),
+                ],
+            ),
         ],
         jaw=JawAttributes(
-            bone_loss=[Condition(category=Category.BONE_LOSS, bbox=[0, 50, 200, 100], score=0.7, region="lower", side="lower left")],
-            mandibular_canal=[Condition(category=Category.MANDIBULAR_CANAL, bbox=[20, 70, 90, 85], score=0.8, side="right")],
+            bone_loss=[
+                Condition(
+                    category=Category.BONE_LOSS, bbox=[0, 50, 200, 100], score=0.7, region="lower", side="lower left"
+                )
+            ],
+            mandibular_canal=[
+                Condition(category=Category.MANDIBULAR_CANAL, bbox=[20, 70, 90, 85], score=0.8, side="right")
+            ],
         ),
-        missing_teeth=[Condition(category=Category.MISSING_TOOTH, bbox=[150, 55, 165, 90], score=0.9, teeth=[37], side="lower left")],
-        unknown_tooth_findings=[Condition(category=Category.FILLING, bbox=[60, 20, 70, 30], score=0.55, side="upper right")],
+        missing_teeth=[
+            Condition(
+                category=Category.MISSING_TOOTH, bbox=[150, 55, 165, 90], score=0.9, teeth=[37], side="lower left"
+            )
+        ],
+        unknown_tooth_findings=[
+            Condition(category=Category.FILLING, bbox=[60, 20, 70, 30], score=0.55, side="upper right")
+        ],
     )
 
 
@@ -57,7 +91,9 @@ def rebuild(batch) -> dict:
                 "region": extra.get("region"), "side": extra.get("side"), "teeth": extra.get("teeth", [])}
         section = extra["section"]
         if section == "teeth":
-            out["teeth"].setdefault(a.fdi, {"conditions": []}).update(bbox=a.box, score=a.score, wisdom_status=extra.get("wisdom_status"))
+            out["teeth"].setdefault(a.fdi, {"conditions": []}).update(
+                bbox=a.box, score=a.score, wisdom_status=extra.get("wisdom_status")
+            )
         elif section == "conditions":
             out["teeth"].setdefault(a.fdi, {"conditions": []})["conditions"].append(cond)
         elif section.startswith("jaw."):
@@ -109,5 +145,11 @@ def test_bad_elements_are_rejected_one_by_one(tmp_path: Path, write_image, inges
     (root / "attributes" / "lost.json").write_text(json.dumps(dict(raw, image_id="lost", file_name="lost.png")))
     batch = ingest(root, "mmoral_json", annotations="attributes")
     assert reasons(batch, "image") == {"malformed_json": 1, "image_missing": 1}
-    assert reasons(batch, "annotation") == {"invalid_tooth": 1, "unknown_class": 1, "box_out_of_bounds": 1, "malformed_record": 1, "image_missing": 10}
+    assert reasons(batch, "annotation") == {
+        "invalid_tooth": 1,
+        "unknown_class": 1,
+        "box_out_of_bounds": 1,
+        "malformed_record": 1,
+        "image_missing": 10,
+    }
     assert len(batch.annotations) == 9 - 3

@@ -36,8 +36,17 @@ def test_yolo_boxes_polygons_scores_and_pairing(tmp_path, write_image, ingest):
     assert list_source_items(s, sf) == ["a", "neg", "orphan", "sub/b"]
     assert sorted(i.file_name for i in batch.images) == ["images/a.png", "images/neg.png", "images/sub/b.jpg"]
     caries, bridge, tooth = batch.annotations
-    assert (caries.category, caries.score, caries.box, caries.record) == (Category.CARIES, 0.9, [90.0, 40.0, 110.0, 60.0], "line 1")
-    assert bridge.record == "line 3" and bridge.polygon == [20.0, 10.0, 60.0, 10.0, 60.0, 30.0] and bridge.box == [20.0, 10.0, 60.0, 30.0]
+    assert (caries.category, caries.score, caries.box, caries.record) == (
+        Category.CARIES,
+        0.9,
+        [90.0, 40.0, 110.0, 60.0],
+        "line 1",
+    )
+    assert (
+        bridge.record == "line 3"
+        and bridge.polygon == [20.0, 10.0, 60.0, 10.0, 60.0, 30.0]
+        and bridge.box == [20.0, 10.0, 60.0, 30.0]
+    )
     assert (tooth.category, tooth.fdi, tooth.source_file) == (Category.TOOTH, 46, "labels/sub/b.txt")
     assert tooth.box == [20.0, 30.0, 30.0, 70.0]
     assert reasons(batch) == {"image_missing": 3}  # orphan.txt: its image and its 2 lines
@@ -57,7 +66,7 @@ def test_missing_class_map_names_the_source(tmp_path):
     s, sf = make_sources(tmp_path, "yolo", name="no_names")
     from mmoral_pipeline.sources import read_source
 
-    with pytest.raises(ValueError, match="'no_names'.*never guessed"):
+    with pytest.raises(ValueError, match=r"'no_names'.*never guessed"):
         read_source(s, sf)
     s, sf = make_sources(tmp_path, "yolo", name="bad_yaml", options={"dataset_yaml": "nope.yaml"})
     with pytest.raises(ValueError, match="bad_yaml"):

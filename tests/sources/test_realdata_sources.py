@@ -97,7 +97,9 @@ def test_akudental_yolo_without_images_is_all_image_missing(realdata: Path, inge
     assert reasons(batch, "image") == {"image_missing": 5} and reasons(batch, "annotation") == {"image_missing": 174}
 
 
-def test_akudental_yolo_with_the_labelme_images_matches_labelme(akudental_labelme, realdata: Path, tmp_path: Path, ingest):
+def test_akudental_yolo_with_the_labelme_images_matches_labelme(
+    akudental_labelme, realdata: Path, tmp_path: Path, ingest
+):
     images = tmp_path / "aku_images"
     images.mkdir()
     for im in akudental_labelme.images:  # the YOLO labels' images are the labelme-embedded ones
@@ -114,7 +116,11 @@ def test_akudental_yolo_with_the_labelme_images_matches_labelme(akudental_labelm
         assert min(iou(yolo_teeth[k], lm_teeth[k]) for k in yolo_teeth) > 0.95
         # YOLO class 33 'Filling - Crown' marks the objects labelme calls 'Filling - Filling': both unify to filling
         yolo_fill = [a.box for a in batch.annotations if a.image_id == im.image_id and a.category == Category.FILLING]
-        fillings = [a.box for a in akudental_labelme.annotations if a.image_id == f"aku_lm-{stem}" and a.category == Category.FILLING]
+        fillings = [
+            a.box
+            for a in akudental_labelme.annotations
+            if a.image_id == f"aku_lm-{stem}" and a.category == Category.FILLING
+        ]
         assert len(yolo_fill) == len(fillings) and all(max(iou(c, f) for f in fillings) > 0.9 for c in yolo_fill)
     yolo_cats = Counter(a.category for a in batch.annotations if a.category != Category.TOOTH)
     assert yolo_cats == {Category.FILLING: 22, Category.BRIDGE: 3}
@@ -133,17 +139,33 @@ def test_parse_dentex_full_file(dentex_doc: dict):
     assert len(parsed) == 3529 == len(dentex_doc["annotations"])
     assert all(p.fdi is not None and fdi_rules.is_valid_fdi(p.fdi) for p in parsed)
     raw = dentex_doc["annotations"]
-    assert all(p.fdi == 48 for p, a in zip(parsed, raw) if (a["category_id_1"], a["category_id_2"]) == (3, 7))
-    assert sum(p.fdi == 48 for p in parsed) == sum((a["category_id_1"], a["category_id_2"]) == (3, 7) for a in raw) == 250
+    assert all(
+        p.fdi == 48 for p, a in zip(parsed, raw, strict=False) if (a["category_id_1"], a["category_id_2"]) == (3, 7)
+    )
+    assert (
+        sum(p.fdi == 48 for p in parsed) == sum((a["category_id_1"], a["category_id_2"]) == (3, 7) for a in raw) == 250
+    )
     names = {c["id"]: c["name"] for c in dentex_doc["categories_3"]}
-    expected = {"Impacted": Category.IMPACTED_TOOTH, "Caries": Category.CARIES, "Periapical Lesion": Category.PERIAPICAL_LESION, "Deep Caries": Category.DEEP_CARIES}
-    assert all(p.category == expected[names[a["category_id_3"]]] for p, a in zip(parsed, raw))
-    assert Counter(p.category for p in parsed) == {Category.CARIES: 2189, Category.IMPACTED_TOOTH: 604, Category.DEEP_CARIES: 578, Category.PERIAPICAL_LESION: 158}
+    expected = {
+        "Impacted": Category.IMPACTED_TOOTH,
+        "Caries": Category.CARIES,
+        "Periapical Lesion": Category.PERIAPICAL_LESION,
+        "Deep Caries": Category.DEEP_CARIES,
+    }
+    assert all(p.category == expected[names[a["category_id_3"]]] for p, a in zip(parsed, raw, strict=False))
+    assert Counter(p.category for p in parsed) == {
+        Category.CARIES: 2189,
+        Category.IMPACTED_TOOTH: 604,
+        Category.DEEP_CARIES: 578,
+        Category.PERIAPICAL_LESION: 158,
+    }
     # boxes are xywh -> xyxy
     assert parsed[0].box == [542.0, 698.0, 762.0, 969.0]
     # FDI sides: quadrants 1/4 on the image's left half
     width = {i["id"]: i["width"] for i in dentex_doc["images"]}
-    wrong = sum(((p.box[0] + p.box[2]) / 2 < width[p.image_id] / 2) != (fdi_rules.image_half(p.fdi) == "left") for p in parsed)
+    wrong = sum(
+        ((p.box[0] + p.box[2]) / 2 < width[p.image_id] / 2) != (fdi_rules.image_half(p.fdi) == "left") for p in parsed
+    )
     assert wrong / len(parsed) < 0.02
 
 
@@ -169,7 +191,7 @@ def test_dentex_reader_with_blank_images_emits_tooth_and_diagnosis(dentex_doc: d
     teeth = [a for a in batch.annotations if a.record.endswith("#tooth")]
     findings = [a for a in batch.annotations if a.record.endswith("#diagnosis")]
     assert len(teeth) == len(findings) == n
-    for t, f in zip(teeth, findings):
+    for t, f in zip(teeth, findings, strict=False):
         assert t.category == Category.TOOTH and f.category != Category.TOOTH
         assert (t.box, t.fdi, t.image_id) == (f.box, f.fdi, f.image_id)
 
@@ -190,8 +212,9 @@ def test_xray_yolo(realdata: Path, ingest):
 
 
 def test_yolo_without_class_map_is_a_configuration_error(realdata: Path):
-    from .conftest import make_sources
     from mmoral_pipeline.sources import list_source_items, read_source
+
+    from .conftest import make_sources
 
     spec, sf = make_sources(realdata / "xray_yolo", "yolo", name="xray_yolo")
     with pytest.raises(ValueError, match="xray_yolo"):
@@ -258,12 +281,17 @@ def test_parse_tufts_demo_records(realdata: Path):
 
 
 def test_tufts_reader(realdata: Path, tmp_path: Path, ingest):
-    missing = ingest(realdata / "tufts_demo", "tufts", annotations="tufts_polygon_demo.json", options={"box_order": "yxyx"})
+    missing = ingest(
+        realdata / "tufts_demo", "tufts", annotations="tufts_polygon_demo.json", options={"box_order": "yxyx"}
+    )
     assert reasons(missing) == {"image_missing": 4}  # 2 images + 2 objects
     root = tmp_path / "tufts"
     (root / "images").mkdir(parents=True)
     shutil.copy(realdata / "tufts_demo" / "tufts_bbox_demo.json", root / "teeth_bbox.json")
     Image.new("L", (1615, 840)).save(root / "images" / "986.jpg")
     batch = ingest(root, "tufts", options={"box_order": "yxyx"})
-    assert [(a.fdi, a.box) for a in batch.annotations] == [(18, [416.0, 381.0, 484.0, 500.0]), (17, [472.0, 376.0, 557.0, 506.0])]
+    assert [(a.fdi, a.box) for a in batch.annotations] == [
+        (18, [416.0, 381.0, 484.0, 500.0]),
+        (17, [472.0, 376.0, 557.0, 506.0]),
+    ]
     assert wrong_half_share(batch, (1,)) == 0.0

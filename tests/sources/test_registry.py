@@ -11,7 +11,19 @@ from mmoral_pipeline.sources import READERS, get_reader, list_source_items, read
 
 from .conftest import make_sources
 
-FORMATS = {"coco", "dentex", "labelme", "yolo", "ufba_masks", "dc1000_masks", "tufts", "mmoral_json", "manifest", "dicom"}
+FORMATS = {
+    "coco",
+    "dentex",
+    "labelme",
+    "yolo",
+    "ufba_masks",
+    "dc1000_masks",
+    "tufts",
+    "mmoral_json",
+    "manifest",
+    "dicom",
+    "images",
+}
 
 
 def test_every_format_is_registered_and_follows_the_contract():
@@ -33,7 +45,7 @@ def test_an_empty_folder_reads_as_an_empty_balanced_batch(tmp_path: Path, fmt: s
     spec, sf = make_sources(tmp_path, fmt)
     items = list_source_items(spec, sf)
     batch = read_source(spec, sf)
-    ok, counts = batch.counts_balance()
+    ok, _ = batch.counts_balance()
     assert ok and not batch.images and not batch.annotations
     # single-file formats report their missing file once, in a document item; folders are just empty
     assert len(batch.rejections) == len(items) <= 1
@@ -42,7 +54,7 @@ def test_an_empty_folder_reads_as_an_empty_balanced_batch(tmp_path: Path, fmt: s
 def test_read_source_reads_only_the_given_items(tmp_path: Path, write_image):
     for name in ("a", "b", "c"):
         write_image(tmp_path / f"{name}.png", (10, 10))
-        (tmp_path / f"{name}.json").write_text('{"shapes": [], "imagePath": "%s.png"}' % name)
+        (tmp_path / f"{name}.json").write_text(f'{{"shapes": [], "imagePath": "{name}.png"}}')
     spec, sf = make_sources(tmp_path, "labelme")
     assert list_source_items(spec, sf) == ["a.json", "b.json", "c.json"]
     batch = read_source(spec, sf, ["c.json", "a.json"])

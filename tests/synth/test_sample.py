@@ -24,7 +24,9 @@ def test_regenerating_two_sample_images_gives_identical_annotations() -> None:
         assert json.dumps(image) == json.dumps(doc["images"][index])
         assert json.dumps(anns, separators=(",", ":")) == json.dumps(committed, separators=(",", ":"))
     name = f"synth_{LABELME_SEED}_000003"
-    regenerated = json.dumps(labelme_document(case_for(LABELME_SEED, LABELME_N - 1), scores=False), separators=(",", ":")) + "\n"
+    regenerated = (
+        json.dumps(labelme_document(case_for(LABELME_SEED, LABELME_N - 1), scores=False), separators=(",", ":")) + "\n"
+    )
     assert (SAMPLE / "labelme" / f"{name}.json").read_text() == regenerated
 
 
@@ -91,7 +93,9 @@ def test_quarantine_inputs_trip_the_shared_checks() -> None:
     sizes = {im["id"]: (im["width"], im["height"]) for im in doc["images"]}
     box_reasons = {}
     for a in doc["annotations"]:
-        r = check_box(xywh_to_xyxy(*a["bbox"]), *sizes[a["image_id"]], source="quarantine", path="", record=str(a["id"]))
+        r = check_box(
+            xywh_to_xyxy(*a["bbox"]), *sizes[a["image_id"]], source="quarantine", path="", record=str(a["id"])
+        )
         if r is not None:
             box_reasons[a["id"]] = str(r.reason)
     assert box_reasons == {900001: "box_out_of_bounds", 900002: "box_zero_area"}

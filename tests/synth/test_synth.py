@@ -33,7 +33,7 @@ def centre(b):
 def test_same_seed_gives_identical_bytes_and_other_seed_differs(tmp_path: Path) -> None:
     a = generate(2, 5, tmp_path / "a", scores=True)
     b = generate(2, 5, tmp_path / "b", scores=True)
-    c = generate(2, 6, tmp_path / "c", scores=True)
+    generate(2, 6, tmp_path / "c", scores=True)
     assert a.counts == b.counts
     assert (tmp_path / "a/annotations.json").read_bytes() == (tmp_path / "b/annotations.json").read_bytes()
     for name in ("synth_5_000000.jpg", "synth_5_000001.jpg"):
@@ -62,7 +62,10 @@ def test_fdi_side_rule_and_upper_above_lower() -> None:
         # Order within each arch: 18..11 then 21..28 from left to right (impacted wisdom teeth excepted).
         for q_left, q_right in ((1, 2), (4, 3)):
             row = [t for t in case.teeth if t.fdi // 10 in (q_left, q_right) and t.state != "impacted"]
-            xs = [centre(t.box)[0] for t in sorted(row, key=lambda t: (t.fdi // 10 != q_left, -t.fdi if t.fdi // 10 == q_left else t.fdi))]
+            xs = [
+                centre(t.box)[0]
+                for t in sorted(row, key=lambda t: (t.fdi // 10 != q_left, -t.fdi if t.fdi // 10 == q_left else t.fdi))
+            ]
             assert xs == sorted(xs), (case.name, q_left)
 
 
@@ -82,7 +85,10 @@ def test_findings_sit_on_their_tooth() -> None:
     for case in CASES:
         boxes = {t.fdi: t.box for t in case.teeth}
         for f in case.findings:
-            if f.category in (Category.CARIES, Category.DEEP_CARIES, Category.FILLING, Category.ROOT_CANAL_TREATMENT) and f.fdi in boxes:
+            if (
+                f.category in (Category.CARIES, Category.DEEP_CARIES, Category.FILLING, Category.ROOT_CANAL_TREATMENT)
+                and f.fdi in boxes
+            ):
                 cx, cy = centre(f.box)
                 x1, y1, x2, y2 = boxes[f.fdi]
                 assert x1 - 2 <= cx <= x2 + 2 and y1 - 2 <= cy <= y2 + 2, (case.name, f.category, f.fdi)
@@ -98,7 +104,10 @@ def test_variable_dentition_and_every_category_appears() -> None:
     wisdom_states = {t.state for c in CASES for t in c.teeth if t.fdi in fdi_rules.WISDOM_TEETH}
     assert {"normal", "impacted"} <= wisdom_states
     assert any(not any(t.fdi == 48 for t in c.teeth) for c in CASES)  # sometimes absent
-    per_case = [len([f for f in c.findings if f.category not in (Category.MANDIBULAR_CANAL, Category.MAXILLARY_SINUS)]) for c in CASES]
+    per_case = [
+        len([f for f in c.findings if f.category not in (Category.MANDIBULAR_CANAL, Category.MAXILLARY_SINUS)])
+        for c in CASES
+    ]
     assert 2 <= sum(per_case) / len(per_case) <= 12
     for c in CASES:
         assert sum(f.category == Category.MANDIBULAR_CANAL for f in c.findings) == 2
@@ -138,7 +147,17 @@ def test_coco_layout(tmp_path: Path) -> None:
         name, attrs = names[a["category_id"]], a["attributes"]
         if name == "tooth":
             assert fdi_rules.is_valid_fdi(attrs["fdi"]) and a["segmentation"] and len(a["segmentation"][0]) >= 12
-        if name in ("caries", "deep caries", "filling", "root canal treatment", "impacted tooth", "retained root", "implant", "bridge", "missing tooth"):
+        if name in (
+            "caries",
+            "deep caries",
+            "filling",
+            "root canal treatment",
+            "impacted tooth",
+            "retained root",
+            "implant",
+            "bridge",
+            "missing tooth",
+        ):
             assert fdi_rules.is_valid_fdi(attrs["fdi"])
         if name == "periapical lesion":
             assert attrs["lesion_type"] in LESION_TYPES
@@ -172,7 +191,11 @@ def test_labelme_layout(tmp_path: Path) -> None:
         for s in doc["shapes"]:
             assert set(s) >= {"label", "points", "group_id", "description", "shape_type", "flags"} and "score" not in s
             if s["shape_type"] == "polygon":
-                m = re.fullmatch(r"(\d\d) - (Central Incisor|Lateral Incisor|Canine|1st Premolar|2nd Premolar|1st Molar|2nd Molar|Wisdom Tooth)", s["label"])
+                m = re.fullmatch(
+                    r"(\d\d) - (Central Incisor|Lateral Incisor|Canine|1st Premolar|2nd Premolar|1st Molar|2nd Molar"
+                    r"|Wisdom Tooth)",
+                    s["label"],
+                )
                 assert m and int(m.group(1)) == s["group_id"]
                 assert unify_category("tooth") is not None
             else:
@@ -193,10 +216,29 @@ def test_annotations_only_mode_and_other_sizes(tmp_path: Path) -> None:
 
 
 def test_cli_and_module_entry(tmp_path: Path) -> None:
-    assert synth_main(["--n", "2", "--seed", "4", "--out", str(tmp_path / "a"), "--format", "labelme", "--no-images"]) == 0
+    assert (
+        synth_main(["--n", "2", "--seed", "4", "--out", str(tmp_path / "a"), "--format", "labelme", "--no-images"]) == 0
+    )
     assert len(list((tmp_path / "a").glob("*.json"))) == 2
-    r = subprocess.run([sys.executable, "-m", "mmoral_pipeline.synth", "--n", "1", "--seed", "1", "--out", str(tmp_path / "b"),
-                        "--format", "coco"], capture_output=True, text=True, timeout=60, cwd=REPO)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mmoral_pipeline.synth",
+            "--n",
+            "1",
+            "--seed",
+            "1",
+            "--out",
+            str(tmp_path / "b"),
+            "--format",
+            "coco",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["n_images"] == 1 and (tmp_path / "b/images/synth_1_000000.jpg").is_file()
 

@@ -11,7 +11,6 @@ from mmoral_pipeline.training.tiny import build_tiny_checkpoint, corpus_texts
 from mmoral_pipeline.training.toy_data import make_toy_export
 
 
-
 @pytest.fixture(scope="session")
 def toy_export(tmp_path_factory) -> dict[str, str]:
     return make_toy_export(tmp_path_factory.mktemp("toy_export"), n_images=6, size=(224, 112))

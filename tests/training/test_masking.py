@@ -106,7 +106,9 @@ def test_task_types_filter_then_cap(toy_export, tmp_path):
 def test_closed_targets_rewrite_only_closed_answers():
     from mmoral_pipeline.training.trainer import closed_target_row
 
-    prompt = "Question: Where is bone loss observed?\nOptions:\nA. Upper jaw\nB. Lower jaw\nC. Both jaws\nD. None\nAnswer."
+    prompt = (
+        "Question: Where is bone loss observed?\nOptions:\nA. Upper jaw\nB. Lower jaw\nC. Both jaws\nD. None\nAnswer."
+    )
     row = {"task_type": "vqa_closed", "messages": [
         {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]},
         {"role": "assistant", "content": [{"type": "text", "text": "B"}]}]}

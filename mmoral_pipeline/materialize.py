@@ -171,7 +171,10 @@ def execute_run(
         resources=dict(defs.resources or {}),
         loggers={"console": progress_console_logger},
     )
-    result = job_defs.resolve_job_def(EPHEMERAL_JOB_NAME).execute_in_process(
+    job_def = job_defs.resolve_job_def(EPHEMERAL_JOB_NAME)
+    if run_config.get("ops"):  # one run config for the whole selection: each run takes its own ops' part
+        run_config = {**run_config, "ops": {k: v for k, v in run_config["ops"].items() if k in job_def.graph.node_dict}}
+    result = job_def.execute_in_process(
         run_config=run_config,
         instance=instance,
         partition_key=partition_key,
@@ -281,8 +284,14 @@ def materialize(
     clear_caches()  # the parsed annotation files served planning; ingest parses again, other steps need not carry them
     gc.collect()
 
+    configured = set((run_config or {}).get("ops") or {})  # ops given config: their assets always run
+    forced = {k for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition) and a.node_def.name in configured
+              for k in a.keys}
+
     def plan_now():  # re-planned at each step: what earlier steps wrote is judged by its content
-        return freshness.plan_materialisation(instance, graph, chosen, report.partitions, current_inputs, force=force)
+        return freshness.plan_materialisation(
+            instance, graph, chosen, report.partitions, current_inputs, force=force, forced=forced
+        )
 
     plan = plan_now()
     report.skipped = sum(len(v) for v in plan.skip.values())

@@ -128,19 +128,23 @@ def plan_materialisation(
     partitions: list[str],
     current_inputs: InputsFn,
     force: bool = False,
+    forced: Iterable[dg.AssetKey] = (),
 ) -> Plan:
-    """Decide, asset partition by asset partition (in graph order), what must run; see the module docstring."""
+    """Decide, asset partition by asset partition (in graph order), what must run; see the module docstring.
+    `forced` assets run whatever their record says (their run config was given: it is not recorded)."""
     history = _History(instance)
     plan = Plan()
     chosen = set(selected)
     order = [k for k in graph.toposorted_asset_keys if k in chosen]
     slots = [(k, p) for k in order for p in (partitions if graph.get(k).is_partitioned else [None])]
+    forced = set(forced)
     for key, part in slots:  # own reasons, independent of the rest of the plan
-        plan.reasons[(key, part)] = (
-            "forced (--force)"
-            if force
-            else (_stale_reason(history, graph, key, part, partitions, current_inputs) or "")
-        )
+        if force:
+            plan.reasons[(key, part)] = "forced (--force)"
+        elif key in forced:
+            plan.reasons[(key, part)] = "run config given for it"
+        else:
+            plan.reasons[(key, part)] = _stale_reason(history, graph, key, part, partitions, current_inputs) or ""
     changed = True
     while changed:  # spread runs downstream and to multi-asset siblings until nothing changes
         changed = False
@@ -216,6 +220,9 @@ def _stale_reason(
     tags = record.asset_materialization.tags or {}
     if node.code_version is not None and tags.get(CODE_VERSION_TAG) != node.code_version:
         return f"code version {tags.get(CODE_VERSION_TAG)} -> {node.code_version}"
+    left_out = _gate_change(history, graph, key, part, partitions, record)
+    if left_out:
+        return left_out
     want = current_inputs(key, part)
     if want is not None:
         had = record.asset_materialization.metadata.get(INPUTS_KEY)
@@ -230,6 +237,26 @@ def _stale_reason(
                 continue  # not materialised since: what this partition read is still current
             if _content(history.record(parent, up_id)) != _content(history.before(parent, p, own_id)):
                 return f"upstream {parent.to_user_string()}{f' [{p}]' if p else ''} changed"
+    return None
+
+
+def _gate_change(
+    history: _History, graph, key: dg.AssetKey, part: PartitionKey, partitions: list[str], record: dg.EventLogRecord
+) -> str | None:
+    """A fan-in that records which batches it left out (`partitions_left_out`, defs/gates.py) is stale when
+    the gate would now leave out others, or for another reason (a batch fixed, or newly failed)."""
+    from mmoral_pipeline.defs.gates import GateReport, partition_gate
+
+    had = record.asset_materialization.metadata.get("partitions_left_out")
+    if had is None:
+        return None
+    gate = GateReport()
+    for parent in sorted(graph.get(key).parent_keys):
+        if graph.get(parent).is_partitioned and _upstream_partitions(graph, key, parent, part, partitions) != [part]:
+            gate = gate.merge(partition_gate(history.instance, graph, parent, partitions))
+    before = dict(getattr(had, "value", had) or {})
+    if gate.left_out != before:
+        return f"the batches it may read changed: left out {sorted(before)} -> {sorted(gate.left_out)}"
     return None
 
 

@@ -202,6 +202,7 @@ def trained_expert_refusal(instance: dg.DagsterInstance, version: str) -> str | 
             "experts_ran_on_every_image",
             asset="expert_coverage",
             blocking=True,
+            partitions_def=batch_partitions,  # recorded per batch, so the fan-in gate can read it
             description="Every image of the batch has a coverage row from every configured expert.",
         )
     ],

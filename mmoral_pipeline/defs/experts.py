@@ -21,6 +21,7 @@ from pydantic import Field
 
 from mmoral_pipeline.batches import batch_for_partition
 from mmoral_pipeline.config import TRAINED_EXPERT
+from mmoral_pipeline.defs.freshness import INPUTS_KEY
 from mmoral_pipeline.defs.ingest import _thumbnail_markdown  # the same thumbnails as raw_annotations'
 from mmoral_pipeline.defs.metadata import counts_markdown, table_metadata
 from mmoral_pipeline.defs.partitions import batch_partitions
@@ -177,6 +178,23 @@ def trained_expert_refusal(instance: dg.DagsterInstance, version: str) -> str | 
     return None
 
 
+def expert_inputs(sources_file, partition_key: str, files: str | None = None) -> str:
+    """What an expert run saw from outside the graph (recorded as `mmoral/inputs`): the batch's files and
+    source settings (its `experts:` list included) and every checkpoint file (mtime, size). A new
+    checkpoint at the same path makes `mmoral materialize` run the experts again; nothing else does."""
+    from mmoral_pipeline.defs.automation import batch_fingerprints, folder_stats
+    from mmoral_pipeline.defs.freshness import fingerprint
+
+    if files is None:
+        files = batch_fingerprints(sources_file).get(partition_key, "")
+    spec = batch_for_partition(sources_file, partition_key).source
+    checkpoints = {
+        str(path): sorted(folder_stats(path.resolve()).items()) if path.exists() else None
+        for path in spec.expert_paths(Path(sources_file.base_dir))
+    }
+    return fingerprint({"files": files, "checkpoints": checkpoints})
+
+
 @dg.multi_asset(
     outs={
         "expert_annotations": dg.AssetOut(
@@ -221,15 +239,18 @@ def expert_annotations_batch(
     spec = batch_for_partition(sources_file, context.partition_key).source
     checkpoints = spec.expert_paths(Path(sources_file.base_dir))
     key = context.partition_key
+    inputs = {INPUTS_KEY: expert_inputs(sources_file, key)}
     if not checkpoints:
         empty_a, empty_c = pl.DataFrame(schema=EXPERT_ANNOTATIONS), pl.DataFrame(schema=EXPERT_COVERAGE)
         yield dg.Output(
             empty_a,
             output_name="expert_annotations",
-            metadata={**table_metadata(empty_a), "experts": "none configured"},
+            metadata={**table_metadata(empty_a), **inputs, "experts": "none configured"},
         )
         yield dg.Output(
-            empty_c, output_name="expert_coverage", metadata={**table_metadata(empty_c), "experts": "none configured"}
+            empty_c,
+            output_name="expert_coverage",
+            metadata={**table_metadata(empty_c), **inputs, "experts": "none configured"},
         )
         yield dg.AssetCheckResult(check_name="experts_ran_on_every_image", asset_key="expert_coverage", passed=True,
                                   metadata={"experts": 0, "images": raw_images.height})
@@ -262,6 +283,7 @@ def expert_annotations_batch(
         output_name="expert_annotations",
         metadata={
             **table_metadata(run.annotations, max_cell=60),
+            **inputs,
             "experts": dg.MetadataValue.json(stats),
             "images_per_s": dg.MetadataValue.float(round(total_images / total_seconds, 2) if total_seconds else 0.0),
             "device": ", ".join(sorted({str(s["device"]) for s in stats})),
@@ -277,6 +299,7 @@ def expert_annotations_batch(
         output_name="expert_coverage",
         metadata={
             **table_metadata(run.coverage, max_cell=60),
+            **inputs,
             "assessed": dg.MetadataValue.json({s["expert"]: s["assessed"] for s in stats}),
         },
     )

@@ -264,13 +264,17 @@ def external_inputs(graph, sources_file, llm) -> InputsFn:
     """What each asset saw from outside the graph, as its materialisation records it (`INPUTS_KEY`):
     ingest the files of its batch, generation the LLM settings. Other assets: nothing to compare."""
     from mmoral_pipeline.defs.automation import batch_fingerprints
+    from mmoral_pipeline.defs.experts import expert_inputs
     from mmoral_pipeline.defs.generation import GenerationConfig, generation_inputs
 
     files = batch_fingerprints(sources_file)
     llm_settings = generation_inputs(llm, GenerationConfig())
+    experts = {dg.AssetKey("expert_annotations"), dg.AssetKey("expert_coverage")}
 
     def current(key: dg.AssetKey, partition: PartitionKey) -> str | None:
         group = graph.get(key).group_name
+        if key in experts and partition:
+            return expert_inputs(sources_file, partition, files.get(partition, ""))
         if group == "ingest":
             return files.get(partition or "")
         return llm_settings if group == "generation" else None

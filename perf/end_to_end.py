@@ -39,7 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-DATA_SELECTION = "not key:sft_model+"  # every data asset: training and what needs a trained model excluded
+# every data asset: training, what needs a trained model and training a visual expert excluded
+DATA_SELECTION = "not key:sft_model+ and not key:expert_model"
 
 # (group, step label, selection): one `mmoral materialize` each, in graph order.
 STEPS: list[tuple[str, str, str]] = [

@@ -27,6 +27,7 @@ import re
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -478,8 +479,8 @@ class _Deduplicator:
 
     def __init__(self, stats: AssemblyStats):
         self.stats = stats
-        self.by_id: dict[str, tuple[str, str, str]] = {}  # sample_id -> (sample_id, table, item_id) kept
-        self.by_near: dict[str, tuple[str, str, str]] = {}
+        self.by_id: dict[str, str] = {}  # sample_id -> the sample kept (itself)
+        self.by_near: dict[str, str] = {}  # near-duplicate key -> the sample kept
 
     def keep(self, candidates: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if candidates:
@@ -488,7 +489,7 @@ class _Deduplicator:
                 c["near_dup_key"] = stable_id("near", c["image_id"], text)
         kept = []
         for row in candidates:
-            me = (row["sample_id"], row["generation_table"], row["item_id"])
+            me = row["sample_id"]
             for index, key, reason, what in (
                 (self.by_id, row["sample_id"], "exact_duplicate", "same image, task and conversation as"),
                 (self.by_near, row["near_dup_key"], "near_duplicate", "same image and normalised text as"),
@@ -506,8 +507,8 @@ class _Deduplicator:
                         image_id=row["image_id"],
                         sample_id=row["sample_id"],
                         reason=reason,
-                        kept_id=twin[0],
-                        detail=f"{what} {twin[1]}/{twin[2]}",
+                        kept_id=twin,
+                        detail=f"{what} sample {twin}",
                     )
                     break
                 index[key] = me
@@ -595,8 +596,13 @@ def assemble_samples(
     explicit_holdout: set[str] | None = None,
     require_validated: bool = True,
     near_duplicate_max_distance: int = NEAR_DUPLICATE_MAX_DISTANCE,
-) -> tuple[pl.DataFrame, AssemblyStats]:
+    spill_dir: Path | None = None,
+) -> tuple[pl.DataFrame | pl.LazyFrame, AssemblyStats]:
     """All generation tables + raw_images -> (instruction_samples, stats). Pure and deterministic.
+
+    With `spill_dir`, each partition's samples are written there as they are made and the result is a
+    lazy scan of those files (memory stays at one batch's samples: 1.2M samples would hold ~3.5 GB);
+    without it, one frame.
 
     A table is one frame, or a mapping {partition: frame} (what the asset gets: lazy scans). The work goes
     one partition at a time, so only one batch's rows are Python objects at once (MMOral's 1.3M samples fit
@@ -617,18 +623,29 @@ def assemble_samples(
     dedup = _Deduplicator(stats)
     order = {t: i for i, t in enumerate(TASK_TYPES)}
     chunks: list[pl.DataFrame] = []
+    spilled: list[Path] = []
+    used: set[str] = set()
     for part in sorted({p for per in tables.values() for p in per}):
         rows_by_table = {t: _rows(per.get(part)) for t, per in tables.items()}
         kept = dedup.keep(_partition_candidates(rows_by_table, images, id_count, stats, require_validated))
         if kept:
             kept.sort(key=lambda r: (r["image_id"], order[r["task_type"]], r["sample_id"]))
+            used.update(r["image_id"] for r in kept)
             # column by column: building a frame from 60k dicts is the slow path of polars
-            chunks.append(pl.DataFrame({c: [r[c] for r in kept] for c in SAMPLE_SCHEMA}, schema=SAMPLE_SCHEMA))
+            chunk = pl.DataFrame({c: [r[c] for r in kept] for c in SAMPLE_SCHEMA}, schema=SAMPLE_SCHEMA)
+            if spill_dir is None:
+                chunks.append(chunk)
+            else:
+                spilled.append(spill_dir / f"{len(spilled):05d}.parquet")
+                chunk.write_parquet(spilled[-1], compression="lz4")
         progress.tick(samples=len(kept))
-    frame = pl.concat(chunks, rechunk=False) if chunks else pl.DataFrame(schema=SAMPLE_SCHEMA)
-    used = frame["image_id"].unique().sort().to_list()
+    frame: pl.DataFrame | pl.LazyFrame
+    if spill_dir is None:
+        frame = pl.concat(chunks, rechunk=False) if chunks else pl.DataFrame(schema=SAMPLE_SCHEMA)
+    else:
+        frame = pl.scan_parquet(spilled) if spilled else pl.LazyFrame(schema=SAMPLE_SCHEMA)
     stats.split = split_images(
-        [{**images[i], "image_id": i} for i in used],
+        [{**images[i], "image_id": i} for i in sorted(used)],
         val_fraction=val_fraction,
         holdout_fraction=holdout_fraction,
         explicit_holdout=explicit_holdout,
@@ -638,7 +655,9 @@ def assemble_samples(
         pl.col("image_id").replace_strict(stats.split.split, default=None, return_dtype=pl.String).alias("split"),
         pl.col("image_id").replace_strict(stats.split.group, default=None, return_dtype=pl.String).alias("split_group"),
     )
-    stats.output_rows = frame.height
+    stats.output_rows = (
+        frame.height if isinstance(frame, pl.DataFrame) else int(frame.select(pl.len()).collect().item())
+    )
     return frame, stats
 
 

@@ -8,6 +8,9 @@ checks before the exports.
 """
 
 import json
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -83,20 +86,31 @@ def instruction_samples(
     settings = config.settings()
     generated = {"reports": reports, "vqa_items": vqa_items, "dialogues": dialogues, "attribute_tasks": attribute_tasks}
     total = assemble.partitions_of(generated)
-    with reporting(Progress("instruction_samples", total, context.log.info, unit="partitions")):
-        frame, stats = assemble.assemble_samples(
-            generated,
-            raw_images,
-            val_fraction=settings.val_fraction,
-            holdout_fraction=settings.holdout_fraction,
-            explicit_holdout=settings.explicit_holdout(),
-            require_validated=settings.require_validated,
-            near_duplicate_max_distance=settings.near_duplicate_max_distance,
-        )
+    # each batch's samples go to a spill folder as they are made: the step holds one batch, not 1.2M samples
+    spill = Path(tempfile.mkdtemp(prefix="mmoral-instruction-samples-"))
+    try:
+        with reporting(Progress("instruction_samples", total, context.log.info, unit="partitions")):
+            frame, stats = assemble.assemble_samples(
+                generated,
+                raw_images,
+                val_fraction=settings.val_fraction,
+                holdout_fraction=settings.holdout_fraction,
+                explicit_holdout=settings.explicit_holdout(),
+                require_validated=settings.require_validated,
+                near_duplicate_max_distance=settings.near_duplicate_max_distance,
+                spill_dir=spill,
+            )
+        yield from _instruction_samples_outputs(context, settings, frame, stats)
+    finally:  # the IO manager has written the table when the generator resumes after its Output
+        shutil.rmtree(spill, ignore_errors=True)
+
+
+def _instruction_samples_outputs(context, settings, frame: pl.LazyFrame, stats: assemble.AssemblyStats):
     gate = fan_in_gate(context, FAN_IN)
     dropped = stats.drops.frame()
-    dist = card.distributions(frame)
-    images_by_split = card._counts(frame.unique("image_id"), "split") if frame.height else {}
+    dist = card.distributions(frame.select("dimensions", "task_type", "source", "split").collect())
+    per_image = frame.select("image_id", "split").unique("image_id").collect()
+    images_by_split = card._counts(per_image, "split") if per_image.height else {}
     yield dg.Output(
         frame,
         output_name="instruction_samples",

@@ -17,7 +17,7 @@ from mmoral_pipeline.defs.metadata import markdown_preview, png_markdown, table_
 from mmoral_pipeline.defs.resources import ModelEndpoints
 from mmoral_pipeline.evaluation import verdicts
 from mmoral_pipeline.evaluation.bench import CONTROLS, base_checkpoint_of
-from mmoral_pipeline.evaluation.build import BUILD_VERSION, build_benchmark_items, holdout_attributes, rejection_counts
+from mmoral_pipeline.evaluation.build import BUILD_VERSION, build_benchmark_items, holdout_ids, rejection_counts
 from mmoral_pipeline.evaluation.frames import (
     encode_images,
     generated_closed,
@@ -86,6 +86,21 @@ ITEMS_DESCRIPTION = (
 )
 
 
+def _known(table: pl.LazyFrame, columns: list[str]) -> pl.LazyFrame:
+    """Those of `columns` the table has; a missing one as an empty string column (tests' hand-made tables)."""
+    have = set(table.collect_schema().names())
+    return table.select([pl.col(c) if c in have else pl.lit("").alias(c) for c in columns])
+
+
+def _rows_of(table: pl.LazyFrame, image_ids: list[str], columns: list[str] | None = None) -> pl.DataFrame:
+    """The rows of these images (all columns, or those given): what a scan of a 20,000-image table reads."""
+    if "image_id" not in table.collect_schema().names():
+        return pl.DataFrame()
+    rows = table.filter(pl.col("image_id").is_in(image_ids))
+    return (rows.select(columns) if columns else rows).collect()
+
+
+
 @dg.multi_asset(
     outs={
         "benchmark_items": dg.AssetOut(
@@ -116,44 +131,42 @@ ITEMS_DESCRIPTION = (
 def benchmark_items(
     context: dg.AssetExecutionContext,
     config: BenchmarkItemsConfig,
-    image_attributes: pl.DataFrame,
-    reports: pl.DataFrame,
-    vqa_items: pl.DataFrame,
+    image_attributes: pl.LazyFrame,
+    reports: pl.LazyFrame,
+    vqa_items: pl.LazyFrame,
     instruction_samples: pl.DataFrame,
 ):
-    """The benchmark from the held-out images (ITEMS_DESCRIPTION) and the record of the whole held-out pool."""
+    """The benchmark from the held-out images (ITEMS_DESCRIPTION) and the record of the whole held-out pool.
+
+    The batch tables are scanned: only the held-out images' documents, reports and VQA are read (at
+    MMOral's size the whole tables would not fit the step's memory)."""
     from mmoral_pipeline.domain.attributes import ImageAttributes
     from mmoral_pipeline.evaluation.tsv import write_closed_tsv, write_open_tsv
 
-    if image_attributes.height == 0:
+    index = _known(image_attributes, ["image_id", "path", "source"]).collect()
+    if index.height == 0:
         raise dg.Failure("image_attributes has no rows: materialise the attributes stage first")
-    attrs = {
-        a.image_id: a for a in (ImageAttributes.from_mmoral_json(json.loads(d)) for d in image_attributes["document"])
-    }
+    all_ids = index["image_id"].unique().to_list()
     if {"split", "image_id"} <= set(instruction_samples.columns) and instruction_samples.height:
         bench_ids = set(instruction_samples.filter(pl.col("split") == "bench")["image_id"].to_list())
-        held_ids = sorted(i for i in attrs if i in bench_ids)
+        held_ids = sorted(i for i in all_ids if i in bench_ids)
         rule = "instruction_samples.split == 'bench'"
     else:
-        held_ids = sorted(a.image_id for a in holdout_attributes(list(attrs.values()), config.holdout_fraction))
+        held_ids = sorted(holdout_ids(all_ids, config.holdout_fraction))
         rule = "dataset.split.is_holdout"
     chosen, reserve = pick_images(held_ids, config.max_images)
+    documents = _rows_of(image_attributes, chosen, ["image_id", "document"])
+    attrs = {
+        a.image_id: a for a in (ImageAttributes.from_mmoral_json(json.loads(d)) for d in documents["document"])
+    }
     held = [attrs[i] for i in chosen]
     prior = prior_from_samples(instruction_samples)
-    paths = dict(
-        zip(
-            image_attributes["image_id"].to_list(),
-            image_attributes["path"].to_list()
-            if "path" in image_attributes.columns
-            else [""] * image_attributes.height,
-            strict=True,
-        )
-    )
-    report_by_image = report_texts(reports, chosen)
+    paths = dict(zip(index["image_id"].to_list(), index["path"].to_list(), strict=True))
+    report_by_image = report_texts(_rows_of(reports, chosen), chosen)
     build = build_benchmark_items(
         held,
         report_by_image,
-        generated=generated_closed(vqa_items, chosen),
+        generated=generated_closed(_rows_of(vqa_items, chosen), chosen),
         prior=prior if prior.n_closed else None,
         balance=config.balance_closed,
     )
@@ -167,15 +180,7 @@ def benchmark_items(
         [it.model_copy(update={"image": images.get(it.image_id, "")}) for it in open_], out_dir / "open_ended.tsv"
     )
     df = items_frame(closed, open_, paths)
-    sources = dict(
-        zip(
-            image_attributes["image_id"].to_list(),
-            image_attributes["source"].to_list()
-            if "source" in image_attributes.columns
-            else [""] * image_attributes.height,
-            strict=True,
-        )
-    )
+    sources = dict(zip(index["image_id"].to_list(), index["source"].to_list(), strict=True))
     pool = holdout_pool_frame({i: sources.get(i, "") for i in held_ids}, chosen, closed, open_)
     letters = {k: sum(1 for it in closed if it.answer == k) for k in "ABCD"}
     labels: dict[str, int] = {}

@@ -33,7 +33,15 @@ import polars as pl
 from upath import UPath
 
 from mmoral_pipeline.config import mmoral_home
-from mmoral_pipeline.storage import concat_partitions, file_sha256, read_file, read_table, scan_file, scan_table
+from mmoral_pipeline.storage import (
+    concat_partitions,
+    file_sha256,
+    is_local,
+    read_file,
+    read_table,
+    scan_file,
+    scan_table,
+)
 
 __all__ = [
     "CONTENT_HASH_KEY",
@@ -64,17 +72,21 @@ class ParquetIOManager(dg.UPathIOManager):
     def _base_path(self, value: UPath) -> None:  # UPathIOManager.__init__ assigns it; the property decides
         pass
 
-    def dump_to_path(self, context: dg.OutputContext, obj: pl.DataFrame, path: UPath) -> None:
-        if not isinstance(obj, pl.DataFrame):
+    def dump_to_path(self, context: dg.OutputContext, obj: pl.DataFrame | pl.LazyFrame, path: UPath) -> None:
+        if not isinstance(obj, pl.DataFrame | pl.LazyFrame):
             raise TypeError(
-                f"{context.asset_key.to_user_string()}: the Parquet IO manager stores polars DataFrames, got "
-                f"{type(obj)}"
+                f"{context.asset_key.to_user_string()}: the Parquet IO manager stores polars DataFrames (or lazy "
+                f"frames, streamed), got {type(obj)}"
             )
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.parent / f".{path.name}.tmp"
-        with tmp.open("wb") as fh:
-            # polars writes its own buffers (to_arrow() would copy every string column: +1.6 GB at MMOral's size)
-            obj.write_parquet(fh, compression="zstd", row_group_size=ROW_GROUP_ROWS)
+        if isinstance(obj, pl.LazyFrame) and is_local(tmp):  # streamed: never one frame in memory
+            obj.sink_parquet(str(tmp), compression="zstd", row_group_size=ROW_GROUP_ROWS)
+        else:
+            frame = obj.collect() if isinstance(obj, pl.LazyFrame) else obj
+            with tmp.open("wb") as fh:
+                # polars writes its own buffers (to_arrow() would copy every string column: +1.6 GB at MMOral's size)
+                frame.write_parquet(fh, compression="zstd", row_group_size=ROW_GROUP_ROWS)
         digest = file_sha256(tmp)
         tmp.rename(path)  # a killed run never leaves half a file behind
         context.add_output_metadata({"dagster/uri": dg.MetadataValue.path(str(path)), CONTENT_HASH_KEY: digest})

@@ -16,11 +16,18 @@ def _column_type(dtype: pl.DataType) -> str:
     return str(dtype)
 
 
-def table_metadata(df: pl.DataFrame, *, preview_rows: int = 5, max_cell: int = 80) -> dict[str, Any]:
-    """Row count, column schema and a Markdown preview for any table."""
-    schema = dg.TableSchema(columns=[dg.TableColumn(name=n, type=_column_type(t)) for n, t in df.schema.items()])
+def table_metadata(df: pl.DataFrame | pl.LazyFrame, *, preview_rows: int = 5, max_cell: int = 80) -> dict[str, Any]:
+    """Row count, column schema and a Markdown preview for any table (a lazy one is counted, and only its
+    first rows read)."""
+    if isinstance(df, pl.LazyFrame):
+        height = int(df.select(pl.len()).collect().item())
+        columns = df.collect_schema()
+        df = df.head(preview_rows).collect()
+    else:
+        height, columns = df.height, df.schema
+    schema = dg.TableSchema(columns=[dg.TableColumn(name=n, type=_column_type(t)) for n, t in columns.items()])
     return {
-        "dagster/row_count": dg.MetadataValue.int(df.height),
+        "dagster/row_count": dg.MetadataValue.int(height),
         "dagster/column_schema": schema,
         "preview": dg.MetadataValue.md(markdown_preview(df, preview_rows, max_cell)),
     }

@@ -611,10 +611,17 @@ def build_open(attrs: Sequence[ImageAttributes], reports: Mapping[str, Generated
 def holdout_attributes(attrs: Sequence[ImageAttributes], fraction: float | None = None,
                        explicit: set[str] | frozenset[str] | None = None) -> list[ImageAttributes]:
     """Only the benchmark hold-out, by the dataset stage's one rule (`dataset.split.is_holdout`)."""
+    held = set(holdout_ids([a.image_id for a in attrs], fraction, explicit))
+    return [a for a in attrs if a.image_id in held]
+
+
+def holdout_ids(image_ids: Sequence[str], fraction: float | None = None,
+                explicit: set[str] | frozenset[str] | None = None) -> list[str]:
+    """The ids of `image_ids` the benchmark hold-out rule picks (`dataset.split.is_holdout`)."""
     from mmoral_pipeline.dataset.split import DEFAULT_HOLDOUT_FRACTION, is_holdout
 
     frac = DEFAULT_HOLDOUT_FRACTION if fraction is None else fraction
-    return [a for a in attrs if is_holdout(a.image_id, frac, explicit)]
+    return [i for i in image_ids if is_holdout(i, frac, explicit)]
 
 
 # ---------------------------------------------------------------- validation

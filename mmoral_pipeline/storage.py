@@ -128,3 +128,19 @@ def scan_table(
     """A lazy scan of a table outside Dagster: filters and column selections read only what they need."""
     paths = table_paths(asset_name, partition, base_dir, partitions)
     return concat_partitions([scan_file(p) for p in paths], lazy=True)  # type: ignore[return-value]
+
+
+def table_reader(partitions: list[str], base_dir: str | None = None, *, lazy: bool = False):
+    """A `TableReader` (name -> frame, or None when never materialised) over `partitions`: what the
+    lineage CLI and the sample_lineage job walk; `lazy=True` gives scans (one sample among 1.3M reads
+    only its rows)."""
+
+    def read(name: str) -> pl.DataFrame | pl.LazyFrame | None:
+        try:
+            if lazy:
+                return scan_table(name, base_dir=base_dir, partitions=partitions)
+            return read_table(name, base_dir=base_dir, partitions=partitions)
+        except FileNotFoundError:
+            return None
+
+    return read

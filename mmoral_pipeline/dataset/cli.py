@@ -29,15 +29,31 @@ def add_lineage_arguments(parser: argparse.ArgumentParser) -> None:
                         help="list N sample ids per task type (default 1) instead of tracing one")
 
 
+def dataset_partitions(home: str | None) -> list[str]:
+    """The batches `instruction_samples` was built from (those the gate admitted then): what a sample's
+    lineage may read. Without that table, the batches registered on the instance."""
+    import polars as pl
+
+    from mmoral_pipeline.storage import scan_table
+
+    try:
+        column = scan_table("instruction_samples", base_dir=home).select(pl.col("partition").unique()).collect()
+        return sorted(p for p in column["partition"].to_list() if p)
+    except (FileNotFoundError, pl.exceptions.ColumnNotFoundError):
+        from mmoral_pipeline.defs.io_manager import registered_partitions
+        from mmoral_pipeline.materialize import ensure_dagster_home
+
+        ensure_dagster_home()
+        return registered_partitions()
+
+
 def run_lineage(args: argparse.Namespace) -> int:
     """Print the chain; 0 when it resolves without problems, 1 with problems, 2 for an unknown id."""
     from mmoral_pipeline.dataset.lineage import UnknownSampleError, render_text, resolve_lineage, write_html
-    from mmoral_pipeline.defs.io_manager import registered_partitions, table_reader
-    from mmoral_pipeline.materialize import ensure_dagster_home
+    from mmoral_pipeline.storage import table_reader
 
-    ensure_dagster_home()
-    # registered batches only, scanned: one sample reads only its rows
-    read = table_reader(registered_partitions(), base_dir=args.home, lazy=True)
+    # the batches the dataset was built from, scanned: one sample reads only its rows
+    read = table_reader(dataset_partitions(args.home), base_dir=args.home, lazy=True)
 
     from pathlib import Path
 

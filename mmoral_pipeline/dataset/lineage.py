@@ -87,8 +87,10 @@ def _matching(read: TableReader, name: str, hints: dict[str, Any], **equal: Any)
     names = set(lf.collect_schema().names())
     if not set(equal) <= names:
         return lf.head(0).collect()
-    wanted = {**{k: v for k, v in hints.items() if k in names and v is not None}, **equal}
-    return _rows_where(lf, wanted)
+    narrow = [pl.col(k) == v for k, v in hints.items() if k in names and v is not None and k not in equal]
+    if narrow:  # before the row index, so the scan skips the other partitions' files by their statistics
+        lf = lf.filter(pl.all_horizontal(narrow))
+    return _rows_where(lf, dict(equal))
 
 
 def _rows_where(lf: pl.LazyFrame, equal: dict[str, Any]) -> pl.DataFrame:

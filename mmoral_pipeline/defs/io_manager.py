@@ -41,6 +41,7 @@ from mmoral_pipeline.storage import (
     read_table,
     scan_file,
     scan_table,
+    table_reader,
 )
 
 __all__ = [
@@ -166,19 +167,3 @@ def registered_partitions(instance: dg.DagsterInstance | None = None) -> list[st
     from mmoral_pipeline.defs.partitions import BATCHES
 
     return list((instance or dg.DagsterInstance.get()).get_dynamic_partitions(BATCHES))
-
-
-def table_reader(partitions: list[str], base_dir: str | None = None, *, lazy: bool = False):
-    """A `TableReader` (name -> frame, or None when never materialised) over `partitions`: what the
-    lineage CLI and the sample_lineage job walk; `lazy=True` gives scans (one sample among 1.3M reads
-    only its rows)."""
-
-    def read(name: str) -> pl.DataFrame | pl.LazyFrame | None:
-        try:
-            if lazy:
-                return scan_table(name, base_dir=base_dir, partitions=partitions)
-            return read_table(name, base_dir=base_dir, partitions=partitions)
-        except FileNotFoundError:
-            return None
-
-    return read

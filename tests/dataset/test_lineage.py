@@ -128,7 +128,12 @@ def test_cli_prints_and_writes_html(
     s = _sample(traced, "loc_closed")
     html = tmp_path / "out" / "lineage.html"
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
-    # the CLI reads only the batches registered on the instance: none yet, so the chain breaks
+    # the CLI reads the batches instruction_samples was built from (its partition column) ...
+    assert run_lineage(_args(s["sample_id"], "--home", str(home), "--html", str(html))) == 0
+    printed = capsys.readouterr().out
+    assert s["sample_id"] in printed and "sha256" in printed and "<- annotations" in printed
+    # ... and without that column, the batches registered on the instance: none yet, so the chain breaks
+    traced.tables["instruction_samples"].drop("partition").write_parquet(home / "instruction_samples.parquet")
     assert run_lineage(_args(s["sample_id"], "--home", str(home))) == 1
     assert "raw_images" in capsys.readouterr().out
     dg.DagsterInstance.get().add_dynamic_partitions("batches", ["srcA", "srcB"])

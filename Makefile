@@ -40,7 +40,7 @@ $(SYNTH_UNLABELLED)/annotations.json: | setup
 	$(BIN)/mmoral synth --n 30 --seed 7 --out $(SYNTH_UNLABELLED) --format coco --width 700 --height 350
 
 demo: setup $(DAGSTER_HOME)/dagster.yaml $(SYNTH_TRAIN)/annotations.json $(SYNTH_UNLABELLED)/annotations.json
-	MMORAL_SOURCES=$${MMORAL_SOURCES:-$(DEMO_SOURCES)} $(BIN)/mmoral materialize
+	MMORAL_SOURCES=$${MMORAL_SOURCES:-$(DEMO_SOURCES)} $(BIN)/mmoral materialize --config assets/demo_run_config.yaml
 	$(BIN)/mmoral expert compare --source synth_unlabelled --truth-root $(SYNTH_UNLABELLED) \
 		--json $(MMORAL_HOME)/expert_compare.json --sheet $(MMORAL_HOME)/expert_compare.png
 

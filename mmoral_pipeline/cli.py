@@ -5,13 +5,24 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 
 def _cmd_materialize(args: argparse.Namespace) -> int:
     from mmoral_pipeline.materialize import format_checks, format_left_out, materialize
     from mmoral_pipeline.summary import print_summary
 
-    report = materialize(selection=args.select, sources_path=args.sources, force=args.force, workers=args.workers)
+    run_config = None
+    if args.config:
+        import yaml
+
+        run_config = yaml.safe_load(Path(args.config).read_text()) or {}
+        if not isinstance(run_config, dict):
+            print(f"mmoral materialize: {args.config}: a run config is a mapping (ops: ...)", file=sys.stderr)
+            return 2
+    report = materialize(
+        selection=args.select, sources_path=args.sources, force=args.force, workers=args.workers, run_config=run_config
+    )
     print(format_checks(report))
     if report.left_out:
         print(format_left_out(report))
@@ -47,6 +58,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     p.add_argument("--sources", default=None, help="sources YAML (default: $MMORAL_SOURCES or assets/sources.yaml)")
     p.add_argument("--quiet", action="store_true", help="no summary at the end")
+    p.add_argument(
+        "--config",
+        default=None,
+        help="YAML run config for the runs, Dagster's form (ops: {sft_model: {config: {max_steps: 1500}}}); "
+        "an asset whose op is given config always runs",
+    )
     p.add_argument("--force", action="store_true", help="re-run every selected asset partition, also those up to date")
     p.add_argument(
         "--workers",

@@ -236,12 +236,13 @@ def materialize(
     if LLM_POOL not in instance.event_log_storage.get_concurrency_keys():
         instance.event_log_storage.set_concurrency_slots(LLM_POOL, int(os.environ.get("MMORAL_LLM_POOL_LIMIT", "2")))
 
-    quiet_console = run_config is None and "MMORAL_LOG_LEVEL" not in os.environ
-    if run_config is None:
+    own_loggers = "loggers" in (run_config or {})
+    quiet_console = not own_loggers and "MMORAL_LOG_LEVEL" not in os.environ
+    if not own_loggers:
         # The run logs are in the UI. On the terminal: progress lines (defs/console.py), the check summary and
         # `run_problems` (MMORAL_LOG_LEVEL=INFO/DEBUG shows Dagster's own console log instead).
         level = os.environ.get("MMORAL_LOG_LEVEL", "CRITICAL").upper()
-        run_config = {"loggers": {"console": {"config": {"log_level": level}}}}
+        run_config = {**(run_config or {}), "loggers": {"console": {"config": {"log_level": level}}}}
     report = MaterializeReport(partitions=register_partitions(instance, sources_path))
     repo = defs.get_repository_def()
     graph = repo.asset_graph

@@ -12,6 +12,7 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
+from mmoral_pipeline import progress
 from mmoral_pipeline.config import mmoral_home
 from mmoral_pipeline.defs.metadata import markdown_preview, png_markdown, table_metadata
 from mmoral_pipeline.defs.resources import ModelEndpoints
@@ -30,6 +31,7 @@ from mmoral_pipeline.evaluation.frames import (
 from mmoral_pipeline.evaluation.judge import OFFLINE_JUDGE_VERSION, load_judge_template
 from mmoral_pipeline.evaluation.prior import prior_from_samples
 from mmoral_pipeline.evaluation.selection import PRIOR_TARGET, PRIOR_TOLERANCE
+from mmoral_pipeline.progress import Progress, reporting
 
 GROUP = "evaluation"
 _ALL_BATCHES = {"allow_missing_partitions": True}  # every batch partition of a partitioned upstream table
@@ -372,15 +374,11 @@ def benchmark_results(
     from mmoral_pipeline.evaluation.bench import (
         ModelSpec,
         make_judge,
-        make_runner,
         parse_model_arg,
-        run_model,
-        score_run,
         with_controls,
     )
     from mmoral_pipeline.evaluation.judge import LLMJudge
     from mmoral_pipeline.evaluation.report import dimension_bars_png, results_markdown, write_outputs
-    from mmoral_pipeline.evaluation.runners import ChatRunner
     from mmoral_pipeline.evaluation.tsv import read_bench_tsvs
 
     if config.tsv_paths:
@@ -434,23 +432,10 @@ def benchmark_results(
         LLMJudge(endpoints.backend(config.judge_endpoint), temperature=0.0) if config.judge_endpoint else make_judge()
     )
     results = []
-    for spec in specs:
-        context.log.info(f"running {spec.name} ({spec.kind}) on {len(closed)} closed / {len(open_)} open items")
-        try:
-            runner = (
-                ChatRunner(
-                    endpoints.backend(endpoint_of[spec.name]),
-                    name=spec.name,
-                    use_images=spec.use_images,
-                    other_images=spec.other_images,
-                )
-                if spec.name in endpoint_of
-                else make_runner(spec, prior=prior)
-            )
-            run = run_model(runner, closed, open_)
-        except ValueError as e:  # e.g. the other-image control on a single image
-            raise dg.Failure(f"{spec.name}: {e}") from e
-        results.append(score_run(run, closed, open_, judge, repeats=config.judge_repeats))
+    with reporting(Progress("benchmark_results", len(specs), context.log.info, unit="model runs")):
+        for spec in specs:
+            results.append(_run_and_score(context, config, spec, endpoints, endpoint_of, prior, judge, closed, open_))
+            progress.tick()
     out_dir = Path(mmoral_home()) / "benchmark_results"
     paths = write_outputs(out_dir, results)
     rows = [r.scores for r in results]
@@ -526,6 +511,29 @@ SFT_CHECKS = [
         ),
     ),
 ]
+
+def _run_and_score(context, config, spec, endpoints, endpoint_of, prior, judge, closed, open_):
+    """One model (or baseline, or control) answers every item; its answers scored."""
+    from mmoral_pipeline.evaluation.bench import make_runner, run_model, score_run
+    from mmoral_pipeline.evaluation.runners import ChatRunner
+
+    context.log.info(f"running {spec.name} ({spec.kind}) on {len(closed)} closed / {len(open_)} open items")
+    try:
+        runner = (
+            ChatRunner(
+                endpoints.backend(endpoint_of[spec.name]),
+                name=spec.name,
+                use_images=spec.use_images,
+                other_images=spec.other_images,
+            )
+            if spec.name in endpoint_of
+            else make_runner(spec, prior=prior)
+        )
+        run = run_model(runner, closed, open_)
+    except ValueError as e:  # e.g. the other-image control on a single image
+        raise dg.Failure(f"{spec.name}: {e}") from e
+    return score_run(run, closed, open_, judge, repeats=config.judge_repeats)
+
 
 
 @dg.multi_asset_check(specs=SFT_CHECKS, can_subset=True, name="sft_checks")

@@ -17,6 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from mmoral_pipeline import progress
 from mmoral_pipeline.training.data import normalise_messages
 
 
@@ -135,6 +136,7 @@ def generate_answers(
             )
         new = out[:, inputs["input_ids"].shape[1] :]
         answers.extend(t.strip() for t in tok.batch_decode(new, skip_special_tokens=True))
+        progress.note(answers=len(batch))  # a model run takes minutes: the benchmark's progress lines go on
     return answers
 
 

@@ -50,3 +50,14 @@ def test_a_failed_check_prints_its_description_under_it():
         "         aku: 56 of 117 teeth"
     )
     assert lines[-2].endswith("fix it.") and lines[-1] == "  PASS raw_images.images_decode [aku]"
+
+
+def test_materialize_config_must_be_a_mapping(tmp_path, capsys):
+    """`mmoral materialize --config FILE` takes Dagster's run config form; anything else is refused before
+    a run starts."""
+    from mmoral_pipeline.cli import main
+
+    bad = tmp_path / "run.yaml"
+    bad.write_text("- sft_model\n")
+    assert main(["materialize", "--config", str(bad)]) == 2
+    assert "a run config is a mapping" in capsys.readouterr().err

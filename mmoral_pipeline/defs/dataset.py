@@ -265,7 +265,10 @@ def rows_accounted(
     )
 
 
-_INTEGRITY_TABLES = ("raw_images", "image_attributes", "raw_annotations", *assemble.GENERATION_TABLES)
+# the experts' boxes too: documents cite them beside the human labels
+_INTEGRITY_TABLES = (
+    "raw_images", "image_attributes", "raw_annotations", "expert_annotations", *assemble.GENERATION_TABLES
+)
 
 
 @dg.asset_check(
@@ -279,6 +282,7 @@ def referential_integrity(
     raw_images: pl.LazyFrame,
     image_attributes: pl.LazyFrame,
     raw_annotations: pl.LazyFrame,
+    expert_annotations: pl.LazyFrame,
     reports: pl.LazyFrame,
     vqa_items: pl.LazyFrame,
     dialogues: pl.LazyFrame,
@@ -290,6 +294,7 @@ def referential_integrity(
         "raw_images": raw_images,
         "image_attributes": image_attributes,
         "raw_annotations": raw_annotations,
+        "expert_annotations": expert_annotations,
         "reports": reports,
         "vqa_items": vqa_items,
         "dialogues": dialogues,

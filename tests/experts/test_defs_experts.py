@@ -51,10 +51,11 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
 
 def _all_assets():
+    from mmoral_pipeline.defs.dataset import dataset_checks, instruction_samples
     from mmoral_pipeline.defs.generation import generation_assets, generation_checks
 
     return [*ingest_assets, *ingest_checks, *experts_assets, *attributes_assets, *attributes_checks, *generation_assets,
-            *generation_checks]
+            *generation_checks, instruction_samples, *dataset_checks]
 
 
 def _materialize(instance, resources, selection, partition=None, run_config=None) -> dg.ExecuteInProcessResult:
@@ -130,6 +131,10 @@ def test_trained_expert_labels_an_images_source_end_to_end(world):
             == joined.filter(pl.col("source") == "labelled").height
         )
         assert read_table("reports", "clinic", base_dir=str(home)).height == 4
+        # the dataset's referential check finds the experts' boxes the documents cite (no orphan annotation)
+        dataset = _materialize(instance, resources, ["instruction_samples", "dropped_samples"])
+        integrity = {e.check_name: e for e in dataset.get_asset_check_evaluations()}["referential_integrity"]
+        assert integrity.passed, integrity.metadata["problems"].value
 
         # the commands: the withheld labels against the reports' statements, and the expert scored on a labelled source
         out = home.parent

@@ -31,6 +31,22 @@ from mmoral_pipeline.dataset.assemble import message_texts, normalise_text
 TableReader = Callable[[str], "pl.DataFrame | pl.LazyFrame | None"]
 
 
+# What a sample's generation request recorded, in the order lineage shows it.
+REQUEST_FIELDS: tuple[str, ...] = (
+    "generation_table",
+    "item_id",
+    "prompt_template_id",
+    "prompt_version",
+    "backend",
+    "model",
+    "params",
+    "request_hash",
+    "cache_hit",
+    "run_id",
+    "validators_passed",
+)
+
+
 class UnknownSampleError(LookupError):
     """The id is not in instruction_samples; the message says how to find ids."""
 
@@ -380,22 +396,7 @@ def resolve_lineage(
     # the request
     table = row.get("generation_table")
     g = _matching(read, table, hints, item_id=row["item_id"]) if table else None
-    request = {
-        k: row.get(k)
-        for k in (
-            "generation_table",
-            "item_id",
-            "prompt_template_id",
-            "prompt_version",
-            "backend",
-            "model",
-            "params",
-            "request_hash",
-            "cache_hit",
-            "run_id",
-            "validators_passed",
-        )
-    }
+    request = {k: row.get(k) for k in REQUEST_FIELDS}
     request["params"] = _jsonable(request["params"])
     request["validators_passed"] = _jsonable(request["validators_passed"])
     if g is None:
@@ -645,20 +646,7 @@ def render_markdown(chain: LineageChain) -> str:
         f"| {role} | {_md_escape(_short(t, 600))} |" for role, t in _conversation_lines(chain)
     ]
     md += ["", "### Request", "", "| field | value |", "|---|---|"]
-    for k in (
-        "generation_table",
-        "item_id",
-        "prompt_template_id",
-        "prompt_version",
-        "backend",
-        "model",
-        "params",
-        "request_hash",
-        "cache_hit",
-        "run_id",
-        "validators_passed",
-        "extra",
-    ):
+    for k in (*REQUEST_FIELDS, "extra"):
         md.append(f"| {k} | {_md_escape(_short(r.get(k), 300))} |")
     if r.get("cache_entry"):
         md.append(f"| response cache | {_md_escape(_cache_summary(r['cache_entry']))} |")
@@ -795,23 +783,7 @@ def render_html(chain: LineageChain) -> str:
         f"<h2>Conversation</h2>{convo}",
         "<h2>&larr; Request</h2>",
         table(
-            [
-                (k, r.get(k))
-                for k in (
-                    "generation_table",
-                    "item_id",
-                    "prompt_template_id",
-                    "prompt_version",
-                    "backend",
-                    "model",
-                    "params",
-                    "request_hash",
-                    "cache_hit",
-                    "run_id",
-                    "validators_passed",
-                    "extra",
-                )
-            ]
+            [(k, r.get(k)) for k in (*REQUEST_FIELDS, "extra")]
             + [("response cache", _cache_summary(r.get("cache_entry")) or "not in the cache (or no cache given)")]
         ),
         f"<h3>Raw response</h3><pre>{e(str(r.get('raw_response') or ''))}</pre>",

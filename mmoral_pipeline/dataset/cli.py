@@ -30,8 +30,9 @@ def add_lineage_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def dataset_partitions(home: str | None) -> list[str]:
-    """The batches `instruction_samples` was built from (those the gate admitted then): what a sample's
-    lineage may read. Without that table, the batches registered on the instance."""
+    """The batches `instruction_samples` has samples of: where a sample's lineage is found (fast: no Dagster).
+    Without that table, the batches registered on the instance; `run_lineage` falls back to those too when
+    the chain breaks (a merged document's copies may sit in batches without samples)."""
     import polars as pl
 
     from mmoral_pipeline.storage import scan_table
@@ -40,11 +41,16 @@ def dataset_partitions(home: str | None) -> list[str]:
         column = scan_table("instruction_samples", base_dir=home).select(pl.col("partition").unique()).collect()
         return sorted(p for p in column["partition"].to_list() if p)
     except (FileNotFoundError, pl.exceptions.ColumnNotFoundError):
-        from mmoral_pipeline.defs.io_manager import registered_partitions
-        from mmoral_pipeline.materialize import ensure_dagster_home
+        return registered_batches()
 
-        ensure_dagster_home()
-        return registered_partitions()
+
+def registered_batches() -> list[str]:
+    """The batches registered on the instance at DAGSTER_HOME (imports Dagster: about 2 s)."""
+    from mmoral_pipeline.defs.io_manager import registered_partitions
+    from mmoral_pipeline.materialize import ensure_dagster_home
+
+    ensure_dagster_home()
+    return registered_partitions()
 
 
 def run_lineage(args: argparse.Namespace) -> int:
@@ -63,10 +69,12 @@ def run_lineage(args: argparse.Namespace) -> int:
     cache = Path(home) / "llm_cache.sqlite" if "://" not in home else None
     if args.list is not None or not args.sample_id:
         return _list_ids(read, args.list or 1)
+    verify = not getattr(args, "no_verify", False)
     try:
-        chain = resolve_lineage(
-            args.sample_id, read, verify_sha256=not getattr(args, "no_verify", False), cache_path=cache
-        )
+        chain = resolve_lineage(args.sample_id, read, verify_sha256=verify, cache_path=cache)
+        if chain.problems:  # e.g. a merged document cites its copies' labels in batches without samples of their own
+            read = table_reader(registered_batches(), base_dir=args.home, lazy=True)
+            chain = resolve_lineage(args.sample_id, read, verify_sha256=verify, cache_path=cache)
     except UnknownSampleError as exc:
         print(f"mmoral lineage: {exc}", file=sys.stderr)
         return 2
